@@ -1,0 +1,162 @@
+/*
+ * config — the option table. Adding a setting means one row here and one
+ * field in struct config; --help and the README check follow from the row.
+ */
+#include "config.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+config cfg;
+
+enum opt_kind { OPT_STR, OPT_INT, OPT_INT64 };
+
+typedef struct option_row {
+    const char *flag; /* without the leading -- */
+    const char *env;
+    const char *def;  /* NULL: derived at load time (see derive_defaults) */
+    enum opt_kind kind;
+    size_t offset;
+    const char *help;
+} option_row;
+
+#define O(field) offsetof(config, field)
+
+static const option_row options[] = {
+    {"listen", "STYLESTUDIO_LISTEN", "127.0.0.1:8080", OPT_STR, O(listen),
+     "HOST:PORT to listen on (port 0 = any free port, printed at start)"},
+    {"data", "STYLESTUDIO_DATA", "./data", OPT_STR, O(data_dir),
+     "data directory (database, media)"},
+    {"db", "STYLESTUDIO_DB", NULL, OPT_STR, O(db_url),
+     "database URL (default sqlite:DATA/stylestudio.db; or postgres://...)"},
+    {"workers", "STYLESTUDIO_WORKERS", NULL, OPT_INT, O(workers),
+     "generation worker threads (default: number of cores)"},
+    {"public-url", "STYLESTUDIO_PUBLIC_URL", NULL, OPT_STR, O(public_url),
+     "base of /media URLs (default http://LISTEN)"},
+    {"allow-hosts", "STYLESTUDIO_ALLOW_HOSTS", "", OPT_STR, O(allow_hosts),
+     "hosts/CIDRs fetchable despite the private-address rule, comma-separated"},
+    {"signup-tokens", "STYLESTUDIO_SIGNUP_TOKENS", "10", OPT_INT, O(signup_tokens),
+     "free tokens granted at sign-up"},
+    {"pending-ttl", "STYLESTUDIO_PENDING_TTL", "1800", OPT_INT, O(pending_ttl),
+     "seconds before a never-started pending generation expires (refunded)"},
+    {"max-retries", "STYLESTUDIO_MAX_RETRIES", "3", OPT_INT, O(max_retries),
+     "retries of a transient failure before a generation fails"},
+    {"web-root", "STYLESTUDIO_WEB_ROOT", "./web", OPT_STR, O(web_root),
+     "directory of the web studio served at /"},
+    {"log-level", "STYLESTUDIO_LOG_LEVEL", "info", OPT_STR, O(log_level),
+     "debug | info | warn | error"},
+    {"max-body", "STYLESTUDIO_MAX_BODY", "1048576", OPT_INT64, O(max_body),
+     "largest JSON request body in bytes (uploads: 10 MB)"},
+    {"lease-seconds", "STYLESTUDIO_LEASE_SECONDS", "30", OPT_INT, O(lease_seconds),
+     "worker lease on a processing generation; renewed while it runs"},
+    {"http-threads", "STYLESTUDIO_HTTP_THREADS", "4", OPT_INT, O(http_threads),
+     "HTTP event-loop threads"},
+    {"test-faults", "STYLESTUDIO_TEST_FAULTS", "", OPT_STR, O(test_faults),
+     "testing only: inject provider faults, e.g. transient=2,delay_ms=500"},
+};
+
+static const option_row *find_option(const char *flag, size_t len)
+{
+    for (size_t i = 0; i < ARRAY_LEN(options); i++)
+        if (strlen(options[i].flag) == len && strncmp(options[i].flag, flag, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static int set_option(const option_row *o, const char *value, char **err)
+{
+    char *field = (char *)&cfg + o->offset;
+    if (o->kind == OPT_STR) {
+        free(*(char **)field);
+        *(char **)field = xstrdup(value);
+        return 0;
+    }
+    char *end;
+    long long v = strtoll(value, &end, 10);
+    if (*value == '\0' || *end != '\0' || v < 0) {
+        *err = xasprintf("--%s: expected a non-negative integer, got \"%s\"", o->flag, value);
+        return -1;
+    }
+    if (o->kind == OPT_INT) {
+        if (v > 1000000000) {
+            *err = xasprintf("--%s: %s is too large", o->flag, value);
+            return -1;
+        }
+        *(int *)field = (int)v;
+    } else {
+        *(int64_t *)field = v;
+    }
+    return 0;
+}
+
+static void derive_defaults(void)
+{
+    if (!cfg.db_url) cfg.db_url = xasprintf("sqlite:%s/stylestudio.db", cfg.data_dir);
+    if (cfg.workers <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg.workers = n > 0 ? (int)n : 2;
+    }
+    if (!cfg.public_url) cfg.public_url = xasprintf("http://%s", cfg.listen);
+    size_t n = strlen(cfg.public_url);
+    while (n > 0 && cfg.public_url[n - 1] == '/')
+        cfg.public_url[--n] = '\0';
+    if (cfg.http_threads <= 0) cfg.http_threads = 1;
+}
+
+int config_load(int argc, char **argv, int first, char ***rest, char **err)
+{
+    bool seen[ARRAY_LEN(options)] = {0};
+    char **words = xcalloc((size_t)argc + 1, sizeof *words);
+    size_t nwords = 0;
+
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (!str_has_prefix(a, "--")) {
+            words[nwords++] = argv[i];
+            continue;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const option_row *o = find_option(name, len);
+        if (!o) {
+            /* Leave subcommand flags (e.g. --email) to the subcommand. */
+            words[nwords++] = argv[i];
+            if (!eq && i + 1 < argc && !str_has_prefix(argv[i + 1], "--"))
+                words[nwords++] = argv[++i];
+            continue;
+        }
+        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!value) {
+            *err = xasprintf("--%s needs a value", o->flag);
+            goto fail;
+        }
+        if (set_option(o, value, err) != 0) goto fail;
+        seen[o - options] = true;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(options); i++) {
+        if (seen[i]) continue;
+        const char *v = getenv(options[i].env);
+        if (!v) v = options[i].def;
+        if (v && set_option(&options[i], v, err) != 0) goto fail;
+    }
+    derive_defaults();
+    *rest = words;
+    return 0;
+fail:
+    free(words);
+    return -1;
+}
+
+void config_print_help(FILE *out)
+{
+    fputs("Options (flag, then environment variable, then default):\n", out);
+    for (size_t i = 0; i < ARRAY_LEN(options); i++) {
+        const option_row *o = &options[i];
+        fprintf(out, "  --%-15s %-27s %s\n", o->flag, o->env, o->help);
+        if (o->def) fprintf(out, "  %46s default: %s\n", "", *o->def ? o->def : "(empty)");
+    }
+}

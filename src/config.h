@@ -1,0 +1,41 @@
+/*
+ * config — every setting, from one option table (config.c): flag, then the
+ * STYLESTUDIO_* environment variable, then the default. `--help` prints the
+ * table; tests check that the README documents each option.
+ */
+#ifndef SS_CONFIG_H
+#define SS_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct config {
+    char *listen;       /* HOST:PORT */
+    char *data_dir;
+    char *db_url;
+    int workers;
+    char *public_url;   /* no trailing slash */
+    char *allow_hosts;
+    int signup_tokens;
+    int pending_ttl;    /* seconds */
+    int max_retries;
+    char *web_root;
+    char *log_level;
+    int64_t max_body;   /* bytes, JSON bodies */
+    int lease_seconds;
+    int http_threads;
+    char *test_faults;  /* failure seam for tests; see queue.c */
+} config;
+
+/* The settings in force; filled by config_load, read-only afterwards. */
+extern config cfg;
+
+/* Parses argv[first..argc) as --name value / --name=value pairs, then the
+ * environment, then defaults, into cfg. Unknown flags are errors (*err set,
+ * caller frees); returns 0 or -1. Non-option words are left in *rest (argv
+ * order, NULL-terminated, caller frees the array only). */
+int config_load(int argc, char **argv, int first, char ***rest, char **err);
+/* Prints every option with its env var, default and help. */
+void config_print_help(FILE *out);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * media — images in and out: upload validation (decoded with libvips before
+ * acceptance), storage under DATA/media with unguessable names, fetching
+ * image URLs (own /media URLs from disk; remote ones with libcurl under size
+ * and time limits, refusing loopback, private, link-local and metadata
+ * addresses unless allow-listed), and storing result images.
+ *
+ * URLs handed out look like PUBLIC_URL/media/<kind>/<name>.<ext>, where kind
+ * is "u" (uploads) or "r" (results) and name is 32 random base32 chars.
+ */
+#ifndef SS_MEDIA_H
+#define SS_MEDIA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "provider.h"
+#include "util.h"
+
+#define MEDIA_MAX_BYTES (10 * 1024 * 1024)
+#define MEDIA_MAX_PIXELS (40 * 1000 * 1000)
+#define MEDIA_MAX_URL 2048
+
+enum {
+    MEDIA_EINVALID = -1,  /* the image or URL breaks a rule: *error says which */
+    MEDIA_EINTERNAL = -2, /* disk or library failure */
+};
+
+/* Call once before anything else. data_dir: DATA; public_url: the base of
+ * handed-out URLs (no trailing slash); allow_hosts: comma-separated hosts
+ * or CIDRs exempt from the private-address rule (may be NULL/""). */
+int media_init(const char *data_dir, const char *public_url, const char *allow_hosts);
+void media_shutdown(void);
+
+/* Decodes enough of buf to be sure it is a JPEG/PNG/WebP within the
+ * limits; fills format/width/height of *info (data untouched).
+ * MEDIA_EINVALID with *error (caller frees). */
+int media_probe(const void *data, size_t len, provider_image *info, char **error);
+
+/* Probes, then stores an upload; *url_out (caller frees) is its public URL
+ * and *info its format and size. */
+int media_save_upload(const void *data, size_t len, provider_image *info, char **url_out,
+                      char **error);
+
+/* Checks a URL's shape and address rules without fetching it (own /media
+ * URLs must name an existing file). */
+int media_check_url(const char *url, char **error);
+
+/* Loads the image behind a URL into *out (caller frees with
+ * provider_image_free) and probes it. Own /media URLs read the file;
+ * others are fetched (timeout 20 s, ≤ MEDIA_MAX_BYTES, at most 3
+ * redirects, each hop address-checked). */
+int media_fetch(const char *url, provider_image *out, char **error);
+
+/* Stores one result image of a generation; *url_out (caller frees). */
+int media_store_result(const char *gen_id, int index, const provider_image *img, char **url_out);
+
+/* Removes the file behind an own /media URL (no-op for other URLs). */
+void media_delete_url(const char *url);
+
+/* Maps a request path "/media/<kind>/<file>" to a file on disk, rejecting
+ * anything else (no "..", no unknown kinds). Returns a new path or NULL;
+ * *content_type is a static string. */
+char *media_path_for_request(const char *request_path, const char **content_type);
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * provider — the models a user can pick and the image providers behind them.
+ *
+ * DESIGN. A provider job is asynchronous in shape: start() returns at once
+ * or after doing the work, and the provider reports through the job's
+ * callbacks, from any thread, exactly one on_done per started job. The
+ * built-in `local` provider renders on the calling worker thread (it is
+ * CPU-bound); remote providers (later: OpenAI, Replicate) will start an
+ * HTTP transfer on a shared curl-multi thread and return, so a few threads
+ * can keep many remote calls in flight. cancel() asks a running job to stop;
+ * its on_done then reports PROVIDER_CANCELLED (or its real result if it
+ * had already finished).
+ */
+#ifndef SS_PROVIDER_H
+#define SS_PROVIDER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "generation.h"
+
+typedef struct model_info {
+    const char *id;
+    const char *name;
+    const char *description;
+    const char *provider; /* "local" | "openai" | "replicate" */
+    int base_cost;
+    int max_product_images;
+    int max_model_images;
+    int outputs; /* result images per generation */
+} model_info;
+
+/* Every model this build knows, available or not. */
+size_t provider_models(const model_info **list);
+const model_info *provider_model_find(const char *id);
+/* Whether the model can run on this server; *why (static text) says why not. */
+bool provider_model_available(const model_info *m, const char **why);
+
+/* An encoded image in memory. data is owned by whoever holds the struct
+ * (free with provider_image_free). format: "jpeg" | "png" | "webp". */
+typedef struct provider_image {
+    unsigned char *data;
+    size_t len;
+    char format[8];
+    int width, height;
+} provider_image;
+
+void provider_image_free(provider_image *img);
+
+enum {
+    PROVIDER_OK = 0,
+    PROVIDER_TRANSIENT = -1, /* worth retrying: 429, 5xx, timeout */
+    PROVIDER_PERMANENT = -2, /* retrying will not help: bad input, content refused */
+    PROVIDER_CANCELLED = -3,
+};
+
+typedef struct provider_job provider_job;
+struct provider_job {
+    /* Inputs, owned by the caller and valid until on_done returns. */
+    const gen_record *gen;
+    const model_info *model;
+    const provider_image *products;
+    size_t n_products;
+    const provider_image *models;
+    size_t n_models;
+
+    /* progress: 0..100 within the generating stage. Must be quick. */
+    void (*on_progress)(provider_job *job, int progress);
+    /* Exactly once per started job. On PROVIDER_OK, outputs (n ≥ 1) pass to
+     * the callee, which frees them; otherwise outputs is NULL and error a
+     * message for the user (borrowed for the call). */
+    void (*on_done)(provider_job *job, int result, provider_image *outputs, size_t n_outputs,
+                    const char *error);
+
+    atomic_bool cancel_requested; /* set by provider_cancel */
+    void *owner;                  /* the caller's own pointer */
+    void *state;                  /* the provider's own pointer */
+};
+
+typedef struct provider_ops {
+    const char *name;
+    /* 0 when started (on_done will follow, possibly before start returns);
+     * negative when it could not start (on_done is then not called). */
+    int (*start)(provider_job *job);
+    void (*cancel)(provider_job *job);
+} provider_ops;
+
+const provider_ops *provider_for(const model_info *m);
+/* Sets job->cancel_requested and calls the provider's cancel. */
+void provider_cancel(const provider_ops *ops, provider_job *job);
+
+/* ---- local-studio (provider_local.c) ---- */
+
+extern const provider_ops provider_local_ops;
+
+/* Output size in pixels for an aspect ratio and quality: the long side is
+ * 1024 (1536 for high). */
+void provider_local_size(const char *aspect_ratio, const char *quality, int *width, int *height);
+
+/* Renders one image synchronously (what the local provider's start does for
+ * each output; also used by bench/). variant picks the composition among
+ * the outputs of one generation. Returns PROVIDER_OK with *out filled
+ * (caller frees), or PROVIDER_PERMANENT with *error (caller frees). */
+int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
+                          const provider_image *models, size_t n_models, int variant,
+                          const atomic_bool *cancel, void (*progress)(void *ctx, int pct),
+                          void *progress_ctx, provider_image *out, char **error);
+
+#endif

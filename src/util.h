@@ -1,0 +1,54 @@
+/*
+ * util — small helpers every module uses: allocation that aborts on
+ * out-of-memory, a growable byte buffer, and the clock.
+ *
+ * Return convention for the whole project: functions that can fail return
+ * int, 0 for success and a negative value for an error (each module names
+ * its own negative codes). Nothing returns a positive error.
+ */
+#ifndef SS_UTIL_H
+#define SS_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Allocation wrappers: never return NULL; abort the process on OOM. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);                 /* NULL in, NULL out */
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Growable byte buffer. The caller owns `data` (free with buf_free). */
+typedef struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} buf;
+
+void buf_append(buf *b, const void *data, size_t len);
+void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(buf *b);
+
+/* Wall clock in milliseconds since the Unix epoch. Tests may shift it with
+ * util_clock_shift_ms (a failure seam: expiry without sleeping). */
+int64_t now_ms(void);
+void util_clock_shift_ms(int64_t delta);
+/* Monotonic milliseconds, for timeouts and durations inside one process. */
+int64_t mono_ms(void);
+
+/* Reads a whole file; returns 0 and sets *out (caller frees) or -1. */
+int util_read_file(const char *path, size_t max, buf *out);
+/* Writes data to path atomically (temp file, fsync, rename). 0 or -1. */
+int util_write_file_atomic(const char *path, const void *data, size_t len);
+/* mkdir -p. 0 or -1. */
+int util_mkdirs(const char *path);
+
+bool str_eq(const char *a, const char *b);     /* NULL-safe */
+bool str_has_prefix(const char *s, const char *prefix);
+
+#endif
