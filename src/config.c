@@ -53,6 +53,8 @@ static const option_row options[] = {
      "largest JSON request body in bytes (uploads: 10 MB)"},
     {"lease-seconds", "STYLESTUDIO_LEASE_SECONDS", "30", OPT_INT, O(lease_seconds),
      "worker lease on a processing generation; renewed while it runs"},
+    {"retry-base-ms", "STYLESTUDIO_RETRY_BASE_MS", "2000", OPT_INT, O(retry_base_ms),
+     "base delay of the exponential retry backoff, in ms"},
     {"http-threads", "STYLESTUDIO_HTTP_THREADS", "4", OPT_INT, O(http_threads),
      "HTTP event-loop threads"},
     {"test-faults", "STYLESTUDIO_TEST_FAULTS", "", OPT_STR, O(test_faults),

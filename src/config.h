@@ -23,6 +23,7 @@ typedef struct config {
     char *log_level;
     int64_t max_body;   /* bytes, JSON bodies */
     int lease_seconds;
+    int retry_base_ms;
     int http_threads;
     char *test_faults;  /* failure seam for tests; see queue.c */
 } config;
