@@ -1,0 +1,107 @@
+/*
+ * provider — the model table and the registry that maps a model to the
+ * provider that runs it (SPEC §7).
+ *
+ * The table is static: every model this build knows, available or not.
+ * Availability is a function of configuration. `local-studio` is built in
+ * and always available; `gpt-image-1` needs an OpenAI API key and the
+ * Replicate models a Replicate token. This build has no configuration
+ * fields for either credential yet, so both are listed but unavailable,
+ * and provider_for() returns NULL for them (there is nothing to run them).
+ */
+#include "provider.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const model_info models[] = {
+    {
+        .id = "local-studio",
+        .name = "Local Studio",
+        .description = "Built-in offline compositor: cuts the product out and stages it on a "
+                       "studio backdrop in the chosen style, or onto your model photo. Fast and "
+                       "deterministic for a given seed.",
+        .provider = "local",
+        .base_cost = 1,
+        .max_product_images = 5,
+        .max_model_images = 3,
+        .outputs = 2,
+    },
+    {
+        .id = "gpt-image-1",
+        .name = "GPT Image 1",
+        .description = "OpenAI image editing model: photorealistic product and model shots "
+                       "guided by the prompt.",
+        .provider = "openai",
+        .base_cost = 3,
+        .max_product_images = 5,
+        .max_model_images = 3,
+        .outputs = 1,
+    },
+    {
+        .id = "flux-kontext-pro",
+        .name = "FLUX.1 Kontext Pro",
+        .description = "Black Forest Labs' in-context image editing model on Replicate: "
+                       "restyles the product photo following the prompt.",
+        .provider = "replicate",
+        .base_cost = 2,
+        .max_product_images = 1,
+        .max_model_images = 0,
+        .outputs = 1,
+    },
+};
+
+size_t provider_models(const model_info **list)
+{
+    *list = models;
+    return sizeof models / sizeof models[0];
+}
+
+const model_info *provider_model_find(const char *id)
+{
+    if (!id) return NULL;
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
+        if (strcmp(models[i].id, id) == 0) return &models[i];
+    return NULL;
+}
+
+bool provider_model_available(const model_info *m, const char **why)
+{
+    const char *reason = NULL;
+    if (!m)
+        reason = "unknown model";
+    else if (strcmp(m->provider, "local") == 0)
+        reason = NULL;
+    else if (strcmp(m->provider, "openai") == 0)
+        reason = "no OpenAI API key configured on this server";
+    else if (strcmp(m->provider, "replicate") == 0)
+        reason = "no Replicate token configured on this server";
+    else
+        reason = "no provider for this model in this build";
+    if (why) *why = reason;
+    return reason == NULL;
+}
+
+const provider_ops *provider_for(const model_info *m)
+{
+    if (!m || !provider_model_available(m, NULL)) return NULL;
+    if (strcmp(m->provider, "local") == 0) return &provider_local_ops;
+    return NULL;
+}
+
+void provider_cancel(const provider_ops *ops, provider_job *job)
+{
+    if (!job) return;
+    atomic_store(&job->cancel_requested, true);
+    if (ops && ops->cancel) ops->cancel(job);
+}
+
+void provider_image_free(provider_image *img)
+{
+    if (!img) return;
+    free(img->data);
+    img->data = NULL;
+    img->len = 0;
+    img->width = img->height = 0;
+    img->format[0] = '\0';
+}
