@@ -1,0 +1,169 @@
+/*
+ * events — the waiter list behind live updates. See events.h for the design.
+ */
+#include "events.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "util.h"
+
+enum { W_IDLE, W_ARMED, W_FIRING };
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t timer_cond;   /* timer thread sleeps here */
+static pthread_cond_t fired_cond;   /* events_unwait waits for a firing callback */
+static events_waiter *head;
+static _Atomic int64_t last_id;
+static bool stopping;
+static pthread_t timer_thread;
+
+static void unlink_waiter(events_waiter *w)
+{
+    if (w->prev) w->prev->next = w->next;
+    else head = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+}
+
+/* Runs the callbacks of the waiters in `batch` (already unlinked, marked
+ * firing). Called without the lock. */
+static void fire_batch(events_waiter *batch)
+{
+    while (batch) {
+        events_waiter *next = batch->next;
+        batch->next = NULL;
+        batch->fn(batch->arg);
+        pthread_mutex_lock(&lock);
+        batch->state = W_IDLE;
+        pthread_cond_broadcast(&fired_cond);
+        pthread_mutex_unlock(&lock);
+        batch = next;
+    }
+}
+
+/* Moves every waiter matching the condition onto a batch. Lock held. */
+static events_waiter *collect(int64_t newest, int64_t now, bool all)
+{
+    events_waiter *batch = NULL;
+    for (events_waiter *w = head, *next; w; w = next) {
+        next = w->next;
+        bool due = all || w->after_id < newest || (w->deadline && w->deadline <= now);
+        if (!due) continue;
+        unlink_waiter(w);
+        w->state = W_FIRING;
+        w->next = batch;
+        batch = w;
+    }
+    return batch;
+}
+
+void events_committed(int64_t id, void *ctx)
+{
+    (void)ctx;
+    int64_t cur = atomic_load(&last_id);
+    while (id > cur && !atomic_compare_exchange_weak(&last_id, &cur, id)) {
+    }
+    pthread_mutex_lock(&lock);
+    events_waiter *batch = collect(atomic_load(&last_id), 0, false);
+    pthread_mutex_unlock(&lock);
+    fire_batch(batch);
+}
+
+int64_t events_last_id(void)
+{
+    return atomic_load(&last_id);
+}
+
+bool events_wait(events_waiter *w, int64_t after_id, int64_t deadline, void (*fn)(void *),
+                 void *arg)
+{
+    pthread_mutex_lock(&lock);
+    while (w->state == W_FIRING)
+        pthread_cond_wait(&fired_cond, &lock);
+    if (w->state == W_ARMED) unlink_waiter(w);
+    if (atomic_load(&last_id) > after_id || stopping) {
+        w->state = W_IDLE;
+        pthread_mutex_unlock(&lock);
+        return false;
+    }
+    w->fn = fn;
+    w->arg = arg;
+    w->after_id = after_id;
+    w->deadline = deadline;
+    w->state = W_ARMED;
+    w->prev = NULL;
+    w->next = head;
+    if (head) head->prev = w;
+    head = w;
+    if (deadline) pthread_cond_signal(&timer_cond);
+    pthread_mutex_unlock(&lock);
+    return true;
+}
+
+void events_unwait(events_waiter *w)
+{
+    pthread_mutex_lock(&lock);
+    if (w->state == W_ARMED) {
+        unlink_waiter(w);
+        w->state = W_IDLE;
+    }
+    while (w->state == W_FIRING)
+        pthread_cond_wait(&fired_cond, &lock);
+    pthread_mutex_unlock(&lock);
+}
+
+static void *timer_main(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&lock);
+    while (!stopping) {
+        int64_t now = mono_ms(), next = 0;
+        for (events_waiter *w = head; w; w = w->next)
+            if (w->deadline && (!next || w->deadline < next)) next = w->deadline;
+        if (next && next <= now) {
+            events_waiter *batch = collect(INT64_MIN, now, false);
+            pthread_mutex_unlock(&lock);
+            fire_batch(batch);
+            pthread_mutex_lock(&lock);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t wait = next ? next - now : 60000;
+        ts.tv_sec += wait / 1000;
+        ts.tv_nsec += (wait % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&timer_cond, &lock, &ts);
+    }
+    pthread_mutex_unlock(&lock);
+    return NULL;
+}
+
+int events_start(int64_t last_event_id)
+{
+    atomic_store(&last_id, last_event_id);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&timer_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_cond_init(&fired_cond, NULL);
+    stopping = false;
+    return pthread_create(&timer_thread, NULL, timer_main, NULL) == 0 ? 0 : -1;
+}
+
+void events_stop(void)
+{
+    pthread_mutex_lock(&lock);
+    stopping = true;
+    events_waiter *batch = collect(0, 0, true);
+    pthread_cond_signal(&timer_cond);
+    pthread_mutex_unlock(&lock);
+    fire_batch(batch);
+    pthread_join(timer_thread, NULL);
+}

@@ -1,0 +1,45 @@
+/*
+ * events — wakes whoever waits for a committed change: SSE streams and
+ * requests held by `Prefer: wait`. The durable events table (store.h) is
+ * the truth; this module only says "something newer than id N was
+ * committed, look again" or "your deadline passed".
+ *
+ * DESIGN. Waiters are caller-owned structs on one list under one mutex.
+ * The store's commit hook (events_committed) fires every waiter whose
+ * after_id is older than the new id; a timer thread fires waiters whose
+ * deadline passed. A waiter fires once per events_wait; its callback runs
+ * outside the lock and must be quick (it resumes a suspended connection).
+ * events_unwait guarantees the callback is neither running nor will run.
+ */
+#ifndef SS_EVENTS_H
+#define SS_EVENTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct events_waiter {
+    void (*fn)(void *arg);
+    void *arg;
+    int64_t after_id;
+    int64_t deadline; /* mono_ms(); 0 = none */
+    int state;        /* private to events.c */
+    struct events_waiter *next, *prev;
+} events_waiter;
+
+int events_start(int64_t last_event_id);
+void events_stop(void); /* fires every waiter, stops the timer thread */
+
+/* The store's commit hook. */
+void events_committed(int64_t last_event_id, void *ctx);
+/* The newest committed event id known to this process. */
+int64_t events_last_id(void);
+
+/* Arms w: fn(arg) runs once when an event newer than after_id is committed
+ * or the deadline passes. Returns false without arming when an event newer
+ * than after_id is already known (look again now). */
+bool events_wait(events_waiter *w, int64_t after_id, int64_t deadline, void (*fn)(void *),
+                 void *arg);
+/* Disarms w; on return fn is not running and will not run. */
+void events_unwait(events_waiter *w);
+
+#endif

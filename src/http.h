@@ -1,0 +1,86 @@
+/*
+ * http — the HTTP server on libmicrohttpd: reading requests (with body
+ * limits and multipart uploads), running handlers, replying (JSON envelope,
+ * files), holding requests open (`Prefer: wait`) and Server-Sent Events.
+ *
+ * DESIGN. libmicrohttpd's event-loop threads only move bytes. When a
+ * request is complete its connection is suspended and the handler runs on a
+ * small pool of handler threads, so a slow handler (an fsync, a password
+ * hash, a DNS lookup) never stalls other connections; the reply is queued
+ * when the connection resumes. A handler that must wait for a change calls
+ * http_wait: the connection stays suspended, holding no thread, until
+ * events.c wakes it. SSE responses are read by a callback on the event
+ * loop; with nothing to send it suspends the connection and arms an
+ * events.c waiter, so idle streams hold no thread either.
+ */
+#ifndef SS_HTTP_H
+#define SS_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct http_req http_req; /* one request; owned by http.c */
+typedef void (*http_handler_fn)(http_req *req);
+
+/* Starts listening on "HOST:PORT" (PORT 0 = any) with io_threads event-loop
+ * threads and handler_threads handler threads; every complete request goes
+ * to dispatch. *port gets the bound port. 0, or -1 with *err (caller frees). */
+int http_start(const char *listen, int io_threads, int handler_threads, http_handler_fn dispatch,
+               uint16_t *port, char **err);
+/* Stops accepting connections; open streams end at their next wake-up. */
+void http_quiesce(void);
+/* Ends every stream and held request, then stops the server. */
+void http_stop(void);
+/* Connections currently streaming SSE (for /metrics). */
+int http_sse_clients(void);
+
+/* ---- the request (valid until the reply is sent) ---- */
+const char *http_method(const http_req *r);
+const char *http_path(const http_req *r);
+const char *http_request_id(const http_req *r);
+const char *http_header(http_req *r, const char *name);  /* NULL when absent */
+const char *http_query(http_req *r, const char *name);   /* NULL when absent */
+const char *http_cookie(http_req *r, const char *name);  /* NULL when absent */
+/* The body (NUL-terminated; multipart uploads: the `file` part only). */
+const char *http_body(const http_req *r, size_t *len);
+/* Content-Type of the body (for multipart: of the `file` part). */
+const char *http_body_type(http_req *r);
+/* The route label for metrics and logs, e.g. "GET /api/generations/{id}". */
+void http_set_route(http_req *r, const char *route);
+/* Per-request state a handler keeps across http_wait (not freed by http.c
+ * unless free_fn is given). */
+void http_set_state(http_req *r, void *state, void (*free_fn)(void *));
+void *http_state(http_req *r);
+
+/* ---- replies: exactly one per request ---- */
+void http_add_header(http_req *r, const char *name, const char *value);
+/* {"success":true,"data":data}; steals data. */
+void http_reply_json(http_req *r, int status, json_t *data);
+/* A body of JSON text as is (idempotent replays). */
+void http_reply_json_text(http_req *r, int status, const char *json_text);
+/* The SPEC §1 error envelope; steals validation_errors (may be NULL). */
+void http_reply_error(http_req *r, int status, const char *code, const char *message,
+                      json_t *validation_errors);
+void http_reply_bytes(http_req *r, int status, const char *content_type, const void *data,
+                      size_t len);
+/* Serves a file; 0, or -1 when it cannot be opened (nothing replied).
+ * Honours If-None-Match when etag is given. */
+int http_reply_file(http_req *r, const char *path, const char *content_type,
+                    const char *cache_control, const char *etag);
+
+/* Holds the request: fn runs again (on a handler thread) once an event
+ * newer than after_id is committed or when deadline (mono_ms) passes. */
+void http_wait(http_req *r, int64_t after_id, int64_t deadline, http_handler_fn fn);
+
+/* An SSE stream. fill appends whole frames to out; it returns 0 to go on,
+ * 1 when the stream is finished (closed after out is sent). It runs on an
+ * event-loop thread and must be quick. free_fn releases ctx when the
+ * connection ends. */
+typedef int (*http_sse_fill_fn)(void *ctx, buf *out);
+void http_reply_sse(http_req *r, http_sse_fill_fn fill, void (*free_fn)(void *), void *ctx);
+
+#endif
