@@ -35,6 +35,8 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
 void http_quiesce(void);
 /* Ends every stream and held request, then stops the server. */
 void http_stop(void);
+/* True once http_stop began: held requests must answer now. */
+bool http_stopping(void);
 /* Connections currently streaming SSE (for /metrics). */
 int http_sse_clients(void);
 

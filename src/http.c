@@ -1,0 +1,610 @@
+/*
+ * http — libmicrohttpd glue: request intake, the handler pool, replies,
+ * held requests and SSE streams. See http.h for the design.
+ *
+ * A request moves through these states:
+ *   RECEIVING  headers and body arrive on an event-loop thread
+ *   RUNNING    the connection is suspended; a handler thread runs the handler
+ *   WAITING    the handler asked to wait; an events.c waiter is armed
+ *   READY      a reply is built; the connection is resumed to queue it
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "events.h"
+#include "ids.h"
+#include "log.h"
+#include "metrics.h"
+
+#define UPLOAD_LIMIT (10 * 1024 * 1024)
+#define MULTIPART_SLACK (256 * 1024)
+#define DISCARD_LIMIT (64 * 1024 * 1024) /* beyond this, answer 413 and close */
+#define HEARTBEAT_MS 15000
+#define MAX_EXTRA_HEADERS 8
+
+enum req_state { REQ_RECEIVING, REQ_RUNNING, REQ_WAITING, REQ_READY };
+
+struct http_req {
+    struct MHD_Connection *conn;
+    enum req_state state;
+    char method[16];
+    char *path;
+    char request_id[ID_LEN];
+    int64_t started;        /* mono_ms */
+    const char *route;      /* static label */
+
+    buf body;
+    size_t body_limit;
+    bool too_large;
+    bool malformed; /* multipart body that could not be parsed */
+    struct MHD_PostProcessor *pp;
+    char *part_type;        /* Content-Type of the multipart `file` part */
+
+    struct MHD_Response *response;
+    int status;
+    char *extra[MAX_EXTRA_HEADERS][2];
+    int n_extra;
+
+    void *state_ptr;
+    void (*state_free)(void *);
+
+    http_handler_fn next;   /* what the handler pool runs next */
+    int64_t wait_after, wait_deadline;
+    events_waiter waiter;
+    http_req *queue_next;
+};
+
+/* One SSE stream; lives as long as its MHD response. */
+typedef struct sse_stream {
+    struct MHD_Connection *conn;
+    http_sse_fill_fn fill;
+    void (*free_fn)(void *);
+    void *ctx;
+    buf out;
+    size_t off;
+    bool finished;
+    int64_t next_ping;
+    events_waiter waiter;
+} sse_stream;
+
+static struct MHD_Daemon *daemon_;
+static http_handler_fn dispatch_fn;
+static char *csp_header;
+static atomic_bool stopping;
+static atomic_int sse_clients;
+static atomic_int suspended; /* connections suspended right now */
+
+/* ---- the handler pool ---- */
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
+static http_req *pool_head, *pool_tail;
+static bool pool_closing;
+static pthread_t *pool_threads;
+static int pool_size;
+
+static void suspend_conn(struct MHD_Connection *c)
+{
+    atomic_fetch_add(&suspended, 1);
+    MHD_suspend_connection(c);
+}
+
+static void resume_conn(struct MHD_Connection *c)
+{
+    MHD_resume_connection(c);
+    atomic_fetch_sub(&suspended, 1);
+}
+
+static void pool_push(http_req *r)
+{
+    pthread_mutex_lock(&pool_lock);
+    r->queue_next = NULL;
+    if (pool_tail) pool_tail->queue_next = r;
+    else pool_head = r;
+    pool_tail = r;
+    pthread_cond_signal(&pool_cond);
+    pthread_mutex_unlock(&pool_lock);
+}
+
+static void wake_waiting(void *arg)
+{
+    pool_push(arg);
+}
+
+/* Runs one step of a request on a handler thread, then either resumes the
+ * connection with its reply or arms the waiter the handler asked for. */
+static void run_request(http_req *r)
+{
+    http_handler_fn fn = r->next;
+    r->next = NULL;
+    r->state = REQ_RUNNING;
+    fn(r);
+    if (r->state == REQ_WAITING) {
+        if (!events_wait(&r->waiter, r->wait_after, r->wait_deadline, wake_waiting, r))
+            pool_push(r); /* already newer: look again now */
+        return;
+    }
+    if (!r->response) {
+        rlog_error(r->request_id, "handler for %s %s sent no reply", r->method, r->path);
+        http_reply_error(r, 500, "INTERNAL_SERVER_ERROR", "the server sent no reply", NULL);
+    }
+    r->state = REQ_READY;
+    resume_conn(r->conn);
+}
+
+static void *pool_main(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        pthread_mutex_lock(&pool_lock);
+        while (!pool_head && !pool_closing)
+            pthread_cond_wait(&pool_cond, &pool_lock);
+        http_req *r = pool_head;
+        if (!r) {
+            pthread_mutex_unlock(&pool_lock);
+            return NULL;
+        }
+        pool_head = r->queue_next;
+        if (!pool_head) pool_tail = NULL;
+        pthread_mutex_unlock(&pool_lock);
+        run_request(r);
+    }
+}
+
+/* ---- request accessors ---- */
+
+const char *http_method(const http_req *r)
+{
+    return r->method;
+}
+
+const char *http_path(const http_req *r)
+{
+    return r->path;
+}
+
+const char *http_request_id(const http_req *r)
+{
+    return r->request_id;
+}
+
+const char *http_header(http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_cookie(http_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
+}
+
+const char *http_body(const http_req *r, size_t *len)
+{
+    if (len) *len = r->body.len;
+    return r->body.data ? r->body.data : "";
+}
+
+const char *http_body_type(http_req *r)
+{
+    return r->part_type ? r->part_type : http_header(r, "Content-Type");
+}
+
+void http_set_route(http_req *r, const char *route)
+{
+    r->route = route;
+}
+
+void http_set_state(http_req *r, void *state, void (*free_fn)(void *))
+{
+    r->state_ptr = state;
+    r->state_free = free_fn;
+}
+
+void *http_state(http_req *r)
+{
+    return r->state_ptr;
+}
+
+int http_sse_clients(void)
+{
+    return atomic_load(&sse_clients);
+}
+
+/* ---- replies ---- */
+
+void http_add_header(http_req *r, const char *name, const char *value)
+{
+    if (r->n_extra == MAX_EXTRA_HEADERS) return;
+    r->extra[r->n_extra][0] = xstrdup(name);
+    r->extra[r->n_extra][1] = xstrdup(value);
+    r->n_extra++;
+}
+
+/* Adopts a response built by a reply function: common headers, then the
+ * handler's own. */
+static void set_response(http_req *r, int status, struct MHD_Response *resp)
+{
+    if (r->response) { /* a second reply is a bug; keep the first */
+        rlog_error(r->request_id, "second reply ignored for %s %s", r->method, r->path);
+        MHD_destroy_response(resp);
+        return;
+    }
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Referrer-Policy", "same-origin");
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Content-Security-Policy", csp_header);
+    for (int i = 0; i < r->n_extra; i++)
+        MHD_add_response_header(resp, r->extra[i][0], r->extra[i][1]);
+    r->response = resp;
+    r->status = status;
+}
+
+static void reply_owned(http_req *r, int status, const char *ctype, char *data, size_t len)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    set_response(r, status, resp);
+}
+
+void http_reply_bytes(http_req *r, int status, const char *content_type, const void *data,
+                      size_t len)
+{
+    char *copy = xmalloc(len);
+    memcpy(copy, data, len);
+    reply_owned(r, status, content_type, copy, len);
+}
+
+void http_reply_json_text(http_req *r, int status, const char *json_text)
+{
+    http_reply_bytes(r, status, "application/json", json_text, strlen(json_text));
+}
+
+static void reply_envelope(http_req *r, int status, json_t *envelope)
+{
+    char *text = json_dumps(envelope, JSON_COMPACT);
+    json_decref(envelope);
+    if (!text) text = xstrdup("{\"success\":false,\"code\":\"INTERNAL_SERVER_ERROR\"}");
+    reply_owned(r, status, "application/json", text, strlen(text));
+}
+
+void http_reply_json(http_req *r, int status, json_t *data)
+{
+    reply_envelope(r, status, json_pack("{s:b, s:o}", "success", 1, "data", data));
+}
+
+void http_reply_error(http_req *r, int status, const char *code, const char *message,
+                      json_t *validation_errors)
+{
+    if (!validation_errors) validation_errors = json_array();
+    reply_envelope(r, status,
+                   json_pack("{s:b, s:s, s:s, s:o, s:s}", "success", 0, "code", code, "error",
+                             message, "validationErrors", validation_errors, "requestId",
+                             r->request_id));
+}
+
+int http_reply_file(http_req *r, const char *path, const char *content_type,
+                    const char *cache_control, const char *etag)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    if (etag) {
+        const char *inm = http_header(r, "If-None-Match");
+        if (inm && strstr(inm, etag)) {
+            close(fd);
+            struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+            MHD_add_response_header(resp, "ETag", etag);
+            MHD_add_response_header(resp, "Cache-Control", cache_control);
+            set_response(r, 304, resp);
+            return 0;
+        }
+    }
+    struct MHD_Response *resp = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    MHD_add_response_header(resp, "Cache-Control", cache_control);
+    if (etag) MHD_add_response_header(resp, "ETag", etag);
+    set_response(r, 200, resp);
+    return 0;
+}
+
+void http_wait(http_req *r, int64_t after_id, int64_t deadline, http_handler_fn fn)
+{
+    r->state = REQ_WAITING;
+    r->next = fn;
+    r->wait_after = after_id;
+    r->wait_deadline = deadline;
+}
+
+/* ---- Server-Sent Events ---- */
+
+static void sse_wake(void *arg)
+{
+    sse_stream *s = arg;
+    resume_conn(s->conn);
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
+{
+    (void)pos;
+    sse_stream *s = cls;
+    for (int round = 0; round < 4; round++) {
+        if (s->off < s->out.len) {
+            size_t n = s->out.len - s->off;
+            if (n > max) n = max;
+            memcpy(dst, s->out.data + s->off, n);
+            s->off += n;
+            return (ssize_t)n;
+        }
+        s->out.len = 0;
+        s->off = 0;
+        if (s->finished || atomic_load(&stopping)) return MHD_CONTENT_READER_END_OF_STREAM;
+
+        int64_t seen = events_last_id(); /* read before looking, so no wake-up is lost */
+        if (s->fill(s->ctx, &s->out) != 0) s->finished = true;
+        if (s->out.len || s->finished) continue;
+
+        int64_t now = mono_ms();
+        if (now >= s->next_ping) {
+            buf_append(&s->out, ": ping\n\n", 8);
+            s->next_ping = now + HEARTBEAT_MS;
+            continue;
+        }
+        suspend_conn(s->conn);
+        if (!events_wait(&s->waiter, seen, s->next_ping, sse_wake, s)) resume_conn(s->conn);
+        return 0;
+    }
+    return 0;
+}
+
+static void sse_free(void *cls)
+{
+    sse_stream *s = cls;
+    events_unwait(&s->waiter);
+    if (s->free_fn) s->free_fn(s->ctx);
+    buf_free(&s->out);
+    free(s);
+    atomic_fetch_sub(&sse_clients, 1);
+}
+
+void http_reply_sse(http_req *r, http_sse_fill_fn fill, void (*free_fn)(void *), void *ctx)
+{
+    sse_stream *s = xcalloc(1, sizeof *s);
+    s->conn = r->conn;
+    s->fill = fill;
+    s->free_fn = free_fn;
+    s->ctx = ctx;
+    s->next_ping = mono_ms() + HEARTBEAT_MS;
+    buf_append(&s->out, "retry: 2000\n\n", 13);
+    atomic_fetch_add(&sse_clients, 1);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, s, sse_free);
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache, no-store");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    set_response(r, 200, resp);
+}
+
+/* ---- intake ---- */
+
+static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *filename, const char *content_type,
+                                 const char *transfer_encoding, const char *data, uint64_t off,
+                                 size_t size)
+{
+    (void)kind, (void)filename, (void)transfer_encoding, (void)off;
+    http_req *r = cls;
+    if (strcmp(key, "file") != 0) return MHD_YES;
+    if (!r->part_type && content_type) r->part_type = xstrdup(content_type);
+    if (r->body.len + size > UPLOAD_LIMIT) r->too_large = true;
+    else if (size) buf_append(&r->body, data, size);
+    return MHD_YES;
+}
+
+static http_req *new_request(struct MHD_Connection *conn, const char *url, const char *method)
+{
+    http_req *r = xcalloc(1, sizeof *r);
+    r->conn = conn;
+    r->started = mono_ms();
+    snprintf(r->method, sizeof r->method, "%s", method);
+    r->path = xstrdup(url);
+    ids_new("req", r->request_id);
+    bool upload = strcmp(url, "/api/upload") == 0;
+    r->body_limit = upload ? UPLOAD_LIMIT + MULTIPART_SLACK : (size_t)cfg.max_body;
+    const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    if (upload && ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0)
+        r->pp = MHD_create_post_processor(conn, 64 * 1024, post_iter, r);
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)cls, (void)version;
+    http_req *r = *con_cls;
+    if (!r) {
+        r = *con_cls = new_request(conn, url, method);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > DISCARD_LIMIT) {
+            r->too_large = true;
+            http_reply_error(r, 413, "PAYLOAD_TOO_LARGE", "request body is too large", NULL);
+            return MHD_queue_response(conn, 413, r->response);
+        }
+        return MHD_YES;
+    }
+    if (r->state == REQ_RECEIVING && *upload_size) {
+        if (r->pp) {
+            if (MHD_post_process(r->pp, upload_data, *upload_size) != MHD_YES) r->malformed = true;
+        } else if (r->body.len + *upload_size > r->body_limit) {
+            r->too_large = true; /* keep reading, drop the bytes, answer 413 at the end */
+        } else {
+            buf_append(&r->body, upload_data, *upload_size);
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->state == REQ_RECEIVING) {
+        if (r->too_large || r->body.len > r->body_limit) {
+            http_reply_error(r, 413, "PAYLOAD_TOO_LARGE", "request body is too large", NULL);
+            return MHD_queue_response(conn, 413, r->response);
+        }
+        if (r->malformed) {
+            http_reply_error(r, 400, "VALIDATION_ERROR", "malformed multipart body", NULL);
+            return MHD_queue_response(conn, 400, r->response);
+        }
+        r->state = REQ_RUNNING;
+        r->next = dispatch_fn;
+        suspend_conn(conn);
+        pool_push(r);
+        return MHD_YES;
+    }
+    if (r->state == REQ_READY && r->response) return MHD_queue_response(conn, (unsigned)r->status, r->response);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)conn, (void)toe;
+    http_req *r = *con_cls;
+    if (!r) return;
+    double secs = (double)(mono_ms() - r->started) / 1000.0;
+    int status = r->response ? r->status : 0;
+    metrics_request(r->route, status, secs);
+    if (!str_has_prefix(r->path, "/media/") || status >= 400)
+        LOG_AT(status >= 500 ? LOG_ERROR : LOG_INFO, r->request_id,
+               "%s %s %d %.1fms", r->method, r->path, status, secs * 1000);
+    if (r->response) MHD_destroy_response(r->response);
+    if (r->pp) MHD_destroy_post_processor(r->pp);
+    if (r->state_free) r->state_free(r->state_ptr);
+    for (int i = 0; i < r->n_extra; i++) {
+        free(r->extra[i][0]);
+        free(r->extra[i][1]);
+    }
+    buf_free(&r->body);
+    free(r->part_type);
+    free(r->path);
+    free(r);
+    *con_cls = NULL;
+}
+
+/* ---- start and stop ---- */
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, char **err)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen || !colon[1]) {
+        *err = xasprintf("--listen: expected HOST:PORT, got \"%s\"", listen);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - listen);
+    if (listen[0] == '[' && hl >= 2 && listen[hl - 1] == ']') {
+        listen++;
+        hl -= 2;
+    }
+    if (hl >= sizeof host) hl = sizeof host - 1;
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res;
+    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    if (rc != 0) {
+        *err = xasprintf("--listen %s: %s", listen, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+int http_start(const char *listen, int io_threads, int handler_threads, http_handler_fn dispatch,
+               uint16_t *port, char **err)
+{
+    struct sockaddr_storage ss;
+    if (parse_listen(listen, &ss, err) != 0) return -1;
+    dispatch_fn = dispatch;
+    csp_header = xasprintf("default-src 'self'; img-src 'self' data: blob: %s; style-src 'self'; "
+                           "script-src 'self'; connect-src 'self'; font-src 'self'; "
+                           "object-src 'none'; base-uri 'self'; form-action 'self'; "
+                           "frame-ancestors 'none'",
+                           cfg.public_url);
+
+    pool_size = handler_threads;
+    pool_threads = xcalloc((size_t)pool_size, sizeof *pool_threads);
+    for (int i = 0; i < pool_size; i++)
+        pthread_create(&pool_threads[i], NULL, pool_main, NULL);
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
+                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                               MHD_OPTION_THREAD_POOL_SIZE, (unsigned)io_threads,
+                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                               MHD_OPTION_END);
+    if (!daemon_) {
+        *err = xasprintf("cannot listen on %s: %s", listen, strerror(errno));
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
+    *port = info ? info->port : 0;
+    return 0;
+}
+
+void http_quiesce(void)
+{
+    if (daemon_) MHD_quiesce_daemon(daemon_);
+}
+
+void http_stop(void)
+{
+    if (!daemon_) return;
+    atomic_store(&stopping, true);
+    events_stop(); /* wakes every stream and held request */
+    for (int i = 0; i < 500 && atomic_load(&suspended) > 0; i++)
+        usleep(10 * 1000);
+    pthread_mutex_lock(&pool_lock);
+    pool_closing = true;
+    pthread_cond_broadcast(&pool_cond);
+    pthread_mutex_unlock(&pool_lock);
+    for (int i = 0; i < pool_size; i++)
+        pthread_join(pool_threads[i], NULL);
+    MHD_stop_daemon(daemon_);
+    daemon_ = NULL;
+    free(pool_threads);
+    free(csp_header);
+}
+
+bool http_stopping(void)
+{
+    return atomic_load(&stopping);
+}
