@@ -1,0 +1,939 @@
+/*
+ * queue — the generation workers. A worker claims a queued generation from
+ * the store under a lease, fetches its input images (stage fetching_inputs),
+ * runs the model's provider (stage generating), stores the result images
+ * (stage storing) and records the outcome: completed; a transient failure
+ * goes back to the queue after an exponential backoff with jitter, or fails
+ * with a refund once the retries are used up; a permanent failure fails at
+ * once with a refund. The test-fault seam (queue.h) wraps the provider call.
+ *
+ * DESIGN. One mutex (q.mu) guards the in-flight table (a list of jobs), the
+ * completion list and the counters of busy slots; two condition variables
+ * hang off it: work_cond wakes workers (queue_notify, a completion from a
+ * provider thread, shutdown) and idle_cond tells queue_stop a slot was
+ * freed. Completion is driven by the provider's on_done: it only records
+ * the outcome in the job and appends the job to the completion list; the
+ * store writes, result files and freeing happen on a worker thread that
+ * pops the list (job_finish). The local provider calls on_done inside
+ * start(), so its worker pops its own job right after start returns; a
+ * remote provider calls on_done later from its transfer thread while the
+ * worker goes on claiming — the table, not the thread, holds the job, so a
+ * few threads can carry many remote jobs (q.max_inflight bounds them; it is
+ * cfg.workers today, which is exactly one local job per thread).
+ *
+ * Jobs are reference-counted: the table holds one reference; queue_cancel
+ * and the housekeeping thread take a short one so they can act on a job
+ * without holding q.mu. A per-job lock orders "the provider was started"
+ * against provider_cancel, so cancel is never called before the job enters
+ * the provider nor after its on_done; it is never held together with q.mu.
+ * Progress of a job is written only by the thread currently running it
+ * (the worker during fetch and faults, the provider's thread during
+ * generating, the finishing worker after on_done), so it needs no lock.
+ *
+ * The housekeeping thread renews every in-flight lease each lease/3
+ * (a lost lease cancels the job) and once a second runs store_gen_sweep,
+ * which returns expired leases of crashed processes to the queue and
+ * expires stale pending records.
+ */
+#include "queue.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "ids.h"
+#include "log.h"
+#include "media.h"
+#include "provider.h"
+#include "util.h"
+
+#define PROGRESS_FETCH_START 5
+#define PROGRESS_FETCH_END 15
+#define PROGRESS_GENERATE_END 90
+#define PROGRESS_STORING 92
+#define PROGRESS_THROTTLE_MS 150
+#define IDLE_WAIT_MAX_MS 1000
+#define SWEEP_EVERY_MS 1000
+#define STORE_ERROR_PAUSE_MS 1000
+#define BACKOFF_CAP_MS (5 * 60 * 1000)
+#define FAULT_SLICE_MS 50
+#define FAULT_DELAY_PROGRESS 60 /* provider-scale progress reached by delay_ms */
+
+enum job_phase { PHASE_PREP, PHASE_PROVIDER, PHASE_DONE };
+
+/* Why a job was asked to stop: bits of job.stop_why. */
+enum { STOP_USER = 1, STOP_LOST = 2, STOP_SHUTDOWN = 4 };
+
+typedef struct job {
+    struct job *next;      /* in-flight table, under q.mu */
+    struct job *next_done; /* completion list, under q.mu */
+    atomic_int refs;
+    char worker_id[96]; /* the lease owner */
+    gen_record gen;     /* owned */
+    const model_info *model;
+    const provider_ops *ops;
+    provider_image *products; /* owned, n_products entries */
+    size_t n_products;
+    provider_image *models; /* owned, n_models entries */
+    size_t n_models;
+    provider_job pj;
+
+    pthread_mutex_t lock; /* guards phase */
+    int phase;            /* enum job_phase */
+    atomic_int stop_why;
+
+    /* Progress as last written; only the thread running the job touches it. */
+    char stage[24];
+    int progress;
+    int64_t progress_at; /* mono ms */
+
+    /* Outcome, written once by job_done before the job joins the list. */
+    int result;
+    provider_image *outputs; /* owned, n_outputs entries */
+    size_t n_outputs;
+    char *error;
+
+    int64_t claimed_mono;
+} job;
+
+typedef struct worker {
+    pthread_t thread;
+    bool created;
+    int index;
+    char id[96];
+} worker;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work_cond;
+    pthread_cond_t idle_cond;
+    pthread_cond_t hk_cond;
+    bool conds_ready;
+    bool running;
+    bool stopping; /* no more claims */
+    bool aborting; /* grace is over: cancel whatever is still in flight */
+    bool hk_stop;
+    bool hk_created;
+    uint64_t notify_seq;
+    store_t *store;
+    worker *workers;
+    int n_workers;
+    pthread_t hk_thread;
+    job *inflight; /* the table */
+    int n_inflight;
+    int n_busy; /* table entries + claims in progress */
+    int max_inflight;
+    job *done_head, *done_tail;
+    struct {
+        int transient;
+        bool permanent;
+        int delay_ms;
+    } faults;
+} q = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static struct {
+    _Atomic int64_t claimed, completed, failed, retried, cancelled, handed_back;
+} st;
+
+/* Set on worker threads, so on_done knows whether a worker will pop the
+ * completion anyway or one has to be woken. */
+static _Thread_local worker *tls_worker;
+
+/* ---- small helpers ---- */
+
+static int64_t lease_ms(void)
+{
+    return (int64_t)(cfg.lease_seconds > 0 ? cfg.lease_seconds : 30) * 1000;
+}
+
+/* Waits on c (q.mu held) for at most ms milliseconds. */
+static void cond_wait_ms(pthread_cond_t *c, int64_t ms)
+{
+    if (ms < 1) ms = 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(c, &q.mu, &ts);
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+static void images_free(provider_image *imgs, size_t n)
+{
+    if (!imgs) return;
+    for (size_t i = 0; i < n; i++)
+        provider_image_free(&imgs[i]);
+    free(imgs);
+}
+
+/* Delay before retry number retry_count + 1: base × 2^retry_count, ±25 %
+ * jitter, capped at 5 minutes. */
+static int64_t backoff_ms(int retry_count)
+{
+    int64_t base = cfg.retry_base_ms > 0 ? cfg.retry_base_ms : 0;
+    int shift = retry_count < 0 ? 0 : retry_count > 20 ? 20 : retry_count;
+    int64_t d = base << shift;
+    if (d > BACKOFF_CAP_MS) d = BACKOFF_CAP_MS;
+    int64_t jitter = d / 4;
+    if (jitter > 0) d = d - jitter + (int64_t)ids_random_below((uint32_t)(2 * jitter + 1));
+    return d > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : d;
+}
+
+static void faults_parse(const char *spec)
+{
+    memset(&q.faults, 0, sizeof q.faults);
+    if (!spec || !*spec) return;
+    char *copy = xstrdup(spec), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        size_t n = strlen(tok);
+        while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+            tok[--n] = '\0';
+        if (n == 0) continue;
+        char *end = NULL;
+        long v = -1;
+        if (strcmp(tok, "permanent") == 0) {
+            q.faults.permanent = true;
+        } else if (str_has_prefix(tok, "transient=") &&
+                   (v = strtol(tok + 10, &end, 10)) >= 0 && end != tok + 10 && !*end) {
+            q.faults.transient = v > 1000000 ? 1000000 : (int)v;
+        } else if (str_has_prefix(tok, "delay_ms=") &&
+                   (v = strtol(tok + 9, &end, 10)) >= 0 && end != tok + 9 && !*end) {
+            q.faults.delay_ms = v > 3600000 ? 3600000 : (int)v;
+        } else {
+            log_warn("test-faults: ignoring unknown item \"%s\"", tok);
+        }
+    }
+    free(copy);
+    if (q.faults.permanent || q.faults.transient || q.faults.delay_ms)
+        log_warn("test faults active: transient=%d permanent=%s delay_ms=%d", q.faults.transient,
+                 q.faults.permanent ? "yes" : "no", q.faults.delay_ms);
+}
+
+/* Wakes the workers (q.mu held). */
+static void wake_workers_locked(void)
+{
+    q.notify_seq++;
+    pthread_cond_broadcast(&q.work_cond);
+}
+
+/* ---- jobs ---- */
+
+static void job_unref(job *j)
+{
+    if (atomic_fetch_sub(&j->refs, 1) != 1) return;
+    gen_record_free(&j->gen);
+    images_free(j->products, j->n_products);
+    images_free(j->models, j->n_models);
+    images_free(j->outputs, j->n_outputs);
+    free(j->error);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+}
+
+/* Asks a job to stop for `why`: before the provider starts, the flag is
+ * enough (the worker checks it); while it runs, provider_cancel. */
+static void job_cancel(job *j, int why)
+{
+    atomic_fetch_or(&j->stop_why, why);
+    pthread_mutex_lock(&j->lock);
+    if (j->phase == PHASE_PROVIDER)
+        provider_cancel(j->ops, &j->pj);
+    else
+        atomic_store(&j->pj.cancel_requested, true);
+    pthread_mutex_unlock(&j->lock);
+}
+
+static bool job_stopped(job *j)
+{
+    return atomic_load(&j->pj.cancel_requested) || atomic_load(&j->stop_why) != 0;
+}
+
+/* Writes stage/progress (which also renews the lease). Throttled to one
+ * write per PROGRESS_THROTTLE_MS unless the stage changes or force. A
+ * conflict means the generation was cancelled or the lease lost: the job
+ * is then stopped and its result will be dropped. */
+static void job_progress(job *j, const char *stage, int progress, bool force)
+{
+    if (atomic_load(&j->stop_why) & (STOP_LOST | STOP_USER)) return;
+    if (progress < j->progress) progress = j->progress;
+    if (progress > 100) progress = 100;
+    bool stage_changed = strcmp(stage, j->stage) != 0;
+    int64_t t = mono_ms();
+    if (!force && !stage_changed &&
+        (progress == j->progress || t - j->progress_at < PROGRESS_THROTTLE_MS))
+        return;
+    int rc = store_gen_progress(q.store, j->gen.id, j->worker_id, stage, progress,
+                                now_ms() + lease_ms());
+    if (rc == STORE_OK) {
+        snprintf(j->stage, sizeof j->stage, "%s", stage);
+        j->progress = progress;
+        j->progress_at = t;
+    } else if (rc == STORE_ECONFLICT) {
+        log_info("generation %s: cancelled or lease lost; stopping its job", j->gen.id);
+        atomic_fetch_or(&j->stop_why, STOP_LOST);
+        /* We may be inside the provider's own callback: the flag stops it
+         * without re-entering the provider. */
+        atomic_store(&j->pj.cancel_requested, true);
+    } else {
+        log_warn("generation %s: could not write progress (store error %d)", j->gen.id, rc);
+    }
+}
+
+/* The outcome of a job, from the provider (on_done) or from the queue
+ * itself (input errors, faults, cancel before start). Takes ownership of
+ * outputs; error is copied. Hands the job to the completion list. */
+static void job_done(job *j, int result, provider_image *outputs, size_t n_outputs,
+                     const char *error)
+{
+    pthread_mutex_lock(&j->lock);
+    bool twice = j->phase == PHASE_DONE;
+    j->phase = PHASE_DONE;
+    pthread_mutex_unlock(&j->lock);
+    if (twice) {
+        log_error("generation %s: provider reported done twice; ignored", j->gen.id);
+        images_free(outputs, n_outputs);
+        return;
+    }
+    if (result == PROVIDER_OK && (!outputs || n_outputs == 0)) {
+        images_free(outputs, n_outputs);
+        outputs = NULL;
+        n_outputs = 0;
+        result = PROVIDER_TRANSIENT;
+        error = "the provider returned no image";
+    }
+    j->result = result;
+    j->outputs = outputs;
+    j->n_outputs = n_outputs;
+    j->error = xstrdup(error && *error ? error : result == PROVIDER_OK ? NULL : "provider error");
+
+    pthread_mutex_lock(&q.mu);
+    j->next_done = NULL;
+    if (q.done_tail)
+        q.done_tail->next_done = j;
+    else
+        q.done_head = j;
+    q.done_tail = j;
+    /* On a worker thread the loop pops it next; from a provider thread
+     * somebody has to be woken. */
+    if (!tls_worker) pthread_cond_broadcast(&q.work_cond);
+    pthread_mutex_unlock(&q.mu);
+}
+
+static void pj_on_progress(provider_job *pj, int pct)
+{
+    job *j = pj->owner;
+    if (pct < 0) pct = 0;
+    if (pct > 100) pct = 100;
+    int p = PROGRESS_FETCH_END + pct * (PROGRESS_GENERATE_END - PROGRESS_FETCH_END) / 100;
+    job_progress(j, STAGE_GENERATING, p, false);
+}
+
+static void pj_on_done(provider_job *pj, int result, provider_image *outputs, size_t n_outputs,
+                       const char *error)
+{
+    job_done(pj->owner, result, outputs, n_outputs, error);
+}
+
+/* Loads every product and model image. 0, or -1 after job_done. */
+static int job_fetch_inputs(job *j)
+{
+    size_t np = json_array_size(j->gen.product_images);
+    size_t nm = json_array_size(j->gen.model_images);
+    size_t total = np + nm;
+    j->products = xcalloc(np ? np : 1, sizeof *j->products);
+    j->models = xcalloc(nm ? nm : 1, sizeof *j->models);
+    for (size_t k = 0; k < total; k++) {
+        if (job_stopped(j)) {
+            job_done(j, PROVIDER_CANCELLED, NULL, 0, "cancelled");
+            return -1;
+        }
+        bool is_product = k < np;
+        size_t idx = is_product ? k : k - np;
+        json_t *arr = is_product ? j->gen.product_images : j->gen.model_images;
+        const char *url = json_string_value(json_array_get(arr, idx));
+        provider_image *dst = is_product ? &j->products[idx] : &j->models[idx];
+        char *why = NULL;
+        int rc = url ? media_fetch(url, dst, &why) : MEDIA_EINVALID;
+        if (rc != 0) {
+            const char *label = is_product ? "product image" : "model image";
+            char *msg = xasprintf("%s %zu: %s", label, idx + 1,
+                                  why ? why : url ? "could not be loaded" : "not a URL");
+            bool permanent = rc == MEDIA_EINVALID;
+            log_warn("generation %s: %s (%s)", j->gen.id, msg,
+                     permanent ? "permanent" : "transient");
+            job_done(j, permanent ? PROVIDER_PERMANENT : PROVIDER_TRANSIENT, NULL, 0, msg);
+            free(msg);
+            free(why);
+            return -1;
+        }
+        free(why);
+        if (is_product)
+            j->n_products = idx + 1;
+        else
+            j->n_models = idx + 1;
+        int p = PROGRESS_FETCH_START +
+                (int)((PROGRESS_FETCH_END - PROGRESS_FETCH_START) * (k + 1) / total);
+        job_progress(j, STAGE_FETCHING, p, false);
+    }
+    return 0;
+}
+
+/* The fault seam around the provider call, then the call itself. Ends in
+ * job_done, from here or from the provider. */
+static void job_call_provider(job *j)
+{
+    if (q.faults.delay_ms > 0) {
+        int64_t t0 = mono_ms(), delay = q.faults.delay_ms;
+        for (;;) {
+            if (job_stopped(j)) {
+                job_done(j, PROVIDER_CANCELLED, NULL, 0, "cancelled");
+                return;
+            }
+            int64_t el = mono_ms() - t0;
+            if (el >= delay) break;
+            pj_on_progress(&j->pj, (int)(el * FAULT_DELAY_PROGRESS / delay));
+            sleep_ms(delay - el < FAULT_SLICE_MS ? delay - el : FAULT_SLICE_MS);
+        }
+    }
+    if (q.faults.permanent) {
+        job_done(j, PROVIDER_PERMANENT, NULL, 0, "provider rejected the request (injected fault)");
+        return;
+    }
+    if (j->gen.retry_count < q.faults.transient) {
+        job_done(j, PROVIDER_TRANSIENT, NULL, 0, "provider unavailable (injected fault)");
+        return;
+    }
+
+    pthread_mutex_lock(&j->lock);
+    bool stopped = job_stopped(j);
+    if (!stopped) j->phase = PHASE_PROVIDER;
+    pthread_mutex_unlock(&j->lock);
+    if (stopped) {
+        job_done(j, PROVIDER_CANCELLED, NULL, 0, "cancelled");
+        return;
+    }
+    if (j->ops->start(&j->pj) < 0) {
+        /* on_done will not come. */
+        job_done(j, PROVIDER_TRANSIENT, NULL, 0, "the image provider could not start the job");
+    }
+}
+
+/* Runs a freshly claimed job up to the provider call. */
+static void job_run(job *j)
+{
+    job_progress(j, STAGE_FETCHING, PROGRESS_FETCH_START, true);
+
+    j->model = provider_model_find(j->gen.params.model);
+    const char *why = NULL;
+    if (!j->model || !provider_model_available(j->model, &why) ||
+        !(j->ops = provider_for(j->model))) {
+        char *msg = xasprintf("model %s is not available on this server%s%s",
+                              j->gen.params.model, why ? ": " : "", why ? why : "");
+        job_done(j, PROVIDER_PERMANENT, NULL, 0, msg);
+        free(msg);
+        return;
+    }
+    if (job_fetch_inputs(j) < 0) return;
+
+    j->pj.gen = &j->gen;
+    j->pj.model = j->model;
+    j->pj.products = j->products;
+    j->pj.n_products = j->n_products;
+    j->pj.models = j->models;
+    j->pj.n_models = j->n_models;
+    job_progress(j, STAGE_GENERATING, PROGRESS_FETCH_END, true);
+    job_call_provider(j);
+}
+
+/* ---- outcomes (on a worker thread, after job_done) ---- */
+
+static void finish_transient(job *j, const char *error)
+{
+    int64_t delay = backoff_ms(j->gen.retry_count);
+    int64_t now = now_ms();
+    bool failed = false;
+    int rc = store_gen_retry_or_fail(q.store, j->gen.id, j->worker_id, error, now + delay,
+                                     cfg.max_retries, now, &failed);
+    if (rc == STORE_OK && failed) {
+        atomic_fetch_add(&st.failed, 1);
+        log_warn("generation %s: failed after %d retries: %s", j->gen.id, j->gen.retry_count,
+                 error);
+    } else if (rc == STORE_OK) {
+        atomic_fetch_add(&st.retried, 1);
+        log_info("generation %s: retrying in %lld ms (retry %d of %d): %s", j->gen.id,
+                 (long long)delay, j->gen.retry_count + 1, cfg.max_retries, error);
+        pthread_mutex_lock(&q.mu);
+        wake_workers_locked(); /* so idle workers re-read the next retry time */
+        pthread_mutex_unlock(&q.mu);
+    } else if (rc == STORE_ECONFLICT) {
+        atomic_fetch_add(&st.cancelled, 1);
+        log_info("generation %s: cancelled while failing (%s); nothing written", j->gen.id, error);
+    } else {
+        log_error("generation %s: could not record a transient failure (store error %d); the "
+                  "lease will expire and the sweep retries it",
+                  j->gen.id, rc);
+    }
+}
+
+static void finish_permanent(job *j, const char *error)
+{
+    int rc = store_gen_fail(q.store, j->gen.id, j->worker_id, error, now_ms());
+    if (rc == STORE_OK) {
+        atomic_fetch_add(&st.failed, 1);
+        log_warn("generation %s: failed: %s", j->gen.id, error);
+    } else if (rc == STORE_ECONFLICT) {
+        atomic_fetch_add(&st.cancelled, 1);
+        log_info("generation %s: cancelled while failing (%s); nothing written", j->gen.id, error);
+    } else {
+        log_error("generation %s: could not record failure (store error %d)", j->gen.id, rc);
+    }
+}
+
+static void finish_ok(job *j)
+{
+    job_progress(j, STAGE_STORING, PROGRESS_STORING, true);
+    if (atomic_load(&j->stop_why) & (STOP_LOST | STOP_USER)) {
+        atomic_fetch_add(&st.cancelled, 1);
+        log_info("generation %s: cancelled before its results were stored; dropped", j->gen.id);
+        return;
+    }
+    json_t *urls = json_array();
+    for (size_t i = 0; i < j->n_outputs; i++) {
+        char *url = NULL;
+        if (media_store_result(j->gen.id, (int)i, &j->outputs[i], &url) != 0 || !url) {
+            free(url);
+            for (size_t k = 0; k < json_array_size(urls); k++)
+                media_delete_url(json_string_value(json_array_get(urls, k)));
+            json_decref(urls);
+            log_warn("generation %s: could not store result image %zu", j->gen.id, i + 1);
+            finish_transient(j, "could not store the result image");
+            return;
+        }
+        json_array_append_new(urls, json_string(url));
+        free(url);
+    }
+    int rc = store_gen_complete(q.store, j->gen.id, j->worker_id, urls, now_ms());
+    if (rc == STORE_OK) {
+        atomic_fetch_add(&st.completed, 1);
+        log_info("generation %s: completed in %lld ms (%zu image%s)", j->gen.id,
+                 (long long)(mono_ms() - j->claimed_mono), j->n_outputs,
+                 j->n_outputs == 1 ? "" : "s");
+    } else {
+        for (size_t k = 0; k < json_array_size(urls); k++)
+            media_delete_url(json_string_value(json_array_get(urls, k)));
+        if (rc == STORE_ECONFLICT) {
+            atomic_fetch_add(&st.cancelled, 1);
+            log_info("generation %s: cancelled or lease lost before completion; result dropped",
+                     j->gen.id);
+        } else {
+            log_error("generation %s: could not record completion (store error %d)", j->gen.id,
+                      rc);
+        }
+    }
+    json_decref(urls);
+}
+
+/* Writes a finished job's outcome, then removes it from the table. */
+static void job_finish(job *j)
+{
+    int why = atomic_load(&j->stop_why);
+    const char *error = j->error ? j->error : "provider error";
+    if (why & (STOP_USER | STOP_LOST)) {
+        /* The store already says cancelled (or someone else owns it). */
+        atomic_fetch_add(&st.cancelled, 1);
+        log_info("generation %s: stopped (%s) after %lld ms; result dropped", j->gen.id,
+                 why & STOP_USER ? "cancelled" : "lease lost",
+                 (long long)(mono_ms() - j->claimed_mono));
+    } else if (j->result == PROVIDER_OK) {
+        finish_ok(j);
+    } else if (why & STOP_SHUTDOWN) {
+        /* queue_stop releases it to the queue once the workers are gone. */
+        atomic_fetch_add(&st.handed_back, 1);
+        log_info("generation %s: interrupted by shutdown; handing it back", j->gen.id);
+    } else if (j->result == PROVIDER_PERMANENT) {
+        finish_permanent(j, error);
+    } else {
+        /* TRANSIENT, or a CANCELLED nobody asked for. */
+        finish_transient(j, j->result == PROVIDER_CANCELLED ? "the provider call was interrupted"
+                                                            : error);
+    }
+
+    pthread_mutex_lock(&q.mu);
+    for (job **pp = &q.inflight; *pp; pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            q.n_inflight--;
+            break;
+        }
+    }
+    q.n_busy--;
+    pthread_cond_broadcast(&q.idle_cond);
+    if (q.stopping) pthread_cond_broadcast(&q.work_cond);
+    pthread_mutex_unlock(&q.mu);
+    job_unref(j);
+}
+
+/* ---- workers ---- */
+
+/* Claims one generation. Returns the new job (in the table), or NULL with
+ * *rc the store's answer. */
+static job *claim_one(worker *w, int *rc)
+{
+    gen_record g;
+    memset(&g, 0, sizeof g);
+    *rc = store_gen_claim(q.store, w->id, now_ms(), lease_ms(), &g);
+    if (*rc != STORE_OK) return NULL;
+
+    job *j = xcalloc(1, sizeof *j);
+    atomic_init(&j->refs, 1);
+    atomic_init(&j->stop_why, 0);
+    pthread_mutex_init(&j->lock, NULL);
+    j->phase = PHASE_PREP;
+    snprintf(j->worker_id, sizeof j->worker_id, "%s", w->id);
+    j->gen = g; /* ownership moves */
+    snprintf(j->stage, sizeof j->stage, "%s", g.stage);
+    j->progress = g.progress;
+    j->claimed_mono = mono_ms();
+    atomic_init(&j->pj.cancel_requested, false);
+    j->pj.on_progress = pj_on_progress;
+    j->pj.on_done = pj_on_done;
+    j->pj.owner = j;
+
+    pthread_mutex_lock(&q.mu);
+    j->next = q.inflight;
+    q.inflight = j;
+    q.n_inflight++;
+    bool abort_now = q.aborting;
+    pthread_mutex_unlock(&q.mu);
+    if (abort_now) job_cancel(j, STOP_SHUTDOWN);
+
+    atomic_fetch_add(&st.claimed, 1);
+    log_info("generation %s: claimed by %s (retry %d, priority %d)", j->gen.id, w->id,
+             j->gen.retry_count, j->gen.priority);
+    return j;
+}
+
+/* How long an idle worker may sleep: until the next retry is due, at most
+ * IDLE_WAIT_MAX_MS (work queued by other processes is found by polling). */
+static int64_t idle_wait_ms(void)
+{
+    int64_t at = 0, wait = IDLE_WAIT_MAX_MS;
+    if (store_gen_next_retry_at(q.store, &at) == STORE_OK && at > 0) {
+        int64_t d = at - now_ms();
+        if (d <= 0) d = 50; /* due, yet not claimable (e.g. a per-user cap): poll gently */
+        if (d < wait) wait = d;
+    }
+    return wait;
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    tls_worker = w;
+    pthread_mutex_lock(&q.mu);
+    for (;;) {
+        job *d = q.done_head;
+        if (d) {
+            q.done_head = d->next_done;
+            if (!q.done_head) q.done_tail = NULL;
+            pthread_mutex_unlock(&q.mu);
+            job_finish(d);
+            pthread_mutex_lock(&q.mu);
+            continue;
+        }
+        if (q.stopping) {
+            if (q.n_busy == 0) break;
+            cond_wait_ms(&q.work_cond, IDLE_WAIT_MAX_MS);
+            continue;
+        }
+        if (q.n_busy >= q.max_inflight) {
+            cond_wait_ms(&q.work_cond, IDLE_WAIT_MAX_MS);
+            continue;
+        }
+        q.n_busy++;
+        uint64_t seq = q.notify_seq;
+        pthread_mutex_unlock(&q.mu);
+
+        int rc;
+        job *j = claim_one(w, &rc);
+        if (j) {
+            job_run(j);
+            pthread_mutex_lock(&q.mu);
+            continue;
+        }
+        int64_t wait = STORE_ERROR_PAUSE_MS;
+        if (rc == STORE_ENOTFOUND)
+            wait = idle_wait_ms();
+        else
+            log_error("worker %s: claim failed (store error %d)", w->id, rc);
+
+        pthread_mutex_lock(&q.mu);
+        q.n_busy--;
+        pthread_cond_broadcast(&q.idle_cond);
+        if (q.notify_seq == seq && !q.done_head && !q.stopping) cond_wait_ms(&q.work_cond, wait);
+    }
+    pthread_mutex_unlock(&q.mu);
+    return NULL;
+}
+
+/* ---- housekeeping ---- */
+
+/* Takes a reference to every job in the table (q.mu held). *n set. */
+static job **snapshot_locked(size_t *n, const char *gen_id)
+{
+    job **v = xcalloc((size_t)q.n_inflight + 1, sizeof *v);
+    size_t k = 0;
+    for (job *j = q.inflight; j; j = j->next) {
+        if (gen_id && strcmp(j->gen.id, gen_id) != 0) continue;
+        atomic_fetch_add(&j->refs, 1);
+        v[k++] = j;
+    }
+    *n = k;
+    return v;
+}
+
+static void renew_all(void)
+{
+    size_t n;
+    pthread_mutex_lock(&q.mu);
+    job **v = snapshot_locked(&n, NULL);
+    pthread_mutex_unlock(&q.mu);
+    for (size_t i = 0; i < n; i++) {
+        job *j = v[i];
+        if (!(atomic_load(&j->stop_why) & (STOP_LOST | STOP_USER))) {
+            int rc = store_gen_renew(q.store, j->gen.id, j->worker_id, now_ms() + lease_ms());
+            if (rc == STORE_ECONFLICT) {
+                log_info("generation %s: lease lost or cancelled; stopping its job", j->gen.id);
+                job_cancel(j, STOP_LOST);
+            } else if (rc != STORE_OK) {
+                log_warn("generation %s: lease renewal failed (store error %d)", j->gen.id, rc);
+            }
+        }
+        job_unref(j);
+    }
+    free(v);
+}
+
+static void sweep(void)
+{
+    int changed = 0;
+    int64_t ttl = (int64_t)(cfg.pending_ttl > 0 ? cfg.pending_ttl : 1800) * 1000;
+    int rc = store_gen_sweep(q.store, now_ms(), ttl, cfg.max_retries, &changed);
+    if (rc != STORE_OK) {
+        log_warn("queue: sweep failed (store error %d)", rc);
+    } else if (changed > 0) {
+        log_info("queue: sweep returned or expired %d generation%s", changed,
+                 changed == 1 ? "" : "s");
+        queue_notify();
+    }
+}
+
+static void *housekeeper_main(void *arg)
+{
+    (void)arg;
+    int64_t renew_every = lease_ms() / 3;
+    if (renew_every < 50) renew_every = 50;
+    int64_t next_sweep = mono_ms(), next_renew = mono_ms() + renew_every;
+    pthread_mutex_lock(&q.mu);
+    while (!q.hk_stop) {
+        int64_t t = mono_ms();
+        if (t >= next_sweep) {
+            pthread_mutex_unlock(&q.mu);
+            sweep();
+            pthread_mutex_lock(&q.mu);
+            next_sweep = mono_ms() + SWEEP_EVERY_MS;
+        } else if (t >= next_renew) {
+            pthread_mutex_unlock(&q.mu);
+            renew_all();
+            pthread_mutex_lock(&q.mu);
+            next_renew = mono_ms() + renew_every;
+        } else {
+            cond_wait_ms(&q.hk_cond, (next_sweep < next_renew ? next_sweep : next_renew) - t);
+        }
+    }
+    pthread_mutex_unlock(&q.mu);
+    return NULL;
+}
+
+/* ---- the API ---- */
+
+int queue_start(store_t *s)
+{
+    pthread_mutex_lock(&q.mu);
+    if (q.running) {
+        pthread_mutex_unlock(&q.mu);
+        log_error("queue_start: already running");
+        return -1;
+    }
+    if (!q.conds_ready) {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&q.work_cond, &ca);
+        pthread_cond_init(&q.idle_cond, &ca);
+        pthread_cond_init(&q.hk_cond, &ca);
+        pthread_condattr_destroy(&ca);
+        q.conds_ready = true;
+    }
+    q.store = s;
+    q.stopping = q.aborting = q.hk_stop = q.hk_created = false;
+    q.inflight = q.done_head = q.done_tail = NULL;
+    q.n_inflight = q.n_busy = 0;
+    q.n_workers = cfg.workers > 0 ? cfg.workers : 1;
+    q.max_inflight = q.n_workers;
+    q.workers = xcalloc((size_t)q.n_workers, sizeof *q.workers);
+    faults_parse(cfg.test_faults);
+    atomic_store(&st.claimed, 0);
+    atomic_store(&st.completed, 0);
+    atomic_store(&st.failed, 0);
+    atomic_store(&st.retried, 0);
+    atomic_store(&st.cancelled, 0);
+    atomic_store(&st.handed_back, 0);
+    q.running = true;
+    pthread_mutex_unlock(&q.mu);
+
+    char host[64] = "localhost";
+    if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    unsigned tag = ids_random_below(1u << 20);
+    for (int i = 0; i < q.n_workers; i++) {
+        worker *w = &q.workers[i];
+        w->index = i;
+        snprintf(w->id, sizeof w->id, "%s:%ld:%05x:w%d", host, (long)getpid(), tag, i);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) goto fail;
+        w->created = true;
+    }
+    if (pthread_create(&q.hk_thread, NULL, housekeeper_main, NULL) != 0) goto fail;
+    q.hk_created = true;
+    log_info("queue: %d worker%s, lease %d s, retry base %d ms, max retries %d", q.n_workers,
+             q.n_workers == 1 ? "" : "s", (int)(lease_ms() / 1000), cfg.retry_base_ms,
+             cfg.max_retries);
+    return 0;
+
+fail:
+    log_error("queue_start: could not create a thread");
+    queue_stop(0);
+    return -1;
+}
+
+void queue_notify(void)
+{
+    pthread_mutex_lock(&q.mu);
+    if (q.running) wake_workers_locked();
+    pthread_mutex_unlock(&q.mu);
+}
+
+void queue_cancel(const char *gen_id)
+{
+    if (!gen_id) return;
+    size_t n;
+    pthread_mutex_lock(&q.mu);
+    job **v = snapshot_locked(&n, gen_id);
+    pthread_mutex_unlock(&q.mu);
+    for (size_t i = 0; i < n; i++) {
+        log_info("generation %s: cancel requested; aborting its job", gen_id);
+        job_cancel(v[i], STOP_USER);
+        job_unref(v[i]);
+    }
+    free(v);
+}
+
+void queue_stop(int grace_ms)
+{
+    pthread_mutex_lock(&q.mu);
+    if (!q.running || q.stopping) {
+        pthread_mutex_unlock(&q.mu);
+        return;
+    }
+    q.stopping = true;
+    wake_workers_locked();
+    int64_t deadline = mono_ms() + (grace_ms > 0 ? grace_ms : 0);
+    while (q.n_busy > 0) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0) break;
+        cond_wait_ms(&q.idle_cond, left);
+    }
+    if (q.n_busy > 0) {
+        q.aborting = true;
+        size_t n;
+        job **v = snapshot_locked(&n, NULL);
+        pthread_mutex_unlock(&q.mu);
+        log_info("queue: %zu job%s still running after %d ms; cancelling and handing back", n,
+                 n == 1 ? "" : "s", grace_ms);
+        for (size_t i = 0; i < n; i++) {
+            job_cancel(v[i], STOP_SHUTDOWN);
+            job_unref(v[i]);
+        }
+        free(v);
+        pthread_mutex_lock(&q.mu);
+    }
+    pthread_mutex_unlock(&q.mu);
+
+    for (int i = 0; i < q.n_workers; i++)
+        if (q.workers[i].created) pthread_join(q.workers[i].thread, NULL);
+    /* Every job is finished now; whatever was interrupted still holds a
+     * lease under its worker's id. */
+    for (int i = 0; i < q.n_workers; i++) {
+        if (!q.workers[i].created) continue;
+        int rc = store_gen_release(q.store, q.workers[i].id, now_ms());
+        if (rc != STORE_OK)
+            log_error("queue: could not release the leases of %s (store error %d); they "
+                      "return to the queue when the lease expires",
+                      q.workers[i].id, rc);
+    }
+
+    pthread_mutex_lock(&q.mu);
+    q.hk_stop = true;
+    pthread_cond_broadcast(&q.hk_cond);
+    pthread_mutex_unlock(&q.mu);
+    if (q.hk_created) pthread_join(q.hk_thread, NULL);
+
+    pthread_mutex_lock(&q.mu);
+    free(q.workers);
+    q.workers = NULL;
+    q.n_workers = 0;
+    q.hk_created = false;
+    q.running = false;
+    q.stopping = q.aborting = false;
+    q.store = NULL;
+    pthread_mutex_unlock(&q.mu);
+    log_info("queue: stopped (%lld completed, %lld failed, %lld retried, %lld handed back)",
+             (long long)atomic_load(&st.completed), (long long)atomic_load(&st.failed),
+             (long long)atomic_load(&st.retried), (long long)atomic_load(&st.handed_back));
+}
+
+int queue_running(void)
+{
+    pthread_mutex_lock(&q.mu);
+    int n = q.n_inflight;
+    pthread_mutex_unlock(&q.mu);
+    return n;
+}
+
+void queue_stats(struct queue_stats *out)
+{
+    out->claimed = atomic_load(&st.claimed);
+    out->completed = atomic_load(&st.completed);
+    out->failed = atomic_load(&st.failed);
+    out->retried = atomic_load(&st.retried);
+    out->cancelled = atomic_load(&st.cancelled);
+    out->handed_back = atomic_load(&st.handed_back);
+    out->running = queue_running();
+}
