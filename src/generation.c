@@ -137,8 +137,8 @@ static const char *url_problem(const char *u, size_t len)
 
 /* Checks an image URL array; returns a new array of copies of its strings,
  * or NULL when the field is absent (and not required) or broken. */
-static json_t *check_images(const json_t *body, const char *field, bool required, int min,
-                            int max, json_t *errors)
+static json_t *check_images(const json_t *body, const char *field, bool required, int min, int max,
+                            json_t *errors)
 {
     const json_t *v = json_object_get(body, field);
     if (!v || json_is_null(v)) {
@@ -152,7 +152,10 @@ static json_t *check_images(const json_t *body, const char *field, bool required
     size_t n = json_array_size(v);
     bool ok = true;
     if (n < (size_t)min || n > (size_t)max) {
-        if (min == 0)
+        if (max == 0)
+            add_errorf(errors, field, "must be empty: this model takes no %s (got %zu)",
+                       strcmp(field, "modelImages") == 0 ? "model images" : "images", n);
+        else if (min == 0)
             add_errorf(errors, field, "must contain at most %d image URLs (got %zu)", max, n);
         else
             add_errorf(errors, field, "must contain %d to %d image URLs (got %zu)", min, max, n);
@@ -324,8 +327,8 @@ int gen_request_parse(const json_t *body, bool user_is_pro, gen_request *out, js
     }
     int max_products = model && model->max_product_images > 0 ? model->max_product_images
                                                               : DEFAULT_MAX_PRODUCT_IMAGES;
-    int max_models = model && model->max_model_images >= 0 ? model->max_model_images
-                                                           : DEFAULT_MAX_MODEL_IMAGES;
+    int max_models =
+        model && model->max_model_images >= 0 ? model->max_model_images : DEFAULT_MAX_MODEL_IMAGES;
 
     r.product_images = check_images(body, "productImages", true, 1, max_products, errs);
     r.model_images = check_images(body, "modelImages", false, 0, max_models, errs);
@@ -370,8 +373,7 @@ int gen_request_parse(const json_t *body, bool user_is_pro, gen_request *out, js
     r.params.num_inference_steps = (int)steps;
 
     char prio[8] = "";
-    check_enum(body, "priority", priorities, ARRAY_LEN(priorities), false, prio, sizeof prio,
-               errs);
+    check_enum(body, "priority", priorities, ARRAY_LEN(priorities), false, prio, sizeof prio, errs);
     if (str_eq(prio, "high")) {
         if (user_is_pro)
             r.priority = PRIORITY_HIGH;

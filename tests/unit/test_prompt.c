@@ -289,8 +289,8 @@ Test(prompt, order_of_parts)
 {
     gen_params p = params("realistic", "high", "16:9");
     char *s = prompt_build(&p, 1, 1, "gold buttons");
-    const char *parts[] = {"Fashion photography:", "Style:", "Setting:", "Quality:",
-                           "Composition:", "Additional details:"};
+    const char *parts[] = {"Fashion photography:", "Style:", "Setting:", "Quality:", "Composition:",
+                           "Additional details:"};
     const char *at = s;
     for (size_t i = 0; i < ARRAY_LEN(parts); i++) {
         const char *f = strstr(at, parts[i]);

@@ -119,9 +119,9 @@ static void assert_keys(json_t *o, const char *const *keys, size_t n)
 }
 
 static const char *const base_keys[] = {
-    "_id",       "userId",     "status",    "productImages", "modelImages", "resultImages",
-    "prompt",    "parameters", "tokensUsed", "retryCount",   "createdAt",   "progress",
-    "stage",     "priority",
+    "_id",          "userId",   "status",     "productImages", "modelImages",
+    "resultImages", "prompt",   "parameters", "tokensUsed",    "retryCount",
+    "createdAt",    "progress", "stage",      "priority",
 };
 
 Test(state, json_minimal_record_has_exactly_the_required_keys)
@@ -157,8 +157,9 @@ Test(state, json_parameters_shape)
     gen_record g = minimal_record();
     json_t *o = gen_record_to_json(&g);
     json_t *p = json_object_get(o, "parameters");
-    const char *keys[] = {"model",          "style",          "quality",  "aspectRatio",
-                          "guidance_scale", "num_inference_steps", "strength", "seed"};
+    const char *keys[] = {
+        "model",    "style", "quality", "aspectRatio", "guidance_scale", "num_inference_steps",
+        "strength", "seed"};
     assert_keys(p, keys, ARRAY_LEN(keys));
     cr_assert_str_eq(json_string_value(json_object_get(p, "model")), "local-studio");
     cr_assert_str_eq(json_string_value(json_object_get(p, "style")), "realistic");
@@ -272,8 +273,7 @@ Test(state, json_every_status_name)
         gen_record g = minimal_record();
         g.status = all[i];
         json_t *o = gen_record_to_json(&g);
-        cr_assert_str_eq(json_string_value(json_object_get(o, "status")),
-                         gen_status_name(all[i]));
+        cr_assert_str_eq(json_string_value(json_object_get(o, "status")), gen_status_name(all[i]));
         json_decref(o);
         gen_record_free(&g);
     }
