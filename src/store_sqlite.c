@@ -1,0 +1,608 @@
+/*
+ * store_sqlite — the SQLite store: opening the file, migrations, the
+ * connection pool, transactions, statement helpers and the event log. The
+ * users/ledger and generation halves of store.h live in
+ * store_sqlite_user.c and store_sqlite_gen.c.
+ *
+ * DESIGN. The database runs in WAL mode with synchronous=FULL (a commit is
+ * on disk before the call returns), foreign keys on and a busy timeout for
+ * other processes (e.g. the `user` CLI next to a running server). Threads
+ * share a small pool of connections; each connection caches its prepared
+ * statements, keyed by the address of the SQL string literal.
+ *
+ * Writers are serialised inside the process by one mutex taken *before* a
+ * connection is borrowed, then BEGIN IMMEDIATE: at most one pooled
+ * connection waits on SQLite's write lock, the others stay free for readers
+ * (WAL readers never block), and contention costs a mutex hand-off rather
+ * than SQLite's sleep-and-retry busy loop. Because the order is always
+ * writer mutex → connection, and a read never turns into a write, the two
+ * cannot deadlock. Reads that need several statements to agree use a plain
+ * BEGIN (one snapshot).
+ *
+ * Migrations are the files in schema/sqlite/, compiled in by the Makefile
+ * (store_sqlite_migrations[]); each runs in its own transaction that also
+ * records its version in schema_migrations and PRAGMA user_version.
+ */
+#include "store_sqlite.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+/* From $(BUILD)/gen/schema_sqlite.c. */
+struct store_sql_migration {
+    int version;
+    const char *name;
+    const char *sql;
+};
+extern const struct store_sql_migration store_sqlite_migrations[];
+extern const size_t store_sqlite_migrations_count;
+
+#define POOL_SIZE 8
+#define STMT_CACHE 128
+#define BUSY_TIMEOUT_MS 10000
+
+struct sq_conn {
+    sqlite3 *db;
+    bool in_use;
+    int nstmt;
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } stmt[STMT_CACHE];
+};
+
+struct store {
+    char *path;
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    sq_conn conns[POOL_SIZE];
+    pthread_mutex_t write_mu; /* one writer at a time inside the process */
+    pthread_mutex_t hook_mu;
+    store_commit_hook hook;
+    void *hook_ctx;
+};
+
+/* ---- connections ---- */
+
+static int conn_open(const char *path, sq_conn *c, char **err)
+{
+    int rc = sqlite3_open_v2(path, &c->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        const char *msg = c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
+        log_error("store: cannot open %s: %s", path, msg);
+        if (err) *err = xasprintf("cannot open database %s: %s", path, msg);
+        goto fail;
+    }
+    sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(c->db, 1);
+    char *emsg = NULL;
+    rc = sqlite3_exec(c->db,
+                      "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                      " PRAGMA foreign_keys = ON;",
+                      NULL, NULL, &emsg);
+    if (rc != SQLITE_OK) {
+        log_error("store: pragmas on %s: %s", path, emsg ? emsg : sqlite3_errstr(rc));
+        if (err) *err = xasprintf("cannot configure database %s: %s", path,
+                                  emsg ? emsg : sqlite3_errstr(rc));
+        sqlite3_free(emsg);
+        goto fail;
+    }
+    return STORE_OK;
+fail:
+    sqlite3_close_v2(c->db);
+    c->db = NULL;
+    return STORE_ERR;
+}
+
+static void conn_close(sq_conn *c)
+{
+    for (int i = 0; i < c->nstmt; i++)
+        sqlite3_finalize(c->stmt[i].st);
+    c->nstmt = 0;
+    if (c->db) sqlite3_close_v2(c->db);
+    c->db = NULL;
+}
+
+/* Borrows a connection, opening the slot's database on first use. */
+static sq_conn *pool_get(store_t *s)
+{
+    pthread_mutex_lock(&s->pool_mu);
+    sq_conn *c = NULL;
+    for (;;) {
+        for (int i = 0; i < POOL_SIZE && !c; i++)
+            if (!s->conns[i].in_use && s->conns[i].db) c = &s->conns[i];
+        for (int i = 0; i < POOL_SIZE && !c; i++)
+            if (!s->conns[i].in_use) c = &s->conns[i];
+        if (c) break;
+        pthread_cond_wait(&s->pool_cv, &s->pool_mu);
+    }
+    c->in_use = true;
+    pthread_mutex_unlock(&s->pool_mu);
+    if (!c->db && conn_open(s->path, c, NULL) != STORE_OK) {
+        pthread_mutex_lock(&s->pool_mu);
+        c->in_use = false;
+        pthread_cond_signal(&s->pool_cv);
+        pthread_mutex_unlock(&s->pool_mu);
+        return NULL;
+    }
+    return c;
+}
+
+static void pool_put(store_t *s, sq_conn *c)
+{
+    /* Safety net: a statement left mid-step would pin an old snapshot. */
+    for (int i = 0; i < c->nstmt; i++)
+        if (sqlite3_stmt_busy(c->stmt[i].st)) sqlite3_reset(c->stmt[i].st);
+    pthread_mutex_lock(&s->pool_mu);
+    c->in_use = false;
+    pthread_cond_signal(&s->pool_cv);
+    pthread_mutex_unlock(&s->pool_mu);
+}
+
+/* ---- statements ---- */
+
+static sqlite3_stmt *stmt_get(sq_conn *c, const char *sql)
+{
+    for (int i = 0; i < c->nstmt; i++)
+        if (c->stmt[i].sql == sql) {
+            sqlite3_reset(c->stmt[i].st);
+            sqlite3_clear_bindings(c->stmt[i].st);
+            return c->stmt[i].st;
+        }
+    if (c->nstmt == STMT_CACHE) {
+        log_error("store: statement cache full (%d)", STMT_CACHE);
+        return NULL;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_error("store: prepare failed: %s (sql: %.120s)", sqlite3_errmsg(c->db), sql);
+        return NULL;
+    }
+    c->stmt[c->nstmt].sql = sql;
+    c->stmt[c->nstmt].st = st;
+    c->nstmt++;
+    return st;
+}
+
+static sqlite3_stmt *vquery(sq_tx *t, const char *sql, const char *fmt, va_list ap)
+{
+    sqlite3_stmt *st = stmt_get(t->c, sql);
+    if (!st) return NULL;
+    int rc = SQLITE_OK;
+    for (int i = 0; fmt && fmt[i] && rc == SQLITE_OK; i++) {
+        int col = i + 1;
+        switch (fmt[i]) {
+        case 's': {
+            const char *v = va_arg(ap, const char *);
+            rc = v ? sqlite3_bind_text(st, col, v, -1, SQLITE_TRANSIENT)
+                   : sqlite3_bind_null(st, col);
+            break;
+        }
+        case 'i':
+            rc = sqlite3_bind_int(st, col, va_arg(ap, int));
+            break;
+        case 'I':
+            rc = sqlite3_bind_int64(st, col, va_arg(ap, int64_t));
+            break;
+        case 'Z': {
+            int64_t v = va_arg(ap, int64_t);
+            rc = v ? sqlite3_bind_int64(st, col, v) : sqlite3_bind_null(st, col);
+            break;
+        }
+        case 'd':
+            rc = sqlite3_bind_double(st, col, va_arg(ap, double));
+            break;
+        default:
+            log_error("store: bad bind format '%c'", fmt[i]);
+            rc = SQLITE_MISUSE;
+        }
+    }
+    if (rc != SQLITE_OK) {
+        log_error("store: bind failed: %s (sql: %.120s)", sqlite3_errmsg(t->c->db), sql);
+        sqlite3_clear_bindings(st);
+        return NULL;
+    }
+    return st;
+}
+
+sqlite3_stmt *sq_query(sq_tx *t, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sqlite3_stmt *st = vquery(t, sql, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+int sq_step(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) return rc;
+    sqlite3 *db = sqlite3_db_handle(st);
+    int ext = sqlite3_extended_errcode(db);
+    if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        log_debug("store: %s", sqlite3_errmsg(db));
+        return STORE_EDUPLICATE;
+    }
+    if (ext == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        log_debug("store: %s", sqlite3_errmsg(db));
+        return STORE_ENOTFOUND;
+    }
+    log_error("store: %s (sql: %.120s)", sqlite3_errmsg(db), sqlite3_sql(st));
+    return STORE_ERR;
+}
+
+void sq_done(sqlite3_stmt *st)
+{
+    if (st) sqlite3_reset(st);
+}
+
+int sq_exec(sq_tx *t, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sqlite3_stmt *st = vquery(t, sql, fmt, ap);
+    va_end(ap);
+    if (!st) return STORE_ERR;
+    int rc;
+    while ((rc = sq_step(st)) == SQLITE_ROW)
+        ;
+    sq_done(st);
+    return rc == SQLITE_DONE ? sqlite3_changes(t->c->db) : rc;
+}
+
+int sq_int(sq_tx *t, int64_t *out, const char *sql, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sqlite3_stmt *st = vquery(t, sql, fmt, ap);
+    va_end(ap);
+    if (!st) return STORE_ERR;
+    int rc = sq_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = STORE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = STORE_ENOTFOUND;
+    }
+    sq_done(st);
+    return rc;
+}
+
+void sq_copy(char *dst, size_t size, const char *src)
+{
+    if (!size) return;
+    size_t n = src ? strlen(src) : 0;
+    if (n >= size) n = size - 1;
+    if (n) memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+void sq_col_copy(sqlite3_stmt *st, int col, char *dst, size_t size)
+{
+    sq_copy(dst, size, (const char *)sqlite3_column_text(st, col));
+}
+
+char *sq_col_strdup(sqlite3_stmt *st, int col)
+{
+    return xstrdup((const char *)sqlite3_column_text(st, col));
+}
+
+int64_t sq_col_int(sqlite3_stmt *st, int col)
+{
+    return sqlite3_column_int64(st, col);
+}
+
+/* ---- transactions ---- */
+
+static int exec_simple(sq_conn *c, const char *sql)
+{
+    sqlite3_stmt *st = stmt_get(c, sql);
+    if (!st) return STORE_ERR;
+    int rc = sq_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
+}
+
+static const char SQL_BEGIN_IMMEDIATE[] = "BEGIN IMMEDIATE";
+static const char SQL_BEGIN[] = "BEGIN";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+
+int sq_begin(store_t *s, sq_tx *t, bool write)
+{
+    memset(t, 0, sizeof *t);
+    t->s = s;
+    t->write = write;
+    if (write) pthread_mutex_lock(&s->write_mu);
+    t->c = pool_get(s);
+    if (!t->c) goto fail;
+    if (exec_simple(t->c, write ? SQL_BEGIN_IMMEDIATE : SQL_BEGIN) != STORE_OK) {
+        pool_put(s, t->c);
+        goto fail;
+    }
+    return STORE_OK;
+fail:
+    if (write) pthread_mutex_unlock(&s->write_mu);
+    t->c = NULL;
+    return STORE_ERR;
+}
+
+static void tx_finish(sq_tx *t)
+{
+    pool_put(t->s, t->c);
+    if (t->write) pthread_mutex_unlock(&t->s->write_mu);
+    t->c = NULL;
+}
+
+int sq_commit(sq_tx *t)
+{
+    if (exec_simple(t->c, SQL_COMMIT) != STORE_OK) {
+        sq_rollback(t);
+        return STORE_ERR;
+    }
+    int64_t last = t->last_event;
+    store_t *s = t->s;
+    tx_finish(t);
+    if (last > 0) {
+        pthread_mutex_lock(&s->hook_mu);
+        store_commit_hook fn = s->hook;
+        void *ctx = s->hook_ctx;
+        pthread_mutex_unlock(&s->hook_mu);
+        if (fn) fn(last, ctx);
+    }
+    return STORE_OK;
+}
+
+void sq_rollback(sq_tx *t)
+{
+    if (!t->c) return;
+    if (sqlite3_get_autocommit(t->c->db) == 0) exec_simple(t->c, SQL_ROLLBACK);
+    tx_finish(t);
+}
+
+/* ---- migrations ---- */
+
+/* Applies one migration unless schema_migrations already lists it. */
+static int migrate_one(store_t *s, const struct store_sql_migration *m, int64_t latest, char **err)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    int64_t have = 0, done = 0;
+    char *emsg = NULL;
+    int rc = sq_exec(&t,
+                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                     " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                     " applied_at INTEGER NOT NULL)",
+                     NULL);
+    if (rc >= 0) rc = sq_int(&t, &have, "SELECT MAX(version) FROM schema_migrations", NULL);
+    if (rc < 0) goto fail;
+    if (have > latest) {
+        emsg = sqlite3_mprintf("database schema version %lld is newer than this binary (%lld)",
+                               (long long)have, (long long)latest);
+        rc = STORE_ERR;
+        goto fail;
+    }
+    rc = sq_int(&t, &done, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", "i",
+                m->version);
+    if (rc < 0) goto fail;
+    if (done) {
+        sq_rollback(&t);
+        return STORE_OK;
+    }
+    rc = STORE_ERR;
+    if (sqlite3_exec(t.c->db, m->sql, NULL, NULL, &emsg) != SQLITE_OK) goto fail;
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", m->version);
+    if (sqlite3_exec(t.c->db, pragma, NULL, NULL, &emsg) != SQLITE_OK) goto fail;
+    rc = sq_exec(&t, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                 "isI", m->version, m->name, now_ms());
+    if (rc < 0) goto fail;
+    if (sq_commit(&t) != STORE_OK) {
+        rc = STORE_ERR;
+        goto fail;
+    }
+    log_info("store: applied migration %s", m->name);
+    return STORE_OK;
+fail:
+    log_error("store: migration %s failed: %s", m->name, emsg ? emsg : "see previous error");
+    if (err && !*err)
+        *err = xasprintf("migration %s failed: %s", m->name, emsg ? emsg : "database error");
+    sqlite3_free(emsg);
+    sq_rollback(&t);
+    return rc < 0 ? rc : STORE_ERR;
+}
+
+static int migrate(store_t *s, char **err)
+{
+    int64_t latest = 0;
+    for (size_t i = 0; i < store_sqlite_migrations_count; i++)
+        if (store_sqlite_migrations[i].version > latest) latest = store_sqlite_migrations[i].version;
+    for (size_t i = 0; i < store_sqlite_migrations_count; i++) {
+        int rc = migrate_one(s, &store_sqlite_migrations[i], latest, err);
+        if (rc != STORE_OK) return rc;
+    }
+    return STORE_OK;
+}
+
+int store_migrate(store_t *s)
+{
+    return migrate(s, NULL);
+}
+
+/* ---- open / close ---- */
+
+int store_sqlite_open(const char *path, store_t **out, char **err)
+{
+    *out = NULL;
+    if (err) *err = NULL;
+    if (!path || !*path) {
+        if (err) *err = xstrdup("sqlite: empty database path");
+        return STORE_ERR;
+    }
+    /* Create the directory the file lives in (e.g. ./data on first run). */
+    char *dir = xstrdup(path);
+    char *d = dirname(dir);
+    if (strcmp(d, ".") != 0 && util_mkdirs(d) != 0)
+        log_warn("store: cannot create directory %s: %s", d, strerror(errno));
+    free(dir);
+
+    store_t *s = xcalloc(1, sizeof *s);
+    s->path = xstrdup(path);
+    pthread_mutex_init(&s->pool_mu, NULL);
+    pthread_cond_init(&s->pool_cv, NULL);
+    pthread_mutex_init(&s->write_mu, NULL);
+    pthread_mutex_init(&s->hook_mu, NULL);
+    /* Open the first connection eagerly so a bad path fails here. */
+    if (conn_open(s->path, &s->conns[0], err) != STORE_OK) goto fail;
+    if (migrate(s, err) != STORE_OK) goto fail;
+    *out = s;
+    return STORE_OK;
+fail:
+    if (err && !*err) *err = xasprintf("cannot open database %s", path);
+    store_close(s);
+    return STORE_ERR;
+}
+
+void store_close(store_t *s)
+{
+    if (!s) return;
+    for (int i = 0; i < POOL_SIZE; i++) {
+        if (i == 0 && s->conns[i].db) sqlite3_exec(s->conns[i].db, "PRAGMA optimize", 0, 0, 0);
+        conn_close(&s->conns[i]);
+    }
+    pthread_mutex_destroy(&s->pool_mu);
+    pthread_cond_destroy(&s->pool_cv);
+    pthread_mutex_destroy(&s->write_mu);
+    pthread_mutex_destroy(&s->hook_mu);
+    free(s->path);
+    free(s);
+}
+
+int store_ping(store_t *s)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    int64_t one = 0;
+    int rc = sq_int(&t, &one, "SELECT 1", NULL);
+    sq_rollback(&t);
+    return rc == STORE_OK && one == 1 ? STORE_OK : STORE_ERR;
+}
+
+void store_set_commit_hook(store_t *s, store_commit_hook fn, void *ctx)
+{
+    pthread_mutex_lock(&s->hook_mu);
+    s->hook = fn;
+    s->hook_ctx = ctx;
+    pthread_mutex_unlock(&s->hook_mu);
+}
+
+/* ---- events ---- */
+
+int sq_event(sq_tx *t, const char *user_id, const char *gen_id, const char *type,
+             const char *data, int64_t now)
+{
+    int rc = sq_exec(t,
+                     "INSERT INTO events (user_id, generation_id, type, data, created_at)"
+                     " VALUES (?, ?, ?, ?, ?)",
+                     "ssssI", user_id, gen_id, type, data, now);
+    if (rc < 0) return rc;
+    t->last_event = sqlite3_last_insert_rowid(t->c->db);
+    return STORE_OK;
+}
+
+int sq_balance_event(sq_tx *t, const char *user_id, int64_t now)
+{
+    int64_t bal = 0;
+    int rc = sq_int(t, &bal, "SELECT token_balance FROM users WHERE id = ?", "s", user_id);
+    if (rc != STORE_OK) return rc;
+    char data[64];
+    snprintf(data, sizeof data, "{\"tokenBalance\":%lld}", (long long)bal);
+    return sq_event(t, user_id, NULL, "balance", data, now);
+}
+
+int sq_ledger_add(sq_tx *t, const char *user_id, const char *kind, int64_t amount,
+                  const char *gen_id, const char *reason, int64_t now)
+{
+    int rc = sq_exec(t,
+                     "INSERT INTO token_transactions"
+                     " (user_id, kind, amount, balance_after, generation_id, reason, created_at)"
+                     " VALUES (?1, ?2, ?3, (SELECT token_balance FROM users WHERE id = ?1),"
+                     " ?4, ?5, ?6)",
+                     "ssIssI", user_id, kind, amount, gen_id, reason, now);
+    return rc < 0 ? rc : STORE_OK;
+}
+
+void store_events_free(store_event *ev, size_t n)
+{
+    if (!ev) return;
+    for (size_t i = 0; i < n; i++)
+        free(ev[i].data);
+    free(ev);
+}
+
+int store_events_after(store_t *s, const char *user_id, const char *generation_id,
+                       int64_t after_id, int limit, store_event **out, size_t *n)
+{
+    static const char q_user[] = "SELECT id, type, generation_id, data FROM events"
+                                 " WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?";
+    static const char q_gen[] = "SELECT id, type, generation_id, data FROM events"
+                                " WHERE generation_id = ? AND user_id = ? AND id > ?"
+                                " ORDER BY id LIMIT ?";
+    if (limit <= 0) limit = 100;
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    sqlite3_stmt *st = generation_id
+                           ? sq_query(&t, q_gen, "ssIi", generation_id, user_id, after_id, limit)
+                           : sq_query(&t, q_user, "sIi", user_id, after_id, limit);
+    if (!st) {
+        sq_rollback(&t);
+        return STORE_ERR;
+    }
+    store_event *ev = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+    while ((rc = sq_step(st)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            ev = xrealloc(ev, cap * sizeof *ev);
+        }
+        store_event *e = &ev[cnt++];
+        memset(e, 0, sizeof *e);
+        e->id = sq_col_int(st, 0);
+        sq_col_copy(st, 1, e->type, sizeof e->type);
+        sq_col_copy(st, 2, e->generation_id, sizeof e->generation_id);
+        e->data = sq_col_strdup(st, 3);
+        if (!e->data) e->data = xstrdup("{}");
+    }
+    sq_done(st);
+    sq_rollback(&t);
+    if (rc != SQLITE_DONE) {
+        store_events_free(ev, cnt);
+        return STORE_ERR;
+    }
+    *out = ev;
+    *n = cnt;
+    return STORE_OK;
+}
+
+int store_events_last_id(store_t *s, int64_t *id)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    int64_t v = 0;
+    int rc = sq_int(&t, &v, "SELECT COALESCE(MAX(id), 0) FROM events", NULL);
+    sq_rollback(&t);
+    if (rc != STORE_OK) return STORE_ERR;
+    *id = v;
+    return STORE_OK;
+}

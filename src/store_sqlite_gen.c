@@ -1,0 +1,803 @@
+/*
+ * store_sqlite_gen — generations on SQLite (store.h): create with the
+ * conditional debit, start, cancel, lists; the worker side (claim under a
+ * lease, progress, complete, retry or fail); the sweep.
+ *
+ * Each state change is one write transaction: the generation row, the
+ * ledger row (charge or refund) and the events — a "generation" event with
+ * the record re-read after the change, and a "balance" event when the
+ * balance moved. Worker calls check the lease in the same UPDATE that
+ * changes the row (WHERE status = 'processing' AND lease_owner = ?), so a
+ * lost lease or a cancel shows up as STORE_ECONFLICT.
+ *
+ * The queue is the generations table itself: status processing, stage
+ * queued, no lease. Claim order is priority DESC, queued_at, id (queued_at
+ * is the first time it was queued, so a retry keeps its place).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store_sqlite.h"
+#include "util.h"
+
+#define GEN_COLS                                                                                   \
+    "id, user_id, status, product_images, model_images, result_images, prompt, custom_prompt,"     \
+    " model, style, quality, aspect_ratio, guidance_scale, num_inference_steps, strength, seed,"   \
+    " priority, tokens_used, retry_count, progress, stage, created_at, started_at, completed_at,"  \
+    " processing_time, error, batch_id, retry_of, queued_at, lease_owner"
+
+#define DAY_MS (24LL * 3600 * 1000)
+#define SWEEP_BATCH 200
+
+/* A queued generation: processing, stage queued, not leased. */
+#define QUEUED_WHERE "status = 'processing' AND stage = 'queued' AND lease_owner IS NULL"
+
+static json_t *json_array_col(sqlite3_stmt *st, int col)
+{
+    const char *text = (const char *)sqlite3_column_text(st, col);
+    json_t *a = text ? json_loads(text, 0, NULL) : NULL;
+    if (!json_is_array(a)) {
+        json_decref(a);
+        a = json_array();
+    }
+    return a;
+}
+
+static char *json_array_text(const json_t *a)
+{
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    char *out = xstrdup(text ? text : "[]");
+    free(text);
+    return out;
+}
+
+static void gen_from_row(sqlite3_stmt *st, gen_record *g, int64_t *queued_at, bool *leased)
+{
+    memset(g, 0, sizeof *g);
+    sq_col_copy(st, 0, g->id, sizeof g->id);
+    sq_col_copy(st, 1, g->user_id, sizeof g->user_id);
+    gen_status status = GEN_PENDING;
+    if (gen_status_parse((const char *)sqlite3_column_text(st, 2), &status) != 0)
+        log_error("store: generation %s has unknown status", g->id);
+    g->status = status;
+    g->product_images = json_array_col(st, 3);
+    g->model_images = json_array_col(st, 4);
+    g->result_images = json_array_col(st, 5);
+    g->prompt = sq_col_strdup(st, 6);
+    if (!g->prompt) g->prompt = xstrdup("");
+    g->custom_prompt = sq_col_strdup(st, 7);
+    sq_col_copy(st, 8, g->params.model, sizeof g->params.model);
+    sq_col_copy(st, 9, g->params.style, sizeof g->params.style);
+    sq_col_copy(st, 10, g->params.quality, sizeof g->params.quality);
+    sq_col_copy(st, 11, g->params.aspect_ratio, sizeof g->params.aspect_ratio);
+    g->params.guidance_scale = sqlite3_column_double(st, 12);
+    g->params.num_inference_steps = sqlite3_column_int(st, 13);
+    g->params.strength = sqlite3_column_double(st, 14);
+    g->params.seed = sq_col_int(st, 15);
+    g->priority = sqlite3_column_int(st, 16);
+    g->tokens_used = sqlite3_column_int(st, 17);
+    g->retry_count = sqlite3_column_int(st, 18);
+    g->progress = sqlite3_column_int(st, 19);
+    sq_col_copy(st, 20, g->stage, sizeof g->stage);
+    g->created_at = sq_col_int(st, 21);
+    g->started_at = sq_col_int(st, 22);
+    g->completed_at = sq_col_int(st, 23);
+    g->processing_time = sq_col_int(st, 24);
+    g->error = sq_col_strdup(st, 25);
+    sq_col_copy(st, 26, g->batch_id, sizeof g->batch_id);
+    sq_col_copy(st, 27, g->retry_of, sizeof g->retry_of);
+    *queued_at = sq_col_int(st, 28);
+    *leased = sqlite3_column_type(st, 29) != SQLITE_NULL;
+}
+
+/* 1 + the queued generations ahead of g in claim order. */
+static int queue_position(sq_tx *t, const gen_record *g, int64_t queued_at, int *pos)
+{
+    int64_t ahead = 0;
+    int rc = sq_int(t, &ahead,
+                    "SELECT COUNT(*) FROM generations WHERE " QUEUED_WHERE
+                    " AND (priority > ?1 OR (priority = ?1 AND (queued_at < ?2"
+                    " OR (queued_at = ?2 AND id < ?3))))",
+                    "iIs", g->priority, queued_at, g->id);
+    if (rc != STORE_OK) return rc;
+    *pos = (int)ahead + 1;
+    return STORE_OK;
+}
+
+static int fill_queue_position(sq_tx *t, gen_record *g, int64_t queued_at, bool leased)
+{
+    if (g->status != GEN_PROCESSING || !str_eq(g->stage, STAGE_QUEUED) || leased) return STORE_OK;
+    return queue_position(t, g, queued_at, &g->queue_position);
+}
+
+/* Loads one record inside t. STORE_ENOTFOUND when absent. */
+static int gen_load(sq_tx *t, const char *gen_id, gen_record *out)
+{
+    sqlite3_stmt *st =
+        sq_query(t, "SELECT " GEN_COLS " FROM generations WHERE id = ?", "s", gen_id);
+    if (!st) return STORE_ERR;
+    int rc = sq_step(st);
+    int64_t queued_at = 0;
+    bool leased = false;
+    if (rc == SQLITE_ROW) gen_from_row(st, out, &queued_at, &leased);
+    sq_done(st);
+    if (rc == SQLITE_DONE) return STORE_ENOTFOUND;
+    if (rc != SQLITE_ROW) return rc;
+    rc = fill_queue_position(t, out, queued_at, leased);
+    if (rc != STORE_OK) gen_record_free(out);
+    return rc;
+}
+
+/* A "generation" event carrying the record as it is now (re-read inside
+ * t). When out is not NULL and all went well, the record is moved there
+ * (caller frees); otherwise it is freed. */
+static int gen_event(sq_tx *t, const char *gen_id, int64_t now, gen_record *out)
+{
+    gen_record g;
+    int rc = gen_load(t, gen_id, &g);
+    if (rc != STORE_OK) return rc;
+    json_t *j = gen_record_to_json(&g);
+    char *data = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    rc = sq_event(t, g.user_id, g.id, "generation", data ? data : "{}", now);
+    free(data);
+    if (rc == STORE_OK && out)
+        *out = g;
+    else
+        gen_record_free(&g);
+    return rc;
+}
+
+/* When the row changed nothing, tells STORE_ENOTFOUND from STORE_ECONFLICT. */
+static int gen_missing_or_conflict(sq_tx *t, const char *gen_id)
+{
+    int64_t one;
+    int rc = sq_int(t, &one, "SELECT 1 FROM generations WHERE id = ?", "s", gen_id);
+    return rc == STORE_OK ? STORE_ECONFLICT : rc;
+}
+
+/* Gives back what the generation holds (tokens_used) with a refund row,
+ * once; a balance event follows. Nothing to do when it holds nothing or was
+ * already refunded. */
+static int gen_refund(sq_tx *t, const char *gen_id, const char *reason, int64_t now)
+{
+    sqlite3_stmt *st =
+        sq_query(t, "SELECT user_id, tokens_used FROM generations WHERE id = ?", "s", gen_id);
+    if (!st) return STORE_ERR;
+    char user_id[ID_LEN] = "";
+    int64_t tokens = 0;
+    int rc = sq_step(st);
+    if (rc == SQLITE_ROW) {
+        sq_col_copy(st, 0, user_id, sizeof user_id);
+        tokens = sq_col_int(st, 1);
+    }
+    sq_done(st);
+    if (rc != SQLITE_ROW) return rc == SQLITE_DONE ? STORE_ENOTFOUND : rc;
+    if (tokens <= 0) return STORE_OK;
+    int64_t done = 0;
+    rc = sq_int(t, &done,
+                "SELECT COUNT(*) FROM token_transactions WHERE generation_id = ?"
+                " AND kind = 'refund'",
+                "s", gen_id);
+    if (rc != STORE_OK) return rc;
+    if (done) {
+        log_warn("store: generation %s already refunded; not refunding again", gen_id);
+        return STORE_OK;
+    }
+    rc = sq_exec(t,
+                 "UPDATE users SET token_balance = token_balance + ?1,"
+                 " total_tokens_used = total_tokens_used - ?1 WHERE id = ?2",
+                 "Is", tokens, user_id);
+    if (rc < 0) return rc;
+    rc = sq_exec(t, "UPDATE generations SET tokens_used = 0 WHERE id = ?", "s", gen_id);
+    if (rc < 0) return rc;
+    rc = sq_ledger_add(t, user_id, "refund", tokens, gen_id, reason, now);
+    if (rc < 0) return rc;
+    return sq_balance_event(t, user_id, now);
+}
+
+/* ---- API side ---- */
+
+/* The idempotency check: STORE_OK to go on, or STORE_EREPLAY /
+ * STORE_EIDEM_MISMATCH. */
+static int idem_check(sq_tx *t, const char *user_id, const store_idem *idem, int64_t now,
+                      char **replay_response, int *replay_status)
+{
+    sqlite3_stmt *st = sq_query(t,
+                                "SELECT request_hash, response, http_status FROM idempotency_keys"
+                                " WHERE user_id = ? AND key = ? AND created_at > ?",
+                                "ssI", user_id, idem->key, now - DAY_MS);
+    if (!st) return STORE_ERR;
+    int rc = sq_step(st);
+    if (rc == SQLITE_ROW) {
+        if (str_eq((const char *)sqlite3_column_text(st, 0), idem->request_hash)) {
+            if (replay_response) *replay_response = sq_col_strdup(st, 1);
+            if (replay_status) *replay_status = sqlite3_column_int(st, 2);
+            rc = STORE_EREPLAY;
+        } else {
+            rc = STORE_EIDEM_MISMATCH;
+        }
+    } else if (rc == SQLITE_DONE) {
+        rc = STORE_OK;
+    }
+    sq_done(st);
+    return rc;
+}
+
+int store_gen_create(store_t *s, const gen_record *g, bool start, const store_idem *idem,
+                     char **replay_response, int *replay_status)
+{
+    int64_t now = g->created_at ? g->created_at : now_ms();
+    int64_t cost = g->tokens_used;
+    char *product = json_array_text(g->product_images);
+    char *model = json_array_text(g->model_images);
+    sq_tx t;
+    int rc = sq_begin(s, &t, true);
+    if (rc != STORE_OK) goto cleanup;
+    if (idem) {
+        rc = idem_check(&t, g->user_id, idem, now, replay_response, replay_status);
+        if (rc != STORE_OK) goto fail;
+    }
+    /* The conditional debit: concurrent creates can never overdraw. */
+    rc = sq_exec(&t,
+                 "UPDATE users SET token_balance = token_balance - ?1,"
+                 " total_tokens_used = total_tokens_used + ?1"
+                 " WHERE id = ?2 AND token_balance >= ?1",
+                 "Is", cost, g->user_id);
+    if (rc < 0) goto fail;
+    if (rc == 0) {
+        int64_t one;
+        rc = sq_int(&t, &one, "SELECT 1 FROM users WHERE id = ?", "s", g->user_id);
+        if (rc == STORE_OK) rc = STORE_EINSUFFICIENT;
+        goto fail;
+    }
+    rc = sq_exec(&t,
+                 "INSERT INTO generations (id, user_id, status, product_images, model_images,"
+                 " result_images, prompt, custom_prompt, model, style, quality, aspect_ratio,"
+                 " guidance_scale, num_inference_steps, strength, seed, priority, tokens_used,"
+                 " retry_count, progress, stage, created_at, started_at, batch_id, retry_of,"
+                 " queued_at)"
+                 " VALUES (?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?,"
+                 " ?, ?, ?)",
+                 "sssssssssssdidIiIsIZssZ", g->id, g->user_id, start ? "processing" : "pending",
+                 product, model, g->prompt ? g->prompt : "", g->custom_prompt, g->params.model,
+                 g->params.style, g->params.quality, g->params.aspect_ratio,
+                 g->params.guidance_scale, g->params.num_inference_steps, g->params.strength,
+                 (int64_t)g->params.seed, g->priority, cost, start ? STAGE_QUEUED : "pending",
+                 now, start ? now : (int64_t)0, g->batch_id[0] ? g->batch_id : NULL,
+                 g->retry_of[0] ? g->retry_of : NULL, start ? now : (int64_t)0);
+    if (rc < 0) goto fail;
+    rc = sq_ledger_add(&t, g->user_id, "charge", -cost, g->id, NULL, now);
+    if (rc < 0) goto fail;
+    if (idem) {
+        rc = sq_exec(&t,
+                     "INSERT INTO idempotency_keys (user_id, key, request_hash, response,"
+                     " http_status, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+                     " ON CONFLICT (user_id, key) DO UPDATE SET request_hash = excluded.request_hash,"
+                     " response = excluded.response, http_status = excluded.http_status,"
+                     " created_at = excluded.created_at",
+                     "ssssiI", g->user_id, idem->key, idem->request_hash,
+                     idem->response ? idem->response : "{}", idem->http_status, now);
+        if (rc < 0) goto fail;
+    }
+    rc = gen_event(&t, g->id, now, NULL);
+    if (rc < 0) goto fail;
+    rc = sq_balance_event(&t, g->user_id, now);
+    if (rc < 0) goto fail;
+    rc = sq_commit(&t);
+    goto cleanup;
+fail:
+    sq_rollback(&t);
+cleanup:
+    free(product);
+    free(model);
+    return rc;
+}
+
+int store_gen_start(store_t *s, const char *gen_id, int64_t now)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    int rc = sq_exec(&t,
+                     "UPDATE generations SET status = 'processing', stage = 'queued',"
+                     " started_at = ?1, queued_at = ?1 WHERE id = ?2 AND status = 'pending'",
+                     "Is", now, gen_id);
+    if (rc == 0) rc = gen_missing_or_conflict(&t, gen_id);
+    if (rc < 0) goto fail;
+    rc = gen_event(&t, gen_id, now, NULL);
+    if (rc < 0) goto fail;
+    return sq_commit(&t);
+fail:
+    sq_rollback(&t);
+    return rc;
+}
+
+/* Ends a generation inside t: status failed or cancelled, stage the same,
+ * error, end time, lease cleared; then the refund and the events. With a
+ * worker_id the lease must be that worker's; without, pending or
+ * processing may end (cancel, expiry, sweep). */
+static int gen_end(sq_tx *t, const char *gen_id, const char *status, const char *error,
+                   const char *worker_id, int64_t now)
+{
+    static const char q_any[] =
+        "UPDATE generations SET status = ?1, stage = ?1, error = ?2, completed_at = ?3,"
+        " processing_time = CASE WHEN started_at IS NULL THEN NULL ELSE ?3 - started_at END,"
+        " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"
+        " WHERE id = ?4 AND status IN ('pending', 'processing')";
+    static const char q_leased[] =
+        "UPDATE generations SET status = ?1, stage = ?1, error = ?2, completed_at = ?3,"
+        " processing_time = CASE WHEN started_at IS NULL THEN NULL ELSE ?3 - started_at END,"
+        " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"
+        " WHERE id = ?4 AND status = 'processing' AND lease_owner = ?5";
+    int rc = worker_id ? sq_exec(t, q_leased, "ssIss", status, error, now, gen_id, worker_id)
+                       : sq_exec(t, q_any, "ssIs", status, error, now, gen_id);
+    if (rc == 0) rc = gen_missing_or_conflict(t, gen_id);
+    if (rc < 0) return rc;
+    char reason[64];
+    snprintf(reason, sizeof reason, "generation %s", status);
+    rc = gen_refund(t, gen_id, reason, now);
+    if (rc < 0) return rc;
+    return gen_event(t, gen_id, now, NULL);
+}
+
+int store_gen_cancel(store_t *s, const char *gen_id, const char *reason, int64_t now)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    int rc = gen_end(&t, gen_id, "cancelled", reason, NULL, now);
+    if (rc < 0) {
+        sq_rollback(&t);
+        return rc;
+    }
+    return sq_commit(&t);
+}
+
+int store_gen_get(store_t *s, const char *gen_id, gen_record *out)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    int rc = gen_load(&t, gen_id, out);
+    sq_rollback(&t);
+    return rc;
+}
+
+/* Cursor: the id of the last record of the previous page (ids sort by
+ * creation time). "~" sorts after every id, so it stands for "no cursor". */
+int store_gen_list(store_t *s, const char *user_id, int status_filter, const char *cursor,
+                   int limit, gen_record **out, size_t *n, char **next_cursor)
+{
+    static const char q_all[] = "SELECT " GEN_COLS " FROM generations"
+                                " WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?";
+    static const char q_status[] = "SELECT " GEN_COLS " FROM generations"
+                                   " WHERE user_id = ? AND status = ? AND id < ?"
+                                   " ORDER BY id DESC LIMIT ?";
+    const char *before = cursor && *cursor ? cursor : "~";
+    if (limit <= 0) limit = 20;
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    sqlite3_stmt *st =
+        status_filter < 0
+            ? sq_query(&t, q_all, "ssi", user_id, before, limit + 1)
+            : sq_query(&t, q_status, "sssi", user_id, gen_status_name((gen_status)status_filter),
+                       before, limit + 1);
+    if (!st) {
+        sq_rollback(&t);
+        return STORE_ERR;
+    }
+    gen_record *arr = xcalloc((size_t)limit, sizeof *arr);
+    int64_t *queued_at = xcalloc((size_t)limit, sizeof *queued_at);
+    bool *leased = xcalloc((size_t)limit, sizeof *leased);
+    size_t cnt = 0;
+    bool more = false;
+    int rc;
+    while ((rc = sq_step(st)) == SQLITE_ROW) {
+        if (cnt == (size_t)limit) {
+            more = true;
+            continue;
+        }
+        gen_from_row(st, &arr[cnt], &queued_at[cnt], &leased[cnt]);
+        cnt++;
+    }
+    sq_done(st);
+    rc = rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
+    for (size_t i = 0; i < cnt && rc == STORE_OK; i++)
+        rc = fill_queue_position(&t, &arr[i], queued_at[i], leased[i]);
+    sq_rollback(&t);
+    free(queued_at);
+    free(leased);
+    if (rc != STORE_OK) {
+        for (size_t i = 0; i < cnt; i++)
+            gen_record_free(&arr[i]);
+        free(arr);
+        return rc;
+    }
+    *out = arr;
+    *n = cnt;
+    *next_cursor = more && cnt ? xstrdup(arr[cnt - 1].id) : NULL;
+    return STORE_OK;
+}
+
+int store_gen_delete(store_t *s, const char *gen_id, json_t **result_images)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    gen_record g;
+    int rc = gen_load(&t, gen_id, &g);
+    if (rc != STORE_OK) goto fail;
+    if (!gen_status_terminal(g.status)) {
+        gen_record_free(&g);
+        rc = STORE_ECONFLICT;
+        goto fail;
+    }
+    rc = sq_exec(&t, "DELETE FROM generations WHERE id = ?", "s", gen_id);
+    if (rc < 0) {
+        gen_record_free(&g);
+        goto fail;
+    }
+    rc = sq_commit(&t);
+    if (rc == STORE_OK && result_images) *result_images = json_incref(g.result_images);
+    gen_record_free(&g);
+    return rc;
+fail:
+    sq_rollback(&t);
+    return rc;
+}
+
+int store_gen_counts(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queued)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    for (int i = 0; i < GEN_STATUS_COUNT; i++)
+        by_status[i] = 0;
+    sqlite3_stmt *st =
+        sq_query(&t, "SELECT status, COUNT(*) FROM generations GROUP BY status", NULL);
+    int rc = st ? SQLITE_ROW : STORE_ERR;
+    while (st && (rc = sq_step(st)) == SQLITE_ROW) {
+        gen_status gs;
+        if (gen_status_parse((const char *)sqlite3_column_text(st, 0), &gs) == 0)
+            by_status[gs] = sq_col_int(st, 1);
+    }
+    sq_done(st);
+    rc = rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
+    int64_t q = 0;
+    if (rc == STORE_OK)
+        rc = sq_int(&t, &q, "SELECT COUNT(*) FROM generations WHERE " QUEUED_WHERE, NULL);
+    sq_rollback(&t);
+    if (rc == STORE_OK && queued) *queued = q;
+    return rc;
+}
+
+/* ---- worker side ---- */
+
+static const char SQL_NEXT_QUEUED[] =
+    "SELECT id FROM generations WHERE " QUEUED_WHERE " AND (retry_at IS NULL OR retry_at <= ?)"
+    " ORDER BY priority DESC, queued_at, id LIMIT 1";
+
+/* Reads the id of the next claimable generation into id ("" when none). */
+static int next_queued(sq_tx *t, int64_t now, char id[ID_LEN])
+{
+    id[0] = '\0';
+    sqlite3_stmt *st = sq_query(t, SQL_NEXT_QUEUED, "I", now);
+    if (!st) return STORE_ERR;
+    int rc = sq_step(st);
+    if (rc == SQLITE_ROW) sq_col_copy(st, 0, id, ID_LEN);
+    sq_done(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : rc;
+}
+
+int store_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
+                    gen_record *out)
+{
+    char id[ID_LEN];
+    sq_tx t;
+    /* A cheap read first: idle workers poll without taking the write lock. */
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    int rc = next_queued(&t, now, id);
+    sq_rollback(&t);
+    if (rc != STORE_OK) return rc;
+    if (!id[0]) return STORE_ENOTFOUND;
+
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    rc = next_queued(&t, now, id);
+    if (rc != STORE_OK) goto fail;
+    if (!id[0]) {
+        rc = STORE_ENOTFOUND;
+        goto fail;
+    }
+    rc = sq_exec(&t,
+                 "UPDATE generations SET stage = 'fetching_inputs', lease_owner = ?,"
+                 " lease_expires = ?, retry_at = NULL WHERE id = ?",
+                 "sIs", worker_id, now + lease_ms, id);
+    if (rc < 0) goto fail;
+    gen_record g;
+    rc = gen_event(&t, id, now, &g);
+    if (rc < 0) goto fail;
+    rc = sq_commit(&t);
+    if (rc == STORE_OK)
+        *out = g;
+    else
+        gen_record_free(&g);
+    return rc;
+fail:
+    sq_rollback(&t);
+    return rc;
+}
+
+int store_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const char *stage,
+                       int progress, int64_t lease_until)
+{
+    if (progress < 0) progress = 0;
+    if (progress > 100) progress = 100;
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    int64_t now = now_ms();
+    int64_t changed = 0;
+    /* Whether stage or progress will actually change (an event only then). */
+    int rc = sq_int(&t, &changed,
+                    "SELECT COALESCE(?1, stage) <> stage OR progress < ?2 FROM generations"
+                    " WHERE id = ?3 AND status = 'processing' AND lease_owner = ?4",
+                    "siss", stage, progress, gen_id, worker_id);
+    if (rc == STORE_ENOTFOUND) rc = gen_missing_or_conflict(&t, gen_id);
+    if (rc < 0) goto fail;
+    rc = sq_exec(&t,
+                 "UPDATE generations SET stage = COALESCE(?1, stage), progress = MAX(progress, ?2),"
+                 " lease_expires = ?3 WHERE id = ?4",
+                 "siIs", stage, progress, lease_until, gen_id);
+    if (rc < 0) goto fail;
+    if (changed) {
+        rc = gen_event(&t, gen_id, now, NULL);
+        if (rc < 0) goto fail;
+    }
+    return sq_commit(&t);
+fail:
+    sq_rollback(&t);
+    return rc;
+}
+
+int store_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    int rc = sq_exec(&t,
+                     "UPDATE generations SET lease_expires = ?"
+                     " WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+                     "Iss", lease_until, gen_id, worker_id);
+    if (rc == 0) rc = gen_missing_or_conflict(&t, gen_id);
+    if (rc < 0) {
+        sq_rollback(&t);
+        return rc;
+    }
+    return sq_commit(&t);
+}
+
+int store_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
+                       const json_t *result_images, int64_t now)
+{
+    char *results = json_array_text(result_images);
+    sq_tx t;
+    int rc = sq_begin(s, &t, true);
+    if (rc != STORE_OK) goto cleanup;
+    rc = sq_exec(&t,
+                 "UPDATE generations SET status = 'completed', stage = 'completed',"
+                 " progress = 100, result_images = ?1, completed_at = ?2,"
+                 " processing_time = ?2 - COALESCE(started_at, ?2), error = NULL,"
+                 " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"
+                 " WHERE id = ?3 AND status = 'processing' AND lease_owner = ?4",
+                 "sIss", results, now, gen_id, worker_id);
+    if (rc == 0) rc = gen_missing_or_conflict(&t, gen_id);
+    if (rc < 0) goto fail;
+    rc = gen_event(&t, gen_id, now, NULL);
+    if (rc < 0) goto fail;
+    rc = sq_commit(&t);
+    goto cleanup;
+fail:
+    sq_rollback(&t);
+cleanup:
+    free(results);
+    return rc;
+}
+
+/* The body of retry_or_fail inside t. worker_id NULL: the lease has
+ * expired (sweep), so any holder is replaced. */
+static int retry_or_fail_tx(sq_tx *t, const char *gen_id, const char *worker_id,
+                            const char *error, int64_t retry_at, int max_retries, int64_t now,
+                            bool *failed)
+{
+    int64_t retries = 0;
+    int rc = worker_id ? sq_int(t, &retries,
+                                "SELECT retry_count FROM generations WHERE id = ?"
+                                " AND status = 'processing' AND lease_owner = ?",
+                                "ss", gen_id, worker_id)
+                       : sq_int(t, &retries,
+                                "SELECT retry_count FROM generations WHERE id = ?"
+                                " AND status = 'processing' AND lease_owner IS NOT NULL"
+                                " AND lease_expires < ?",
+                                "sI", gen_id, now);
+    if (rc == STORE_ENOTFOUND) rc = gen_missing_or_conflict(t, gen_id);
+    if (rc < 0) return rc;
+    if (retries >= max_retries) {
+        /* gen_end re-checks the lease owner for workers; for the sweep the
+         * row was just checked inside this same transaction. */
+        if (failed) *failed = true;
+        return gen_end(t, gen_id, "failed", error, worker_id, now);
+    }
+    rc = sq_exec(t,
+                 "UPDATE generations SET retry_count = retry_count + 1, stage = 'queued',"
+                 " error = ?, retry_at = ?, lease_owner = NULL, lease_expires = NULL"
+                 " WHERE id = ?",
+                 "sIs", error, retry_at, gen_id);
+    if (rc < 0) return rc;
+    if (failed) *failed = false;
+    return gen_event(t, gen_id, now, NULL);
+}
+
+int store_gen_retry_or_fail(store_t *s, const char *gen_id, const char *worker_id,
+                            const char *error, int64_t retry_at, int max_retries, int64_t now,
+                            bool *failed)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    bool f = false;
+    int rc = retry_or_fail_tx(&t, gen_id, worker_id, error, retry_at, max_retries, now, &f);
+    if (rc < 0) {
+        sq_rollback(&t);
+        return rc;
+    }
+    rc = sq_commit(&t);
+    if (rc == STORE_OK && failed) *failed = f;
+    return rc;
+}
+
+int store_gen_fail(store_t *s, const char *gen_id, const char *worker_id, const char *error,
+                   int64_t now)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    int rc = gen_end(&t, gen_id, "failed", error, worker_id, now);
+    if (rc < 0) {
+        sq_rollback(&t);
+        return rc;
+    }
+    return sq_commit(&t);
+}
+
+/* Reads up to SWEEP_BATCH ids from a query whose parameters are one value
+ * (text `sarg` when not NULL, else the integer `iarg`) and the limit. */
+static int collect_ids(store_t *s, const char *sql, const char *sarg, int64_t iarg,
+                       char (*ids)[ID_LEN], int *n)
+{
+    sq_tx t;
+    *n = 0;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    sqlite3_stmt *st = sarg ? sq_query(&t, sql, "si", sarg, SWEEP_BATCH)
+                            : sq_query(&t, sql, "Ii", iarg, SWEEP_BATCH);
+    int rc = st ? SQLITE_ROW : STORE_ERR;
+    while (st && *n < SWEEP_BATCH && (rc = sq_step(st)) == SQLITE_ROW)
+        sq_col_copy(st, 0, ids[(*n)++], ID_LEN);
+    sq_done(st);
+    sq_rollback(&t);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
+}
+
+int store_gen_release(store_t *s, const char *worker_id, int64_t now)
+{
+    char(*ids)[ID_LEN] = xcalloc(SWEEP_BATCH, ID_LEN);
+    int n = 0;
+    int rc = collect_ids(s,
+                         "SELECT id FROM generations WHERE lease_owner = ?"
+                         " AND status = 'processing' LIMIT ?",
+                         worker_id, 0, ids, &n);
+    for (int i = 0; i < n && rc == STORE_OK; i++) {
+        sq_tx t;
+        if (sq_begin(s, &t, true) != STORE_OK) {
+            rc = STORE_ERR;
+            break;
+        }
+        rc = sq_exec(&t,
+                     "UPDATE generations SET stage = 'queued', lease_owner = NULL,"
+                     " lease_expires = NULL, retry_at = NULL"
+                     " WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+                     "ss", ids[i], worker_id);
+        if (rc > 0) rc = gen_event(&t, ids[i], now, NULL);
+        if (rc < 0) {
+            sq_rollback(&t);
+            break;
+        }
+        rc = sq_commit(&t);
+    }
+    free(ids);
+    return rc < 0 ? rc : STORE_OK;
+}
+
+int store_gen_sweep(store_t *s, int64_t now, int64_t pending_ttl_ms, int max_retries,
+                    int *changed)
+{
+    char(*ids)[ID_LEN] = xcalloc(SWEEP_BATCH, ID_LEN);
+    int n = 0, count = 0;
+    /* 1. Expired leases: the worker is gone; retry now or fail. */
+    int rc = collect_ids(s,
+                         "SELECT id FROM generations WHERE lease_owner IS NOT NULL"
+                         " AND lease_expires < ? AND status = 'processing' LIMIT ?",
+                         NULL, now, ids, &n);
+    for (int i = 0; i < n && rc == STORE_OK; i++) {
+        sq_tx t;
+        if (sq_begin(s, &t, true) != STORE_OK) {
+            rc = STORE_ERR;
+            break;
+        }
+        rc = retry_or_fail_tx(&t, ids[i], NULL, "worker lost", now, max_retries, now, NULL);
+        if (rc == STORE_ECONFLICT || rc == STORE_ENOTFOUND) {
+            sq_rollback(&t); /* renewed, finished or deleted meanwhile */
+            rc = STORE_OK;
+            continue;
+        }
+        if (rc < 0) {
+            sq_rollback(&t);
+            break;
+        }
+        rc = sq_commit(&t);
+        if (rc == STORE_OK) count++;
+    }
+    /* 2. Pending generations never started: cancelled and refunded. */
+    int64_t cutoff = now - pending_ttl_ms;
+    if (rc == STORE_OK)
+        rc = collect_ids(s,
+                         "SELECT id FROM generations WHERE status = 'pending'"
+                         " AND created_at < ? LIMIT ?",
+                         NULL, cutoff, ids, &n);
+    char error[96];
+    snprintf(error, sizeof error, "expired: not started within %lld seconds",
+             (long long)(pending_ttl_ms / 1000));
+    for (int i = 0; i < n && rc == STORE_OK; i++) {
+        sq_tx t;
+        if (sq_begin(s, &t, true) != STORE_OK) {
+            rc = STORE_ERR;
+            break;
+        }
+        int64_t still = 0;
+        rc = sq_int(&t, &still,
+                    "SELECT COUNT(*) FROM generations WHERE id = ? AND status = 'pending'"
+                    " AND created_at < ?",
+                    "sI", ids[i], cutoff);
+        if (rc == STORE_OK && still) rc = gen_end(&t, ids[i], "cancelled", error, NULL, now);
+        if (rc < 0) {
+            sq_rollback(&t);
+            break;
+        }
+        rc = sq_commit(&t);
+        if (rc == STORE_OK && still) count++;
+    }
+    free(ids);
+    /* 3. Housekeeping: forgotten idempotency keys and expired sessions. */
+    if (rc == STORE_OK) {
+        sq_tx t;
+        if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+        int r1 = sq_exec(&t, "DELETE FROM idempotency_keys WHERE created_at < ?", "I",
+                         now - DAY_MS);
+        int r2 = sq_exec(&t, "DELETE FROM sessions WHERE expires_at < ?", "I", now);
+        if (r1 < 0 || r2 < 0) {
+            sq_rollback(&t);
+            rc = STORE_ERR;
+        } else {
+            rc = sq_commit(&t);
+        }
+    }
+    if (changed) *changed = count;
+    return rc;
+}
+
+int store_gen_next_retry_at(store_t *s, int64_t *at)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    int64_t v = 0;
+    int rc = sq_int(&t, &v,
+                    "SELECT COALESCE(MIN(retry_at), 0) FROM generations WHERE " QUEUED_WHERE
+                    " AND retry_at IS NOT NULL",
+                    NULL);
+    sq_rollback(&t);
+    if (rc == STORE_OK) *at = v;
+    return rc;
+}
