@@ -1,0 +1,315 @@
+// Input rules: uploads, create-body validation (every broken field listed),
+// image URL rules, models, cost, insufficient tokens, body size limits —
+// and that a refused request changes nothing.
+import { before, after } from 'node:test';
+import { readFileSync } from 'node:fs';
+import {
+  test, assert, startServer, api, assertOk, assertError, errorFields, createUser, upload,
+  uploadFixture, fixture, imageSize, createBody, create, start, waitGen, balance, countGenerations,
+  fileSize,
+} from './harness.mjs';
+
+let srv;
+let shared; // a user with a stored upload, for bodies that need a valid image URL
+let productUrl;
+before(async () => {
+  srv = await startServer();
+  shared = await createUser(srv.dataDir, { tokens: 0 });
+  productUrl = await uploadFixture(srv, shared.key, 'product.jpg');
+});
+after(() => srv?.stop());
+
+async function snapshot(key) {
+  return { balance: await balance(srv, key), generations: await countGenerations(srv, key) };
+}
+
+// ---------------------------------------------------------------- uploads
+
+test('upload raw JPEG → 201 {url, width, height, format, bytes} matching the file; /media serves it back byte for byte', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 0 });
+  const path = fixture('product.jpg');
+  const bytes = readFileSync(path);
+  const want = imageSize(bytes);
+  const r = await upload(srv, u.key, path, { mode: 'raw' });
+  const d = assertOk(r, 201, 'raw upload');
+  assert.equal(d.format, 'jpeg');
+  assert.equal(d.width, want.width);
+  assert.equal(d.height, want.height);
+  assert.equal(d.bytes, fileSize(path));
+  assert.ok(d.url.startsWith(`${srv.baseUrl}/media/`), `upload URL ${d.url} must be under ${srv.baseUrl}/media/ (the real port)`);
+  assert.match(d.url.split('/').pop(), /^[A-Za-z0-9]{20,}\.(jpe?g)$/, 'media names must be unguessable (long random) with a jpeg extension');
+  const m = await fetch(d.url);
+  assert.equal(m.status, 200);
+  assert.equal(m.headers.get('content-type'), 'image/jpeg');
+  assert.ok(m.headers.get('etag'), 'media must carry an ETag');
+  assert.match(m.headers.get('cache-control') || '', /max-age=(\d{5,})|immutable/, 'media must carry long-lived Cache-Control');
+  assert.ok(m.headers.get('x-request-id'), '/media responses carry X-Request-Id too');
+  assert.ok(Buffer.from(await m.arrayBuffer()).equals(bytes), '/media must return the uploaded bytes');
+});
+
+test('upload multipart PNG (field "file") → 201 format png', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 0 });
+  const path = fixture('product2.png');
+  const want = imageSize(readFileSync(path));
+  const d = assertOk(await upload(srv, u.key, path, { mode: 'multipart' }), 201, 'multipart upload');
+  assert.equal(d.format, 'png');
+  assert.equal(d.width, want.width);
+  assert.equal(d.height, want.height);
+  assert.equal(d.bytes, fileSize(path));
+  const m = await fetch(d.url);
+  assert.equal(m.status, 200);
+  assert.equal(m.headers.get('content-type'), 'image/png');
+});
+
+test('upload of a non-image (raw with an image type, multipart), a truncated JPEG, or a wrong content type → IMAGE_VALIDATION_ERROR', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 0 });
+  const cases = [
+    ['not-image.txt raw as image/jpeg', () => upload(srv, u.key, fixture('not-image.txt'), { mode: 'raw', contentType: 'image/jpeg' })],
+    ['not-image.txt multipart', () => upload(srv, u.key, fixture('not-image.txt'), { mode: 'multipart' })],
+    ['not-image.txt multipart claiming image/png', () => upload(srv, u.key, fixture('not-image.txt'), { mode: 'multipart', contentType: 'image/png' })],
+    ['truncated.jpg raw', () => upload(srv, u.key, fixture('truncated.jpg'), { mode: 'raw' })],
+    ['truncated.jpg multipart', () => upload(srv, u.key, fixture('truncated.jpg'), { mode: 'multipart' })],
+  ];
+  for (const [what, fn] of cases) assertError(await fn(), 400, 'IMAGE_VALIDATION_ERROR', what);
+  // A raw text/plain body is neither an image type nor multipart.
+  const txt = await upload(srv, u.key, fixture('not-image.txt'), { mode: 'raw', contentType: 'text/plain' });
+  assert.equal(txt.status, 400, `raw text/plain upload → ${txt.status}`);
+  assert.ok(['IMAGE_VALIDATION_ERROR', 'VALIDATION_ERROR'].includes(txt.json?.code), `raw text/plain upload code ${txt.json?.code}`);
+  // Without credentials.
+  assertError(await upload(srv, undefined, fixture('product.jpg')), 401, 'AUTHENTICATION_REQUIRED', 'upload without key');
+});
+
+test('upload over 10 MB → 413 PAYLOAD_TOO_LARGE', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 0 });
+  const big = Buffer.alloc(10 * 1024 * 1024 + 4096, 0);
+  big.set(readFileSync(fixture('product.jpg')).subarray(0, 1024));
+  let r;
+  try {
+    r = await api(srv, 'POST', '/api/upload', { key: u.key, rawBody: big, headers: { 'content-type': 'image/jpeg' } });
+  } catch (e) {
+    assert.fail(`an over-limit upload must get a 413 answer, not a dropped connection (${e.cause?.code || e.message})`);
+  }
+  assertError(r, 413, 'PAYLOAD_TOO_LARGE', 'raw 10 MB + 4 KB upload');
+});
+
+// ---------------------------------------------------------------- create validation
+
+test('VALIDATION_ERROR lists every broken field of a create body, and changes nothing', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 10 });
+  const before = await snapshot(u.key);
+  const body = {
+    productImages: [],
+    modelImages: 'not-an-array',
+    style: 'baroque',
+    quality: 'ultra',
+    aspectRatio: '5:7',
+    customPrompt: 'x'.repeat(501),
+    parameters: { guidance_scale: 50, num_inference_steps: 5, strength: 2, seed: -1 },
+    priority: 'urgent',
+  };
+  const r = await api(srv, 'POST', '/api/generation/create', { key: u.key, body });
+  assertError(r, 400, 'VALIDATION_ERROR');
+  const fields = errorFields(r);
+  for (const f of ['productImages', 'modelImages', 'model', 'style', 'quality', 'aspectRatio', 'customPrompt',
+    'parameters.guidance_scale', 'parameters.num_inference_steps', 'parameters.strength', 'parameters.seed', 'priority']) {
+    assert.ok(fields.includes(f), `validationErrors lacks ${f}; got ${JSON.stringify(fields)}`);
+  }
+  for (const e of r.json.validationErrors) assert.ok(typeof e.message === 'string' && e.message.length > 0, `empty message for ${e.field}`);
+  assert.deepEqual(await snapshot(u.key), before, 'a refused create must change nothing');
+});
+
+test('VALIDATION_ERROR for wrong types and bad URLs, field by field', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 10 });
+  const before = await snapshot(u.key);
+  const cases = [
+    [{ productImages: 'http://x/a.jpg' }, 'productImages'],
+    [{ productImages: [42] }, 'productImages'],
+    [{ productImages: ['ftp://example.com/a.jpg'] }, 'productImages'],
+    [{ productImages: ['not a url'] }, 'productImages'],
+    [{ productImages: [`http://example.com/${'a'.repeat(2100)}.jpg`] }, 'productImages'],
+    [{ productImages: Array(6).fill(productUrl) }, 'productImages'],
+    [{ modelImages: Array(4).fill(productUrl) }, 'modelImages'],
+    [{ model: 7 }, 'model'],
+    [{ style: true }, 'style'],
+    [{ quality: null }, 'quality'],
+    [{ aspectRatio: 1.5 }, 'aspectRatio'],
+    [{ customPrompt: 12 }, 'customPrompt'],
+    [{ parameters: 'fast' }, 'parameters'],
+    [{ parameters: { guidance_scale: '7' } }, 'parameters.guidance_scale'],
+    [{ parameters: { guidance_scale: 0.5 } }, 'parameters.guidance_scale'],
+    [{ parameters: { num_inference_steps: 50.5 } }, 'parameters.num_inference_steps'],
+    [{ parameters: { num_inference_steps: 101 } }, 'parameters.num_inference_steps'],
+    [{ parameters: { strength: 0.05 } }, 'parameters.strength'],
+    [{ parameters: { seed: 2147483648 } }, 'parameters.seed'],
+    [{ parameters: { seed: true } }, 'parameters.seed'],
+    [{ priority: 'high' }, 'priority'], // free plan
+  ];
+  for (const [over, field] of cases) {
+    const r = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(productUrl, over) });
+    assertError(r, 400, 'VALIDATION_ERROR', `create with ${JSON.stringify(over).slice(0, 80)}`);
+    const fields = errorFields(r);
+    assert.ok(fields.some((f) => f === field || f.startsWith(`${field}[`)), `expected a validation error on ${field} for ${JSON.stringify(over).slice(0, 80)}, got ${JSON.stringify(r.json.validationErrors)}`);
+    assert.equal(fields.length, 1, `only ${field} is broken in ${JSON.stringify(over).slice(0, 80)}, got ${JSON.stringify(fields)}`);
+  }
+  // Missing required fields, each one.
+  for (const f of ['productImages', 'model', 'style', 'quality', 'aspectRatio']) {
+    const body = createBody(productUrl);
+    delete body[f];
+    const r = await api(srv, 'POST', '/api/generation/create', { key: u.key, body });
+    assertError(r, 400, 'VALIDATION_ERROR', `missing ${f}`);
+    assert.deepEqual(errorFields(r), [f]);
+  }
+  // Not an object at all.
+  for (const body of [[], 'text', 5, null]) {
+    assertError(await api(srv, 'POST', '/api/generation/create', { key: u.key, body }), 400, 'VALIDATION_ERROR', `body ${JSON.stringify(body)}`);
+  }
+  assert.deepEqual(await snapshot(u.key), before, 'refused creates must change nothing');
+});
+
+test('malformed JSON, a JSON body over --max-body, and an empty body → the right error; nothing changes', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 10 });
+  const before = await snapshot(u.key);
+  for (const raw of ['{"productImages": [', '{productImages: 1}', 'null garbage', '\u0000']) {
+    const r = await api(srv, 'POST', '/api/generation/create', { key: u.key, rawBody: raw, headers: { 'content-type': 'application/json' } });
+    assertError(r, 400, 'VALIDATION_ERROR', `malformed JSON ${JSON.stringify(raw)}`);
+  }
+  const empty = await api(srv, 'POST', '/api/generation/create', { key: u.key, rawBody: '', headers: { 'content-type': 'application/json' } });
+  assertError(empty, 400, 'VALIDATION_ERROR', 'empty body');
+  const malformedGenerate = await api(srv, 'POST', '/api/generate', { key: u.key, rawBody: '{"generationId":', headers: { 'content-type': 'application/json' } });
+  assertError(malformedGenerate, 400, 'VALIDATION_ERROR', 'malformed JSON on /api/generate');
+
+  const huge = JSON.stringify(createBody(productUrl, { customPrompt: 'y'.repeat(1024 * 1024 + 10) }));
+  let r;
+  try {
+    r = await api(srv, 'POST', '/api/generation/create', { key: u.key, rawBody: huge, headers: { 'content-type': 'application/json' } });
+  } catch (e) {
+    assert.fail(`an over-limit JSON body must get a 413 answer, not a dropped connection (${e.cause?.code || e.message})`);
+  }
+  assertError(r, 413, 'PAYLOAD_TOO_LARGE', 'JSON body over 1 MiB');
+  const hugeGen = await api(srv, 'POST', '/api/generate', { key: u.key, rawBody: huge, headers: { 'content-type': 'application/json' } });
+  assertError(hugeGen, 413, 'PAYLOAD_TOO_LARGE', 'JSON body over 1 MiB on /api/generate');
+  assert.deepEqual(await snapshot(u.key), before, 'refused requests must change nothing');
+  // The server still works for this user.
+  const ok = await create(srv, u.key, createBody(productUrl));
+  assert.equal(ok.status, 'pending');
+});
+
+test('unknown JSON fields are ignored; null optional fields mean absent; defaults filled in', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 10 });
+  const c = await create(srv, u.key, createBody(productUrl, { someFutureField: { x: 1 }, modelImages: null, customPrompt: null, parameters: null, priority: null }));
+  const g = assertOk(await api(srv, 'GET', `/api/generations/${c.generationId}`, { key: u.key }), 200);
+  assert.deepEqual(g.modelImages, []);
+  assert.equal(g.parameters.guidance_scale, 7.5);
+  assert.equal(g.parameters.num_inference_steps, 50);
+  assert.equal(g.parameters.strength, 0.8);
+  assert.ok(Number.isInteger(g.parameters.seed) && g.parameters.seed >= 0 && g.parameters.seed <= 2147483647, `seed drawn in range, got ${g.parameters.seed}`);
+  assert.equal(g.priority, 'normal');
+  assert.ok(!('someFutureField' in g));
+});
+
+// ---------------------------------------------------------------- image URL rules
+
+test('IMAGE_VALIDATION_ERROR at create for private/link-local/metadata addresses and a missing own /media file; nothing charged', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 10 });
+  const before = await snapshot(u.key);
+  const urls = [
+    'http://10.0.0.1/a.jpg',
+    'http://192.168.1.10/a.jpg',
+    'http://172.16.5.5/a.png',
+    'http://169.254.169.254/latest/meta-data/',
+    'http://[::1]/a.jpg',
+    'http://[fd00::1]/a.jpg',
+    'http://127.0.0.2/a.jpg', // loopback, not on the allow-list (127.0.0.1 only)
+    'http://0.0.0.0/a.jpg',
+    `${srv.baseUrl}/media/u/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.jpg`,
+  ];
+  for (const url of urls) {
+    const r = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(url) });
+    assertError(r, 400, 'IMAGE_VALIDATION_ERROR', `productImages [${url}]`);
+    const m = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(productUrl, { modelImages: [url] }) });
+    assertError(m, 400, 'IMAGE_VALIDATION_ERROR', `modelImages [${url}]`);
+  }
+  assert.deepEqual(await snapshot(u.key), before, 'refused creates must change nothing');
+});
+
+test('an unreachable image URL on an allowed host → IMAGE_VALIDATION_ERROR at create, or the generation fails with a clear error and a refund', async () => {
+  // Reading: the spec lists "unreachable" under IMAGE_VALIDATION_ERROR; a
+  // server that checks reachability only when the worker fetches must still
+  // fail the generation (never complete it) and refund it.
+  const u = await createUser(srv.dataDir, { tokens: 10 });
+  const url = 'http://127.0.0.1:9/unreachable.jpg'; // discard port: nothing listens
+  const r = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(url) });
+  if (r.status === 400) {
+    assertError(r, 400, 'IMAGE_VALIDATION_ERROR', 'unreachable URL');
+    assert.equal(await balance(srv, u.key), 10);
+    return;
+  }
+  const c = assertOk(r, 201, 'create with an unreachable URL');
+  await start(srv, u.key, c.generationId);
+  const g = await waitGen(srv, u.key, c.generationId, { timeout: 30000 });
+  assert.equal(g.status, 'failed', 'an unreachable input image must fail the generation');
+  assert.match(g.error || '', /image|fetch|connect|reach/i, `error must say the image could not be fetched, got ${JSON.stringify(g.error)}`);
+  assert.equal(g.tokensUsed, 0);
+  assert.equal(await balance(srv, u.key), 10);
+});
+
+// ---------------------------------------------------------------- models and cost
+
+test('MODEL_ERROR for an unknown model and for an unavailable one; nothing charged', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 10 });
+  const before = await snapshot(u.key);
+  const unknown = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(productUrl, { model: 'no-such-model' }) });
+  assertError(unknown, 400, 'MODEL_ERROR', 'unknown model');
+  const unavailable = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(productUrl, { model: 'gpt-image-1' }) });
+  assertError(unavailable, 400, 'MODEL_ERROR', 'gpt-image-1 without an API key');
+  assert.notEqual(unknown.json.error, unavailable.json.error, 'the message must say which: unknown vs not available');
+  const legacy = await api(srv, 'POST', '/api/generate', { key: u.key, body: createBody(productUrl, { model: 'no-such-model' }) });
+  assertError(legacy, 400, 'MODEL_ERROR', 'legacy one-step with an unknown model');
+  assert.deepEqual(await snapshot(u.key), before);
+});
+
+test('cost: estimatedCost = ceil(baseCost × quality multiplier); balance debited by it at create', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 10 });
+  const want = { auto: 1, low: 1, medium: 1, high: 2 };
+  let bal = 10;
+  for (const [quality, cost] of Object.entries(want)) {
+    const c = await create(srv, u.key, createBody(productUrl, { quality }));
+    assert.equal(c.estimatedCost, cost, `quality ${quality}`);
+    bal -= cost;
+    assert.equal(await balance(srv, u.key), bal, `balance after a ${quality} create`);
+    const g = assertOk(await api(srv, 'GET', `/api/generations/${c.generationId}`, { key: u.key }), 200);
+    assert.equal(g.tokensUsed, cost);
+  }
+});
+
+test('INSUFFICIENT_TOKENS when the balance is below the cost; nothing written', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 1 });
+  const high = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(productUrl, { quality: 'high' }) });
+  assertError(high, 400, 'INSUFFICIENT_TOKENS', 'cost 2 with balance 1');
+  assert.deepEqual(await snapshot(u.key), { balance: 1, generations: 0 });
+  await create(srv, u.key, createBody(productUrl));
+  const zero = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(productUrl) });
+  assertError(zero, 400, 'INSUFFICIENT_TOKENS', 'balance 0');
+  const legacy = await api(srv, 'POST', '/api/generate', { key: u.key, body: createBody(productUrl) });
+  assertError(legacy, 400, 'INSUFFICIENT_TOKENS', 'legacy one-step with balance 0');
+  assert.deepEqual(await snapshot(u.key), { balance: 0, generations: 1 });
+});
+
+test('POST /api/generate validation: missing/ill-typed generationId, unknown id → GENERATION_NOT_FOUND', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 1 });
+  const before = await snapshot(u.key);
+  const typed = await api(srv, 'POST', '/api/generate', { key: u.key, body: { generationId: 12 } });
+  assertError(typed, 400, 'VALIDATION_ERROR', 'generationId: 12');
+  assert.ok(errorFields(typed).includes('generationId'));
+  const missing = await api(srv, 'POST', '/api/generate', { key: u.key, body: { generationId: 'gen_01HZZZZZZZZZZZZZZZZZZZZZZZ' } });
+  assertError(missing, 404, 'GENERATION_NOT_FOUND', 'unknown generationId');
+  for (const p of ['/api/generations/gen_01HZZZZZZZZZZZZZZZZZZZZZZZ', '/api/generations/nonsense']) {
+    assertError(await api(srv, 'GET', p, { key: u.key }), 404, 'GENERATION_NOT_FOUND', `GET ${p}`);
+    assertError(await api(srv, 'POST', `${p}/cancel`, { key: u.key }), 404, 'GENERATION_NOT_FOUND', `cancel ${p}`);
+    assertError(await api(srv, 'POST', `${p}/retry`, { key: u.key }), 404, 'GENERATION_NOT_FOUND', `retry ${p}`);
+    assertError(await api(srv, 'DELETE', p, { key: u.key }), 404, 'GENERATION_NOT_FOUND', `DELETE ${p}`);
+  }
+  assert.deepEqual(await snapshot(u.key), before);
+});
+
+void waitGen;
