@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define STYLESTUDIO_VERSION "0.1.0"
+
 typedef struct config {
     char *listen;       /* HOST:PORT */
     char *data_dir;

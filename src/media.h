@@ -46,6 +46,9 @@ int media_save_upload(const void *data, size_t len, provider_image *info, char *
  * URLs must name an existing file). */
 int media_check_url(const char *url, char **error);
 
+/* True when url points into this server's own /media. */
+bool media_is_own_url(const char *url);
+
 /* Loads the image behind a URL into *out (caller frees with
  * provider_image_free) and probes it. Own /media URLs read the file;
  * others are fetched (timeout 20 s, ≤ MEDIA_MAX_BYTES, at most 3

@@ -113,6 +113,9 @@ int store_session_delete(store_t *s, const char *token_hash);
 int store_ledger_list(store_t *s, const char *user_id, const char *cursor, int limit,
                       json_t **items, char **next_cursor);
 
+/* Tokens charged and refunded over all time (for /metrics). */
+int store_ledger_totals(store_t *s, int64_t *charged, int64_t *refunded);
+
 /* ---- generations: the API side ---- */
 
 /* Idempotency data for a create, or NULL when no Idempotency-Key. */
@@ -216,6 +219,9 @@ void store_events_free(store_event *ev, size_t n);
  * events are then skipped). *out new array. */
 int store_events_after(store_t *s, const char *user_id, const char *generation_id,
                        int64_t after_id, int limit, store_event **out, size_t *n);
+/* The newest event of one generation (its data is the current record).
+ * *out must be freed with store_events_free(out, 1). */
+int store_events_latest(store_t *s, const char *generation_id, store_event *out);
 /* The newest event id overall (0 when none). */
 int store_events_last_id(store_t *s, int64_t *id);
 

@@ -1,0 +1,365 @@
+/*
+ * api — the route table, the auth gate, shared reply helpers, and the
+ * operational routes (/healthz, /readyz, /metrics, /api/openapi.json,
+ * /media, the web studio's static files).
+ */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "media.h"
+#include "metrics.h"
+#include "queue.h"
+#include "util.h"
+
+store_t *api_store;
+
+enum { PUBLIC = 0, AUTHED = 1, ADMIN = 2 };
+
+typedef struct route {
+    const char *method;
+    const char *pattern; /* "{id}" matches one path segment */
+    api_handler_fn fn;
+    int access;
+    const char *summary; /* for the OpenAPI document */
+} route;
+
+static void health(api_call *c);
+static void ready(api_call *c);
+static void metrics(api_call *c);
+static void openapi(api_call *c);
+
+static const route routes[] = {
+    {"GET", "/healthz", health, PUBLIC, "Liveness"},
+    {"GET", "/readyz", ready, PUBLIC, "Readiness: the store answers"},
+    {"GET", "/metrics", metrics, PUBLIC, "Prometheus metrics"},
+    {"GET", "/api/openapi.json", openapi, PUBLIC, "This document"},
+    {"POST", "/api/auth/signup", api_signup, PUBLIC, "Create an account and sign in"},
+    {"POST", "/api/auth/login", api_login, PUBLIC, "Sign in with email and password"},
+    {"POST", "/api/auth/logout", api_logout, PUBLIC, "Sign out"},
+    {"GET", "/api/me", api_me, AUTHED, "The caller, balance and stats"},
+    {"POST", "/api/keys", api_keys_create, AUTHED, "Create an API key (shown once)"},
+    {"GET", "/api/keys", api_keys_list, AUTHED, "List API keys"},
+    {"DELETE", "/api/keys/{id}", api_keys_delete, AUTHED, "Revoke an API key"},
+    {"POST", "/api/admin/users/{id}/tokens", api_admin_tokens, ADMIN, "Grant tokens (admin)"},
+    {"GET", "/api/tokens/transactions", api_transactions, AUTHED, "The token ledger"},
+    {"GET", "/api/models", api_models, PUBLIC, "Models and their availability"},
+    {"POST", "/api/upload", api_upload, AUTHED, "Upload an image"},
+    {"POST", "/api/generation/create", api_create, AUTHED, "Step 1: create a generation"},
+    {"POST", "/api/generate", api_generate, AUTHED, "Step 2: start it (or legacy one-step)"},
+    {"GET", "/api/generations", api_gen_list, AUTHED, "List generations"},
+    {"GET", "/api/generations/{id}", api_gen_get, AUTHED, "One generation"},
+    {"DELETE", "/api/generations/{id}", api_gen_delete, AUTHED, "Delete a finished generation"},
+    {"POST", "/api/generations/{id}/cancel", api_gen_cancel, AUTHED, "Cancel and refund"},
+    {"POST", "/api/generations/{id}/retry", api_gen_retry, AUTHED, "Retry with the same settings"},
+    {"GET", "/api/generations/{id}/events", api_gen_events, AUTHED, "Live status (SSE)"},
+    {"GET", "/api/events", api_user_events, AUTHED, "All live updates of the caller (SSE)"},
+};
+
+void api_init(store_t *s)
+{
+    api_store = s;
+}
+
+/* ---- shared helpers ---- */
+
+void api_field_error(api_call *c, const char *field, const char *message)
+{
+    json_t *errs = json_pack("[{s:s, s:s}]", "field", field, "message", message);
+    http_reply_error(c->req, 400, "VALIDATION_ERROR", message, errs);
+}
+
+json_t *api_json_body(api_call *c)
+{
+    size_t len;
+    const char *body = http_body(c->req, &len);
+    json_error_t e;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
+    if (!j) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", e.text,
+                 e.line, e.column);
+        api_field_error(c, "body", msg);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        api_field_error(c, "body", "body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+void api_store_error(api_call *c, int rc, const char *what)
+{
+    if (rc == STORE_ENOTFOUND) {
+        char *m = xasprintf("%s not found", what);
+        bool gen = str_has_prefix(what, "generation");
+        http_reply_error(c->req, 404, gen ? "GENERATION_NOT_FOUND" : "NOT_FOUND", m, NULL);
+        free(m);
+    } else {
+        http_reply_error(c->req, 500, "INTERNAL_SERVER_ERROR", "the store failed; nothing was changed", NULL);
+    }
+}
+
+bool api_page_args(api_call *c, int *limit, const char **cursor)
+{
+    const char *l = http_query(c->req, "limit");
+    *limit = 20;
+    if (l) {
+        char *end;
+        long v = strtol(l, &end, 10);
+        if (!*l || *end || v < 1 || v > 100) {
+            api_field_error(c, "limit", "limit must be an integer from 1 to 100");
+            return false;
+        }
+        *limit = (int)v;
+    }
+    *cursor = http_query(c->req, "cursor");
+    if (*cursor && (!**cursor || strlen(*cursor) > 64)) {
+        api_field_error(c, "cursor", "cursor is not one this server handed out");
+        return false;
+    }
+    return true;
+}
+
+json_t *api_list(json_t *items, const char *next_cursor)
+{
+    return json_pack("{s:o, s:o}", "items", items, "nextCursor",
+                     next_cursor ? json_string(next_cursor) : json_null());
+}
+
+json_t *api_user_json(const user_record *u)
+{
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:I}", "_id", u->id, "email",
+                     u->email, "name", u->name, "tokenBalance", (json_int_t)u->token_balance,
+                     "totalTokensPurchased", (json_int_t)u->total_tokens_purchased,
+                     "totalTokensUsed", (json_int_t)u->total_tokens_used, "freeTokensGranted",
+                     (json_int_t)u->free_tokens_granted, "plan", u->plan, "role", u->role,
+                     "createdAt", (json_int_t)u->created_at);
+}
+
+/* ---- operational routes ---- */
+
+static void health(api_call *c)
+{
+    http_reply_json(c->req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void ready(api_call *c)
+{
+    if (store_ping(api_store) == STORE_OK)
+        http_reply_json(c->req, 200, json_pack("{s:s}", "status", "ready"));
+    else
+        http_reply_error(c->req, 503, "INTERNAL_SERVER_ERROR", "the store does not answer", NULL);
+}
+
+static void metrics(api_call *c)
+{
+    buf out = {0};
+    metrics_render_requests(&out);
+    int64_t by_status[GEN_STATUS_COUNT] = {0}, queued = 0;
+    if (store_gen_counts(api_store, by_status, &queued) == STORE_OK) {
+        for (int i = 0; i < GEN_STATUS_COUNT; i++) {
+            char labels[64];
+            snprintf(labels, sizeof labels, "status=\"%s\"", gen_status_name((gen_status)i));
+            metrics_sample(&out, "stylestudio_generations", "gauge",
+                           i == 0 ? "Generations by status." : NULL, labels, (double)by_status[i]);
+        }
+        metrics_sample(&out, "stylestudio_queue_depth", "gauge",
+                       "Generations waiting in the queue.", NULL, (double)queued);
+    }
+    int64_t charged = 0, refunded = 0;
+    if (store_ledger_totals(api_store, &charged, &refunded) == STORE_OK) {
+        metrics_sample(&out, "stylestudio_tokens_charged_total", "counter",
+                       "Tokens charged for generations.", NULL, (double)charged);
+        metrics_sample(&out, "stylestudio_tokens_refunded_total", "counter",
+                       "Tokens refunded for failed, cancelled or expired generations.", NULL,
+                       (double)refunded);
+    }
+    metrics_sample(&out, "stylestudio_generations_running", "gauge",
+                   "Generations running in this process.", NULL, (double)queue_running());
+    metrics_sample(&out, "stylestudio_sse_clients", "gauge", "Open event streams.", NULL,
+                   (double)http_sse_clients());
+    http_reply_bytes(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+    buf_free(&out);
+}
+
+/* The OpenAPI 3.1 document, derived from the route table so no route can
+ * be missing from it. */
+static void openapi(api_call *c)
+{
+    json_t *paths = json_object();
+    for (size_t i = 0; i < ARRAY_LEN(routes); i++) {
+        const route *rt = &routes[i];
+        json_t *item = json_object_get(paths, rt->pattern);
+        if (!item) {
+            item = json_object();
+            json_object_set_new(paths, rt->pattern, item);
+        }
+        char method[8];
+        size_t n = strlen(rt->method);
+        for (size_t k = 0; k <= n; k++)
+            method[k] = (char)(rt->method[k] >= 'A' && rt->method[k] <= 'Z' ? rt->method[k] + 32 : rt->method[k]);
+        json_t *op = json_pack("{s:s, s:{s:{s:s}, s:{s:s}}}", "summary", rt->summary, "responses",
+                               "200", "description", "success envelope {success, data}",
+                               "default", "description",
+                               "error envelope {success:false, code, error, validationErrors, requestId}");
+        if (strstr(rt->pattern, "{id}"))
+            json_object_set_new(op, "parameters",
+                                json_pack("[{s:s, s:s, s:b, s:{s:s}}]", "name", "id", "in", "path",
+                                          "required", 1, "schema", "type", "string"));
+        if (rt->access != PUBLIC)
+            json_object_set_new(op, "security",
+                                json_pack("[{s:[]}, {s:[]}]", "bearerKey", "sessionCookie"));
+        json_object_set_new(item, method, op);
+    }
+    json_t *doc = json_pack(
+        "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}}", "openapi",
+        "3.1.0", "info", "title", "Style Studio API", "version", STYLESTUDIO_VERSION,
+        "description", "Two-step fashion image generation. See SPEC.md for the contract.",
+        "paths", paths, "components", "securitySchemes", "bearerKey", "type", "http", "scheme",
+        "bearer", "sessionCookie", "type", "apiKey", "in", "cookie", "name", AUTH_COOKIE);
+    char *text = json_dumps(doc, JSON_INDENT(2));
+    json_decref(doc);
+    http_reply_bytes(c->req, 200, "application/json", text, strlen(text));
+    free(text);
+}
+
+/* ---- static files and media ---- */
+
+static const char *static_type(const char *path)
+{
+    static const struct { const char *ext, *type; } types[] = {
+        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
+        {".png", "image/png"},                 {".jpg", "image/jpeg"},
+        {".webp", "image/webp"},               {".json", "application/json"},
+        {".ico", "image/x-icon"},              {".txt", "text/plain; charset=utf-8"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < ARRAY_LEN(types); i++)
+        if (strcmp(dot, types[i].ext) == 0) return types[i].type;
+    return "application/octet-stream";
+}
+
+static void serve_media(http_req *r)
+{
+    const char *ctype;
+    char *path = media_path_for_request(http_path(r), &ctype);
+    if (path) {
+        const char *name = strrchr(path, '/') + 1;
+        char *etag = xasprintf("\"%s\"", name);
+        int rc = http_reply_file(r, path, ctype, "public, max-age=31536000, immutable", etag);
+        free(etag);
+        free(path);
+        if (rc == 0) return;
+    }
+    http_reply_error(r, 404, "NOT_FOUND", "no such media file", NULL);
+}
+
+/* Files under the web root; paths without an extension get index.html so
+ * the studio's client-side routes survive a reload. */
+static void serve_static(http_req *r)
+{
+    const char *p = http_path(r);
+    if (strstr(p, "..") || strchr(p, '\\')) {
+        http_reply_error(r, 404, "NOT_FOUND", "no such page", NULL);
+        return;
+    }
+    const char *last = strrchr(p, '/');
+    bool page = !strchr(last ? last : p, '.');
+    char *file = page ? xasprintf("%s/index.html", cfg.web_root) : xasprintf("%s%s", cfg.web_root, p);
+    if (http_reply_file(r, file, static_type(file), "no-cache", NULL) != 0)
+        http_reply_error(r, 404, "NOT_FOUND", "no such page", NULL);
+    free(file);
+}
+
+/* ---- dispatch ---- */
+
+static bool match(const char *pattern, const char *path, char *param, size_t param_len)
+{
+    while (*pattern && *path) {
+        if (strncmp(pattern, "{id}", 4) == 0) {
+            size_t n = strcspn(path, "/");
+            if (n == 0 || n >= param_len) return false;
+            memcpy(param, path, n);
+            param[n] = '\0';
+            pattern += 4;
+            path += n;
+            continue;
+        }
+        if (*pattern++ != *path++) return false;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+static void run_route(const route *rt, api_call *c)
+{
+    http_req *r = c->req;
+    if (rt->access != PUBLIC || str_has_prefix(rt->pattern, "/api/auth/")) {
+        int rc = auth_request(api_store, r, &c->user);
+        if (rc == 0) {
+            c->authed = true;
+        } else if (rc == AUTH_ECSRF) {
+            http_reply_error(r, 403, "UNAUTHORIZED",
+                             "cross-site request refused: Origin does not match this site", NULL);
+            return;
+        } else if (rc == AUTH_EINTERNAL) {
+            http_reply_error(r, 500, "INTERNAL_SERVER_ERROR", "could not check credentials", NULL);
+            return;
+        } else if (rt->access != PUBLIC) {
+            http_reply_error(r, 401, "AUTHENTICATION_REQUIRED",
+                             "sign in, or send an API key as 'Authorization: Bearer sk_...'", NULL);
+            return;
+        }
+    }
+    if (rt->access == ADMIN && strcmp(c->user.role, "admin") != 0) {
+        http_reply_error(r, 403, "UNAUTHORIZED", "this route is for administrators", NULL);
+        return;
+    }
+    rt->fn(c);
+}
+
+void api_dispatch(http_req *r)
+{
+    const char *path = http_path(r), *method = http_method(r);
+    api_call c = {.req = r};
+    char allow[64] = "";
+    for (size_t i = 0; i < ARRAY_LEN(routes); i++) {
+        char param[128];
+        if (!match(routes[i].pattern, path, param, sizeof param)) continue;
+        bool head_as_get = strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0;
+        if (strcmp(routes[i].method, method) != 0 && !head_as_get) {
+            if (*allow) strcat(allow, ", ");
+            strncat(allow, routes[i].method, sizeof allow - strlen(allow) - 1);
+            continue;
+        }
+        http_set_route(r, routes[i].pattern);
+        snprintf(c.param, sizeof c.param, "%s", param);
+        run_route(&routes[i], &c);
+        return;
+    }
+    if (*allow) {
+        http_set_route(r, "method_not_allowed");
+        http_add_header(r, "Allow", allow);
+        http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "this method is not allowed here", NULL);
+        return;
+    }
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (get && str_has_prefix(path, "/media/")) {
+        http_set_route(r, "/media");
+        serve_media(r);
+    } else if (get && !str_has_prefix(path, "/api/")) {
+        http_set_route(r, "static");
+        serve_static(r);
+    } else {
+        http_set_route(r, "not_found");
+        http_reply_error(r, 404, "NOT_FOUND", "no such route", NULL);
+    }
+}

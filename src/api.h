@@ -1,0 +1,75 @@
+/*
+ * api — one handler per route: decode the request, call the rules and the
+ * store, encode the answer. api.c holds the route table, the auth gate and
+ * the operational routes; api_account.c the account routes; api_gen.c the
+ * generation, upload and streaming routes.
+ */
+#ifndef SS_API_H
+#define SS_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "http.h"
+#include "store.h"
+
+/* Call once before http_start. */
+void api_init(store_t *s);
+/* The http dispatch function. */
+void api_dispatch(http_req *r);
+
+/* ---- shared by the api_*.c files ---- */
+
+/* What a handler receives: the request, the caller (when the route needs
+ * authentication), and the path parameter ({id}), if any. */
+typedef struct api_call {
+    http_req *req;
+    user_record user;
+    bool authed;
+    char param[128];
+} api_call;
+
+typedef void (*api_handler_fn)(api_call *c);
+
+extern store_t *api_store;
+
+/* Parses the body as a JSON object. On failure replies VALIDATION_ERROR and
+ * returns NULL. Caller owns the result. */
+json_t *api_json_body(api_call *c);
+/* Replies for a store failure (not-found, conflict, internal) with the
+ * given wording; returns nothing. */
+void api_store_error(api_call *c, int rc, const char *what);
+/* Parses ?limit (1..100, default 20) and ?cursor; replies and returns false
+ * when malformed. */
+bool api_page_args(api_call *c, int *limit, const char **cursor);
+/* A single validation error {field, message} reply. */
+void api_field_error(api_call *c, const char *field, const char *message);
+/* {"items": items, "nextCursor": next|null}; steals items, copies next. */
+json_t *api_list(json_t *items, const char *next_cursor);
+json_t *api_user_json(const user_record *u);
+
+/* Handlers (api_account.c) */
+void api_signup(api_call *c);
+void api_login(api_call *c);
+void api_logout(api_call *c);
+void api_me(api_call *c);
+void api_keys_create(api_call *c);
+void api_keys_list(api_call *c);
+void api_keys_delete(api_call *c);
+void api_admin_tokens(api_call *c);
+void api_transactions(api_call *c);
+
+/* Handlers (api_gen.c) */
+void api_models(api_call *c);
+void api_upload(api_call *c);
+void api_create(api_call *c);
+void api_generate(api_call *c);
+void api_gen_get(api_call *c);
+void api_gen_list(api_call *c);
+void api_gen_cancel(api_call *c);
+void api_gen_retry(api_call *c);
+void api_gen_delete(api_call *c);
+void api_gen_events(api_call *c);
+void api_user_events(api_call *c);
+
+#endif

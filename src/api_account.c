@@ -1,0 +1,268 @@
+/*
+ * api_account — sign-up, sign-in, the caller's profile and stats, API keys,
+ * admin grants and the token ledger.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+/* A new array of one {field, message}, appended to *errs. */
+static void add_error(json_t **errs, const char *field, const char *message)
+{
+    if (!*errs) *errs = json_array();
+    json_array_append_new(*errs, json_pack("{s:s, s:s}", "field", field, "message", message));
+}
+
+/* The string at key, or NULL with an error added when it is missing or
+ * not a string. */
+static const char *string_field(json_t *body, const char *key, json_t **errs)
+{
+    json_t *v = json_object_get(body, key);
+    if (!json_is_string(v)) {
+        char *m = xasprintf("%s is required and must be a string", key);
+        add_error(errs, key, m);
+        free(m);
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static bool email_ok(const char *e)
+{
+    const char *at = strchr(e, '@');
+    size_t n = strlen(e);
+    return n >= 3 && n <= 254 && at && at != e && strchr(at + 1, '.') && !strchr(at + 1, '@') &&
+           !strpbrk(e, " \t\r\n<>\"") && e[n - 1] != '.';
+}
+
+static void lowercase(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);
+}
+
+static void reply_signed_in(api_call *c, int status, const char *user_id)
+{
+    user_record u;
+    if (store_user_get(api_store, user_id, &u) != STORE_OK ||
+        auth_session_start(api_store, c->req, user_id) != 0) {
+        http_reply_error(c->req, 500, "INTERNAL_SERVER_ERROR", "could not start a session", NULL);
+        return;
+    }
+    http_reply_json(c->req, status,
+                    json_pack("{s:o, s:I}", "user", api_user_json(&u), "tokenBalance",
+                              (json_int_t)u.token_balance));
+}
+
+/* Signup and login are cookie-setting writes: refuse a foreign Origin. */
+static bool origin_allowed(api_call *c)
+{
+    if (!http_header(c->req, "Origin") && !http_header(c->req, "Referer")) return true;
+    if (auth_same_origin(c->req)) return true;
+    http_reply_error(c->req, 403, "UNAUTHORIZED",
+                     "cross-site request refused: Origin does not match this site", NULL);
+    return false;
+}
+
+void api_signup(api_call *c)
+{
+    if (!origin_allowed(c)) return;
+    json_t *body = api_json_body(c);
+    if (!body) return;
+    json_t *errs = NULL;
+    const char *name = string_field(body, "name", &errs);
+    const char *email = string_field(body, "email", &errs);
+    const char *password = string_field(body, "password", &errs);
+    if (name && (strlen(name) < 1 || strlen(name) > 100))
+        add_error(&errs, "name", "name must be 1 to 100 characters");
+    if (email && !email_ok(email)) add_error(&errs, "email", "email must be a valid email address");
+    if (password && (strlen(password) < 8 || strlen(password) > 256))
+        add_error(&errs, "password", "password must be 8 to 256 characters");
+    if (errs) {
+        http_reply_error(c->req, 400, "VALIDATION_ERROR", "some fields are invalid", errs);
+        goto cleanup;
+    }
+    char hash[128];
+    if (auth_hash_password(password, hash) != 0) {
+        http_reply_error(c->req, 500, "INTERNAL_SERVER_ERROR", "could not hash the password", NULL);
+        goto cleanup;
+    }
+    user_record u = {0};
+    ids_new("usr", u.id);
+    snprintf(u.email, sizeof u.email, "%s", email);
+    lowercase(u.email);
+    snprintf(u.name, sizeof u.name, "%s", name);
+    strcpy(u.plan, "free");
+    strcpy(u.role, "user");
+    u.created_at = now_ms();
+    int rc = store_user_create(api_store, &u, hash, cfg.signup_tokens);
+    if (rc == STORE_EDUPLICATE) {
+        api_field_error(c, "email", "an account with this email already exists");
+    } else if (rc != STORE_OK) {
+        api_store_error(c, rc, "user");
+    } else {
+        rlog_info(http_request_id(c->req), "signed up %s", u.id);
+        reply_signed_in(c, 201, u.id);
+    }
+cleanup:
+    json_decref(body);
+}
+
+void api_login(api_call *c)
+{
+    if (!origin_allowed(c)) return;
+    json_t *body = api_json_body(c);
+    if (!body) return;
+    json_t *errs = NULL;
+    const char *email = string_field(body, "email", &errs);
+    const char *password = string_field(body, "password", &errs);
+    if (errs) {
+        http_reply_error(c->req, 400, "VALIDATION_ERROR", "email and password are required", errs);
+        json_decref(body);
+        return;
+    }
+    char lower[256];
+    snprintf(lower, sizeof lower, "%s", email);
+    lowercase(lower);
+    user_record u;
+    char *hash = NULL;
+    int rc = store_user_by_email(api_store, lower, &u, &hash);
+    if (rc == STORE_OK && auth_check_password(hash, password))
+        reply_signed_in(c, 200, u.id);
+    else if (rc == STORE_OK || rc == STORE_ENOTFOUND)
+        http_reply_error(c->req, 401, "AUTHENTICATION_REQUIRED", "invalid email or password", NULL);
+    else
+        api_store_error(c, rc, "user");
+    free(hash);
+    json_decref(body);
+}
+
+void api_logout(api_call *c)
+{
+    if (!origin_allowed(c)) return;
+    auth_session_end(api_store, c->req);
+    http_reply_json(c->req, 200, json_pack("{s:b}", "signedOut", 1));
+}
+
+static int64_t month_start_ms(void)
+{
+    time_t now = (time_t)(now_ms() / 1000);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    tm.tm_mday = 1;
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+void api_me(api_call *c)
+{
+    user_stats st;
+    int rc = store_user_stats(api_store, c->user.id, month_start_ms(), &st);
+    if (rc != STORE_OK) {
+        api_store_error(c, rc, "user");
+        return;
+    }
+    json_t *stats = json_pack("{s:I, s:I, s:I, s:I, s:f}", "totalGenerations",
+                              (json_int_t)st.total_generations, "thisMonth",
+                              (json_int_t)st.this_month, "completed", (json_int_t)st.completed,
+                              "failed", (json_int_t)st.failed, "successRate", st.success_rate);
+    http_reply_json(c->req, 200,
+                    json_pack("{s:o, s:I, s:o}", "user", api_user_json(&c->user), "tokenBalance",
+                              (json_int_t)c->user.token_balance, "stats", stats));
+}
+
+void api_keys_create(api_call *c)
+{
+    json_t *body = api_json_body(c);
+    if (!body) return;
+    json_t *jn = json_object_get(body, "name");
+    const char *name = json_is_string(jn) ? json_string_value(jn) : NULL;
+    if (jn && !name) {
+        api_field_error(c, "name", "name must be a string");
+    } else if (name && strlen(name) > 100) {
+        api_field_error(c, "name", "name must be at most 100 characters");
+    } else {
+        char key_id[ID_LEN], *key = NULL;
+        int rc = auth_key_create(api_store, c->user.id, name && *name ? name : "API key", key_id, &key);
+        json_t *items = NULL;
+        if (rc == STORE_OK) rc = store_key_list(api_store, c->user.id, &items);
+        if (rc != STORE_OK) {
+            api_store_error(c, rc, "key");
+        } else {
+            json_t *row = NULL, *it;
+            size_t i;
+            json_array_foreach(items, i, it) if (str_eq(json_string_value(json_object_get(it, "id")), key_id)) row = it;
+            json_t *out = row ? json_deep_copy(row) : json_object();
+            json_object_set_new(out, "key", json_string(key));
+            http_reply_json(c->req, 201, out);
+        }
+        json_decref(items);
+        free(key);
+    }
+    json_decref(body);
+}
+
+void api_keys_list(api_call *c)
+{
+    json_t *items;
+    int rc = store_key_list(api_store, c->user.id, &items);
+    if (rc != STORE_OK) api_store_error(c, rc, "key");
+    else http_reply_json(c->req, 200, api_list(items, NULL));
+}
+
+void api_keys_delete(api_call *c)
+{
+    int rc = store_key_delete(api_store, c->user.id, c->param);
+    if (rc != STORE_OK) api_store_error(c, rc, "API key");
+    else http_reply_json(c->req, 200, json_pack("{s:s, s:b}", "id", c->param, "revoked", 1));
+}
+
+void api_admin_tokens(api_call *c)
+{
+    json_t *body = api_json_body(c);
+    if (!body) return;
+    json_t *ja = json_object_get(body, "amount"), *jr = json_object_get(body, "reason");
+    json_t *errs = NULL;
+    if (!json_is_integer(ja) || json_integer_value(ja) == 0 ||
+        llabs(json_integer_value(ja)) > 1000000000)
+        add_error(&errs, "amount", "amount must be a non-zero integer (at most 1e9 either way)");
+    if (jr && !json_is_string(jr)) add_error(&errs, "reason", "reason must be a string");
+    if (errs) {
+        http_reply_error(c->req, 400, "VALIDATION_ERROR", "some fields are invalid", errs);
+        json_decref(body);
+        return;
+    }
+    int64_t amount = json_integer_value(ja), balance = 0;
+    const char *reason = jr ? json_string_value(jr) : "admin grant";
+    int rc = store_user_credit(api_store, c->param, amount, amount > 0 ? "grant" : "adjustment",
+                               reason, &balance);
+    if (rc == STORE_EINSUFFICIENT)
+        http_reply_error(c->req, 400, "INSUFFICIENT_TOKENS",
+                         "the adjustment would make the balance negative", NULL);
+    else if (rc != STORE_OK)
+        api_store_error(c, rc, "user");
+    else
+        http_reply_json(c->req, 200, json_pack("{s:s, s:I}", "userId", c->param, "tokenBalance",
+                                               (json_int_t)balance));
+    json_decref(body);
+}
+
+void api_transactions(api_call *c)
+{
+    int limit;
+    const char *cursor;
+    if (!api_page_args(c, &limit, &cursor)) return;
+    json_t *items;
+    char *next = NULL;
+    int rc = store_ledger_list(api_store, c->user.id, cursor, limit, &items, &next);
+    if (rc != STORE_OK) api_store_error(c, rc, "ledger page");
+    else http_reply_json(c->req, 200, api_list(items, next));
+    free(next);
+}

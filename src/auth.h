@@ -1,0 +1,41 @@
+/*
+ * auth — who is calling: API keys (Bearer sk_...), the ss_session cookie,
+ * the CSRF rule for cookie-authenticated writes, and Argon2id passwords.
+ */
+#ifndef SS_AUTH_H
+#define SS_AUTH_H
+
+#include <stdbool.h>
+
+#include "http.h"
+#include "store.h"
+
+#define AUTH_COOKIE "ss_session"
+#define AUTH_SESSION_DAYS 30
+
+enum {
+    AUTH_ENONE = -1,    /* no credentials, or unknown/expired ones */
+    AUTH_ECSRF = -2,    /* cookie write from a foreign origin */
+    AUTH_EINTERNAL = -3,
+};
+
+/* Authenticates the request into *user. */
+int auth_request(store_t *s, http_req *r, user_record *user);
+/* True when the request's Origin (or Referer) is this server's own. */
+bool auth_same_origin(http_req *r);
+
+/* Argon2id (libsodium crypto_pwhash_str). out must hold 128 bytes. 0 or -1. */
+int auth_hash_password(const char *password, char out[128]);
+bool auth_check_password(const char *hash, const char *password);
+
+/* Starts a session for user_id and sets the cookie on the reply. 0 or -1. */
+int auth_session_start(store_t *s, http_req *r, const char *user_id);
+/* Ends the request's session (if any) and clears the cookie. */
+void auth_session_end(store_t *s, http_req *r);
+
+/* A new API key for the user: *key_out (shown once, caller frees) and the
+ * stored row's id in key_id. 0 or a STORE_E* code. */
+int auth_key_create(store_t *s, const char *user_id, const char *name, char key_id[ID_LEN],
+                    char **key_out);
+
+#endif

@@ -1,0 +1,276 @@
+/*
+ * main — the `stylestudio` command: serve, worker, migrate, user ...,
+ * --help, --version. Start-up wires the modules together in dependency
+ * order; SIGTERM/SIGINT shut them down in reverse.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "auth.h"
+#include "config.h"
+#include "events.h"
+#include "http.h"
+#include "ids.h"
+#include "log.h"
+#include "media.h"
+#include "queue.h"
+#include "store.h"
+#include "util.h"
+
+#define DRAIN_GRACE_MS 20000
+
+static void usage(FILE *out)
+{
+    fputs("stylestudio " STYLESTUDIO_VERSION " — styled fashion images from product photos\n\n"
+          "Usage:\n"
+          "  stylestudio serve [options]      API, web studio and workers\n"
+          "  stylestudio worker [options]     workers only (shared database)\n"
+          "  stylestudio migrate [options]    create or upgrade the database\n"
+          "  stylestudio user create --email E [--name N] [--tokens N] [--admin] [options]\n"
+          "  stylestudio user grant --email E --amount N [options]\n"
+          "  stylestudio user list [options]\n"
+          "  stylestudio --help | --version\n\n",
+          out);
+    config_print_help(out);
+}
+
+/* Values of subcommand flags left over by config_load ("--email x"). */
+static const char *word_flag(char **words, const char *flag)
+{
+    for (size_t i = 0; words[i]; i++)
+        if (strcmp(words[i], flag) == 0) return words[i + 1];
+    return NULL;
+}
+
+static bool word_present(char **words, const char *flag)
+{
+    for (size_t i = 0; words[i]; i++)
+        if (strcmp(words[i], flag) == 0) return true;
+    return false;
+}
+
+static int open_store(store_t **s)
+{
+    if (util_mkdirs(cfg.data_dir) != 0) {
+        fprintf(stderr, "stylestudio: cannot create data directory %s: %s\n", cfg.data_dir,
+                strerror(errno));
+        return -1;
+    }
+    char *err = NULL;
+    if (store_open(cfg.db_url, s, &err) != STORE_OK) {
+        fprintf(stderr, "stylestudio: cannot open the database: %s\n", err ? err : "unknown error");
+        free(err);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_user(char **words)
+{
+    const char *sub = words[1];
+    store_t *s;
+    if (!sub) {
+        fputs("stylestudio user: expected create, grant or list\n", stderr);
+        return 2;
+    }
+    if (open_store(&s) != 0) return 1;
+    int rc = 1;
+    if (strcmp(sub, "create") == 0) {
+        const char *email = word_flag(words, "--email"), *name = word_flag(words, "--name");
+        const char *tokens = word_flag(words, "--tokens");
+        if (!email || !strchr(email, '@')) {
+            fputs("stylestudio user create: --email EMAIL is required\n", stderr);
+            rc = 2;
+            goto cleanup;
+        }
+        user_record u = {0};
+        ids_new("usr", u.id);
+        snprintf(u.email, sizeof u.email, "%s", email);
+        for (char *p = u.email; *p; p++)
+            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+        snprintf(u.name, sizeof u.name, "%s", name ? name : email);
+        strcpy(u.plan, "free");
+        strcpy(u.role, word_present(words, "--admin") ? "admin" : "user");
+        u.created_at = now_ms();
+        long long grant = tokens ? atoll(tokens) : 0;
+        int r = store_user_create(s, &u, NULL, grant > 0 ? grant : 0);
+        char key_id[ID_LEN], *key = NULL;
+        if (r == STORE_EDUPLICATE) {
+            fprintf(stderr, "stylestudio user create: %s already has an account\n", email);
+        } else if (r != STORE_OK || auth_key_create(s, u.id, "CLI key", key_id, &key) != STORE_OK) {
+            fputs("stylestudio user create: the database refused the user\n", stderr);
+        } else {
+            printf("user_id: %s\napi_key: %s\n", u.id, key);
+            rc = 0;
+        }
+        free(key);
+    } else if (strcmp(sub, "grant") == 0) {
+        const char *email = word_flag(words, "--email"), *amount = word_flag(words, "--amount");
+        user_record u;
+        int64_t balance;
+        if (!email || !amount || atoll(amount) == 0) {
+            fputs("stylestudio user grant: --email EMAIL --amount N are required\n", stderr);
+            rc = 2;
+        } else if (store_user_by_email(s, email, &u, NULL) != STORE_OK) {
+            fprintf(stderr, "stylestudio user grant: no user %s\n", email);
+        } else if (store_user_credit(s, u.id, atoll(amount), atoll(amount) > 0 ? "grant" : "adjustment",
+                                     "operator grant", &balance) != STORE_OK) {
+            fputs("stylestudio user grant: refused (would the balance go negative?)\n", stderr);
+        } else {
+            printf("user_id: %s\ntoken_balance: %lld\n", u.id, (long long)balance);
+            rc = 0;
+        }
+    } else if (strcmp(sub, "list") == 0) {
+        user_record *list;
+        size_t n;
+        if (store_user_list(s, &list, &n) == STORE_OK) {
+            for (size_t i = 0; i < n; i++)
+                printf("%s\t%s\t%s\t%s\t%lld\n", list[i].id, list[i].email, list[i].role,
+                       list[i].plan, (long long)list[i].token_balance);
+            free(list);
+            rc = 0;
+        }
+    } else {
+        fprintf(stderr, "stylestudio user: unknown subcommand '%s'\n", sub);
+        rc = 2;
+    }
+cleanup:
+    store_close(s);
+    return rc;
+}
+
+/* Blocks SIGTERM/SIGINT in every thread (threads inherit the mask), so the
+ * main thread alone receives them with sigwait. */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* serve (with_http) or worker. */
+static int cmd_run(bool with_http)
+{
+    sigset_t set;
+    block_signals(&set);
+    raise_fd_limit();
+    store_t *s;
+    if (open_store(&s) != 0) return 1;
+    char data_media[4096];
+    snprintf(data_media, sizeof data_media, "%s", cfg.data_dir);
+    if (media_init(data_media, cfg.public_url, cfg.allow_hosts) != 0) {
+        fprintf(stderr, "stylestudio: cannot prepare %s/media\n", cfg.data_dir);
+        store_close(s);
+        return 1;
+    }
+    int64_t last_event = 0;
+    store_events_last_id(s, &last_event);
+    store_set_commit_hook(s, events_committed, NULL);
+    events_start(last_event);
+    api_init(s);
+
+    uint16_t port = 0;
+    if (with_http) {
+        char *err = NULL;
+        if (http_start(cfg.listen, cfg.http_threads, 8, api_dispatch, &port, &err) != 0) {
+            fprintf(stderr, "stylestudio: %s\n", err);
+            free(err);
+            return 1;
+        }
+        const char *colon = strrchr(cfg.listen, ':');
+        printf("listening on http://%.*s:%u\n", (int)(colon - cfg.listen), cfg.listen, port);
+        fflush(stdout);
+    }
+    if (queue_start(s) != 0) {
+        fputs("stylestudio: cannot start the workers\n", stderr);
+        return 1;
+    }
+    log_info("started: %s, %d workers, data %s", with_http ? "serve" : "worker", cfg.workers,
+             cfg.data_dir);
+
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("signal %d: draining", sig);
+    if (with_http) http_quiesce();
+    queue_stop(DRAIN_GRACE_MS);
+    if (with_http) http_stop();
+    else events_stop();
+    media_shutdown();
+    store_close(s);
+    log_info("stopped cleanly");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        puts("stylestudio " STYLESTUDIO_VERSION);
+        return 0;
+    }
+    if (ids_init() != 0) {
+        fputs("stylestudio: libsodium failed to initialise\n", stderr);
+        return 1;
+    }
+    char **words = NULL, *err = NULL;
+    if (config_load(argc, argv, 1, &words, &err) != 0) {
+        fprintf(stderr, "stylestudio: %s (see --help)\n", err);
+        free(err);
+        return 2;
+    }
+    int level = log_parse_level(cfg.log_level);
+    if (level < 0) {
+        fprintf(stderr, "stylestudio: --log-level must be debug, info, warn or error\n");
+        return 2;
+    }
+    log_min_level = level;
+    if (word_present(words, "--help")) {
+        usage(stdout);
+        return 0;
+    }
+
+    const char *cmd = words[0] ? words[0] : "";
+    int rc;
+    if (strcmp(cmd, "serve") == 0) {
+        rc = cmd_run(true);
+    } else if (strcmp(cmd, "worker") == 0) {
+        rc = cmd_run(false);
+    } else if (strcmp(cmd, "migrate") == 0) {
+        store_t *s;
+        rc = open_store(&s) == 0 ? 0 : 1;
+        if (rc == 0) {
+            rc = store_migrate(s) == STORE_OK ? 0 : 1;
+            store_close(s);
+            if (rc == 0) puts("database is up to date");
+        }
+    } else if (strcmp(cmd, "user") == 0) {
+        rc = cmd_user(words);
+    } else {
+        fprintf(stderr, "stylestudio: unknown command '%s' (see --help)\n", cmd);
+        rc = 2;
+    }
+    free(words);
+    return rc;
+}
