@@ -606,3 +606,40 @@ int store_events_last_id(store_t *s, int64_t *id)
     *id = v;
     return STORE_OK;
 }
+
+int store_events_latest(store_t *s, const char *generation_id, store_event *out)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    sqlite3_stmt *st = sq_query(&t,
+                                "SELECT id, type, generation_id, data FROM events"
+                                " WHERE generation_id = ? ORDER BY id DESC LIMIT 1",
+                                "s", generation_id);
+    int rc = st ? sq_step(st) : STORE_ERR;
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        out->id = sq_col_int(st, 0);
+        sq_col_copy(st, 1, out->type, sizeof out->type);
+        sq_col_copy(st, 2, out->generation_id, sizeof out->generation_id);
+        out->data = sq_col_strdup(st, 3);
+        if (!out->data) out->data = xstrdup("{}");
+    }
+    if (st) sq_done(st);
+    sq_rollback(&t);
+    return rc == SQLITE_ROW ? STORE_OK : rc == SQLITE_DONE ? STORE_ENOTFOUND : STORE_ERR;
+}
+
+int store_ledger_totals(store_t *s, int64_t *charged, int64_t *refunded)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    int rc = sq_int(&t, charged,
+                    "SELECT COALESCE(-SUM(amount), 0) FROM token_transactions WHERE kind = 'charge'",
+                    NULL);
+    if (rc == STORE_OK)
+        rc = sq_int(&t, refunded,
+                    "SELECT COALESCE(SUM(amount), 0) FROM token_transactions WHERE kind = 'refund'",
+                    NULL);
+    sq_rollback(&t);
+    return rc == STORE_OK ? STORE_OK : STORE_ERR;
+}
