@@ -1,0 +1,925 @@
+/*
+ * test_store — the SQLite store against a temporary database: users and
+ * credentials, the ledger invariant, idempotency, the queue (claim order,
+ * leases, retries, sweep), events, migrations and concurrent creates.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ids.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+#define T0 1700000000000LL
+#define LEASE 30000
+
+static char dir[64];
+static char path[128];
+static store_t *st;
+
+static void setup(void)
+{
+    log_min_level = LOG_ERROR + 1; /* quiet: expected constraint errors */
+    cr_assert_eq(ids_init(), 0);
+    snprintf(dir, sizeof dir, "/tmp/ss-store-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/test.db", dir);
+    char url[160], *err = NULL;
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    int rc = store_open(url, &st, &err);
+    cr_assert_eq(rc, STORE_OK, "store_open: %s", err ? err : "?");
+}
+
+static void teardown(void)
+{
+    store_close(st);
+    st = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+/* ---- helpers ---- */
+
+static void make_user(const char *email, int64_t grant, char id[ID_LEN])
+{
+    user_record u;
+    memset(&u, 0, sizeof u);
+    ids_new("usr", u.id);
+    snprintf(u.email, sizeof u.email, "%s", email);
+    snprintf(u.name, sizeof u.name, "Test %s", email);
+    u.created_at = T0;
+    cr_assert_eq(store_user_create(st, &u, NULL, grant), STORE_OK);
+    memcpy(id, u.id, ID_LEN);
+}
+
+static int64_t balance(const char *user_id)
+{
+    user_record u;
+    cr_assert_eq(store_user_get(st, user_id, &u), STORE_OK);
+    return u.token_balance;
+}
+
+/* A generation record ready for store_gen_create; caller frees. */
+static void make_gen(gen_record *g, const char *user_id, int cost, int priority, int64_t at)
+{
+    memset(g, 0, sizeof *g);
+    ids_new_at("gen", at, g->id);
+    snprintf(g->user_id, sizeof g->user_id, "%s", user_id);
+    g->product_images = json_pack("[s]", "https://example.com/p.jpg");
+    g->model_images = json_array();
+    g->prompt = xstrdup("a product photo");
+    snprintf(g->params.model, sizeof g->params.model, "local-studio");
+    snprintf(g->params.style, sizeof g->params.style, "realistic");
+    snprintf(g->params.quality, sizeof g->params.quality, "auto");
+    snprintf(g->params.aspect_ratio, sizeof g->params.aspect_ratio, "1:1");
+    g->params.guidance_scale = 7.5;
+    g->params.num_inference_steps = 50;
+    g->params.strength = 0.8;
+    g->params.seed = 42;
+    g->priority = priority;
+    g->tokens_used = cost;
+    g->created_at = at;
+}
+
+/* Creates one generation; returns the store code and its id in id. */
+static int create_gen(const char *user_id, int cost, int priority, int64_t at, bool start,
+                      char id[ID_LEN])
+{
+    gen_record g;
+    make_gen(&g, user_id, cost, priority, at);
+    int rc = store_gen_create(st, &g, start, NULL, NULL, NULL);
+    if (id) memcpy(id, g.id, ID_LEN);
+    gen_record_free(&g);
+    return rc;
+}
+
+static gen_record get_gen(const char *id)
+{
+    gen_record g;
+    cr_assert_eq(store_gen_get(st, id, &g), STORE_OK);
+    return g;
+}
+
+static int64_t sql_int(const char *sql)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q;
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    int64_t v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
+/* SPEC §3: balance == SUM(amount) for every user, never negative; a
+ * generation has at most one charge and one refund, and what it holds
+ * (tokens_used) equals what its rows took. */
+static void check_ledger(void)
+{
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM users u WHERE token_balance <>"
+                         " (SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
+                         "  WHERE t.user_id = u.id)"),
+                 0, "balance != SUM(amount)");
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM users WHERE token_balance < 0"), 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM (SELECT 1 FROM token_transactions"
+                         " WHERE generation_id IS NOT NULL GROUP BY generation_id, kind"
+                         " HAVING COUNT(*) > 1)"),
+                 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM generations g WHERE tokens_used <>"
+                         " -(SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
+                         "   WHERE t.generation_id = g.id)"),
+                 0, "tokens_used != charge - refund");
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM users u WHERE total_tokens_used <>"
+                         " -(SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
+                         "   WHERE t.user_id = u.id AND kind IN ('charge', 'refund'))"),
+                 0, "totalTokensUsed != charges - refunds");
+}
+
+static int64_t last_event(void)
+{
+    int64_t id = -1;
+    cr_assert_eq(store_events_last_id(st, &id), STORE_OK);
+    return id;
+}
+
+/* ---- users and credentials ---- */
+
+Test(store, user_create_lookup_duplicate)
+{
+    char id[ID_LEN];
+    make_user("Alice@Example.com", 10, id);
+    user_record u;
+    cr_assert_eq(store_user_get(st, id, &u), STORE_OK);
+    cr_assert_str_eq(u.email, "Alice@Example.com");
+    cr_assert_eq(u.token_balance, 10);
+    cr_assert_eq(u.free_tokens_granted, 10);
+    cr_assert_eq(u.total_tokens_purchased, 0);
+    cr_assert_str_eq(u.plan, "free");
+    cr_assert_str_eq(u.role, "user");
+    cr_assert_eq(u.created_at, T0);
+
+    char *hash = (char *)"x";
+    cr_assert_eq(store_user_by_email(st, "alice@EXAMPLE.com", &u, &hash), STORE_OK);
+    cr_assert_str_eq(u.id, id);
+    cr_assert_null(hash);
+    cr_assert_eq(store_user_by_email(st, "bob@example.com", &u, NULL), STORE_ENOTFOUND);
+    cr_assert_eq(store_user_get(st, "usr_nope", &u), STORE_ENOTFOUND);
+
+    user_record dup;
+    memset(&dup, 0, sizeof dup);
+    ids_new("usr", dup.id);
+    snprintf(dup.email, sizeof dup.email, "ALICE@example.COM");
+    dup.created_at = T0;
+    cr_assert_eq(store_user_create(st, &dup, "h", 5), STORE_EDUPLICATE);
+    check_ledger();
+
+    user_record bob;
+    memset(&bob, 0, sizeof bob);
+    ids_new("usr", bob.id);
+    snprintf(bob.email, sizeof bob.email, "bob@example.com");
+    snprintf(bob.plan, sizeof bob.plan, "pro");
+    snprintf(bob.role, sizeof bob.role, "admin");
+    bob.created_at = T0 + 1;
+    cr_assert_eq(store_user_create(st, &bob, "argon2-hash", 0), STORE_OK);
+    cr_assert_eq(store_user_by_email(st, "bob@example.com", &u, &hash), STORE_OK);
+    cr_assert_str_eq(hash, "argon2-hash");
+    free(hash);
+    cr_assert_str_eq(u.role, "admin");
+    cr_assert_eq(u.token_balance, 0);
+
+    user_record *all;
+    size_t n;
+    cr_assert_eq(store_user_list(st, &all, &n), STORE_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(all[0].id, id);
+    cr_assert_str_eq(all[1].id, bob.id);
+    free(all);
+}
+
+Test(store, user_credit)
+{
+    char id[ID_LEN];
+    make_user("c@example.com", 10, id);
+    int64_t bal = 0;
+    cr_assert_eq(store_user_credit(st, id, 5, "grant", "admin gift", &bal), STORE_OK);
+    cr_assert_eq(bal, 15);
+    cr_assert_eq(store_user_credit(st, id, 3, "purchase", NULL, &bal), STORE_OK);
+    cr_assert_eq(bal, 18);
+    cr_assert_eq(store_user_credit(st, id, -20, "adjustment", "too much", &bal),
+                 STORE_EINSUFFICIENT);
+    cr_assert_eq(store_user_credit(st, id, -8, "adjustment", "fix", &bal), STORE_OK);
+    cr_assert_eq(bal, 10);
+    cr_assert_eq(store_user_credit(st, "usr_nope", 1, "grant", NULL, &bal), STORE_ENOTFOUND);
+    cr_assert_eq(store_user_credit(st, id, 1, "charge", NULL, &bal), STORE_ERR);
+    user_record u;
+    cr_assert_eq(store_user_get(st, id, &u), STORE_OK);
+    cr_assert_eq(u.total_tokens_purchased, 8);
+    cr_assert_eq(u.free_tokens_granted, 10);
+
+    json_t *items;
+    char *next;
+    cr_assert_eq(store_ledger_list(st, id, NULL, 2, &items, &next), STORE_OK);
+    cr_assert_eq(json_array_size(items), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "kind")),
+                     "adjustment");
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 0), "amount")), -8);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 0), "balanceAfter")),
+                 10);
+    cr_assert(json_is_null(json_object_get(json_array_get(items, 0), "generationId")));
+    cr_assert_not_null(next);
+    json_decref(items);
+    char *next2;
+    cr_assert_eq(store_ledger_list(st, id, next, 2, &items, &next2), STORE_OK);
+    cr_assert_eq(json_array_size(items), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 1), "kind")),
+                     "grant");
+    cr_assert_null(next2);
+    json_decref(items);
+    free(next);
+    check_ledger();
+}
+
+Test(store, keys_and_sessions)
+{
+    char id[ID_LEN], other[ID_LEN];
+    make_user("k@example.com", 0, id);
+    make_user("o@example.com", 0, other);
+    char hash[SECRET_HASH_LEN];
+    ids_hash_secret("sk_test_secret", hash);
+    cr_assert_eq(store_key_create(st, "key_1", id, "laptop", hash, "sk_…cret", T0), STORE_OK);
+    cr_assert_eq(store_key_create(st, "key_2", id, "dup", hash, "", T0), STORE_EDUPLICATE);
+    cr_assert_eq(store_key_create(st, "key_3", "usr_nope", "x", "h3", "", T0), STORE_ENOTFOUND);
+
+    user_record u;
+    cr_assert_eq(store_key_auth(st, hash, T0 + 5, &u), STORE_OK);
+    cr_assert_str_eq(u.id, id);
+    cr_assert_eq(store_key_auth(st, "nothash", T0, &u), STORE_ENOTFOUND);
+
+    json_t *keys;
+    cr_assert_eq(store_key_list(st, id, &keys), STORE_OK);
+    cr_assert_eq(json_array_size(keys), 1);
+    json_t *k = json_array_get(keys, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(k, "id")), "key_1");
+    cr_assert_str_eq(json_string_value(json_object_get(k, "name")), "laptop");
+    cr_assert_eq(json_integer_value(json_object_get(k, "lastUsedAt")), T0 + 5);
+    cr_assert_null(json_object_get(k, "hash"));
+    json_decref(keys);
+
+    cr_assert_eq(store_key_delete(st, other, "key_1"), STORE_ENOTFOUND);
+    cr_assert_eq(store_key_delete(st, id, "key_1"), STORE_OK);
+    cr_assert_eq(store_key_delete(st, id, "key_1"), STORE_ENOTFOUND);
+    cr_assert_eq(store_key_auth(st, hash, T0, &u), STORE_ENOTFOUND);
+    cr_assert_eq(store_key_list(st, id, &keys), STORE_OK);
+    cr_assert_eq(json_array_size(keys), 0);
+    json_decref(keys);
+
+    cr_assert_eq(store_session_create(st, "sesshash", id, T0 + 1000), STORE_OK);
+    cr_assert_eq(store_session_auth(st, "sesshash", T0, &u), STORE_OK);
+    cr_assert_str_eq(u.id, id);
+    cr_assert_eq(store_session_auth(st, "sesshash", T0 + 1000, &u), STORE_ENOTFOUND);
+    cr_assert_eq(store_session_auth(st, "other", T0, &u), STORE_ENOTFOUND);
+    cr_assert_eq(store_session_delete(st, "sesshash"), STORE_OK);
+    cr_assert_eq(store_session_auth(st, "sesshash", T0, &u), STORE_ENOTFOUND);
+    cr_assert_eq(store_session_delete(st, "sesshash"), STORE_OK);
+}
+
+/* ---- ledger around generations ---- */
+
+Test(store, create_charges_and_cancel_refunds)
+{
+    char uid[ID_LEN], gid[ID_LEN];
+    make_user("l@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 3, PRIORITY_NORMAL, T0 + 10, false, gid), STORE_OK);
+    cr_assert_eq(balance(uid), 7);
+    gen_record g = get_gen(gid);
+    cr_assert_eq(g.status, GEN_PENDING);
+    cr_assert_str_eq(g.stage, "pending");
+    cr_assert_eq(g.tokens_used, 3);
+    cr_assert_eq(g.created_at, T0 + 10);
+    cr_assert_eq(g.started_at, 0);
+    cr_assert_eq(g.params.seed, 42);
+    cr_assert_float_eq(g.params.guidance_scale, 7.5, 1e-9);
+    cr_assert_str_eq(json_string_value(json_array_get(g.product_images, 0)),
+                     "https://example.com/p.jpg");
+    gen_record_free(&g);
+    user_record u;
+    store_user_get(st, uid, &u);
+    cr_assert_eq(u.total_tokens_used, 3);
+    check_ledger();
+
+    cr_assert_eq(store_gen_cancel(st, gid, "cancelled by user", T0 + 20), STORE_OK);
+    g = get_gen(gid);
+    cr_assert_eq(g.status, GEN_CANCELLED);
+    cr_assert_str_eq(g.stage, "cancelled");
+    cr_assert_eq(g.tokens_used, 0);
+    cr_assert_str_eq(g.error, "cancelled by user");
+    gen_record_free(&g);
+    cr_assert_eq(balance(uid), 10);
+    store_user_get(st, uid, &u);
+    cr_assert_eq(u.total_tokens_used, 0);
+    cr_assert_eq(store_gen_cancel(st, gid, "again", T0 + 30), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_start(st, gid, T0 + 30), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_cancel(st, "gen_nope", "x", T0), STORE_ENOTFOUND);
+    cr_assert_eq(balance(uid), 10);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM token_transactions WHERE kind = 'refund'"), 1);
+    check_ledger();
+
+    json_t *items;
+    char *next;
+    cr_assert_eq(store_ledger_list(st, uid, NULL, 20, &items, &next), STORE_OK);
+    cr_assert_eq(json_array_size(items), 3); /* refund, charge, grant */
+    json_t *refund = json_array_get(items, 0), *charge = json_array_get(items, 1);
+    cr_assert_str_eq(json_string_value(json_object_get(refund, "kind")), "refund");
+    cr_assert_eq(json_integer_value(json_object_get(refund, "amount")), 3);
+    cr_assert_str_eq(json_string_value(json_object_get(refund, "generationId")), gid);
+    cr_assert_str_eq(json_string_value(json_object_get(charge, "kind")), "charge");
+    cr_assert_eq(json_integer_value(json_object_get(charge, "amount")), -3);
+    cr_assert_eq(json_integer_value(json_object_get(charge, "balanceAfter")), 7);
+    cr_assert_null(next);
+    json_decref(items);
+}
+
+Test(store, insufficient_tokens_writes_nothing)
+{
+    char uid[ID_LEN], gid[ID_LEN];
+    make_user("poor@example.com", 2, uid);
+    int64_t ev = last_event();
+    store_idem idem = {"key-1", "hash-1", "{\"generationId\":\"x\"}", 201};
+    gen_record g;
+    make_gen(&g, uid, 3, PRIORITY_NORMAL, T0);
+    cr_assert_eq(store_gen_create(st, &g, true, &idem, NULL, NULL), STORE_EINSUFFICIENT);
+    memcpy(gid, g.id, ID_LEN);
+    gen_record_free(&g);
+    cr_assert_eq(balance(uid), 2);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM generations"), 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM token_transactions"), 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys"), 0);
+    cr_assert_eq(last_event(), ev);
+    gen_record out;
+    cr_assert_eq(store_gen_get(st, gid, &out), STORE_ENOTFOUND);
+    check_ledger();
+}
+
+Test(store, idempotent_replay_and_mismatch)
+{
+    char uid[ID_LEN];
+    make_user("idem@example.com", 10, uid);
+    store_idem idem = {"key-1", "hash-1", "{\"generationId\":\"first\"}", 201};
+    gen_record g;
+    make_gen(&g, uid, 2, PRIORITY_NORMAL, T0);
+    cr_assert_eq(store_gen_create(st, &g, false, &idem, NULL, NULL), STORE_OK);
+    gen_record_free(&g);
+    int64_t ev = last_event();
+
+    char *resp = NULL;
+    int status = 0;
+    make_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 1000);
+    cr_assert_eq(store_gen_create(st, &g, false, &idem, &resp, &status), STORE_EREPLAY);
+    cr_assert_str_eq(resp, "{\"generationId\":\"first\"}");
+    cr_assert_eq(status, 201);
+    free(resp);
+    gen_record_free(&g);
+
+    store_idem other = {"key-1", "hash-2", "{}", 201};
+    make_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 2000);
+    cr_assert_eq(store_gen_create(st, &g, false, &other, NULL, NULL), STORE_EIDEM_MISMATCH);
+    gen_record_free(&g);
+    cr_assert_eq(balance(uid), 8);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM generations"), 1);
+    cr_assert_eq(last_event(), ev);
+
+    /* Another user may use the same key. */
+    char uid2[ID_LEN];
+    make_user("idem2@example.com", 10, uid2);
+    make_gen(&g, uid2, 2, PRIORITY_NORMAL, T0 + 3000);
+    cr_assert_eq(store_gen_create(st, &g, false, &idem, NULL, NULL), STORE_OK);
+    gen_record_free(&g);
+
+    /* After 24 h the key is forgotten: a new create, charged again. */
+    make_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 25LL * 3600 * 1000);
+    cr_assert_eq(store_gen_create(st, &g, false, &other, NULL, NULL), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(balance(uid), 6);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys"), 2);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys WHERE request_hash = 'hash-2'"),
+                 1);
+    check_ledger();
+}
+
+/* ---- the queue ---- */
+
+Test(store, claim_order_and_queue_position)
+{
+    char uid[ID_LEN], a[ID_LEN], b[ID_LEN], c[ID_LEN], p[ID_LEN];
+    make_user("q@example.com", 100, uid);
+    cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0 + 1, true, a), STORE_OK);
+    cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0 + 2, false, b), STORE_OK);
+    cr_assert_eq(create_gen(uid, 1, PRIORITY_HIGH, T0 + 3, true, c), STORE_OK);
+    cr_assert_eq(store_gen_start(st, b, T0 + 4), STORE_OK);
+    cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0 + 5, false, p), STORE_OK);
+
+    gen_record g = get_gen(b);
+    cr_assert_eq(g.status, GEN_PROCESSING);
+    cr_assert_str_eq(g.stage, "queued");
+    cr_assert_eq(g.started_at, T0 + 4);
+    cr_assert_eq(g.queue_position, 3);
+    gen_record_free(&g);
+    g = get_gen(c);
+    cr_assert_eq(g.queue_position, 1);
+    gen_record_free(&g);
+    g = get_gen(a);
+    cr_assert_eq(g.queue_position, 2);
+    gen_record_free(&g);
+    g = get_gen(p);
+    cr_assert_eq(g.queue_position, 0);
+    gen_record_free(&g);
+
+    int64_t counts[GEN_STATUS_COUNT], queued;
+    cr_assert_eq(store_gen_counts(st, counts, &queued), STORE_OK);
+    cr_assert_eq(queued, 3);
+    cr_assert_eq(counts[GEN_PROCESSING], 3);
+    cr_assert_eq(counts[GEN_PENDING], 1);
+
+    const char *want[] = {c, a, b};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(store_gen_claim(st, "w1", T0 + 10, LEASE, &g), STORE_OK);
+        cr_assert_str_eq(g.id, want[i], "claim %d", i);
+        cr_assert_str_eq(g.stage, "fetching_inputs");
+        cr_assert_eq(g.queue_position, 0);
+        gen_record_free(&g);
+    }
+    cr_assert_eq(store_gen_claim(st, "w1", T0 + 10, LEASE, &g), STORE_ENOTFOUND);
+    cr_assert_eq(store_gen_counts(st, counts, &queued), STORE_OK);
+    cr_assert_eq(queued, 0);
+}
+
+Test(store, progress_and_complete)
+{
+    char uid[ID_LEN], gid[ID_LEN];
+    make_user("p@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0, true, gid), STORE_OK);
+    gen_record g;
+    cr_assert_eq(store_gen_claim(st, "w1", T0 + 100, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 50, T0 + 60000), STORE_OK);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_STORING, 30, T0 + 60000), STORE_OK);
+    g = get_gen(gid);
+    cr_assert_eq(g.progress, 50);
+    cr_assert_str_eq(g.stage, "storing");
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_progress(st, gid, "w2", STAGE_STORING, 60, T0 + 60000),
+                 STORE_ECONFLICT);
+    cr_assert_eq(store_gen_renew(st, gid, "w1", T0 + 90000), STORE_OK);
+    cr_assert_eq(store_gen_renew(st, gid, "w2", T0 + 90000), STORE_ECONFLICT);
+
+    json_t *results = json_pack("[s,s]", "/media/r1.png", "/media/r2.png");
+    cr_assert_eq(store_gen_complete(st, gid, "w1", results, T0 + 5000), STORE_OK);
+    g = get_gen(gid);
+    cr_assert_eq(g.status, GEN_COMPLETED);
+    cr_assert_str_eq(g.stage, "completed");
+    cr_assert_eq(g.progress, 100);
+    cr_assert_eq(g.completed_at, T0 + 5000);
+    cr_assert_eq(g.processing_time, 5000);
+    cr_assert_eq(g.tokens_used, 1);
+    cr_assert(json_equal(g.result_images, results));
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_complete(st, gid, "w1", results, T0 + 6000), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_cancel(st, gid, "late", T0 + 6000), STORE_ECONFLICT);
+    cr_assert_eq(balance(uid), 9);
+
+    json_t *deleted = NULL;
+    cr_assert_eq(store_gen_delete(st, gid, &deleted), STORE_OK);
+    cr_assert(json_equal(deleted, results));
+    json_decref(deleted);
+    json_decref(results);
+    cr_assert_eq(store_gen_get(st, gid, &g), STORE_ENOTFOUND);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM token_transactions WHERE kind = 'charge'"), 1);
+
+    user_stats stats;
+    cr_assert_eq(store_user_stats(st, uid, T0, &stats), STORE_OK);
+    cr_assert_eq(stats.total_generations, 0);
+}
+
+Test(store, delete_needs_terminal)
+{
+    char uid[ID_LEN], gid[ID_LEN];
+    make_user("d@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0, false, gid), STORE_OK);
+    json_t *r = NULL;
+    cr_assert_eq(store_gen_delete(st, gid, &r), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_delete(st, "gen_nope", &r), STORE_ENOTFOUND);
+    cr_assert_eq(store_gen_cancel(st, gid, "no", T0 + 1), STORE_OK);
+    cr_assert_eq(store_gen_delete(st, gid, &r), STORE_OK);
+    cr_assert_eq(json_array_size(r), 0);
+    json_decref(r);
+}
+
+Test(store, lease_loss_is_conflict)
+{
+    char uid[ID_LEN], gid[ID_LEN];
+    make_user("lease@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0, true, gid), STORE_OK);
+    gen_record g;
+    cr_assert_eq(store_gen_claim(st, "w1", T0, 1000, &g), STORE_OK);
+    gen_record_free(&g);
+
+    int changed = -1;
+    cr_assert_eq(store_gen_sweep(st, T0 + 500, 1800000, 3, &changed), STORE_OK);
+    cr_assert_eq(changed, 0); /* lease still holds */
+    cr_assert_eq(store_gen_sweep(st, T0 + 2000, 1800000, 3, &changed), STORE_OK);
+    cr_assert_eq(changed, 1);
+    g = get_gen(gid);
+    cr_assert_eq(g.status, GEN_PROCESSING);
+    cr_assert_str_eq(g.stage, "queued");
+    cr_assert_eq(g.retry_count, 1);
+    cr_assert_str_eq(g.error, "worker lost");
+    cr_assert_eq(g.queue_position, 1);
+    gen_record_free(&g);
+
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 10, T0 + 9000),
+                 STORE_ECONFLICT);
+    cr_assert_eq(store_gen_complete(st, gid, "w1", NULL, T0 + 9000), STORE_ECONFLICT);
+
+    cr_assert_eq(store_gen_claim(st, "w2", T0 + 2000, LEASE, &g), STORE_OK);
+    cr_assert_str_eq(g.id, gid);
+    gen_record_free(&g);
+    /* Cancel while leased: allowed; the worker learns on its next call. */
+    cr_assert_eq(store_gen_cancel(st, gid, "user cancelled", T0 + 3000), STORE_OK);
+    cr_assert_eq(store_gen_renew(st, gid, "w2", T0 + 9000), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_complete(st, gid, "w2", NULL, T0 + 9000), STORE_ECONFLICT);
+    bool failed;
+    cr_assert_eq(store_gen_retry_or_fail(st, gid, "w2", "x", T0, 3, T0 + 9000, &failed),
+                 STORE_ECONFLICT);
+    cr_assert_eq(store_gen_fail(st, gid, "w2", "x", T0 + 9000), STORE_ECONFLICT);
+    cr_assert_eq(balance(uid), 10);
+    check_ledger();
+}
+
+Test(store, retry_or_fail_both_branches)
+{
+    char uid[ID_LEN], gid[ID_LEN];
+    make_user("r@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 3, PRIORITY_NORMAL, T0, true, gid), STORE_OK);
+    gen_record g;
+    cr_assert_eq(store_gen_claim(st, "w1", T0, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 40, T0 + LEASE), STORE_OK);
+
+    bool failed = true;
+    cr_assert_eq(store_gen_retry_or_fail(st, gid, "w1", "provider 503", T0 + 5000, 1, T0 + 100,
+                                         &failed),
+                 STORE_OK);
+    cr_assert(!failed);
+    g = get_gen(gid);
+    cr_assert_eq(g.retry_count, 1);
+    cr_assert_str_eq(g.stage, "queued");
+    cr_assert_eq(g.progress, 40); /* never decreases */
+    cr_assert_str_eq(g.error, "provider 503");
+    gen_record_free(&g);
+
+    int64_t at = 0;
+    cr_assert_eq(store_gen_next_retry_at(st, &at), STORE_OK);
+    cr_assert_eq(at, T0 + 5000);
+    cr_assert_eq(store_gen_claim(st, "w1", T0 + 4999, LEASE, &g), STORE_ENOTFOUND);
+    cr_assert_eq(store_gen_claim(st, "w1", T0 + 5000, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_next_retry_at(st, &at), STORE_OK);
+    cr_assert_eq(at, 0);
+
+    cr_assert_eq(store_gen_retry_or_fail(st, gid, "w1", "provider 503 again", T0 + 9000, 1,
+                                         T0 + 6000, &failed),
+                 STORE_OK);
+    cr_assert(failed);
+    g = get_gen(gid);
+    cr_assert_eq(g.status, GEN_FAILED);
+    cr_assert_str_eq(g.stage, "failed");
+    cr_assert_eq(g.tokens_used, 0);
+    cr_assert_str_eq(g.error, "provider 503 again");
+    cr_assert_eq(g.completed_at, T0 + 6000);
+    gen_record_free(&g);
+    cr_assert_eq(balance(uid), 10);
+    check_ledger();
+
+    user_stats stats;
+    cr_assert_eq(store_user_stats(st, uid, T0, &stats), STORE_OK);
+    cr_assert_eq(stats.total_generations, 1);
+    cr_assert_eq(stats.this_month, 1);
+    cr_assert_eq(stats.failed, 1);
+    cr_assert_float_eq(stats.success_rate, 0.0, 1e-9);
+}
+
+Test(store, fail_refunds_once)
+{
+    char uid[ID_LEN], gid[ID_LEN];
+    make_user("f@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 4, PRIORITY_NORMAL, T0, true, gid), STORE_OK);
+    gen_record g;
+    cr_assert_eq(store_gen_claim(st, "w1", T0, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_fail(st, gid, "w2", "bad", T0 + 10), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_fail(st, gid, "w1", "content policy", T0 + 10), STORE_OK);
+    cr_assert_eq(store_gen_fail(st, gid, "w1", "again", T0 + 20), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_cancel(st, gid, "again", T0 + 20), STORE_ECONFLICT);
+    g = get_gen(gid);
+    cr_assert_eq(g.status, GEN_FAILED);
+    cr_assert_eq(g.processing_time, 10);
+    gen_record_free(&g);
+    cr_assert_eq(balance(uid), 10);
+    check_ledger();
+}
+
+Test(store, sweep_expired_pending_and_exhausted_leases)
+{
+    char uid[ID_LEN], old[ID_LEN], young[ID_LEN], leased[ID_LEN];
+    make_user("s@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0, false, old), STORE_OK);
+    cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0 + 1000000, false, young), STORE_OK);
+    cr_assert_eq(create_gen(uid, 3, PRIORITY_NORMAL, T0, true, leased), STORE_OK);
+    gen_record g;
+    cr_assert_eq(store_gen_claim(st, "w1", T0, 1000, &g), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(balance(uid), 3);
+
+    int changed = 0;
+    /* max_retries 0: the lost lease fails at once. */
+    cr_assert_eq(store_gen_sweep(st, T0 + 1800001, 1800000, 0, &changed), STORE_OK);
+    cr_assert_eq(changed, 2);
+    g = get_gen(old);
+    cr_assert_eq(g.status, GEN_CANCELLED);
+    cr_assert_str_eq(g.error, "expired: not started within 1800 seconds");
+    cr_assert_eq(g.tokens_used, 0);
+    gen_record_free(&g);
+    g = get_gen(young);
+    cr_assert_eq(g.status, GEN_PENDING);
+    gen_record_free(&g);
+    g = get_gen(leased);
+    cr_assert_eq(g.status, GEN_FAILED);
+    cr_assert_str_eq(g.error, "worker lost");
+    cr_assert_eq(g.tokens_used, 0);
+    gen_record_free(&g);
+    cr_assert_eq(balance(uid), 8);
+    cr_assert_eq(store_gen_sweep(st, T0 + 1800002, 1800000, 0, &changed), STORE_OK);
+    cr_assert_eq(changed, 0);
+    check_ledger();
+}
+
+Test(store, release_hands_back_without_retry)
+{
+    char uid[ID_LEN], gid[ID_LEN];
+    make_user("rel@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0, true, gid), STORE_OK);
+    gen_record g;
+    cr_assert_eq(store_gen_claim(st, "w1", T0, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_release(st, "w1", T0 + 10), STORE_OK);
+    g = get_gen(gid);
+    cr_assert_str_eq(g.stage, "queued");
+    cr_assert_eq(g.retry_count, 0);
+    cr_assert_eq(g.queue_position, 1);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_claim(st, "w2", T0 + 10, LEASE, &g), STORE_OK);
+    cr_assert_str_eq(g.id, gid);
+    gen_record_free(&g);
+}
+
+Test(store, list_pagination_and_filter)
+{
+    char uid[ID_LEN], other[ID_LEN], ids[5][ID_LEN];
+    make_user("list@example.com", 100, uid);
+    make_user("list2@example.com", 100, other);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0 + i * 1000, false, ids[i]),
+                     STORE_OK);
+    cr_assert_eq(create_gen(other, 1, PRIORITY_NORMAL, T0, false, NULL), STORE_OK);
+    cr_assert_eq(store_gen_cancel(st, ids[1], "x", T0 + 9000), STORE_OK);
+
+    gen_record *out;
+    size_t n;
+    char *cursor = NULL, *next;
+    int seen = 0;
+    for (int page = 0; page < 3; page++) {
+        cr_assert_eq(store_gen_list(st, uid, -1, cursor, 2, &out, &n, &next), STORE_OK);
+        for (size_t i = 0; i < n; i++) {
+            cr_assert_str_eq(out[i].id, ids[4 - seen], "item %d", seen);
+            seen++;
+            gen_record_free(&out[i]);
+        }
+        free(out);
+        free(cursor);
+        cursor = next;
+        if (page < 2)
+            cr_assert_not_null(next);
+        else
+            cr_assert_null(next);
+    }
+    cr_assert_eq(seen, 5);
+    cr_assert_eq(store_gen_list(st, uid, GEN_CANCELLED, NULL, 10, &out, &n, &next), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(out[0].id, ids[1]);
+    cr_assert_null(next);
+    gen_record_free(&out[0]);
+    free(out);
+}
+
+/* ---- events ---- */
+
+static int64_t hook_last;
+static int hook_calls;
+static void hook(int64_t id, void *ctx)
+{
+    (void)ctx;
+    hook_last = id;
+    hook_calls++;
+}
+
+Test(store, events_written_with_data)
+{
+    store_set_commit_hook(st, hook, NULL);
+    char uid[ID_LEN], gid[ID_LEN], other[ID_LEN];
+    make_user("ev@example.com", 10, uid);
+    cr_assert_eq(hook_calls, 1); /* the grant's balance event */
+    make_user("ev2@example.com", 0, other);
+    cr_assert_eq(hook_calls, 1); /* no grant, no event */
+    int64_t before = last_event();
+    cr_assert_eq(hook_last, before);
+    cr_assert_eq(create_gen(uid, 3, PRIORITY_NORMAL, T0, false, gid), STORE_OK);
+    cr_assert_eq(hook_last, last_event());
+    cr_assert_eq(store_gen_start(st, gid, T0 + 1), STORE_OK);
+    gen_record g;
+    cr_assert_eq(store_gen_claim(st, "w1", T0 + 2, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 50, T0 + LEASE), STORE_OK);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 50, T0 + LEASE), STORE_OK);
+    cr_assert_eq(store_gen_fail(st, gid, "w1", "boom", T0 + 3), STORE_OK);
+    cr_assert_eq(hook_last, last_event());
+
+    store_event *ev;
+    size_t n;
+    cr_assert_eq(store_events_after(st, uid, NULL, before, 100, &ev, &n), STORE_OK);
+    /* create: gen + balance; start; claim; progress (once: the repeat
+     * changed nothing); fail: balance (refund) + gen */
+    const char *types[] = {"generation", "balance", "generation", "generation",
+                           "generation", "balance", "generation"};
+    const char *statuses[] = {"pending", NULL, "processing", "processing", "processing", NULL,
+                              "failed"};
+    const char *stages[] = {"pending", NULL, "queued", "fetching_inputs", "generating", NULL,
+                            "failed"};
+    cr_assert_eq(n, 7);
+    for (size_t i = 0; i < n; i++) {
+        if (i) cr_assert_gt(ev[i].id, ev[i - 1].id);
+        cr_assert_str_eq(ev[i].type, types[i], "event %zu", i);
+        json_t *d = json_loads(ev[i].data, 0, NULL);
+        cr_assert_not_null(d);
+        if (statuses[i]) {
+            cr_assert_str_eq(ev[i].generation_id, gid);
+            cr_assert_str_eq(json_string_value(json_object_get(d, "_id")), gid);
+            cr_assert_str_eq(json_string_value(json_object_get(d, "status")), statuses[i]);
+            cr_assert_str_eq(json_string_value(json_object_get(d, "stage")), stages[i]);
+        } else {
+            cr_assert_str_eq(ev[i].generation_id, "");
+            cr_assert(json_is_integer(json_object_get(d, "tokenBalance")));
+        }
+        json_decref(d);
+    }
+    json_t *d = json_loads(ev[1].data, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(d, "tokenBalance")), 7);
+    json_decref(d);
+    d = json_loads(ev[5].data, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(d, "tokenBalance")), 10);
+    json_decref(d);
+    d = json_loads(ev[2].data, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(d, "queuePosition")), 1);
+    json_decref(d);
+    d = json_loads(ev[6].data, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(d, "tokensUsed")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(d, "progress")), 50);
+    cr_assert_str_eq(json_string_value(json_object_get(d, "error")), "boom");
+    json_decref(d);
+    int64_t mid = ev[2].id;
+    store_events_free(ev, n);
+
+    cr_assert_eq(store_events_after(st, uid, gid, mid, 100, &ev, &n), STORE_OK);
+    cr_assert_eq(n, 3); /* balance events are skipped */
+    for (size_t i = 0; i < n; i++)
+        cr_assert_str_eq(ev[i].type, "generation");
+    store_events_free(ev, n);
+    cr_assert_eq(store_events_after(st, uid, NULL, before, 2, &ev, &n), STORE_OK);
+    cr_assert_eq(n, 2);
+    store_events_free(ev, n);
+    cr_assert_eq(store_events_after(st, other, NULL, 0, 100, &ev, &n), STORE_OK);
+    cr_assert_eq(n, 0);
+    store_events_free(ev, n);
+    cr_assert_eq(store_events_after(st, other, gid, 0, 100, &ev, &n), STORE_OK);
+    cr_assert_eq(n, 0); /* not theirs */
+    store_events_free(ev, n);
+}
+
+/* ---- concurrency ---- */
+
+#define THREADS 8
+#define PER_THREAD 50
+
+static char conc_user[ID_LEN];
+
+static void *create_many(void *arg)
+{
+    long ok = 0;
+    (void)arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        gen_record g;
+        make_gen(&g, conc_user, 1, PRIORITY_NORMAL, now_ms());
+        int rc = store_gen_create(st, &g, (i & 1) != 0, NULL, NULL, NULL);
+        gen_record_free(&g);
+        if (rc == STORE_OK)
+            ok++;
+        else if (rc != STORE_EINSUFFICIENT)
+            return (void *)-1L;
+    }
+    return (void *)ok;
+}
+
+Test(store, concurrent_creates_never_overdraw, .timeout = 120)
+{
+    make_user("conc@example.com", 50, conc_user);
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, create_many, NULL), 0);
+    long total = 0;
+    for (int i = 0; i < THREADS; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        cr_assert_neq((long)r, -1L, "a create failed with an unexpected error");
+        total += (long)r;
+    }
+    cr_assert_eq(total, 50);
+    cr_assert_eq(balance(conc_user), 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM generations"), 50);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM token_transactions WHERE kind = 'charge'"), 50);
+    check_ledger();
+}
+
+/* ---- open and migrations ---- */
+
+Test(store, reopen_and_urls)
+{
+    cr_assert_eq(store_ping(st), STORE_OK);
+    cr_assert_eq(store_migrate(st), STORE_OK);
+    char uid[ID_LEN];
+    make_user("m@example.com", 5, uid);
+    store_close(st);
+    st = NULL;
+    char url[160], *err = NULL;
+    snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
+    cr_assert_eq(store_open(url, &st, &err), STORE_OK, "%s", err ? err : "");
+    cr_assert_eq(balance(uid), 5);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 1);
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
+
+    store_t *other = NULL;
+    err = NULL;
+    cr_assert_eq(store_open("postgres://u:secret@h/db", &other, &err), STORE_ERR);
+    cr_assert_not_null(strstr(err, "not supported yet"));
+    cr_assert_null(strstr(err, "secret"));
+    free(err);
+    err = NULL;
+    cr_assert_eq(store_open("mysql://x", &other, &err), STORE_ERR);
+    cr_assert_not_null(err);
+    free(err);
+    err = NULL;
+    cr_assert_eq(store_open("sqlite:/proc/nope/x.db", &other, &err), STORE_ERR);
+    cr_assert_not_null(err);
+    free(err);
+    cr_assert_null(other);
+}
+
+Test(store, newer_schema_is_refused)
+{
+    store_close(st);
+    st = NULL;
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "INSERT INTO schema_migrations (version, name, applied_at)"
+                              " VALUES (999, '999_future', 0)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    char url[160], *err = NULL;
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    cr_assert_eq(store_open(url, &st, &err), STORE_ERR);
+    cr_assert_not_null(strstr(err, "newer"), "%s", err);
+    free(err);
+}
