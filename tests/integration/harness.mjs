@@ -73,7 +73,7 @@ class Server {
   args() {
     return [
       'serve',
-      '--listen', '127.0.0.1:0',
+      '--listen', `127.0.0.1:${this.port || 0}`,
       '--data', this.dataDir,
       '--workers', String(this.opts.workers ?? 2),
       '--allow-hosts', '127.0.0.1,localhost',
@@ -141,11 +141,17 @@ class Server {
     return { ...k, timedOut: true };
   }
 
-  // Starts again on the same data directory; `args` replaces the extra flags.
+  // Starts again on the same data directory and the same port (so the
+  // /media URLs stored in generations stay the server's own URLs); `args`
+  // replaces the extra flags.
   async restart(args) {
     if (!this.dead) await this.kill();
     if (args) this.opts.args = args;
-    return this.start();
+    let lastErr;
+    for (let i = 0; i < 10; i++) {
+      try { return await this.start(); } catch (e) { lastErr = e; await sleep(300); }
+    }
+    throw lastErr;
   }
 
   async stop() {
@@ -559,6 +565,8 @@ async function ledgerSchema(db) {
     gid: pick('generations', 'id', '_id'),
     gstatus: cols.generations.has('status') ? 'status' : null,
     gtokens: ['tokens_used', 'tokensUsed'].find((c) => cols.generations.has(c)) || null,
+    tafter: ['balance_after', 'balanceAfter'].find((c) => cols.token_transactions.has(c)) || null,
+    tid: cols.token_transactions.has('id') ? 'id' : 'rowid',
   };
   return schemaCache;
 }
@@ -588,6 +596,9 @@ export async function ledgerProblems(db) {
   }
   if (s.gtokens) {
     parts.push(`SELECT 'tokens_used != charge - refund', g.${s.gid}, g.${s.gtokens}, -(${amt('charge')} + ${amt('refund')}) FROM generations g WHERE g.${s.gtokens} != -(${amt('charge')} + ${amt('refund')})`);
+  }
+  if (s.tafter) {
+    parts.push(`SELECT 'balance_after != running sum', t.${s.tid}, t.${s.tafter}, (SELECT SUM(r.${s.tamount}) FROM token_transactions r WHERE r.${s.tuser} = t.${s.tuser} AND r.${s.tid} <= t.${s.tid}) FROM token_transactions t WHERE t.${s.tafter} != (SELECT SUM(r.${s.tamount}) FROM token_transactions r WHERE r.${s.tuser} = t.${s.tuser} AND r.${s.tid} <= t.${s.tid})`);
   }
   const sql = `BEGIN; ${parts.join('\nUNION ALL\n')}; COMMIT;`;
   return query(db, sql);
