@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up and runs every test suite against the real binary:
+#   unit         Criterion, tests/unit/
+#   integration  node:test over HTTP/SSE, tests/integration/
+#   browser      playwright-core driving Debian's Chromium, tests/browser/
+# Ends with one line "tests: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh --test || exit 1
+make -j2 >/dev/null || { echo "build failed"; exit 1; }
+
+logs=$(mktemp -d)
+status=0
+run() { # name, command...
+  local name=$1; shift
+  echo "== $name"
+  "$@" 2>&1 | tee "$logs/$name.log"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] || { echo "== $name: FAILED (exit $rc)"; status=1; }
+}
+
+run unit make -j2 unit
+run integration node --test --test-concurrency=2 --test-reporter=spec tests/integration/
+run browser node --test --test-concurrency=1 --test-reporter=spec tests/browser/
+echo "browser screenshots: $(pwd)/tests/results/browser"
+
+# Criterion: "Synthesis: Tested: N | Passing: P | Failing: F | Crashing: C"
+# node:test (spec reporter): "ℹ pass N" / "ℹ fail N"
+passed=0; failed=0
+for f in "$logs"/*.log; do
+  while read -r p fl; do passed=$((passed + p)); failed=$((failed + fl)); done < <(
+    sed 's/\x1b\[[0-9;]*m//g' "$f" | awk '
+      /Synthesis: Tested:/ { for (i = 1; i <= NF; i++) { if ($i == "Passing:") p += $(i+1); if ($i == "Failing:" || $i == "Crashing:") f += $(i+1) } }
+      /^ℹ pass / { p += $3 } /^ℹ fail / { f += $3 }
+      END { print p + 0, f + 0 }')
+done
+[ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+rm -rf "$logs"
+echo "tests: $passed passed, $failed failed"
+exit $status
