@@ -1,0 +1,1302 @@
+/*
+ * provider_local — `local-studio`, the built-in offline compositor (SPEC §7).
+ *
+ * Not a neural model: it cuts each product out of a plain background,
+ * arranges the cut-outs at the requested aspect ratio and composes them on
+ * a backdrop that follows the style, or onto the model photo when one is
+ * given:
+ *
+ *   decode    libvips thumbnail (shrink-on-load) → 8-bit sRGB in memory
+ *   cut-out   background colour from the border pixels (per-channel median),
+ *             flood fill from the border through pixels close to it (so a
+ *             white print inside a garment survives), soft alpha from the
+ *             colour distance, specks removed (connected components), 1 px
+ *             choke + small blur, edge colours bled in from the solid
+ *             interior (no halo), trimmed to the bounding box. A PNG with a
+ *             real alpha channel is used as is; a photo with no plain
+ *             background becomes a rounded "card".
+ *   layout    the cut-outs in one to three rows, bottom-aligned, fitted in
+ *             a box whose size and position the seed varies
+ *   backdrop  realistic: lit studio sweep (wall → floor gradient, key light,
+ *             vignette) with contact and floor shadows; artistic: duotone
+ *             backdrop, directional light, strong vignette, whole image
+ *             colour-graded; minimal: near-white with a soft shadow; model:
+ *             the model photo cover-cropped to the frame, products lower
+ *             centre with a drop shadow
+ *   encode    JPEG, quality 90
+ *
+ * Everything random comes from a splitmix64 stream seeded by the seed, the
+ * variant and the style, and every step is deterministic, so the same
+ * input, seed and variant give byte-identical output.
+ *
+ * DESIGN (threads). libvips is initialised once (pthread_once); after that
+ * it may be used from any number of threads at once. Each render builds its
+ * own pipeline, owns all its buffers, and ends with vips_thread_shutdown()
+ * to free the calling thread's libvips per-thread state. The libvips
+ * operation cache is disabled: the inputs are new images every time, so it
+ * would only hold memory. A render runs on the calling (worker) thread;
+ * libvips fans the pixel work of the final encode out over its own pool.
+ * Cancellation is checked between steps, and during the encode through the
+ * image's "eval" signal, which kills the pipeline.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vips/vips.h>
+
+#include "log.h"
+#include "provider.h"
+#include "util.h"
+
+#define MAX_PRODUCTS 5
+#define QSCALE 4 /* shadow masks are drawn at 1/QSCALE resolution, then blurred */
+
+/* ---- libvips set-up ---- */
+
+static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
+static bool vips_ready;
+
+static void vips_setup(void)
+{
+    if (VIPS_INIT("stylestudio") != 0) {
+        log_error("libvips init failed: %s", vips_error_buffer());
+        vips_error_clear();
+        return;
+    }
+    vips_cache_set_max(0);
+    vips_ready = true;
+}
+
+/* ---- deterministic randomness ---- */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t rng_next(rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double rng_unit(rng *r)
+{
+    return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static double rng_range(rng *r, double a, double b)
+{
+    return a + (b - a) * rng_unit(r);
+}
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001B3ull;
+    return h;
+}
+
+/* Per-pixel dither in [-0.5, 0.5): breaks up banding in smooth gradients. */
+static inline float dither(uint32_t x, uint32_t y, uint32_t salt)
+{
+    uint32_t h = x * 0x8DA6B343u ^ y * 0xD8163841u ^ salt * 0xCB1AB31Fu;
+    h ^= h >> 15;
+    h *= 0x2C1B3C6Du;
+    h ^= h >> 12;
+    return (float)(h & 0xFFFF) / 65536.0f - 0.5f;
+}
+
+static inline double clampd(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static inline double smoothstep(double e0, double e1, double x)
+{
+    double t = clampd((x - e0) / (e1 - e0), 0, 1);
+    return t * t * (3 - 2 * t);
+}
+
+static inline double lerp(double a, double b, double t)
+{
+    return a + (b - a) * t;
+}
+
+/* ---- output size ---- */
+
+void provider_local_size(const char *aspect_ratio, const char *quality, int *width, int *height)
+{
+    int aw = 1, ah = 1;
+    if (aspect_ratio && sscanf(aspect_ratio, "%d:%d", &aw, &ah) != 2) aw = ah = 1;
+    if (aw <= 0 || ah <= 0 || aw > 100 || ah > 100) aw = ah = 1;
+    int long_side = str_eq(quality, "high") ? 1536 : 1024;
+    if (aw >= ah) {
+        *width = long_side;
+        *height = (int)lround((double)long_side * ah / aw);
+    } else {
+        *height = long_side;
+        *width = (int)lround((double)long_side * aw / ah);
+    }
+}
+
+/* ---- cut-out ---- */
+
+typedef struct cutout {
+    int w, h;
+    unsigned char *rgba; /* straight alpha, w*h*4 */
+    float *alpha;        /* w*h, 0..1 */
+    double foot0, foot1; /* footprint (bottom rows) as fractions of w */
+    double mean[3];      /* mean colour of the opaque pixels */
+} cutout;
+
+static void cutout_free(cutout *c)
+{
+    free(c->rgba);
+    free(c->alpha);
+    memset(c, 0, sizeof *c);
+}
+
+/* Decodes an encoded image to 8-bit sRGB, at most max_side on its long
+ * side. *px (caller frees with g_free) is w*h*bands bytes, bands 3 or 4. */
+static int decode_rgb(const provider_image *img, int max_side, unsigned char **px, int *w, int *h,
+                      int *bands)
+{
+    VipsImage *ctx = vips_image_new();
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 4);
+    int rc = -1;
+    if (vips_thumbnail_buffer(img->data, img->len, &t[0], max_side, "height", max_side, "size",
+                              VIPS_SIZE_DOWN, NULL))
+        goto cleanup;
+    if (vips_colourspace(t[0], &t[1], VIPS_INTERPRETATION_sRGB, NULL)) goto cleanup;
+    if (vips_cast_uchar(t[1], &t[2], NULL)) goto cleanup;
+    VipsImage *u = t[2];
+    int nb = u->Bands;
+    if (nb != 3 && nb != 4) {
+        if (vips_extract_band(u, &t[3], 0, "n", nb > 4 ? 4 : 3, NULL)) goto cleanup;
+        u = t[3];
+        nb = u->Bands;
+    }
+    size_t size;
+    *px = vips_image_write_to_memory(u, &size);
+    if (!*px) goto cleanup;
+    *w = u->Xsize;
+    *h = u->Ysize;
+    *bands = nb;
+    rc = 0;
+cleanup:
+    g_object_unref(ctx);
+    return rc;
+}
+
+/* Per-channel median of the border pixels, and how uniform the border is. */
+static void estimate_background(const unsigned char *px, int w, int h, int nb, double bg[3],
+                                double *uniform, double *noise)
+{
+    unsigned hist[3][256];
+    memset(hist, 0, sizeof hist);
+    int bw = w < h ? w / 64 : h / 64;
+    if (bw < 2) bw = 2;
+    size_t n = 0;
+    for (int y = 0; y < h; y++) {
+        bool row_border = y < bw || y >= h - bw;
+        for (int x = 0; x < w; x++) {
+            if (!row_border && x >= bw && x < w - bw) {
+                x = w - bw - 1;
+                continue;
+            }
+            const unsigned char *p = px + ((size_t)y * w + x) * nb;
+            for (int c = 0; c < 3; c++)
+                hist[c][p[c]]++;
+            n++;
+        }
+    }
+    for (int c = 0; c < 3; c++) {
+        size_t acc = 0;
+        int v = 0;
+        while (v < 255 && (acc += hist[c][v]) < n / 2)
+            v++;
+        bg[c] = v;
+    }
+    size_t close = 0;
+    double dsum = 0;
+    for (int y = 0; y < h; y++) {
+        bool row_border = y < bw || y >= h - bw;
+        for (int x = 0; x < w; x++) {
+            if (!row_border && x >= bw && x < w - bw) {
+                x = w - bw - 1;
+                continue;
+            }
+            const unsigned char *p = px + ((size_t)y * w + x) * nb;
+            double d = sqrt((p[0] - bg[0]) * (p[0] - bg[0]) + (p[1] - bg[1]) * (p[1] - bg[1]) +
+                            (p[2] - bg[2]) * (p[2] - bg[2]));
+            if (d < 24) {
+                close++;
+                dsum += d;
+            }
+        }
+    }
+    *uniform = n ? (double)close / n : 0;
+    *noise = close ? dsum / close : 0;
+}
+
+/* Keeps the connected components (8-connected, alpha ≥ .5) that are not
+ * specks: at least 2% of the largest one. */
+static void remove_specks(float *a, int w, int h)
+{
+    size_t n = (size_t)w * h;
+    int *label = xcalloc(n, sizeof *label);
+    int *queue = xmalloc(n * sizeof *queue);
+    size_t *area = NULL;
+    int nlabels = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (label[i] || a[i] < 0.5f) continue;
+        nlabels++;
+        area = xrealloc(area, (size_t)(nlabels + 1) * sizeof *area);
+        size_t qh = 0, qt = 0, count = 0;
+        queue[qt++] = (int)i;
+        label[i] = nlabels;
+        while (qh < qt) {
+            int p = queue[qh++];
+            count++;
+            int px = p % w, py = p / w;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int nx = px + dx, ny = py + dy;
+                    if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+                    size_t q = (size_t)ny * w + nx;
+                    if (label[q] || a[q] < 0.5f) continue;
+                    label[q] = nlabels;
+                    queue[qt++] = (int)q;
+                }
+        }
+        area[nlabels] = count;
+    }
+    size_t largest = 0;
+    for (int l = 1; l <= nlabels; l++)
+        if (area[l] > largest) largest = area[l];
+    size_t keep = largest / 50;
+    for (size_t i = 0; i < n; i++) {
+        if (label[i] && area[label[i]] < keep) a[i] = 0;
+        /* Faint pixels (< .5) next to nothing solid are noise too. */
+        if (!label[i] && a[i] > 0) {
+            int px = (int)(i % w), py = (int)(i / w);
+            bool near = false;
+            for (int dy = -1; dy <= 1 && !near; dy++)
+                for (int dx = -1; dx <= 1 && !near; dx++) {
+                    int nx = px + dx, ny = py + dy;
+                    if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+                    size_t q = (size_t)ny * w + nx;
+                    near = label[q] && area[label[q]] >= keep;
+                }
+            if (!near) a[i] = 0;
+        }
+    }
+    free(label);
+    free(queue);
+    free(area);
+}
+
+/* 3×3 minimum (choke by one pixel). */
+static void erode(float *a, int w, int h)
+{
+    float *t = xmalloc((size_t)w * h * sizeof *t);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float m = a[(size_t)y * w + x];
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    int nx = x + dx, ny = y + dy;
+                    float v = (nx < 0 || ny < 0 || nx >= w || ny >= h) ? 0 : a[(size_t)ny * w + nx];
+                    if (v < m) m = v;
+                }
+            t[(size_t)y * w + x] = m;
+        }
+    memcpy(a, t, (size_t)w * h * sizeof *t);
+    free(t);
+}
+
+/* Separable 5-tap blur (σ ≈ 0.85 px): the soft edge. */
+static void soften(float *a, int w, int h)
+{
+    static const float k[5] = {0.06f, 0.24f, 0.40f, 0.24f, 0.06f};
+    float *t = xmalloc((size_t)w * h * sizeof *t);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float s = 0;
+            for (int i = -2; i <= 2; i++) {
+                int nx = x + i;
+                if (nx >= 0 && nx < w) s += k[i + 2] * a[(size_t)y * w + nx];
+            }
+            t[(size_t)y * w + x] = s;
+        }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float s = 0;
+            for (int i = -2; i <= 2; i++) {
+                int ny = y + i;
+                if (ny >= 0 && ny < h) s += k[i + 2] * t[(size_t)ny * w + x];
+            }
+            a[(size_t)y * w + x] = s;
+        }
+    free(t);
+}
+
+/* Replaces the colour of edge pixels (not fully covered in `cover`) by the
+ * average of their solid neighbours, a few pixels deep: the background
+ * that was mixed into them never shows as a halo. */
+static void bleed_edges(unsigned char *px, int nb, const float *cover, int w, int h)
+{
+    size_t n = (size_t)w * h;
+    unsigned char *solid = xmalloc(n), *next = xmalloc(n);
+    for (size_t i = 0; i < n; i++)
+        solid[i] = cover[i] >= 0.999f;
+    /* Pixels beside a non-solid pixel are themselves suspect (JPEG ringing):
+     * start from the solid core eroded by one. */
+    memcpy(next, solid, n);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            size_t i = (size_t)y * w + x;
+            if (!solid[i]) continue;
+            for (int d = 0; d < 4; d++) {
+                int nx = x + (d == 0) - (d == 1), ny = y + (d == 2) - (d == 3);
+                if (nx < 0 || ny < 0 || nx >= w || ny >= h || !solid[(size_t)ny * w + nx]) {
+                    next[i] = 0;
+                    break;
+                }
+            }
+        }
+    memcpy(solid, next, n);
+    for (int pass = 0; pass < 4; pass++) {
+        memcpy(next, solid, n);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                size_t i = (size_t)y * w + x;
+                if (solid[i]) continue;
+                int s[3] = {0, 0, 0}, cnt = 0;
+                for (int dy = -1; dy <= 1; dy++)
+                    for (int dx = -1; dx <= 1; dx++) {
+                        int nx = x + dx, ny = y + dy;
+                        if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+                        size_t q = (size_t)ny * w + nx;
+                        if (!solid[q]) continue;
+                        for (int c = 0; c < 3; c++)
+                            s[c] += px[q * nb + c];
+                        cnt++;
+                    }
+                if (!cnt) continue;
+                for (int c = 0; c < 3; c++)
+                    px[i * nb + c] = (unsigned char)((s[c] + cnt / 2) / cnt);
+                next[i] = 1;
+            }
+        memcpy(solid, next, n);
+    }
+    free(solid);
+    free(next);
+}
+
+/* Alpha of a rounded rectangle the size of the image (the "card"). */
+static void card_alpha(float *a, int w, int h)
+{
+    double r = 0.035 * (w < h ? w : h);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            double dx = fmax(0, fmax(r - (x + 0.5), (x + 0.5) - (w - r)));
+            double dy = fmax(0, fmax(r - (y + 0.5), (y + 0.5) - (h - r)));
+            double d = sqrt(dx * dx + dy * dy);
+            a[(size_t)y * w + x] = (float)clampd(r - d + 0.5, 0, 1);
+        }
+}
+
+/* Cuts the product out of px (w×h×nb, freed here) into *c. */
+static void cut_product(unsigned char *px, int w, int h, int nb, cutout *c)
+{
+    size_t n = (size_t)w * h;
+    float *a = xmalloc(n * sizeof *a);
+    bool have_alpha = false;
+    if (nb == 4) {
+        size_t clear = 0;
+        for (size_t i = 0; i < n; i++)
+            clear += px[i * 4 + 3] < 250;
+        have_alpha = clear > n / 100;
+    }
+    if (have_alpha) {
+        for (size_t i = 0; i < n; i++)
+            a[i] = px[i * 4 + 3] / 255.0f;
+    } else {
+        double bg[3], uniform, noise;
+        float *cover = NULL;
+        estimate_background(px, w, h, nb, bg, &uniform, &noise);
+        if (uniform < 0.6) {
+            card_alpha(a, w, h);
+        } else {
+            double thi = clampd(4 * noise + 18, 22, 48), tlo = thi * 0.45;
+            float *d = xmalloc(n * sizeof *d);
+            for (size_t i = 0; i < n; i++) {
+                const unsigned char *p = px + i * nb;
+                d[i] = (float)sqrt((p[0] - bg[0]) * (p[0] - bg[0]) +
+                                   (p[1] - bg[1]) * (p[1] - bg[1]) +
+                                   (p[2] - bg[2]) * (p[2] - bg[2]));
+            }
+            /* Smooth the distance map first: sensor noise and JPEG blocks
+             * would otherwise make a ragged edge. */
+            float *dr = xmalloc(n * sizeof *dr);
+            memcpy(dr, d, n * sizeof *dr);
+            soften(d, w, h);
+            /* Flood the background in from the border. */
+            unsigned char *isbg = xcalloc(n, 1);
+            int *queue = xmalloc(n * sizeof *queue);
+            size_t qh = 0, qt = 0;
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++) {
+                    if (y != 0 && y != h - 1 && x != 0 && x != w - 1) continue;
+                    size_t i = (size_t)y * w + x;
+                    if (d[i] < thi && !isbg[i]) {
+                        isbg[i] = 1;
+                        queue[qt++] = (int)i;
+                    }
+                }
+            while (qh < qt) {
+                int p = queue[qh++];
+                int x = p % w, y = p / w;
+                for (int k = 0; k < 4; k++) {
+                    int nx = x + (k == 0) - (k == 1), ny = y + (k == 2) - (k == 3);
+                    if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+                    size_t q = (size_t)ny * w + nx;
+                    if (isbg[q] || d[q] >= thi) continue;
+                    isbg[q] = 1;
+                    queue[qt++] = (int)q;
+                }
+            }
+            /* Background trapped in small pockets (a concave corner the
+             * flood could not squeeze into) is background too; larger
+             * light areas inside (a white print) stay. */
+            size_t pocket_max = n / 5000 + 4;
+            for (size_t i = 0; i < n; i++) {
+                if (isbg[i] || d[i] >= thi) continue;
+                qh = qt = 0;
+                queue[qt++] = (int)i;
+                isbg[i] = 2;
+                while (qh < qt) {
+                    int p = queue[qh++];
+                    int x = p % w, y = p / w;
+                    for (int k = 0; k < 4; k++) {
+                        int nx = x + (k == 0) - (k == 1), ny = y + (k == 2) - (k == 3);
+                        if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+                        size_t q = (size_t)ny * w + nx;
+                        if (isbg[q] || d[q] >= thi) continue;
+                        isbg[q] = 2;
+                        queue[qt++] = (int)q;
+                    }
+                }
+                unsigned char mark = qt <= pocket_max ? 4 : 3;
+                for (size_t k = 0; k < qt; k++)
+                    isbg[queue[k]] = mark;
+            }
+            for (size_t i = 0; i < n; i++)
+                a[i] = (isbg[i] == 1 || isbg[i] == 4) ? (float)smoothstep(tlo, thi, d[i]) : 1.0f;
+            /* Edge colours to re-bleed: not fully covered, or background-
+             * coloured and within two pixels of the background (slivers in
+             * concave corners). A light print further inside is kept. */
+            cover = xmalloc(n * sizeof *cover);
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++) {
+                    size_t i = (size_t)y * w + x;
+                    cover[i] = a[i];
+                    if (a[i] < 1.0f || dr[i] >= thi) continue;
+                    for (int dy = -2; dy <= 2; dy++)
+                        for (int dx = -2; dx <= 2; dx++) {
+                            int nx = x + dx, ny = y + dy;
+                            if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+                            unsigned char b = isbg[(size_t)ny * w + nx];
+                            if (b == 1 || b == 4) cover[i] = 0;
+                        }
+                }
+            free(queue);
+            free(isbg);
+            free(d);
+            free(dr);
+            remove_specks(a, w, h);
+            size_t fg = 0;
+            for (size_t i = 0; i < n; i++)
+                fg += a[i] >= 0.5f;
+            if (fg < n / 200 || fg > n - n / 12) {
+                /* Nothing (or everything) stood out: show the whole photo. */
+                card_alpha(a, w, h);
+            } else {
+                bleed_edges(px, nb, cover, w, h);
+                erode(a, w, h);
+                soften(a, w, h);
+            }
+            free(cover);
+        }
+    }
+
+    /* Trim to the bounding box, with a pixel of air. */
+    int x0 = w, y0 = h, x1 = -1, y1 = -1;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            if (a[(size_t)y * w + x] > 0.02f) {
+                if (x < x0) x0 = x;
+                if (x > x1) x1 = x;
+                if (y < y0) y0 = y;
+                if (y > y1) y1 = y;
+            }
+    if (x1 < 0) {
+        card_alpha(a, w, h);
+        x0 = y0 = 0;
+        x1 = w - 1;
+        y1 = h - 1;
+    }
+    x0 = x0 > 0 ? x0 - 1 : 0;
+    y0 = y0 > 0 ? y0 - 1 : 0;
+    x1 = x1 < w - 1 ? x1 + 1 : w - 1;
+    y1 = y1 < h - 1 ? y1 + 1 : h - 1;
+    c->w = x1 - x0 + 1;
+    c->h = y1 - y0 + 1;
+    c->rgba = xmalloc((size_t)c->w * c->h * 4);
+    c->alpha = xmalloc((size_t)c->w * c->h * sizeof *c->alpha);
+    double sum[3] = {0, 0, 0}, cnt = 0;
+    for (int y = 0; y < c->h; y++)
+        for (int x = 0; x < c->w; x++) {
+            size_t si = (size_t)(y + y0) * w + (x + x0), di = (size_t)y * c->w + x;
+            float av = a[si];
+            c->alpha[di] = av;
+            for (int k = 0; k < 3; k++)
+                c->rgba[di * 4 + k] = px[si * nb + k];
+            c->rgba[di * 4 + 3] = (unsigned char)lrintf(av * 255.0f);
+            if (av > 0.9f) {
+                for (int k = 0; k < 3; k++)
+                    sum[k] += px[si * nb + k];
+                cnt++;
+            }
+        }
+    for (int k = 0; k < 3; k++)
+        c->mean[k] = cnt ? sum[k] / cnt : 128;
+    /* Footprint: the columns covered in the bottom 6% of the rows. */
+    int fy = c->h - 1 - (int)(c->h * 0.06);
+    int f0 = c->w, f1 = -1;
+    for (int y = fy < 0 ? 0 : fy; y < c->h; y++)
+        for (int x = 0; x < c->w; x++)
+            if (c->alpha[(size_t)y * c->w + x] > 0.5f) {
+                if (x < f0) f0 = x;
+                if (x > f1) f1 = x;
+            }
+    if (f1 < f0) {
+        f0 = 0;
+        f1 = c->w - 1;
+    }
+    c->foot0 = (double)f0 / c->w;
+    c->foot1 = (double)(f1 + 1) / c->w;
+    free(a);
+    g_free(px);
+}
+
+/* ---- layout ---- */
+
+typedef struct placed {
+    const cutout *c;
+    int x, y, w, h; /* in output pixels */
+} placed;
+
+/* Arranges the cut-outs in rows inside the box (bx, by, bw, bh), bottom
+ * rows on the box's bottom edge, horizontally centred on the box. `hero`
+ * is drawn a little larger than the others. */
+static void layout(const cutout *cs, size_t n, int hero, double bx, double by, double bw,
+                   double bh, double gap, placed *out)
+{
+    double rel[MAX_PRODUCTS];
+    /* Relative heights: equal areas (a wide cap is not drawn taller than a
+     * shirt), the hero a little larger. */
+    double relmax = 0;
+    for (size_t i = 0; i < n; i++) {
+        rel[i] = ((n > 1 && (int)i != hero) ? 0.82 : 1.0) / sqrt((double)cs[i].w / cs[i].h);
+        if (rel[i] > relmax) relmax = rel[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        rel[i] /= relmax;
+    int best_rows = 1;
+    double best_scale = 0;
+    for (int rows = 1; rows <= (int)n && rows <= 3; rows++) {
+        size_t per = (n + (size_t)rows - 1) / (size_t)rows;
+        double maxw = 0, toth = 0;
+        for (size_t start = 0; start < n; start += per) {
+            double rw = 0, rh = 0;
+            for (size_t i = start; i < n && i < start + per; i++) {
+                rw += rel[i] * cs[i].w / cs[i].h + (i > start ? gap : 0);
+                if (rel[i] > rh) rh = rel[i];
+            }
+            if (rw > maxw) maxw = rw;
+            toth += rh + (start ? gap : 0);
+        }
+        double scale = fmin(bw / maxw, bh / toth);
+        if (scale > best_scale * 1.05) {
+            best_scale = scale;
+            best_rows = rows;
+        }
+    }
+    size_t per = (n + (size_t)best_rows - 1) / (size_t)best_rows;
+    /* Rows from the bottom up: the last row sits on the box's bottom. */
+    double base = by + bh;
+    size_t nrows = (n + per - 1) / per;
+    for (size_t r = nrows; r-- > 0;) {
+        size_t start = r * per, end = start + per < n ? start + per : n;
+        double rw = 0, rh = 0;
+        for (size_t i = start; i < end; i++) {
+            rw += rel[i] * cs[i].w / cs[i].h + (i > start ? gap : 0);
+            if (rel[i] > rh) rh = rel[i];
+        }
+        double x = bx + (bw - rw * best_scale) / 2;
+        for (size_t i = start; i < end; i++) {
+            double ih = rel[i] * best_scale, iw = ih * cs[i].w / cs[i].h;
+            out[i].c = &cs[i];
+            out[i].w = (int)lround(fmax(iw, 1));
+            out[i].h = (int)lround(fmax(ih, 1));
+            out[i].x = (int)lround(x);
+            out[i].y = (int)lround(base - ih);
+            x += iw + gap * best_scale;
+        }
+        base -= (rh + gap) * best_scale;
+    }
+}
+
+/* ---- shadows ---- */
+
+static float sample_alpha(const cutout *c, double u, double v)
+{
+    if (u < 0 || v < 0 || u >= 1 || v >= 1) return 0;
+    int x = (int)(u * c->w), y = (int)(v * c->h);
+    return c->alpha[(size_t)y * c->w + x];
+}
+
+enum shadow_kind { SHADOW_DROP, SHADOW_FLOOR };
+
+/* Adds one product's silhouette shadow to the quarter-resolution mask q.
+ * DROP: the silhouette moved by (dx, dy). FLOOR: the silhouette flipped
+ * down onto the floor from its base, squashed to `k` of its height and
+ * sheared by `skew`, fading with distance. */
+static void shadow_add(float *q, int qw, int qh, const placed *p, enum shadow_kind kind, double dx,
+                       double dy, double k, double skew, float weight)
+{
+    double x0, x1, y0, y1;
+    double base = p->y + p->h;
+    if (kind == SHADOW_DROP) {
+        x0 = p->x + dx;
+        x1 = p->x + p->w + dx;
+        y0 = p->y + dy;
+        y1 = base + dy;
+    } else {
+        double len = k * p->h;
+        x0 = p->x + fmin(0, skew * len);
+        x1 = p->x + p->w + fmax(0, skew * len);
+        y0 = base;
+        y1 = base + len;
+    }
+    int qx0 = (int)floor(x0 / QSCALE) - 1, qx1 = (int)ceil(x1 / QSCALE) + 1;
+    int qy0 = (int)floor(y0 / QSCALE) - 1, qy1 = (int)ceil(y1 / QSCALE) + 1;
+    if (qx0 < 0) qx0 = 0;
+    if (qy0 < 0) qy0 = 0;
+    if (qx1 > qw) qx1 = qw;
+    if (qy1 > qh) qy1 = qh;
+    for (int qy = qy0; qy < qy1; qy++)
+        for (int qx = qx0; qx < qx1; qx++) {
+            double X = (qx + 0.5) * QSCALE, Y = (qy + 0.5) * QSCALE;
+            float v;
+            if (kind == SHADOW_DROP) {
+                v = sample_alpha(p->c, (X - dx - p->x) / p->w, (Y - dy - p->y) / p->h);
+            } else {
+                double t = (Y - base) / (k * p->h);
+                if (t < 0 || t >= 1) continue;
+                double u = (X - p->x - skew * (Y - base)) / p->w;
+                v = sample_alpha(p->c, u, 1 - t) * (float)(1 - t) * (float)(1 - t);
+            }
+            v *= weight;
+            float *o = &q[(size_t)qy * qw + qx];
+            if (v > *o) *o = v;
+        }
+}
+
+/* Blurs the quarter-resolution mask q and scales it to w×h: a 1-band float
+ * image owned by ctx. */
+static VipsImage *shadow_image(VipsImage *ctx, float *q, int qw, int qh, int w, int h,
+                               double blur_px)
+{
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 4);
+    t[0] = vips_image_new_from_memory_copy(q, (size_t)qw * qh * sizeof(float), qw, qh, 1,
+                                           VIPS_FORMAT_FLOAT);
+    if (!t[0]) return NULL;
+    double sigma = fmax(blur_px / QSCALE, 0.5);
+    if (vips_gaussblur(t[0], &t[1], sigma, "min_ampl", 0.01, NULL)) return NULL;
+    if (vips_resize(t[1], &t[2], (double)w / qw, "vscale", (double)h / qh, "kernel",
+                    VIPS_KERNEL_LINEAR, NULL))
+        return NULL;
+    if (vips_crop(t[2], &t[3], 0, 0, w, h, NULL)) return NULL;
+    return t[3];
+}
+
+/* ---- backdrops ---- */
+
+typedef struct style_plan {
+    int kind; /* 0 realistic, 1 artistic, 2 minimal */
+    double wall[3], floor[3];
+    double dark[3], light[3]; /* artistic duotone */
+    double light_x, light_y;  /* key light, normalised */
+    double light_angle;       /* artistic directional light, radians */
+    double floor_y;           /* realistic: normalised y of the floor line */
+    double grade;             /* artistic: duotone mix on the final image */
+} style_plan;
+
+static const double studio_palettes[][2][3] = {
+    {{214, 209, 202}, {228, 223, 216}}, /* warm grey */
+    {{200, 205, 212}, {220, 223, 228}}, /* cool grey */
+    {{224, 209, 190}, {234, 222, 206}}, /* sand */
+    {{197, 207, 193}, {216, 223, 212}}, /* sage */
+    {{190, 202, 216}, {210, 219, 230}}, /* dusty blue */
+    {{228, 207, 200}, {238, 222, 216}}, /* blush */
+};
+
+static const double duotones[][2][3] = {
+    {{16, 46, 58}, {246, 178, 142}},  /* deep teal → peach */
+    {{30, 24, 78}, {242, 198, 104}},  /* indigo → gold */
+    {{58, 18, 56}, {250, 140, 116}},  /* plum → coral */
+    {{14, 44, 34}, {196, 232, 200}},  /* forest → mint */
+    {{12, 26, 58}, {236, 120, 156}},  /* navy → rose */
+    {{40, 30, 26}, {226, 208, 176}},  /* espresso → cream */
+};
+
+static const double minimal_whites[][3] = {
+    {248, 248, 246},
+    {246, 247, 249},
+    {249, 247, 244},
+};
+
+static double colour_dist(const double a[3], const double b[3])
+{
+    return sqrt((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]) +
+                (a[2] - b[2]) * (a[2] - b[2]));
+}
+
+/* Contact shadow under a standing product: a soft ellipse at its base. */
+typedef struct contact {
+    double cx, cy, rx, ry, strength;
+} contact;
+
+/* Renders the style backdrop (with contact shadows) into a w×h×3 uchar
+ * buffer (caller frees). */
+static unsigned char *backdrop(const style_plan *s, int w, int h, const contact *cts, size_t ncts,
+                               uint32_t salt)
+{
+    unsigned char *out = xmalloc((size_t)w * h * 3);
+    double span = fmax(w, h);
+    double dirx = cos(s->light_angle), diry = sin(s->light_angle);
+    for (int y = 0; y < h; y++) {
+        double yn = (y + 0.5) / h;
+        for (int x = 0; x < w; x++) {
+            double xn = (x + 0.5) / w;
+            /* Distances in units of the long side, from the centre. */
+            double cx = (x + 0.5 - w / 2.0) / span, cy = (y + 0.5 - h / 2.0) / span;
+            double r2 = (cx * cx + cy * cy) / (0.25 * ((double)w * w + (double)h * h) / (span * span));
+            double col[3];
+            if (s->kind == 0) {
+                double t = smoothstep(s->floor_y - 0.32, s->floor_y + 0.06, yn);
+                double lx = (x + 0.5) / span - s->light_x * w / span;
+                double ly = (y + 0.5) / span - s->light_y * h / span;
+                double key = 0.91 + 0.15 * exp(-(lx * lx + ly * ly) / (2 * 0.30 * 0.30));
+                double vig = 1 - 0.20 * pow(r2, 1.4);
+                /* The floor darkens a touch towards the camera. */
+                double near = 1 - 0.05 * smoothstep(s->floor_y, 1.0, yn);
+                for (int c = 0; c < 3; c++)
+                    col[c] = lerp(s->wall[c], s->floor[c], t) * key * vig * near;
+            } else if (s->kind == 1) {
+                double proj = (cx * dirx + cy * diry) * 1.6;
+                double lx = (x + 0.5) / span - s->light_x * w / span;
+                double ly = (y + 0.5) / span - s->light_y * h / span;
+                double spot = exp(-(lx * lx + ly * ly) / (2 * 0.22 * 0.22));
+                double b = 0.30 + 0.22 * proj + 0.50 * spot;
+                b *= 1 - 0.55 * pow(r2, 1.2);
+                b = clampd(b, 0, 1);
+                for (int c = 0; c < 3; c++)
+                    col[c] = lerp(s->dark[c], s->light[c], b);
+            } else {
+                double lift = 1 + 0.012 * (1 - r2) - 0.018 * r2;
+                for (int c = 0; c < 3; c++)
+                    col[c] = s->wall[c] * lift;
+            }
+            (void)xn;
+            double shade = 1;
+            for (size_t i = 0; i < ncts; i++) {
+                double ex = (x + 0.5 - cts[i].cx) / cts[i].rx, ey = (y + 0.5 - cts[i].cy) / cts[i].ry;
+                double e = ex * ex + ey * ey;
+                if (e < 9) shade *= 1 - cts[i].strength * exp(-2.2 * e);
+            }
+            float dz = dither((uint32_t)x, (uint32_t)y, salt);
+            for (int c = 0; c < 3; c++)
+                out[((size_t)y * w + x) * 3 + c] =
+                    (unsigned char)clampd(col[c] * shade + dz + 0.5, 0, 255);
+        }
+    }
+    return out;
+}
+
+/* A 1-band float light map for the finished image (vignette, directional
+ * light), owned by ctx. */
+static VipsImage *light_map(VipsImage *ctx, int w, int h, double angle, double directional,
+                            double vignette)
+{
+    int qw = (w + QSCALE - 1) / QSCALE, qh = (h + QSCALE - 1) / QSCALE;
+    float *m = xmalloc((size_t)qw * qh * sizeof *m);
+    double span = fmax(w, h), dx = cos(angle), dy = sin(angle);
+    double half_diag2 = 0.25 * ((double)w * w + (double)h * h) / (span * span);
+    for (int y = 0; y < qh; y++)
+        for (int x = 0; x < qw; x++) {
+            double cx = ((x + 0.5) * QSCALE - w / 2.0) / span, cy = ((y + 0.5) * QSCALE - h / 2.0) / span;
+            double r2 = (cx * cx + cy * cy) / half_diag2;
+            double l = 1 + directional * (cx * dx + cy * dy) * 1.4;
+            l *= 1 - vignette * pow(r2, 1.3);
+            m[(size_t)y * qw + x] = (float)l;
+        }
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 3);
+    t[0] = vips_image_new_from_memory_copy(m, (size_t)qw * qh * sizeof *m, qw, qh, 1,
+                                           VIPS_FORMAT_FLOAT);
+    free(m);
+    if (!t[0]) return NULL;
+    if (vips_resize(t[0], &t[1], (double)w / qw, "vscale", (double)h / qh, "kernel",
+                    VIPS_KERNEL_LINEAR, NULL))
+        return NULL;
+    if (vips_crop(t[1], &t[2], 0, 0, w, h, NULL)) return NULL;
+    return t[2];
+}
+
+/* ---- the render ---- */
+
+typedef struct eval_ctx {
+    const atomic_bool *cancel;
+    void (*progress)(void *ctx, int pct);
+    void *progress_ctx;
+    int last;
+} eval_ctx;
+
+static void report(eval_ctx *e, int pct)
+{
+    if (pct <= e->last) return;
+    e->last = pct;
+    if (e->progress) e->progress(e->progress_ctx, pct);
+}
+
+static bool cancelled(const eval_ctx *e)
+{
+    return e->cancel && atomic_load(e->cancel);
+}
+
+static void on_eval(VipsImage *image, VipsProgress *progress, void *user)
+{
+    eval_ctx *e = user;
+    if (cancelled(e)) vips_image_set_kill(image, TRUE);
+    else report(e, 80 + progress->percent * 19 / 100);
+}
+
+int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
+                          const provider_image *models, size_t n_models, int variant,
+                          const atomic_bool *cancel, void (*progress)(void *ctx, int pct),
+                          void *progress_ctx, provider_image *out, char **error)
+{
+    pthread_once(&vips_once, vips_setup);
+    memset(out, 0, sizeof *out);
+    *error = NULL;
+    if (!vips_ready) {
+        *error = xstrdup("image library failed to start");
+        return PROVIDER_PERMANENT;
+    }
+    if (n_products < 1 || n_products > MAX_PRODUCTS) {
+        *error = xasprintf("local-studio takes 1 to %d product images", MAX_PRODUCTS);
+        return PROVIDER_PERMANENT;
+    }
+
+    int rc = PROVIDER_PERMANENT;
+    eval_ctx ev = {.cancel = cancel, .progress = progress, .progress_ctx = progress_ctx, .last = -1};
+    cutout cuts[MAX_PRODUCTS];
+    memset(cuts, 0, sizeof cuts);
+    placed pl[MAX_PRODUCTS];
+    float *q = NULL;
+    unsigned char *bd = NULL;
+    VipsImage *ctx = vips_image_new();
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 64);
+    int ti = 0;
+#define NEXT (&t[ti++])
+
+    int W, H;
+    provider_local_size(p->aspect_ratio, p->quality, &W, &H);
+    bool high = str_eq(p->quality, "high");
+    const char *style = p->style;
+    int kind = str_eq(style, "artistic") ? 1 : str_eq(style, "minimal") ? 2 : 0;
+    bool on_model = n_models > 0;
+
+    rng r = {.s = hash_str(0xCBF29CE484222325ull, style) ^ ((uint64_t)p->seed * 0x9E3779B97F4A7C15ull) ^
+                  ((uint64_t)(variant + 1) << 40)};
+    rng_next(&r);
+    report(&ev, 0);
+
+    /* 1. Decode and cut out every product. */
+    for (size_t i = 0; i < n_products; i++) {
+        unsigned char *px;
+        int w, h, nb;
+        if (decode_rgb(&products[i], high ? 1536 : 1024, &px, &w, &h, &nb)) {
+            vips_error_clear();
+            *error = xasprintf("product image %zu could not be decoded", i + 1);
+            goto cleanup;
+        }
+        cut_product(px, w, h, nb, &cuts[i]);
+        report(&ev, 5 + (int)(35 * (i + 1) / n_products));
+        if (cancelled(&ev)) goto cancel;
+    }
+
+    /* 2. The plan: palette, light, placement. */
+    style_plan sp = {.kind = kind};
+    double prod_mean[3] = {0, 0, 0};
+    for (size_t i = 0; i < n_products; i++)
+        for (int c = 0; c < 3; c++)
+            prod_mean[c] += cuts[i].mean[c] / n_products;
+    if (kind == 0) {
+        /* A seed-picked palette among those that stand apart from the product. */
+        size_t np = ARRAY_LEN(studio_palettes), ok[ARRAY_LEN(studio_palettes)], nok = 0;
+        for (size_t i = 0; i < np; i++)
+            if (colour_dist(studio_palettes[i][0], prod_mean) > 45) ok[nok++] = i;
+        size_t pick = nok ? ok[rng_next(&r) % nok] : rng_next(&r) % np;
+        memcpy(sp.wall, studio_palettes[pick][0], sizeof sp.wall);
+        memcpy(sp.floor, studio_palettes[pick][1], sizeof sp.floor);
+    } else if (kind == 1) {
+        size_t pick = rng_next(&r) % ARRAY_LEN(duotones);
+        memcpy(sp.dark, duotones[pick][0], sizeof sp.dark);
+        memcpy(sp.light, duotones[pick][1], sizeof sp.light);
+        sp.grade = rng_range(&r, 0.22, 0.34);
+    } else {
+        memcpy(sp.wall, minimal_whites[rng_next(&r) % ARRAY_LEN(minimal_whites)], sizeof sp.wall);
+    }
+    double side = rng_unit(&r) < 0.5 ? -1 : 1;
+    sp.light_x = 0.5 + side * rng_range(&r, 0.10, 0.28);
+    sp.light_y = rng_range(&r, 0.22, 0.36);
+    sp.light_angle = (side < 0 ? M_PI : 0) + rng_range(&r, -0.9, 0.9) + M_PI / 2 * 0.35;
+    sp.floor_y = rng_range(&r, 0.80, 0.85);
+    int hero = (int)((size_t)(variant + (int)(rng_next(&r) % 5)) % n_products);
+    double fill = rng_range(&r, 0.0, 1.0);
+    double shift = rng_range(&r, -1, 1);
+
+    double m = fmin(W, H);
+    double bx, by, bw, bh;
+    if (on_model) {
+        double s = m * lerp(0.36, 0.46, fill) * (n_products > 1 ? 1.25 : 1.0);
+        bw = fmin(s * (n_products > 1 ? 1.6 : 1.0), W * 0.9);
+        bh = fmin(s, H * 0.45);
+        double cx = W * (0.5 + 0.10 * shift), cyb = H * 0.90;
+        bx = clampd(cx - bw / 2, W * 0.04, W * 0.96 - bw);
+        by = cyb - bh;
+    } else if (kind == 0) {
+        double base = sp.floor_y * H;
+        bh = fmin(base - H * 0.10, H * lerp(0.56, 0.70, fill));
+        bw = W * lerp(0.62, 0.74, fill);
+        bx = (W - bw) / 2 + W * 0.04 * shift;
+        by = base - bh;
+    } else if (kind == 1) {
+        bh = H * lerp(0.58, 0.72, fill);
+        bw = W * lerp(0.58, 0.72, fill);
+        bx = (W - bw) / 2 + W * 0.07 * shift;
+        by = (H - bh) / 2 + H * 0.02;
+    } else {
+        bh = H * lerp(0.56, 0.66, fill);
+        bw = W * lerp(0.60, 0.70, fill);
+        bx = (W - bw) / 2;
+        by = (H - bh) / 2 - H * 0.02;
+    }
+    layout(cuts, n_products, hero, bx, by, bw, bh, 0.10, pl);
+    if (kind == 0 && !on_model) {
+        /* A low group stands on a floor raised towards the middle, so the
+         * picture is not all empty wall. */
+        int top = H, bottom = 0;
+        for (size_t i = 0; i < n_products; i++) {
+            if (pl[i].y < top) top = pl[i].y;
+            if (pl[i].y + pl[i].h > bottom) bottom = pl[i].y + pl[i].h;
+        }
+        double want = (H + (bottom - top)) / 2.0 + H * 0.07;
+        if (want < bottom) {
+            int dy = (int)lround(want) - bottom;
+            for (size_t i = 0; i < n_products; i++)
+                pl[i].y += dy;
+            sp.floor_y = want / H;
+        }
+    } else if (kind != 0 && !on_model) {
+        /* Centre the group vertically in the box (it sits on its bottom). */
+        int top = H, bottom = 0;
+        for (size_t i = 0; i < n_products; i++) {
+            if (pl[i].y < top) top = pl[i].y;
+            if (pl[i].y + pl[i].h > bottom) bottom = pl[i].y + pl[i].h;
+        }
+        int dy = (int)lround(by + (bh - (bottom - top)) / 2) - top;
+        for (size_t i = 0; i < n_products; i++)
+            pl[i].y += dy;
+    }
+    report(&ev, 45);
+    if (cancelled(&ev)) goto cancel;
+
+    /* 3. The base image: a style backdrop, or the model photo. */
+    VipsImage *base;
+    contact cts[MAX_PRODUCTS * 2];
+    size_t ncts = 0;
+    if (on_model) {
+        const provider_image *mi = &models[(size_t)variant % n_models];
+        VipsImage **th = NEXT, **cs = NEXT, **u = NEXT;
+        if (vips_thumbnail_buffer(mi->data, mi->len, th, W, "height", H, "crop",
+                                  VIPS_INTERESTING_ATTENTION, "size", VIPS_SIZE_BOTH, NULL) ||
+            vips_colourspace(*th, cs, VIPS_INTERPRETATION_sRGB, NULL) ||
+            vips_cast_uchar(*cs, u, NULL)) {
+            vips_error_clear();
+            *error = xasprintf("model image %zu could not be decoded", (size_t)variant % n_models + 1);
+            goto cleanup;
+        }
+        base = *u;
+        if (base->Bands == 4 || base->Bands == 2) {
+            VipsImage **fl = NEXT;
+            if (vips_flatten(base, fl, NULL)) goto vips_fail;
+            base = *fl;
+        }
+        if (base->Xsize != W || base->Ysize != H) {
+            VipsImage **cr = NEXT;
+            if (vips_crop(base, cr, 0, 0, VIPS_MIN(W, base->Xsize), VIPS_MIN(H, base->Ysize), NULL))
+                goto vips_fail;
+            VipsImage **em = NEXT;
+            if (vips_embed(*cr, em, 0, 0, W, H, "extend", VIPS_EXTEND_COPY, NULL)) goto vips_fail;
+            base = *em;
+        }
+    } else {
+        for (size_t i = 0; i < n_products; i++) {
+            const placed *pp = &pl[i];
+            double fx0 = pp->x + pp->w * pp->c->foot0, fx1 = pp->x + pp->w * pp->c->foot1;
+            double fcx = (fx0 + fx1) / 2, frx = fmax((fx1 - fx0) / 2, pp->w * 0.15);
+            double baseY = pp->y + pp->h;
+            if (kind == 0) {
+                cts[ncts++] = (contact){fcx, baseY - pp->h * 0.004, frx * 1.02, fmax(3, pp->h * 0.018), 0.50};
+                cts[ncts++] = (contact){fcx, baseY + pp->h * 0.01, frx * 1.25, fmax(6, pp->h * 0.05), 0.22};
+            } else if (kind == 2) {
+                double cx = pp->x + pp->w / 2.0;
+                cts[ncts++] = (contact){cx, baseY + H * 0.035, pp->w * 0.40, fmax(5, H * 0.022), 0.16};
+            }
+        }
+        bd = backdrop(&sp, W, H, cts, ncts, (uint32_t)p->seed ^ (uint32_t)variant * 7919u);
+        VipsImage **b = NEXT;
+        *b = vips_image_new_from_memory_copy(bd, (size_t)W * H * 3, W, H, 3, VIPS_FORMAT_UCHAR);
+        if (!*b) goto vips_fail;
+        (*b)->Type = VIPS_INTERPRETATION_sRGB;
+        base = *b;
+    }
+    report(&ev, 55);
+    if (cancelled(&ev)) goto cancel;
+
+    /* 4. Silhouette shadows, multiplied into the base. */
+    int qw = (W + QSCALE - 1) / QSCALE, qh = (H + QSCALE - 1) / QSCALE;
+    q = xcalloc((size_t)qw * qh, sizeof *q);
+    double blur, opacity;
+    double lx = cos(sp.light_angle);
+    if (on_model) {
+        for (size_t i = 0; i < n_products; i++)
+            shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, -lx * m * 0.018, m * 0.022, 0, 0, 1);
+        blur = m * 0.018;
+        opacity = 0.38;
+    } else if (kind == 0) {
+        for (size_t i = 0; i < n_products; i++)
+            shadow_add(q, qw, qh, &pl[i], SHADOW_FLOOR, 0, 0, 0.16, -lx * 1.2, 1);
+        blur = m * 0.014;
+        opacity = 0.20;
+    } else if (kind == 1) {
+        for (size_t i = 0; i < n_products; i++)
+            shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, -cos(sp.light_angle) * m * 0.035,
+                       -sin(sp.light_angle) * m * 0.035 + m * 0.01, 0, 0, 1);
+        blur = m * 0.03;
+        opacity = 0.42;
+    } else {
+        for (size_t i = 0; i < n_products; i++)
+            shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, 0, m * 0.012, 0, 0, 1);
+        blur = m * 0.016;
+        opacity = 0.13;
+    }
+    VipsImage *sh = shadow_image(ctx, q, qw, qh, W, H, blur);
+    if (!sh) goto vips_fail;
+    {
+        VipsImage **f = NEXT, **mul = NEXT;
+        double a = -opacity, b = 1;
+        if (vips_linear(sh, f, &a, &b, 1, NULL) || vips_multiply(base, *f, mul, NULL))
+            goto vips_fail;
+        base = *mul;
+    }
+    report(&ev, 65);
+    if (cancelled(&ev)) goto cancel;
+
+    /* 5. The products, over the base. */
+    for (size_t i = 0; i < n_products; i++) {
+        const cutout *c = pl[i].c;
+        VipsImage **im = NEXT, **pm = NEXT, **rs = NEXT, **cp = NEXT;
+        *im = vips_image_new_from_memory_copy(c->rgba, (size_t)c->w * c->h * 4, c->w, c->h, 4,
+                                              VIPS_FORMAT_UCHAR);
+        if (!*im) goto vips_fail;
+        (*im)->Type = VIPS_INTERPRETATION_sRGB;
+        if (vips_premultiply(*im, pm, NULL) ||
+            vips_resize(*pm, rs, (double)pl[i].w / c->w, "vscale", (double)pl[i].h / c->h,
+                        "kernel", VIPS_KERNEL_LANCZOS3, NULL) ||
+            vips_composite2(base, *rs, cp, VIPS_BLEND_MODE_OVER, "x", pl[i].x, "y", pl[i].y,
+                            "premultiplied", TRUE, NULL))
+            goto vips_fail;
+        base = *cp;
+        if (base->Bands == 4) {
+            VipsImage **eb = NEXT;
+            if (vips_extract_band(base, eb, 0, "n", 3, NULL)) goto vips_fail;
+            base = *eb;
+        }
+    }
+    report(&ev, 72);
+    if (cancelled(&ev)) goto cancel;
+
+    /* 6. Grade the whole picture. */
+    if (kind == 1) {
+        /* Duotone mix by luminance, then directional light and vignette. */
+        VipsImage **lum = NEXT, **duo = NEXT, **mix1 = NEXT, **mix2 = NEXT, **sum = NEXT;
+        double a3[3], b3[3], g = sp.grade, keep[3] = {1 - g, 1 - g, 1 - g}, zero[3] = {0, 0, 0};
+        for (int c = 0; c < 3; c++) {
+            a3[c] = (sp.light[c] - sp.dark[c]) / 255.0 * g;
+            b3[c] = sp.dark[c] * g;
+        }
+        if (vips_colourspace(base, lum, VIPS_INTERPRETATION_B_W, NULL) ||
+            vips_linear(*lum, duo, a3, b3, 3, NULL) ||
+            vips_linear(base, mix1, keep, zero, 3, NULL) || vips_add(*mix1, *duo, mix2, NULL))
+            goto vips_fail;
+        VipsImage *lm = light_map(ctx, W, H, sp.light_angle + M_PI, 0.10, 0.30);
+        if (!lm || vips_multiply(*mix2, lm, sum, NULL)) goto vips_fail;
+        base = *sum;
+    } else if (on_model) {
+        VipsImage *lm = light_map(ctx, W, H, 0, 0, kind == 0 ? 0.16 : 0.10);
+        VipsImage **v = NEXT;
+        if (!lm || vips_multiply(base, lm, v, NULL)) goto vips_fail;
+        base = *v;
+        if (kind == 2) {
+            /* Minimal on a photo: lifted, slightly airy. */
+            VipsImage **l = NEXT;
+            double a = 0.90, b = 24;
+            if (vips_linear(base, l, &a, &b, 1, NULL)) goto vips_fail;
+            base = *l;
+        }
+    }
+    {
+        VipsImage **u = NEXT;
+        if (vips_cast_uchar(base, u, NULL)) goto vips_fail;
+        base = *u;
+        base->Type = VIPS_INTERPRETATION_sRGB;
+    }
+    report(&ev, 80);
+    if (cancelled(&ev)) goto cancel;
+
+    /* 7. Encode (this is where libvips runs the pipeline). */
+    {
+        VipsImage **fin = NEXT;
+        if (vips_copy(base, fin, NULL)) goto vips_fail;
+        vips_image_set_progress(*fin, TRUE);
+        g_signal_connect(*fin, "eval", G_CALLBACK(on_eval), &ev);
+        void *data = NULL;
+        size_t len = 0;
+        if (vips_jpegsave_buffer(*fin, &data, &len, "Q", 90, "strip", TRUE, "optimize_coding",
+                                 TRUE, "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_OFF, NULL)) {
+            if (cancelled(&ev)) goto cancel;
+            goto vips_fail;
+        }
+        if (cancelled(&ev)) {
+            g_free(data);
+            goto cancel;
+        }
+        /* GLib ≥ 2.46 allocates with malloc, so free() (provider_image_free)
+         * is the right release for this buffer. */
+        out->data = data;
+        out->len = len;
+        snprintf(out->format, sizeof out->format, "jpeg");
+        out->width = W;
+        out->height = H;
+    }
+    report(&ev, 100);
+    rc = PROVIDER_OK;
+    goto cleanup;
+
+vips_fail:
+    log_warn("local-studio render failed: %s", vips_error_buffer());
+    vips_error_clear();
+    if (!*error) *error = xstrdup("local-studio could not render this image");
+    rc = PROVIDER_PERMANENT;
+    goto cleanup;
+cancel:
+    vips_error_clear();
+    free(*error);
+    *error = xstrdup("cancelled");
+    rc = PROVIDER_CANCELLED;
+cleanup:
+#undef NEXT
+    g_object_unref(ctx);
+    free(q);
+    free(bd);
+    for (size_t i = 0; i < n_products; i++)
+        cutout_free(&cuts[i]);
+    vips_thread_shutdown();
+    return rc;
+}
+
+/* ---- provider ops ---- */
+
+typedef struct local_progress {
+    provider_job *job;
+    int index, count;
+} local_progress;
+
+static void local_on_progress(void *ctx, int pct)
+{
+    local_progress *lp = ctx;
+    if (lp->job->on_progress) lp->job->on_progress(lp->job, (lp->index * 100 + pct) / lp->count);
+}
+
+static int local_start(provider_job *job)
+{
+    const gen_record *g = job->gen;
+    int n = job->model && job->model->outputs > 0 ? job->model->outputs : 1;
+    provider_image *outs = xcalloc((size_t)n, sizeof *outs);
+    char *error = NULL;
+    int rc = PROVIDER_OK;
+    for (int i = 0; i < n; i++) {
+        local_progress lp = {.job = job, .index = i, .count = n};
+        rc = provider_local_render(&g->params, job->products, job->n_products, job->models,
+                                   job->n_models, i, &job->cancel_requested, local_on_progress,
+                                   &lp, &outs[i], &error);
+        if (rc != PROVIDER_OK) break;
+        if (atomic_load(&job->cancel_requested)) {
+            rc = PROVIDER_CANCELLED;
+            break;
+        }
+    }
+    if (rc == PROVIDER_OK) {
+        job->on_done(job, PROVIDER_OK, outs, (size_t)n, NULL);
+    } else {
+        for (int i = 0; i < n; i++)
+            provider_image_free(&outs[i]);
+        free(outs);
+        job->on_done(job, rc, NULL, 0, error ? error : "cancelled");
+    }
+    free(error);
+    return 0;
+}
+
+static void local_cancel(provider_job *job)
+{
+    /* The flag (set by provider_cancel) is all a local render needs: it is
+     * polled between steps and inside the encode. */
+    (void)job;
+}
+
+const provider_ops provider_local_ops = {
+    .name = "local",
+    .start = local_start,
+    .cancel = local_cancel,
+};
