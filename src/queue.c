@@ -194,6 +194,18 @@ static int64_t backoff_ms(int retry_count)
     return d > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : d;
 }
 
+/* "name=N" with N a non-negative integer ≤ max: true and *out set. */
+static bool fault_int(const char *tok, const char *name, long max, int *out)
+{
+    size_t n = strlen(name);
+    if (strncmp(tok, name, n) != 0 || tok[n] != '=' || !tok[n + 1]) return false;
+    char *end;
+    long v = strtol(tok + n + 1, &end, 10);
+    if (*end || v < 0) return false;
+    *out = (int)(v > max ? max : v);
+    return true;
+}
+
 static void faults_parse(const char *spec)
 {
     memset(&q.faults, 0, sizeof q.faults);
@@ -206,19 +218,11 @@ static void faults_parse(const char *spec)
         while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
             tok[--n] = '\0';
         if (n == 0) continue;
-        char *end = NULL;
-        long v = -1;
-        if (strcmp(tok, "permanent") == 0) {
+        if (strcmp(tok, "permanent") == 0)
             q.faults.permanent = true;
-        } else if (str_has_prefix(tok, "transient=") &&
-                   (v = strtol(tok + 10, &end, 10)) >= 0 && end != tok + 10 && !*end) {
-            q.faults.transient = v > 1000000 ? 1000000 : (int)v;
-        } else if (str_has_prefix(tok, "delay_ms=") &&
-                   (v = strtol(tok + 9, &end, 10)) >= 0 && end != tok + 9 && !*end) {
-            q.faults.delay_ms = v > 3600000 ? 3600000 : (int)v;
-        } else {
+        else if (!fault_int(tok, "transient", 1000000, &q.faults.transient) &&
+                 !fault_int(tok, "delay_ms", 3600000, &q.faults.delay_ms))
             log_warn("test-faults: ignoring unknown item \"%s\"", tok);
-        }
     }
     free(copy);
     if (q.faults.permanent || q.faults.transient || q.faults.delay_ms)
@@ -373,8 +377,8 @@ static int job_fetch_inputs(job *j)
         int rc = url ? media_fetch(url, dst, &why) : MEDIA_EINVALID;
         if (rc != 0) {
             const char *label = is_product ? "product image" : "model image";
-            char *msg = xasprintf("%s %zu: %s", label, idx + 1,
-                                  why ? why : url ? "could not be loaded" : "not a URL");
+            const char *reason = why ? why : url ? "could not be loaded" : "not a URL";
+            char *msg = xasprintf("%s %zu: %s", label, idx + 1, reason);
             bool permanent = rc == MEDIA_EINVALID;
             log_warn("generation %s: %s (%s)", j->gen.id, msg,
                      permanent ? "permanent" : "transient");
@@ -444,8 +448,8 @@ static void job_run(job *j)
     const char *why = NULL;
     if (!j->model || !provider_model_available(j->model, &why) ||
         !(j->ops = provider_for(j->model))) {
-        char *msg = xasprintf("model %s is not available on this server%s%s",
-                              j->gen.params.model, why ? ": " : "", why ? why : "");
+        char *msg = xasprintf("model %s is not available on this server%s%s", j->gen.params.model,
+                              why ? ": " : "", why ? why : "");
         job_done(j, PROVIDER_PERMANENT, NULL, 0, msg);
         free(msg);
         return;
@@ -543,8 +547,7 @@ static void finish_ok(job *j)
             log_info("generation %s: cancelled or lease lost before completion; result dropped",
                      j->gen.id);
         } else {
-            log_error("generation %s: could not record completion (store error %d)", j->gen.id,
-                      rc);
+            log_error("generation %s: could not record completion (store error %d)", j->gen.id, rc);
         }
     }
     json_decref(urls);
