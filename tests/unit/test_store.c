@@ -868,6 +868,41 @@ Test(store, concurrent_creates_never_overdraw, .timeout = 120)
     check_ledger();
 }
 
+/* 200 request threads at once, one create each, balance for 150. */
+static void *create_one(void *arg)
+{
+    (void)arg;
+    gen_record g;
+    make_gen(&g, conc_user, 1, PRIORITY_NORMAL, now_ms());
+    long rc = store_gen_create(st, &g, true, NULL, NULL, NULL);
+    gen_record_free(&g);
+    return (void *)rc;
+}
+
+Test(store, two_hundred_concurrent_creates, .timeout = 120)
+{
+    make_user("burst@example.com", 150, conc_user);
+    pthread_t th[200];
+    for (int i = 0; i < 200; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, create_one, NULL), 0);
+    int ok = 0, poor = 0;
+    for (int i = 0; i < 200; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        if ((long)r == STORE_OK)
+            ok++;
+        else if ((long)r == STORE_EINSUFFICIENT)
+            poor++;
+    }
+    cr_assert_eq(ok, 150);
+    cr_assert_eq(poor, 50);
+    cr_assert_eq(balance(conc_user), 0);
+    int64_t counts[GEN_STATUS_COUNT], queued;
+    cr_assert_eq(store_gen_counts(st, counts, &queued), STORE_OK);
+    cr_assert_eq(queued, 150);
+    check_ledger();
+}
+
 /* ---- open and migrations ---- */
 
 Test(store, reopen_and_urls)
