@@ -723,7 +723,13 @@ static void renew_all(void)
         if (!(atomic_load(&j->stop_why) & (STOP_LOST | STOP_USER))) {
             int rc = store_gen_renew(q.store, j->gen.id, j->worker_id, now_ms() + lease_ms());
             if (rc == STORE_ECONFLICT) {
-                log_info("generation %s: lease lost or cancelled; stopping its job", j->gen.id);
+                /* Once the provider is done this may just be our own
+                 * outcome write racing the renewal: flag it quietly. */
+                pthread_mutex_lock(&j->lock);
+                bool done = j->phase == PHASE_DONE;
+                pthread_mutex_unlock(&j->lock);
+                if (!done)
+                    log_info("generation %s: lease lost or cancelled; stopping its job", j->gen.id);
                 job_cancel(j, STOP_LOST);
             } else if (rc != STORE_OK) {
                 log_warn("generation %s: lease renewal failed (store error %d)", j->gen.id, rc);
