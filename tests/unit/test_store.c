@@ -805,8 +805,21 @@ Test(store, events_written_with_data)
     cr_assert_eq(json_integer_value(json_object_get(d, "progress")), 50);
     cr_assert_str_eq(json_string_value(json_object_get(d, "error")), "boom");
     json_decref(d);
-    int64_t mid = ev[2].id;
+    int64_t mid = ev[2].id, newest = ev[6].id;
     store_events_free(ev, n);
+
+    store_event *one = xcalloc(1, sizeof *one);
+    cr_assert_eq(store_events_latest(st, gid, one), STORE_OK);
+    cr_assert_eq(one->id, newest);
+    cr_assert_str_eq(one->type, "generation");
+    cr_assert_not_null(strstr(one->data, "\"failed\""));
+    store_events_free(one, 1);
+    store_event none;
+    cr_assert_eq(store_events_latest(st, "gen_nope", &none), STORE_ENOTFOUND);
+    int64_t charged = -1, refunded = -1;
+    cr_assert_eq(store_ledger_totals(st, &charged, &refunded), STORE_OK);
+    cr_assert_eq(charged, 3);
+    cr_assert_eq(refunded, 3);
 
     cr_assert_eq(store_events_after(st, uid, gid, mid, 100, &ev, &n), STORE_OK);
     cr_assert_eq(n, 3); /* balance events are skipped */
@@ -917,8 +930,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 1);
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 1);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 2);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 2);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -938,6 +951,31 @@ Test(store, reopen_and_urls)
     cr_assert_not_null(err);
     free(err);
     cr_assert_null(other);
+}
+
+/* A database at version 1 (as 001 left it) is brought up to date. */
+Test(store, migrates_from_previous_version)
+{
+    char uid[ID_LEN];
+    make_user("v1@example.com", 7, uid);
+    store_close(st);
+    st = NULL;
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "DROP INDEX token_transactions_kind;"
+                              " DELETE FROM schema_migrations WHERE version > 1;"
+                              " PRAGMA user_version = 1;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    char url[160], *err = NULL;
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    cr_assert_eq(store_open(url, &st, &err), STORE_OK, "%s", err ? err : "");
+    cr_assert_eq(sql_int("PRAGMA user_version"), 2);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"),
+                 1);
+    cr_assert_eq(balance(uid), 7);
 }
 
 Test(store, newer_schema_is_refused)
