@@ -73,9 +73,8 @@ struct store {
 
 static int conn_open(const char *path, sq_conn *c, char **err)
 {
-    int rc = sqlite3_open_v2(path, &c->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         const char *msg = c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
         log_error("store: cannot open %s: %s", path, msg);
@@ -91,8 +90,9 @@ static int conn_open(const char *path, sq_conn *c, char **err)
                       NULL, NULL, &emsg);
     if (rc != SQLITE_OK) {
         log_error("store: pragmas on %s: %s", path, emsg ? emsg : sqlite3_errstr(rc));
-        if (err) *err = xasprintf("cannot configure database %s: %s", path,
-                                  emsg ? emsg : sqlite3_errstr(rc));
+        if (err)
+            *err = xasprintf("cannot configure database %s: %s", path,
+                             emsg ? emsg : sqlite3_errstr(rc));
         sqlite3_free(emsg);
         goto fail;
     }
@@ -426,7 +426,8 @@ static int migrate(store_t *s, char **err)
 {
     int64_t latest = 0;
     for (size_t i = 0; i < store_sqlite_migrations_count; i++)
-        if (store_sqlite_migrations[i].version > latest) latest = store_sqlite_migrations[i].version;
+        if (store_sqlite_migrations[i].version > latest)
+            latest = store_sqlite_migrations[i].version;
     for (size_t i = 0; i < store_sqlite_migrations_count; i++) {
         int rc = migrate_one(s, &store_sqlite_migrations[i], latest, err);
         if (rc != STORE_OK) return rc;
@@ -508,8 +509,8 @@ void store_set_commit_hook(store_t *s, store_commit_hook fn, void *ctx)
 
 /* ---- events ---- */
 
-int sq_event(sq_tx *t, const char *user_id, const char *gen_id, const char *type,
-             const char *data, int64_t now)
+int sq_event(sq_tx *t, const char *user_id, const char *gen_id, const char *type, const char *data,
+             int64_t now)
 {
     int rc = sq_exec(t,
                      "INSERT INTO events (user_id, generation_id, type, data, created_at)"
@@ -550,8 +551,8 @@ void store_events_free(store_event *ev, size_t n)
     free(ev);
 }
 
-int store_events_after(store_t *s, const char *user_id, const char *generation_id,
-                       int64_t after_id, int limit, store_event **out, size_t *n)
+int store_events_after(store_t *s, const char *user_id, const char *generation_id, int64_t after_id,
+                       int limit, store_event **out, size_t *n)
 {
     static const char q_user[] = "SELECT id, type, generation_id, data FROM events"
                                  " WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?";
@@ -633,9 +634,9 @@ int store_ledger_totals(store_t *s, int64_t *charged, int64_t *refunded)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
-    int rc = sq_int(&t, charged,
-                    "SELECT COALESCE(-SUM(amount), 0) FROM token_transactions WHERE kind = 'charge'",
-                    NULL);
+    int rc = sq_int(
+        &t, charged,
+        "SELECT COALESCE(-SUM(amount), 0) FROM token_transactions WHERE kind = 'charge'", NULL);
     if (rc == STORE_OK)
         rc = sq_int(&t, refunded,
                     "SELECT COALESCE(SUM(amount), 0) FROM token_transactions WHERE kind = 'refund'",

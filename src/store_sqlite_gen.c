@@ -265,21 +265,22 @@ int store_gen_create(store_t *s, const gen_record *g, bool start, const store_id
                  product, model, g->prompt ? g->prompt : "", g->custom_prompt, g->params.model,
                  g->params.style, g->params.quality, g->params.aspect_ratio,
                  g->params.guidance_scale, g->params.num_inference_steps, g->params.strength,
-                 (int64_t)g->params.seed, g->priority, cost, start ? STAGE_QUEUED : "pending",
-                 now, start ? now : (int64_t)0, g->batch_id[0] ? g->batch_id : NULL,
+                 (int64_t)g->params.seed, g->priority, cost, start ? STAGE_QUEUED : "pending", now,
+                 start ? now : (int64_t)0, g->batch_id[0] ? g->batch_id : NULL,
                  g->retry_of[0] ? g->retry_of : NULL, start ? now : (int64_t)0);
     if (rc < 0) goto fail;
     rc = sq_ledger_add(&t, g->user_id, "charge", -cost, g->id, NULL, now);
     if (rc < 0) goto fail;
     if (idem) {
-        rc = sq_exec(&t,
-                     "INSERT INTO idempotency_keys (user_id, key, request_hash, response,"
-                     " http_status, created_at) VALUES (?, ?, ?, ?, ?, ?)"
-                     " ON CONFLICT (user_id, key) DO UPDATE SET request_hash = excluded.request_hash,"
-                     " response = excluded.response, http_status = excluded.http_status,"
-                     " created_at = excluded.created_at",
-                     "ssssiI", g->user_id, idem->key, idem->request_hash,
-                     idem->response ? idem->response : "{}", idem->http_status, now);
+        rc = sq_exec(
+            &t,
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, response,"
+            " http_status, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (user_id, key) DO UPDATE SET request_hash = excluded.request_hash,"
+            " response = excluded.response, http_status = excluded.http_status,"
+            " created_at = excluded.created_at",
+            "ssssiI", g->user_id, idem->key, idem->request_hash,
+            idem->response ? idem->response : "{}", idem->http_status, now);
         if (rc < 0) goto fail;
     }
     rc = gen_event(&t, g->id, now, NULL);
@@ -375,13 +376,13 @@ int store_gen_list(store_t *s, const char *user_id, int status_filter, const cha
                                    " ORDER BY id DESC LIMIT ?";
     const char *before = cursor && *cursor ? cursor : "~";
     if (limit <= 0) limit = 20;
+    if (limit > 1000) limit = 1000; /* callers validate 1..100; bound the allocation anyway */
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
     sqlite3_stmt *st =
-        status_filter < 0
-            ? sq_query(&t, q_all, "ssi", user_id, before, limit + 1)
-            : sq_query(&t, q_status, "sssi", user_id, gen_status_name((gen_status)status_filter),
-                       before, limit + 1);
+        status_filter < 0 ? sq_query(&t, q_all, "ssi", user_id, before, limit + 1)
+                          : sq_query(&t, q_status, "sssi", user_id,
+                                     gen_status_name((gen_status)status_filter), before, limit + 1);
     if (!st) {
         sq_rollback(&t);
         return STORE_ERR;
@@ -601,9 +602,8 @@ cleanup:
 
 /* The body of retry_or_fail inside t. worker_id NULL: the lease has
  * expired (sweep), so any holder is replaced. */
-static int retry_or_fail_tx(sq_tx *t, const char *gen_id, const char *worker_id,
-                            const char *error, int64_t retry_at, int max_retries, int64_t now,
-                            bool *failed)
+static int retry_or_fail_tx(sq_tx *t, const char *gen_id, const char *worker_id, const char *error,
+                            int64_t retry_at, int max_retries, int64_t now, bool *failed)
 {
     int64_t retries = 0;
     int rc = worker_id ? sq_int(t, &retries,
@@ -711,8 +711,7 @@ int store_gen_release(store_t *s, const char *worker_id, int64_t now)
     return rc < 0 ? rc : STORE_OK;
 }
 
-int store_gen_sweep(store_t *s, int64_t now, int64_t pending_ttl_ms, int max_retries,
-                    int *changed)
+int store_gen_sweep(store_t *s, int64_t now, int64_t pending_ttl_ms, int max_retries, int *changed)
 {
     char(*ids)[ID_LEN] = xcalloc(SWEEP_BATCH, ID_LEN);
     int n = 0, count = 0;
@@ -774,8 +773,8 @@ int store_gen_sweep(store_t *s, int64_t now, int64_t pending_ttl_ms, int max_ret
     if (rc == STORE_OK) {
         sq_tx t;
         if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
-        int r1 = sq_exec(&t, "DELETE FROM idempotency_keys WHERE created_at < ?", "I",
-                         now - DAY_MS);
+        int r1 =
+            sq_exec(&t, "DELETE FROM idempotency_keys WHERE created_at < ?", "I", now - DAY_MS);
         int r2 = sq_exec(&t, "DELETE FROM sessions WHERE expires_at < ?", "I", now);
         if (r1 < 0 || r2 < 0) {
             sq_rollback(&t);

@@ -80,9 +80,9 @@ int store_user_get(store_t *s, const char *user_id, user_record *out)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
-    int rc = user_query(&t, sq_query(&t, "SELECT " USER_COLS " FROM users u WHERE u.id = ?", "s",
-                                     user_id),
-                        out, NULL);
+    int rc = user_query(
+        &t, sq_query(&t, "SELECT " USER_COLS " FROM users u WHERE u.id = ?", "s", user_id), out,
+        NULL);
     sq_rollback(&t);
     return rc;
 }
@@ -94,8 +94,9 @@ int store_user_by_email(store_t *s, const char *email, user_record *out, char **
     user_record u;
     char *hash = NULL;
     int rc = user_query(
-        &t, sq_query(&t, "SELECT " USER_COLS ", u.password_hash FROM users u WHERE u.email = ?",
-                     "s", email),
+        &t,
+        sq_query(&t, "SELECT " USER_COLS ", u.password_hash FROM users u WHERE u.email = ?", "s",
+                 email),
         &u, &hash);
     sq_rollback(&t);
     if (rc != STORE_OK) return rc;
@@ -215,8 +216,7 @@ int store_key_create(store_t *s, const char *key_id, const char *user_id, const 
     int rc = sq_exec(&t,
                      "INSERT INTO api_keys (id, user_id, name, key_hash, hint, created_at)"
                      " VALUES (?, ?, ?, ?, ?, ?)",
-                     "sssssI", key_id, user_id, name ? name : "", key_hash, hint ? hint : "",
-                     now);
+                     "sssssI", key_id, user_id, name ? name : "", key_hash, hint ? hint : "", now);
     if (rc < 0) {
         sq_rollback(&t);
         return rc;
@@ -245,9 +245,10 @@ int store_key_list(store_t *s, const char *user_id, json_t **items)
         json_object_set_new(o, "name", json_string((const char *)sqlite3_column_text(st, 1)));
         json_object_set_new(o, "hint", json_string((const char *)sqlite3_column_text(st, 2)));
         json_object_set_new(o, "createdAt", json_integer(sq_col_int(st, 3)));
-        json_object_set_new(o, "lastUsedAt", sqlite3_column_type(st, 4) == SQLITE_NULL
-                                                 ? json_null()
-                                                 : json_integer(sq_col_int(st, 4)));
+        json_object_set_new(o, "lastUsedAt",
+                            sqlite3_column_type(st, 4) == SQLITE_NULL
+                                ? json_null()
+                                : json_integer(sq_col_int(st, 4)));
         json_array_append_new(arr, o);
     }
     sq_done(st);
@@ -333,13 +334,13 @@ int store_session_auth(store_t *s, const char *token_hash, int64_t now, user_rec
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
     user_record u;
-    int rc = user_query(&t,
-                        sq_query(&t,
-                                 "SELECT " USER_COLS
-                                 " FROM sessions x JOIN users u ON u.id = x.user_id"
-                                 " WHERE x.token_hash = ? AND x.expires_at > ?",
-                                 "sI", token_hash, now),
-                        &u, NULL);
+    int rc =
+        user_query(&t,
+                   sq_query(&t,
+                            "SELECT " USER_COLS " FROM sessions x JOIN users u ON u.id = x.user_id"
+                            " WHERE x.token_hash = ? AND x.expires_at > ?",
+                            "sI", token_hash, now),
+                   &u, NULL);
     sq_rollback(&t);
     if (rc == STORE_OK) *out = u;
     return rc;

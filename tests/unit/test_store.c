@@ -233,16 +233,14 @@ Test(store, user_credit)
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "kind")),
                      "adjustment");
     cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 0), "amount")), -8);
-    cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 0), "balanceAfter")),
-                 10);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 0), "balanceAfter")), 10);
     cr_assert(json_is_null(json_object_get(json_array_get(items, 0), "generationId")));
     cr_assert_not_null(next);
     json_decref(items);
     char *next2;
     cr_assert_eq(store_ledger_list(st, id, next, 2, &items, &next2), STORE_OK);
     cr_assert_eq(json_array_size(items), 2);
-    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 1), "kind")),
-                     "grant");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 1), "kind")), "grant");
     cr_assert_null(next2);
     json_decref(items);
     free(next);
@@ -411,8 +409,7 @@ Test(store, idempotent_replay_and_mismatch)
     gen_record_free(&g);
     cr_assert_eq(balance(uid), 6);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys"), 2);
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys WHERE request_hash = 'hash-2'"),
-                 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys WHERE request_hash = 'hash-2'"), 1);
     check_ledger();
 }
 
@@ -477,8 +474,7 @@ Test(store, progress_and_complete)
     cr_assert_eq(g.progress, 50);
     cr_assert_str_eq(g.stage, "storing");
     gen_record_free(&g);
-    cr_assert_eq(store_gen_progress(st, gid, "w2", STAGE_STORING, 60, T0 + 60000),
-                 STORE_ECONFLICT);
+    cr_assert_eq(store_gen_progress(st, gid, "w2", STAGE_STORING, 60, T0 + 60000), STORE_ECONFLICT);
     cr_assert_eq(store_gen_renew(st, gid, "w1", T0 + 90000), STORE_OK);
     cr_assert_eq(store_gen_renew(st, gid, "w2", T0 + 90000), STORE_ECONFLICT);
 
@@ -576,9 +572,9 @@ Test(store, retry_or_fail_both_branches)
     cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 40, T0 + LEASE), STORE_OK);
 
     bool failed = true;
-    cr_assert_eq(store_gen_retry_or_fail(st, gid, "w1", "provider 503", T0 + 5000, 1, T0 + 100,
-                                         &failed),
-                 STORE_OK);
+    cr_assert_eq(
+        store_gen_retry_or_fail(st, gid, "w1", "provider 503", T0 + 5000, 1, T0 + 100, &failed),
+        STORE_OK);
     cr_assert(!failed);
     g = get_gen(gid);
     cr_assert_eq(g.retry_count, 1);
@@ -698,8 +694,7 @@ Test(store, list_pagination_and_filter)
     make_user("list@example.com", 100, uid);
     make_user("list2@example.com", 100, other);
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0 + i * 1000, false, ids[i]),
-                     STORE_OK);
+        cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0 + i * 1000, false, ids[i]), STORE_OK);
     cr_assert_eq(create_gen(other, 1, PRIORITY_NORMAL, T0, false, NULL), STORE_OK);
     cr_assert_eq(store_gen_cancel(st, ids[1], "x", T0 + 9000), STORE_OK);
 
@@ -770,10 +765,10 @@ Test(store, events_written_with_data)
      * changed nothing); fail: balance (refund) + gen */
     const char *types[] = {"generation", "balance", "generation", "generation",
                            "generation", "balance", "generation"};
-    const char *statuses[] = {"pending", NULL, "processing", "processing", "processing", NULL,
-                              "failed"};
-    const char *stages[] = {"pending", NULL, "queued", "fetching_inputs", "generating", NULL,
-                            "failed"};
+    const char *statuses[] = {"pending",    NULL, "processing", "processing",
+                              "processing", NULL, "failed"};
+    const char *stages[] = {"pending",    NULL, "queued", "fetching_inputs",
+                            "generating", NULL, "failed"};
     cr_assert_eq(n, 7);
     for (size_t i = 0; i < n; i++) {
         if (i) cr_assert_gt(ev[i].id, ev[i - 1].id);
@@ -973,8 +968,8 @@ Test(store, migrates_from_previous_version)
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(sql_int("PRAGMA user_version"), 2);
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"),
-                 1);
+    cr_assert_eq(
+        sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
 }
 
