@@ -35,6 +35,20 @@ function childEnv(extra = {}) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Races `promise` against a timer that is always cleared (so no stray timer
+// keeps the test process alive). On timeout: resolves `onTimeout()` if given,
+// else rejects with `message`.
+export function withTimeout(promise, ms, message, onTimeout) {
+  let timer;
+  const t = new Promise((res, rej) => {
+    timer = setTimeout(() => {
+      if (!onTimeout) return rej(new Error(message));
+      try { res(onTimeout()); } catch (e) { rej(e); }
+    }, ms);
+  });
+  return Promise.race([promise, t]).finally(() => clearTimeout(timer));
+}
+
 // Polls `fn` (sync or async) until it returns a truthy value; returns it.
 // A test utility only — the server's own behaviour is asserted to be push-based
 // where the spec says so (SSE tests never poll).
@@ -83,12 +97,16 @@ class Server {
   }
 
   async start() {
+    if (!existsSync(BIN)) throw new Error(`${BIN} does not exist: run make first`);
     const args = this.args();
     this.stderr += `\n=== start: ${basename(BIN)} ${args.join(' ')}\n`;
     const proc = spawn(BIN, args, { cwd: ROOT, env: childEnv(this.opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     this.dead = false;
-    this.exit = new Promise((res) => proc.on('exit', (code, signal) => { this.dead = true; res({ code, signal }); }));
+    this.exit = new Promise((res) => {
+      proc.on('exit', (code, signal) => { this.dead = true; res({ code, signal }); });
+      proc.on('error', (err) => { this.dead = true; res({ code: null, signal: null, error: err }); });
+    });
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (d) => { this.stderr += d; });
     proc.stdout.setEncoding('utf8');
@@ -103,11 +121,11 @@ class Server {
         if (nl >= 0) { firstLine = buf.slice(0, nl).replace(/\r$/, ''); res(firstLine); }
       });
     });
-    const failed = this.exit.then(({ code, signal }) => { throw new Error(`server exited before listening (code ${code}, signal ${signal})\n${this.stderr.slice(-4000)}`); });
-    const timeout = sleep(15000).then(() => { throw new Error(`server printed no listening line within 15 s\n${this.stderr.slice(-4000)}`); });
+    const failed = this.exit.then(({ code, signal, error }) => { throw new Error(`server exited before listening (code ${code}, signal ${signal}${error ? ', ' + error.message : ''})\n${this.stderr.slice(-4000)}`); });
+    failed.catch(() => {}); // only meaningful inside the race below
     let line;
     try {
-      line = await Promise.race([gotLine, failed, timeout]);
+      line = await withTimeout(Promise.race([gotLine, failed]), 15000, `server printed no listening line within 15 s\n${this.stderr.slice(-4000)}`);
     } catch (e) {
       this.kill();
       throw e;
@@ -133,7 +151,7 @@ class Server {
   async sigterm(timeout = 20000) {
     if (!this.proc || this.dead) return this.exit;
     this.proc.kill('SIGTERM');
-    const r = await Promise.race([this.exit, sleep(timeout).then(() => null)]);
+    const r = await withTimeout(this.exit, timeout, '', () => null);
     if (r) return r;
     this.stderr += `\n=== harness: no exit ${timeout} ms after SIGTERM; SIGKILL\n`;
     this.proc.kill('SIGKILL');
@@ -430,8 +448,12 @@ export async function sse(server, path, { key, cookie, lastEventId, headers = {}
   if (lastEventId !== undefined) h['last-event-id'] = String(lastEventId);
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(new Error('SSE connect timeout')), timeout);
-  const res = await fetch(server.url(path), { headers: h, signal: ac.signal });
-  clearTimeout(timer);
+  let res;
+  try {
+    res = await fetch(server.url(path), { headers: h, signal: ac.signal });
+  } finally {
+    clearTimeout(timer);
+  }
   const client = {
     status: res.status,
     headers: res.headers,
@@ -507,7 +529,7 @@ export async function sse(server, path, { key, cookie, lastEventId, headers = {}
     return client.frames.slice(0, client.frames.indexOf(f) + 1);
   };
   // Waits for the server to close the stream (rejects after ms).
-  client.waitEnd = (ms = 10000) => Promise.race([client.ended, sleep(ms).then(() => { throw new Error(`SSE ${path} not closed by the server within ${ms} ms; frames: ${summarize(client.frames)}`); })]);
+  client.waitEnd = (ms = 10000) => withTimeout(client.ended, ms, '', () => { throw new Error(`SSE ${path} not closed by the server within ${ms} ms; frames: ${summarize(client.frames)}`); });
   return client;
 }
 
