@@ -711,6 +711,27 @@ int store_gen_release(store_t *s, const char *worker_id, int64_t now)
     return rc < 0 ? rc : STORE_OK;
 }
 
+static int housekeeping(store_t *s, int64_t now)
+{
+    sq_tx t;
+    int64_t stale = 0;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    int rc = sq_int(&t, &stale,
+                    "SELECT EXISTS (SELECT 1 FROM idempotency_keys WHERE created_at < ?1)"
+                    " OR EXISTS (SELECT 1 FROM sessions WHERE expires_at < ?2)",
+                    "II", now - DAY_MS, now);
+    sq_rollback(&t);
+    if (rc != STORE_OK || !stale) return rc;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    rc = sq_exec(&t, "DELETE FROM idempotency_keys WHERE created_at < ?", "I", now - DAY_MS);
+    if (rc >= 0) rc = sq_exec(&t, "DELETE FROM sessions WHERE expires_at < ?", "I", now);
+    if (rc < 0) {
+        sq_rollback(&t);
+        return rc;
+    }
+    return sq_commit(&t);
+}
+
 int store_gen_sweep(store_t *s, int64_t now, int64_t pending_ttl_ms, int max_retries, int *changed)
 {
     char(*ids)[ID_LEN] = xcalloc(SWEEP_BATCH, ID_LEN);
@@ -769,20 +790,10 @@ int store_gen_sweep(store_t *s, int64_t now, int64_t pending_ttl_ms, int max_ret
         if (rc == STORE_OK && still) count++;
     }
     free(ids);
-    /* 3. Housekeeping: forgotten idempotency keys and expired sessions. */
-    if (rc == STORE_OK) {
-        sq_tx t;
-        if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
-        int r1 =
-            sq_exec(&t, "DELETE FROM idempotency_keys WHERE created_at < ?", "I", now - DAY_MS);
-        int r2 = sq_exec(&t, "DELETE FROM sessions WHERE expires_at < ?", "I", now);
-        if (r1 < 0 || r2 < 0) {
-            sq_rollback(&t);
-            rc = STORE_ERR;
-        } else {
-            rc = sq_commit(&t);
-        }
-    }
+    /* 3. Housekeeping: forgotten idempotency keys and expired sessions.
+     * The sweep runs often, so look first and take the write lock only
+     * when there is something to delete. */
+    if (rc == STORE_OK) rc = housekeeping(s, now);
     if (changed) *changed = count;
     return rc;
 }

@@ -667,6 +667,21 @@ Test(store, sweep_expired_pending_and_exhausted_leases)
     cr_assert_eq(store_gen_sweep(st, T0 + 1800002, 1800000, 0, &changed), STORE_OK);
     cr_assert_eq(changed, 0);
     check_ledger();
+
+    /* Housekeeping: idempotency keys older than 24 h and expired sessions go. */
+    store_idem idem = {"k", "h", "{}", 201};
+    gen_record ng;
+    make_gen(&ng, uid, 1, PRIORITY_NORMAL, T0);
+    cr_assert_eq(store_gen_create(st, &ng, false, &idem, NULL, NULL), STORE_OK);
+    gen_record_free(&ng);
+    cr_assert_eq(store_session_create(st, "s1", uid, T0 + 1000), STORE_OK);
+    cr_assert_eq(store_session_create(st, "s2", uid, T0 + 48LL * 3600 * 1000), STORE_OK);
+    cr_assert_eq(store_gen_sweep(st, T0 + 2000, 1LL << 40, 0, &changed), STORE_OK);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys"), 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM sessions"), 1);
+    cr_assert_eq(store_gen_sweep(st, T0 + 25LL * 3600 * 1000, 1LL << 40, 0, &changed), STORE_OK);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys"), 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM sessions"), 1);
 }
 
 Test(store, release_hands_back_without_retry)
