@@ -1,0 +1,131 @@
+// One generation: live status, results, settings, prompt, inputs; retry, cancel, delete.
+import { h, icon, clear, toast, fmtDate, fmtDuration, tokens, statusBadge, confirmDialog, TERMINAL, emptyState } from './dom.js';
+import { get, post, del } from './api.js';
+import { createPanel, errorView, actionsFor, describeError } from './genpanel.js';
+import { gallery } from './lightbox.js';
+import { genTitle } from './dashboard.js';
+import { loadSettings } from './studio.js';
+
+const QUALITY_NAME = { auto: 'Auto', low: 'Draft', medium: 'Standard', high: 'High' };
+
+export async function render(container, [id], ctx) {
+  let rec;
+  try {
+    rec = await get(`/api/generations/${encodeURIComponent(id)}`);
+  } catch (err) {
+    container.append(h('div', { class: 'page' },
+      h('a', { class: 'back-link', href: '#/history' }, icon('left'), 'History'),
+      err.code === 'GENERATION_NOT_FOUND' || err.status === 404 || err.status === 403
+        ? emptyState({ iconName: 'image', title: 'Generation not found', text: 'It may have been deleted, or it belongs to another account.', action: h('a', { class: 'btn btn-primary btn-sm', href: '#/history' }, 'Back to history') })
+        : errorView(err.code, err.message, [h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: () => ctx.navigate(`/history/${id}`) }, 'Retry')])));
+    return undefined;
+  }
+
+  const head = h('div', { class: 'page-head' });
+  const actionsErr = h('div', {});
+  const body = h('div', { class: 'detail' });
+  container.append(h('div', { class: 'page' }, h('a', { class: 'back-link', href: '#/history' }, icon('left'), 'History'), head, actionsErr, body));
+
+  let panel = null;
+
+  function kv(k, v) { return h('div', { class: 'kv' }, h('dt', {}, k), h('dd', {}, v)); }
+
+  function renderAll(r) {
+    rec = r;
+    const p = r.parameters || {};
+    clear(head).append(
+      h('div', {},
+        h('div', { class: 'title-row' }, h('h1', {}, genTitle(r)), statusBadge(r.status)),
+        h('p', { class: 'page-sub mono' }, r._id)),
+      h('div', { class: 'head-actions' },
+        h('button', { type: 'button', class: 'btn btn-ghost', onclick: () => { loadSettings(r); ctx.navigate('/studio'); toast('Settings loaded into the studio', 'info'); } }, icon('sliders'), 'Use these settings'),
+        (r.status === 'failed' || r.status === 'cancelled') ? h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'retry', onclick: retry }, icon('retry'), 'Retry') : null,
+        !TERMINAL.has(r.status) ? h('button', { type: 'button', class: 'btn btn-ghost', 'data-action': 'cancel', onclick: cancel }, icon('stop'), 'Cancel') : null,
+        TERMINAL.has(r.status) ? h('button', { type: 'button', class: 'btn btn-danger-ghost', 'data-action': 'delete', onclick: remove }, icon('trash'), 'Delete') : null));
+
+    const results = r.resultImages && r.resultImages.length
+      ? gallery(r.resultImages, { name: r._id })
+      : r.status === 'completed' ? h('p', { class: 'muted' }, 'This generation produced no images.')
+        : !TERMINAL.has(r.status) ? h('p', { class: 'muted' }, 'Results appear here as soon as they are ready.')
+          : emptyState({ iconName: 'image', title: r.status === 'failed' ? 'No results — it failed' : 'No results — it was cancelled', text: r.error ? r.error : 'Its tokens were refunded.' });
+
+    const inputs = (label, list) => (list && list.length ? [h('h3', { class: 'section-label' }, label), gallery(list, { name: `${r._id}-${label.toLowerCase().replace(/\s+/g, '-')}`, label })] : []);
+
+    clear(body).append(
+      h('div', { class: 'detail-main' },
+        !TERMINAL.has(r.status) && panel ? panel.el : null,
+        r.status === 'failed' && r.error ? errorView(r.errorCode || 'GENERATION_FAILED', `${r.error} Your tokens were refunded.`, [
+          h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: retry }, icon('retry'), 'Retry')]) : null,
+        h('section', { class: 'card', 'aria-labelledby': 'res-t' }, h('h2', { class: 'card-title', id: 'res-t' }, 'Results'), results),
+        h('section', { class: 'card', 'aria-labelledby': 'in-t' }, h('h2', { class: 'card-title', id: 'in-t' }, 'Inputs'),
+          inputs('Product images', r.productImages), inputs('Model images', r.modelImages))),
+      h('aside', { class: 'detail-side' },
+        h('section', { class: 'card', 'aria-labelledby': 'set-t' },
+          h('h2', { class: 'card-title', id: 'set-t' }, 'Settings'),
+          h('dl', { class: 'kvs' },
+            kv('Model', p.model || '—'), kv('Style', p.style || '—'), kv('Quality', QUALITY_NAME[p.quality] || p.quality || '—'),
+            kv('Aspect ratio', p.aspectRatio || '—'), kv('Guidance', p.guidance_scale ?? '—'), kv('Steps', p.num_inference_steps ?? '—'),
+            kv('Strength', p.strength ?? '—'), kv('Seed', p.seed ?? 'random'), kv('Priority', r.priority || 'normal'))),
+        h('section', { class: 'card', 'aria-labelledby': 'run-t' },
+          h('h2', { class: 'card-title', id: 'run-t' }, 'Run'),
+          h('dl', { class: 'kvs' },
+            kv('Tokens used', tokens(r.tokensUsed ?? 0)), kv('Created', fmtDate(r.createdAt)), kv('Started', fmtDate(r.startedAt)),
+            kv('Finished', fmtDate(r.completedAt)), kv('Processing time', fmtDuration(r.processingTime)), kv('Retries', String(r.retryCount ?? 0)),
+            r.retryOf ? kv('Retry of', h('a', { href: `#/history/${r.retryOf}`, class: 'mono' }, r.retryOf)) : null)),
+        h('section', { class: 'card', 'aria-labelledby': 'pr-t' },
+          h('h2', { class: 'card-title', id: 'pr-t' }, 'Prompt'),
+          r.customPrompt ? [h('h3', { class: 'section-label' }, 'Your words'), h('p', { class: 'prompt-text' }, r.customPrompt)] : null,
+          h('h3', { class: 'section-label' }, 'Full prompt'),
+          h('p', { class: 'prompt-text muted' }, r.prompt || '—'))));
+  }
+
+  if (!TERMINAL.has(rec.status)) {
+    panel = createPanel({
+      showResults: false, linkDetails: false,
+      onRecord: (r) => { if (TERMINAL.has(r.status) && !TERMINAL.has(rec.status)) { renderAll(r); } },
+      onNewGeneration: (nid) => ctx.navigate(`/history/${nid}`),
+    });
+    panel.track(rec._id, rec);
+  }
+  renderAll(rec);
+
+  function showErr(err) {
+    clear(actionsErr).append(errorView(err.code, describeError(err), actionsFor(err, { onRetry: retry })));
+  }
+
+  async function retry() {
+    clear(actionsErr);
+    try {
+      const created = await post(`/api/generations/${encodeURIComponent(rec._id)}/retry`, {});
+      const nid = created.generationId || created._id;
+      if (created.status === 'pending' || !created.status) await post('/api/generate', { generationId: nid });
+      toast('Retrying with the same settings', 'info');
+      ctx.navigate(`/history/${nid}`);
+    } catch (err) { showErr(err); }
+  }
+
+  async function cancel() {
+    try {
+      const r = await post(`/api/generations/${encodeURIComponent(rec._id)}/cancel`, {});
+      toast('Generation cancelled — tokens refunded', 'success');
+      if (panel) panel.render(r);
+      renderAll(r);
+    } catch (err) { showErr(err); }
+  }
+
+  async function remove() {
+    const ok = await confirmDialog({
+      title: 'Delete this generation?',
+      body: h('p', {}, 'Its result images will be removed for good. Your token history is kept.'),
+      confirm: 'Delete', danger: true,
+    });
+    if (!ok) return;
+    try {
+      await del(`/api/generations/${encodeURIComponent(rec._id)}`);
+      toast('Generation deleted', 'success');
+      ctx.navigate('/history');
+    } catch (err) { showErr(err); }
+  }
+
+  return () => { if (panel) panel.stop(); };
+}

@@ -1,0 +1,242 @@
+// Live generation panel: fed by EventSource('/api/generations/<id>/events').
+import { h, icon, clear, statusBadge, fmtClock, fmtDuration, tokens, shortId, infoDialog, toast, TERMINAL, STAGE_LABEL } from './dom.js';
+import { get, post, parseEvent } from './api.js';
+import { gallery } from './lightbox.js';
+import { session } from './session.js';
+
+const STEPS = ['queued', 'fetching_inputs', 'generating', 'storing'];
+
+export function buyTokensDialog() {
+  const email = session.user && session.user.email ? session.user.email : 'you@example.com';
+  return infoDialog({
+    title: 'Top up your tokens',
+    body: [
+      h('p', {}, 'Each generation reserves tokens up front and refunds them automatically if it fails or is cancelled.'),
+      h('p', {}, 'Token packs are added to your account by your Style Studio administrator. Ask them to top you up — operators can run:'),
+      h('pre', { class: 'code' }, `stylestudio user grant --email ${email} --amount 50`),
+      h('p', { class: 'muted' }, 'Tip: the Local Studio model at Auto quality costs just 1 token per generation.'),
+    ],
+  });
+}
+
+/** Error callout with the error code and a useful next action. */
+export function errorView(code, message, actions = []) {
+  return h('div', { class: 'alert alert-error error-view', role: 'alert' },
+    icon('alert'),
+    h('div', { class: 'alert-body' },
+      h('div', { class: 'alert-title' }, h('code', { class: 'error-code' }, code || 'ERROR')),
+      h('p', {}, message || 'Something went wrong.'),
+      actions.length ? h('div', { class: 'alert-actions' }, actions) : null));
+}
+
+/** Actions that make sense for an API error code. ctx: {onRetry, onFix(field)} */
+export function actionsFor(err, ctx = {}) {
+  const a = [];
+  switch (err.code) {
+    case 'INSUFFICIENT_TOKENS':
+      a.push(h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: buyTokensDialog }, icon('coin'), 'Buy tokens'));
+      if (ctx.onCheaper) a.push(h('button', { type: 'button', class: 'btn btn-ghost btn-sm', onclick: ctx.onCheaper }, 'Use cheaper settings'));
+      break;
+    case 'VALIDATION_ERROR':
+    case 'IMAGE_VALIDATION_ERROR':
+    case 'MODEL_ERROR':
+      if (ctx.onFix) a.push(h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: () => ctx.onFix(err) }, 'Fix this'));
+      break;
+    case 'RATE_LIMIT_EXCEEDED':
+    case 'QUEUE_FULL':
+    case 'NETWORK_ERROR':
+    case 'INTERNAL_SERVER_ERROR':
+    default:
+      if (ctx.onRetry) a.push(h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: ctx.onRetry }, icon('retry'), err.retryAfter ? `Retry (after ${err.retryAfter}s)` : 'Retry'));
+  }
+  return a;
+}
+
+export function describeError(err) {
+  let msg = err.message;
+  if (err.validationErrors && err.validationErrors.length) {
+    msg += ' — ' + err.validationErrors.map((v) => `${v.field}: ${v.message}`).join('; ');
+  }
+  if (err.code === 'RATE_LIMIT_EXCEEDED' && err.retryAfter) msg += ` Try again in ${err.retryAfter} s.`;
+  return msg;
+}
+
+/**
+ * createPanel({onRecord(rec), onNewGeneration(id), compact}) → {el, track(id, seed), stop()}
+ */
+export function createPanel({ onRecord, onNewGeneration, showResults = true, linkDetails = true } = {}) {
+  let es = null;
+  let rec = null;
+  let tick = null;
+  let genId = null;
+  let lastStatusText = '';
+
+  const badgeSlot = h('span', { class: 'panel-badge' });
+  const idEl = h('span', { class: 'mono muted small' });
+  const statusLine = h('p', { class: 'panel-status', 'aria-live': 'polite', 'data-status-line': '' });
+  const steps = h('ol', { class: 'stepper' }, STEPS.map((s) => h('li', { 'data-step': s }, h('span', { class: 'step-dot', 'aria-hidden': 'true' }), h('span', { class: 'step-label' }, STAGE_LABEL[s]))));
+  const fill = h('div', { class: 'progress-fill' });
+  const bar = h('div', { class: 'progress', role: 'progressbar', 'aria-label': 'Generation progress', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': '0' }, fill);
+  const pct = h('span', { class: 'progress-pct', 'data-progress-text': '' }, '0%');
+  const stat = (label, key) => {
+    const v = h('dd', { [`data-${key}`]: '' }, '—');
+    const wrap = h('div', { class: 'stat' }, h('dt', {}, label), v);
+    return { wrap, v };
+  };
+  const sQueue = stat('Queue position', 'queue');
+  const sElapsed = stat('Elapsed', 'elapsed');
+  const sTokens = stat('Tokens used', 'tokens');
+  const sTime = stat('Processing time', 'ptime');
+  const stats = h('dl', { class: 'stats' }, sQueue.wrap, sElapsed.wrap, sTokens.wrap, sTime.wrap);
+  const errSlot = h('div', { class: 'panel-error' });
+  const cancelBtn = h('button', { type: 'button', class: 'btn btn-ghost btn-sm', 'data-action': 'cancel', onclick: doCancel }, icon('stop'), 'Cancel');
+  const retryBtn = h('button', { type: 'button', class: 'btn btn-primary btn-sm', 'data-action': 'retry', onclick: doRetry }, icon('retry'), 'Retry');
+  const detailsLink = h('a', { class: 'btn btn-ghost btn-sm', href: '#/history' }, 'Details', icon('arrowRight'));
+  const actions = h('div', { class: 'panel-actions' }, cancelBtn, retryBtn, linkDetails ? detailsLink : null);
+  const results = h('div', { class: 'panel-results' });
+
+  const el = h('section', { class: 'card panel', 'aria-labelledby': 'panel-title', 'data-gen-panel': '' },
+    h('div', { class: 'panel-head' },
+      h('div', {}, h('h2', { id: 'panel-title', class: 'card-title' }, 'Live status'), idEl),
+      badgeSlot),
+    statusLine,
+    h('div', { class: 'progress-row' }, bar, pct),
+    steps,
+    stats,
+    errSlot,
+    actions,
+    showResults ? results : null);
+
+  function statusText(r) {
+    switch (r.status) {
+      case 'pending': return 'Created — starting…';
+      case 'processing':
+        if (r.stage === 'queued') return r.queuePosition ? `Queued — position ${r.queuePosition}` : (r.retryCount ? `Retrying (attempt ${r.retryCount + 1})…` : 'Queued — waiting for a worker');
+        return `${STAGE_LABEL[r.stage] || 'Processing'}…`;
+      case 'completed': return `Done — ${r.resultImages && r.resultImages.length ? (r.resultImages.length === 1 ? '1 image' : `${r.resultImages.length} images`) : 'no images'} ready`;
+      case 'failed': return 'Generation failed — your tokens were refunded';
+      case 'cancelled': return r.error && /expir/i.test(r.error) ? 'Expired — your tokens were refunded' : 'Cancelled — your tokens were refunded';
+      default: return r.status;
+    }
+  }
+
+  function renderTimes() {
+    if (!rec) return;
+    const start = rec.createdAt || Date.now();
+    const end = TERMINAL.has(rec.status) ? (rec.completedAt || rec.updatedAt || start + (rec.processingTime || 0)) : Date.now();
+    sElapsed.v.textContent = fmtClock(end - start);
+  }
+
+  function render(r) {
+    rec = r;
+    genId = r._id || r.generationId || genId;
+    idEl.textContent = genId || '';
+    el.dataset.status = r.status;
+    clear(badgeSlot).append(statusBadge(r.status));
+    const text = statusText(r);
+    if (text !== lastStatusText) { statusLine.textContent = text; lastStatusText = text; }
+    let progress = typeof r.progress === 'number' ? r.progress : 0;
+    if (r.status === 'completed') progress = 100;
+    progress = Math.max(0, Math.min(100, Math.round(progress)));
+    fill.style.width = `${progress}%`;
+    bar.setAttribute('aria-valuenow', String(progress));
+    bar.classList.toggle('indeterminate', r.status === 'pending' || (r.status === 'processing' && r.stage === 'queued' && progress === 0));
+    bar.classList.toggle('is-failed', r.status === 'failed' || r.status === 'cancelled');
+    bar.classList.toggle('is-done', r.status === 'completed');
+    pct.textContent = `${progress}%`;
+    // stepper
+    const active = r.status === 'processing' ? STEPS.indexOf(r.stage) : -1;
+    steps.querySelectorAll('li').forEach((li, idx) => {
+      li.className = r.status === 'completed' || (active >= 0 && idx < active) ? 'done' : idx === active ? 'current' : '';
+      if (idx === active) li.setAttribute('aria-current', 'step'); else li.removeAttribute('aria-current');
+    });
+    steps.classList.toggle('is-stopped', r.status === 'failed' || r.status === 'cancelled');
+    sQueue.wrap.hidden = !(r.status === 'processing' && r.stage === 'queued' && r.queuePosition);
+    sQueue.v.textContent = r.queuePosition ? `#${r.queuePosition}` : '—';
+    sTokens.v.textContent = typeof r.tokensUsed === 'number' ? tokens(r.tokensUsed) : (typeof r.estimatedCost === 'number' ? tokens(r.estimatedCost) : '—');
+    sTime.wrap.hidden = r.processingTime == null;
+    sTime.v.textContent = fmtDuration(r.processingTime);
+    renderTimes();
+    const terminal = TERMINAL.has(r.status);
+    if (terminal) { clearInterval(tick); tick = null; } else if (!tick) tick = setInterval(renderTimes, 250);
+    cancelBtn.hidden = terminal;
+    retryBtn.hidden = !(r.status === 'failed' || r.status === 'cancelled');
+    detailsLink.href = `#/history/${genId}`;
+    clear(errSlot);
+    if (r.status === 'failed' || (r.status === 'cancelled' && r.error)) {
+      const code = r.errorCode || (r.status === 'failed' ? 'GENERATION_FAILED' : 'CANCELLED');
+      errSlot.append(errorView(code, r.error || 'The image model could not finish this generation.', []));
+    }
+    if (showResults) {
+      clear(results);
+      if (r.status === 'completed' && r.resultImages && r.resultImages.length) {
+        results.append(h('h3', { class: 'section-label' }, 'Results'), gallery(r.resultImages, { name: genId }));
+      }
+    }
+    if (onRecord) onRecord(r);
+  }
+
+  function stopStream() { if (es) { es.close(); es = null; } }
+
+  function track(id, seed) {
+    stopStream();
+    genId = id;
+    lastStatusText = '';
+    el.hidden = false;
+    render({ status: 'pending', progress: 0, createdAt: Date.now(), ...(seed || {}), _id: id });
+    es = new EventSource(`/api/generations/${encodeURIComponent(id)}/events`);
+    const mine = es;
+    es.addEventListener('generation', (e) => {
+      const r = parseEvent(e);
+      if (!r || mine !== es) return;
+      if (r._id && r._id !== genId) return;
+      render(r);
+      if (TERMINAL.has(r.status)) stopStream();
+    });
+    es.addEventListener('error', async () => {
+      if (mine !== es || es.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
+      stopStream();
+      try { render(await get(`/api/generations/${encodeURIComponent(id)}`)); } catch { /* shown by the next action */ }
+    });
+  }
+
+  async function doCancel() {
+    if (!genId) return;
+    cancelBtn.disabled = true;
+    try {
+      const r = await post(`/api/generations/${encodeURIComponent(genId)}/cancel`, {});
+      if (r && r.status) render(r);
+      toast('Generation cancelled — tokens refunded', 'success');
+    } catch (err) {
+      if (err.code === 'INVALID_GENERATION_STATUS') toast('It already finished, so there was nothing to cancel.', 'info');
+      else showError(err);
+    } finally {
+      cancelBtn.disabled = false;
+    }
+  }
+
+  function showError(err, ctx = {}) {
+    clear(errSlot).append(errorView(err.code, describeError(err), actionsFor(err, ctx)));
+  }
+
+  async function doRetry() {
+    if (!genId) return;
+    retryBtn.disabled = true;
+    try {
+      const created = await post(`/api/generations/${encodeURIComponent(genId)}/retry`, {});
+      const newId = created.generationId || created._id;
+      if (created.status === 'pending' || !created.status) await post('/api/generate', { generationId: newId });
+      toast('Retrying with the same settings', 'info');
+      if (onNewGeneration) onNewGeneration(newId, created);
+      else track(newId, { tokensUsed: created.estimatedCost, status: 'processing', stage: 'queued' });
+    } catch (err) {
+      showError(err, { onRetry: doRetry });
+    } finally {
+      retryBtn.disabled = false;
+    }
+  }
+
+  function stop() { stopStream(); clearInterval(tick); tick = null; }
+
+  return { el, track, stop, render, showError, get record() { return rec; } };
+}

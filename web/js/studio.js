@@ -1,0 +1,557 @@
+// Studio: images, style, model, quality, format, prompt, advanced → two-step generate.
+import { h, icon, clear, toast, tokens, fmtBytes } from './dom.js';
+import { get, post, uploadImage, idempotencyKey } from './api.js';
+import { session, on } from './session.js';
+import { createPanel, errorView, actionsFor, describeError, buyTokensDialog } from './genpanel.js';
+
+const MAX_BYTES = 10 * 1024 * 1024;
+const TYPES = ['image/jpeg', 'image/png', 'image/webp'];
+const PROMPT_MAX = 500;
+
+const STYLES = [
+  { id: 'realistic', name: 'Realistic', desc: 'Lit studio sweep with a soft floor shadow — true-to-life catalogue shots.' },
+  { id: 'artistic', name: 'Artistic', desc: 'Colour-graded, dramatic light for campaigns and social posts.' },
+  { id: 'minimal', name: 'Minimal', desc: 'Clean white backdrop and a soft shadow — marketplace-ready.' },
+];
+const QUALITIES = [
+  { id: 'auto', name: 'Auto', desc: 'Balanced — we pick the best fit', mult: 1 },
+  { id: 'low', name: 'Draft', desc: 'Fastest, for quick previews', mult: 1 },
+  { id: 'medium', name: 'Standard', desc: 'Good detail for the web', mult: 1 },
+  { id: 'high', name: 'High', desc: 'Larger render, finest detail', mult: 1.5 },
+];
+const RATIOS = [
+  { id: '1:1', name: 'Square', use: 'Feeds, marketplaces' },
+  { id: '4:5', name: 'Portrait', use: 'Instagram post' },
+  { id: '3:4', name: 'Classic', use: 'Product pages' },
+  { id: '2:3', name: 'Tall', use: 'Lookbooks, Pinterest' },
+  { id: '9:16', name: 'Story', use: 'Stories, Reels' },
+  { id: '4:3', name: 'Landscape', use: 'Web galleries' },
+  { id: '3:2', name: 'Photo', use: 'Banners, email' },
+  { id: '16:9', name: 'Wide', use: 'Hero banners' },
+];
+const ADV = {
+  guidance_scale: { label: 'Guidance', min: 1, max: 20, step: 0.5, def: 7.5, help: 'How closely to follow the prompt.' },
+  num_inference_steps: { label: 'Steps', min: 20, max: 100, step: 1, def: 50, help: 'More steps, more detail, more time.' },
+  strength: { label: 'Strength', min: 0.1, max: 1, step: 0.05, def: 0.8, help: 'How far to move away from your photo.' },
+};
+
+// Form state survives navigation between pages.
+const S = {
+  product: [], model: [],
+  style: 'realistic', quality: 'auto', modelId: 'local-studio', aspect: '1:1', prompt: '',
+  adv: { guidance_scale: 7.5, num_inference_steps: 50, strength: 0.8 }, seed: '', advOpen: false,
+  currentGen: null,
+};
+let models = null;
+let seq = 0;
+
+/** Prefill the studio from an existing generation (History → "Use these settings"). */
+export function loadSettings(rec) {
+  const p = rec.parameters || {};
+  const img = (url) => ({ key: `k${++seq}`, name: url.split('/').pop(), previewUrl: url, url, status: 'done', progress: 1 });
+  S.product = (rec.productImages || []).map(img);
+  S.model = (rec.modelImages || []).map(img);
+  if (p.style) S.style = p.style;
+  if (p.quality) S.quality = p.quality;
+  if (p.model) S.modelId = p.model;
+  if (p.aspectRatio) S.aspect = p.aspectRatio;
+  S.prompt = rec.customPrompt || '';
+  for (const k of Object.keys(ADV)) if (typeof p[k] === 'number') S.adv[k] = p[k];
+  S.seed = typeof p.seed === 'number' ? String(p.seed) : '';
+  S.advOpen = true;
+}
+
+function selectedModel() { return models && models.find((m) => m.id === S.modelId); }
+
+function costOf(m, q) {
+  if (!m) return null;
+  if (m.costByQuality && typeof m.costByQuality[q] === 'number') return m.costByQuality[q];
+  const mult = (QUALITIES.find((x) => x.id === q) || { mult: 1 }).mult;
+  return Math.ceil(m.baseCost * mult);
+}
+
+function limits() {
+  const m = selectedModel();
+  return {
+    product: Math.min(5, m && m.maxProductImages ? m.maxProductImages : 5),
+    model: Math.min(3, m && m.maxModelImages != null ? m.maxModelImages : 3),
+  };
+}
+
+export async function render(container) {
+  const ui = {};
+  const unsubs = [];
+  let busy = false;
+  let pendingStart = null;
+
+  // ---- Panel ----------------------------------------------------------------
+  const panel = createPanel({
+    onNewGeneration: (id, created) => { S.currentGen = id; panel.track(id, { tokensUsed: created.estimatedCost, status: 'processing', stage: 'queued' }); },
+  });
+  panel.el.hidden = true;
+
+  // ---- Images ----------------------------------------------------------------
+  function uploader(kind, title, desc, required) {
+    const input = h('input', { type: 'file', class: 'sr-only', id: `file-${kind}`, multiple: true, accept: TYPES.join(','), 'aria-describedby': `drop-${kind}-hint err-${kind}` });
+    const count = h('span', { class: 'count-pill', 'data-count': kind });
+    const error = h('p', { class: 'field-error', id: `err-${kind}`, role: 'alert', 'data-error-for': kind === 'product' ? 'productImages' : 'modelImages' });
+    const thumbs = h('ul', { class: 'thumbs', role: 'list', 'aria-label': `${title} (drag to reorder)` });
+    const drop = h('label', { class: 'dropzone', for: `file-${kind}`, 'data-drop': kind },
+      h('span', { class: 'dropzone-icon' }, icon('upload')),
+      h('span', { class: 'dropzone-text' }, h('strong', {}, 'Drop images here'), ' or ', h('span', { class: 'link' }, 'browse')),
+      h('span', { class: 'dropzone-hint', id: `drop-${kind}-hint` }, 'JPEG, PNG or WebP · up to 10 MB each'));
+    input.addEventListener('change', () => { addFiles(kind, [...input.files]); input.value = ''; });
+    drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+    drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+    drop.addEventListener('drop', (e) => {
+      e.preventDefault();
+      drop.classList.remove('over');
+      if (e.dataTransfer && e.dataTransfer.files.length) addFiles(kind, [...e.dataTransfer.files]);
+    });
+    const box = h('div', { class: 'uploader', id: `up-${kind}` },
+      h('div', { class: 'uploader-head' },
+        h('div', {}, h('h3', { class: 'uploader-title' }, title, required ? h('span', { class: 'req' }, 'Required') : h('span', { class: 'opt' }, 'Optional')),
+          h('p', { class: 'muted small' }, desc)),
+        count),
+      input, drop, error, thumbs);
+    ui[kind] = { input, count, error, thumbs, drop, box };
+    return box;
+  }
+
+  function addFiles(kind, files) {
+    const list = S[kind];
+    const max = limits()[kind];
+    const errors = [];
+    let room = max - list.length;
+    for (const f of files) {
+      if (!TYPES.includes(f.type)) { errors.push(`“${f.name}” isn’t a JPEG, PNG or WebP image.`); continue; }
+      if (f.size > MAX_BYTES) { errors.push(`“${f.name}” is ${fmtBytes(f.size)} — the limit is 10 MB.`); continue; }
+      if (f.size === 0) { errors.push(`“${f.name}” is empty.`); continue; }
+      if (room <= 0) { errors.push(`You can add up to ${max} ${kind} image${max === 1 ? '' : 's'} — “${f.name}” was not added.`); continue; }
+      room--;
+      const item = { key: `k${++seq}`, file: f, name: f.name, size: f.size, previewUrl: URL.createObjectURL(f), status: 'uploading', progress: 0 };
+      list.push(item);
+      startUpload(kind, item);
+    }
+    ui[kind].error.textContent = errors.join(' ');
+    renderThumbs(kind);
+    update();
+  }
+
+  function startUpload(kind, item) {
+    item.status = 'uploading';
+    item.progress = 0;
+    item.error = null;
+    const up = uploadImage(item.file, (p) => {
+      item.progress = p;
+      const li = ui[kind] && ui[kind].thumbs.querySelector(`[data-key="${item.key}"]`);
+      if (li) {
+        const bar = li.querySelector('.thumb-progress-fill');
+        if (bar) bar.style.width = `${Math.round(p * 100)}%`;
+        const pb = li.querySelector('[role="progressbar"]');
+        if (pb) pb.setAttribute('aria-valuenow', String(Math.round(p * 100)));
+      }
+    });
+    item.abort = up.abort;
+    up.promise.then((data) => {
+      item.status = 'done';
+      item.url = data.url;
+      item.meta = data;
+      item.progress = 1;
+    }).catch((err) => {
+      if (err.name === 'AbortError') return;
+      item.status = 'error';
+      item.error = err.code === 'PAYLOAD_TOO_LARGE' ? 'Too large (max 10 MB)' : err.code === 'IMAGE_VALIDATION_ERROR' ? (err.message || 'Not a valid image') : err.message;
+      if (ui[kind]) ui[kind].error.textContent = `“${item.name}”: ${item.error} (${err.code})`;
+    }).finally(() => { if (ui[kind]) { renderThumbs(kind); update(); } });
+  }
+
+  function removeItem(kind, key) {
+    const i = S[kind].findIndex((x) => x.key === key);
+    if (i < 0) return;
+    const [it] = S[kind].splice(i, 1);
+    if (it.abort && it.status === 'uploading') it.abort();
+    if (it.previewUrl && it.previewUrl.startsWith('blob:')) URL.revokeObjectURL(it.previewUrl);
+    ui[kind].error.textContent = '';
+    renderThumbs(kind);
+    update();
+    const next = ui[kind].thumbs.querySelector('button') || ui[kind].input;
+    next.focus();
+  }
+
+  function move(kind, key, delta, refocus = true) {
+    const list = S[kind];
+    const i = list.findIndex((x) => x.key === key);
+    const j = i + delta;
+    if (i < 0 || j < 0 || j >= list.length) return;
+    [list[i], list[j]] = [list[j], list[i]];
+    renderThumbs(kind);
+    if (refocus) {
+      const btn = ui[kind].thumbs.querySelector(`[data-key="${key}"] [data-move="${delta < 0 ? 'left' : 'right'}"]`);
+      if (btn && !btn.disabled) btn.focus(); else { const any = ui[kind].thumbs.querySelector(`[data-key="${key}"] button`); if (any) any.focus(); }
+    }
+  }
+
+  let dragKey = null;
+  function renderThumbs(kind) {
+    const { thumbs, count } = ui[kind];
+    const list = S[kind];
+    const max = limits()[kind];
+    count.textContent = `${list.length} / ${max}`;
+    ui[kind].drop.classList.toggle('is-full', list.length >= max);
+    ui[kind].box.classList.toggle('has-items', list.length > 0);
+    clear(thumbs);
+    list.forEach((it, idx) => {
+      const li = h('li', { class: `thumb is-${it.status}`, 'data-key': it.key, draggable: 'true' },
+        h('img', { src: it.previewUrl, alt: `${kind === 'product' ? 'Product' : 'Model'} image ${idx + 1}: ${it.name}`, loading: 'lazy' }),
+        h('span', { class: 'thumb-index' }, idx === 0 && kind === 'product' ? 'Main' : String(idx + 1)),
+        it.status === 'uploading' ? h('div', { class: 'thumb-progress', role: 'progressbar', 'aria-label': `Uploading ${it.name}`, 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(Math.round(it.progress * 100)) },
+          h('div', { class: 'thumb-progress-fill', style: { width: `${Math.round(it.progress * 100)}%` } })) : null,
+        it.status === 'done' ? h('span', { class: 'thumb-ok', title: 'Uploaded' }, icon('check'), h('span', { class: 'sr-only' }, 'Uploaded')) : null,
+        it.status === 'error' ? h('div', { class: 'thumb-error' }, icon('alert'), h('span', {}, it.error || 'Upload failed'),
+          it.file ? h('button', { type: 'button', class: 'btn btn-light btn-xs', onclick: () => { startUpload(kind, it); renderThumbs(kind); update(); } }, 'Retry') : null) : null,
+        h('div', { class: 'thumb-tools' },
+          h('button', { type: 'button', class: 'thumb-btn', 'data-move': 'left', 'aria-label': `Move ${it.name} earlier`, disabled: idx === 0, onclick: () => move(kind, it.key, -1) }, icon('left')),
+          h('button', { type: 'button', class: 'thumb-btn', 'data-move': 'right', 'aria-label': `Move ${it.name} later`, disabled: idx === list.length - 1, onclick: () => move(kind, it.key, 1) }, icon('right')),
+          h('button', { type: 'button', class: 'thumb-btn thumb-remove', 'data-remove': '', 'aria-label': `Remove ${it.name}`, onclick: () => removeItem(kind, it.key) }, icon('x'))));
+      li.addEventListener('dragstart', (e) => { dragKey = it.key; li.classList.add('dragging'); e.dataTransfer.effectAllowed = 'move'; e.dataTransfer.setData('text/plain', it.key); });
+      li.addEventListener('dragend', () => { dragKey = null; li.classList.remove('dragging'); });
+      li.addEventListener('dragover', (e) => { if (dragKey && S[kind].some((x) => x.key === dragKey)) { e.preventDefault(); li.classList.add('drop-target'); } });
+      li.addEventListener('dragleave', () => li.classList.remove('drop-target'));
+      li.addEventListener('drop', (e) => {
+        if (!dragKey) return;
+        e.preventDefault();
+        e.stopPropagation();
+        const from = S[kind].findIndex((x) => x.key === dragKey);
+        const to = S[kind].findIndex((x) => x.key === it.key);
+        if (from >= 0 && to >= 0 && from !== to) { const [m] = S[kind].splice(from, 1); S[kind].splice(to, 0, m); }
+        renderThumbs(kind);
+      });
+      thumbs.append(li);
+    });
+  }
+
+  // ---- Option cards ----------------------------------------------------------
+  function radioGroup(name, label, options, current, onPick, cls) {
+    const group = h('div', { class: `options ${cls}`, role: 'radiogroup', 'aria-label': label, id: `grp-${name}` });
+    for (const o of options) {
+      const input = h('input', { type: 'radio', name, value: o.id, class: 'sr-only', checked: o.id === current, disabled: o.disabled, 'aria-describedby': o.describedBy });
+      input.addEventListener('change', () => { if (input.checked) onPick(o.id); });
+      group.append(h('label', { class: `opt-card ${o.disabled ? 'is-disabled' : ''}`, 'data-value': o.id }, input, o.body));
+    }
+    return group;
+  }
+
+  function styleCards() {
+    return radioGroup('style', 'Style', STYLES.map((s) => ({
+      id: s.id,
+      body: [h('span', { class: `style-swatch sw-${s.id}`, 'aria-hidden': 'true' }, h('span', { class: 'sw-item' })),
+        h('span', { class: 'opt-text' }, h('span', { class: 'opt-name' }, s.name), h('span', { class: 'opt-desc' }, s.desc))],
+    })), S.style, (v) => { S.style = v; update(); }, 'opts-style');
+  }
+
+  function qualityCards() {
+    const m = selectedModel();
+    return radioGroup('quality', 'Quality', QUALITIES.map((q) => {
+      const c = costOf(m, q.id);
+      return {
+        id: q.id,
+        body: h('span', { class: 'opt-text' },
+          h('span', { class: 'opt-row' }, h('span', { class: 'opt-name' }, q.name), c != null ? h('span', { class: 'cost-tag' }, icon('coin'), String(c)) : null),
+          h('span', { class: 'opt-desc' }, q.desc)),
+      };
+    }), S.quality, (v) => { S.quality = v; update(); }, 'opts-quality');
+  }
+
+  function modelCards() {
+    if (!models) return h('div', { class: 'options opts-model' }, h('div', { class: 'skel skel-opt' }), h('div', { class: 'skel skel-opt' }));
+    return radioGroup('model', 'Model', models.map((m) => ({
+      id: m.id,
+      disabled: !m.available,
+      describedBy: m.available ? null : `why-${m.id}`,
+      body: h('span', { class: 'opt-text' },
+        h('span', { class: 'opt-row' }, h('span', { class: 'opt-name' }, m.name || m.id),
+          h('span', { class: 'cost-tag' }, icon('coin'), `${costOf(m, 'auto')}${costOf(m, 'high') !== costOf(m, 'auto') ? `–${costOf(m, 'high')}` : ''}`)),
+        h('span', { class: 'opt-desc' }, m.description || ''),
+        h('span', { class: 'opt-meta' },
+          h('span', { class: 'provider' }, m.provider),
+          m.available ? h('span', { class: 'avail ok' }, h('span', { class: 'badge-dot' }), 'Available')
+            : h('span', { class: 'avail no', id: `why-${m.id}` }, h('span', { class: 'badge-dot' }), `Unavailable — ${m.unavailableReason || 'not configured on this server'}`))),
+    })), S.modelId, (v) => { S.modelId = v; refreshQuality(); renderThumbs('product'); renderThumbs('model'); update(); }, 'opts-model');
+  }
+
+  function ratioCards() {
+    return radioGroup('aspect', 'Aspect ratio', RATIOS.map((r) => {
+      const [w, hh] = r.id.split(':').map(Number);
+      const k = 30 / Math.max(w, hh);
+      return {
+        id: r.id,
+        body: [h('span', { class: 'shape-box', 'aria-hidden': 'true' }, h('span', { class: 'shape', style: { width: `${Math.round(w * k)}px`, height: `${Math.round(hh * k)}px` } })),
+          h('span', { class: 'opt-name' }, r.id), h('span', { class: 'opt-desc' }, r.name)],
+      };
+    }), S.aspect, (v) => { S.aspect = v; update(); }, 'opts-ratio');
+  }
+
+  function refreshQuality() { ui.qualityWrap.replaceChildren(qualityCards()); }
+
+  // ---- Prompt + advanced ------------------------------------------------------
+  const prompt = h('textarea', { id: 'custom-prompt', class: 'input textarea', rows: 3, maxlength: PROMPT_MAX, placeholder: 'e.g. soft morning light, linen texture, warm beige tones', 'aria-describedby': 'prompt-count err-prompt' });
+  prompt.value = S.prompt;
+  const counter = h('span', { class: 'counter', id: 'prompt-count' });
+  const updCounter = () => {
+    const n = prompt.value.length;
+    counter.textContent = `${n} / ${PROMPT_MAX}`;
+    counter.classList.toggle('warn', n > PROMPT_MAX * 0.9);
+  };
+  prompt.addEventListener('input', () => { S.prompt = prompt.value; updCounter(); ui.errPrompt.textContent = ''; });
+  updCounter();
+  ui.errPrompt = h('p', { class: 'field-error', id: 'err-prompt', 'data-error-for': 'customPrompt' });
+
+  const resetters = [];
+  function slider(key) {
+    const d = ADV[key];
+    const id = `adv-${key}`;
+    const out = h('output', { for: id, class: 'slider-value' }, String(S.adv[key]));
+    const input = h('input', { type: 'range', id, min: d.min, max: d.max, step: d.step, class: 'slider', 'aria-describedby': `${id}-help`, value: String(S.adv[key]) });
+    const paint = () => { input.style.setProperty('--fill', `${((input.value - d.min) / (d.max - d.min)) * 100}%`); };
+    input.addEventListener('input', () => { S.adv[key] = Number(input.value); out.textContent = input.value; paint(); });
+    paint();
+    resetters.push(() => { input.value = String(S.adv[key]); out.textContent = String(S.adv[key]); paint(); });
+    return h('div', { class: 'slider-field' },
+      h('div', { class: 'slider-head' }, h('label', { for: id, class: 'label' }, d.label), out),
+      input,
+      h('p', { class: 'hint', id: `${id}-help` }, `${d.help} Range ${d.min}–${d.max}, default ${d.def}.`),
+      h('p', { class: 'field-error', 'data-error-for': `parameters.${key}` }));
+  }
+
+  const seedInput = h('input', { id: 'adv-seed', type: 'number', class: 'input', min: 0, max: 2147483647, step: 1, inputmode: 'numeric', placeholder: 'Random', 'aria-describedby': 'seed-help err-seed' });
+  seedInput.value = S.seed;
+  const seedErr = h('p', { class: 'field-error', id: 'err-seed', 'data-error-for': 'parameters.seed' });
+  seedInput.addEventListener('input', () => { S.seed = seedInput.value; validateSeed(); update(); });
+  function validateSeed() {
+    const v = seedInput.value.trim();
+    let msg = '';
+    if (v !== '' && (!/^\d+$/.test(v) || Number(v) > 2147483647)) msg = 'Use a whole number from 0 to 2147483647, or leave empty for random.';
+    seedErr.textContent = msg;
+    if (msg) seedInput.setAttribute('aria-invalid', 'true'); else seedInput.removeAttribute('aria-invalid');
+    return !msg;
+  }
+
+  const advanced = h('details', { class: 'advanced', id: 'advanced', open: S.advOpen },
+    h('summary', {}, icon('sliders'), h('span', {}, 'Advanced settings'), h('span', { class: 'muted small summary-note' }, 'Guidance, steps, strength, seed')),
+    h('div', { class: 'adv-grid' },
+      slider('guidance_scale'), slider('num_inference_steps'), slider('strength'),
+      h('div', { class: 'slider-field' },
+        h('label', { for: 'adv-seed', class: 'label' }, 'Seed'),
+        h('div', { class: 'input-group' }, seedInput,
+          h('button', { type: 'button', class: 'input-addon', 'aria-label': 'Randomize seed', title: 'Randomize seed', onclick: () => { const a = new Uint32Array(1); crypto.getRandomValues(a); seedInput.value = String(a[0] % 2147483648); S.seed = seedInput.value; validateSeed(); update(); } }, icon('dice'))),
+        h('p', { class: 'hint', id: 'seed-help' }, 'Same seed + same settings = same image. Empty picks a random one.'),
+        seedErr)),
+    h('div', { class: 'adv-foot' }, h('button', {
+      type: 'button', class: 'btn btn-ghost btn-sm', onclick: () => {
+        for (const k of Object.keys(ADV)) S.adv[k] = ADV[k].def;
+        resetters.forEach((fn) => fn());
+        S.seed = '';
+        seedInput.value = '';
+        validateSeed();
+        update();
+        toast('Advanced settings reset to defaults', 'info');
+      },
+    }, icon('retry'), 'Reset to defaults')));
+  advanced.addEventListener('toggle', () => { S.advOpen = advanced.open; });
+
+  // ---- Summary / generate ---------------------------------------------------------
+  const balEl = h('strong', { 'data-summary-balance': '' });
+  const costEl = h('strong', { 'data-cost': '' });
+  const costNote = h('span', { class: 'muted small', 'data-cost-note': '' });
+  const afterEl = h('strong', {});
+  const genBtn = h('button', { type: 'button', class: 'btn btn-primary btn-lg btn-block', id: 'generate-btn', 'aria-describedby': 'gen-reason', onclick: () => generate() },
+    icon('sparkles'), h('span', { 'data-gen-label': '' }, 'Generate'));
+  const reason = h('p', { class: 'gen-reason', id: 'gen-reason', 'aria-live': 'polite' });
+  const summaryErr = h('div', { class: 'summary-error' });
+  const summary = h('section', { class: 'card summary', 'aria-label': 'Cost and generate' },
+    h('dl', { class: 'summary-list' },
+      h('div', {}, h('dt', {}, 'Your balance'), h('dd', {}, balEl)),
+      h('div', {}, h('dt', {}, 'This generation'), h('dd', {}, costEl, costNote)),
+      h('div', { class: 'summary-after' }, h('dt', {}, 'Balance after'), h('dd', {}, afterEl))),
+    genBtn, reason, summaryErr);
+
+  function blockReason() {
+    const m = selectedModel();
+    const cost = costOf(m, S.quality);
+    if (!models) return { text: 'Loading models…' };
+    if (!m) return { text: 'Choose a model.' };
+    if (!m.available) return { text: `${m.name || m.id} is unavailable: ${m.unavailableReason || 'not configured on this server'}.` };
+    if (S.product.some((x) => x.status === 'uploading') || S.model.some((x) => x.status === 'uploading')) return { text: 'Waiting for uploads to finish…' };
+    if (S.product.some((x) => x.status === 'error') || S.model.some((x) => x.status === 'error')) return { text: 'Remove or retry the images that failed to upload.' };
+    if (!S.product.length) return { text: 'Add at least one product image to start.' };
+    if (seedInput.getAttribute('aria-invalid')) return { text: 'Fix the seed in Advanced settings.' };
+    if (session.balance != null && cost != null && session.balance < cost) return { text: `Not enough tokens: this needs ${tokens(cost)}, you have ${session.balance}.`, tokens: true };
+    return null;
+  }
+
+  function update() {
+    const m = selectedModel();
+    const cost = costOf(m, S.quality);
+    balEl.textContent = session.balance == null ? '—' : tokens(session.balance);
+    costEl.textContent = cost == null ? '—' : tokens(cost);
+    const q = QUALITIES.find((x) => x.id === S.quality);
+    costNote.textContent = m ? `${m.name || m.id} · ${q ? q.name : S.quality}` : '';
+    afterEl.textContent = cost == null || session.balance == null ? '—' : tokens(Math.max(0, session.balance - cost));
+    afterEl.classList.toggle('neg', cost != null && session.balance != null && session.balance < cost);
+    const r = blockReason();
+    genBtn.disabled = !!r || busy;
+    genBtn.querySelector('[data-gen-label]').textContent = busy ? 'Starting…' : cost != null ? `Generate · ${tokens(cost)}` : 'Generate';
+    genBtn.classList.toggle('loading', busy);
+    clear(reason);
+    if (r) {
+      reason.append(icon(r.tokens ? 'coin' : 'info'), h('span', {}, r.text));
+      if (r.tokens) reason.append(' ', h('button', { type: 'button', class: 'link-btn', onclick: buyTokensDialog }, 'Buy tokens'));
+    }
+    reason.classList.toggle('is-warning', !!(r && r.tokens));
+  }
+
+  function buildBody() {
+    const body = {
+      productImages: S.product.map((x) => x.url),
+      modelImages: S.model.map((x) => x.url),
+      model: S.modelId,
+      style: S.style,
+      quality: S.quality,
+      aspectRatio: S.aspect,
+      parameters: { ...S.adv },
+    };
+    if (S.prompt.trim()) body.customPrompt = S.prompt.trim();
+    if (S.seed.trim() !== '') body.parameters.seed = Number(S.seed);
+    return body;
+  }
+
+  function clearFieldErrors() {
+    container.querySelectorAll('[data-error-for]').forEach((p) => { if (p !== seedErr) p.textContent = ''; });
+    clear(summaryErr);
+  }
+
+  function fixField(err) {
+    const fe = err.fieldErrors();
+    let target = null;
+    for (const [field, msg] of Object.entries(fe)) {
+      const p = container.querySelector(`[data-error-for="${CSS.escape(field)}"]`) ||
+        container.querySelector(`[data-error-for="${CSS.escape(field.split('[')[0])}"]`);
+      if (p) { p.textContent = msg; if (!target) target = p; }
+      if (field.startsWith('parameters.')) advanced.open = true;
+    }
+    const sectionFor = { IMAGE_VALIDATION_ERROR: 'sec-images', MODEL_ERROR: 'sec-model' }[err.code];
+    const el = target ? target.closest('section, .slider-field, .uploader') : sectionFor ? document.getElementById(sectionFor) : null;
+    if (el) {
+      el.scrollIntoView({ behavior: 'smooth', block: 'center' });
+      const f = el.querySelector('input:not([type=hidden]):not([disabled]), textarea, button');
+      if (f) f.focus({ preventScroll: true });
+    }
+  }
+
+  function cheaper() {
+    const avail = (models || []).filter((m) => m.available).sort((a, b) => costOf(a, 'auto') - costOf(b, 'auto'));
+    if (avail[0]) S.modelId = avail[0].id;
+    S.quality = 'auto';
+    renderPage();
+  }
+
+  async function start(id) {
+    pendingStart = id;
+    await post('/api/generate', { generationId: id });
+    pendingStart = null;
+  }
+
+  async function generate() {
+    if (busy || blockReason()) return;
+    clearFieldErrors();
+    busy = true;
+    update();
+    try {
+      if (pendingStart) {
+        await start(pendingStart);
+      } else {
+        const created = await post('/api/generation/create', buildBody(), { headers: { 'Idempotency-Key': idempotencyKey() } });
+        S.currentGen = created.generationId;
+        panel.track(created.generationId, { status: 'pending', tokensUsed: created.estimatedCost, prompt: created.prompt, createdAt: Date.now() });
+        if (window.matchMedia('(max-width: 1023px)').matches) panel.el.scrollIntoView({ behavior: 'smooth', block: 'start' });
+        await start(created.generationId);
+      }
+    } catch (err) {
+      const ctx = { onFix: fixField, onCheaper: cheaper, onRetry: () => { clear(summaryErr); generate(); } };
+      clear(summaryErr).append(errorView(err.code, describeError(err), actionsFor(err, ctx)));
+      if (err.code === 'VALIDATION_ERROR' || err.code === 'IMAGE_VALIDATION_ERROR') fixField(err);
+    } finally {
+      busy = false;
+      update();
+    }
+  }
+
+  // ---- Page ---------------------------------------------------------------------------
+  function section(id, num, title, sub, ...body) {
+    return h('section', { class: 'card step-card', id, 'aria-labelledby': `${id}-t` },
+      h('header', { class: 'step-head' },
+        h('span', { class: 'step-num', 'aria-hidden': 'true' }, String(num)),
+        h('div', {}, h('h2', { class: 'card-title', id: `${id}-t` }, title), sub ? h('p', { class: 'muted small' }, sub) : null)),
+      ...body);
+  }
+
+  function renderPage() {
+    clear(container);
+    ui.modelWrap = h('div', {}, modelCards());
+    ui.modelErr = h('p', { class: 'field-error', 'data-error-for': 'model' });
+    ui.qualityWrap = h('div', {}, qualityCards());
+    const side = h('aside', { class: 'studio-side' }, summary, panel.el);
+    container.append(h('div', { class: 'page page-studio' },
+      h('div', { class: 'page-head' },
+        h('div', {}, h('h1', {}, 'Studio'), h('p', { class: 'page-sub' }, 'Upload your product, pick a look, and generate styled shots in seconds.'))),
+      h('div', { class: 'studio' },
+        h('div', { class: 'studio-main' },
+          section('sec-images', 1, 'Images', 'Your product photos, and optionally a model to wear or hold it.',
+            h('div', { class: 'uploaders' },
+              uploader('product', 'Product images', 'Up to 5. The first one is the main product.', true),
+              uploader('model', 'Model images', 'Up to 3 photos of a person or mannequin.', false))),
+          section('sec-style', 2, 'Style', 'The look and light of your shot.', styleCards(), h('p', { class: 'field-error', 'data-error-for': 'style' })),
+          section('sec-model', 3, 'Model & quality', 'Cost is in tokens per generation.',
+            ui.modelWrap, ui.modelErr,
+            h('h3', { class: 'section-label' }, 'Quality'), ui.qualityWrap, h('p', { class: 'field-error', 'data-error-for': 'quality' })),
+          section('sec-format', 4, 'Format', 'Aspect ratio of the result.', ratioCards(), h('p', { class: 'field-error', 'data-error-for': 'aspectRatio' })),
+          section('sec-prompt', 5, 'Prompt', 'Optional. Add details in your own words.',
+            h('div', { class: 'field' },
+              h('div', { class: 'label-row' }, h('label', { for: 'custom-prompt', class: 'label' }, 'Custom prompt'), counter),
+              prompt, ui.errPrompt),
+            advanced)),
+        side)));
+    renderThumbs('product');
+    renderThumbs('model');
+    update();
+  }
+
+  renderPage();
+  unsubs.push(on('balance', update));
+
+  // Models
+  async function loadModels() {
+    try {
+      const data = await get('/api/models');
+      models = data.items || data || [];
+      if (!selectedModel() || !selectedModel().available) {
+        const firstAvail = models.find((m) => m.available);
+        if (firstAvail) S.modelId = firstAvail.id;
+      }
+      ui.modelWrap.replaceChildren(modelCards());
+      refreshQuality();
+      renderThumbs('product');
+      renderThumbs('model');
+      update();
+    } catch (err) {
+      ui.modelWrap.replaceChildren(errorView(err.code, `Could not load the models: ${err.message}`,
+        [h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: loadModels }, icon('retry'), 'Retry')]));
+    }
+  }
+  if (models) update(); else loadModels();
+
+  if (S.currentGen) panel.track(S.currentGen);
+
+  return () => { unsubs.forEach((u) => u()); panel.stop(); };
+}
