@@ -1,0 +1,335 @@
+/*
+ * Unit tests for the model registry (provider.c) and the local-studio
+ * compositor (provider_local.c): sizes for every aspect ratio and quality,
+ * determinism, model photos, several products, cancellation, the job API.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vips/vips.h>
+
+#include "provider.h"
+#include "util.h"
+
+static provider_image load_fixture(const char *name)
+{
+    const char *dir = getenv("FIXTURES") ? getenv("FIXTURES") : "tests/fixtures";
+    char *path = xasprintf("%s/%s", dir, name);
+    buf b = {0};
+    cr_assert_eq(util_read_file(path, 32 << 20, &b), 0, "cannot read %s", path);
+    free(path);
+    provider_image img = {.data = (unsigned char *)b.data, .len = b.len};
+    return img;
+}
+
+static gen_params params(const char *style, const char *aspect, const char *quality, int64_t seed)
+{
+    gen_params p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.model, sizeof p.model, "local-studio");
+    snprintf(p.style, sizeof p.style, "%s", style);
+    snprintf(p.aspect_ratio, sizeof p.aspect_ratio, "%s", aspect);
+    snprintf(p.quality, sizeof p.quality, "%s", quality);
+    p.guidance_scale = 7.5;
+    p.num_inference_steps = 50;
+    p.strength = 0.8;
+    p.seed = seed;
+    return p;
+}
+
+/* Renders and checks the basics; the caller frees *out. */
+static void render_ok(const gen_params *p, const provider_image *prods, size_t np,
+                      const provider_image *models, size_t nm, int variant, provider_image *out)
+{
+    char *err = NULL;
+    int rc = provider_local_render(p, prods, np, models, nm, variant, NULL, NULL, NULL, out, &err);
+    cr_assert_eq(rc, PROVIDER_OK, "render failed: %s", err ? err : "?");
+    cr_assert_null(err);
+    cr_assert_not_null(out->data);
+    cr_assert_gt(out->len, 1000);
+    cr_assert_str_eq(out->format, "jpeg");
+}
+
+/* Decodes an output and returns its size. */
+static void decoded_size(const provider_image *img, int *w, int *h)
+{
+    VipsImage *im = vips_image_new_from_buffer(img->data, img->len, "", NULL);
+    cr_assert_not_null(im, "output does not decode");
+    *w = im->Xsize;
+    *h = im->Ysize;
+    g_object_unref(im);
+}
+
+Test(registry, models_and_availability)
+{
+    const model_info *list;
+    size_t n = provider_models(&list);
+    cr_assert_geq(n, 3);
+    const model_info *local = provider_model_find("local-studio");
+    cr_assert_not_null(local);
+    cr_assert_str_eq(local->provider, "local");
+    cr_assert_eq(local->base_cost, 1);
+    cr_assert_eq(local->max_product_images, 5);
+    cr_assert_eq(local->max_model_images, 3);
+    cr_assert_eq(local->outputs, 2);
+    const char *why = "x";
+    cr_assert(provider_model_available(local, &why));
+    cr_assert_null(why);
+    cr_assert_eq(provider_for(local), &provider_local_ops);
+
+    const model_info *gpt = provider_model_find("gpt-image-1");
+    cr_assert_not_null(gpt);
+    cr_assert_str_eq(gpt->provider, "openai");
+    cr_assert_eq(gpt->base_cost, 3);
+    cr_assert_not(provider_model_available(gpt, &why));
+    cr_assert_str_eq(why, "no OpenAI API key configured on this server");
+    cr_assert_null(provider_for(gpt));
+
+    const model_info *rep = provider_model_find("flux-kontext-pro");
+    cr_assert_not_null(rep);
+    cr_assert_str_eq(rep->provider, "replicate");
+    cr_assert_not(provider_model_available(rep, &why));
+    cr_assert_str_eq(why, "no Replicate token configured on this server");
+    cr_assert_null(provider_model_find("nope"));
+    cr_assert_null(provider_model_find(NULL));
+}
+
+Test(local, size_table)
+{
+    static const struct {
+        const char *ar;
+        int w, h, hw, hh;
+    } want[] = {
+        {"1:1", 1024, 1024, 1536, 1536}, {"16:9", 1024, 576, 1536, 864},
+        {"9:16", 576, 1024, 864, 1536},  {"3:2", 1024, 683, 1536, 1024},
+        {"2:3", 683, 1024, 1024, 1536},  {"4:3", 1024, 768, 1536, 1152},
+        {"3:4", 768, 1024, 1152, 1536},  {"4:5", 819, 1024, 1229, 1536},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+        int w, h;
+        provider_local_size(want[i].ar, "auto", &w, &h);
+        cr_expect(w == want[i].w && h == want[i].h, "%s: %dx%d", want[i].ar, w, h);
+        provider_local_size(want[i].ar, "medium", &w, &h);
+        cr_expect(w == want[i].w && h == want[i].h, "%s medium: %dx%d", want[i].ar, w, h);
+        provider_local_size(want[i].ar, "high", &w, &h);
+        cr_expect(w == want[i].hw && h == want[i].hh, "%s high: %dx%d", want[i].ar, w, h);
+    }
+}
+
+Test(local, renders_every_ratio_and_quality, .timeout = 120)
+{
+    static const char *ratios[] = {"1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "4:5"};
+    static const char *qualities[] = {"auto", "high"};
+    provider_image prod = load_fixture("product.jpg");
+    for (size_t i = 0; i < ARRAY_LEN(ratios); i++)
+        for (size_t j = 0; j < ARRAY_LEN(qualities); j++) {
+            gen_params p = params(i % 3 == 0 ? "realistic" : i % 3 == 1 ? "artistic" : "minimal",
+                                  ratios[i], qualities[j], 1000 + (int64_t)i);
+            provider_image out = {0};
+            render_ok(&p, &prod, 1, NULL, 0, 0, &out);
+            int ew, eh, w, h;
+            provider_local_size(ratios[i], qualities[j], &ew, &eh);
+            decoded_size(&out, &w, &h);
+            cr_expect(w == ew && h == eh, "%s %s: got %dx%d, want %dx%d", ratios[i], qualities[j],
+                      w, h, ew, eh);
+            cr_expect(out.width == ew && out.height == eh);
+            provider_image_free(&out);
+        }
+    free(prod.data);
+}
+
+Test(local, deterministic_per_seed_and_variant)
+{
+    provider_image prod = load_fixture("product.jpg");
+    static const char *styles[] = {"realistic", "artistic", "minimal"};
+    for (size_t s = 0; s < ARRAY_LEN(styles); s++) {
+        gen_params p = params(styles[s], "1:1", "auto", 12345);
+        provider_image a = {0}, b = {0}, c = {0}, d = {0};
+        render_ok(&p, &prod, 1, NULL, 0, 0, &a);
+        render_ok(&p, &prod, 1, NULL, 0, 0, &b);
+        cr_assert_eq(a.len, b.len, "%s: same seed, different length", styles[s]);
+        cr_assert_eq(memcmp(a.data, b.data, a.len), 0, "%s: same seed, different bytes", styles[s]);
+        render_ok(&p, &prod, 1, NULL, 0, 1, &c);
+        cr_assert(c.len != a.len || memcmp(a.data, c.data, a.len) != 0,
+                  "%s: another variant gave the same image", styles[s]);
+        p.seed = 54321;
+        render_ok(&p, &prod, 1, NULL, 0, 0, &d);
+        cr_assert(d.len != a.len || memcmp(a.data, d.data, a.len) != 0,
+                  "%s: another seed gave the same image", styles[s]);
+        provider_image_free(&a);
+        provider_image_free(&b);
+        provider_image_free(&c);
+        provider_image_free(&d);
+    }
+    free(prod.data);
+}
+
+Test(local, model_photo_and_several_products)
+{
+    provider_image prods[2] = {load_fixture("product.jpg"), load_fixture("product2.png")};
+    provider_image model = load_fixture("model.jpg");
+    gen_params p = params("realistic", "3:4", "auto", 7);
+    provider_image a = {0}, b = {0};
+    render_ok(&p, prods, 2, &model, 1, 0, &a);
+    int w, h;
+    decoded_size(&a, &w, &h);
+    cr_assert(w == 768 && h == 1024);
+    render_ok(&p, prods, 2, &model, 1, 0, &b);
+    cr_assert(a.len == b.len && memcmp(a.data, b.data, a.len) == 0, "model render not deterministic");
+    provider_image_free(&a);
+    provider_image_free(&b);
+    p = params("minimal", "16:9", "auto", 8);
+    provider_image five[5] = {prods[0], prods[1], prods[0], prods[1], prods[0]};
+    render_ok(&p, five, 5, NULL, 0, 1, &a);
+    decoded_size(&a, &w, &h);
+    cr_assert(w == 1024 && h == 576);
+    provider_image_free(&a);
+    free(prods[0].data);
+    free(prods[1].data);
+    free(model.data);
+}
+
+Test(local, bad_input_is_permanent)
+{
+    provider_image junk = load_fixture("not-image.txt");
+    gen_params p = params("realistic", "1:1", "auto", 1);
+    provider_image out = {0};
+    char *err = NULL;
+    int rc = provider_local_render(&p, &junk, 1, NULL, 0, 0, NULL, NULL, NULL, &out, &err);
+    cr_assert_eq(rc, PROVIDER_PERMANENT);
+    cr_assert_not_null(err);
+    cr_assert_null(out.data);
+    free(err);
+    err = NULL;
+    rc = provider_local_render(&p, &junk, 0, NULL, 0, 0, NULL, NULL, NULL, &out, &err);
+    cr_assert_eq(rc, PROVIDER_PERMANENT);
+    free(err);
+    free(junk.data);
+}
+
+typedef struct cancel_probe {
+    atomic_bool *flag;
+    int at;
+    int last;
+    bool monotonic;
+} cancel_probe;
+
+static void cancel_progress(void *ctx, int pct)
+{
+    cancel_probe *cp = ctx;
+    if (pct < cp->last) cp->monotonic = false;
+    cp->last = pct;
+    if (cp->flag && pct >= cp->at) atomic_store(cp->flag, true);
+}
+
+Test(local, cancel_flag_honoured)
+{
+    provider_image prod = load_fixture("product.jpg");
+    gen_params p = params("artistic", "1:1", "high", 3);
+    atomic_bool flag;
+    atomic_init(&flag, true);
+    provider_image out = {0};
+    char *err = NULL;
+    int rc = provider_local_render(&p, &prod, 1, NULL, 0, 0, &flag, NULL, NULL, &out, &err);
+    cr_assert_eq(rc, PROVIDER_CANCELLED);
+    cr_assert_null(out.data);
+    free(err);
+
+    /* Cancelled part-way, at each reported step. */
+    for (int at = 5; at <= 80; at += 15) {
+        atomic_store(&flag, false);
+        cancel_probe cp = {.flag = &flag, .at = at, .last = -1, .monotonic = true};
+        err = NULL;
+        rc = provider_local_render(&p, &prod, 1, NULL, 0, 0, &flag, cancel_progress, &cp, &out,
+                                   &err);
+        cr_assert_eq(rc, PROVIDER_CANCELLED, "not cancelled at %d%%", at);
+        cr_assert_null(out.data);
+        free(err);
+    }
+
+    /* Not cancelled: progress rises to 100. */
+    atomic_store(&flag, false);
+    cancel_probe cp = {.flag = NULL, .last = -1, .monotonic = true};
+    err = NULL;
+    rc = provider_local_render(&p, &prod, 1, NULL, 0, 0, &flag, cancel_progress, &cp, &out, &err);
+    cr_assert_eq(rc, PROVIDER_OK);
+    cr_assert(cp.monotonic);
+    cr_assert_eq(cp.last, 100);
+    provider_image_free(&out);
+    free(prod.data);
+}
+
+typedef struct job_result {
+    int done_calls, result, last_progress;
+    size_t n;
+    bool monotonic;
+} job_result;
+
+static void job_progress(provider_job *job, int pct)
+{
+    job_result *r = job->owner;
+    if (pct < r->last_progress) r->monotonic = false;
+    r->last_progress = pct;
+}
+
+static void job_done(provider_job *job, int result, provider_image *outputs, size_t n,
+                     const char *error)
+{
+    job_result *r = job->owner;
+    r->done_calls++;
+    r->result = result;
+    r->n = n;
+    if (result == PROVIDER_OK) {
+        cr_assert_null(error);
+        for (size_t i = 0; i < n; i++) {
+            cr_assert_not_null(outputs[i].data);
+            provider_image_free(&outputs[i]);
+        }
+        free(outputs);
+    } else {
+        cr_assert_null(outputs);
+        cr_assert_not_null(error);
+    }
+}
+
+static gen_record *record(const char *style)
+{
+    gen_record *g = xcalloc(1, sizeof *g);
+    g->params = params(style, "4:5", "auto", 99);
+    return g;
+}
+
+Test(local, job_api_renders_outputs)
+{
+    provider_image prod = load_fixture("product2.png");
+    const model_info *m = provider_model_find("local-studio");
+    gen_record *g = record("minimal");
+    job_result r = {.last_progress = -1, .monotonic = true};
+    provider_job job;
+    memset(&job, 0, sizeof job);
+    job.gen = g;
+    job.model = m;
+    job.products = &prod;
+    job.n_products = 1;
+    job.on_progress = job_progress;
+    job.on_done = job_done;
+    job.owner = &r;
+    atomic_init(&job.cancel_requested, false);
+    const provider_ops *ops = provider_for(m);
+    cr_assert_eq(ops->start(&job), 0);
+    cr_assert_eq(r.done_calls, 1);
+    cr_assert_eq(r.result, PROVIDER_OK);
+    cr_assert_eq(r.n, (size_t)m->outputs);
+    cr_assert(r.monotonic);
+    cr_assert_eq(r.last_progress, 100);
+
+    /* Cancelled before start: on_done once, with PROVIDER_CANCELLED. */
+    r = (job_result){.last_progress = -1, .monotonic = true};
+    provider_cancel(ops, &job);
+    cr_assert(atomic_load(&job.cancel_requested));
+    cr_assert_eq(ops->start(&job), 0);
+    cr_assert_eq(r.done_calls, 1);
+    cr_assert_eq(r.result, PROVIDER_CANCELLED);
+    free(g);
+    free(prod.data);
+}
