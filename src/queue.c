@@ -376,6 +376,7 @@ static int job_fetch_inputs(job *j)
         char *why = NULL;
         int rc = url ? media_fetch(url, dst, &why) : MEDIA_EINVALID;
         if (rc != 0) {
+            provider_image_free(dst); /* in case it was partly filled */
             const char *label = is_product ? "product image" : "model image";
             const char *reason = why ? why : url ? "could not be loaded" : "not a URL";
             char *msg = xasprintf("%s %zu: %s", label, idx + 1, reason);
