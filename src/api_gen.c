@@ -497,7 +497,7 @@ static int stream_snapshot(stream *s, buf *out)
         frame(out, "generation", ev.id, ev.data);
         s->last_id = ev.id;
         bool done = data_is_terminal(ev.data);
-        store_events_free(&ev, 1);
+        free(ev.data);
         return done ? 1 : 0;
     }
     int64_t last = 0;
@@ -536,7 +536,7 @@ static int stream_fill(void *ctx, buf *out)
         store_event last;
         if (store_events_latest(api_store, s->gen_id, &last) == STORE_OK) {
             done = last.id <= s->last_id && data_is_terminal(last.data);
-            store_events_free(&last, 1);
+            free(last.data);
         }
     }
     return done;

@@ -220,7 +220,7 @@ void store_events_free(store_event *ev, size_t n);
 int store_events_after(store_t *s, const char *user_id, const char *generation_id,
                        int64_t after_id, int limit, store_event **out, size_t *n);
 /* The newest event of one generation (its data is the current record).
- * *out must be freed with store_events_free(out, 1). */
+ * The caller frees out->data. */
 int store_events_latest(store_t *s, const char *generation_id, store_event *out);
 /* The newest event id overall (0 when none). */
 int store_events_last_id(store_t *s, int64_t *id);
