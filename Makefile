@@ -24,7 +24,7 @@ LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all test unit clean format
+.PHONY: all test unit clean format bench
 all: $(BUILD)/stylestudio
 
 $(BUILD)/stylestudio: $(OBJS)
@@ -61,6 +61,15 @@ $(BUILD)/obj/gen_schema_sqlite.o: $(BUILD)/gen/schema_sqlite.c | $(BUILD)/obj
 
 $(BUILD)/obj $(BUILD)/unit $(BUILD)/gen:
 	mkdir -p $@
+
+# Render benchmark: median time of 1024x1024 local-studio renders (bench/render_bench.c).
+$(BUILD)/render_bench: bench/render_bench.c $(LIB_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: $(BUILD)/render_bench
+	@for s in realistic artistic minimal; do \
+	  $(BUILD)/render_bench --style $$s --runs 9 tests/fixtures/product.jpg; done
+	@$(BUILD)/render_bench --style realistic --runs 9 tests/fixtures/product.jpg --model tests/fixtures/model.jpg
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2; done

@@ -457,7 +457,7 @@ static char *own_path(const char *url)
     return media_path_for_request(url + public_len, NULL);
 }
 
-static bool is_own_url(const char *url)
+bool media_is_own_url(const char *url)
 {
     return media_prefix && url && str_has_prefix(url, media_prefix);
 }
@@ -533,7 +533,7 @@ int media_check_url(const char *url, char **error)
     char *host = NULL;
     int rc = url_host(url, &host, error);
     if (rc) return rc;
-    if (is_own_url(url)) {
+    if (media_is_own_url(url)) {
         char *path = own_path(url);
         struct stat st;
         if (!path || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
@@ -619,7 +619,7 @@ int media_fetch(const char *url, provider_image *out, char **error)
         char *host = NULL;
         rc = url_host(cur, &host, error);
         if (rc) goto cleanup;
-        if (is_own_url(cur)) {
+        if (media_is_own_url(cur)) {
             free(host);
             rc = read_own(cur, out, error);
             goto cleanup;
