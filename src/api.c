@@ -5,6 +5,7 @@
  */
 #include "api.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "util.h"
 
 store_t *api_store;
+static atomic_bool serving; /* set once every module is up */
 
 enum { PUBLIC = 0, AUTHED = 1, ADMIN = 2 };
 
@@ -64,6 +66,7 @@ static const route routes[] = {
 void api_init(store_t *s)
 {
     api_store = s;
+    atomic_store(&serving, true);
 }
 
 /* ---- shared helpers ---- */
@@ -330,6 +333,11 @@ void api_dispatch(http_req *r)
 {
     const char *path = http_path(r), *method = http_method(r);
     api_call c = {.req = r};
+    if (!atomic_load(&serving)) {
+        http_add_header(r, "Retry-After", "1");
+        http_reply_error(r, 503, "INTERNAL_SERVER_ERROR", "the server is starting", NULL);
+        return;
+    }
     char allow[64] = "";
     for (size_t i = 0; i < ARRAY_LEN(routes); i++) {
         char param[128];

@@ -102,6 +102,7 @@ static void derive_defaults(void)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg.workers = n > 0 ? (int)n : 2;
     }
+    cfg.public_url_derived = !cfg.public_url;
     if (!cfg.public_url) cfg.public_url = xasprintf("http://%s", cfg.listen);
     size_t n = strlen(cfg.public_url);
     while (n > 0 && cfg.public_url[n - 1] == '/')

@@ -6,6 +6,7 @@
 #ifndef SS_CONFIG_H
 #define SS_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -17,6 +18,7 @@ typedef struct config {
     char *db_url;
     int workers;
     char *public_url;   /* no trailing slash */
+    bool public_url_derived; /* not set by the operator: follows the bound port */
     char *allow_hosts;
     int signup_tokens;
     int pending_ttl;    /* seconds */

@@ -240,8 +240,21 @@ void http_add_header(http_req *r, const char *name, const char *value)
 
 /* Adopts a response built by a reply function: common headers, then the
  * handler's own. */
+static pthread_once_t csp_once = PTHREAD_ONCE_INIT;
+
+/* Built on first use: the public URL (an image source) is final by then. */
+static void build_csp(void)
+{
+    csp_header = xasprintf("default-src 'self'; img-src 'self' data: blob: %s; style-src 'self'; "
+                           "script-src 'self'; connect-src 'self'; font-src 'self'; "
+                           "object-src 'none'; base-uri 'self'; form-action 'self'; "
+                           "frame-ancestors 'none'",
+                           cfg.public_url);
+}
+
 static void set_response(http_req *r, int status, struct MHD_Response *resp)
 {
+    pthread_once(&csp_once, build_csp);
     if (r->response) { /* a second reply is a bug; keep the first */
         rlog_error(r->request_id, "second reply ignored for %s %s", r->method, r->path);
         MHD_destroy_response(resp);
@@ -549,12 +562,6 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
     struct sockaddr_storage ss;
     if (parse_listen(listen, &ss, err) != 0) return -1;
     dispatch_fn = dispatch;
-    csp_header = xasprintf("default-src 'self'; img-src 'self' data: blob: %s; style-src 'self'; "
-                           "script-src 'self'; connect-src 'self'; font-src 'self'; "
-                           "object-src 'none'; base-uri 'self'; form-action 'self'; "
-                           "frame-ancestors 'none'",
-                           cfg.public_url);
-
     pool_size = handler_threads;
     pool_threads = xcalloc((size_t)pool_size, sizeof *pool_threads);
     for (int i = 0; i < pool_size; i++)

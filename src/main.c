@@ -174,20 +174,13 @@ static int cmd_run(bool with_http)
     raise_fd_limit();
     store_t *s;
     if (open_store(&s) != 0) return 1;
-    char data_media[4096];
-    snprintf(data_media, sizeof data_media, "%s", cfg.data_dir);
-    if (media_init(data_media, cfg.public_url, cfg.allow_hosts) != 0) {
-        fprintf(stderr, "stylestudio: cannot prepare %s/media\n", cfg.data_dir);
-        store_close(s);
-        return 1;
-    }
     int64_t last_event = 0;
     store_events_last_id(s, &last_event);
     store_set_commit_hook(s, events_committed, NULL);
     events_start(last_event);
-    api_init(s);
 
     uint16_t port = 0;
+    char listening[300] = "";
     if (with_http) {
         char *err = NULL;
         if (http_start(cfg.listen, cfg.http_threads, 8, api_dispatch, &port, &err) != 0) {
@@ -196,7 +189,20 @@ static int cmd_run(bool with_http)
             return 1;
         }
         const char *colon = strrchr(cfg.listen, ':');
-        printf("listening on http://%.*s:%u\n", (int)(colon - cfg.listen), cfg.listen, port);
+        snprintf(listening, sizeof listening, "http://%.*s:%u", (int)(colon - cfg.listen),
+                 cfg.listen, port);
+        if (cfg.public_url_derived) {
+            free(cfg.public_url);
+            cfg.public_url = xstrdup(listening);
+        }
+    }
+    if (media_init(cfg.data_dir, cfg.public_url, cfg.allow_hosts) != 0) {
+        fprintf(stderr, "stylestudio: cannot prepare %s/media\n", cfg.data_dir);
+        return 1;
+    }
+    api_init(s); /* from here on requests are served */
+    if (with_http) {
+        printf("listening on %s\n", listening);
         fflush(stdout);
     }
     if (queue_start(s) != 0) {
