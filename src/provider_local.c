@@ -606,7 +606,7 @@ typedef struct placed {
  * rows on the box's bottom edge, horizontally centred on the box. `hero`
  * is drawn a little larger than the others. */
 static void layout(const cutout *cs, size_t n, int hero, double bx, double by, double bw,
-                   double bh, double gap, placed *out)
+                   double bh, double gap, double row_bias, placed *out)
 {
     double rel[MAX_PRODUCTS];
     /* Relative heights: equal areas (a wide cap is not drawn taller than a
@@ -633,7 +633,7 @@ static void layout(const cutout *cs, size_t n, int hero, double bx, double by, d
             toth += rh + (start ? gap : 0);
         }
         double scale = fmin(bw / maxw, bh / toth);
-        if (scale > best_scale * 1.05) {
+        if (scale > best_scale * row_bias) {
             best_scale = scale;
             best_rows = rows;
         }
@@ -1010,7 +1010,10 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         bx = (W - bw) / 2;
         by = (H - bh) / 2 - H * 0.02;
     }
-    layout(cuts, n_products, hero, bx, by, bw, bh, 0.10, pl);
+    /* Standing on a studio floor, up to three products share one row;
+     * elsewhere a second row is taken when it gives clearly larger ones. */
+    double row_bias = kind == 0 && !on_model ? (n_products <= 3 ? 1e9 : 1.6) : 1.15;
+    layout(cuts, n_products, hero, bx, by, bw, bh, 0.10, row_bias, pl);
     if (kind == 0 && !on_model) {
         /* A low group stands on a floor raised towards the middle, so the
          * picture is not all empty wall. */
