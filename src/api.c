@@ -110,7 +110,14 @@ void api_store_error(api_call *c, int rc, const char *what)
     }
 }
 
-bool api_page_args(api_call *c, int *limit, const char **cursor)
+static bool all_digits(const char *s)
+{
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return false;
+    return true;
+}
+
+bool api_page_args(api_call *c, const char *id_prefix, int *limit, const char **cursor)
 {
     const char *l = http_query(c->req, "limit");
     *limit = 20;
@@ -124,7 +131,9 @@ bool api_page_args(api_call *c, int *limit, const char **cursor)
         *limit = (int)v;
     }
     *cursor = http_query(c->req, "cursor");
-    if (*cursor && (!**cursor || strlen(*cursor) > 64)) {
+    bool valid = !*cursor || (id_prefix ? ids_valid(*cursor, id_prefix)
+                                        : **cursor && strlen(*cursor) < 20 && all_digits(*cursor));
+    if (!valid) {
         api_field_error(c, "cursor", "cursor is not one this server handed out");
         return false;
     }

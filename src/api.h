@@ -39,9 +39,10 @@ json_t *api_json_body(api_call *c);
 /* Replies for a store failure (not-found, conflict, internal) with the
  * given wording; returns nothing. */
 void api_store_error(api_call *c, int rc, const char *what);
-/* Parses ?limit (1..100, default 20) and ?cursor; replies and returns false
- * when malformed. */
-bool api_page_args(api_call *c, int *limit, const char **cursor);
+/* Parses ?limit (1..100, default 20) and ?cursor (an id with id_prefix,
+ * or a number when id_prefix is NULL); replies and returns false when
+ * malformed. */
+bool api_page_args(api_call *c, const char *id_prefix, int *limit, const char **cursor);
 /* A single validation error {field, message} reply. */
 void api_field_error(api_call *c, const char *field, const char *message);
 /* {"items": items, "nextCursor": next|null}; steals items, copies next. */

@@ -258,7 +258,7 @@ void api_transactions(api_call *c)
 {
     int limit;
     const char *cursor;
-    if (!api_page_args(c, &limit, &cursor)) return;
+    if (!api_page_args(c, NULL, &limit, &cursor)) return;
     json_t *items;
     char *next = NULL;
     int rc = store_ledger_list(api_store, c->user.id, cursor, limit, &items, &next);

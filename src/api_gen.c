@@ -367,7 +367,7 @@ void api_gen_list(api_call *c)
 {
     int limit, status = -1;
     const char *cursor, *s = http_query(c->req, "status");
-    if (!api_page_args(c, &limit, &cursor)) return;
+    if (!api_page_args(c, "gen", &limit, &cursor)) return;
     if (s && *s) {
         gen_status st;
         if (gen_status_parse(s, &st) != 0) {
