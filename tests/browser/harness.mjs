@@ -1,0 +1,149 @@
+// Browser-test harness: starts the real `stylestudio serve` on a free port with a
+// temp data dir, launches Debian's Chromium through playwright-core, records
+// console/page errors, and saves screenshots under tests/results/browser/.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const RESULTS = path.join(REPO, 'tests/results/browser');
+export const FIXTURES = path.join(REPO, 'tests/fixtures');
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+fs.mkdirSync(RESULTS, { recursive: true });
+
+/**
+ * Start the server. opts: {faults: 'delay_ms=3000', signupTokens: 4, args: []}.
+ * Returns {url, dataDir, stop(), logs()}.
+ */
+export async function startServer(opts = {}) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ss-browser-'));
+  let cmd;
+  let args;
+  const env = { ...process.env };
+  if (process.env.SS_DEV_MOCK === '1') {
+    // Development only: the Node stand-in in mock-server.mjs (never used by CI).
+    console.warn('# SS_DEV_MOCK=1 — running against the mock server, not the real binary');
+    cmd = process.execPath;
+    args = [path.join(REPO, 'tests/browser/mock-server.mjs'), '0'];
+    env.MOCK_SIGNUP_TOKENS = String(opts.signupTokens ?? 10);
+  } else {
+    cmd = process.env.STYLESTUDIO_BIN || path.join(REPO, 'build/stylestudio');
+    if (!fs.existsSync(cmd)) throw new Error(`${cmd} not found — build it first with \`make\``);
+    args = ['serve', '--listen', '127.0.0.1:0', '--data', dataDir,
+      '--allow-hosts', '127.0.0.1,localhost', '--retry-base-ms', '20'];
+    if (opts.signupTokens != null) args.push('--signup-tokens', String(opts.signupTokens));
+    if (opts.faults) args.push('--test-faults', opts.faults);
+    if (opts.args) args.push(...opts.args);
+  }
+  const proc = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr = [];
+  proc.stderr.on('data', (d) => { stderr.push(d.toString()); if (stderr.length > 400) stderr.splice(0, 200); });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not print "listening on" within 20 s\n${stderr.join('').slice(-2000)}`)), 20000);
+    const rl = readline.createInterface({ input: proc.stdout });
+    rl.once('line', (line) => {
+      clearTimeout(timer);
+      const m = /listening on (http:\/\/\S+)/.exec(line);
+      if (m) resolve(m[1].replace(/\/$/, ''));
+      else reject(new Error(`unexpected first stdout line: ${line}`));
+    });
+    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}\n${stderr.join('').slice(-2000)}`)); });
+  });
+  proc.stdout.resume();
+  return {
+    url,
+    dataDir,
+    logs: () => stderr.join(''),
+    async stop() {
+      if (proc.exitCode == null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 8000);
+        await exited;
+        clearTimeout(t);
+      }
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Create a user with the CLI (real binary only). Returns {userId, apiKey}. */
+export async function cliCreateUser(dataDir, email, tokensN) {
+  const bin = process.env.STYLESTUDIO_BIN || path.join(REPO, 'build/stylestudio');
+  const out = await new Promise((resolve, reject) => {
+    const p = spawn(bin, ['user', 'create', '--data', dataDir, '--email', email, '--tokens', String(tokensN)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let s = '';
+    p.stdout.on('data', (d) => { s += d; });
+    p.on('exit', (c) => (c === 0 ? resolve(s) : reject(new Error(`user create exited ${c}`))));
+  });
+  return { userId: /user_id: (\S+)/.exec(out)?.[1], apiKey: /api_key: (\S+)/.exec(out)?.[1] };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+}
+
+/**
+ * A browser context + page whose console errors and page errors are recorded.
+ * `expectErrors(pattern, fn)` allows console errors matching pattern while fn runs
+ * (e.g. Chromium's own "Failed to load resource: … status of 400" for an API
+ * error the test provokes on purpose).
+ */
+export async function openPage(browser, viewport, name) {
+  const context = await browser.newContext({
+    viewport, deviceScaleFactor: 1, acceptDownloads: true,
+    isMobile: viewport.width < 600, hasTouch: viewport.width < 600,
+  });
+  const page = await context.newPage();
+  const errors = [];
+  const allowed = [];
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error') return;
+    const text = msg.text();
+    const loc = msg.location();
+    const full = `${text}${loc && loc.url ? ` (${loc.url})` : ''}`;
+    if (allowed.some((re) => re.test(full))) return;
+    errors.push(`[${name}] console.error: ${full}`);
+  });
+  page.on('pageerror', (err) => errors.push(`[${name}] pageerror: ${err.stack || err.message}`));
+  page.setDefaultTimeout(15000);
+  return {
+    context,
+    page,
+    errors,
+    async expectErrors(re, fn) {
+      allowed.push(re);
+      try { return await fn(); } finally {
+        await page.waitForTimeout(150);
+        allowed.splice(allowed.indexOf(re), 1);
+      }
+    },
+  };
+}
+
+const shots = [];
+export async function shot(page, name, { fullPage = false } = {}) {
+  const file = path.join(RESULTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage, animations: 'disabled', caret: 'hide' });
+  shots.push(file);
+  return file;
+}
+
+export function reportShots() {
+  const index = path.join(RESULTS, 'index.txt');
+  fs.appendFileSync(index, shots.map((f) => `${path.basename(f)}\n`).join(''));
+  console.log(`# browser screenshots: ${RESULTS}`);
+}
+
+export function fixture(name) { return path.join(FIXTURES, name); }
