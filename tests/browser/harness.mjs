@@ -135,7 +135,18 @@ export async function openPage(browser, viewport, name) {
 const shots = [];
 export async function shot(page, name, { fullPage = false } = {}) {
   const file = path.join(RESULTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage, animations: 'disabled', caret: 'hide' });
+  if (fullPage) {
+    // Grow the viewport to the document so sticky/fixed parts render where a
+    // person would see them, then restore it.
+    const vp = page.viewportSize();
+    const height = await page.evaluate(() => Math.max(document.documentElement.scrollHeight, document.body.scrollHeight));
+    await page.setViewportSize({ width: vp.width, height: Math.min(Math.max(height, vp.height), 6000) });
+    await page.waitForTimeout(120);
+    await page.screenshot({ path: file, animations: 'disabled', caret: 'hide' });
+    await page.setViewportSize(vp);
+  } else {
+    await page.screenshot({ path: file, animations: 'disabled', caret: 'hide' });
+  }
   shots.push(file);
   return file;
 }

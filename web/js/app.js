@@ -49,7 +49,7 @@ function logo(cls = '') {
 function balanceChip(extra = '') {
   return h('a', { class: `balance-chip ${extra}`, href: '#/dashboard', title: 'Token balance' },
     icon('coin'), h('span', { 'data-balance': '' }, session.balance ?? '—'),
-    h('span', { class: 'balance-unit' }, 'tokens'));
+    h('span', { class: 'balance-unit', 'data-balance-unit': '' }, session.balance === 1 ? 'token' : 'tokens'));
 }
 
 function initials(u) {
@@ -78,7 +78,7 @@ function buildShell() {
         h('span', { class: 'side-balance-icon' }, icon('coin')),
         h('span', { class: 'side-balance-text' },
           h('span', { class: 'side-balance-label' }, 'Token balance'),
-          h('strong', {}, h('span', { 'data-balance': '' }, session.balance ?? '—'), ' tokens'))),
+          h('strong', {}, h('span', { 'data-balance': '' }, session.balance ?? '—'), ' ', h('span', { 'data-balance-unit': '' }, session.balance === 1 ? 'token' : 'tokens')))),
       userBox));
   const menuBtn = h('button', {
     type: 'button', class: 'icon-btn menu-btn', 'aria-label': 'Open menu', 'aria-controls': 'sidebar', 'aria-expanded': 'false',
@@ -99,6 +99,7 @@ function buildShell() {
 }
 
 function updateBalance(n) {
+  document.querySelectorAll('[data-balance-unit]').forEach((el) => { el.textContent = n === 1 ? 'token' : 'tokens'; });
   document.querySelectorAll('[data-balance]').forEach((el) => {
     if (el.textContent === String(n)) return;
     el.textContent = n ?? '—';

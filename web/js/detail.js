@@ -44,12 +44,12 @@ export async function render(container, [id], ctx) {
         TERMINAL.has(r.status) ? h('button', { type: 'button', class: 'btn btn-danger-ghost', 'data-action': 'delete', onclick: remove }, icon('trash'), 'Delete') : null));
 
     const results = r.resultImages && r.resultImages.length
-      ? gallery(r.resultImages, { name: r._id })
+      ? gallery(r.resultImages, { name: r._id, ratio: p.aspectRatio })
       : r.status === 'completed' ? h('p', { class: 'muted' }, 'This generation produced no images.')
         : !TERMINAL.has(r.status) ? h('p', { class: 'muted' }, 'Results appear here as soon as they are ready.')
           : emptyState({ iconName: 'image', title: r.status === 'failed' ? 'No results — it failed' : 'No results — it was cancelled', text: r.error ? r.error : 'Its tokens were refunded.' });
 
-    const inputs = (label, list) => (list && list.length ? [h('h3', { class: 'section-label' }, label), gallery(list, { name: `${r._id}-${label.toLowerCase().replace(/\s+/g, '-')}`, label })] : []);
+    const inputs = (label, list) => (list && list.length ? [h('h3', { class: 'section-label' }, label), gallery(list, { name: `${r._id}-${label.toLowerCase().replace(/\s+/g, '-')}`, label, small: true })] : []);
 
     clear(body).append(
       h('div', { class: 'detail-main' },

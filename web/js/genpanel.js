@@ -170,7 +170,7 @@ export function createPanel({ onRecord, onNewGeneration, showResults = true, lin
     if (showResults) {
       clear(results);
       if (r.status === 'completed' && r.resultImages && r.resultImages.length) {
-        results.append(h('h3', { class: 'section-label' }, 'Results'), gallery(r.resultImages, { name: genId }));
+        results.append(h('h3', { class: 'section-label' }, 'Results'), gallery(r.resultImages, { name: genId, ratio: r.parameters && r.parameters.aspectRatio }));
       }
     }
     if (onRecord) onRecord(r);

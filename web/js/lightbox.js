@@ -14,13 +14,15 @@ export async function copyLink(url) {
 }
 
 /** A grid of result images; each opens the lightbox. */
-export function gallery(images, { name = 'style-studio', label = 'Result' } = {}) {
-  const grid = h('ul', { class: 'gallery', role: 'list' });
+export function gallery(images, { name = 'style-studio', label = 'Result', ratio = null, small = false } = {}) {
+  const grid = h('ul', { class: `gallery${small ? ' gallery-sm' : ''}`, role: 'list' });
+  const ar = ratio && /^\d+:\d+$/.test(ratio) ? ratio.replace(':', ' / ') : null;
   images.forEach((url, i) => {
     grid.append(h('li', { class: 'gallery-item' },
       h('button', {
         type: 'button', class: 'gallery-open', 'aria-label': `Open ${label.toLowerCase()} ${i + 1} of ${images.length}`,
         onclick: () => openLightbox(images, i, { name, label }),
+        style: ar ? { aspectRatio: ar } : null,
       }, h('img', { src: url, alt: `${label} ${i + 1}`, loading: 'lazy', decoding: 'async' }),
       h('span', { class: 'gallery-zoom', 'aria-hidden': 'true' }, icon('expand'))),
       h('div', { class: 'gallery-actions' },
