@@ -3,11 +3,11 @@
 import { before, after } from 'node:test';
 import {
   test, assert, startServer, api, assertOk, assertError, errorFields, createUser, uniqueEmail,
-  balance, transactions,
+  balance, transactions, query,
 } from './harness.mjs';
 
 let srv;
-before(async () => { srv = await startServer({ args: ['--signup-tokens', '10'] }); });
+before(async () => { srv = await startServer({ args: ['--signup-tokens', '12'] }); });
 after(() => srv?.stop());
 
 function sessionCookie(r) {
@@ -26,19 +26,19 @@ async function signup(extra = {}) {
   return { email, password: body.password, cookie: set.split(';')[0], setCookie: set, data: d };
 }
 
-test('signup → 201, session cookie (HttpOnly, SameSite=Lax, Path=/), free grant of 10 tokens in the ledger', async () => {
+test('signup → 201, session cookie (HttpOnly, SameSite=Lax, Path=/), free grant (--signup-tokens 12) in the ledger', async () => {
   const s = await signup();
   assert.match(s.setCookie, /;\s*HttpOnly/i);
   assert.match(s.setCookie, /;\s*SameSite=Lax/i);
   assert.match(s.setCookie, /;\s*Path=\//i);
   assert.doesNotMatch(s.setCookie, /;\s*Secure/i, 'no Secure flag on a plain-http public URL');
-  assert.equal(s.data.tokenBalance, 10);
+  assert.equal(s.data.tokenBalance, 12);
   const u = s.data.user;
   assert.equal(u.email, s.email);
   assert.equal(u.name, 'Web User');
   assert.match(u._id, /^usr_/);
-  assert.equal(u.tokenBalance, 10);
-  assert.equal(u.freeTokensGranted, 10);
+  assert.equal(u.tokenBalance, 12);
+  assert.equal(u.freeTokensGranted, 12);
   assert.equal(u.plan, 'free');
   assert.equal(u.role, 'user');
   assert.equal(typeof u.createdAt, 'number');
@@ -47,7 +47,7 @@ test('signup → 201, session cookie (HttpOnly, SameSite=Lax, Path=/), free gran
 
   const me = assertOk(await api(srv, 'GET', '/api/me', { cookie: s.cookie }), 200, 'GET /api/me with cookie');
   assert.equal(me.user.email, s.email);
-  assert.equal(me.tokenBalance, 10);
+  assert.equal(me.tokenBalance, 12);
   assert.deepEqual(
     Object.keys(me.stats).sort(),
     ['completed', 'failed', 'successRate', 'thisMonth', 'totalGenerations'].sort(),
@@ -57,8 +57,8 @@ test('signup → 201, session cookie (HttpOnly, SameSite=Lax, Path=/), free gran
   const tx = assertOk(await api(srv, 'GET', '/api/tokens/transactions', { cookie: s.cookie }), 200);
   assert.equal(tx.items.length, 1);
   assert.equal(tx.items[0].kind, 'grant');
-  assert.equal(tx.items[0].amount, 10);
-  assert.equal(tx.items[0].balanceAfter, 10);
+  assert.equal(tx.items[0].amount, 12);
+  assert.equal(tx.items[0].balanceAfter, 12);
   assert.equal(tx.nextCursor, null);
 });
 
@@ -86,7 +86,7 @@ test('login / logout lifecycle; wrong password → 401; old cookie dead after lo
   const li = await api(srv, 'POST', '/api/auth/login', { body: { email: s.email, password: s.password }, origin: srv.baseUrl });
   const d = assertOk(li, 200, 'login');
   assert.equal(d.user.email, s.email);
-  assert.equal(d.tokenBalance, 10);
+  assert.equal(d.tokenBalance, 12);
   const cookie = sessionCookie(li)?.split(';')[0];
   assert.ok(cookie, 'login must set ss_session');
   assertOk(await api(srv, 'GET', '/api/me', { cookie }), 200);
@@ -120,6 +120,12 @@ test('CSRF: cookie POST with a foreign Origin, or with no Origin/Referer, is ref
   assertOk(okRef, 201, 'cookie POST with a same-origin Referer and no Origin');
   // GET with a foreign Origin is not a write: allowed.
   assertOk(await api(srv, 'GET', '/api/me', { cookie: s.cookie, origin: 'http://evil.example' }), 200);
+  // Other write methods are checked too.
+  const kid = ok.json.data.id;
+  assertError(await api(srv, 'DELETE', `/api/keys/${kid}`, { cookie: s.cookie, origin: 'http://evil.example' }), 403, 'UNAUTHORIZED', 'cookie DELETE with foreign Origin');
+  assert.equal(assertOk(await api(srv, 'GET', '/api/keys', { cookie: s.cookie }), 200).items.length, 2, 'the refused DELETE revoked nothing');
+  assertError(await api(srv, 'POST', '/api/auth/logout', { cookie: s.cookie, origin: 'http://evil.example' }), 403, 'UNAUTHORIZED', 'cookie logout with foreign Origin');
+  assertOk(await api(srv, 'GET', '/api/me', { cookie: s.cookie }), 200, 'session survives a refused cross-site logout');
   // Signup and login with a foreign Origin are refused too.
   const su = await api(srv, 'POST', '/api/auth/signup', { body: { name: 'Evil', email: uniqueEmail('evil'), password: 'long enough pw' }, origin: 'http://evil.example' });
   assertError(su, 403, 'UNAUTHORIZED', 'signup with a foreign Origin');
@@ -234,4 +240,20 @@ test('GET /api/tokens/transactions pages newest first with a cursor; limit out o
   for (const q of ['limit=0', 'limit=101', 'limit=abc', 'cursor=not-a-real-cursor!']) {
     assertError(await api(srv, 'GET', `/api/tokens/transactions?${q}`, { key: user.key }), 400, 'VALIDATION_ERROR', q);
   }
+});
+
+test('secrets at rest: passwords hashed with Argon2id, API keys and sessions stored only as hashes', async () => {
+  const email = uniqueEmail('hash');
+  const password = 'a very secret password';
+  const r = await api(srv, 'POST', '/api/auth/signup', { body: { name: 'H', email, password }, origin: srv.baseUrl });
+  assertOk(r, 201);
+  const cookie = r.headers.getSetCookie().find((c) => c.startsWith('ss_session=')).split(';')[0];
+  const token = cookie.slice('ss_session='.length);
+  const k = assertOk(await api(srv, 'POST', '/api/keys', { cookie, body: { name: 'h' }, origin: srv.baseUrl }), 201);
+  const [u] = await query(srv.dbPath, `SELECT password_hash FROM users WHERE email = '${email}'`);
+  assert.match(u.password_hash || '', /^\$argon2id\$/, 'password_hash must be an Argon2id PHC string');
+  assert.ok(!u.password_hash.includes(password));
+  const dump = JSON.stringify(await query(srv.dbPath, 'SELECT * FROM api_keys')) + JSON.stringify(await query(srv.dbPath, 'SELECT * FROM sessions'));
+  assert.ok(!dump.includes(k.key) && !dump.includes(k.key.slice(3)), 'the API key must not be stored in clear');
+  assert.ok(!dump.includes(token), 'the session token must not be stored in clear');
 });

@@ -2,7 +2,7 @@
 // --test-faults seam (docs/api.md "Testing seams"). One server per scenario.
 import {
   test, assert, serverFor, api, assertOk, assertError, createUser, uploadFixture, createBody,
-  create, start, getGen, waitGen, balance, transactions, waitFor,
+  create, start, getGen, waitGen, balance, transactions, waitFor, sse, summarize,
 } from './harness.mjs';
 
 async function setup(t, args, tokens = 5, opts = {}) {
@@ -20,7 +20,14 @@ test('permanent provider failure → failed at once (no retries), clear error, r
   const { srv, u, url } = await setup(t, ['--test-faults', 'permanent']);
   const c = await create(srv, u.key, createBody(url, { quality: 'high' }));
   assert.equal(await balance(srv, u.key), 3);
+  const stream = await sse(srv, `/api/generations/${c.generationId}/events`, { key: u.key });
+  t.after(() => stream.close());
+  await stream.until(() => true, 3000);
   await start(srv, u.key, c.generationId);
+  const end = await stream.until((f) => ['completed', 'failed', 'cancelled'].includes(f.json?.status), 10000);
+  assert.equal(end.json.status, 'failed', 'the stream delivers the failed record');
+  assert.equal(end.json.tokensUsed, 0);
+  await stream.waitEnd(3000);
   const g = await waitGen(srv, u.key, c.generationId);
   assert.equal(g.status, 'failed');
   assert.equal(g.stage, 'failed');
@@ -53,7 +60,18 @@ test('permanent provider failure → failed at once (no retries), clear error, r
 test('one transient fault → retried after backoff → completed with retryCount 1', async (t) => {
   const { srv, u, url } = await setup(t, ['--test-faults', 'transient=1']);
   const c = await create(srv, u.key, createBody(url));
+  const stream = await sse(srv, `/api/generations/${c.generationId}/events`, { key: u.key });
+  t.after(() => stream.close());
+  await stream.until(() => true, 3000);
   await start(srv, u.key, c.generationId);
+  const frames = await stream.collect((f) => ['completed', 'failed', 'cancelled'].includes(f.json?.status), 10000);
+  // The retry goes back to stage queued with retryCount 1, and progress still never decreases.
+  const back = frames.findIndex((f, i) => i > 0 && f.json.stage === 'queued' && f.json.retryCount === 1);
+  assert.ok(back > 0, `no return to stage queued with retryCount 1: ${summarize(frames)}`);
+  for (let i = 1; i < frames.length; i++) {
+    assert.ok(frames[i].json.progress >= frames[i - 1].json.progress, `progress decreased across the retry: ${summarize(frames)}`);
+    assert.ok(frames[i].json.status !== 'failed', 'a transient fault within the retry budget is not a failure');
+  }
   const g = await waitGen(srv, u.key, c.generationId);
   assert.equal(g.status, 'completed', `ended ${g.status}: ${g.error}`);
   assert.equal(g.retryCount, 1);

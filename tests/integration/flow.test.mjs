@@ -22,12 +22,18 @@ after(() => srv?.stop());
 const RECORD_FIELDS = ['_id', 'userId', 'status', 'productImages', 'modelImages', 'resultImages', 'prompt', 'parameters',
   'tokensUsed', 'retryCount', 'createdAt', 'progress', 'stage', 'priority'];
 
+const ALLOWED_FIELDS = new Set([...RECORD_FIELDS, 'customPrompt', 'startedAt', 'completedAt', 'processingTime', 'error',
+  'queuePosition', 'batchId', 'retryOf']);
+
 function assertRecordShape(g) {
   for (const f of RECORD_FIELDS) assert.ok(f in g, `record lacks ${f}: ${JSON.stringify(g).slice(0, 400)}`);
   for (const f of ['model', 'style', 'quality', 'aspectRatio', 'guidance_scale', 'num_inference_steps', 'strength', 'seed']) {
     assert.ok(f in g.parameters, `parameters lacks ${f}`);
   }
   assert.match(g._id, /^gen_[0-9A-HJKMNP-TV-Z]{26}$/, 'generation ids: gen_ + 26 Crockford base32 chars');
+  const extra = Object.keys(g).filter((k) => !ALLOWED_FIELDS.has(k));
+  assert.deepEqual(extra, [], `GET returns exactly the spec'd record shape; unexpected fields: ${extra.join(', ')}`);
+  assert.deepEqual(Object.keys(g.parameters).sort(), ['aspectRatio', 'guidance_scale', 'model', 'num_inference_steps', 'quality', 'seed', 'strength', 'style']);
   assert.ok(g.progress >= 0 && g.progress <= 100);
 }
 
@@ -173,7 +179,8 @@ test('Prefer: wait=N holds the answer until terminal: 200 with the full record; 
   const d = assertOk(r, 200, 'legacy generate with Prefer: wait=30');
   assert.equal(d.status, 'completed', `Prefer: wait must return the terminal record, got ${d.status}`);
   assert.equal(d.generationId, d._id);
-  assertRecordShape(d);
+  const { generationId: _gid, ...record } = d; // the full record plus generationId
+  assertRecordShape(record);
   assert.ok(d.resultImages.length >= 1);
   assert.match(r.headers.get('preference-applied') || '', /wait=30/);
   // Two-step form.
@@ -208,6 +215,11 @@ test('Idempotency-Key: a replay returns the same body and charges once; another 
 
   const r4 = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: { ...body, style: 'artistic' }, headers: { 'idempotency-key': key } });
   assertError(r4, 409, 'IDEMPOTENCY_KEY_REUSED', 'same key, different body');
+  assert.equal(await balance(srv, u.key), 4);
+
+  // Keys are at most 255 characters.
+  const long = await api(srv, 'POST', '/api/generation/create', { key: u.key, body, headers: { 'idempotency-key': 'k'.repeat(256) } });
+  assertError(long, 400, 'VALIDATION_ERROR', 'Idempotency-Key of 256 characters');
   assert.equal(await balance(srv, u.key), 4);
 
   // Keys are per user: another user may use the same key.
@@ -331,6 +343,7 @@ test('list: newest first, cursor pagination without gaps or repeats, status filt
   } while (cursor && pages < 10);
   assert.equal(pages, 3, '7 items at limit 3 are 3 pages');
   assert.deepEqual(seen, [...ids].reverse(), 'newest first, every item once');
+  assert.deepEqual([...ids].sort(), ids, 'ids are time-sortable: later creates sort after earlier ones');
 
   const def = assertOk(await api(srv, 'GET', '/api/generations', { key: u.key }), 200);
   assert.equal(def.items.length, 7);

@@ -60,6 +60,15 @@ test('GET /metrics is Prometheus text with request counters, latency histogram a
   assert.ok(genByStatus.length > 0, `no generations-by-status sample with status="completed" in /metrics:\n${m1.text.slice(0, 3000)}`);
   assert.ok(genByStatus.some((s) => s.value >= 1), 'generations{status="completed"} must count the completed generation');
 
+  // The rest of the spec'd families: queue depth, SSE clients, tokens charged/refunded.
+  const names = [...new Set(p1.samples.map((s) => s.name))];
+  assert.ok(names.some((n) => /queue/i.test(n)), `no queue depth metric: ${names.join(' ')}`);
+  assert.ok(names.some((n) => /sse|stream/i.test(n)), `no SSE clients metric: ${names.join(' ')}`);
+  assert.ok(p1.samples.some((s) => /token/i.test(s.name) && (/charge/i.test(s.name) || Object.values(s.labels).some((v) => /charge/i.test(v))) && s.value >= 1),
+    `no tokens-charged metric counting the charge: ${names.join(' ')}`);
+  assert.ok(p1.samples.some((s) => /token/i.test(s.name) && (/refund/i.test(s.name) || Object.values(s.labels).some((v) => /refund/i.test(v)))),
+    `no tokens-refunded metric: ${names.join(' ')}`);
+
   // Request counters move with traffic.
   const total = (p) => requestSamples(p).reduce((a, s) => a + s.value, 0);
   for (let i = 0; i < 5; i++) await api(srv, 'GET', '/api/models', { key: u.key });
@@ -165,6 +174,24 @@ test('every response carries X-Request-Id, also errors and media misses', async 
   const a = await api(srv, 'GET', '/healthz');
   const b = await api(srv, 'GET', '/healthz');
   assert.notEqual(a.headers.get('x-request-id'), b.headers.get('x-request-id'));
+});
+
+test('logs: one JSON object per line on stderr; request lines carry the request id', async () => {
+  const r = await api(srv, 'GET', '/api/no-such-route-for-logs');
+  const rid = r.headers.get('x-request-id');
+  let lines = [];
+  const { waitFor } = await import('./harness.mjs');
+  await waitFor(() => {
+    lines = srv.stderr.split('\n').filter((l) => l.trim() && !l.startsWith('=== '));
+    return lines.some((l) => l.includes(rid));
+  }, { timeout: 3000, what: `a log line with request id ${rid}` });
+  for (const l of lines) {
+    let o;
+    try { o = JSON.parse(l); } catch { assert.fail(`stderr line is not JSON: ${l.slice(0, 200)}`); }
+    assert.equal(typeof o, 'object');
+  }
+  const line = JSON.parse(lines.find((l) => l.includes(rid)));
+  assert.ok(Object.values(line).includes(rid), `the request id must be a field of the log object: ${JSON.stringify(line)}`);
 });
 
 void BIN;

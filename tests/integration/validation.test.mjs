@@ -3,6 +3,7 @@
 // and that a refused request changes nothing.
 import { before, after } from 'node:test';
 import { readFileSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import {
   test, assert, startServer, api, assertOk, assertError, errorFields, createUser, upload,
   uploadFixture, fixture, imageSize, createBody, create, start, waitGen, balance, countGenerations,
@@ -77,6 +78,67 @@ test('upload of a non-image (raw with an image type, multipart), a truncated JPE
   assert.ok(['IMAGE_VALIDATION_ERROR', 'VALIDATION_ERROR'].includes(txt.json?.code), `raw text/plain upload code ${txt.json?.code}`);
   // Without credentials.
   assertError(await upload(srv, undefined, fixture('product.jpg')), 401, 'AUTHENTICATION_REQUIRED', 'upload without key');
+});
+
+// A 64×48 lossy WebP (made with `vips webpsave`), inline so no fixture is needed.
+const TINY_WEBP = Buffer.from('UklGRgoBAABXRUJQVlA4WAoAAAAIAAAAPwAALwAAVlA4ICoAAABQAwCdASpAADAAPtFor1IoJiQioqgBABoJaQAAE/GOHwhFgAD+8sIAAABFWElGugAAAEV4aWYAAElJKgAIAAAABgASAQMAAQAAAAEAAAAaAQUAAQAAAFYAAAAbAQUAAQAAAF4AAAAoAQMAAQAAAAIAAAATAgMAAQAAAAEAAABphwQAAQAAAGYAAAAAAAAAOGMAAOgDAAA4YwAA6AMAAAYAAJAHAAQAAAAwMjEwAZEHAAQAAAABAgMAAKAHAAQAAAAwMTAwAaADAAEAAAD//wAAAqAEAAEAAABAAAAAA6AEAAEAAAAwAAAAAAAAAA==', 'base64');
+
+// A valid grayscale PNG of w×h black pixels (compresses to a few KB).
+function blackPng(w, h) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => { let c = n; for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1; return c >>> 0; });
+  const crc = (buf) => { let c = 0xffffffff; for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const c = Buffer.alloc(4); c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; ihdr[9] = 0;
+  const raw = Buffer.alloc((w + 1) * h, 0);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
+}
+
+test('upload raw WebP → 201 format webp; /media serves image/webp', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 0 });
+  const d = assertOk(await api(srv, 'POST', '/api/upload', { key: u.key, rawBody: TINY_WEBP, headers: { 'content-type': 'image/webp' } }), 201, 'webp upload');
+  assert.deepEqual([d.format, d.width, d.height, d.bytes], ['webp', 64, 48, TINY_WEBP.length]);
+  const m = await fetch(d.url);
+  assert.equal(m.status, 200);
+  assert.equal(m.headers.get('content-type'), 'image/webp');
+});
+
+test('upload over 40 megapixels (small file, 7000×7000 PNG) → IMAGE_VALIDATION_ERROR; 6000×6000 is accepted', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 0 });
+  const big = blackPng(7000, 7000);
+  assert.ok(big.length < 10 * 1024 * 1024);
+  const r = await api(srv, 'POST', '/api/upload', { key: u.key, rawBody: big, headers: { 'content-type': 'image/png' } });
+  assertError(r, 400, 'IMAGE_VALIDATION_ERROR', '49-megapixel PNG');
+  const ok = await api(srv, 'POST', '/api/upload', { key: u.key, rawBody: blackPng(6000, 6000), headers: { 'content-type': 'image/png' } });
+  const d = assertOk(ok, 201, '36-megapixel PNG');
+  assert.deepEqual([d.width, d.height, d.format], [6000, 6000, 'png']);
+});
+
+test('upload with an empty body, or multipart without a "file" field → 400', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 0 });
+  const empty = await api(srv, 'POST', '/api/upload', { key: u.key, rawBody: Buffer.alloc(0), headers: { 'content-type': 'image/jpeg' } });
+  assert.equal(empty.status, 400, `empty upload → ${empty.status}`);
+  assert.ok(['IMAGE_VALIDATION_ERROR', 'VALIDATION_ERROR'].includes(empty.json?.code));
+  const form = new FormData();
+  form.append('picture', new Blob([readFileSync(fixture('product.jpg'))], { type: 'image/jpeg' }), 'p.jpg');
+  const wrong = await api(srv, 'POST', '/api/upload', { key: u.key, rawBody: form });
+  assert.equal(wrong.status, 400, `multipart without "file" → ${wrong.status}`);
+  assert.ok(['IMAGE_VALIDATION_ERROR', 'VALIDATION_ERROR'].includes(wrong.json?.code));
+});
+
+test('/media refuses path tricks: traversal, unknown kinds, the database file', async () => {
+  for (const p of ['/media/../stylestudio.db', '/media/u/../../stylestudio.db', '/media/u/..%2F..%2Fstylestudio.db',
+    '/media/x/abc.png', '/media/stylestudio.db', '/media/', '/media/u/', '/media/u/%2e%2e/%2e%2e/stylestudio.db']) {
+    const r = await fetch(srv.url(p));
+    const body = Buffer.from(await r.arrayBuffer());
+    assert.ok(r.status === 404 || r.status === 400, `GET ${p} → ${r.status}`);
+    assert.ok(!body.subarray(0, 16).toString('latin1').startsWith('SQLite format'), `GET ${p} leaked the database`);
+  }
 });
 
 test('upload over 10 MB → 413 PAYLOAD_TOO_LARGE', async () => {
@@ -192,6 +254,15 @@ test('malformed JSON, a JSON body over --max-body, and an empty body → the rig
   // The server still works for this user.
   const ok = await create(srv, u.key, createBody(productUrl));
   assert.equal(ok.status, 'pending');
+});
+
+test('customPrompt counts characters, not bytes: 500 × "é" accepted, 501 refused', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 10 });
+  const ok = await create(srv, u.key, createBody(productUrl, { customPrompt: 'é'.repeat(500) }));
+  assert.equal(ok.status, 'pending');
+  const bad = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(productUrl, { customPrompt: 'é'.repeat(501) }) });
+  assertError(bad, 400, 'VALIDATION_ERROR');
+  assert.deepEqual(errorFields(bad), ['customPrompt']);
 });
 
 test('unknown JSON fields are ignored; null optional fields mean absent; defaults filled in', async () => {
