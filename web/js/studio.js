@@ -397,7 +397,8 @@ export async function render(container) {
     costEl.textContent = cost == null ? '—' : tokens(cost);
     const q = QUALITIES.find((x) => x.id === S.quality);
     costNote.textContent = m ? `${m.name || m.id} · ${q ? q.name : S.quality}` : '';
-    afterEl.textContent = cost == null || session.balance == null ? '—' : tokens(Math.max(0, session.balance - cost));
+    afterEl.textContent = cost == null || session.balance == null ? '—'
+      : session.balance >= cost ? tokens(session.balance - cost) : `short by ${tokens(cost - session.balance)}`;
     afterEl.classList.toggle('neg', cost != null && session.balance != null && session.balance < cost);
     const r = blockReason();
     genBtn.disabled = !!r || busy;
@@ -405,8 +406,15 @@ export async function render(container) {
     genBtn.classList.toggle('loading', busy);
     clear(reason);
     if (r) {
-      reason.append(icon(r.tokens ? 'coin' : 'info'), h('span', {}, r.text));
-      if (r.tokens) reason.append(' ', h('button', { type: 'button', class: 'link-btn', onclick: buyTokensDialog }, 'Buy tokens'));
+      const acts = [];
+      if (r.tokens) {
+        acts.push(h('button', { type: 'button', class: 'link-btn', onclick: buyTokensDialog }, 'Buy tokens'));
+        const cheap = cheapest();
+        if (cheap && cheap.cost <= session.balance && (cheap.model.id !== S.modelId || S.quality !== 'auto')) {
+          acts.push(h('button', { type: 'button', class: 'link-btn', onclick: cheaper }, `Use ${cheap.model.name || cheap.model.id} · Auto (${tokens(cheap.cost)})`));
+        }
+      }
+      reason.append(icon(r.tokens ? 'coin' : 'info'), h('span', { class: 'gen-reason-text' }, h('span', {}, r.text), acts.length ? h('span', { class: 'gen-reason-acts' }, acts) : null));
     }
     reason.classList.toggle('is-warning', !!(r && r.tokens));
   }
@@ -449,9 +457,14 @@ export async function render(container) {
     }
   }
 
-  function cheaper() {
+  function cheapest() {
     const avail = (models || []).filter((m) => m.available).sort((a, b) => costOf(a, 'auto') - costOf(b, 'auto'));
-    if (avail[0]) S.modelId = avail[0].id;
+    return avail[0] ? { model: avail[0], cost: costOf(avail[0], 'auto') } : null;
+  }
+
+  function cheaper() {
+    const c = cheapest();
+    if (c) S.modelId = c.model.id;
     S.quality = 'auto';
     renderPage();
   }
