@@ -155,3 +155,30 @@ test('Prefer: wait=1 on a slow generation → 202 with the current (processing) 
   for (const id of [c.generationId, c2.generationId]) await api(srv, 'POST', `/api/generations/${id}/cancel`, { key: u.key });
   await waitFor(async () => (await balance(srv, u.key)) === 5, { what: 'refunds' });
 });
+
+test('queue on a busy single worker: queued generations report queuePosition in FIFO order; cancel a queued one; delete refuses processing', async (t) => {
+  const { srv, u, url } = await setup(t, ['--test-faults', 'delay_ms=2000'], 5, { workers: 1 });
+  const ids = [];
+  for (let i = 0; i < 3; i++) {
+    const c = await create(srv, u.key, createBody(url));
+    await start(srv, u.key, c.generationId);
+    ids.push(c.generationId);
+  }
+  await waitGen(srv, u.key, ids[0], { pred: (g) => g.stage === 'generating', timeout: 10000, what: 'first one running' });
+  const [b, c] = [await getGen(srv, u.key, ids[1]), await getGen(srv, u.key, ids[2])];
+  assert.deepEqual([b.status, b.stage, b.queuePosition], ['processing', 'queued', 1], `second: ${JSON.stringify([b.status, b.stage, b.queuePosition])}`);
+  assert.deepEqual([c.status, c.stage, c.queuePosition], ['processing', 'queued', 2], `third: ${JSON.stringify([c.status, c.stage, c.queuePosition])}`);
+  assertError(await api(srv, 'DELETE', `/api/generations/${ids[0]}`, { key: u.key }), 400, 'INVALID_GENERATION_STATUS', 'delete processing');
+  const cb = assertOk(await api(srv, 'POST', `/api/generations/${ids[1]}/cancel`, { key: u.key }), 200, 'cancel queued');
+  assert.equal(cb.status, 'cancelled');
+  assert.ok(!('queuePosition' in cb) || cb.queuePosition == null, 'no queuePosition once cancelled');
+  const c2 = await getGen(srv, u.key, ids[2]);
+  assert.equal(c2.queuePosition, 1, 'the queue moves up after a cancel');
+  assert.equal(await balance(srv, u.key), 3);
+  // Cancel the rest so the file ends fast; the running one is aborted.
+  for (const id of [ids[0], ids[2]]) assertOk(await api(srv, 'POST', `/api/generations/${id}/cancel`, { key: u.key }), 200);
+  assert.equal(await balance(srv, u.key), 5);
+  // A cancelled generation can be deleted; it has no files.
+  assertOk(await api(srv, 'DELETE', `/api/generations/${ids[1]}`, { key: u.key }), 200, 'delete cancelled');
+  assertError(await api(srv, 'GET', `/api/generations/${ids[1]}`, { key: u.key }), 404, 'GENERATION_NOT_FOUND');
+});

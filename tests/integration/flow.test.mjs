@@ -387,3 +387,26 @@ test("a foreign user gets UNAUTHORIZED on get/generate/cancel/retry/delete/event
   assert.equal(await balance(srv, intruder.key), 5);
   assert.equal(await countGenerations(srv, intruder.key), 0);
 });
+
+test('several product images and a model image: completed at the requested ratio; retry with an empty balance → INSUFFICIENT_TOKENS', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 1 });
+  const c = await create(srv, u.key, createBody(productUrl, { productImages: [productUrl, product2Url, productUrl], modelImages: [modelUrl], aspectRatio: '2:3' }));
+  const d = assertOk(await api(srv, 'POST', '/api/generate', { key: u.key, body: { generationId: c.generationId }, headers: { prefer: 'wait=30' } }), 200);
+  assert.equal(d.status, 'completed', d.error);
+  await checkResults(d, '2:3');
+  // Fail-safe: a cancelled generation of a user with no tokens left cannot be retried.
+  const admin = await createUser(srv.dataDir, { tokens: 0, admin: true });
+  assertOk(await api(srv, 'POST', `/api/admin/users/${u.userId}/tokens`, { key: admin.key, body: { amount: 1, reason: 't' } }), 200);
+  const x = await create(srv, u.key, createBody(productUrl));
+  assertOk(await api(srv, 'POST', `/api/generations/${x.generationId}/cancel`, { key: u.key }), 200);
+  assertOk(await api(srv, 'POST', '/api/generate', { key: u.key, body: createBody(productUrl) }), 202); // spends the refunded token
+  const r = await api(srv, 'POST', `/api/generations/${x.generationId}/retry`, { key: u.key });
+  assertError(r, 400, 'INSUFFICIENT_TOKENS', 'retry with balance 0');
+  assert.equal(await balance(srv, u.key), 0);
+});
+
+test('JSON with "application/json; charset=utf-8" is accepted', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 1 });
+  const r = await api(srv, 'POST', '/api/generation/create', { key: u.key, rawBody: JSON.stringify(createBody(productUrl)), headers: { 'content-type': 'application/json; charset=utf-8' } });
+  assertOk(r, 201);
+});
