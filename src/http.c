@@ -512,6 +512,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!str_has_prefix(r->path, "/media/") || status >= 400)
         LOG_AT(status >= 500 ? LOG_ERROR : LOG_INFO, r->request_id,
                "%s %s %d %.1fms", r->method, r->path, status, secs * 1000);
+    events_unwait(&r->waiter); /* a waiter that just fired may still be returning */
     if (r->response) MHD_destroy_response(r->response);
     if (r->pp) MHD_destroy_post_processor(r->pp);
     if (r->state_free) r->state_free(r->state_ptr);
