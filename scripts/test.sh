@@ -3,6 +3,7 @@
 #   unit         Criterion, tests/unit/
 #   integration  node:test over HTTP/SSE, tests/integration/
 #   browser      playwright-core driving Debian's Chromium, tests/browser/
+#   unit and integration again on an ASan+UBSan build
 # Ends with one line "tests: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,17 @@ run() { # name, command...
 
 run unit make -j2 unit
 run integration node --test --test-concurrency=2 --test-reporter=spec tests/integration/
+# The same unit and integration suites on an ASan+UBSan build: memory and
+# undefined-behaviour errors fail the run.
+if make -j2 SAN=asan >/dev/null; then
+  export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  run unit-asan make -j2 SAN=asan unit
+  run integration-asan env STYLESTUDIO_BIN="$(pwd)/build-asan/stylestudio" \
+    node --test --test-concurrency=2 --test-reporter=spec tests/integration/
+  unset ASAN_OPTIONS UBSAN_OPTIONS
+else
+  echo "== asan build failed"; status=1
+fi
 run browser node --test --test-concurrency=1 --test-reporter=spec tests/browser/
 echo "browser screenshots: $(pwd)/tests/results/browser"
 
