@@ -87,7 +87,31 @@ test('studio: reject a non-image, upload product and model images', async () => 
   await err.filter({ hasText: /isn’t a JPEG, PNG or WebP/ }).waitFor();
   assert.equal(await page.locator('#up-product .thumb').count(), 0, 'rejected before uploading');
 
+  // A slow connection, so the upload progress indicator is visible.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 20, downloadThroughput: -1, uploadThroughput: 48 * 1024 });
   await page.setInputFiles('#file-product', fixture('product.jpg'));
+  const uploading = page.locator('#up-product .thumb.is-uploading [role="progressbar"]');
+  await uploading.waitFor();
+  await page.waitForFunction(() => {
+    const pb = document.querySelector('#up-product .thumb.is-uploading [role="progressbar"]');
+    return !pb || Number(pb.getAttribute('aria-valuenow')) > 0;
+  });
+  await shot(page, 'desktop-04a-uploading');
+  await page.locator('#up-product .thumb.is-done').waitFor({ timeout: 20000 });
+  await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+
+  // A second product image: reorder it to the front, then remove it.
+  await page.setInputFiles('#file-product', fixture('product2.png'));
+  await page.waitForFunction(() => document.querySelectorAll('#up-product .thumb.is-done').length === 2);
+  await page.getByRole('button', { name: 'Move product2.png earlier' }).click();
+  assert.match(await page.locator('#up-product .thumb img').first().getAttribute('alt'), /product2\.png/);
+  assert.match(await page.locator('#up-product .thumb-index').first().textContent(), /Main/);
+  await page.getByRole('button', { name: 'Remove product2.png' }).click();
+  assert.equal(await page.locator('#up-product .thumb').count(), 1);
+  assert.match(await page.locator('#up-product .thumb img').first().getAttribute('alt'), /product\.jpg/);
+
   await page.setInputFiles('#file-model', fixture('model.jpg'));
   await page.locator('#up-product .thumb.is-done').waitFor();
   await page.locator('#up-model .thumb.is-done').waitFor();

@@ -150,6 +150,8 @@ export async function render(container) {
         if (bar) bar.style.width = `${Math.round(p * 100)}%`;
         const pb = li.querySelector('[role="progressbar"]');
         if (pb) pb.setAttribute('aria-valuenow', String(Math.round(p * 100)));
+        const pct = li.querySelector('.thumb-pct');
+        if (pct) pct.textContent = `${Math.round(p * 100)}%`;
       }
     });
     item.abort = up.abort;
@@ -207,6 +209,7 @@ export async function render(container) {
         h('span', { class: 'thumb-index' }, idx === 0 && kind === 'product' ? 'Main' : String(idx + 1)),
         it.status === 'uploading' ? h('div', { class: 'thumb-progress', role: 'progressbar', 'aria-label': `Uploading ${it.name}`, 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(Math.round(it.progress * 100)) },
           h('div', { class: 'thumb-progress-fill', style: { width: `${Math.round(it.progress * 100)}%` } })) : null,
+        it.status === 'uploading' ? h('span', { class: 'thumb-pct', 'aria-hidden': 'true' }, `${Math.round(it.progress * 100)}%`) : null,
         it.status === 'done' ? h('span', { class: 'thumb-ok', title: 'Uploaded' }, icon('check'), h('span', { class: 'sr-only' }, 'Uploaded')) : null,
         it.status === 'error' ? h('div', { class: 'thumb-error' }, icon('alert'), h('span', {}, it.error || 'Upload failed'),
           it.file ? h('button', { type: 'button', class: 'btn btn-light btn-xs', onclick: () => { startUpload(kind, it); renderThumbs(kind); update(); } }, 'Retry') : null) : null,
