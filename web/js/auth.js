@@ -31,7 +31,8 @@ function setErrors(form, errors) {
   let first = null;
   form.querySelectorAll('[data-error-for]').forEach((p) => {
     const id = p.dataset.errorFor;
-    const msg = errors[id] || '';
+    let msg = errors[id] || '';
+    if (msg) msg = msg.charAt(0).toUpperCase() + msg.slice(1);
     p.textContent = msg;
     const input = form.querySelector(`#${id}`);
     if (input) {

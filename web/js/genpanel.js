@@ -100,10 +100,10 @@ export function createPanel({ onRecord, onNewGeneration, showResults = true, lin
       h('div', {}, h('h2', { id: 'panel-title', class: 'card-title' }, 'Live status'), idEl),
       badgeSlot),
     statusLine,
+    errSlot,
     h('div', { class: 'progress-row' }, bar, pct),
     steps,
     stats,
-    errSlot,
     actions,
     showResults ? results : null);
 
