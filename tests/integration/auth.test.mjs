@@ -69,6 +69,15 @@ test('signup validation lists every broken field; a taken email is refused on fi
   for (const want of ['name', 'email', 'password']) assert.ok(f.includes(want), `validationErrors lacks ${want}: ${JSON.stringify(r.json.validationErrors)}`);
   assert.equal(r.headers.getSetCookie().filter((c) => c.startsWith('ss_session=') && !/Max-Age=0/i.test(c)).length, 0, 'no session on failed signup');
 
+  const long = await api(srv, 'POST', '/api/auth/signup', { body: { name: 'n'.repeat(101), email: uniqueEmail('long'), password: 'p'.repeat(257) }, origin: srv.baseUrl });
+  assertError(long, 400, 'VALIDATION_ERROR', 'name 101 chars, password 257 chars');
+  assert.deepEqual(errorFields(long).sort(), ['name', 'password']);
+  const typed = await api(srv, 'POST', '/api/auth/signup', { body: { name: 5, email: ['x@y.z'], password: true }, origin: srv.baseUrl });
+  assertError(typed, 400, 'VALIDATION_ERROR', 'wrong types');
+  assert.deepEqual(errorFields(typed).sort(), ['email', 'name', 'password']);
+  const bad = await api(srv, 'POST', '/api/auth/signup', { rawBody: '{"name":', headers: { 'content-type': 'application/json' }, origin: srv.baseUrl });
+  assertError(bad, 400, 'VALIDATION_ERROR', 'malformed JSON signup');
+
   const s = await signup();
   const again = await api(srv, 'POST', '/api/auth/signup', { body: { name: 'X', email: s.email.toUpperCase(), password: 'another password' }, origin: srv.baseUrl });
   assertError(again, 400, 'VALIDATION_ERROR', 'duplicate email (different case)');
@@ -83,8 +92,8 @@ test('login / logout lifecycle; wrong password → 401; old cookie dead after lo
   assertError(nouser, 401, 'AUTHENTICATION_REQUIRED');
   assert.equal(nouser.json.error, bad.json.error, 'unknown email and wrong password must look the same');
 
-  const li = await api(srv, 'POST', '/api/auth/login', { body: { email: s.email, password: s.password }, origin: srv.baseUrl });
-  const d = assertOk(li, 200, 'login');
+  const li = await api(srv, 'POST', '/api/auth/login', { body: { email: s.email.toUpperCase(), password: s.password }, origin: srv.baseUrl });
+  const d = assertOk(li, 200, 'login (email case does not matter, as for uniqueness)');
   assert.equal(d.user.email, s.email);
   assert.equal(d.tokenBalance, 12);
   const cookie = sessionCookie(li)?.split(';')[0];
@@ -215,6 +224,9 @@ test('admin grant: an admin adds tokens (ledger row with reason, balance event);
   const bad = await api(srv, 'POST', `/api/admin/users/${user.userId}/tokens`, { key: admin.key, body: { amount: 'lots' } });
   assertError(bad, 400, 'VALIDATION_ERROR');
   assert.ok(errorFields(bad).includes('amount'), `validationErrors lacks amount: ${JSON.stringify(bad.json.validationErrors)}`);
+  // Unknown user: refused, nothing written.
+  const ghost = await api(srv, 'POST', '/api/admin/users/usr_01HZZZZZZZZZZZZZZZZZZZZZZZ/tokens', { key: admin.key, body: { amount: 5, reason: 'ghost' } });
+  assert.ok(ghost.status === 404 || ghost.status === 400, `grant to an unknown user → ${ghost.status}`);
   // A debit below zero would break balance >= 0.
   const over = await api(srv, 'POST', `/api/admin/users/${user.userId}/tokens`, { key: admin.key, body: { amount: -1000, reason: 'oops' } });
   assert.ok(over.status >= 400 && over.status < 500, `debit below zero must be refused, got ${over.status}`);

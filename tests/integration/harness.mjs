@@ -454,6 +454,7 @@ export async function sse(server, path, { key, cookie, lastEventId, headers = {}
   } finally {
     clearTimeout(timer);
   }
+  assert.ok(res.headers.get('x-request-id'), `GET ${path} → ${res.status}: SSE response has no X-Request-Id header`);
   const client = {
     status: res.status,
     headers: res.headers,

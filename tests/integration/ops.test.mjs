@@ -7,6 +7,7 @@ import {
   test, assert, startServer, api, assertOk, assertError, runCli, createUser, uniqueEmail,
   BIN, ROOT, balance, uploadFixture, createBody, create, start, waitGen,
 } from './harness.mjs';
+// (startServer's extra args come after the defaults, so a later --allow-hosts overrides the harness's.)
 
 let srv;
 before(async () => { srv = await startServer(); });
@@ -192,6 +193,44 @@ test('logs: one JSON object per line on stderr; request lines carry the request 
   }
   const line = JSON.parse(lines.find((l) => l.includes(rid)));
   assert.ok(Object.values(line).includes(rid), `the request id must be a field of the log object: ${JSON.stringify(line)}`);
+});
+
+test('configuration: env STYLESTUDIO_* applies, a flag beats its env var; --public-url is the base of /media URLs and such URLs count as own', async (t) => {
+  const pub = 'http://studio.example.test';
+  const s = await startServer({ args: ['--public-url', pub, '--signup-tokens', '4'], env: { STYLESTUDIO_SIGNUP_TOKENS: '9', STYLESTUDIO_PENDING_TTL: '1' } });
+  t.after(() => s.stop());
+  const su = await api(s, 'POST', '/api/auth/signup', { body: { name: 'Cfg', email: uniqueEmail('cfg'), password: 'long enough pw' }, origin: s.baseUrl });
+  assert.equal(assertOk(su, 201).tokenBalance, 4, '--signup-tokens 4 must beat STYLESTUDIO_SIGNUP_TOKENS=9');
+  const u = await createUser(s.dataDir, { tokens: 3 });
+  const url = await uploadFixture(s, u.key).catch((e) => { throw e; });
+  assert.ok(url.startsWith(`${pub}/media/`), `upload URL ${url} must start with the public URL ${pub}`);
+  // The public URL's host does not resolve; the server must read its own file.
+  const c = await create(s, u.key, createBody(url));
+  await start(s, u.key, c.generationId);
+  const g = await waitGen(s, u.key, c.generationId);
+  assert.equal(g.status, 'completed', `own URL under --public-url: ${g.status} ${g.error || ''}`);
+  assert.ok(g.resultImages.every((r) => r.startsWith(`${pub}/media/`)));
+  // The file is served at the same path on the real listener.
+  const path = new URL(g.resultImages[0]).pathname;
+  assert.equal((await fetch(s.url(path))).status, 200);
+  // STYLESTUDIO_PENDING_TTL=1 applies (no flag given): a pending one expires.
+  const p = await create(s, u.key, createBody(url));
+  const e = await waitGen(s, u.key, p.generationId, { timeout: 15000, what: 'expiry from STYLESTUDIO_PENDING_TTL' });
+  assert.equal(e.status, 'cancelled');
+});
+
+test('--allow-hosts: without it, URLs on 127.0.0.1 that are not the server\'s own are refused', async (t) => {
+  const s = await startServer({ args: [] });
+  t.after(() => s.stop());
+  // startServer always passes --allow-hosts 127.0.0.1,localhost; start one without by overriding.
+  const bare = await startServer({ args: ['--allow-hosts', ''] });
+  t.after(() => bare.stop());
+  const u = await createUser(bare.dataDir, { tokens: 3 });
+  const own = await uploadFixture(bare, u.key);
+  const foreignLoopback = own.replace(`:${bare.port}/`, `:${s.port}/`); // the other server: loopback, not own
+  const r = await api(bare, 'POST', '/api/generation/create', { key: u.key, body: createBody(foreignLoopback) });
+  assertError(r, 400, 'IMAGE_VALIDATION_ERROR', 'loopback URL of another server without --allow-hosts');
+  assertOk(await api(bare, 'POST', '/api/generation/create', { key: u.key, body: createBody(own) }), 201, 'own /media URL is always accepted');
 });
 
 void BIN;

@@ -183,3 +183,14 @@ test('SSE auth: no credentials → 401; cookie sessions may stream; a foreign ge
   assert.equal(nf.status, 404);
   assert.equal(nf.json?.code, 'GENERATION_NOT_FOUND');
 });
+
+test('an idle stream gets a ": ping" comment heartbeat within ~15 s', { timeout: 30000 }, async (t) => {
+  const u = await createUser(srv.dataDir, { tokens: 0 });
+  const s = await sse(srv, '/api/events', { key: u.key });
+  t.after(() => s.close());
+  await s.until(() => true, 3000);
+  const { waitFor } = await import('./harness.mjs');
+  await waitFor(() => s.comments.some((c) => /^:\s*ping/.test(c)) || s.done, { timeout: 18000, interval: 200, what: 'a ": ping" heartbeat' });
+  assert.ok(!s.done, 'the stream must stay open while idle');
+  assert.ok(s.comments.some((c) => /^:\s*ping/.test(c)));
+});
