@@ -9,6 +9,11 @@ ifeq ($(SAN),asan)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
   LDFLAGS += -fsanitize=address,undefined
 endif
+ifeq ($(SAN),fuzz)
+  CC      := clang
+  CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+  LDFLAGS += -fsanitize=address,undefined
+endif
 ifeq ($(SAN),tsan)
   CFLAGS  += -fsanitize=thread
   LDFLAGS += -fsanitize=thread
@@ -24,7 +29,7 @@ LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all test unit clean format bench
+.PHONY: all test unit clean format bench fuzz
 all: $(BUILD)/stylestudio
 
 $(BUILD)/stylestudio: $(OBJS)
@@ -84,3 +89,18 @@ clean:
 	rm -rf build build-asan build-tsan
 
 -include $(OBJS:.o=.d)
+
+# Fuzzing (clang + libFuzzer): `make SAN=fuzz fuzz` runs each target briefly;
+# FUZZ_SECONDS sets how long. Seed corpora: tests/fuzz/corpus/<target>/.
+FUZZ         := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(FUZZ:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_SECONDS ?= 20
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_OBJS) | $(BUILD)/fuzz
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/fuzz:
+	mkdir -p $@
+fuzz: $(FUZZ_BIN)
+	@set -e; for t in $(FUZZ_BIN); do n=$$(basename $$t); echo "== $$n"; \
+	  c=$$(mktemp -d); cp tests/fuzz/corpus/$$n/* $$c/; \
+	  if ! $$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 $$c > $$c.log 2>&1; \
+	  then tail -40 $$c.log; exit 1; fi; tail -1 $$c.log; rm -rf $$c $$c.log; done

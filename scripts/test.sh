@@ -4,6 +4,7 @@
 #   integration  node:test over HTTP/SSE, tests/integration/
 #   browser      playwright-core driving Debian's Chromium, tests/browser/
 #   unit and integration again on an ASan+UBSan build
+#   fuzz         libFuzzer targets in tests/fuzz/, 20 s each
 # Ends with one line "tests: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,8 @@ if make -j2 SAN=asan >/dev/null; then
 else
   echo "== asan build failed"; status=1
 fi
+# libFuzzer on request validation and image probing, briefly.
+run fuzz make -j2 SAN=fuzz fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 run browser node --test --test-concurrency=1 --test-reporter=spec tests/browser/
 echo "browser screenshots: $(pwd)/tests/results/browser"
 
@@ -44,6 +47,7 @@ for f in "$logs"/*.log; do
     sed 's/\x1b\[[0-9;]*m//g' "$f" | awk '
       /Synthesis: Tested:/ { for (i = 1; i <= NF; i++) { if ($i == "Passing:") p += $(i+1); if ($i == "Failing:" || $i == "Crashing:") f += $(i+1) } }
       /^ℹ pass / { p += $3 } /^ℹ fail / { f += $3 }
+      /^Done [0-9]+ runs in/ { p += 1 }
       END { print p + 0, f + 0 }')
 done
 [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
