@@ -166,6 +166,34 @@ static void raise_fd_limit(void)
     }
 }
 
+/* The web studio ships beside the binary (build/../web): use that copy
+ * when the configured web root has no index.html, so `serve` works from
+ * any directory. */
+static void find_web_root(void)
+{
+    char *index = xasprintf("%s/index.html", cfg.web_root);
+    bool found = access(index, R_OK) == 0;
+    free(index);
+    if (found) return;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        char *candidate = xasprintf("%s/../web", exe), *cindex = xasprintf("%s/index.html", candidate);
+        if (access(cindex, R_OK) == 0) {
+            free(cfg.web_root);
+            cfg.web_root = candidate;
+            candidate = NULL;
+        }
+        free(candidate);
+        free(cindex);
+    }
+    if (!found && strstr(cfg.web_root, "/../web") == NULL)
+        log_warn("no web studio at %s (index.html missing): only the API is served", cfg.web_root);
+}
+
 /* serve (with_http) or worker. */
 static int cmd_run(bool with_http)
 {
@@ -182,6 +210,7 @@ static int cmd_run(bool with_http)
     uint16_t port = 0;
     char listening[300] = "";
     if (with_http) {
+        find_web_root();
         char *err = NULL;
         if (http_start(cfg.listen, cfg.http_threads, 8, api_dispatch, &port, &err) != 0) {
             fprintf(stderr, "stylestudio: %s\n", err);
