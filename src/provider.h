@@ -10,6 +10,16 @@
  * can keep many remote calls in flight. cancel() asks a running job to stop;
  * its on_done then reports PROVIDER_CANCELLED (or its real result if it
  * had already finished).
+ *
+ * Rules for provider authors (queue.c relies on them):
+ *  - outputs passed to on_done is a malloc'd array: the receiver frees each
+ *    image with provider_image_free, then the array with free.
+ *  - cancel() may run on another thread while start() is still running; it
+ *    must not call on_done itself, and no lock cancel() takes may be held
+ *    while calling on_done.
+ *  - when the generation is cancelled or its lease lost, the queue only sets
+ *    cancel_requested (from on_progress or the lease keeper): long transfers
+ *    must check it.
  */
 #ifndef SS_PROVIDER_H
 #define SS_PROVIDER_H
