@@ -203,6 +203,12 @@ test('lightbox: open, keyboard, download', async () => {
     assert.equal(await lb.locator('.lb-counter').textContent(), first);
   }
   await shot(page, 'desktop-07-lightbox');
+  await desk.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+  await lb.getByRole('button', { name: 'Copy link' }).click();
+  await page.locator('.toast', { hasText: 'Link copied' }).waitFor();
+  const link = await page.evaluate(() => navigator.clipboard.readText());
+  assert.match(link, /^https?:\/\/[^/]+\/media\//, `copied ${link}`);
+  assert.equal((await fetch(link)).status, 200, 'the copied link serves the image');
   const [download] = await Promise.all([
     page.waitForEvent('download'),
     lb.locator('[data-lb-download]').click(),
