@@ -40,7 +40,7 @@ export async function render(container, [id], ctx) {
       h('div', { class: 'head-actions' },
         h('button', { type: 'button', class: 'btn btn-ghost', onclick: () => { loadSettings(r); ctx.navigate('/studio'); toast('Settings loaded into the studio', 'info'); } }, icon('sliders'), 'Use these settings'),
         (r.status === 'failed' || r.status === 'cancelled') ? h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'retry', onclick: retry }, icon('retry'), 'Retry') : null,
-        !TERMINAL.has(r.status) ? h('button', { type: 'button', class: 'btn btn-ghost', 'data-action': 'cancel', onclick: cancel }, icon('stop'), 'Cancel') : null,
+        !TERMINAL.has(r.status) && !panel ? h('button', { type: 'button', class: 'btn btn-ghost', 'data-action': 'cancel', onclick: cancel }, icon('stop'), 'Cancel') : null,
         TERMINAL.has(r.status) ? h('button', { type: 'button', class: 'btn btn-danger-ghost', 'data-action': 'delete', onclick: remove }, icon('trash'), 'Delete') : null));
 
     const results = r.resultImages && r.resultImages.length

@@ -130,7 +130,7 @@ export function createPanel({ onRecord, onNewGeneration, showResults = true, lin
   function render(r) {
     rec = r;
     genId = r._id || r.generationId || genId;
-    idEl.textContent = genId || '';
+    idEl.textContent = linkDetails ? genId || '' : '';
     el.dataset.status = r.status;
     clear(badgeSlot).append(statusBadge(r.status));
     const text = statusText(r);
