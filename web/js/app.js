@@ -30,6 +30,7 @@ const app = document.getElementById('app');
 let shell = null; // {root, main, navLinks}
 let cleanup = null;
 let renderSeq = 0;
+let booted = false;
 
 export function navigate(path) {
   if (location.hash === '#' + path) route();
@@ -153,10 +154,15 @@ async function route() {
     clear(container).append(h('div', { class: 'page' }, h('div', { class: 'alert alert-error', role: 'alert' },
       icon('alert'), h('div', {}, h('strong', {}, 'Something went wrong. '), e.message || String(e)))));
   }
+  // Move focus to the new page's heading (not on first load, not on auth pages,
+  // which focus their first field) so keyboard and screen-reader users land on it.
   const heading = container.querySelector('h1');
-  if (heading && document.activeElement === document.body) {
+  if (heading && !r.public && booted) {
     heading.setAttribute('tabindex', '-1');
+    const a = document.activeElement;
+    if (!a || a === document.body || !container.contains(a)) heading.focus({ preventScroll: true });
   }
+  booted = true;
 }
 
 function skipLink() {

@@ -45,6 +45,16 @@ const S = {
 let models = null;
 let seq = 0;
 
+// A different account must not inherit the previous one's images or generation.
+on('user', (u) => {
+  if (u) return;
+  for (const it of [...S.product, ...S.model]) if (it.previewUrl && it.previewUrl.startsWith('blob:')) URL.revokeObjectURL(it.previewUrl);
+  Object.assign(S, {
+    product: [], model: [], style: 'realistic', quality: 'auto', aspect: '1:1', prompt: '',
+    adv: { guidance_scale: 7.5, num_inference_steps: 50, strength: 0.8 }, seed: '', advOpen: false, currentGen: null,
+  });
+});
+
 /** Prefill the studio from an existing generation (History → "Use these settings"). */
 export function loadSettings(rec) {
   const p = rec.parameters || {};
