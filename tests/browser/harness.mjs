@@ -152,9 +152,7 @@ export async function shot(page, name, { fullPage = false } = {}) {
 }
 
 export function reportShots() {
-  const index = path.join(RESULTS, 'index.txt');
-  fs.appendFileSync(index, shots.map((f) => `${path.basename(f)}\n`).join(''));
-  console.log(`# browser screenshots: ${RESULTS}`);
+  console.log(`# browser screenshots (${shots.length} from this file): ${RESULTS}`);
 }
 
 export function fixture(name) { return path.join(FIXTURES, name); }

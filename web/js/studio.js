@@ -108,7 +108,8 @@ export async function render(container) {
     const thumbs = h('ul', { class: 'thumbs', role: 'list', 'aria-label': `${title} (drag to reorder)` });
     const drop = h('label', { class: 'dropzone', for: `file-${kind}`, 'data-drop': kind },
       h('span', { class: 'dropzone-icon' }, icon('upload')),
-      h('span', { class: 'dropzone-text' }, h('strong', {}, 'Drop images here'), ' or ', h('span', { class: 'link' }, 'browse')),
+      h('span', { class: 'dropzone-text dz-pointer' }, h('strong', {}, 'Drop images here'), ' or ', h('span', { class: 'link' }, 'browse')),
+      h('span', { class: 'dropzone-text dz-touch' }, h('strong', {}, 'Tap to add photos')),
       h('span', { class: 'dropzone-hint', id: `drop-${kind}-hint` }, 'JPEG, PNG or WebP · up to 10 MB each'));
     input.addEventListener('change', () => { addFiles(kind, [...input.files]); input.value = ''; });
     drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
