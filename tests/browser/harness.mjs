@@ -152,7 +152,7 @@ export async function shot(page, name, { fullPage = false } = {}) {
 }
 
 export function reportShots() {
-  console.log(`# browser screenshots (${shots.length} from this file): ${RESULTS}`);
+  console.log(`browser screenshots (${shots.length} from this file): ${RESULTS}`);
 }
 
 export function fixture(name) { return path.join(FIXTURES, name); }
