@@ -43,7 +43,7 @@ export async function startServer(opts = {}) {
   }
   const proc = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const stderr = [];
-  proc.stderr.on('data', (d) => { stderr.push(d.toString()); if (stderr.length > 400) stderr.splice(0, 200); });
+  proc.stderr.on('data', (d) => { stderr.push(d.toString()); if (stderr.length > 4000) stderr.splice(0, 2000); });
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not print "listening on" within 20 s\n${stderr.join('').slice(-2000)}`)), 20000);
     const rl = readline.createInterface({ input: proc.stdout });
@@ -69,6 +69,11 @@ export async function startServer(opts = {}) {
         clearTimeout(t);
       }
       fs.rmSync(dataDir, { recursive: true, force: true });
+      const all = stderr.join('');
+      if (process.env.SS_SERVER_LOG) fs.appendFileSync(process.env.SS_SERVER_LOG, all);
+      const san = /(AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:)/.exec(all);
+      if (san) console.log(`server sanitizer report:\n${all.slice(Math.max(0, san.index - 200), san.index + 4000)}`);
+      return all;
     },
   };
 }
