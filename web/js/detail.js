@@ -47,7 +47,7 @@ export async function render(container, [id], ctx) {
       ? gallery(r.resultImages, { name: r._id, ratio: p.aspectRatio })
       : r.status === 'completed' ? h('p', { class: 'muted' }, 'This generation produced no images.')
         : !TERMINAL.has(r.status) ? h('p', { class: 'muted' }, 'Results appear here as soon as they are ready.')
-          : emptyState({ iconName: 'image', title: r.status === 'failed' ? 'No results — it failed' : 'No results — it was cancelled', text: r.error ? r.error : 'Its tokens were refunded.' });
+          : emptyState({ iconName: 'image', title: r.status === 'failed' ? 'No results — it failed' : 'No results — it was cancelled', text: `${r.error ? `${r.error.charAt(0).toUpperCase()}${r.error.slice(1).replace(/\.$/, '')}. ` : ''}Its tokens were refunded.` });
 
     const inputs = (label, list) => (list && list.length ? [h('h3', { class: 'section-label' }, label), gallery(list, { name: `${r._id}-${label.toLowerCase().replace(/\s+/g, '-')}`, label, small: true })] : []);
 

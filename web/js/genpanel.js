@@ -163,9 +163,14 @@ export function createPanel({ onRecord, onNewGeneration, showResults = true, lin
     retryBtn.hidden = !(r.status === 'failed' || r.status === 'cancelled');
     detailsLink.href = `#/history/${genId}`;
     clear(errSlot);
-    if (r.status === 'failed' || (r.status === 'cancelled' && r.error)) {
-      const code = r.errorCode || (r.status === 'failed' ? 'GENERATION_FAILED' : 'CANCELLED');
-      errSlot.append(errorView(code, r.error || 'The image model could not finish this generation.', []));
+    if (r.status === 'failed') {
+      errSlot.append(errorView(r.errorCode || 'GENERATION_FAILED', r.error || 'The image model could not finish this generation.', []));
+    } else if (r.status === 'cancelled' && r.error && !/by the user/i.test(r.error)) {
+      const expired = /expir/i.test(r.error);
+      errSlot.append(h('div', { class: 'alert alert-info', role: 'status' }, icon('info'),
+        h('div', { class: 'alert-body' },
+          h('div', { class: 'alert-title' }, h('code', { class: 'error-code' }, expired ? 'EXPIRED' : 'CANCELLED')),
+          h('p', {}, r.error))));
     }
     if (showResults) {
       clear(results);
