@@ -25,7 +25,7 @@ export function errorView(code, message, actions = []) {
     icon('alert'),
     h('div', { class: 'alert-body' },
       h('div', { class: 'alert-title' }, h('code', { class: 'error-code' }, code || 'ERROR')),
-      h('p', {}, message || 'Something went wrong.'),
+      h('p', {}, message ? message.charAt(0).toUpperCase() + message.slice(1) : 'Something went wrong.'),
       actions.length ? h('div', { class: 'alert-actions' }, actions) : null));
 }
 
