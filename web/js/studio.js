@@ -96,6 +96,7 @@ export async function render(container) {
 
   // ---- Panel ----------------------------------------------------------------
   const panel = createPanel({
+    onRecord: () => { if (ui.tips) ui.tips.hidden = true; },
     onNewGeneration: (id, created) => { S.currentGen = id; panel.track(id, { tokensUsed: created.estimatedCost, status: 'processing', stage: 'queued' }); },
   });
   panel.el.hidden = true;
@@ -528,7 +529,14 @@ export async function render(container) {
     ui.modelWrap = h('div', {}, modelCards());
     ui.modelErr = h('p', { class: 'field-error', 'data-error-for': 'model' });
     ui.qualityWrap = h('div', {}, qualityCards());
-    const side = h('aside', { class: 'studio-side' }, summary, panel.el);
+    const tips = h('section', { class: 'card tips', 'aria-labelledby': 'tips-t', hidden: !panel.el.hidden },
+      h('h2', { class: 'card-title', id: 'tips-t' }, 'Tips for great shots'),
+      h('ul', { class: 'tips-list' },
+        h('li', {}, icon('image'), h('span', {}, 'Use a sharp, evenly lit photo of the product, ideally on a plain background.')),
+        h('li', {}, icon('user'), h('span', {}, 'Add a model photo to show the product worn or held.')),
+        h('li', {}, icon('coin'), h('span', {}, 'Tokens are reserved when you generate and refunded automatically if it fails or you cancel.'))));
+    ui.tips = tips;
+    const side = h('aside', { class: 'studio-side' }, summary, panel.el, tips);
     container.append(h('div', { class: 'page page-studio' },
       h('div', { class: 'page-head' },
         h('div', {}, h('h1', {}, 'Studio'), h('p', { class: 'page-sub' }, 'Upload your product, pick a look, and generate styled shots in seconds.'))),
