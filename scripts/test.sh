@@ -24,9 +24,9 @@ run() { # name, command...
 run unit make -j2 unit
 run integration node --test --test-concurrency=2 --test-reporter=spec tests/integration/
 # The same unit and integration suites on an ASan+UBSan build: memory and
-# undefined-behaviour errors fail the run.
+# undefined-behaviour errors and leaks (at clean exits) fail the run.
 if make -j2 SAN=asan >/dev/null; then
-  export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
   run unit-asan make -j2 SAN=asan unit
   run integration-asan env STYLESTUDIO_BIN="$(pwd)/build-asan/stylestudio" \
     node --test --test-concurrency=2 --test-reporter=spec tests/integration/
