@@ -39,6 +39,7 @@ export async function render(container, [id], ctx) {
         h('p', { class: 'page-sub mono' }, r._id)),
       h('div', { class: 'head-actions' },
         h('button', { type: 'button', class: 'btn btn-ghost', onclick: () => { loadSettings(r); ctx.navigate('/studio'); toast('Settings loaded into the studio', 'info'); } }, icon('sliders'), 'Use these settings'),
+        r.status === 'pending' ? h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'start', onclick: start }, icon('sparkles'), 'Start') : null,
         (r.status === 'failed' || r.status === 'cancelled') ? h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'retry', onclick: retry }, icon('retry'), 'Retry') : null,
         !TERMINAL.has(r.status) && !panel ? h('button', { type: 'button', class: 'btn btn-ghost', 'data-action': 'cancel', onclick: cancel }, icon('stop'), 'Cancel') : null,
         TERMINAL.has(r.status) ? h('button', { type: 'button', class: 'btn btn-danger-ghost', 'data-action': 'delete', onclick: remove }, icon('trash'), 'Delete') : null));
@@ -82,7 +83,7 @@ export async function render(container, [id], ctx) {
   if (!TERMINAL.has(rec.status)) {
     panel = createPanel({
       showResults: false, linkDetails: false,
-      onRecord: (r) => { if (TERMINAL.has(r.status) && !TERMINAL.has(rec.status)) { renderAll(r); } },
+      onRecord: (r) => { if (r.status !== rec.status && (r._id || r.generationId) === rec._id) renderAll({ ...rec, ...r }); },
       onNewGeneration: (nid) => ctx.navigate(`/history/${nid}`),
     });
     panel.track(rec._id, rec);
@@ -102,6 +103,20 @@ export async function render(container, [id], ctx) {
       toast('Retrying with the same settings', 'info');
       ctx.navigate(`/history/${nid}`);
     } catch (err) { showErr(err); }
+  }
+
+  async function start(e) {
+    const btn = e && e.currentTarget;
+    if (btn) btn.disabled = true;
+    clear(actionsErr);
+    try {
+      await post('/api/generate', { generationId: rec._id });
+      toast('Generation started', 'success');
+      if (btn) btn.remove();
+    } catch (err) {
+      if (btn) btn.disabled = false;
+      showErr(err);
+    }
   }
 
   async function cancel() {
