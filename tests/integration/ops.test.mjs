@@ -233,4 +233,22 @@ test('--allow-hosts: without it, URLs on 127.0.0.1 that are not the server\'s ow
   assertOk(await api(bare, 'POST', '/api/generation/create', { key: u.key, body: createBody(own) }), 201, 'own /media URL is always accepted');
 });
 
+test('stylestudio migrate: creates the schema on an empty data dir, is idempotent, and serve starts on the result', async (t) => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'ss-it-mig-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const a = await runCli(['migrate', '--data', dir]);
+  assert.equal(a.code, 0, `migrate: ${a.stderr}`);
+  const { query } = await import('./harness.mjs');
+  const tables = (await query(join(dir, 'stylestudio.db'), "SELECT name FROM sqlite_master WHERE type = 'table'")).map((r) => r.name);
+  for (const tname of ['users', 'token_transactions', 'generations', 'events']) assert.ok(tables.includes(tname), `migrate did not create ${tname}`);
+  const b = await runCli(['migrate', '--data', dir]);
+  assert.equal(b.code, 0, 'a second migrate is a no-op');
+  const u = await createUser(dir, { tokens: 2 });
+  const s = await startServer({ dataDir: dir, keepData: true });
+  t.after(() => s.stop());
+  assert.equal(await balance(s, u.key), 2);
+});
+
 void BIN;

@@ -194,3 +194,19 @@ test('an idle stream gets a ": ping" comment heartbeat within ~15 s', { timeout:
   assert.ok(!s.done, 'the stream must stay open while idle');
   assert.ok(s.comments.some((c) => /^:\s*ping/.test(c)));
 });
+
+test('/api/events with Last-Event-ID: 0 replays the user\'s whole history in order (grant, charge, generation changes, refund)', async (t) => {
+  const u = await createUser(srv.dataDir, { tokens: 3 });
+  const url = await uploadFixture(srv, u.key);
+  const c = await create(srv, u.key, createBody(url));
+  assertOk(await api(srv, 'POST', `/api/generations/${c.generationId}/cancel`, { key: u.key }), 200);
+  const s = await sse(srv, '/api/events', { key: u.key, lastEventId: 0 });
+  t.after(() => s.close());
+  await s.until((f) => f.event === 'generation' && f.json?.status === 'cancelled', 5000);
+  await s.until((f) => f.event === 'balance' && f.json?.tokenBalance === 3 && s.frames.indexOf(f) > 0, 5000);
+  const bal = s.frames.filter((f) => f.event === 'balance').map((f) => f.json.tokenBalance);
+  assert.deepEqual(bal, [3, 2, 3], `balance history: grant 3, charge → 2, refund → 3; got ${summarize(s.frames)}`);
+  const gens = s.frames.filter((f) => f.event === 'generation').map((f) => f.json.status);
+  assert.deepEqual([gens[0], gens[gens.length - 1]], ['pending', 'cancelled']);
+  assertIncreasingIds(s.frames, 'replay');
+});
