@@ -259,7 +259,9 @@ export async function api(server, method, path, opts = {}) {
     body = JSON.stringify(opts.body);
     if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
   }
-  const res = await fetch(server.url(path), { method, headers, body, redirect: 'manual', signal: AbortSignal.timeout(opts.timeout ?? 70000) });
+  const init = { method, headers, body, redirect: 'manual', signal: AbortSignal.timeout(opts.timeout ?? 70000) };
+  if (body instanceof ReadableStream) init.duplex = 'half'; // sent chunked
+  const res = await fetch(server.url(path), init);
   const text = await res.text();
   let json;
   try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }

@@ -265,6 +265,33 @@ test('customPrompt counts characters, not bytes: 500 × "é" accepted, 501 refus
   assert.deepEqual(errorFields(bad), ['customPrompt']);
 });
 
+test('chunked request bodies (no Content-Length): a small one works, one over --max-body → 413, an upload over 10 MB → 413', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 2 });
+  const stream = (buf, piece = 64 * 1024) => new ReadableStream({
+    start(c) { for (let i = 0; i < buf.length; i += piece) c.enqueue(buf.subarray(i, i + piece)); c.close(); },
+  });
+  const small = Buffer.from(JSON.stringify(createBody(productUrl)));
+  assertOk(await api(srv, 'POST', '/api/generation/create', { key: u.key, rawBody: stream(small, 16), headers: { 'content-type': 'application/json' } }), 201, 'chunked small JSON');
+  const big = Buffer.from(JSON.stringify(createBody(productUrl, { customPrompt: 'z'.repeat(2 * 1024 * 1024) })));
+  let r;
+  try {
+    r = await api(srv, 'POST', '/api/generation/create', { key: u.key, rawBody: stream(big), headers: { 'content-type': 'application/json' } });
+  } catch (e) {
+    assert.fail(`a chunked over-limit body must get a 413 answer, not a dropped connection (${e.cause?.code || e.message})`);
+  }
+  assertError(r, 413, 'PAYLOAD_TOO_LARGE', 'chunked 2 MiB JSON');
+  const img = Buffer.alloc(11 * 1024 * 1024, 0);
+  img.set(readFileSync(fixture('product.jpg')).subarray(0, 1024));
+  let ru;
+  try {
+    ru = await api(srv, 'POST', '/api/upload', { key: u.key, rawBody: stream(img), headers: { 'content-type': 'image/jpeg' } });
+  } catch (e) {
+    assert.fail(`a chunked over-limit upload must get a 413 answer, not a dropped connection (${e.cause?.code || e.message})`);
+  }
+  assertError(ru, 413, 'PAYLOAD_TOO_LARGE', 'chunked 11 MB upload');
+  assert.equal(await balance(srv, u.key), 1);
+});
+
 test('unknown JSON fields are ignored; null optional fields mean absent; defaults filled in', async () => {
   const u = await createUser(srv.dataDir, { tokens: 10 });
   const c = await create(srv, u.key, createBody(productUrl, { someFutureField: { x: 1 }, modelImages: null, customPrompt: null, parameters: null, priority: null }));
