@@ -292,6 +292,38 @@ test('chunked request bodies (no Content-Length): a small one works, one over --
   assert.equal(await balance(srv, u.key), 1);
 });
 
+test('hostile inputs: deep nesting, invalid UTF-8, huge numbers, an 8 KB key and path → clean 4xx, server stays up', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 3 });
+  const before = await snapshot(u.key);
+  const json = { 'content-type': 'application/json' };
+  const deep = '['.repeat(200000) + ']'.repeat(200000);
+  assertError(await api(srv, 'POST', '/api/generation/create', { key: u.key, rawBody: deep, headers: json }), 400, 'VALIDATION_ERROR', '200k-deep nesting');
+  const deepObj = '{"a":'.repeat(50000) + '1' + '}'.repeat(50000);
+  assertError(await api(srv, 'POST', '/api/generate', { key: u.key, rawBody: deepObj, headers: json }), 400, 'VALIDATION_ERROR', '50k-deep objects');
+  const badUtf8 = Buffer.concat([Buffer.from('{"productImages":["'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"],"model":"local-studio"}')]);
+  assertError(await api(srv, 'POST', '/api/generation/create', { key: u.key, rawBody: badUtf8, headers: json }), 400, 'VALIDATION_ERROR', 'invalid UTF-8');
+  const hugeNum = JSON.stringify(createBody(productUrl)).replace(/}$/, ',"parameters":{"seed":1e400,"num_inference_steps":99999999999999999999999}}');
+  const hn = await api(srv, 'POST', '/api/generation/create', { key: u.key, rawBody: hugeNum, headers: json });
+  assertError(hn, 400, 'VALIDATION_ERROR', 'numbers out of every range');
+  const longKey = await api(srv, 'GET', '/api/me', { headers: { authorization: `Bearer sk_${'A'.repeat(8000)}` } });
+  assertError(longKey, 401, 'AUTHENTICATION_REQUIRED', '8 KB bearer key');
+  const longPath = await api(srv, 'GET', `/api/generations/gen_${'Z'.repeat(8000)}`, { key: u.key });
+  assert.ok([404, 414, 400].includes(longPath.status), `8 KB path → ${longPath.status}`);
+  const weird = await api(srv, 'GET', '/api/generations/%00%2F..%2F', { key: u.key });
+  assert.ok(weird.status >= 400 && weird.status < 500, `odd id → ${weird.status}`);
+  assert.equal((await api(srv, 'GET', '/healthz')).status, 200, 'the server is still up');
+  assert.deepEqual(await snapshot(u.key), before);
+});
+
+test('Unicode round-trips: customPrompt with CJK and emoji is stored and returned intact', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 1 });
+  const text = '红色连衣裙 👗 on a café terrace — “soft light”';
+  const c = await create(srv, u.key, createBody(productUrl, { customPrompt: text }));
+  assert.ok(c.prompt.includes(text), `prompt must contain the custom text intact: ${c.prompt}`);
+  const g = assertOk(await api(srv, 'GET', `/api/generations/${c.generationId}`, { key: u.key }), 200);
+  assert.equal(g.customPrompt, text);
+});
+
 test('unknown JSON fields are ignored; null optional fields mean absent; defaults filled in', async () => {
   const u = await createUser(srv.dataDir, { tokens: 10 });
   const c = await create(srv, u.key, createBody(productUrl, { someFutureField: { x: 1 }, modelImages: null, customPrompt: null, parameters: null, priority: null }));
