@@ -31,6 +31,7 @@ test('signup → 201, session cookie (HttpOnly, SameSite=Lax, Path=/), free gran
   assert.match(s.setCookie, /;\s*HttpOnly/i);
   assert.match(s.setCookie, /;\s*SameSite=Lax/i);
   assert.match(s.setCookie, /;\s*Path=\//i);
+  assert.match(s.setCookie, /;\s*Max-Age=2592000/i, 'session cookie lives 30 days (docs/api.md)');
   assert.doesNotMatch(s.setCookie, /;\s*Secure/i, 'no Secure flag on a plain-http public URL');
   assert.equal(s.data.tokenBalance, 12);
   const u = s.data.user;
@@ -158,6 +159,8 @@ test('API keys: create (shown once), list (hint, no secret), use as Bearer witho
   const k2 = assertOk(await api(srv, 'POST', '/api/keys', { key: k.key, body: { name: 'second' }, origin: 'http://evil.example' }), 201, 'Bearer POST with foreign Origin');
 
   const list = assertOk(await api(srv, 'GET', '/api/keys', { key: k.key }), 200);
+  const used = list.items.find((i) => i.id === k.id);
+  assert.ok(typeof used.lastUsedAt === 'number' && used.lastUsedAt >= used.createdAt, `lastUsedAt must record the key's use, got ${used.lastUsedAt}`);
   assert.equal(list.items.length, 2);
   assert.equal(list.nextCursor, null);
   for (const it of list.items) {

@@ -253,6 +253,8 @@ test('cancel a pending generation: cancelled, refunded once; cancel again → IN
   assertError(await api(srv, 'POST', `/api/generations/${c.generationId}/cancel`, { key: u.key }), 400, 'INVALID_GENERATION_STATUS', 'cancel twice');
   assertError(await api(srv, 'POST', '/api/generate', { key: u.key, body: { generationId: c.generationId } }), 400, 'INVALID_GENERATION_STATUS', 'generate a cancelled one');
   assert.equal(await balance(srv, u.key), 3, 'refunded exactly once');
+  const me = assertOk(await api(srv, 'GET', '/api/me', { key: u.key }), 200);
+  assert.equal(me.user.totalTokensUsed, 0, 'totalTokensUsed counts charges minus refunds');
   const tx = (await transactions(srv, u.key)).filter((t) => t.generationId === c.generationId);
   assert.deepEqual(tx.map((t) => [t.kind, t.amount]), [['refund', 2], ['charge', -2]]);
   // Concurrent cancels: one wins.
