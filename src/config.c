@@ -34,7 +34,7 @@ static const option_row options[] = {
     {"db", "STYLESTUDIO_DB", NULL, OPT_STR, O(db_url),
      "database URL (default sqlite:DATA/stylestudio.db; or postgres://...)"},
     {"workers", "STYLESTUDIO_WORKERS", NULL, OPT_INT, O(workers),
-     "generation worker threads (default: number of cores)"},
+     "generation worker threads (default: number of cores; 0: none, API only)"},
     {"public-url", "STYLESTUDIO_PUBLIC_URL", NULL, OPT_STR, O(public_url),
      "base of /media URLs (default http://LISTEN)"},
     {"allow-hosts", "STYLESTUDIO_ALLOW_HOSTS", "", OPT_STR, O(allow_hosts),
@@ -98,7 +98,7 @@ static int set_option(const option_row *o, const char *value, char **err)
 static void derive_defaults(void)
 {
     if (!cfg.db_url) cfg.db_url = xasprintf("sqlite:%s/stylestudio.db", cfg.data_dir);
-    if (cfg.workers <= 0) {
+    if (cfg.workers < 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         cfg.workers = n > 0 ? (int)n : 2;
     }
@@ -113,6 +113,7 @@ static void derive_defaults(void)
 int config_load(int argc, char **argv, int first, char ***rest, char **err)
 {
     bool seen[ARRAY_LEN(options)] = {0};
+    cfg.workers = -1; /* "not set": derived from the core count; 0 is a real choice */
     char **words = xcalloc((size_t)argc + 1, sizeof *words);
     size_t nwords = 0;
 

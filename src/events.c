@@ -18,6 +18,8 @@ static events_waiter *head;
 static _Atomic int64_t last_id;
 static bool stopping;
 static pthread_t timer_thread;
+static int (*poll_fn)(void *ctx, int64_t *id);
+static void *poll_ctx;
 
 static void unlink_waiter(events_waiter *w)
 {
@@ -97,7 +99,7 @@ bool events_wait(events_waiter *w, int64_t after_id, int64_t deadline, void (*fn
     w->next = head;
     if (head) head->prev = w;
     head = w;
-    if (deadline) pthread_cond_signal(&timer_cond);
+    pthread_cond_signal(&timer_cond); /* new deadline, or polling to start */
     pthread_mutex_unlock(&lock);
     return true;
 }
@@ -114,21 +116,43 @@ void events_unwait(events_waiter *w)
     pthread_mutex_unlock(&lock);
 }
 
+/* Asks the store for its newest event id; fires waiters on news. Called
+ * with the lock held; drops it around the query. */
+static void poll_store(void)
+{
+    int64_t id = 0;
+    pthread_mutex_unlock(&lock);
+    if (poll_fn(poll_ctx, &id) == 0 && id > atomic_load(&last_id)) events_committed(id, NULL);
+    pthread_mutex_lock(&lock);
+}
+
 static void *timer_main(void *unused)
 {
     (void)unused;
+    int64_t next_poll = 0;
     pthread_mutex_lock(&lock);
     while (!stopping) {
-        int64_t now = mono_ms(), next = 0;
-        for (events_waiter *w = head; w; w = w->next)
-            if (w->deadline && (!next || w->deadline < next)) next = w->deadline;
-        if (next && next <= now) {
+        int64_t now = mono_ms();
+        if (poll_fn && head && now >= next_poll) {
+            poll_store();
+            next_poll = now + EVENTS_POLL_MS;
+            continue;
+        }
+        int64_t next = 0;
+        bool expired = false;
+        for (events_waiter *w = head; w; w = w->next) {
+            if (!w->deadline) continue;
+            if (w->deadline <= now) expired = true;
+            else if (!next || w->deadline < next) next = w->deadline;
+        }
+        if (expired) {
             events_waiter *batch = collect(INT64_MIN, now, false);
             pthread_mutex_unlock(&lock);
             fire_batch(batch);
             pthread_mutex_lock(&lock);
             continue;
         }
+        if (poll_fn && head && (!next || next_poll < next)) next = next_poll;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         int64_t wait = next ? next - now : 60000;
@@ -144,9 +168,11 @@ static void *timer_main(void *unused)
     return NULL;
 }
 
-int events_start(int64_t last_event_id)
+int events_start(int64_t last_event_id, int (*poll)(void *ctx, int64_t *id), void *ctx)
 {
     atomic_store(&last_id, last_event_id);
+    poll_fn = poll;
+    poll_ctx = ctx;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

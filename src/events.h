@@ -10,6 +10,9 @@
  * deadline passed. A waiter fires once per events_wait; its callback runs
  * outside the lock and must be quick (it resumes a suspended connection).
  * events_unwait guarantees the callback is neither running nor will run.
+ * Commits made by other processes (a `stylestudio worker` on the same
+ * database) fire no hook here, so while anyone waits the timer thread also
+ * polls the store's newest event id every EVENTS_POLL_MS.
  */
 #ifndef SS_EVENTS_H
 #define SS_EVENTS_H
@@ -26,7 +29,11 @@ typedef struct events_waiter {
     struct events_waiter *next, *prev;
 } events_waiter;
 
-int events_start(int64_t last_event_id);
+#define EVENTS_POLL_MS 250
+
+/* poll returns the store's newest event id (or a negative error); may be
+ * NULL when no other process writes to the store. */
+int events_start(int64_t last_event_id, int (*poll)(void *ctx, int64_t *id), void *poll_ctx);
 void events_stop(void); /* fires every waiter, stops the timer thread */
 
 /* The store's commit hook. */

@@ -166,6 +166,12 @@ static void raise_fd_limit(void)
     }
 }
 
+/* events.c's view of commits by other processes on the same store. */
+static int poll_last_event(void *store, int64_t *id)
+{
+    return store_events_last_id(store, id);
+}
+
 /* The web studio ships beside the binary (build/../web): use that copy
  * when the configured web root has no index.html, so `serve` works from
  * any directory. */
@@ -205,7 +211,7 @@ static int cmd_run(bool with_http)
     int64_t last_event = 0;
     store_events_last_id(s, &last_event);
     store_set_commit_hook(s, events_committed, NULL);
-    events_start(last_event);
+    events_start(last_event, poll_last_event, s);
 
     uint16_t port = 0;
     char listening[300] = "";

@@ -806,7 +806,7 @@ int queue_start(store_t *s)
     q.stopping = q.aborting = q.hk_stop = q.hk_created = false;
     q.inflight = q.done_head = q.done_tail = NULL;
     q.n_inflight = q.n_busy = 0;
-    q.n_workers = cfg.workers > 0 ? cfg.workers : 1;
+    q.n_workers = cfg.workers > 0 ? cfg.workers : 0; /* 0: sweeps only (API-only serve) */
     q.max_inflight = q.n_workers;
     q.workers = xcalloc((size_t)q.n_workers, sizeof *q.workers);
     faults_parse(cfg.test_faults);
