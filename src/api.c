@@ -85,8 +85,8 @@ json_t *api_json_body(api_call *c)
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
     if (!j) {
         char msg[300];
-        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", e.text,
-                 e.line, e.column);
+        snprintf(msg, sizeof msg, "body is not valid JSON: %s (line %d, column %d)", e.text, e.line,
+                 e.column);
         api_field_error(c, "body", msg);
         return NULL;
     }
@@ -106,7 +106,8 @@ void api_store_error(api_call *c, int rc, const char *what)
         http_reply_error(c->req, 404, gen ? "GENERATION_NOT_FOUND" : "NOT_FOUND", m, NULL);
         free(m);
     } else {
-        http_reply_error(c->req, 500, "INTERNAL_SERVER_ERROR", "the store failed; nothing was changed", NULL);
+        http_reply_error(c->req, 500, "INTERNAL_SERVER_ERROR",
+                         "the store failed; nothing was changed", NULL);
     }
 }
 
@@ -217,11 +218,12 @@ static void openapi(api_call *c)
         char method[8];
         size_t n = strlen(rt->method);
         for (size_t k = 0; k <= n; k++)
-            method[k] = (char)(rt->method[k] >= 'A' && rt->method[k] <= 'Z' ? rt->method[k] + 32 : rt->method[k]);
-        json_t *op = json_pack("{s:s, s:{s:{s:s}, s:{s:s}}}", "summary", rt->summary, "responses",
-                               "200", "description", "success envelope {success, data}",
-                               "default", "description",
-                               "error envelope {success:false, code, error, validationErrors, requestId}");
+            method[k] = (char)(rt->method[k] >= 'A' && rt->method[k] <= 'Z' ? rt->method[k] + 32
+                                                                            : rt->method[k]);
+        json_t *op =
+            json_pack("{s:s, s:{s:{s:s}, s:{s:s}}}", "summary", rt->summary, "responses", "200",
+                      "description", "success envelope {success, data}", "default", "description",
+                      "error envelope {success:false, code, error, validationErrors, requestId}");
         if (strstr(rt->pattern, "{id}"))
             json_object_set_new(op, "parameters",
                                 json_pack("[{s:s, s:s, s:b, s:{s:s}}]", "name", "id", "in", "path",
@@ -233,10 +235,10 @@ static void openapi(api_call *c)
     }
     json_t *doc = json_pack(
         "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}}", "openapi",
-        "3.1.0", "info", "title", "Style Studio API", "version", STYLESTUDIO_VERSION,
-        "description", "Two-step fashion image generation. See SPEC.md for the contract.",
-        "paths", paths, "components", "securitySchemes", "bearerKey", "type", "http", "scheme",
-        "bearer", "sessionCookie", "type", "apiKey", "in", "cookie", "name", AUTH_COOKIE);
+        "3.1.0", "info", "title", "Style Studio API", "version", STYLESTUDIO_VERSION, "description",
+        "Two-step fashion image generation. See SPEC.md for the contract.", "paths", paths,
+        "components", "securitySchemes", "bearerKey", "type", "http", "scheme", "bearer",
+        "sessionCookie", "type", "apiKey", "in", "cookie", "name", AUTH_COOKIE);
     char *text = json_dumps(doc, JSON_INDENT(2));
     json_decref(doc);
     http_reply_bytes(c->req, 200, "application/json", text, strlen(text));
@@ -247,12 +249,19 @@ static void openapi(api_call *c)
 
 static const char *static_type(const char *path)
 {
-    static const struct { const char *ext, *type; } types[] = {
-        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-        {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
-        {".png", "image/png"},                 {".jpg", "image/jpeg"},
-        {".webp", "image/webp"},               {".json", "application/json"},
-        {".ico", "image/x-icon"},              {".txt", "text/plain; charset=utf-8"},
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {".html", "text/html; charset=utf-8"},
+        {".js", "text/javascript; charset=utf-8"},
+        {".css", "text/css; charset=utf-8"},
+        {".svg", "image/svg+xml"},
+        {".png", "image/png"},
+        {".jpg", "image/jpeg"},
+        {".webp", "image/webp"},
+        {".json", "application/json"},
+        {".ico", "image/x-icon"},
+        {".txt", "text/plain; charset=utf-8"},
     };
     const char *dot = strrchr(path, '.');
     for (size_t i = 0; dot && i < ARRAY_LEN(types); i++)
@@ -286,7 +295,8 @@ static void serve_static(http_req *r)
     }
     const char *last = strrchr(p, '/');
     bool page = !strchr(last ? last : p, '.');
-    char *file = page ? xasprintf("%s/index.html", cfg.web_root) : xasprintf("%s%s", cfg.web_root, p);
+    char *file =
+        page ? xasprintf("%s/index.html", cfg.web_root) : xasprintf("%s%s", cfg.web_root, p);
     if (http_reply_file(r, file, static_type(file), "no-cache", NULL) != 0)
         http_reply_error(r, 404, "NOT_FOUND", "no such page", NULL);
     free(file);

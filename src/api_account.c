@@ -169,10 +169,10 @@ void api_me(api_call *c)
         api_store_error(c, rc, "user");
         return;
     }
-    json_t *stats = json_pack("{s:I, s:I, s:I, s:I, s:f}", "totalGenerations",
-                              (json_int_t)st.total_generations, "thisMonth",
-                              (json_int_t)st.this_month, "completed", (json_int_t)st.completed,
-                              "failed", (json_int_t)st.failed, "successRate", st.success_rate);
+    json_t *stats =
+        json_pack("{s:I, s:I, s:I, s:I, s:f}", "totalGenerations", (json_int_t)st.total_generations,
+                  "thisMonth", (json_int_t)st.this_month, "completed", (json_int_t)st.completed,
+                  "failed", (json_int_t)st.failed, "successRate", st.success_rate);
     http_reply_json(c->req, 200,
                     json_pack("{s:o, s:I, s:o}", "user", api_user_json(&c->user), "tokenBalance",
                               (json_int_t)c->user.token_balance, "stats", stats));
@@ -190,7 +190,8 @@ void api_keys_create(api_call *c)
         api_field_error(c, "name", "name must be at most 100 characters");
     } else {
         char key_id[ID_LEN], *key = NULL;
-        int rc = auth_key_create(api_store, c->user.id, name && *name ? name : "API key", key_id, &key);
+        int rc =
+            auth_key_create(api_store, c->user.id, name && *name ? name : "API key", key_id, &key);
         json_t *items = NULL;
         if (rc == STORE_OK) rc = store_key_list(api_store, c->user.id, &items);
         if (rc != STORE_OK) {
@@ -198,7 +199,9 @@ void api_keys_create(api_call *c)
         } else {
             json_t *row = NULL, *it;
             size_t i;
-            json_array_foreach(items, i, it) if (str_eq(json_string_value(json_object_get(it, "id")), key_id)) row = it;
+            json_array_foreach(items, i,
+                               it) if (str_eq(json_string_value(json_object_get(it, "id")), key_id))
+                row = it;
             json_t *out = row ? json_deep_copy(row) : json_object();
             json_object_set_new(out, "key", json_string(key));
             http_reply_json(c->req, 201, out);
@@ -213,15 +216,19 @@ void api_keys_list(api_call *c)
 {
     json_t *items;
     int rc = store_key_list(api_store, c->user.id, &items);
-    if (rc != STORE_OK) api_store_error(c, rc, "key");
-    else http_reply_json(c->req, 200, api_list(items, NULL));
+    if (rc != STORE_OK)
+        api_store_error(c, rc, "key");
+    else
+        http_reply_json(c->req, 200, api_list(items, NULL));
 }
 
 void api_keys_delete(api_call *c)
 {
     int rc = store_key_delete(api_store, c->user.id, c->param);
-    if (rc != STORE_OK) api_store_error(c, rc, "API key");
-    else http_reply_json(c->req, 200, json_pack("{s:s, s:b}", "id", c->param, "revoked", 1));
+    if (rc != STORE_OK)
+        api_store_error(c, rc, "API key");
+    else
+        http_reply_json(c->req, 200, json_pack("{s:s, s:b}", "id", c->param, "revoked", 1));
 }
 
 void api_admin_tokens(api_call *c)
@@ -249,8 +256,9 @@ void api_admin_tokens(api_call *c)
     else if (rc != STORE_OK)
         api_store_error(c, rc, "user");
     else
-        http_reply_json(c->req, 200, json_pack("{s:s, s:I}", "userId", c->param, "tokenBalance",
-                                               (json_int_t)balance));
+        http_reply_json(
+            c->req, 200,
+            json_pack("{s:s, s:I}", "userId", c->param, "tokenBalance", (json_int_t)balance));
     json_decref(body);
 }
 
@@ -262,7 +270,9 @@ void api_transactions(api_call *c)
     json_t *items;
     char *next = NULL;
     int rc = store_ledger_list(api_store, c->user.id, cursor, limit, &items, &next);
-    if (rc != STORE_OK) api_store_error(c, rc, "ledger page");
-    else http_reply_json(c->req, 200, api_list(items, next));
+    if (rc != STORE_OK)
+        api_store_error(c, rc, "ledger page");
+    else
+        http_reply_json(c->req, 200, api_list(items, next));
     free(next);
 }

@@ -31,7 +31,8 @@ static bool load_owned(api_call *c, const char *id, gen_record *g)
     }
     if (strcmp(g->user_id, c->user.id) != 0) {
         gen_record_free(g);
-        http_reply_error(c->req, 403, "UNAUTHORIZED", "this generation belongs to another user", NULL);
+        http_reply_error(c->req, 403, "UNAUTHORIZED", "this generation belongs to another user",
+                         NULL);
         return false;
     }
     return true;
@@ -53,14 +54,18 @@ static void reply_status_error(api_call *c, const gen_record *g, const char *act
 static bool images_ok(api_call *c, const gen_request *req)
 {
     json_t *errs = json_array();
-    const struct { const char *field; json_t *list; } groups[] = {
+    const struct {
+        const char *field;
+        json_t *list;
+    } groups[] = {
         {"productImages", req->product_images},
         {"modelImages", req->model_images},
     };
     for (size_t k = 0; k < ARRAY_LEN(groups); k++) {
         size_t i;
         json_t *v;
-        json_array_foreach(groups[k].list, i, v) {
+        json_array_foreach(groups[k].list, i, v)
+        {
             const char *url = json_string_value(v);
             char *why = NULL;
             int rc = media_check_url(url, &why);
@@ -161,7 +166,8 @@ static void fill_record(gen_record *g, const char *user_id, json_t *products, js
     g->priority = priority;
     g->tokens_used = cost;
     g->created_at = now_ms();
-    g->prompt = prompt_build(p, (int)json_array_size(products), (int)json_array_size(models), custom);
+    g->prompt =
+        prompt_build(p, (int)json_array_size(products), (int)json_array_size(models), custom);
 }
 
 static void reply_insufficient(api_call *c, int cost)
@@ -201,10 +207,11 @@ static void create_generation(api_call *c, json_t *body, bool start)
     const model_info *m = provider_model_find(req.params.model);
     fill_record(&g, c->user.id, req.product_images, req.model_images, req.custom_prompt,
                 &req.params, req.priority, gen_cost(m->base_cost, req.params.quality));
-    resp = json_pack("{s:s, s:i, s:s, s:s, s:s}", "generationId", g.id, "estimatedCost",
-                     g.tokens_used, "prompt", g.prompt, "status", start ? "processing" : "pending",
-                     "message", start ? "Generation processing started successfully"
-                                      : "Generation record created successfully");
+    resp =
+        json_pack("{s:s, s:i, s:s, s:s, s:s}", "generationId", g.id, "estimatedCost", g.tokens_used,
+                  "prompt", g.prompt, "status", start ? "processing" : "pending", "message",
+                  start ? "Generation processing started successfully"
+                        : "Generation record created successfully");
     if (start) json_object_set_new(resp, "resultImages", json_array());
     int status = start ? 202 : 201;
     json_t *envelope = json_pack("{s:b, s:O}", "success", 1, "data", resp);
@@ -219,7 +226,8 @@ static void create_generation(api_call *c, json_t *body, bool start)
         ids_hash_secret(keyed, hash);
         free(canon);
         free(keyed);
-        idem = (store_idem){.key = key, .request_hash = hash, .response = resp_text, .http_status = status};
+        idem = (store_idem){
+            .key = key, .request_hash = hash, .response = resp_text, .http_status = status};
         idem_p = &idem;
     }
     int replay_status = 0;
@@ -229,8 +237,10 @@ static void create_generation(api_call *c, json_t *body, bool start)
         rlog_info(http_request_id(c->req), "created %s (%d tokens)%s", g.id, g.tokens_used,
                   start ? ", started" : "");
         if (start) queue_notify();
-        if (start) reply_or_wait(c, status, json_incref(resp), g.id);
-        else http_reply_json(c->req, status, json_incref(resp));
+        if (start)
+            reply_or_wait(c, status, json_incref(resp), g.id);
+        else
+            http_reply_json(c->req, status, json_incref(resp));
         break;
     case STORE_EREPLAY:
         http_add_header(c->req, "Idempotent-Replayed", "true");
@@ -270,7 +280,8 @@ void api_models(api_call *c)
         bool ok = provider_model_available(m, &why);
         json_t *costs = json_object();
         for (size_t q = 0; q < ARRAY_LEN(qualities); q++)
-            json_object_set_new(costs, qualities[q], json_integer(gen_cost(m->base_cost, qualities[q])));
+            json_object_set_new(costs, qualities[q],
+                                json_integer(gen_cost(m->base_cost, qualities[q])));
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:b, s:o}", "id", m->id,
                               "name", m->name, "description", m->description, "provider",
                               m->provider, "baseCost", m->base_cost, "maxProductImages",
@@ -287,7 +298,8 @@ void api_upload(api_call *c)
     size_t len;
     const char *data = http_body(c->req, &len);
     const char *type = http_body_type(c->req);
-    bool typed = type && (str_has_prefix(type, "image/") || str_has_prefix(type, "multipart/form-data"));
+    bool typed =
+        type && (str_has_prefix(type, "image/") || str_has_prefix(type, "multipart/form-data"));
     if (len > MEDIA_MAX_BYTES) {
         http_reply_error(c->req, 413, "PAYLOAD_TOO_LARGE", "images must be at most 10 MB", NULL);
         return;
@@ -308,9 +320,10 @@ void api_upload(api_call *c)
     } else if (rc != 0) {
         http_reply_error(c->req, 500, "INTERNAL_SERVER_ERROR", "could not store the image", NULL);
     } else {
-        http_reply_json(c->req, 201, json_pack("{s:s, s:i, s:i, s:s, s:I}", "url", url, "width",
-                                               info.width, "height", info.height, "format",
-                                               info.format, "bytes", (json_int_t)len));
+        http_reply_json(c->req, 201,
+                        json_pack("{s:s, s:i, s:i, s:s, s:I}", "url", url, "width", info.width,
+                                  "height", info.height, "format", info.format, "bytes",
+                                  (json_int_t)len));
     }
     free(url);
     free(why);
@@ -345,9 +358,9 @@ void api_generate(api_call *c)
             api_store_error(c, rc, "generation");
         } else {
             queue_notify();
-            json_t *data = json_pack("{s:s, s:[], s:s, s:s}", "generationId", g.id,
-                                     "resultImages", "status", "processing", "message",
-                                     "Generation processing started successfully");
+            json_t *data =
+                json_pack("{s:s, s:[], s:s, s:s}", "generationId", g.id, "resultImages", "status",
+                          "processing", "message", "Generation processing started successfully");
             reply_or_wait(c, 202, data, g.id);
         }
     }
@@ -422,7 +435,8 @@ void api_gen_retry(api_call *c)
     if (old.status != GEN_FAILED && old.status != GEN_CANCELLED) {
         reply_status_error(c, &old, "retry", "failed or cancelled");
     } else if (!m || !provider_model_available(m, &why)) {
-        char *msg = xasprintf("model '%s' is not available: %s", old.params.model, why ? why : "unknown model");
+        char *msg = xasprintf("model '%s' is not available: %s", old.params.model,
+                              why ? why : "unknown model");
         http_reply_error(c->req, 400, "MODEL_ERROR", msg, NULL);
         free(msg);
     } else {
@@ -430,14 +444,16 @@ void api_gen_retry(api_call *c)
                     &old.params, old.priority, gen_cost(m->base_cost, old.params.quality));
         snprintf(g.retry_of, sizeof g.retry_of, "%s", old.id);
         int rc = store_gen_create(api_store, &g, false, NULL, NULL, NULL);
-        if (rc == STORE_EINSUFFICIENT) reply_insufficient(c, g.tokens_used);
-        else if (rc != STORE_OK) api_store_error(c, rc, "user");
+        if (rc == STORE_EINSUFFICIENT)
+            reply_insufficient(c, g.tokens_used);
+        else if (rc != STORE_OK)
+            api_store_error(c, rc, "user");
         else
             http_reply_json(c->req, 201,
                             json_pack("{s:s, s:i, s:s, s:s, s:s, s:s}", "generationId", g.id,
                                       "estimatedCost", g.tokens_used, "prompt", g.prompt, "status",
-                                      "pending", "message", "Generation record created successfully",
-                                      "retryOf", old.id));
+                                      "pending", "message",
+                                      "Generation record created successfully", "retryOf", old.id));
     }
     gen_record_free(&old);
     gen_record_free(&g);

@@ -32,9 +32,12 @@ bool auth_same_origin(http_req *r)
     const char *origin = http_header(r, "Origin");
     const char *referer = http_header(r, "Referer");
     char got[512], own[512], pub[512];
-    if (origin && strcmp(origin, "null") != 0) snprintf(got, sizeof got, "%s", origin);
-    else if (referer) origin_of(referer, got, sizeof got);
-    else return false;
+    if (origin && strcmp(origin, "null") != 0)
+        snprintf(got, sizeof got, "%s", origin);
+    else if (referer)
+        origin_of(referer, got, sizeof got);
+    else
+        return false;
     const char *host = http_header(r, "Host");
     snprintf(own, sizeof own, "http://%s", host ? host : "");
     origin_of(cfg.public_url, pub, sizeof pub);

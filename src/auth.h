@@ -14,8 +14,8 @@
 #define AUTH_SESSION_DAYS 30
 
 enum {
-    AUTH_ENONE = -1,    /* no credentials, or unknown/expired ones */
-    AUTH_ECSRF = -2,    /* cookie write from a foreign origin */
+    AUTH_ENONE = -1, /* no credentials, or unknown/expired ones */
+    AUTH_ECSRF = -2, /* cookie write from a foreign origin */
     AUTH_EINTERNAL = -3,
 };
 

@@ -18,7 +18,7 @@ enum opt_kind { OPT_STR, OPT_INT, OPT_INT64 };
 typedef struct option_row {
     const char *flag; /* without the leading -- */
     const char *env;
-    const char *def;  /* NULL: derived at load time (see derive_defaults) */
+    const char *def; /* NULL: derived at load time (see derive_defaults) */
     enum opt_kind kind;
     size_t offset;
     const char *help;

@@ -13,23 +13,23 @@
 #define STYLESTUDIO_VERSION "0.1.0"
 
 typedef struct config {
-    char *listen;       /* HOST:PORT */
+    char *listen; /* HOST:PORT */
     char *data_dir;
     char *db_url;
     int workers;
-    char *public_url;   /* no trailing slash */
+    char *public_url;        /* no trailing slash */
     bool public_url_derived; /* not set by the operator: follows the bound port */
     char *allow_hosts;
     int signup_tokens;
-    int pending_ttl;    /* seconds */
+    int pending_ttl; /* seconds */
     int max_retries;
     char *web_root;
     char *log_level;
-    int64_t max_body;   /* bytes, JSON bodies */
+    int64_t max_body; /* bytes, JSON bodies */
     int lease_seconds;
     int retry_base_ms;
     int http_threads;
-    char *test_faults;  /* failure seam for tests; see queue.c */
+    char *test_faults; /* failure seam for tests; see queue.c */
 } config;
 
 /* The settings in force; filled by config_load, read-only afterwards. */

@@ -12,8 +12,8 @@
 enum { W_IDLE, W_ARMED, W_FIRING };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t timer_cond;   /* timer thread sleeps here */
-static pthread_cond_t fired_cond;   /* events_unwait waits for a firing callback */
+static pthread_cond_t timer_cond; /* timer thread sleeps here */
+static pthread_cond_t fired_cond; /* events_unwait waits for a firing callback */
 static events_waiter *head;
 static _Atomic int64_t last_id;
 static bool stopping;
@@ -23,8 +23,10 @@ static void *poll_ctx;
 
 static void unlink_waiter(events_waiter *w)
 {
-    if (w->prev) w->prev->next = w->next;
-    else head = w->next;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        head = w->next;
     if (w->next) w->next->prev = w->prev;
     w->next = w->prev = NULL;
 }
@@ -142,8 +144,10 @@ static void *timer_main(void *unused)
         bool expired = false;
         for (events_waiter *w = head; w; w = w->next) {
             if (!w->deadline) continue;
-            if (w->deadline <= now) expired = true;
-            else if (!next || w->deadline < next) next = w->deadline;
+            if (w->deadline <= now)
+                expired = true;
+            else if (!next || w->deadline < next)
+                next = w->deadline;
         }
         if (expired) {
             events_waiter *batch = collect(INT64_MIN, now, false);

@@ -65,8 +65,7 @@ json_t *gen_params_to_json(const gen_params *p)
     return json_pack("{s:s, s:s, s:s, s:s, s:f, s:i, s:f, s:I}", "model", p->model, "style",
                      p->style, "quality", p->quality, "aspectRatio", p->aspect_ratio,
                      "guidance_scale", p->guidance_scale, "num_inference_steps",
-                     p->num_inference_steps, "strength", p->strength, "seed",
-                     (json_int_t)p->seed);
+                     p->num_inference_steps, "strength", p->strength, "seed", (json_int_t)p->seed);
 }
 
 static json_t *array_or_empty(json_t *a)

@@ -66,7 +66,7 @@ typedef struct gen_record {
     int progress; /* 0..100, never decreases */
     char stage[24];
     int64_t created_at, started_at, completed_at, processing_time;
-    char *error;      /* NULL when none */
+    char *error;           /* NULL when none */
     char batch_id[ID_LEN]; /* "" when none */
     char retry_of[ID_LEN]; /* "" when none */
     int queue_position;    /* 1-based while stage is queued, else 0 */

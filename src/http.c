@@ -43,15 +43,15 @@ struct http_req {
     char method[16];
     char *path;
     char request_id[ID_LEN];
-    int64_t started;        /* mono_ms */
-    const char *route;      /* static label */
+    int64_t started;   /* mono_ms */
+    const char *route; /* static label */
 
     buf body;
     size_t body_limit;
     bool too_large;
     bool malformed; /* multipart body that could not be parsed */
     struct MHD_PostProcessor *pp;
-    char *part_type;        /* Content-Type of the multipart `file` part */
+    char *part_type; /* Content-Type of the multipart `file` part */
 
     struct MHD_Response *response;
     int status;
@@ -61,7 +61,7 @@ struct http_req {
     void *state_ptr;
     void (*state_free)(void *);
 
-    http_handler_fn next;   /* what the handler pool runs next */
+    http_handler_fn next; /* what the handler pool runs next */
     int64_t wait_after, wait_deadline;
     events_waiter waiter;
     http_req *queue_next;
@@ -112,8 +112,10 @@ static void pool_push(http_req *r)
 {
     pthread_mutex_lock(&pool_lock);
     r->queue_next = NULL;
-    if (pool_tail) pool_tail->queue_next = r;
-    else pool_head = r;
+    if (pool_tail)
+        pool_tail->queue_next = r;
+    else
+        pool_head = r;
     pool_tail = r;
     pthread_cond_signal(&pool_cond);
     pthread_mutex_unlock(&pool_lock);
@@ -273,8 +275,7 @@ static void set_response(http_req *r, int status, struct MHD_Response *resp)
 
 static void reply_owned(http_req *r, int status, const char *ctype, char *data, size_t len)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", ctype);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     set_response(r, status, resp);
@@ -330,7 +331,8 @@ int http_reply_file(http_req *r, const char *path, const char *content_type,
         const char *inm = http_header(r, "If-None-Match");
         if (inm && strstr(inm, etag)) {
             close(fd);
-            struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+            struct MHD_Response *resp =
+                MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
             MHD_add_response_header(resp, "ETag", etag);
             MHD_add_response_header(resp, "Cache-Control", cache_control);
             set_response(r, 304, resp);
@@ -433,8 +435,10 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
     http_req *r = cls;
     if (strcmp(key, "file") != 0) return MHD_YES;
     if (!r->part_type && content_type) r->part_type = xstrdup(content_type);
-    if (r->body.len + size > UPLOAD_LIMIT) r->too_large = true;
-    else if (size) buf_append(&r->body, data, size);
+    if (r->body.len + size > UPLOAD_LIMIT)
+        r->too_large = true;
+    else if (size)
+        buf_append(&r->body, data, size);
     return MHD_YES;
 }
 
@@ -455,8 +459,8 @@ static http_req *new_request(struct MHD_Connection *conn, const char *url, const
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     (void)cls, (void)version;
     http_req *r = *con_cls;
@@ -496,7 +500,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         pool_push(r);
         return MHD_YES;
     }
-    if (r->state == REQ_READY && r->response) return MHD_queue_response(conn, (unsigned)r->status, r->response);
+    if (r->state == REQ_READY && r->response)
+        return MHD_queue_response(conn, (unsigned)r->status, r->response);
     return MHD_YES;
 }
 
@@ -510,8 +515,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int status = r->response ? r->status : 0;
     metrics_request(r->route, status, secs);
     if (!str_has_prefix(r->path, "/media/") || status >= 400)
-        LOG_AT(status >= 500 ? LOG_ERROR : LOG_INFO, r->request_id,
-               "%s %s %d %.1fms", r->method, r->path, status, secs * 1000);
+        LOG_AT(status >= 500 ? LOG_ERROR : LOG_INFO, r->request_id, "%s %s %d %.1fms", r->method,
+               r->path, status, secs * 1000);
     events_unwait(&r->waiter); /* a waiter that just fired may still be returning */
     if (r->response) MHD_destroy_response(r->response);
     if (r->pp) MHD_destroy_post_processor(r->pp);
@@ -545,8 +550,10 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, char **
     if (hl >= sizeof host) hl = sizeof host - 1;
     memcpy(host, listen, hl);
     host[hl] = '\0';
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *res;
     int rc = getaddrinfo(host, colon + 1, &hints, &res);
     if (rc != 0) {
         *err = xasprintf("--listen %s: %s", listen, gai_strerror(rc));
@@ -571,14 +578,12 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-    daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
-                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                               MHD_OPTION_THREAD_POOL_SIZE, (unsigned)io_threads,
-                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000,
-                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                               MHD_OPTION_END);
+    daemon_ =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
+                         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)io_threads,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000, MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!daemon_) {
         *err = xasprintf("cannot listen on %s: %s", listen, strerror(errno));
         return -1;

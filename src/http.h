@@ -44,9 +44,9 @@ int http_sse_clients(void);
 const char *http_method(const http_req *r);
 const char *http_path(const http_req *r);
 const char *http_request_id(const http_req *r);
-const char *http_header(http_req *r, const char *name);  /* NULL when absent */
-const char *http_query(http_req *r, const char *name);   /* NULL when absent */
-const char *http_cookie(http_req *r, const char *name);  /* NULL when absent */
+const char *http_header(http_req *r, const char *name); /* NULL when absent */
+const char *http_query(http_req *r, const char *name);  /* NULL when absent */
+const char *http_cookie(http_req *r, const char *name); /* NULL when absent */
 /* The body (NUL-terminated; multipart uploads: the `file` part only). */
 const char *http_body(const http_req *r, size_t *len);
 /* Content-Type of the body (for multipart: of the `file` part). */

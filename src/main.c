@@ -120,8 +120,9 @@ static int cmd_user(char **words)
             rc = 2;
         } else if (store_user_by_email(s, email, &u, NULL) != STORE_OK) {
             fprintf(stderr, "stylestudio user grant: no user %s\n", email);
-        } else if (store_user_credit(s, u.id, atoll(amount), atoll(amount) > 0 ? "grant" : "adjustment",
-                                     "operator grant", &balance) != STORE_OK) {
+        } else if (store_user_credit(s, u.id, atoll(amount),
+                                     atoll(amount) > 0 ? "grant" : "adjustment", "operator grant",
+                                     &balance) != STORE_OK) {
             fputs("stylestudio user grant: refused (would the balance go negative?)\n", stderr);
         } else {
             printf("user_id: %s\ntoken_balance: %lld\n", u.id, (long long)balance);
@@ -187,7 +188,8 @@ static void find_web_root(void)
         exe[n] = '\0';
         char *slash = strrchr(exe, '/');
         if (slash) *slash = '\0';
-        char *candidate = xasprintf("%s/../web", exe), *cindex = xasprintf("%s/index.html", candidate);
+        char *candidate = xasprintf("%s/../web", exe),
+             *cindex = xasprintf("%s/index.html", candidate);
         if (access(cindex, R_OK) == 0) {
             free(cfg.web_root);
             cfg.web_root = candidate;
@@ -252,8 +254,10 @@ static int cmd_run(bool with_http)
     log_info("signal %d: draining", sig);
     if (with_http) http_quiesce();
     queue_stop(DRAIN_GRACE_MS);
-    if (with_http) http_stop();
-    else events_stop();
+    if (with_http)
+        http_stop();
+    else
+        events_stop();
     media_shutdown();
     store_close(s);
     log_info("stopped cleanly");

@@ -51,10 +51,10 @@ static char *media_prefix; /* PUBLIC_URL/media/ */
 static size_t public_len;  /* strlen(PUBLIC_URL) */
 
 typedef struct allow_rule {
-    char *host;   /* a host name (lower case), or NULL for an address rule */
-    int family;   /* AF_INET | AF_INET6 */
+    char *host; /* a host name (lower case), or NULL for an address rule */
+    int family; /* AF_INET | AF_INET6 */
     unsigned char addr[16];
-    int prefix;   /* bits */
+    int prefix; /* bits */
 } allow_rule;
 
 static allow_rule *allow_rules;
@@ -116,17 +116,17 @@ static bool v4_blocked(const unsigned char *a)
         unsigned char net[4];
         int bits;
     } nets[] = {
-        {{0, 0, 0, 0}, 8},       /* "this" network */
-        {{10, 0, 0, 0}, 8},      /* private */
-        {{100, 64, 0, 0}, 10},   /* CGNAT */
-        {{127, 0, 0, 0}, 8},     /* loopback */
-        {{169, 254, 0, 0}, 16},  /* link-local, cloud metadata */
-        {{172, 16, 0, 0}, 12},   /* private */
-        {{192, 0, 0, 0}, 24},    /* IETF protocol assignments */
-        {{192, 168, 0, 0}, 16},  /* private */
-        {{198, 18, 0, 0}, 15},   /* benchmarking */
-        {{224, 0, 0, 0}, 4},     /* multicast */
-        {{240, 0, 0, 0}, 4},     /* reserved, broadcast */
+        {{0, 0, 0, 0}, 8},      /* "this" network */
+        {{10, 0, 0, 0}, 8},     /* private */
+        {{100, 64, 0, 0}, 10},  /* CGNAT */
+        {{127, 0, 0, 0}, 8},    /* loopback */
+        {{169, 254, 0, 0}, 16}, /* link-local, cloud metadata */
+        {{172, 16, 0, 0}, 12},  /* private */
+        {{192, 0, 0, 0}, 24},   /* IETF protocol assignments */
+        {{192, 168, 0, 0}, 16}, /* private */
+        {{198, 18, 0, 0}, 15},  /* benchmarking */
+        {{224, 0, 0, 0}, 4},    /* multicast */
+        {{240, 0, 0, 0}, 4},    /* reserved, broadcast */
     };
     for (size_t i = 0; i < ARRAY_LEN(nets); i++)
         if (prefix_match(a, nets[i].net, nets[i].bits)) return true;
@@ -140,11 +140,11 @@ static bool v6_blocked(const unsigned char *a)
     static const unsigned char nat64[12] = {0, 0x64, 0xFF, 0x9B, 0, 0, 0, 0, 0, 0, 0, 0};
     if (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1)) return true; /* :: and ::1 */
     if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 || memcmp(a, zero, 12) == 0)
-        return v4_blocked(a + 12); /* IPv4 inside IPv6 */
-    if ((a[0] & 0xFE) == 0xFC) return true;                  /* fc00::/7 unique local */
-    if (a[0] == 0xFE && (a[1] & 0xC0) == 0x80) return true;  /* fe80::/10 link-local */
-    if (a[0] == 0xFE && (a[1] & 0xC0) == 0xC0) return true;  /* fec0::/10 site-local */
-    if (a[0] == 0xFF) return true;                           /* multicast */
+        return v4_blocked(a + 12);                          /* IPv4 inside IPv6 */
+    if ((a[0] & 0xFE) == 0xFC) return true;                 /* fc00::/7 unique local */
+    if (a[0] == 0xFE && (a[1] & 0xC0) == 0x80) return true; /* fe80::/10 link-local */
+    if (a[0] == 0xFE && (a[1] & 0xC0) == 0xC0) return true; /* fec0::/10 site-local */
+    if (a[0] == 0xFF) return true;                          /* multicast */
     return false;
 }
 
@@ -254,7 +254,8 @@ bad:
 
 static void free_state(void);
 
-static void vips_quiet(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data)
+static void vips_quiet(const gchar *domain, GLogLevelFlags level, const gchar *message,
+                       gpointer data)
 {
     (void)domain, (void)level, (void)data;
     log_debug("libvips: %s", message);
@@ -322,9 +323,12 @@ int media_probe(const void *data, size_t len, provider_image *info, char **error
                     MEDIA_MAX_BYTES / (1024 * 1024));
     const char *loader = vips_foreign_find_load_buffer(data, len);
     const char *format = NULL;
-    if (str_eq(loader, "VipsForeignLoadJpegBuffer")) format = "jpeg";
-    else if (str_eq(loader, "VipsForeignLoadPngBuffer")) format = "png";
-    else if (str_eq(loader, "VipsForeignLoadWebpBuffer")) format = "webp";
+    if (str_eq(loader, "VipsForeignLoadJpegBuffer"))
+        format = "jpeg";
+    else if (str_eq(loader, "VipsForeignLoadPngBuffer"))
+        format = "png";
+    else if (str_eq(loader, "VipsForeignLoadWebpBuffer"))
+        format = "webp";
     vips_error_clear();
     if (!format) return fail(error, MEDIA_EINVALID, "image is not a JPEG, PNG or WebP file");
 
@@ -443,10 +447,14 @@ char *media_path_for_request(const char *request_path, const char **content_type
     }
     if (!dot || dot == name || n > 160) return NULL;
     const char *ct;
-    if (strcmp(dot + 1, "jpg") == 0) ct = "image/jpeg";
-    else if (strcmp(dot + 1, "png") == 0) ct = "image/png";
-    else if (strcmp(dot + 1, "webp") == 0) ct = "image/webp";
-    else return NULL;
+    if (strcmp(dot + 1, "jpg") == 0)
+        ct = "image/jpeg";
+    else if (strcmp(dot + 1, "png") == 0)
+        ct = "image/png";
+    else if (strcmp(dot + 1, "webp") == 0)
+        ct = "image/webp";
+    else
+        return NULL;
     if (content_type) *content_type = ct;
     return xasprintf("%s/%c/%s", media_dir, kind, name);
 }
@@ -466,7 +474,8 @@ void media_delete_url(const char *url)
 {
     char *path = own_path(url);
     if (!path) return;
-    if (unlink(path) != 0 && errno != ENOENT) log_warn("cannot remove %s: %s", path, strerror(errno));
+    if (unlink(path) != 0 && errno != ENOENT)
+        log_warn("cannot remove %s: %s", path, strerror(errno));
     free(path);
 }
 
@@ -555,8 +564,8 @@ int media_check_url(const char *url, char **error)
 typedef struct fetch_ctx {
     buf body;
     bool too_big;
-    bool refused;       /* the connect target broke the address rule */
-    bool host_allowed;  /* this hop's host name is allow-listed */
+    bool refused;      /* the connect target broke the address rule */
+    bool host_allowed; /* this hop's host name is allow-listed */
 } fetch_ctx;
 
 static size_t fetch_write(char *ptr, size_t size, size_t nmemb, void *user)
@@ -634,8 +643,10 @@ int media_fetch(const char *url, provider_image *out, char **error)
             rc = fail(error, MEDIA_EINVALID, "image URL timed out");
             goto cleanup;
         }
-        if (!c) c = curl_easy_init();
-        else curl_easy_reset(c);
+        if (!c)
+            c = curl_easy_init();
+        else
+            curl_easy_reset(c);
         if (!c) {
             rc = fail(error, MEDIA_EINTERNAL, "could not start an HTTP request");
             goto cleanup;
@@ -646,7 +657,7 @@ int media_fetch(const char *url, provider_image *out, char **error)
         curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* redirects below, each checked */
-        curl_easy_setopt(c, CURLOPT_PROXY, "");           /* never via an environment proxy */
+        curl_easy_setopt(c, CURLOPT_PROXY, "");          /* never via an environment proxy */
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left);
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)FETCH_CONNECT_TIMEOUT_MS);

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                0.25,  0.5,    1,     2.5,  5,     10};
 #define NBOUNDS (sizeof bounds / sizeof bounds[0])
 
 typedef struct route_stats {
@@ -52,8 +53,10 @@ void metrics_sample(buf *out, const char *name, const char *type, const char *he
                     const char *labels, double value)
 {
     if (help) buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-    if (labels && *labels) buf_printf(out, "%s{%s} %.17g\n", name, labels, value);
-    else buf_printf(out, "%s %.17g\n", name, value);
+    if (labels && *labels)
+        buf_printf(out, "%s{%s} %.17g\n", name, labels, value);
+    else
+        buf_printf(out, "%s %.17g\n", name, value);
 }
 
 void metrics_render_requests(buf *out)

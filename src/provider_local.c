@@ -437,9 +437,9 @@ static void cut_product(unsigned char *px, int w, int h, int nb, cutout *c)
             float *d = xmalloc(n * sizeof *d);
             for (size_t i = 0; i < n; i++) {
                 const unsigned char *p = px + i * nb;
-                d[i] = (float)sqrt((p[0] - bg[0]) * (p[0] - bg[0]) +
-                                   (p[1] - bg[1]) * (p[1] - bg[1]) +
-                                   (p[2] - bg[2]) * (p[2] - bg[2]));
+                d[i] =
+                    (float)sqrt((p[0] - bg[0]) * (p[0] - bg[0]) + (p[1] - bg[1]) * (p[1] - bg[1]) +
+                                (p[2] - bg[2]) * (p[2] - bg[2]));
             }
             /* Smooth the distance map first: sensor noise and JPEG blocks
              * would otherwise make a ragged edge. */
@@ -605,8 +605,8 @@ typedef struct placed {
 /* Arranges the cut-outs in rows inside the box (bx, by, bw, bh), bottom
  * rows on the box's bottom edge, horizontally centred on the box. `hero`
  * is drawn a little larger than the others. */
-static void layout(const cutout *cs, size_t n, int hero, double bx, double by, double bw,
-                   double bh, double gap, double row_bias, placed *out)
+static void layout(const cutout *cs, size_t n, int hero, double bx, double by, double bw, double bh,
+                   double gap, double row_bias, placed *out)
 {
     double rel[MAX_PRODUCTS];
     /* Relative heights: equal areas (a wide cap is not drawn taller than a
@@ -759,12 +759,12 @@ static const double studio_palettes[][2][3] = {
 };
 
 static const double duotones[][2][3] = {
-    {{16, 46, 58}, {246, 178, 142}},  /* deep teal → peach */
-    {{30, 24, 78}, {242, 198, 104}},  /* indigo → gold */
-    {{58, 18, 56}, {250, 140, 116}},  /* plum → coral */
-    {{14, 44, 34}, {196, 232, 200}},  /* forest → mint */
-    {{12, 26, 58}, {236, 120, 156}},  /* navy → rose */
-    {{40, 30, 26}, {226, 208, 176}},  /* espresso → cream */
+    {{16, 46, 58}, {246, 178, 142}}, /* deep teal → peach */
+    {{30, 24, 78}, {242, 198, 104}}, /* indigo → gold */
+    {{58, 18, 56}, {250, 140, 116}}, /* plum → coral */
+    {{14, 44, 34}, {196, 232, 200}}, /* forest → mint */
+    {{12, 26, 58}, {236, 120, 156}}, /* navy → rose */
+    {{40, 30, 26}, {226, 208, 176}}, /* espresso → cream */
 };
 
 static const double minimal_whites[][3] = {
@@ -798,7 +798,8 @@ static unsigned char *backdrop(const style_plan *s, int w, int h, const contact 
             double xn = (x + 0.5) / w;
             /* Distances in units of the long side, from the centre. */
             double cx = (x + 0.5 - w / 2.0) / span, cy = (y + 0.5 - h / 2.0) / span;
-            double r2 = (cx * cx + cy * cy) / (0.25 * ((double)w * w + (double)h * h) / (span * span));
+            double r2 =
+                (cx * cx + cy * cy) / (0.25 * ((double)w * w + (double)h * h) / (span * span));
             double col[3];
             if (s->kind == 0) {
                 double t = smoothstep(s->floor_y - 0.32, s->floor_y + 0.06, yn);
@@ -828,7 +829,8 @@ static unsigned char *backdrop(const style_plan *s, int w, int h, const contact 
             (void)xn;
             double shade = 1;
             for (size_t i = 0; i < ncts; i++) {
-                double ex = (x + 0.5 - cts[i].cx) / cts[i].rx, ey = (y + 0.5 - cts[i].cy) / cts[i].ry;
+                double ex = (x + 0.5 - cts[i].cx) / cts[i].rx,
+                       ey = (y + 0.5 - cts[i].cy) / cts[i].ry;
                 double e = ex * ex + ey * ey;
                 if (e < 9) shade *= 1 - cts[i].strength * exp(-2.2 * e);
             }
@@ -852,7 +854,8 @@ static VipsImage *light_map(VipsImage *ctx, int w, int h, double angle, double d
     double half_diag2 = 0.25 * ((double)w * w + (double)h * h) / (span * span);
     for (int y = 0; y < qh; y++)
         for (int x = 0; x < qw; x++) {
-            double cx = ((x + 0.5) * QSCALE - w / 2.0) / span, cy = ((y + 0.5) * QSCALE - h / 2.0) / span;
+            double cx = ((x + 0.5) * QSCALE - w / 2.0) / span,
+                   cy = ((y + 0.5) * QSCALE - h / 2.0) / span;
             double r2 = (cx * cx + cy * cy) / half_diag2;
             double l = 1 + directional * (cx * dx + cy * dy) * 1.4;
             l *= 1 - vignette * pow(r2, 1.3);
@@ -894,8 +897,10 @@ static bool cancelled(const eval_ctx *e)
 static void on_eval(VipsImage *image, VipsProgress *progress, void *user)
 {
     eval_ctx *e = user;
-    if (cancelled(e)) vips_image_set_kill(image, TRUE);
-    else report(e, 80 + progress->percent * 19 / 100);
+    if (cancelled(e))
+        vips_image_set_kill(image, TRUE);
+    else
+        report(e, 80 + progress->percent * 19 / 100);
 }
 
 int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
@@ -916,7 +921,8 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
     }
 
     int rc = PROVIDER_PERMANENT;
-    eval_ctx ev = {.cancel = cancel, .progress = progress, .progress_ctx = progress_ctx, .last = -1};
+    eval_ctx ev = {
+        .cancel = cancel, .progress = progress, .progress_ctx = progress_ctx, .last = -1};
     cutout cuts[MAX_PRODUCTS];
     memset(cuts, 0, sizeof cuts);
     placed pl[MAX_PRODUCTS];
@@ -934,8 +940,8 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
     int kind = str_eq(style, "artistic") ? 1 : str_eq(style, "minimal") ? 2 : 0;
     bool on_model = n_models > 0;
 
-    rng r = {.s = hash_str(0xCBF29CE484222325ull, style) ^ ((uint64_t)p->seed * 0x9E3779B97F4A7C15ull) ^
-                  ((uint64_t)(variant + 1) << 40)};
+    rng r = {.s = hash_str(0xCBF29CE484222325ull, style) ^
+                  ((uint64_t)p->seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(variant + 1) << 40)};
     rng_next(&r);
     report(&ev, 0);
 
@@ -1055,7 +1061,8 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
             vips_colourspace(*th, cs, VIPS_INTERPRETATION_sRGB, NULL) ||
             vips_cast_uchar(*cs, u, NULL)) {
             vips_error_clear();
-            *error = xasprintf("model image %zu could not be decoded", (size_t)variant % n_models + 1);
+            *error =
+                xasprintf("model image %zu could not be decoded", (size_t)variant % n_models + 1);
             goto cleanup;
         }
         base = *u;
@@ -1079,11 +1086,14 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
             double fcx = (fx0 + fx1) / 2, frx = fmax((fx1 - fx0) / 2, pp->w * 0.15);
             double baseY = pp->y + pp->h;
             if (kind == 0) {
-                cts[ncts++] = (contact){fcx, baseY - pp->h * 0.004, frx * 1.02, fmax(3, pp->h * 0.018), 0.50};
-                cts[ncts++] = (contact){fcx, baseY + pp->h * 0.01, frx * 1.25, fmax(6, pp->h * 0.05), 0.22};
+                cts[ncts++] =
+                    (contact){fcx, baseY - pp->h * 0.004, frx * 1.02, fmax(3, pp->h * 0.018), 0.50};
+                cts[ncts++] =
+                    (contact){fcx, baseY + pp->h * 0.01, frx * 1.25, fmax(6, pp->h * 0.05), 0.22};
             } else if (kind == 2) {
                 double cx = pp->x + pp->w / 2.0;
-                cts[ncts++] = (contact){cx, baseY + H * 0.035, pp->w * 0.40, fmax(5, H * 0.022), 0.16};
+                cts[ncts++] =
+                    (contact){cx, baseY + H * 0.035, pp->w * 0.40, fmax(5, H * 0.022), 0.16};
             }
         }
         bd = backdrop(&sp, W, H, cts, ncts, (uint32_t)p->seed ^ (uint32_t)variant * 7919u);
@@ -1144,8 +1154,8 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         if (!*im) goto vips_fail;
         (*im)->Type = VIPS_INTERPRETATION_sRGB;
         if (vips_premultiply(*im, pm, NULL) ||
-            vips_resize(*pm, rs, (double)pl[i].w / c->w, "vscale", (double)pl[i].h / c->h,
-                        "kernel", VIPS_KERNEL_LANCZOS3, NULL) ||
+            vips_resize(*pm, rs, (double)pl[i].w / c->w, "vscale", (double)pl[i].h / c->h, "kernel",
+                        VIPS_KERNEL_LANCZOS3, NULL) ||
             vips_composite2(base, *rs, cp, VIPS_BLEND_MODE_OVER, "x", pl[i].x, "y", pl[i].y,
                             "premultiplied", TRUE, NULL))
             goto vips_fail;
@@ -1205,8 +1215,8 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         g_signal_connect(*fin, "eval", G_CALLBACK(on_eval), &ev);
         void *data = NULL;
         size_t len = 0;
-        if (vips_jpegsave_buffer(*fin, &data, &len, "Q", 90, "strip", TRUE, "optimize_coding",
-                                 TRUE, "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_OFF, NULL)) {
+        if (vips_jpegsave_buffer(*fin, &data, &len, "Q", 90, "strip", TRUE, "optimize_coding", TRUE,
+                                 "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_OFF, NULL)) {
             if (cancelled(&ev)) goto cancel;
             goto vips_fail;
         }
@@ -1271,8 +1281,8 @@ static int local_start(provider_job *job)
     for (int i = 0; i < n; i++) {
         local_progress lp = {.job = job, .index = i, .count = n};
         rc = provider_local_render(&g->params, job->products, job->n_products, job->models,
-                                   job->n_models, i, &job->cancel_requested, local_on_progress,
-                                   &lp, &outs[i], &error);
+                                   job->n_models, i, &job->cancel_requested, local_on_progress, &lp,
+                                   &outs[i], &error);
         if (rc != PROVIDER_OK) break;
         if (atomic_load(&job->cancel_requested)) {
             rc = PROVIDER_CANCELLED;

@@ -24,13 +24,13 @@
 
 enum {
     STORE_OK = 0,
-    STORE_ERR = -1,          /* the database failed; logged by the store */
-    STORE_ENOTFOUND = -2,    /* no such row (or not the caller's) */
-    STORE_ECONFLICT = -3,    /* wrong status for this action, or lease lost */
-    STORE_EINSUFFICIENT = -4,/* balance too low */
-    STORE_EDUPLICATE = -5,   /* unique value taken (e.g. email) */
-    STORE_EIDEM_MISMATCH = -6,/* Idempotency-Key reused with another body */
-    STORE_EREPLAY = -7,      /* Idempotency-Key replay: see *replay outputs */
+    STORE_ERR = -1,            /* the database failed; logged by the store */
+    STORE_ENOTFOUND = -2,      /* no such row (or not the caller's) */
+    STORE_ECONFLICT = -3,      /* wrong status for this action, or lease lost */
+    STORE_EINSUFFICIENT = -4,  /* balance too low */
+    STORE_EDUPLICATE = -5,     /* unique value taken (e.g. email) */
+    STORE_EIDEM_MISMATCH = -6, /* Idempotency-Key reused with another body */
+    STORE_EREPLAY = -7,        /* Idempotency-Key replay: see *replay outputs */
 };
 
 typedef struct store store_t; /* opaque */
@@ -57,8 +57,8 @@ typedef struct user_record {
     int64_t total_tokens_purchased; /* purchase + admin grant rows */
     int64_t total_tokens_used;      /* charges minus refunds */
     int64_t free_tokens_granted;    /* signup grant */
-    char plan[8]; /* free | pro */
-    char role[8]; /* user | admin */
+    char plan[8];                   /* free | pro */
+    char role[8];                   /* user | admin */
     int64_t created_at;
 } user_record;
 
@@ -84,7 +84,7 @@ typedef struct user_stats {
     int64_t total_generations;
     int64_t this_month; /* created at or after month_start */
     int64_t completed;
-    int64_t failed;     /* failed (not cancelled) */
+    int64_t failed;      /* failed (not cancelled) */
     double success_rate; /* completed / (completed + failed), 0..1; 0 when none */
 } user_stats;
 int store_user_stats(store_t *s, const char *user_id, int64_t month_start, user_stats *out);
@@ -198,8 +198,7 @@ int store_gen_release(store_t *s, const char *worker_id, int64_t now);
  *  - pending created before now - pending_ttl_ms → cancelled, refunded,
  *    error "expired: not started within N seconds".
  * *changed counts generations touched. */
-int store_gen_sweep(store_t *s, int64_t now, int64_t pending_ttl_ms, int max_retries,
-                    int *changed);
+int store_gen_sweep(store_t *s, int64_t now, int64_t pending_ttl_ms, int max_retries, int *changed);
 /* The earliest retry time among queued generations, or 0 when there are
  * none waiting for a retry (lets workers sleep exactly). */
 int store_gen_next_retry_at(store_t *s, int64_t *at);
@@ -208,17 +207,17 @@ int store_gen_next_retry_at(store_t *s, int64_t *at);
 
 typedef struct store_event {
     int64_t id;
-    char type[16]; /* "generation" | "balance" */
+    char type[16];              /* "generation" | "balance" */
     char generation_id[ID_LEN]; /* "" for balance events */
-    char *data; /* JSON text: the full record, or {"tokenBalance":N} */
+    char *data;                 /* JSON text: the full record, or {"tokenBalance":N} */
 } store_event;
 
 void store_events_free(store_event *ev, size_t n);
 /* The user's events with id > after_id, oldest first, at most limit;
  * only those of one generation when generation_id is not NULL (balance
  * events are then skipped). *out new array. */
-int store_events_after(store_t *s, const char *user_id, const char *generation_id,
-                       int64_t after_id, int limit, store_event **out, size_t *n);
+int store_events_after(store_t *s, const char *user_id, const char *generation_id, int64_t after_id,
+                       int limit, store_event **out, size_t *n);
 /* The newest event of one generation (its data is the current record).
  * The caller frees out->data. */
 int store_events_latest(store_t *s, const char *generation_id, store_event *out);

@@ -19,7 +19,7 @@
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
-char *xstrdup(const char *s);                 /* NULL in, NULL out */
+char *xstrdup(const char *s); /* NULL in, NULL out */
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -48,7 +48,7 @@ int util_write_file_atomic(const char *path, const void *data, size_t len);
 /* mkdir -p. 0 or -1. */
 int util_mkdirs(const char *path);
 
-bool str_eq(const char *a, const char *b);     /* NULL-safe */
+bool str_eq(const char *a, const char *b); /* NULL-safe */
 bool str_has_prefix(const char *s, const char *prefix);
 
 #endif
