@@ -8,6 +8,7 @@ PACKAGES=(
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev
   libcurl4-openssl-dev libvips-dev libsodium-dev
   libcriterion-dev sqlite3 curl ca-certificates
+  clang libclang-rt-14-dev clang-format
   chromium postgresql fonts-dejavu-core fonts-inter
 )
 

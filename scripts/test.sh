@@ -21,6 +21,11 @@ run() { # name, command...
   [ "$rc" -eq 0 ] || { echo "== $name: FAILED (exit $rc)"; status=1; }
 }
 
+format_check() { # house style: the checked-in .clang-format
+  clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c &&
+    echo "format: 1 passed, 0 failed"
+}
+run format format_check
 run unit make -j2 unit
 run integration node --test --test-concurrency=2 --test-reporter=spec tests/integration/
 # The same unit and integration suites on an ASan+UBSan build: memory and
@@ -48,6 +53,7 @@ for f in "$logs"/*.log; do
       /Synthesis: Tested:/ { for (i = 1; i <= NF; i++) { if ($i == "Passing:") p += $(i+1); if ($i == "Failing:" || $i == "Crashing:") f += $(i+1) } }
       /^ℹ pass / { p += $3 } /^ℹ fail / { f += $3 }
       /^Done [0-9]+ runs in/ { p += 1 }
+      /^format: 1 passed/ { p += 1 }
       END { print p + 0, f + 0 }')
 done
 [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
