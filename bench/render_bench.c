@@ -54,21 +54,27 @@ int main(int argc, char **argv)
     size_t np = 0, nm = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (str_eq(a, "--style") && v) snprintf(p.style, sizeof p.style, "%s", argv[++i]);
+        if (str_eq(a, "--style") && v)
+            snprintf(p.style, sizeof p.style, "%s", argv[++i]);
         else if (str_eq(a, "--aspect") && v)
             snprintf(p.aspect_ratio, sizeof p.aspect_ratio, "%s", argv[++i]);
         else if (str_eq(a, "--quality") && v)
             snprintf(p.quality, sizeof p.quality, "%s", argv[++i]);
-        else if (str_eq(a, "--seed") && v) p.seed = atoll(argv[++i]);
-        else if (str_eq(a, "--variant") && v) variant = atoi(argv[++i]);
-        else if (str_eq(a, "--runs") && v) runs = atoi(argv[++i]);
-        else if (str_eq(a, "--out") && v) out_path = argv[++i];
+        else if (str_eq(a, "--seed") && v)
+            p.seed = atoll(argv[++i]);
+        else if (str_eq(a, "--variant") && v)
+            variant = atoi(argv[++i]);
+        else if (str_eq(a, "--runs") && v)
+            runs = atoi(argv[++i]);
+        else if (str_eq(a, "--out") && v)
+            out_path = argv[++i];
         else if (str_eq(a, "--model") && v) {
             if (nm == 3 || load(argv[++i], &models[nm++])) return 2;
         } else if (a[0] == '-') {
             fprintf(stderr, "render_bench: unknown option %s\n", a);
             return 2;
-        } else if (np == 5 || load(a, &prods[np++])) return 2;
+        } else if (np == 5 || load(a, &prods[np++]))
+            return 2;
     }
     if (!np) {
         fprintf(stderr, "usage: render_bench [options] PRODUCT... [--model IMAGE]\n");
@@ -82,8 +88,8 @@ int main(int argc, char **argv)
         char *err = NULL;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int rc = provider_local_render(&p, prods, np, models, nm, variant, NULL, NULL, NULL, &out,
-                                       &err);
+        int rc =
+            provider_local_render(&p, prods, np, models, nm, variant, NULL, NULL, NULL, &out, &err);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (rc != PROVIDER_OK) {
             fprintf(stderr, "render_bench: render failed: %s\n", err ? err : "?");
@@ -94,8 +100,8 @@ int main(int argc, char **argv)
     qsort(ms, (size_t)runs, sizeof *ms, cmp_ll);
     printf("local-studio %s %s %s %dx%d: median %.1f ms over %d renders (min %.1f, max %.1f), "
            "%zu bytes\n",
-           p.style, p.aspect_ratio, p.quality, out.width, out.height, ms[runs / 2] / 1000.0,
-           runs, ms[0] / 1000.0, ms[runs - 1] / 1000.0, out.len);
+           p.style, p.aspect_ratio, p.quality, out.width, out.height, ms[runs / 2] / 1000.0, runs,
+           ms[0] / 1000.0, ms[runs - 1] / 1000.0, out.len);
     if (out_path && util_write_file_atomic(out_path, out.data, out.len)) {
         fprintf(stderr, "render_bench: cannot write %s\n", out_path);
         return 1;

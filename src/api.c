@@ -359,7 +359,7 @@ void api_dispatch(http_req *r)
     }
     char allow[64] = "";
     for (size_t i = 0; i < ARRAY_LEN(routes); i++) {
-        char param[128];
+        char param[128] = "";
         if (!match(routes[i].pattern, path, param, sizeof param)) continue;
         bool head_as_get = strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0;
         if (strcmp(routes[i].method, method) != 0 && !head_as_get) {

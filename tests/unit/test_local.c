@@ -123,7 +123,9 @@ Test(local, renders_every_ratio_and_quality, .timeout = 120)
     provider_image prod = load_fixture("product.jpg");
     for (size_t i = 0; i < ARRAY_LEN(ratios); i++)
         for (size_t j = 0; j < ARRAY_LEN(qualities); j++) {
-            gen_params p = params(i % 3 == 0 ? "realistic" : i % 3 == 1 ? "artistic" : "minimal",
+            gen_params p = params(i % 3 == 0   ? "realistic"
+                                  : i % 3 == 1 ? "artistic"
+                                               : "minimal",
                                   ratios[i], qualities[j], 1000 + (int64_t)i);
             provider_image out = {0};
             render_ok(&p, &prod, 1, NULL, 0, 0, &out);
@@ -175,7 +177,8 @@ Test(local, model_photo_and_several_products)
     decoded_size(&a, &w, &h);
     cr_assert(w == 768 && h == 1024);
     render_ok(&p, prods, 2, &model, 1, 0, &b);
-    cr_assert(a.len == b.len && memcmp(a.data, b.data, a.len) == 0, "model render not deterministic");
+    cr_assert(a.len == b.len && memcmp(a.data, b.data, a.len) == 0,
+              "model render not deterministic");
     provider_image_free(&a);
     provider_image_free(&b);
     p = params("minimal", "16:9", "auto", 8);

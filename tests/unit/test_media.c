@@ -26,8 +26,8 @@ static void setup(void)
 {
     snprintf(data_dir, sizeof data_dir, "/tmp/ss-media-test-XXXXXX");
     cr_assert_not_null(mkdtemp(data_dir));
-    cr_assert_eq(media_init(data_dir, "http://studio.test", "127.0.0.2, allowed.example,10.9.0.0/16"),
-                 0);
+    cr_assert_eq(
+        media_init(data_dir, "http://studio.test", "127.0.0.2, allowed.example,10.9.0.0/16"), 0);
 }
 
 static void teardown(void)
@@ -202,7 +202,8 @@ Test(media, upload_store_and_paths)
     free(url);
 
     /* Results. */
-    provider_image res = {.data = (unsigned char *)j.data, .len = j.len, .width = 800, .height = 800};
+    provider_image res = {
+        .data = (unsigned char *)j.data, .len = j.len, .width = 800, .height = 800};
     snprintf(res.format, sizeof res.format, "jpeg");
     cr_assert_eq(media_store_result("gen_01JD3V6Z8Q4W3T9X0M2N5P7R1S", 1, &res, &url), 0);
     cr_assert(str_has_prefix(url, "http://studio.test/media/r/gen_01JD3V6Z8Q4W3T9X0M2N5P7R1S-1-"),
@@ -231,10 +232,20 @@ Test(media, path_for_request_is_strict)
     cr_assert_str_eq(ct, "image/webp");
     free(p);
     static const char *bad[] = {
-        "/media/u/../../etc/passwd", "/media/u/..", "/media/x/abc.jpg", "/media/u/abc.gif",
-        "/media/u/a.b.jpg",          "/media/u/",   "/media/u/.jpg",    "/media/u/a%2e.jpg",
-        "/media/u/sub/abc.jpg",      "/media/uabc.jpg", "/etc/passwd",  "/media/u/abc.jpg?x=1",
-        "/media/u/abc.JPG",          "",
+        "/media/u/../../etc/passwd",
+        "/media/u/..",
+        "/media/x/abc.jpg",
+        "/media/u/abc.gif",
+        "/media/u/a.b.jpg",
+        "/media/u/",
+        "/media/u/.jpg",
+        "/media/u/a%2e.jpg",
+        "/media/u/sub/abc.jpg",
+        "/media/uabc.jpg",
+        "/etc/passwd",
+        "/media/u/abc.jpg?x=1",
+        "/media/u/abc.JPG",
+        "",
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++)
         cr_expect_null(media_path_for_request(bad[i], &ct), "accepted %s", bad[i]);
@@ -278,8 +289,15 @@ Test(media, address_rules)
         cr_expect_eq(check(refused[i]), MEDIA_EINVALID, "accepted %s", refused[i]);
 
     static const char *bad_shape[] = {
-        "ftp://example.com/a.jpg", "file:///etc/passwd", "gopher://x/", "javascript:alert(1)",
-        "http://", "http:///a.jpg", "not a url", "", "http://exa mple.com/a.jpg",
+        "ftp://example.com/a.jpg",
+        "file:///etc/passwd",
+        "gopher://x/",
+        "javascript:alert(1)",
+        "http://",
+        "http:///a.jpg",
+        "not a url",
+        "",
+        "http://exa mple.com/a.jpg",
     };
     for (size_t i = 0; i < ARRAY_LEN(bad_shape); i++)
         cr_expect_eq(check(bad_shape[i]), MEDIA_EINVALID, "accepted %s", bad_shape[i]);
@@ -319,8 +337,8 @@ typedef struct server {
 
 static void respond(int c, const char *status, const char *headers, const void *body, size_t len)
 {
-    char *h = xasprintf("HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
-                        status, len, headers);
+    char *h = xasprintf("HTTP/1.1 %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n", status,
+                        len, headers);
     if (write(c, h, strlen(h)) < 0 || (len && write(c, body, len) < 0)) {
         /* the client went away */
     }
@@ -354,12 +372,14 @@ static void *serve(void *arg)
             loc = xasprintf("Location: http://127.0.0.1:%d/img.jpg\r\n", s->port);
             respond(c, "302 Found", loc, "", 0);
         } else if (strcmp(path, "/redirect-metadata") == 0) {
-            respond(c, "301 Moved", "Location: http://169.254.169.254/latest/meta-data/\r\n", "", 0);
+            respond(c, "301 Moved", "Location: http://169.254.169.254/latest/meta-data/\r\n", "",
+                    0);
         } else if (strcmp(path, "/loop") == 0) {
             respond(c, "302 Found", "Location: /loop\r\n", "", 0);
         } else if (strcmp(path, "/huge") == 0) {
             /* Claims nothing, streams more than the limit. */
-            const char *h = "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n";
+            const char *h =
+                "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n";
             ssize_t w = write(c, h, strlen(h));
             static char chunk[65536];
             for (size_t sent = 0; w >= 0 && sent < (size_t)MEDIA_MAX_BYTES + 200000;
