@@ -411,6 +411,26 @@ static void card_alpha(float *a, int w, int h)
         }
 }
 
+/* Grows a region from the pixels already in queue[0, *qt): 4-connected
+ * neighbours that are unmarked and closer than thi to the background
+ * colour get `mark` and join the queue. */
+static void flood(const float *d, double thi, unsigned char *marks, int w, int h, int *queue,
+                  size_t *qt, unsigned char mark)
+{
+    for (size_t qh = 0; qh < *qt;) {
+        int p = queue[qh++];
+        int x = p % w, y = p / w;
+        for (int k = 0; k < 4; k++) {
+            int nx = x + (k == 0) - (k == 1), ny = y + (k == 2) - (k == 3);
+            if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+            size_t q = (size_t)ny * w + nx;
+            if (marks[q] || d[q] >= thi) continue;
+            marks[q] = mark;
+            queue[(*qt)++] = (int)q;
+        }
+    }
+}
+
 /* Cuts the product out of px (w×h×nb, freed here) into *c. */
 static void cut_product(unsigned char *px, int w, int h, int nb, cutout *c)
 {
@@ -449,7 +469,7 @@ static void cut_product(unsigned char *px, int w, int h, int nb, cutout *c)
             /* Flood the background in from the border. */
             unsigned char *isbg = xcalloc(n, 1);
             int *queue = xmalloc(n * sizeof *queue);
-            size_t qh = 0, qt = 0;
+            size_t qt = 0;
             for (int y = 0; y < h; y++)
                 for (int x = 0; x < w; x++) {
                     if (y != 0 && y != h - 1 && x != 0 && x != w - 1) continue;
@@ -459,39 +479,17 @@ static void cut_product(unsigned char *px, int w, int h, int nb, cutout *c)
                         queue[qt++] = (int)i;
                     }
                 }
-            while (qh < qt) {
-                int p = queue[qh++];
-                int x = p % w, y = p / w;
-                for (int k = 0; k < 4; k++) {
-                    int nx = x + (k == 0) - (k == 1), ny = y + (k == 2) - (k == 3);
-                    if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-                    size_t q = (size_t)ny * w + nx;
-                    if (isbg[q] || d[q] >= thi) continue;
-                    isbg[q] = 1;
-                    queue[qt++] = (int)q;
-                }
-            }
+            flood(d, thi, isbg, w, h, queue, &qt, 1);
             /* Background trapped in small pockets (a concave corner the
              * flood could not squeeze into) is background too; larger
              * light areas inside (a white print) stay. */
             size_t pocket_max = n / 5000 + 4;
             for (size_t i = 0; i < n; i++) {
                 if (isbg[i] || d[i] >= thi) continue;
-                qh = qt = 0;
+                qt = 0;
                 queue[qt++] = (int)i;
                 isbg[i] = 2;
-                while (qh < qt) {
-                    int p = queue[qh++];
-                    int x = p % w, y = p / w;
-                    for (int k = 0; k < 4; k++) {
-                        int nx = x + (k == 0) - (k == 1), ny = y + (k == 2) - (k == 3);
-                        if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-                        size_t q = (size_t)ny * w + nx;
-                        if (isbg[q] || d[q] >= thi) continue;
-                        isbg[q] = 2;
-                        queue[qt++] = (int)q;
-                    }
-                }
+                flood(d, thi, isbg, w, h, queue, &qt, 2);
                 unsigned char mark = qt <= pocket_max ? 4 : 3;
                 for (size_t k = 0; k < qt; k++)
                     isbg[queue[k]] = mark;

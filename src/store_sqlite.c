@@ -551,6 +551,17 @@ void store_events_free(store_event *ev, size_t n)
     free(ev);
 }
 
+/* One row of "SELECT id, type, generation_id, data FROM events". */
+static void read_event(sqlite3_stmt *st, store_event *e)
+{
+    memset(e, 0, sizeof *e);
+    e->id = sq_col_int(st, 0);
+    sq_col_copy(st, 1, e->type, sizeof e->type);
+    sq_col_copy(st, 2, e->generation_id, sizeof e->generation_id);
+    e->data = sq_col_strdup(st, 3);
+    if (!e->data) e->data = xstrdup("{}");
+}
+
 int store_events_after(store_t *s, const char *user_id, const char *generation_id, int64_t after_id,
                        int limit, store_event **out, size_t *n)
 {
@@ -577,13 +588,7 @@ int store_events_after(store_t *s, const char *user_id, const char *generation_i
             cap = cap ? cap * 2 : 16;
             ev = xrealloc(ev, cap * sizeof *ev);
         }
-        store_event *e = &ev[cnt++];
-        memset(e, 0, sizeof *e);
-        e->id = sq_col_int(st, 0);
-        sq_col_copy(st, 1, e->type, sizeof e->type);
-        sq_col_copy(st, 2, e->generation_id, sizeof e->generation_id);
-        e->data = sq_col_strdup(st, 3);
-        if (!e->data) e->data = xstrdup("{}");
+        read_event(st, &ev[cnt++]);
     }
     sq_done(st);
     sq_rollback(&t);
@@ -617,14 +622,7 @@ int store_events_latest(store_t *s, const char *generation_id, store_event *out)
                                 " WHERE generation_id = ? ORDER BY id DESC LIMIT 1",
                                 "s", generation_id);
     int rc = st ? sq_step(st) : STORE_ERR;
-    if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof *out);
-        out->id = sq_col_int(st, 0);
-        sq_col_copy(st, 1, out->type, sizeof out->type);
-        sq_col_copy(st, 2, out->generation_id, sizeof out->generation_id);
-        out->data = sq_col_strdup(st, 3);
-        if (!out->data) out->data = xstrdup("{}");
-    }
+    if (rc == SQLITE_ROW) read_event(st, out);
     if (st) sq_done(st);
     sq_rollback(&t);
     return rc == SQLITE_ROW ? STORE_OK : rc == SQLITE_DONE ? STORE_ENOTFOUND : STORE_ERR;
