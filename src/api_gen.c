@@ -94,6 +94,15 @@ static bool images_ok(api_call *c, const gen_request *req)
     return false;
 }
 
+static bool has_remote_image(const gen_request *req)
+{
+    json_t *lists[] = {req->product_images, req->model_images}, *v;
+    size_t i;
+    for (size_t k = 0; k < ARRAY_LEN(lists); k++)
+        json_array_foreach(lists[k], i, v) if (!media_is_own_url(json_string_value(v))) return true;
+    return false;
+}
+
 /* "wait=N" from a Prefer header; -1 when absent. */
 static int prefer_wait(http_req *r)
 {
@@ -200,6 +209,10 @@ static void create_generation(api_call *c, json_t *body, bool start)
     }
     if (rc == GEN_EMODEL) {
         http_reply_error(c->req, 400, "MODEL_ERROR", msg, NULL);
+        goto cleanup;
+    }
+    if (has_remote_image(&req) && !http_offloaded(c->req)) {
+        http_offload(c->req, api_dispatch); /* fetching waits on other hosts */
         goto cleanup;
     }
     if (!images_ok(c, &req)) goto cleanup;

@@ -34,8 +34,9 @@
 #define DISCARD_LIMIT (64 * 1024 * 1024) /* beyond this, answer 413 and close */
 #define HEARTBEAT_MS 15000
 #define MAX_EXTRA_HEADERS 8
+#define SLOW_THREADS 16 /* mostly asleep on the network */
 
-enum req_state { REQ_RECEIVING, REQ_RUNNING, REQ_WAITING, REQ_READY };
+enum req_state { REQ_RECEIVING, REQ_RUNNING, REQ_OFFLOADING, REQ_WAITING, REQ_READY };
 
 struct http_req {
     struct MHD_Connection *conn;
@@ -61,7 +62,8 @@ struct http_req {
     void *state_ptr;
     void (*state_free)(void *);
 
-    http_handler_fn next; /* what the handler pool runs next */
+    http_handler_fn next; /* what a handler pool runs next */
+    bool offloaded;       /* runs on the slow pool from now on */
     int64_t wait_after, wait_deadline;
     events_waiter waiter;
     http_req *queue_next;
@@ -87,14 +89,23 @@ static atomic_bool stopping;
 static atomic_int sse_clients;
 static atomic_int suspended; /* connections suspended right now */
 
-/* ---- the handler pool ---- */
+/* ---- the handler pools ----
+ * Two pools with one queue each: `quick` runs every handler first; a
+ * handler that must wait on the network (fetching a remote image) moves its
+ * request to `slow` with http_offload, so a slow or hostile remote host
+ * cannot tie up the threads every other request needs. */
 
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
-static http_req *pool_head, *pool_tail;
-static bool pool_closing;
-static pthread_t *pool_threads;
-static int pool_size;
+typedef struct pool {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    http_req *head, *tail;
+    bool closing;
+    pthread_t *threads;
+    int size;
+} pool;
+
+static pool quick = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+static pool slow = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static void suspend_conn(struct MHD_Connection *c)
 {
@@ -108,35 +119,47 @@ static void resume_conn(struct MHD_Connection *c)
     atomic_fetch_sub(&suspended, 1);
 }
 
-static void pool_push(http_req *r)
+static void pool_push(pool *p, http_req *r)
 {
-    pthread_mutex_lock(&pool_lock);
+    pthread_mutex_lock(&p->lock);
     r->queue_next = NULL;
-    if (pool_tail)
-        pool_tail->queue_next = r;
+    if (p->tail)
+        p->tail->queue_next = r;
     else
-        pool_head = r;
-    pool_tail = r;
-    pthread_cond_signal(&pool_cond);
-    pthread_mutex_unlock(&pool_lock);
+        p->head = r;
+    p->tail = r;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* The pool a request's next step belongs to. */
+static pool *pool_of(const http_req *r)
+{
+    return r->offloaded ? &slow : &quick;
 }
 
 static void wake_waiting(void *arg)
 {
-    pool_push(arg);
+    pool_push(pool_of(arg), arg);
 }
 
-/* Runs one step of a request on a handler thread, then either resumes the
- * connection with its reply or arms the waiter the handler asked for. */
+/* Runs one step of a request on a handler thread, then resumes the
+ * connection with its reply, arms the waiter the handler asked for, or
+ * hands the request to the slow pool. */
 static void run_request(http_req *r)
 {
     http_handler_fn fn = r->next;
     r->next = NULL;
     r->state = REQ_RUNNING;
     fn(r);
+    if (r->state == REQ_OFFLOADING) {
+        r->state = REQ_RUNNING;
+        pool_push(&slow, r);
+        return;
+    }
     if (r->state == REQ_WAITING) {
         if (!events_wait(&r->waiter, r->wait_after, r->wait_deadline, wake_waiting, r))
-            pool_push(r); /* already newer: look again now */
+            pool_push(pool_of(r), r); /* already newer: look again now */
         return;
     }
     if (!r->response) {
@@ -147,23 +170,54 @@ static void run_request(http_req *r)
     resume_conn(r->conn);
 }
 
-static void *pool_main(void *unused)
+static void *pool_main(void *arg)
 {
-    (void)unused;
+    pool *p = arg;
     for (;;) {
-        pthread_mutex_lock(&pool_lock);
-        while (!pool_head && !pool_closing)
-            pthread_cond_wait(&pool_cond, &pool_lock);
-        http_req *r = pool_head;
+        pthread_mutex_lock(&p->lock);
+        while (!p->head && !p->closing)
+            pthread_cond_wait(&p->cond, &p->lock);
+        http_req *r = p->head;
         if (!r) {
-            pthread_mutex_unlock(&pool_lock);
+            pthread_mutex_unlock(&p->lock);
             return NULL;
         }
-        pool_head = r->queue_next;
-        if (!pool_head) pool_tail = NULL;
-        pthread_mutex_unlock(&pool_lock);
+        p->head = r->queue_next;
+        if (!p->head) p->tail = NULL;
+        pthread_mutex_unlock(&p->lock);
         run_request(r);
     }
+}
+
+static void pool_start(pool *p, int size)
+{
+    p->size = size;
+    p->threads = xcalloc((size_t)size, sizeof *p->threads);
+    for (int i = 0; i < size; i++)
+        pthread_create(&p->threads[i], NULL, pool_main, p);
+}
+
+static void pool_stop(pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->closing = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->size; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->threads);
+}
+
+void http_offload(http_req *r, http_handler_fn fn)
+{
+    r->offloaded = true;
+    r->state = REQ_OFFLOADING;
+    r->next = fn;
+}
+
+bool http_offloaded(const http_req *r)
+{
+    return r->offloaded;
 }
 
 /* ---- request accessors ---- */
@@ -497,7 +551,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->state = REQ_RUNNING;
         r->next = dispatch_fn;
         suspend_conn(conn);
-        pool_push(r);
+        pool_push(&quick, r);
         return MHD_YES;
     }
     if (r->state == REQ_READY && r->response)
@@ -570,10 +624,8 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
     struct sockaddr_storage ss;
     if (parse_listen(listen, &ss, err) != 0) return -1;
     dispatch_fn = dispatch;
-    pool_size = handler_threads;
-    pool_threads = xcalloc((size_t)pool_size, sizeof *pool_threads);
-    for (int i = 0; i < pool_size; i++)
-        pthread_create(&pool_threads[i], NULL, pool_main, NULL);
+    pool_start(&quick, handler_threads);
+    pool_start(&slow, SLOW_THREADS);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
@@ -605,15 +657,10 @@ void http_stop(void)
     events_stop(); /* wakes every stream and held request */
     for (int i = 0; i < 500 && atomic_load(&suspended) > 0; i++)
         usleep(10 * 1000);
-    pthread_mutex_lock(&pool_lock);
-    pool_closing = true;
-    pthread_cond_broadcast(&pool_cond);
-    pthread_mutex_unlock(&pool_lock);
-    for (int i = 0; i < pool_size; i++)
-        pthread_join(pool_threads[i], NULL);
+    pool_stop(&quick);
+    pool_stop(&slow);
     MHD_stop_daemon(daemon_);
     daemon_ = NULL;
-    free(pool_threads);
     free(csp_header);
 }
 

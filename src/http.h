@@ -6,8 +6,9 @@
  * DESIGN. libmicrohttpd's event-loop threads only move bytes. When a
  * request is complete its connection is suspended and the handler runs on a
  * small pool of handler threads, so a slow handler (an fsync, a password
- * hash, a DNS lookup) never stalls other connections; the reply is queued
- * when the connection resumes. A handler that must wait for a change calls
+ * hash) never stalls other connections; the reply is queued when the
+ * connection resumes. Work that waits on remote hosts moves to a second
+ * pool (http_offload), so it cannot starve the first. A handler that must wait for a change calls
  * http_wait: the connection stays suspended, holding no thread, until
  * events.c wakes it. SSE responses are read by a callback on the event
  * loop; with nothing to send it suspends the connection and arms an
@@ -73,6 +74,12 @@ void http_reply_bytes(http_req *r, int status, const char *content_type, const v
  * Honours If-None-Match when etag is given. */
 int http_reply_file(http_req *r, const char *path, const char *content_type,
                     const char *cache_control, const char *etag);
+
+/* Moves the rest of the request to the pool for slow work (waiting on a
+ * remote host): fn runs there next. Handlers check http_offloaded first,
+ * so a request moves at most once. */
+void http_offload(http_req *r, http_handler_fn fn);
+bool http_offloaded(const http_req *r);
 
 /* Holds the request: fn runs again (on a handler thread) once an event
  * newer than after_id is committed or when deadline (mono_ms) passes. */

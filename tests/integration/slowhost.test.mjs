@@ -1,0 +1,42 @@
+// A slow remote image host must not stall the API: creates that fetch a
+// remote image wait on their own pool, while every other request answers.
+// The image host below holds every response until the test releases it, so
+// nothing here depends on timing.
+import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { test, assert, serverFor, api, createBody, fixture, waitFor, balance } from './harness.mjs';
+
+test('creates held by a slow image host leave the API responsive, then complete', async (t) => {
+  const jpeg = readFileSync(fixture('product.jpg'));
+  const held = [];
+  const host = createServer((req, res) => held.push(res));
+  await new Promise((r) => host.listen(0, '127.0.0.1', r));
+  t.after(() => host.close());
+  const release = () => {
+    for (const res of held.splice(0)) {
+      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': jpeg.length });
+      res.end(jpeg);
+    }
+  };
+  t.after(release);
+
+  const srv = await serverFor(t);
+  const u = await srv.createUser({ tokens: 20 });
+  const url = `http://127.0.0.1:${host.address().port}/product.jpg`;
+  const N = 12; // more than the server's quick handler threads
+  const creates = Array.from({ length: N }, () =>
+    api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(url) }));
+
+  await waitFor(() => held.length === N, { timeout: 15000, what: `${N} image fetches in flight` });
+  // Every fetch is parked on the image host; the API still answers.
+  const me = await api(srv, 'GET', '/api/me', { key: u.key, timeout: 10000 });
+  assert.equal(me.status, 200);
+  assert.equal(me.data.tokenBalance, 20, 'nothing is charged before the images are checked');
+  const models = await api(srv, 'GET', '/api/models', { timeout: 10000 });
+  assert.equal(models.status, 200);
+
+  release();
+  const results = await Promise.all(creates);
+  for (const r of results) assert.equal(r.status, 201, r.text);
+  assert.equal(await balance(srv, u.key), 20 - N);
+});
