@@ -139,7 +139,7 @@ static void wait_step(http_req *r)
         json_object_set_new(data, "generationId", json_string(g.id));
         http_reply_json(r, done ? 200 : 202, data);
     } else {
-        http_wait(r, seen, st->deadline, wait_step);
+        http_wait(r, seen, g.user_id, st->deadline, wait_step);
     }
     gen_record_free(&g);
 }
@@ -589,7 +589,7 @@ static void start_stream(api_call *c, const char *gen_id)
     snprintf(s->user_id, sizeof s->user_id, "%s", c->user.id);
     snprintf(s->gen_id, sizeof s->gen_id, "%s", gen_id ? gen_id : "");
     s->last_id = last;
-    http_reply_sse(c->req, stream_fill, free, s);
+    http_reply_sse(c->req, s->user_id, stream_fill, free, s);
 }
 
 void api_gen_events(api_call *c)

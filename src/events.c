@@ -5,6 +5,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "util.h"
@@ -47,13 +49,17 @@ static void fire_batch(events_waiter *batch)
     }
 }
 
-/* Moves every waiter matching the condition onto a batch. Lock held. */
-static events_waiter *collect(int64_t newest, int64_t now, bool all)
+/* Moves every waiter that is due onto a batch: all of them, those with news
+ * (an event newer than their after_id on their topic; topic NULL = any),
+ * or those whose deadline passed. Lock held. */
+static events_waiter *collect(int64_t newest, const char *topic, int64_t now, bool all)
 {
     events_waiter *batch = NULL;
     for (events_waiter *w = head, *next; w; w = next) {
         next = w->next;
-        bool due = all || w->after_id < newest || (w->deadline && w->deadline <= now);
+        bool news =
+            w->after_id < newest && (!topic || !w->topic[0] || strcmp(w->topic, topic) == 0);
+        bool due = all || news || (w->deadline && w->deadline <= now);
         if (!due) continue;
         unlink_waiter(w);
         w->state = W_FIRING;
@@ -63,14 +69,14 @@ static events_waiter *collect(int64_t newest, int64_t now, bool all)
     return batch;
 }
 
-void events_committed(int64_t id, void *ctx)
+void events_committed(int64_t id, const char *user_id, void *ctx)
 {
     (void)ctx;
     int64_t cur = atomic_load(&last_id);
     while (id > cur && !atomic_compare_exchange_weak(&last_id, &cur, id)) {
     }
     pthread_mutex_lock(&lock);
-    events_waiter *batch = collect(atomic_load(&last_id), 0, false);
+    events_waiter *batch = collect(id, user_id, 0, false);
     pthread_mutex_unlock(&lock);
     fire_batch(batch);
 }
@@ -80,8 +86,8 @@ int64_t events_last_id(void)
     return atomic_load(&last_id);
 }
 
-bool events_wait(events_waiter *w, int64_t after_id, int64_t deadline, void (*fn)(void *),
-                 void *arg)
+bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
+                 void (*fn)(void *), void *arg)
 {
     pthread_mutex_lock(&lock);
     while (w->state == W_FIRING)
@@ -95,6 +101,7 @@ bool events_wait(events_waiter *w, int64_t after_id, int64_t deadline, void (*fn
     w->fn = fn;
     w->arg = arg;
     w->after_id = after_id;
+    snprintf(w->topic, sizeof w->topic, "%s", topic ? topic : "");
     w->deadline = deadline;
     w->state = W_ARMED;
     w->prev = NULL;
@@ -124,7 +131,7 @@ static void poll_store(void)
 {
     int64_t id = 0;
     pthread_mutex_unlock(&lock);
-    if (poll_fn(poll_ctx, &id) == 0 && id > atomic_load(&last_id)) events_committed(id, NULL);
+    if (poll_fn(poll_ctx, &id) == 0 && id > atomic_load(&last_id)) events_committed(id, NULL, NULL);
     pthread_mutex_lock(&lock);
 }
 
@@ -150,7 +157,7 @@ static void *timer_main(void *unused)
                 next = w->deadline;
         }
         if (expired) {
-            events_waiter *batch = collect(INT64_MIN, now, false);
+            events_waiter *batch = collect(INT64_MIN, NULL, now, false);
             pthread_mutex_unlock(&lock);
             fire_batch(batch);
             pthread_mutex_lock(&lock);
@@ -191,7 +198,7 @@ void events_stop(void)
 {
     pthread_mutex_lock(&lock);
     stopping = true;
-    events_waiter *batch = collect(0, 0, true);
+    events_waiter *batch = collect(0, NULL, 0, true);
     pthread_cond_signal(&timer_cond);
     pthread_mutex_unlock(&lock);
     fire_batch(batch);

@@ -6,7 +6,8 @@
  *
  * DESIGN. Waiters are caller-owned structs on one list under one mutex.
  * The store's commit hook (events_committed) fires every waiter whose
- * after_id is older than the new id; a timer thread fires waiters whose
+ * after_id is older than the new id and whose topic (a user id) is the
+ * committing user's, so a change wakes only that user's streams; a timer thread fires waiters whose
  * deadline passed. A waiter fires once per events_wait; its callback runs
  * outside the lock and must be quick (it resumes a suspended connection).
  * events_unwait guarantees the callback is neither running nor will run.
@@ -20,12 +21,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ids.h"
+
 typedef struct events_waiter {
     void (*fn)(void *arg);
     void *arg;
     int64_t after_id;
-    int64_t deadline; /* mono_ms(); 0 = none */
-    int state;        /* private to events.c */
+    char topic[ID_LEN]; /* a user id; "" = woken by every commit */
+    int64_t deadline;   /* mono_ms(); 0 = none */
+    int state;          /* private to events.c */
     struct events_waiter *next, *prev;
 } events_waiter;
 
@@ -36,16 +40,17 @@ typedef struct events_waiter {
 int events_start(int64_t last_event_id, int (*poll)(void *ctx, int64_t *id), void *poll_ctx);
 void events_stop(void); /* fires every waiter, stops the timer thread */
 
-/* The store's commit hook. */
-void events_committed(int64_t last_event_id, void *ctx);
+/* The store's commit hook. user_id NULL (several or unknown users) wakes
+ * every waiter. */
+void events_committed(int64_t last_event_id, const char *user_id, void *ctx);
 /* The newest committed event id known to this process. */
 int64_t events_last_id(void);
 
 /* Arms w: fn(arg) runs once when an event newer than after_id is committed
- * or the deadline passes. Returns false without arming when an event newer
- * than after_id is already known (look again now). */
-bool events_wait(events_waiter *w, int64_t after_id, int64_t deadline, void (*fn)(void *),
-                 void *arg);
+ * for topic (NULL: any) or the deadline passes. Returns false without
+ * arming when an event newer than after_id is already known (look again). */
+bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
+                 void (*fn)(void *), void *arg);
 /* Disarms w; on return fn is not running and will not run. */
 void events_unwait(events_waiter *w);
 

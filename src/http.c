@@ -65,6 +65,7 @@ struct http_req {
     http_handler_fn next; /* what a handler pool runs next */
     bool offloaded;       /* runs on the slow pool from now on */
     int64_t wait_after, wait_deadline;
+    char wait_topic[ID_LEN];
     events_waiter waiter;
     http_req *queue_next;
 };
@@ -79,6 +80,7 @@ typedef struct sse_stream {
     size_t off;
     bool finished;
     int64_t next_ping;
+    char topic[ID_LEN]; /* wake on commits of this user only */
     events_waiter waiter;
 } sse_stream;
 
@@ -158,7 +160,8 @@ static void run_request(http_req *r)
         return;
     }
     if (r->state == REQ_WAITING) {
-        if (!events_wait(&r->waiter, r->wait_after, r->wait_deadline, wake_waiting, r))
+        if (!events_wait(&r->waiter, r->wait_after, r->wait_topic, r->wait_deadline, wake_waiting,
+                         r))
             pool_push(pool_of(r), r); /* already newer: look again now */
         return;
     }
@@ -401,11 +404,13 @@ int http_reply_file(http_req *r, const char *path, const char *content_type,
     return 0;
 }
 
-void http_wait(http_req *r, int64_t after_id, int64_t deadline, http_handler_fn fn)
+void http_wait(http_req *r, int64_t after_id, const char *topic, int64_t deadline,
+               http_handler_fn fn)
 {
     r->state = REQ_WAITING;
     r->next = fn;
     r->wait_after = after_id;
+    snprintf(r->wait_topic, sizeof r->wait_topic, "%s", topic ? topic : "");
     r->wait_deadline = deadline;
 }
 
@@ -444,7 +449,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
             continue;
         }
         suspend_conn(s->conn);
-        if (!events_wait(&s->waiter, seen, s->next_ping, sse_wake, s)) resume_conn(s->conn);
+        if (!events_wait(&s->waiter, seen, s->topic, s->next_ping, sse_wake, s))
+            resume_conn(s->conn);
         return 0;
     }
     return 0;
@@ -460,9 +466,11 @@ static void sse_free(void *cls)
     atomic_fetch_sub(&sse_clients, 1);
 }
 
-void http_reply_sse(http_req *r, http_sse_fill_fn fill, void (*free_fn)(void *), void *ctx)
+void http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),
+                    void *ctx)
 {
     sse_stream *s = xcalloc(1, sizeof *s);
+    snprintf(s->topic, sizeof s->topic, "%s", topic ? topic : "");
     s->conn = r->conn;
     s->fill = fill;
     s->free_fn = free_fn;

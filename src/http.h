@@ -82,14 +82,18 @@ void http_offload(http_req *r, http_handler_fn fn);
 bool http_offloaded(const http_req *r);
 
 /* Holds the request: fn runs again (on a handler thread) once an event
- * newer than after_id is committed or when deadline (mono_ms) passes. */
-void http_wait(http_req *r, int64_t after_id, int64_t deadline, http_handler_fn fn);
+ * newer than after_id is committed for topic (a user id; NULL: any user)
+ * or when deadline (mono_ms) passes. */
+void http_wait(http_req *r, int64_t after_id, const char *topic, int64_t deadline,
+               http_handler_fn fn);
 
 /* An SSE stream. fill appends whole frames to out; it returns 0 to go on,
  * 1 when the stream is finished (closed after out is sent). It runs on an
  * event-loop thread and must be quick. free_fn releases ctx when the
  * connection ends. */
 typedef int (*http_sse_fill_fn)(void *ctx, buf *out);
-void http_reply_sse(http_req *r, http_sse_fill_fn fill, void (*free_fn)(void *), void *ctx);
+/* topic: the user whose commits wake the stream (NULL: every commit). */
+void http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),
+                    void *ctx);
 
 #endif

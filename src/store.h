@@ -44,7 +44,9 @@ int store_migrate(store_t *s);
 /* Cheap liveness query for /readyz. */
 int store_ping(store_t *s);
 
-typedef void (*store_commit_hook)(int64_t last_event_id, void *ctx);
+/* user_id: the one user whose events the transaction wrote, or NULL when
+ * it wrote events of several users. */
+typedef void (*store_commit_hook)(int64_t last_event_id, const char *user_id, void *ctx);
 void store_set_commit_hook(store_t *s, store_commit_hook fn, void *ctx);
 
 /* ---- users and credentials ---- */

@@ -351,6 +351,9 @@ int sq_commit(sq_tx *t)
         return STORE_ERR;
     }
     int64_t last = t->last_event;
+    char user[ID_LEN];
+    snprintf(user, sizeof user, "%s", t->event_user);
+    bool many = t->event_users_many;
     store_t *s = t->s;
     tx_finish(t);
     if (last > 0) {
@@ -358,7 +361,7 @@ int sq_commit(sq_tx *t)
         store_commit_hook fn = s->hook;
         void *ctx = s->hook_ctx;
         pthread_mutex_unlock(&s->hook_mu);
-        if (fn) fn(last, ctx);
+        if (fn) fn(last, many ? NULL : user, ctx);
     }
     return STORE_OK;
 }
@@ -518,6 +521,10 @@ int sq_event(sq_tx *t, const char *user_id, const char *gen_id, const char *type
                      "ssssI", user_id, gen_id, type, data, now);
     if (rc < 0) return rc;
     t->last_event = sqlite3_last_insert_rowid(t->c->db);
+    if (!t->event_user[0])
+        snprintf(t->event_user, sizeof t->event_user, "%s", user_id);
+    else if (strcmp(t->event_user, user_id) != 0)
+        t->event_users_many = true;
     return STORE_OK;
 }
 

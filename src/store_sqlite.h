@@ -28,7 +28,9 @@ typedef struct sq_tx {
     store_t *s;
     sq_conn *c;
     bool write;
-    int64_t last_event; /* newest event id written, for the commit hook */
+    int64_t last_event;      /* newest event id written, for the commit hook */
+    char event_user[ID_LEN]; /* whose events; "" when none */
+    bool event_users_many;   /* events of more than one user */
 } sq_tx;
 
 int sq_begin(store_t *s, sq_tx *t, bool write);

@@ -745,10 +745,12 @@ Test(store, list_pagination_and_filter)
 
 static int64_t hook_last;
 static int hook_calls;
-static void hook(int64_t id, void *ctx)
+static char hook_user[ID_LEN];
+static void hook(int64_t id, const char *user_id, void *ctx)
 {
     (void)ctx;
     hook_last = id;
+    snprintf(hook_user, sizeof hook_user, "%s", user_id ? user_id : "");
     hook_calls++;
 }
 
@@ -758,12 +760,14 @@ Test(store, events_written_with_data)
     char uid[ID_LEN], gid[ID_LEN], other[ID_LEN];
     make_user("ev@example.com", 10, uid);
     cr_assert_eq(hook_calls, 1); /* the grant's balance event */
+    cr_assert_str_eq(hook_user, uid, "the hook names the user whose events were written");
     make_user("ev2@example.com", 0, other);
     cr_assert_eq(hook_calls, 1); /* no grant, no event */
     int64_t before = last_event();
     cr_assert_eq(hook_last, before);
     cr_assert_eq(create_gen(uid, 3, PRIORITY_NORMAL, T0, false, gid), STORE_OK);
     cr_assert_eq(hook_last, last_event());
+    cr_assert_str_eq(hook_user, uid);
     cr_assert_eq(store_gen_start(st, gid, T0 + 1), STORE_OK);
     gen_record g;
     cr_assert_eq(store_gen_claim(st, "w1", T0 + 2, LEASE, &g), STORE_OK);
