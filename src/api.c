@@ -29,6 +29,8 @@ typedef struct route {
     api_handler_fn fn;
     int access;
     const char *summary; /* for the OpenAPI document */
+    const char *body;    /* request body schema in openapi_schemas, or NULL */
+    const char *reply;   /* `data` schema of the success reply, or NULL */
 } route;
 
 static void health(api_call *c);
@@ -37,30 +39,39 @@ static void metrics(api_call *c);
 static void openapi(api_call *c);
 
 static const route routes[] = {
-    {"GET", "/healthz", health, PUBLIC, "Liveness"},
-    {"GET", "/readyz", ready, PUBLIC, "Readiness: the store answers"},
-    {"GET", "/metrics", metrics, PUBLIC, "Prometheus metrics"},
-    {"GET", "/api/openapi.json", openapi, PUBLIC, "This document"},
-    {"POST", "/api/auth/signup", api_signup, PUBLIC, "Create an account and sign in"},
-    {"POST", "/api/auth/login", api_login, PUBLIC, "Sign in with email and password"},
-    {"POST", "/api/auth/logout", api_logout, PUBLIC, "Sign out"},
-    {"GET", "/api/me", api_me, AUTHED, "The caller, balance and stats"},
-    {"POST", "/api/keys", api_keys_create, AUTHED, "Create an API key (shown once)"},
-    {"GET", "/api/keys", api_keys_list, AUTHED, "List API keys"},
-    {"DELETE", "/api/keys/{id}", api_keys_delete, AUTHED, "Revoke an API key"},
-    {"POST", "/api/admin/users/{id}/tokens", api_admin_tokens, ADMIN, "Grant tokens (admin)"},
-    {"GET", "/api/tokens/transactions", api_transactions, AUTHED, "The token ledger"},
-    {"GET", "/api/models", api_models, PUBLIC, "Models and their availability"},
-    {"POST", "/api/upload", api_upload, AUTHED, "Upload an image"},
-    {"POST", "/api/generation/create", api_create, AUTHED, "Step 1: create a generation"},
-    {"POST", "/api/generate", api_generate, AUTHED, "Step 2: start it (or legacy one-step)"},
-    {"GET", "/api/generations", api_gen_list, AUTHED, "List generations"},
-    {"GET", "/api/generations/{id}", api_gen_get, AUTHED, "One generation"},
-    {"DELETE", "/api/generations/{id}", api_gen_delete, AUTHED, "Delete a finished generation"},
-    {"POST", "/api/generations/{id}/cancel", api_gen_cancel, AUTHED, "Cancel and refund"},
-    {"POST", "/api/generations/{id}/retry", api_gen_retry, AUTHED, "Retry with the same settings"},
-    {"GET", "/api/generations/{id}/events", api_gen_events, AUTHED, "Live status (SSE)"},
-    {"GET", "/api/events", api_user_events, AUTHED, "All live updates of the caller (SSE)"},
+    {"GET", "/healthz", health, PUBLIC, "Liveness", NULL, NULL},
+    {"GET", "/readyz", ready, PUBLIC, "Readiness: the store answers", NULL, NULL},
+    {"GET", "/metrics", metrics, PUBLIC, "Prometheus metrics", NULL, NULL},
+    {"GET", "/api/openapi.json", openapi, PUBLIC, "This document", NULL, NULL},
+    {"POST", "/api/auth/signup", api_signup, PUBLIC, "Create an account and sign in", NULL, NULL},
+    {"POST", "/api/auth/login", api_login, PUBLIC, "Sign in with email and password", NULL, NULL},
+    {"POST", "/api/auth/logout", api_logout, PUBLIC, "Sign out", NULL, NULL},
+    {"GET", "/api/me", api_me, AUTHED, "The caller, balance and stats", NULL, NULL},
+    {"POST", "/api/keys", api_keys_create, AUTHED, "Create an API key (shown once)", NULL, NULL},
+    {"GET", "/api/keys", api_keys_list, AUTHED, "List API keys", NULL, NULL},
+    {"DELETE", "/api/keys/{id}", api_keys_delete, AUTHED, "Revoke an API key", NULL, NULL},
+    {"POST", "/api/admin/users/{id}/tokens", api_admin_tokens, ADMIN, "Grant tokens (admin)", NULL,
+     NULL},
+    {"GET", "/api/tokens/transactions", api_transactions, AUTHED, "The token ledger", NULL, NULL},
+    {"GET", "/api/models", api_models, PUBLIC, "Models and their availability", NULL, NULL},
+    {"POST", "/api/upload", api_upload, AUTHED, "Upload an image", NULL, NULL},
+    {"POST", "/api/generation/create", api_create, AUTHED, "Step 1: create a generation",
+     "CreateBody", "Created"},
+    {"POST", "/api/generate", api_generate, AUTHED,
+     "Step 2: start it ({generationId}), or the legacy one-step form (a CreateBody)",
+     "GenerateBody", "Started"},
+    {"GET", "/api/generations", api_gen_list, AUTHED, "List generations", NULL, NULL},
+    {"GET", "/api/generations/{id}", api_gen_get, AUTHED, "One generation", NULL, "Generation"},
+    {"DELETE", "/api/generations/{id}", api_gen_delete, AUTHED, "Delete a finished generation",
+     NULL, NULL},
+    {"POST", "/api/generations/{id}/cancel", api_gen_cancel, AUTHED, "Cancel and refund", NULL,
+     "Generation"},
+    {"POST", "/api/generations/{id}/retry", api_gen_retry, AUTHED, "Retry with the same settings",
+     NULL, "Created"},
+    {"GET", "/api/generations/{id}/events", api_gen_events, AUTHED, "Live status (SSE)", NULL,
+     NULL},
+    {"GET", "/api/events", api_user_events, AUTHED, "All live updates of the caller (SSE)", NULL,
+     NULL},
 };
 
 void api_init(store_t *s)
@@ -203,6 +214,55 @@ static void metrics(api_call *c)
     buf_free(&out);
 }
 
+/* JSON Schemas of the main bodies, referenced from the route table. */
+static const char openapi_schemas[] =
+    "{\"CreateBody\": {\"type\": \"object\", "
+    "\"required\": [\"productImages\", \"model\", \"style\", \"quality\", \"aspectRatio\"], "
+    "\"properties\": {"
+    "\"productImages\": {\"type\": \"array\", \"minItems\": 1, \"maxItems\": 5, "
+    "\"items\": {\"type\": \"string\", \"format\": \"uri\", \"maxLength\": 2048}}, "
+    "\"modelImages\": {\"type\": \"array\", \"maxItems\": 3, "
+    "\"items\": {\"type\": \"string\", \"format\": \"uri\", \"maxLength\": 2048}}, "
+    "\"model\": {\"type\": \"string\", \"description\": \"an id from GET /api/models\"}, "
+    "\"style\": {\"enum\": [\"realistic\", \"artistic\", \"minimal\"]}, "
+    "\"quality\": {\"enum\": [\"auto\", \"high\", \"medium\", \"low\"]}, "
+    "\"aspectRatio\": {\"enum\": [\"1:1\", \"16:9\", \"9:16\", \"3:2\", \"2:3\", \"4:3\", "
+    "\"3:4\", \"4:5\"]}, "
+    "\"customPrompt\": {\"type\": \"string\", \"maxLength\": 500}, "
+    "\"priority\": {\"enum\": [\"normal\", \"high\"]}, "
+    "\"parameters\": {\"type\": \"object\", \"properties\": {"
+    "\"guidance_scale\": {\"type\": \"number\", \"minimum\": 1, \"maximum\": 20, \"default\": "
+    "7.5}, "
+    "\"num_inference_steps\": {\"type\": \"integer\", \"minimum\": 20, \"maximum\": 100, "
+    "\"default\": 50}, "
+    "\"strength\": {\"type\": \"number\", \"minimum\": 0.1, \"maximum\": 1, \"default\": 0.8}, "
+    "\"seed\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 2147483647}}}}}, "
+    "\"GenerateBody\": {\"oneOf\": [{\"type\": \"object\", \"required\": [\"generationId\"], "
+    "\"properties\": {\"generationId\": {\"type\": \"string\"}}}, "
+    "{\"$ref\": \"#/components/schemas/CreateBody\"}]}, "
+    "\"Created\": {\"type\": \"object\", \"properties\": {\"generationId\": {\"type\": "
+    "\"string\"}, "
+    "\"estimatedCost\": {\"type\": \"integer\"}, \"prompt\": {\"type\": \"string\"}, "
+    "\"status\": {\"const\": \"pending\"}, \"message\": {\"type\": \"string\"}}}, "
+    "\"Started\": {\"type\": \"object\", \"properties\": {\"generationId\": {\"type\": "
+    "\"string\"}, "
+    "\"status\": {\"const\": \"processing\"}, \"resultImages\": {\"type\": \"array\"}, "
+    "\"estimatedCost\": {\"type\": \"integer\"}, \"prompt\": {\"type\": \"string\"}}}, "
+    "\"Generation\": {\"type\": \"object\", \"required\": [\"_id\", \"userId\", \"status\", "
+    "\"productImages\", \"modelImages\", \"resultImages\", \"prompt\", \"parameters\", "
+    "\"tokensUsed\", \"retryCount\", \"createdAt\", \"progress\", \"stage\", \"priority\"], "
+    "\"properties\": {\"status\": {\"enum\": [\"pending\", \"processing\", \"completed\", "
+    "\"failed\", \"cancelled\"]}, \"stage\": {\"type\": \"string\"}, "
+    "\"progress\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 100}}}}";
+
+static json_t *schema_ref(const char *name)
+{
+    char *ref = xasprintf("#/components/schemas/%s", name);
+    json_t *j = json_pack("{s:s}", "$ref", ref);
+    free(ref);
+    return j;
+}
+
 /* The OpenAPI 3.1 document, derived from the route table so no route can
  * be missing from it. */
 static void openapi(api_call *c)
@@ -228,17 +288,28 @@ static void openapi(api_call *c)
             json_object_set_new(op, "parameters",
                                 json_pack("[{s:s, s:s, s:b, s:{s:s}}]", "name", "id", "in", "path",
                                           "required", 1, "schema", "type", "string"));
+        if (rt->body)
+            json_object_set_new(op, "requestBody",
+                                json_pack("{s:b, s:{s:{s:o}}}", "required", 1, "content",
+                                          "application/json", "schema", schema_ref(rt->body)));
+        if (rt->reply)
+            json_object_set_new(json_object_get(json_object_get(op, "responses"), "200"), "content",
+                                json_pack("{s:{s:{s:s, s:{s:{s:b}, s:o}}}}", "application/json",
+                                          "schema", "type", "object", "properties", "success",
+                                          "const", 1, "data", schema_ref(rt->reply)));
         if (rt->access != PUBLIC)
             json_object_set_new(op, "security",
                                 json_pack("[{s:[]}, {s:[]}]", "bearerKey", "sessionCookie"));
         json_object_set_new(item, method, op);
     }
+    json_t *schemas = json_loads(openapi_schemas, 0, NULL);
     json_t *doc = json_pack(
-        "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}}", "openapi",
+        "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:{s:{s:s, s:s}, s:{s:s, s:s, s:s}}}}", "openapi",
         "3.1.0", "info", "title", "Style Studio API", "version", STYLESTUDIO_VERSION, "description",
         "Two-step fashion image generation. See SPEC.md for the contract.", "paths", paths,
-        "components", "securitySchemes", "bearerKey", "type", "http", "scheme", "bearer",
-        "sessionCookie", "type", "apiKey", "in", "cookie", "name", AUTH_COOKIE);
+        "components", "schemas", schemas ? schemas : json_object(), "securitySchemes", "bearerKey",
+        "type", "http", "scheme", "bearer", "sessionCookie", "type", "apiKey", "in", "cookie",
+        "name", AUTH_COOKIE);
     char *text = json_dumps(doc, JSON_INDENT(2));
     json_decref(doc);
     http_reply_bytes(c->req, 200, "application/json", text, strlen(text));

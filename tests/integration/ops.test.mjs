@@ -87,6 +87,17 @@ test('GET /api/openapi.json is an OpenAPI 3.1 document covering the generation r
     assert.ok(paths.includes(p), `openapi paths lack ${p} (has ${paths.join(', ')})`);
   }
   assert.ok(paths.some((p) => /^\/api\/generations\/\{[^}]+\}$/.test(p)), 'openapi paths lack /api/generations/{id}');
+  // Every $ref resolves, and the create body's schema says what the server enforces.
+  const refs = JSON.stringify(r.json).match(/"#\/components\/schemas\/[A-Za-z]+"/g) || [];
+  assert.ok(refs.length > 0, 'the document references its schemas');
+  for (const ref of refs) {
+    const name = ref.slice(1, -1).split('/').pop();
+    assert.ok(r.json.components?.schemas?.[name], `unresolved ${ref}`);
+  }
+  const create = r.json.components.schemas.CreateBody;
+  assert.deepEqual(create.properties.aspectRatio.enum, ['1:1', '16:9', '9:16', '3:2', '2:3', '4:3', '3:4', '4:5']);
+  assert.equal(create.properties.customPrompt.maxLength, 500);
+  assert.equal(create.properties.parameters.properties.num_inference_steps.maximum, 100);
 });
 
 test('GET /api/models lists local-studio (available, cost 1) and gpt-image-1 (unavailable here)', async () => {
