@@ -249,11 +249,12 @@ static void create_generation(api_call *c, json_t *body, bool start)
     case STORE_OK:
         rlog_info(http_request_id(c->req), "created %s (%d tokens)%s", g.id, g.tokens_used,
                   start ? ", started" : "");
-        if (start) queue_notify();
-        if (start)
+        if (start) {
+            queue_notify();
             reply_or_wait(c, status, json_incref(resp), g.id);
-        else
+        } else {
             http_reply_json(c->req, status, json_incref(resp));
+        }
         break;
     case STORE_EREPLAY:
         http_add_header(c->req, "Idempotent-Replayed", "true");
