@@ -71,7 +71,7 @@ static bool images_ok(api_call *c, const gen_request *req)
             int rc = media_check_url(url, &why);
             if (rc == 0 && !media_is_own_url(url)) {
                 provider_image img = {0};
-                rc = media_fetch(url, &img, &why);
+                rc = media_fetch(url, NULL, &img, &why);
                 provider_image_free(&img);
             }
             if (rc != 0) {

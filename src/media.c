@@ -566,7 +566,17 @@ typedef struct fetch_ctx {
     bool too_big;
     bool refused;      /* the connect target broke the address rule */
     bool host_allowed; /* this hop's host name is allow-listed */
+    const atomic_bool *cancel;
 } fetch_ctx;
+
+/* curl's progress callback: a non-zero answer aborts the transfer. */
+static int fetch_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                          curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    const fetch_ctx *fc = user;
+    return fc->cancel && atomic_load(fc->cancel);
+}
 
 static size_t fetch_write(char *ptr, size_t size, size_t nmemb, void *user)
 {
@@ -613,7 +623,7 @@ static int read_own(const char *url, provider_image *out, char **error)
     return 0;
 }
 
-int media_fetch(const char *url, provider_image *out, char **error)
+int media_fetch(const char *url, const atomic_bool *cancel, provider_image *out, char **error)
 {
     if (error) *error = NULL;
     memset(out, 0, sizeof *out);
@@ -621,6 +631,7 @@ int media_fetch(const char *url, provider_image *out, char **error)
     CURL *c = NULL;
     fetch_ctx fc;
     memset(&fc, 0, sizeof fc);
+    fc.cancel = cancel;
     int rc = MEDIA_EINVALID;
     int64_t deadline = mono_ms() + FETCH_TIMEOUT_MS;
 
@@ -668,7 +679,14 @@ int media_fetch(const char *url, provider_image *out, char **error)
         curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &fc);
         curl_easy_setopt(c, CURLOPT_USERAGENT, "StyleStudio/1.0 (image fetch)");
         curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "identity");
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, fetch_progress);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, &fc);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         CURLcode cc = curl_easy_perform(c);
+        if (cc == CURLE_ABORTED_BY_CALLBACK) {
+            rc = fail(error, MEDIA_ECANCELLED, "cancelled while fetching the image");
+            goto cleanup;
+        }
         if (fc.refused) {
             rc = fail(error, MEDIA_EINVALID,
                       "image URL leads to a loopback, private or link-local address; the server "

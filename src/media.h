@@ -11,6 +11,7 @@
 #ifndef SS_MEDIA_H
 #define SS_MEDIA_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -22,8 +23,9 @@
 #define MEDIA_MAX_URL 2048
 
 enum {
-    MEDIA_EINVALID = -1,  /* the image or URL breaks a rule: *error says which */
-    MEDIA_EINTERNAL = -2, /* disk or library failure */
+    MEDIA_EINVALID = -1,   /* the image or URL breaks a rule: *error says which */
+    MEDIA_EINTERNAL = -2,  /* disk or library failure */
+    MEDIA_ECANCELLED = -3, /* the caller's cancel flag was raised mid-transfer */
 };
 
 /* Call once before anything else. data_dir: DATA; public_url: the base of
@@ -52,8 +54,9 @@ bool media_is_own_url(const char *url);
 /* Loads the image behind a URL into *out (caller frees with
  * provider_image_free) and probes it. Own /media URLs read the file;
  * others are fetched (timeout 20 s, ≤ MEDIA_MAX_BYTES, at most 3
- * redirects, each hop address-checked). */
-int media_fetch(const char *url, provider_image *out, char **error);
+ * redirects, each hop address-checked). A transfer stops soon after
+ * *cancel (may be NULL) becomes true: MEDIA_ECANCELLED. */
+int media_fetch(const char *url, const atomic_bool *cancel, provider_image *out, char **error);
 
 /* Stores one result image of a generation; *url_out (caller frees). */
 int media_store_result(const char *gen_id, int index, const provider_image *img, char **url_out);

@@ -374,7 +374,12 @@ static int job_fetch_inputs(job *j)
         const char *url = json_string_value(json_array_get(arr, idx));
         provider_image *dst = is_product ? &j->products[idx] : &j->models[idx];
         char *why = NULL;
-        int rc = url ? media_fetch(url, dst, &why) : MEDIA_EINVALID;
+        int rc = url ? media_fetch(url, &j->pj.cancel_requested, dst, &why) : MEDIA_EINVALID;
+        if (rc == MEDIA_ECANCELLED) {
+            free(why);
+            job_done(j, PROVIDER_CANCELLED, NULL, 0, "cancelled");
+            return -1;
+        }
         if (rc != 0) {
             provider_image_free(dst); /* in case it was partly filled */
             const char *label = is_product ? "product image" : "model image";

@@ -188,7 +188,7 @@ Test(media, upload_store_and_paths)
     /* The own URL passes the URL check and fetches from disk. */
     cr_assert_eq(media_check_url(url, &err), 0, "%s", err ? err : "");
     provider_image got;
-    cr_assert_eq(media_fetch(url, &got, &err), 0, "%s", err ? err : "");
+    cr_assert_eq(media_fetch(url, NULL, &got, &err), 0, "%s", err ? err : "");
     cr_assert_eq(got.len, j.len);
     cr_assert_eq(memcmp(got.data, j.data, j.len), 0);
     provider_image_free(&got);
@@ -414,7 +414,7 @@ static int fetch(server *s, const char *path, provider_image *out, char **err)
 {
     char *url = xasprintf("http://127.0.0.2:%d%s", s->port, path);
     *err = NULL;
-    int rc = media_fetch(url, out, err);
+    int rc = media_fetch(url, NULL, out, err);
     free(url);
     return rc;
 }
@@ -460,7 +460,7 @@ Test(media, fetch_over_http, .timeout = 60)
 
     /* The same server on a refused address is never contacted. */
     char *url = xasprintf("http://127.0.0.1:%d/img.jpg", s.port);
-    cr_assert_eq(media_fetch(url, &out, &err), MEDIA_EINVALID);
+    cr_assert_eq(media_fetch(url, NULL, &out, &err), MEDIA_EINVALID);
     cr_assert(strstr(err, "loopback"), "%s", err);
     free(err);
     free(url);

@@ -201,7 +201,7 @@ static void assert_results(const gen_record *g)
         cr_assert(str_has_prefix(url, PUBLIC_URL "/media/r/"), "result url %s", url);
         provider_image img = {0};
         char *err = NULL;
-        cr_assert_eq(media_fetch(url, &img, &err), 0, "result %s: %s", url, err ? err : "?");
+        cr_assert_eq(media_fetch(url, NULL, &img, &err), 0, "result %s: %s", url, err ? err : "?");
         cr_assert_gt(img.width, 0);
         cr_assert_gt(img.height, 0);
         provider_image_free(&img);
