@@ -74,6 +74,15 @@ static const route routes[] = {
      NULL},
 };
 
+#define MULTIPART_SLACK (256 * 1024) /* part headers and boundaries */
+
+size_t api_body_limit(const char *method, const char *path, bool *files)
+{
+    (void)method;
+    *files = strcmp(path, "/api/upload") == 0;
+    return *files ? MEDIA_MAX_BYTES + MULTIPART_SLACK : (size_t)cfg.max_body;
+}
+
 void api_init(store_t *s)
 {
     api_store = s;

@@ -17,6 +17,8 @@
 void api_init(store_t *s);
 /* The http dispatch function. */
 void api_dispatch(http_req *r);
+/* The http body limit: uploads take an image, everything else --max-body. */
+size_t api_body_limit(const char *method, const char *path, bool *files);
 
 /* ---- shared by the api_*.c files ---- */
 

@@ -29,8 +29,6 @@
 #include "log.h"
 #include "metrics.h"
 
-#define UPLOAD_LIMIT (10 * 1024 * 1024)
-#define MULTIPART_SLACK (256 * 1024)
 #define DISCARD_LIMIT (64 * 1024 * 1024) /* beyond this, answer 413 and close */
 #define HEARTBEAT_MS 15000
 #define MAX_EXTRA_HEADERS 8
@@ -86,6 +84,7 @@ typedef struct sse_stream {
 
 static struct MHD_Daemon *daemon_;
 static http_handler_fn dispatch_fn;
+static http_limit_fn limit_fn;
 static char *csp_header;
 static atomic_bool stopping;
 static atomic_int sse_clients;
@@ -497,7 +496,7 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
     http_req *r = cls;
     if (strcmp(key, "file") != 0) return MHD_YES;
     if (!r->part_type && content_type) r->part_type = xstrdup(content_type);
-    if (r->body.len + size > UPLOAD_LIMIT)
+    if (r->body.len + size > r->body_limit)
         r->too_large = true;
     else if (size)
         buf_append(&r->body, data, size);
@@ -512,10 +511,10 @@ static http_req *new_request(struct MHD_Connection *conn, const char *url, const
     snprintf(r->method, sizeof r->method, "%s", method);
     r->path = xstrdup(url);
     ids_new("req", r->request_id);
-    bool upload = strcmp(url, "/api/upload") == 0;
-    r->body_limit = upload ? UPLOAD_LIMIT + MULTIPART_SLACK : (size_t)cfg.max_body;
+    bool files = false;
+    r->body_limit = limit_fn(method, url, &files);
     const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-    if (upload && ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0)
+    if (files && ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0)
         r->pp = MHD_create_post_processor(conn, 64 * 1024, post_iter, r);
     return r;
 }
@@ -627,11 +626,12 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, char **
 }
 
 int http_start(const char *listen, int io_threads, int handler_threads, http_handler_fn dispatch,
-               uint16_t *port, char **err)
+               http_limit_fn limit, uint16_t *port, char **err)
 {
     struct sockaddr_storage ss;
     if (parse_listen(listen, &ss, err) != 0) return -1;
     dispatch_fn = dispatch;
+    limit_fn = limit;
     pool_start(&quick, handler_threads);
     pool_start(&slow, SLOW_THREADS);
 

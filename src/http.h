@@ -27,11 +27,16 @@
 typedef struct http_req http_req; /* one request; owned by http.c */
 typedef void (*http_handler_fn)(http_req *req);
 
+/* The largest body a route takes; *files set when it takes a multipart
+ * `file` part (which then becomes the body). */
+typedef size_t (*http_limit_fn)(const char *method, const char *path, bool *files);
+
 /* Starts listening on "HOST:PORT" (PORT 0 = any) with io_threads event-loop
  * threads and handler_threads handler threads; every complete request goes
- * to dispatch. *port gets the bound port. 0, or -1 with *err (caller frees). */
+ * to dispatch, bodies limited by limit. *port gets the bound port. 0, or
+ * -1 with *err (caller frees). */
 int http_start(const char *listen, int io_threads, int handler_threads, http_handler_fn dispatch,
-               uint16_t *port, char **err);
+               http_limit_fn limit, uint16_t *port, char **err);
 /* Stops accepting connections; open streams end at their next wake-up. */
 void http_quiesce(void);
 /* Ends every stream and held request, then stops the server. */

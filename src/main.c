@@ -220,7 +220,8 @@ static int cmd_run(bool with_http)
     if (with_http) {
         find_web_root();
         char *err = NULL;
-        if (http_start(cfg.listen, cfg.http_threads, 8, api_dispatch, &port, &err) != 0) {
+        if (http_start(cfg.listen, cfg.http_threads, 8, api_dispatch, api_body_limit, &port,
+                       &err) != 0) {
             fprintf(stderr, "stylestudio: %s\n", err);
             free(err);
             return 1;
