@@ -717,18 +717,21 @@ static void shadow_add(float *q, int qw, int qh, const placed *p, enum shadow_ki
         }
 }
 
-/* Blurs the quarter-resolution mask q and scales it to w×h: a 1-band float
- * image owned by ctx. */
-static VipsImage *shadow_image(VipsImage *ctx, float *q, int qw, int qh, int w, int h,
-                               double blur_px)
+/* Scales a quarter-resolution float mask q (qw×qh) to a w×h 1-band float
+ * image owned by ctx, blurred first by sigma (in q's pixels) when > 0. */
+static VipsImage *mask_image(VipsImage *ctx, const float *q, int qw, int qh, int w, int h,
+                             double sigma)
 {
     VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 4);
-    t[0] = vips_image_new_from_memory_copy(q, (size_t)qw * qh * sizeof(float), qw, qh, 1,
+    t[0] = vips_image_new_from_memory_copy(q, (size_t)qw * qh * sizeof *q, qw, qh, 1,
                                            VIPS_FORMAT_FLOAT);
     if (!t[0]) return NULL;
-    double sigma = fmax(blur_px / QSCALE, 0.5);
-    if (vips_gaussblur(t[0], &t[1], sigma, "min_ampl", 0.01, NULL)) return NULL;
-    if (vips_resize(t[1], &t[2], (double)w / qw, "vscale", (double)h / qh, "kernel",
+    VipsImage *in = t[0];
+    if (sigma > 0) {
+        if (vips_gaussblur(t[0], &t[1], sigma, "min_ampl", 0.01, NULL)) return NULL;
+        in = t[1];
+    }
+    if (vips_resize(in, &t[2], (double)w / qw, "vscale", (double)h / qh, "kernel",
                     VIPS_KERNEL_LINEAR, NULL))
         return NULL;
     if (vips_crop(t[2], &t[3], 0, 0, w, h, NULL)) return NULL;
@@ -859,16 +862,9 @@ static VipsImage *light_map(VipsImage *ctx, int w, int h, double angle, double d
             l *= 1 - vignette * pow(r2, 1.3);
             m[(size_t)y * qw + x] = (float)l;
         }
-    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 3);
-    t[0] = vips_image_new_from_memory_copy(m, (size_t)qw * qh * sizeof *m, qw, qh, 1,
-                                           VIPS_FORMAT_FLOAT);
+    VipsImage *img = mask_image(ctx, m, qw, qh, w, h, 0);
     free(m);
-    if (!t[0]) return NULL;
-    if (vips_resize(t[0], &t[1], (double)w / qw, "vscale", (double)h / qh, "kernel",
-                    VIPS_KERNEL_LINEAR, NULL))
-        return NULL;
-    if (vips_crop(t[1], &t[2], 0, 0, w, h, NULL)) return NULL;
-    return t[2];
+    return img;
 }
 
 /* ---- the render ---- */
@@ -1131,7 +1127,7 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         blur = m * 0.016;
         opacity = 0.13;
     }
-    VipsImage *sh = shadow_image(ctx, q, qw, qh, W, H, blur);
+    VipsImage *sh = mask_image(ctx, q, qw, qh, W, H, fmax(blur / QSCALE, 0.5));
     if (!sh) goto vips_fail;
     {
         VipsImage **f = NEXT, **mul = NEXT;
