@@ -192,6 +192,25 @@ cleanup:
     return rc;
 }
 
+/* The pixel indices of a frame bw pixels wide around a w×h image, in row
+ * order. Caller frees; *n gets the count. */
+static size_t *border_pixels(int w, int h, int bw, size_t *n)
+{
+    size_t *idx = xmalloc((size_t)w * h * sizeof *idx), cnt = 0;
+    for (int y = 0; y < h; y++) {
+        bool row_border = y < bw || y >= h - bw;
+        for (int x = 0; x < w; x++) {
+            if (!row_border && x >= bw && x < w - bw) {
+                x = w - bw - 1;
+                continue;
+            }
+            idx[cnt++] = (size_t)y * w + x;
+        }
+    }
+    *n = cnt;
+    return idx;
+}
+
 /* Per-channel median of the border pixels, and how uniform the border is. */
 static void estimate_background(const unsigned char *px, int w, int h, int nb, double bg[3],
                                 double *uniform, double *noise)
@@ -200,20 +219,11 @@ static void estimate_background(const unsigned char *px, int w, int h, int nb, d
     memset(hist, 0, sizeof hist);
     int bw = w < h ? w / 64 : h / 64;
     if (bw < 2) bw = 2;
-    size_t n = 0;
-    for (int y = 0; y < h; y++) {
-        bool row_border = y < bw || y >= h - bw;
-        for (int x = 0; x < w; x++) {
-            if (!row_border && x >= bw && x < w - bw) {
-                x = w - bw - 1;
-                continue;
-            }
-            const unsigned char *p = px + ((size_t)y * w + x) * nb;
-            for (int c = 0; c < 3; c++)
-                hist[c][p[c]]++;
-            n++;
-        }
-    }
+    size_t n;
+    size_t *border = border_pixels(w, h, bw, &n);
+    for (size_t i = 0; i < n; i++)
+        for (int c = 0; c < 3; c++)
+            hist[c][px[border[i] * nb + c]]++;
     for (int c = 0; c < 3; c++) {
         size_t acc = 0;
         int v = 0;
@@ -223,22 +233,16 @@ static void estimate_background(const unsigned char *px, int w, int h, int nb, d
     }
     size_t close = 0;
     double dsum = 0;
-    for (int y = 0; y < h; y++) {
-        bool row_border = y < bw || y >= h - bw;
-        for (int x = 0; x < w; x++) {
-            if (!row_border && x >= bw && x < w - bw) {
-                x = w - bw - 1;
-                continue;
-            }
-            const unsigned char *p = px + ((size_t)y * w + x) * nb;
-            double d = sqrt((p[0] - bg[0]) * (p[0] - bg[0]) + (p[1] - bg[1]) * (p[1] - bg[1]) +
-                            (p[2] - bg[2]) * (p[2] - bg[2]));
-            if (d < 24) {
-                close++;
-                dsum += d;
-            }
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = px + border[i] * nb;
+        double d = sqrt((p[0] - bg[0]) * (p[0] - bg[0]) + (p[1] - bg[1]) * (p[1] - bg[1]) +
+                        (p[2] - bg[2]) * (p[2] - bg[2]));
+        if (d < 24) {
+            close++;
+            dsum += d;
         }
     }
+    free(border);
     *uniform = n ? (double)close / n : 0;
     *noise = close ? dsum / close : 0;
 }
