@@ -1,28 +1,31 @@
 /*
- * store — picks the store implementation from the database URL:
- *   sqlite:PATH  (also sqlite://PATH)  → store_sqlite.c
- *   postgres://… / postgresql://…      → not supported yet (store_pg.c)
- * Everything else in store.h is implemented by the chosen store.
+ * store — picks the store backend from the database URL and dispatches
+ * every store.h call through its function table (store_impl.h):
+ *   sqlite:PATH  (also sqlite://PATH)  → store_sqlite*.c
+ *   postgres://… / postgresql://…      → store_pg*.c
+ * It also holds what all backends share: the commit hook and the codec
+ * that turns records into event data.
  */
 #include "store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
-#include "store_sqlite.h"
+#include "store_impl.h"
 #include "util.h"
 
-int store_open(const char *url, store_t **out, char **err)
+int store_open(const char *url, const store_options *opt, store_t **out, char **err)
 {
     *out = NULL;
     if (err) *err = NULL;
     if (!url || !*url) {
-        if (err) *err = xstrdup("no database URL given (expected sqlite:PATH)");
+        if (err) *err = xstrdup("no database URL given (expected sqlite:PATH or postgres://...)");
         return STORE_ERR;
     }
     if (str_has_prefix(url, "sqlite:")) {
         const char *path = url + 7;
         if (str_has_prefix(path, "//")) path += 2; /* sqlite:///abs/file.db */
-        return store_sqlite_open(path, out, err);
+        return store_sqlite_open(path, opt, out, err);
     }
     if (str_has_prefix(url, "postgres://") || str_has_prefix(url, "postgresql://")) {
         /* The URL is not echoed: it may carry a password. */
@@ -33,4 +36,277 @@ int store_open(const char *url, store_t **out, char **err)
     }
     if (err) *err = xstrdup("unsupported database URL: expected sqlite:PATH or postgres://...");
     return STORE_ERR;
+}
+
+/* ---- the shared head ---- */
+
+void store_base_init(store_t *s, const store_ops *ops, const store_codec *codec)
+{
+    s->ops = ops;
+    s->codec = codec;
+    pthread_mutex_init(&s->hook_mu, NULL);
+}
+
+void store_base_destroy(store_t *s)
+{
+    pthread_mutex_destroy(&s->hook_mu);
+}
+
+void store_set_commit_hook(store_t *s, store_commit_hook fn, void *ctx)
+{
+    pthread_mutex_lock(&s->hook_mu);
+    s->hook = fn;
+    s->hook_ctx = ctx;
+    pthread_mutex_unlock(&s->hook_mu);
+}
+
+void store_base_committed(store_t *s, int64_t last_event_id, const char *user_id)
+{
+    if (last_event_id <= 0) return;
+    pthread_mutex_lock(&s->hook_mu);
+    store_commit_hook fn = s->hook;
+    void *ctx = s->hook_ctx;
+    pthread_mutex_unlock(&s->hook_mu);
+    if (fn) fn(last_event_id, user_id, ctx);
+}
+
+char *store_base_gen_json(store_t *s, const gen_record *g)
+{
+    char *j = s->codec && s->codec->generation ? s->codec->generation(g) : NULL;
+    return j ? j : xstrdup("{}");
+}
+
+char *store_base_balance_json(store_t *s, int64_t token_balance)
+{
+    char *j = s->codec && s->codec->balance ? s->codec->balance(token_balance) : NULL;
+    return j ? j : xstrdup("{}");
+}
+
+/* ---- dispatch ---- */
+
+void store_close(store_t *s)
+{
+    if (s) s->ops->close(s);
+}
+
+int store_migrate(store_t *s)
+{
+    return s->ops->migrate(s);
+}
+
+int store_ping(store_t *s)
+{
+    return s->ops->ping(s);
+}
+
+const char *store_backend(const store_t *s)
+{
+    return s->ops->name;
+}
+
+int store_user_create(store_t *s, const user_record *u, const char *password_hash, int64_t grant)
+{
+    return s->ops->user_create(s, u, password_hash, grant);
+}
+
+int store_user_get(store_t *s, const char *user_id, user_record *out)
+{
+    return s->ops->user_get(s, user_id, out);
+}
+
+int store_user_by_email(store_t *s, const char *email, user_record *out, char **password_hash)
+{
+    return s->ops->user_by_email(s, email, out, password_hash);
+}
+
+int store_user_list(store_t *s, user_record **out, size_t *n)
+{
+    return s->ops->user_list(s, out, n);
+}
+
+int store_user_credit(store_t *s, const char *user_id, int64_t amount, const char *kind,
+                      const char *reason, int64_t *balance_out)
+{
+    return s->ops->user_credit(s, user_id, amount, kind, reason, balance_out);
+}
+
+int store_user_stats(store_t *s, const char *user_id, int64_t month_start, user_stats *out)
+{
+    return s->ops->user_stats(s, user_id, month_start, out);
+}
+
+int store_key_create(store_t *s, const char *key_id, const char *user_id, const char *name,
+                     const char *key_hash, const char *hint, int64_t now)
+{
+    return s->ops->key_create(s, key_id, user_id, name, key_hash, hint, now);
+}
+
+int store_key_list(store_t *s, const char *user_id, store_key_row **out, size_t *n)
+{
+    return s->ops->key_list(s, user_id, out, n);
+}
+
+int store_key_delete(store_t *s, const char *user_id, const char *key_id, int64_t now)
+{
+    return s->ops->key_delete(s, user_id, key_id, now);
+}
+
+int store_key_get(store_t *s, const char *key_hash, user_record *out, int64_t *last_used_at)
+{
+    return s->ops->key_get(s, key_hash, out, last_used_at);
+}
+
+int store_key_touch(store_t *s, const char *key_hash, int64_t now)
+{
+    return s->ops->key_touch(s, key_hash, now);
+}
+
+int store_session_create(store_t *s, const char *token_hash, const char *user_id, int64_t now,
+                         int64_t expires_at)
+{
+    return s->ops->session_create(s, token_hash, user_id, now, expires_at);
+}
+
+int store_session_get(store_t *s, const char *token_hash, user_record *out, int64_t *expires_at)
+{
+    return s->ops->session_get(s, token_hash, out, expires_at);
+}
+
+int store_session_delete(store_t *s, const char *token_hash)
+{
+    return s->ops->session_delete(s, token_hash);
+}
+
+void store_ledger_rows_free(store_ledger_row *rows, size_t n)
+{
+    if (!rows) return;
+    for (size_t i = 0; i < n; i++)
+        free(rows[i].reason);
+    free(rows);
+}
+
+int store_ledger_list(store_t *s, const char *user_id, const char *cursor, int limit,
+                      store_ledger_row **out, size_t *n, char **next_cursor)
+{
+    return s->ops->ledger_list(s, user_id, cursor, limit, out, n, next_cursor);
+}
+
+int store_ledger_totals(store_t *s, int64_t *charged, int64_t *refunded)
+{
+    return s->ops->ledger_totals(s, charged, refunded);
+}
+
+int store_gen_create(store_t *s, const gen_record *g, bool start, const store_idem *idem,
+                     char **replay_response, int *replay_status)
+{
+    return s->ops->gen_create(s, g, start, idem, replay_response, replay_status);
+}
+
+int store_gen_get(store_t *s, const char *gen_id, gen_record *out)
+{
+    return s->ops->gen_get(s, gen_id, out);
+}
+
+int store_gen_list(store_t *s, const char *user_id, int status_filter, const char *cursor,
+                   int limit, gen_record **out, size_t *n, char **next_cursor)
+{
+    return s->ops->gen_list(s, user_id, status_filter, cursor, limit, out, n, next_cursor);
+}
+
+int store_gen_delete(store_t *s, const char *gen_id, unsigned from, json_t **result_images)
+{
+    return s->ops->gen_delete(s, gen_id, from, result_images);
+}
+
+int store_gen_counts(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queued)
+{
+    return s->ops->gen_counts(s, by_status, queued);
+}
+
+int store_gen_start(store_t *s, const char *gen_id, int64_t now)
+{
+    return s->ops->gen_start(s, gen_id, now);
+}
+
+int store_gen_end(store_t *s, const store_end *e)
+{
+    return s->ops->gen_end(s, e);
+}
+
+int store_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
+                       const json_t *result_images, int64_t now)
+{
+    return s->ops->gen_complete(s, gen_id, worker_id, result_images, now);
+}
+
+int store_gen_requeue(store_t *s, const char *gen_id, const store_guard *guard, int retry_count,
+                      const char *error, int64_t not_before, int64_t now)
+{
+    return s->ops->gen_requeue(s, gen_id, guard, retry_count, error, not_before, now);
+}
+
+int store_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
+                    gen_record *out)
+{
+    return s->ops->gen_claim(s, worker_id, now, lease_ms, out);
+}
+
+int store_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const char *stage,
+                       int progress, int64_t lease_until, int64_t now)
+{
+    return s->ops->gen_progress(s, gen_id, worker_id, stage, progress, lease_until, now);
+}
+
+int store_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until)
+{
+    return s->ops->gen_renew(s, gen_id, worker_id, lease_until);
+}
+
+int store_gen_release(store_t *s, const char *worker_id, int64_t now)
+{
+    return s->ops->gen_release(s, worker_id, now);
+}
+
+int store_gen_expired_leases(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n)
+{
+    return s->ops->gen_expired_leases(s, before, limit, out, n);
+}
+
+int store_gen_pending_before(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n)
+{
+    return s->ops->gen_pending_before(s, before, limit, out, n);
+}
+
+int store_gen_next_retry_at(store_t *s, int64_t *at)
+{
+    return s->ops->gen_next_retry_at(s, at);
+}
+
+int store_purge(store_t *s, int64_t idem_before, int64_t sessions_before)
+{
+    return s->ops->purge(s, idem_before, sessions_before);
+}
+
+void store_events_free(store_event *ev, size_t n)
+{
+    if (!ev) return;
+    for (size_t i = 0; i < n; i++)
+        free(ev[i].data);
+    free(ev);
+}
+
+int store_events_after(store_t *s, const char *user_id, const char *generation_id, int64_t after_id,
+                       int limit, store_event **out, size_t *n)
+{
+    return s->ops->events_after(s, user_id, generation_id, after_id, limit, out, n);
+}
+
+int store_events_latest(store_t *s, const char *generation_id, store_event *out)
+{
+    return s->ops->events_latest(s, generation_id, out);
+}
+
+int store_events_last_id(store_t *s, int64_t *id)
+{
+    return s->ops->events_last_id(s, id);
 }

@@ -1,13 +1,22 @@
 /*
- * store — the one interface to persistent state. store_sqlite.c implements
- * it on SQLite (default); store_pg.c will implement it on PostgreSQL. No
- * other file writes SQL.
+ * store — the one interface to persistent state. Two backends implement it
+ * through a function table (struct store_ops, store_impl.h):
+ * store_sqlite*.c (the embedded default) and store_pg*.c (PostgreSQL, for
+ * many processes on many machines). store_open picks one from the URL;
+ * store.c dispatches every call below to it. No other file writes SQL.
  *
- * Every state change is one transaction that also writes the ledger row
- * (token_transactions) and the event rows (events) it implies: a crash
- * leaves all of it or none of it. After each commit that wrote events the
- * store calls the commit hook with the newest event id, so events.c can
- * wake streams and waiting requests.
+ * The store offers atomic verbs and decides nothing: which transition is
+ * legal, whether a failure is retried, and when things expire are
+ * gen_state.c's and the callers' decisions, handed in as arguments (the
+ * statuses a change may start from, a lease guard, cut-off times). The
+ * store only guarantees that each verb is one transaction that also writes
+ * the ledger row (token_transactions) and the event rows (events) it
+ * implies, and that its guards hold at commit: a crash leaves all of it or
+ * none of it. Event data is the JSON the codec handed to store_open makes
+ * of a record; the store persists it and never builds API JSON itself.
+ *
+ * After each commit that wrote events the store calls the commit hook with
+ * the newest event id, so events.c can wake streams and waiting requests.
  *
  * All functions are thread-safe. They return STORE_OK (0) or a negative
  * STORE_E* code. Output structs are filled only on STORE_OK.
@@ -26,23 +35,41 @@ enum {
     STORE_OK = 0,
     STORE_ERR = -1,            /* the database failed; logged by the store */
     STORE_ENOTFOUND = -2,      /* no such row (or not the caller's) */
-    STORE_ECONFLICT = -3,      /* wrong status for this action, or lease lost */
+    STORE_ECONFLICT = -3,      /* a guard did not hold: wrong status, lease lost */
     STORE_EINSUFFICIENT = -4,  /* balance too low */
     STORE_EDUPLICATE = -5,     /* unique value taken (e.g. email) */
     STORE_EIDEM_MISMATCH = -6, /* Idempotency-Key reused with another body */
     STORE_EREPLAY = -7,        /* Idempotency-Key replay: see *replay outputs */
+    STORE_EUNAVAILABLE = -8,   /* the database cannot be reached now; nothing written */
 };
 
 typedef struct store store_t; /* opaque */
 
-/* Opens "sqlite:/path/file.db" (or "postgres://..." later) and runs the
- * migrations. 0 or STORE_ERR with *err set (caller frees). */
-int store_open(const char *url, store_t **out, char **err);
+/* How records become event data. Both return a new JSON string (the store
+ * frees it). gen_record.c provides the one used by the service
+ * (gen_record_codec). */
+typedef struct store_codec {
+    char *(*generation)(const gen_record *g);
+    char *(*balance)(int64_t token_balance);
+} store_codec;
+
+/* What store_open is given besides the URL. */
+typedef struct store_options {
+    const store_codec *codec; /* must outlive the store */
+    int pool_size;            /* connections; 0: the backend's default */
+} store_options;
+
+/* Opens "sqlite:/path/file.db" or "postgres://..." (any libpq URL) and runs
+ * the migrations. 0, or STORE_ERR / STORE_EUNAVAILABLE with *err set
+ * (caller frees; never echoes a password). */
+int store_open(const char *url, const store_options *opt, store_t **out, char **err);
 void store_close(store_t *s);
 /* Runs pending migrations; open does this too. Prints nothing. */
 int store_migrate(store_t *s);
 /* Cheap liveness query for /readyz. */
 int store_ping(store_t *s);
+/* "sqlite" or "postgres". */
+const char *store_backend(const store_t *s);
 
 /* user_id: the one user whose events the transaction wrote, or NULL when
  * it wrote events of several users. */
@@ -65,14 +92,14 @@ typedef struct user_record {
 } user_record;
 
 /* Inserts the user (id, email, name, plan, role, created_at taken from *u;
- * balances ignored) and, when grant > 0, a ledger row of kind `grant_kind`
- * ("grant") with that amount, counted in freeTokensGranted. password_hash
- * may be NULL (CLI users). STORE_EDUPLICATE if the email exists
- * (case-insensitive). */
+ * balances ignored) and, when grant > 0, a ledger row of kind "grant" with
+ * that amount, counted in freeTokensGranted, and a balance event.
+ * password_hash may be NULL (CLI users). STORE_EDUPLICATE if the email
+ * exists (case-insensitive). */
 int store_user_create(store_t *s, const user_record *u, const char *password_hash, int64_t grant);
 int store_user_get(store_t *s, const char *user_id, user_record *out);
 /* *password_hash (may be NULL if not wanted) is set to a new string or NULL
- * when the user has no password. */
+ * when the user has no password. Email match is case-insensitive. */
 int store_user_by_email(store_t *s, const char *email, user_record *out, char **password_hash);
 /* All users, oldest first. *out is a new array (caller frees). */
 int store_user_list(store_t *s, user_record **out, size_t *n);
@@ -91,29 +118,52 @@ typedef struct user_stats {
 } user_stats;
 int store_user_stats(store_t *s, const char *user_id, int64_t month_start, user_stats *out);
 
+typedef struct store_key_row {
+    char id[ID_LEN];
+    char name[128];
+    char hint[32];
+    int64_t created_at;
+    int64_t last_used_at; /* 0 when never used */
+} store_key_row;
+
 int store_key_create(store_t *s, const char *key_id, const char *user_id, const char *name,
                      const char *key_hash, const char *hint, int64_t now);
-/* [{id, name, hint, createdAt, lastUsedAt|null}], newest first, active keys
- * only. Caller owns *items. */
-int store_key_list(store_t *s, const char *user_id, json_t **items);
+/* The user's active keys, newest first. *out is a new array (caller frees). */
+int store_key_list(store_t *s, const char *user_id, store_key_row **out, size_t *n);
 /* Revokes one of the user's keys. STORE_ENOTFOUND if not theirs/absent. */
-int store_key_delete(store_t *s, const char *user_id, const char *key_id);
-/* Looks up an active key by hash, records last use; STORE_ENOTFOUND. */
-int store_key_auth(store_t *s, const char *key_hash, int64_t now, user_record *out);
+int store_key_delete(store_t *s, const char *user_id, const char *key_id, int64_t now);
+/* Looks up an active key by hash: the user and when the key was last used
+ * (0: never). STORE_ENOTFOUND. */
+int store_key_get(store_t *s, const char *key_hash, user_record *out, int64_t *last_used_at);
+/* Records a use of the key (the caller decides how often). */
+int store_key_touch(store_t *s, const char *key_hash, int64_t now);
 
-int store_session_create(store_t *s, const char *token_hash, const char *user_id,
+int store_session_create(store_t *s, const char *token_hash, const char *user_id, int64_t now,
                          int64_t expires_at);
-/* STORE_ENOTFOUND when absent or expired. */
-int store_session_auth(store_t *s, const char *token_hash, int64_t now, user_record *out);
+/* The session's user and expiry time; STORE_ENOTFOUND when absent. The
+ * caller decides whether it has expired. */
+int store_session_get(store_t *s, const char *token_hash, user_record *out, int64_t *expires_at);
+/* Idempotent: deleting an absent session is not an error. */
 int store_session_delete(store_t *s, const char *token_hash);
 
 /* ---- ledger ---- */
 
-/* The user's ledger rows newest first: [{id, kind, amount, balanceAfter,
- * generationId|null, reason|null, createdAt}]. cursor: NULL or a previous
- * *next_cursor. *next_cursor is NULL on the last page. Caller owns both. */
+typedef struct store_ledger_row {
+    int64_t id;
+    char kind[16]; /* grant | purchase | charge | refund | adjustment */
+    int64_t amount;
+    int64_t balance_after;
+    char generation_id[ID_LEN]; /* "" when none */
+    char *reason;               /* NULL when none; owned by the row */
+    int64_t created_at;
+} store_ledger_row;
+
+void store_ledger_rows_free(store_ledger_row *rows, size_t n);
+/* The user's ledger rows newest first. cursor: NULL or a previous
+ * *next_cursor. *next_cursor is NULL on the last page. Caller owns *out
+ * (store_ledger_rows_free) and *next_cursor. */
 int store_ledger_list(store_t *s, const char *user_id, const char *cursor, int limit,
-                      json_t **items, char **next_cursor);
+                      store_ledger_row **out, size_t *n, char **next_cursor);
 
 /* Tokens charged and refunded over all time (for /metrics). */
 int store_ledger_totals(store_t *s, int64_t *charged, int64_t *refunded);
@@ -126,6 +176,7 @@ typedef struct store_idem {
     const char *request_hash; /* hash of the canonical request body */
     const char *response;     /* JSON text to replay */
     int http_status;          /* status to replay */
+    int64_t not_before;       /* a key stored before this is forgotten */
 } store_idem;
 
 /* One transaction: (idempotency check) → conditional debit of
@@ -137,16 +188,9 @@ typedef struct store_idem {
  * STORE_EINSUFFICIENT: nothing written.
  * STORE_EREPLAY: the key was seen with the same hash; *replay_response
  *   (caller frees) and *replay_status are the first answer.
- * STORE_EIDEM_MISMATCH: key seen with another hash. Keys older than 24 h
- *   are forgotten. */
+ * STORE_EIDEM_MISMATCH: key seen with another hash. */
 int store_gen_create(store_t *s, const gen_record *g, bool start, const store_idem *idem,
                      char **replay_response, int *replay_status);
-/* pending → processing (stage queued, started_at = now).
- * STORE_ENOTFOUND, STORE_ECONFLICT if not pending. */
-int store_gen_start(store_t *s, const char *gen_id, int64_t now);
-/* pending|processing → cancelled with `reason` as error, refund row,
- * tokens_used 0. STORE_ECONFLICT otherwise. */
-int store_gen_cancel(store_t *s, const char *gen_id, const char *reason, int64_t now);
 /* Loads one record (queue_position computed when queued). */
 int store_gen_get(store_t *s, const char *gen_id, gen_record *out);
 /* The user's generations newest first; status_filter < 0 means all.
@@ -154,56 +198,93 @@ int store_gen_get(store_t *s, const char *gen_id, gen_record *out);
  * *next_cursor NULL on the last page. */
 int store_gen_list(store_t *s, const char *user_id, int status_filter, const char *cursor,
                    int limit, gen_record **out, size_t *n, char **next_cursor);
-/* Deletes a terminal generation (ledger rows stay). *result_images gets
- * its result URLs (caller owns) so files can be removed. STORE_ECONFLICT
- * when not terminal. */
-int store_gen_delete(store_t *s, const char *gen_id, json_t **result_images);
-/* Number of generations in stage queued (for metrics and QUEUE_FULL). */
+/* Deletes a generation whose status is in `from` (a GEN_MASK set; ledger
+ * rows stay). *result_images gets its result URLs (caller owns) so files
+ * can be removed. STORE_ECONFLICT when its status is not in `from`. */
+int store_gen_delete(store_t *s, const char *gen_id, unsigned from, json_t **result_images);
+/* Counts by status, and the number in stage queued (metrics, QUEUE_FULL). */
 int store_gen_counts(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queued);
 
-/* ---- generations: the worker side ----
- * A worker owns a processing generation while its lease (lease_owner,
- * lease_expires) holds. Every call below takes the worker id and fails
- * with STORE_ECONFLICT when the lease was lost or the generation left
- * processing (e.g. cancelled) — the worker must then drop the job. */
+/* ---- generations: state changes ----
+ * A set of statuses, for the `from` guards: GEN_MASK(GEN_PENDING) | ... */
+#define GEN_MASK(status) (1u << (status))
 
-/* Claims the next queued generation whose retry time has come: high
- * priority first, then FIFO by the time it was first queued. Sets lease,
- * stage fetching_inputs. STORE_ENOTFOUND when nothing is ready. */
-int store_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
-                    gen_record *out);
-/* Writes stage and progress (progress = max(old, new)), renews the lease. */
-int store_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const char *stage,
-                       int progress, int64_t lease_until);
-/* Renews the lease only (no event). */
-int store_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until);
-/* processing → completed, result_images set, progress 100,
- * completed_at = now, processing_time = now - started_at. */
+/* Which lease a change requires of a processing generation:
+ *  worker_id set         the lease must be held by this worker;
+ *  lease_expired_before  (worker_id NULL) a lease must exist and have
+ *                        expired before this time (the sweep's rescue);
+ *  neither               no lease condition (a user's cancel, expiry).
+ * A change that does not hold STORE_ECONFLICTs and writes nothing. */
+typedef struct store_guard {
+    const char *worker_id;
+    int64_t lease_expired_before;
+} store_guard;
+
+/* pending → processing, stage queued, started_at = queued_at = now.
+ * STORE_ENOTFOUND, STORE_ECONFLICT if not pending. */
+int store_gen_start(store_t *s, const char *gen_id, int64_t now);
+
+/* Ends a generation: status and stage `to` (GEN_FAILED or GEN_CANCELLED),
+ * error, completed_at = now, processing_time from started_at, lease and
+ * retry time cleared, then the refund of what it holds (tokens_used → 0,
+ * one refund row — the unique key makes a second one impossible) and the
+ * events. The status must be in `from` and the guard must hold. */
+typedef struct store_end {
+    const char *gen_id;
+    unsigned from;
+    gen_status to;
+    const char *error;
+    store_guard guard;
+    int64_t now;
+} store_end;
+int store_gen_end(store_t *s, const store_end *e);
+
+/* processing (leased by worker_id) → completed, result_images set,
+ * progress 100, completed_at = now, processing_time = now - started_at. */
 int store_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
                        const json_t *result_images, int64_t now);
-/* A transient failure: when retry_count < max_retries, retry_count + 1,
- * back to stage queued with the lease cleared and not before
- * retry_at (*failed = false); otherwise → failed with refund (*failed =
- * true). error is kept in the record either way. */
-int store_gen_retry_or_fail(store_t *s, const char *gen_id, const char *worker_id,
-                            const char *error, int64_t retry_at, int max_retries, int64_t now,
-                            bool *failed);
-/* processing → failed with refund at once (permanent errors). */
-int store_gen_fail(store_t *s, const char *gen_id, const char *worker_id, const char *error,
-                   int64_t now);
+
+/* Back to the queue after a transient failure: retry_count goes from
+ * `retry_count` (which must be the stored value) to retry_count + 1, stage
+ * queued, lease cleared, error kept, not claimable before not_before.
+ * Requires status processing and the guard. */
+int store_gen_requeue(store_t *s, const char *gen_id, const store_guard *guard, int retry_count,
+                      const char *error, int64_t not_before, int64_t now);
+
+/* Claims the next queued generation whose retry time has come (not_before
+ * <= now): high priority first, then FIFO by the time it was first queued.
+ * Sets the lease to worker_id until now + lease_ms, stage fetching_inputs.
+ * STORE_ENOTFOUND when nothing is ready. */
+int store_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
+                    gen_record *out);
+/* Writes stage (NULL: unchanged) and progress (progress = max(old, new)),
+ * renews the lease; an event only when stage or progress changed. */
+int store_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const char *stage,
+                       int progress, int64_t lease_until, int64_t now);
+/* Renews the lease only (no event). */
+int store_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until);
 /* Graceful shutdown: hands the worker's leased generations back to the
- * queue (stage queued, no retry counted). */
+ * queue (stage queued, no retry counted), one transaction each. */
 int store_gen_release(store_t *s, const char *worker_id, int64_t now);
-/* Housekeeping, run periodically by queue.c:
- *  - leases expired before now → as store_gen_retry_or_fail with error
- *    "worker lost" (retry now);
- *  - pending created before now - pending_ttl_ms → cancelled, refunded,
- *    error "expired: not started within N seconds".
- * *changed counts generations touched. */
-int store_gen_sweep(store_t *s, int64_t now, int64_t pending_ttl_ms, int max_retries, int *changed);
-/* The earliest retry time among queued generations, or 0 when there are
- * none waiting for a retry (lets workers sleep exactly). */
+
+/* A generation found by a sweep query. */
+typedef struct store_gen_ref {
+    char id[ID_LEN];
+    int retry_count;
+} store_gen_ref;
+
+/* Processing generations whose lease expired before `before`, at most
+ * limit. *out new array (caller frees). */
+int store_gen_expired_leases(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n);
+/* Pending generations created before `before`, at most limit. */
+int store_gen_pending_before(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n);
+/* The earliest retry time among queued generations, or 0 when none waits
+ * for a retry (lets workers sleep exactly). */
 int store_gen_next_retry_at(store_t *s, int64_t *at);
+
+/* Deletes idempotency keys stored before idem_before and sessions that
+ * expired before sessions_before. Cheap when there is nothing to delete. */
+int store_purge(store_t *s, int64_t idem_before, int64_t sessions_before);
 
 /* ---- events ---- */
 
@@ -211,13 +292,15 @@ typedef struct store_event {
     int64_t id;
     char type[16];              /* "generation" | "balance" */
     char generation_id[ID_LEN]; /* "" for balance events */
-    char *data;                 /* JSON text: the full record, or {"tokenBalance":N} */
+    char *data;                 /* JSON text from the codec */
 } store_event;
 
 void store_events_free(store_event *ev, size_t n);
 /* The user's events with id > after_id, oldest first, at most limit;
  * only those of one generation when generation_id is not NULL (balance
- * events are then skipped). *out new array. */
+ * events are then skipped). *out new array. Ids of one user's events are
+ * handed out in commit order, so a reader that has seen id N never misses
+ * a later-committed event of that user with an id below N. */
 int store_events_after(store_t *s, const char *user_id, const char *generation_id, int64_t after_id,
                        int limit, store_event **out, size_t *n);
 /* The newest event of one generation (its data is the current record).

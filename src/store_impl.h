@@ -1,0 +1,101 @@
+/*
+ * store_impl — what a store backend implements: the function table behind
+ * store.h (one entry per store.h call, same arguments and contract, after
+ * the store_t), and the part of struct store every backend shares. A
+ * backend embeds struct store as the first member of its own state, fills
+ * it with store_base_init, and store.c dispatches through s->ops.
+ * Included by store.c and the backends only (store_sqlite*.c, store_pg*.c).
+ */
+#ifndef SS_STORE_IMPL_H
+#define SS_STORE_IMPL_H
+
+#include <pthread.h>
+
+#include "store.h"
+
+typedef struct store_ops {
+    const char *name; /* "sqlite" | "postgres" */
+    void (*close)(store_t *s);
+    int (*migrate)(store_t *s);
+    int (*ping)(store_t *s);
+
+    int (*user_create)(store_t *s, const user_record *u, const char *password_hash, int64_t grant);
+    int (*user_get)(store_t *s, const char *user_id, user_record *out);
+    int (*user_by_email)(store_t *s, const char *email, user_record *out, char **password_hash);
+    int (*user_list)(store_t *s, user_record **out, size_t *n);
+    int (*user_credit)(store_t *s, const char *user_id, int64_t amount, const char *kind,
+                       const char *reason, int64_t *balance_out);
+    int (*user_stats)(store_t *s, const char *user_id, int64_t month_start, user_stats *out);
+
+    int (*key_create)(store_t *s, const char *key_id, const char *user_id, const char *name,
+                      const char *key_hash, const char *hint, int64_t now);
+    int (*key_list)(store_t *s, const char *user_id, store_key_row **out, size_t *n);
+    int (*key_delete)(store_t *s, const char *user_id, const char *key_id, int64_t now);
+    int (*key_get)(store_t *s, const char *key_hash, user_record *out, int64_t *last_used_at);
+    int (*key_touch)(store_t *s, const char *key_hash, int64_t now);
+    int (*session_create)(store_t *s, const char *token_hash, const char *user_id, int64_t now,
+                          int64_t expires_at);
+    int (*session_get)(store_t *s, const char *token_hash, user_record *out, int64_t *expires_at);
+    int (*session_delete)(store_t *s, const char *token_hash);
+
+    int (*ledger_list)(store_t *s, const char *user_id, const char *cursor, int limit,
+                       store_ledger_row **out, size_t *n, char **next_cursor);
+    int (*ledger_totals)(store_t *s, int64_t *charged, int64_t *refunded);
+
+    int (*gen_create)(store_t *s, const gen_record *g, bool start, const store_idem *idem,
+                      char **replay_response, int *replay_status);
+    int (*gen_get)(store_t *s, const char *gen_id, gen_record *out);
+    int (*gen_list)(store_t *s, const char *user_id, int status_filter, const char *cursor,
+                    int limit, gen_record **out, size_t *n, char **next_cursor);
+    int (*gen_delete)(store_t *s, const char *gen_id, unsigned from, json_t **result_images);
+    int (*gen_counts)(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queued);
+
+    int (*gen_start)(store_t *s, const char *gen_id, int64_t now);
+    int (*gen_end)(store_t *s, const store_end *e);
+    int (*gen_complete)(store_t *s, const char *gen_id, const char *worker_id,
+                        const json_t *result_images, int64_t now);
+    int (*gen_requeue)(store_t *s, const char *gen_id, const store_guard *guard, int retry_count,
+                       const char *error, int64_t not_before, int64_t now);
+    int (*gen_claim)(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
+                     gen_record *out);
+    int (*gen_progress)(store_t *s, const char *gen_id, const char *worker_id, const char *stage,
+                        int progress, int64_t lease_until, int64_t now);
+    int (*gen_renew)(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until);
+    int (*gen_release)(store_t *s, const char *worker_id, int64_t now);
+    int (*gen_expired_leases)(store_t *s, int64_t before, int limit, store_gen_ref **out,
+                              size_t *n);
+    int (*gen_pending_before)(store_t *s, int64_t before, int limit, store_gen_ref **out,
+                              size_t *n);
+    int (*gen_next_retry_at)(store_t *s, int64_t *at);
+    int (*purge)(store_t *s, int64_t idem_before, int64_t sessions_before);
+
+    int (*events_after)(store_t *s, const char *user_id, const char *generation_id,
+                        int64_t after_id, int limit, store_event **out, size_t *n);
+    int (*events_latest)(store_t *s, const char *generation_id, store_event *out);
+    int (*events_last_id)(store_t *s, int64_t *id);
+} store_ops;
+
+/* The shared head of every backend's state. */
+struct store {
+    const store_ops *ops;
+    const store_codec *codec;
+    pthread_mutex_t hook_mu;
+    store_commit_hook hook;
+    void *hook_ctx;
+};
+
+void store_base_init(store_t *s, const store_ops *ops, const store_codec *codec);
+void store_base_destroy(store_t *s);
+/* Calls the commit hook (if any) after a commit that wrote events. */
+void store_base_committed(store_t *s, int64_t last_event_id, const char *user_id);
+/* Event data through the codec: new strings, never NULL. */
+char *store_base_gen_json(store_t *s, const gen_record *g);
+char *store_base_balance_json(store_t *s, int64_t token_balance);
+
+/* Backends' open functions, called by store_open. `target` is the URL
+ * with the scheme handled: a path for SQLite, the libpq URL for
+ * PostgreSQL. */
+int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err);
+int store_pg_open(const char *url, const store_options *opt, store_t **out, char **err);
+
+#endif
