@@ -125,7 +125,7 @@ typedef struct wait_state {
 static void wait_step(http_req *r)
 {
     wait_state *st = http_state(r);
-    int64_t seen = events_last_id();
+    int64_t seen = events_stamp();
     gen_record g;
     if (store_gen_get(api_store, st->gen_id, &g) != STORE_OK) {
         http_reply_error(r, 500, "INTERNAL_SERVER_ERROR", "could not load the generation", NULL);
