@@ -50,15 +50,27 @@ bool auth_same_origin(http_req *r)
  * each cost a durable write. */
 #define KEY_TOUCH_MS 60000
 
+/* A store result as an AUTH_E* code (0 for STORE_OK). */
+static int auth_code(int store_rc)
+{
+    switch (store_rc) {
+    case STORE_OK:
+        return 0;
+    case STORE_ENOTFOUND:
+        return AUTH_ENONE;
+    case STORE_EUNAVAILABLE:
+        return AUTH_EUNAVAILABLE;
+    default:
+        return AUTH_EINTERNAL;
+    }
+}
+
 static int key_auth(store_t *s, const char *hash, int64_t now, user_record *user)
 {
     int64_t last_used = 0;
     int rc = store_key_get(s, hash, user, &last_used);
-    if (rc == STORE_ENOTFOUND) return AUTH_ENONE;
-    if (rc != STORE_OK) return AUTH_EINTERNAL;
-    if (now - last_used >= KEY_TOUCH_MS && store_key_touch(s, hash, now) != STORE_OK)
-        return AUTH_EINTERNAL;
-    return 0;
+    if (rc == STORE_OK && now - last_used >= KEY_TOUCH_MS) rc = store_key_touch(s, hash, now);
+    return auth_code(rc);
 }
 
 int auth_request(store_t *s, http_req *r, user_record *user)
@@ -79,7 +91,7 @@ int auth_request(store_t *s, http_req *r, user_record *user)
     int64_t expires_at = 0;
     int rc = store_session_get(s, hash, user, &expires_at);
     if (rc == STORE_OK && expires_at <= now_ms()) rc = STORE_ENOTFOUND; /* expired */
-    if (rc != STORE_OK) return rc == STORE_ENOTFOUND ? AUTH_ENONE : AUTH_EINTERNAL;
+    if (rc != STORE_OK) return auth_code(rc);
     if (write_method(http_method(r)) && !auth_same_origin(r)) return AUTH_ECSRF;
     return 0;
 }
