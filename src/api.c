@@ -125,6 +125,10 @@ void api_store_error(api_call *c, int rc, const char *what)
         bool gen = str_has_prefix(what, "generation");
         http_reply_error(c->req, 404, gen ? "GENERATION_NOT_FOUND" : "NOT_FOUND", m, NULL);
         free(m);
+    } else if (rc == STORE_EUNAVAILABLE) {
+        http_add_header(c->req, "Retry-After", "2");
+        http_reply_error(c->req, 503, "SERVICE_UNAVAILABLE",
+                         "the database cannot be reached right now; nothing was changed", NULL);
     } else {
         http_reply_error(c->req, 500, "INTERNAL_SERVER_ERROR",
                          "the store failed; nothing was changed", NULL);
@@ -411,6 +415,9 @@ static void run_route(const route *rt, api_call *c)
         } else if (rc == AUTH_ECSRF) {
             http_reply_error(r, 403, "UNAUTHORIZED",
                              "cross-site request refused: Origin does not match this site", NULL);
+            return;
+        } else if (rc == AUTH_EUNAVAILABLE) {
+            api_store_error(c, STORE_EUNAVAILABLE, "credentials");
             return;
         } else if (rc == AUTH_EINTERNAL) {
             http_reply_error(r, 500, "INTERNAL_SERVER_ERROR", "could not check credentials", NULL);

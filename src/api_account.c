@@ -178,6 +178,24 @@ void api_me(api_call *c)
                               (json_int_t)c->user.token_balance, "stats", stats));
 }
 
+/* {id, name, hint, createdAt, lastUsedAt|null} */
+static json_t *key_json(const store_key_row *k)
+{
+    return json_pack("{s:s, s:s, s:s, s:I, s:o}", "id", k->id, "name", k->name, "hint", k->hint,
+                     "createdAt", (json_int_t)k->created_at, "lastUsedAt",
+                     k->last_used_at ? json_integer(k->last_used_at) : json_null());
+}
+
+/* {id, kind, amount, balanceAfter, generationId|null, reason|null, createdAt} */
+static json_t *ledger_json(const store_ledger_row *r)
+{
+    return json_pack(
+        "{s:I, s:s, s:I, s:I, s:o, s:o, s:I}", "id", (json_int_t)r->id, "kind", r->kind, "amount",
+        (json_int_t)r->amount, "balanceAfter", (json_int_t)r->balance_after, "generationId",
+        r->generation_id[0] ? json_string(r->generation_id) : json_null(), "reason",
+        r->reason ? json_string(r->reason) : json_null(), "createdAt", (json_int_t)r->created_at);
+}
+
 void api_keys_create(api_call *c)
 {
     json_t *body = api_json_body(c);
@@ -192,21 +210,20 @@ void api_keys_create(api_call *c)
         char key_id[ID_LEN], *key = NULL;
         int rc =
             auth_key_create(api_store, c->user.id, name && *name ? name : "API key", key_id, &key);
-        json_t *items = NULL;
-        if (rc == STORE_OK) rc = store_key_list(api_store, c->user.id, &items);
+        store_key_row *rows = NULL;
+        size_t n = 0;
+        if (rc == STORE_OK) rc = store_key_list(api_store, c->user.id, &rows, &n);
         if (rc != STORE_OK) {
             api_store_error(c, rc, "key");
         } else {
-            json_t *row = NULL, *it;
-            size_t i;
-            json_array_foreach(items, i,
-                               it) if (str_eq(json_string_value(json_object_get(it, "id")), key_id))
-                row = it;
-            json_t *out = row ? json_deep_copy(row) : json_object();
+            json_t *out = NULL;
+            for (size_t i = 0; i < n && !out; i++)
+                if (str_eq(rows[i].id, key_id)) out = key_json(&rows[i]);
+            if (!out) out = json_object();
             json_object_set_new(out, "key", json_string(key));
             http_reply_json(c->req, 201, out);
         }
-        json_decref(items);
+        free(rows);
         free(key);
     }
     json_decref(body);
@@ -214,17 +231,23 @@ void api_keys_create(api_call *c)
 
 void api_keys_list(api_call *c)
 {
-    json_t *items;
-    int rc = store_key_list(api_store, c->user.id, &items);
-    if (rc != STORE_OK)
+    store_key_row *rows = NULL;
+    size_t n = 0;
+    int rc = store_key_list(api_store, c->user.id, &rows, &n);
+    if (rc != STORE_OK) {
         api_store_error(c, rc, "key");
-    else
-        http_reply_json(c->req, 200, api_list(items, NULL));
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, key_json(&rows[i]));
+    free(rows);
+    http_reply_json(c->req, 200, api_list(items, NULL));
 }
 
 void api_keys_delete(api_call *c)
 {
-    int rc = store_key_delete(api_store, c->user.id, c->param);
+    int rc = store_key_delete(api_store, c->user.id, c->param, now_ms());
     if (rc != STORE_OK)
         api_store_error(c, rc, "API key");
     else
@@ -267,12 +290,18 @@ void api_transactions(api_call *c)
     int limit;
     const char *cursor;
     if (!api_page_args(c, NULL, &limit, &cursor)) return;
-    json_t *items;
+    store_ledger_row *rows = NULL;
+    size_t n = 0;
     char *next = NULL;
-    int rc = store_ledger_list(api_store, c->user.id, cursor, limit, &items, &next);
-    if (rc != STORE_OK)
+    int rc = store_ledger_list(api_store, c->user.id, cursor, limit, &rows, &n, &next);
+    if (rc != STORE_OK) {
         api_store_error(c, rc, "ledger page");
-    else
-        http_reply_json(c->req, 200, api_list(items, next));
+        return;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, ledger_json(&rows[i]));
+    store_ledger_rows_free(rows, n);
+    http_reply_json(c->req, 200, api_list(items, next));
     free(next);
 }

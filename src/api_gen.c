@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "events.h"
+#include "gen_state.h"
 #include "log.h"
 #include "media.h"
 #include "provider.h"
@@ -124,7 +125,7 @@ typedef struct wait_state {
 static void wait_step(http_req *r)
 {
     wait_state *st = http_state(r);
-    int64_t seen = events_last_id();
+    int64_t seen = events_stamp();
     gen_record g;
     if (store_gen_get(api_store, st->gen_id, &g) != STORE_OK) {
         http_reply_error(r, 500, "INTERNAL_SERVER_ERROR", "could not load the generation", NULL);
@@ -240,7 +241,12 @@ static void create_generation(api_call *c, json_t *body, bool start)
         free(canon);
         free(keyed);
         idem = (store_idem){
-            .key = key, .request_hash = hash, .response = resp_text, .http_status = status};
+            .key = key,
+            .request_hash = hash,
+            .response = resp_text,
+            .http_status = status,
+            .not_before = g.created_at - GEN_IDEMPOTENCY_KEEP_MS,
+        };
         idem_p = &idem;
     }
     int replay_status = 0;
@@ -365,7 +371,7 @@ void api_generate(api_call *c)
     if (!json_is_string(jid)) {
         api_field_error(c, "generationId", "generationId must be a string");
     } else if (load_owned(c, json_string_value(jid), &g)) {
-        int rc = store_gen_start(api_store, g.id, now_ms());
+        int rc = gen_state_start(api_store, g.id, now_ms());
         if (rc == STORE_ECONFLICT) {
             reply_status_error(c, &g, "start", "pending");
         } else if (rc != STORE_OK) {
@@ -426,7 +432,7 @@ void api_gen_cancel(api_call *c)
 {
     gen_record g;
     if (!load_owned(c, c->param, &g)) return;
-    int rc = store_gen_cancel(api_store, g.id, "cancelled by the user", now_ms());
+    int rc = gen_state_cancel(api_store, g.id, "cancelled by the user", now_ms());
     if (rc == STORE_ECONFLICT) {
         reply_status_error(c, &g, "cancel", "pending or processing");
     } else if (rc != STORE_OK) {
@@ -478,7 +484,7 @@ void api_gen_delete(api_call *c)
     gen_record g;
     if (!load_owned(c, c->param, &g)) return;
     json_t *results = NULL;
-    int rc = store_gen_delete(api_store, g.id, &results);
+    int rc = store_gen_delete(api_store, g.id, gen_state_deletable(), &results);
     if (rc == STORE_ECONFLICT) {
         reply_status_error(c, &g, "delete", "completed, failed or cancelled");
     } else if (rc != STORE_OK) {

@@ -46,6 +46,33 @@ bool auth_same_origin(http_req *r)
     return strcasecmp(got, own) == 0 || strcasecmp(got, own_tls) == 0 || strcasecmp(got, pub) == 0;
 }
 
+/* A key's last use is recorded at most once a minute, so API calls do not
+ * each cost a durable write. */
+#define KEY_TOUCH_MS 60000
+
+/* A store result as an AUTH_E* code (0 for STORE_OK). */
+static int auth_code(int store_rc)
+{
+    switch (store_rc) {
+    case STORE_OK:
+        return 0;
+    case STORE_ENOTFOUND:
+        return AUTH_ENONE;
+    case STORE_EUNAVAILABLE:
+        return AUTH_EUNAVAILABLE;
+    default:
+        return AUTH_EINTERNAL;
+    }
+}
+
+static int key_auth(store_t *s, const char *hash, int64_t now, user_record *user)
+{
+    int64_t last_used = 0;
+    int rc = store_key_get(s, hash, user, &last_used);
+    if (rc == STORE_OK && now - last_used >= KEY_TOUCH_MS) rc = store_key_touch(s, hash, now);
+    return auth_code(rc);
+}
+
 int auth_request(store_t *s, http_req *r, user_record *user)
 {
     const char *authz = http_header(r, "Authorization");
@@ -56,14 +83,15 @@ int auth_request(store_t *s, http_req *r, user_record *user)
         while (*key == ' ')
             key++;
         ids_hash_secret(key, hash);
-        int rc = store_key_auth(s, hash, now_ms(), user);
-        return rc == STORE_OK ? 0 : rc == STORE_ENOTFOUND ? AUTH_ENONE : AUTH_EINTERNAL;
+        return key_auth(s, hash, now_ms(), user);
     }
     const char *cookie = http_cookie(r, AUTH_COOKIE);
     if (!cookie || !*cookie) return AUTH_ENONE;
     ids_hash_secret(cookie, hash);
-    int rc = store_session_auth(s, hash, now_ms(), user);
-    if (rc != STORE_OK) return rc == STORE_ENOTFOUND ? AUTH_ENONE : AUTH_EINTERNAL;
+    int64_t expires_at = 0;
+    int rc = store_session_get(s, hash, user, &expires_at);
+    if (rc == STORE_OK && expires_at <= now_ms()) rc = STORE_ENOTFOUND; /* expired */
+    if (rc != STORE_OK) return auth_code(rc);
     if (write_method(http_method(r)) && !auth_same_origin(r)) return AUTH_ECSRF;
     return 0;
 }
@@ -97,7 +125,8 @@ int auth_session_start(store_t *s, http_req *r, const char *user_id)
     ids_new_secret("ses", token, sizeof token);
     ids_hash_secret(token, hash);
     int64_t ttl = (int64_t)AUTH_SESSION_DAYS * 24 * 3600;
-    if (store_session_create(s, hash, user_id, now_ms() + ttl * 1000) != STORE_OK) return -1;
+    int64_t now = now_ms();
+    if (store_session_create(s, hash, user_id, now, now + ttl * 1000) != STORE_OK) return -1;
     set_cookie(r, token, (int)ttl);
     return 0;
 }

@@ -17,6 +17,7 @@ enum {
     AUTH_ENONE = -1, /* no credentials, or unknown/expired ones */
     AUTH_ECSRF = -2, /* cookie write from a foreign origin */
     AUTH_EINTERNAL = -3,
+    AUTH_EUNAVAILABLE = -4, /* the store cannot be reached now */
 };
 
 /* Authenticates the request into *user. */

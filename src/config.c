@@ -33,6 +33,8 @@ static const option_row options[] = {
      "data directory (database, media)"},
     {"db", "STYLESTUDIO_DB", NULL, OPT_STR, O(db_url),
      "database URL (default sqlite:DATA/stylestudio.db; or postgres://...)"},
+    {"db-pool", "STYLESTUDIO_DB_POOL", "8", OPT_INT, O(db_pool),
+     "database connections per process (PostgreSQL; SQLite uses its own pool)"},
     {"workers", "STYLESTUDIO_WORKERS", NULL, OPT_INT, O(workers),
      "generation worker threads (default: number of cores; 0: none, API only)"},
     {"public-url", "STYLESTUDIO_PUBLIC_URL", NULL, OPT_STR, O(public_url),

@@ -16,6 +16,7 @@ typedef struct config {
     char *listen; /* HOST:PORT */
     char *data_dir;
     char *db_url;
+    int db_pool; /* connections per process (PostgreSQL) */
     int workers;
     char *public_url;        /* no trailing slash */
     bool public_url_derived; /* not set by the operator: follows the bound port */

@@ -17,7 +17,8 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t timer_cond; /* timer thread sleeps here */
 static pthread_cond_t fired_cond; /* events_unwait waits for a firing callback */
 static events_waiter *head;
-static _Atomic int64_t last_id;
+static _Atomic int64_t stamp; /* commits noticed so far */
+static int64_t polled_id;     /* the store's newest id at the last poll */
 static bool stopping;
 static pthread_t timer_thread;
 static int (*poll_fn)(void *ctx, int64_t *id);
@@ -50,15 +51,14 @@ static void fire_batch(events_waiter *batch)
 }
 
 /* Moves every waiter that is due onto a batch: all of them, those with news
- * (an event newer than their after_id on their topic; topic NULL = any),
- * or those whose deadline passed. Lock held. */
-static events_waiter *collect(int64_t newest, const char *topic, int64_t now, bool all)
+ * (a commit on their topic; topic NULL = any) when `news` is set, or those
+ * whose deadline passed. Lock held. */
+static events_waiter *collect(bool news_now, const char *topic, int64_t now, bool all)
 {
     events_waiter *batch = NULL;
     for (events_waiter *w = head, *next; w; w = next) {
         next = w->next;
-        bool news =
-            w->after_id < newest && (!topic || !w->topic[0] || strcmp(w->topic, topic) == 0);
+        bool news = news_now && (!topic || !w->topic[0] || strcmp(w->topic, topic) == 0);
         bool due = all || news || (w->deadline && w->deadline <= now);
         if (!due) continue;
         unlink_waiter(w);
@@ -71,19 +71,17 @@ static events_waiter *collect(int64_t newest, const char *topic, int64_t now, bo
 
 void events_committed(int64_t id, const char *user_id, void *ctx)
 {
-    (void)ctx;
-    int64_t cur = atomic_load(&last_id);
-    while (id > cur && !atomic_compare_exchange_weak(&last_id, &cur, id)) {
-    }
+    (void)ctx, (void)id;
     pthread_mutex_lock(&lock);
-    events_waiter *batch = collect(id, user_id, 0, false);
+    atomic_fetch_add(&stamp, 1);
+    events_waiter *batch = collect(true, user_id, 0, false);
     pthread_mutex_unlock(&lock);
     fire_batch(batch);
 }
 
-int64_t events_last_id(void)
+int64_t events_stamp(void)
 {
-    return atomic_load(&last_id);
+    return atomic_load(&stamp);
 }
 
 bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
@@ -93,7 +91,7 @@ bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t 
     while (w->state == W_FIRING)
         pthread_cond_wait(&fired_cond, &lock);
     if (w->state == W_ARMED) unlink_waiter(w);
-    if (atomic_load(&last_id) > after_id || stopping) {
+    if (atomic_load(&stamp) > after_id || stopping) {
         w->state = W_IDLE;
         pthread_mutex_unlock(&lock);
         return false;
@@ -125,13 +123,15 @@ void events_unwait(events_waiter *w)
     pthread_mutex_unlock(&lock);
 }
 
-/* Asks the store for its newest event id; fires waiters on news. Called
- * with the lock held; drops it around the query. */
+/* Asks the store for its newest event id; fires every waiter when it
+ * moved. Called with the lock held; drops it around the query. */
 static void poll_store(void)
 {
     int64_t id = 0;
     pthread_mutex_unlock(&lock);
-    if (poll_fn(poll_ctx, &id) == 0 && id > atomic_load(&last_id)) events_committed(id, NULL, NULL);
+    bool moved = poll_fn(poll_ctx, &id) == 0 && id != polled_id;
+    if (moved) polled_id = id; /* only the timer thread touches it */
+    if (moved) events_committed(id, NULL, NULL);
     pthread_mutex_lock(&lock);
 }
 
@@ -157,7 +157,7 @@ static void *timer_main(void *unused)
                 next = w->deadline;
         }
         if (expired) {
-            events_waiter *batch = collect(INT64_MIN, NULL, now, false);
+            events_waiter *batch = collect(false, NULL, now, false);
             pthread_mutex_unlock(&lock);
             fire_batch(batch);
             pthread_mutex_lock(&lock);
@@ -181,7 +181,7 @@ static void *timer_main(void *unused)
 
 int events_start(int64_t last_event_id, int (*poll)(void *ctx, int64_t *id), void *ctx)
 {
-    atomic_store(&last_id, last_event_id);
+    polled_id = last_event_id;
     poll_fn = poll;
     poll_ctx = ctx;
     pthread_condattr_t attr;
@@ -198,7 +198,7 @@ void events_stop(void)
 {
     pthread_mutex_lock(&lock);
     stopping = true;
-    events_waiter *batch = collect(0, NULL, 0, true);
+    events_waiter *batch = collect(false, NULL, 0, true);
     pthread_cond_signal(&timer_cond);
     pthread_mutex_unlock(&lock);
     fire_batch(batch);

@@ -5,15 +5,20 @@
  * committed, look again" or "your deadline passed".
  *
  * DESIGN. Waiters are caller-owned structs on one list under one mutex.
- * The store's commit hook (events_committed) fires every waiter whose
- * after_id is older than the new id and whose topic (a user id) is the
- * committing user's, so a change wakes only that user's streams; a timer thread fires waiters whose
- * deadline passed. A waiter fires once per events_wait; its callback runs
- * outside the lock and must be quick (it resumes a suspended connection).
- * events_unwait guarantees the callback is neither running nor will run.
- * Commits made by other processes (a `stylestudio worker` on the same
- * database) fire no hook here, so while anyone waits the timer thread also
- * polls the store's newest event id every EVENTS_POLL_MS.
+ * Every commit the process hears of (events_committed: the store's commit
+ * hook, which on PostgreSQL also relays other processes' commits from
+ * LISTEN/NOTIFY) bumps a stamp and fires the waiters whose topic (a user
+ * id) is the committing user's, so a change wakes only that user's streams.
+ * Waiters compare stamps, not event ids: ids need not arrive in order
+ * across users and processes, a stamp taken before looking at the store
+ * always does. A timer thread fires waiters whose deadline passed. A
+ * waiter fires once per events_wait; its callback runs outside the lock and
+ * must be quick (it resumes a suspended connection). events_unwait
+ * guarantees the callback is neither running nor will run. Commits by
+ * other processes on SQLite (a `stylestudio worker` on the same file) fire
+ * no hook here, so while anyone waits the timer thread also polls the
+ * store's newest event id every EVENTS_POLL_MS and wakes everyone when it
+ * moved.
  */
 #ifndef SS_EVENTS_H
 #define SS_EVENTS_H
@@ -26,7 +31,7 @@
 typedef struct events_waiter {
     void (*fn)(void *arg);
     void *arg;
-    int64_t after_id;
+    int64_t after_id;   /* the stamp seen before looking */
     char topic[ID_LEN]; /* a user id; "" = woken by every commit */
     int64_t deadline;   /* mono_ms(); 0 = none */
     int state;          /* private to events.c */
@@ -36,19 +41,21 @@ typedef struct events_waiter {
 #define EVENTS_POLL_MS 250
 
 /* poll returns the store's newest event id (or a negative error); may be
- * NULL when no other process writes to the store. */
+ * NULL when no other process writes to the store. last_event_id: its value
+ * now. */
 int events_start(int64_t last_event_id, int (*poll)(void *ctx, int64_t *id), void *poll_ctx);
 void events_stop(void); /* fires every waiter, stops the timer thread */
 
 /* The store's commit hook. user_id NULL (several or unknown users) wakes
  * every waiter. */
 void events_committed(int64_t last_event_id, const char *user_id, void *ctx);
-/* The newest committed event id known to this process. */
-int64_t events_last_id(void);
+/* The number of commits this process has heard of: read it before looking
+ * at the store, then wait with it. */
+int64_t events_stamp(void);
 
-/* Arms w: fn(arg) runs once when an event newer than after_id is committed
- * for topic (NULL: any) or the deadline passes. Returns false without
- * arming when an event newer than after_id is already known (look again). */
+/* Arms w: fn(arg) runs once when a commit for topic (NULL: any) is heard
+ * of after stamp `after_id` was read, or the deadline passes. Returns false
+ * without arming when a commit came since (look again). */
 bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
                  void (*fn)(void *), void *arg);
 /* Disarms w; on return fn is not running and will not run. */

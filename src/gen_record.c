@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "generation.h"
+#include "store.h"
 #include "util.h"
 
 static const char *status_names[GEN_STATUS_COUNT] = {
@@ -30,22 +31,6 @@ int gen_status_parse(const char *name, gen_status *out)
 bool gen_status_terminal(gen_status s)
 {
     return s == GEN_COMPLETED || s == GEN_FAILED || s == GEN_CANCELLED;
-}
-
-/* pending ──generate──▶ processing ──▶ completed | failed
- *    └──cancel / expiry──┴──▶ cancelled
- * processing → processing (a retry going back to queued) is a stage change,
- * not a transition. Terminal states are final. */
-bool gen_transition_allowed(gen_status from, gen_status to)
-{
-    switch (from) {
-    case GEN_PENDING:
-        return to == GEN_PROCESSING || to == GEN_CANCELLED;
-    case GEN_PROCESSING:
-        return to == GEN_COMPLETED || to == GEN_FAILED || to == GEN_CANCELLED;
-    default:
-        return false;
-    }
 }
 
 void gen_record_free(gen_record *g)
@@ -108,3 +93,25 @@ json_t *gen_record_to_json(const gen_record *g)
     if (g->retry_of[0]) json_object_set_new(o, "retryOf", json_string(g->retry_of));
     return o;
 }
+
+static char *event_json(json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return text;
+}
+
+static char *generation_event(const gen_record *g)
+{
+    return event_json(gen_record_to_json(g));
+}
+
+static char *balance_event(int64_t token_balance)
+{
+    return event_json(json_pack("{s:I}", "tokenBalance", (json_int_t)token_balance));
+}
+
+const store_codec gen_record_codec = {
+    .generation = generation_event,
+    .balance = balance_event,
+};

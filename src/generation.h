@@ -75,6 +75,10 @@ typedef struct gen_record {
 void gen_record_free(gen_record *g);
 /* The SPEC §4 JSON shape. Caller owns the result. */
 json_t *gen_record_to_json(const gen_record *g);
+/* How the store writes event data (store.h): the record's JSON shape, and
+ * {"tokenBalance": N}. */
+struct store_codec;
+extern const struct store_codec gen_record_codec;
 /* The shape of parameters{} alone. Caller owns the result. */
 json_t *gen_params_to_json(const gen_params *p);
 
@@ -106,11 +110,11 @@ enum {
 int gen_request_parse(const json_t *body, bool user_is_pro, gen_request *out, json_t **errors,
                       char **message);
 
+/* An Idempotency-Key is remembered this long (SPEC §4). */
+#define GEN_IDEMPOTENCY_KEEP_MS (24LL * 3600 * 1000)
+
 /* estimatedCost = ceil(baseCost × qualityMultiplier). */
 int gen_cost(int base_cost, const char *quality);
-
-/* The state machine: may a generation go from `from` to `to`? */
-bool gen_transition_allowed(gen_status from, gen_status to);
 
 /* ---- prompt (prompt.c) ---- */
 

@@ -437,7 +437,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
         s->off = 0;
         if (s->finished || atomic_load(&stopping)) return MHD_CONTENT_READER_END_OF_STREAM;
 
-        int64_t seen = events_last_id(); /* read before looking, so no wake-up is lost */
+        int64_t seen = events_stamp(); /* read before looking, so no wake-up is lost */
         if (s->fill(s->ctx, &s->out) != 0) s->finished = true;
         if (s->out.len || s->finished) continue;
 

@@ -64,7 +64,8 @@ static int open_store(store_t **s)
         return -1;
     }
     char *err = NULL;
-    if (store_open(cfg.db_url, s, &err) != STORE_OK) {
+    store_options opt = {.codec = &gen_record_codec, .pool_size = cfg.db_pool};
+    if (store_open(cfg.db_url, &opt, s, &err) != STORE_OK) {
         fprintf(stderr, "stylestudio: cannot open the database: %s\n", err ? err : "unknown error");
         free(err);
         return -1;

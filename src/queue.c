@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "gen_state.h"
 #include "ids.h"
 #include "log.h"
 #include "media.h"
@@ -60,7 +61,6 @@
 #define IDLE_WAIT_MAX_MS 1000
 #define SWEEP_EVERY_MS 1000
 #define STORE_ERROR_PAUSE_MS 1000
-#define BACKOFF_CAP_MS (5 * 60 * 1000)
 #define FAULT_SLICE_MS 50
 #define FAULT_DELAY_PROGRESS 60 /* provider-scale progress reached by delay_ms */
 
@@ -181,17 +181,13 @@ static void images_free(provider_image *imgs, size_t n)
     free(imgs);
 }
 
-/* Delay before retry number retry_count + 1: base × 2^retry_count, ±25 %
- * jitter, capped at 5 minutes. */
-static int64_t backoff_ms(int retry_count)
+static gen_retry_policy retry_policy(void)
 {
-    int64_t base = cfg.retry_base_ms > 0 ? cfg.retry_base_ms : 0;
-    int shift = retry_count < 0 ? 0 : retry_count > 20 ? 20 : retry_count;
-    int64_t d = base << shift;
-    if (d > BACKOFF_CAP_MS) d = BACKOFF_CAP_MS;
-    int64_t jitter = d / 4;
-    if (jitter > 0) d = d - jitter + (int64_t)ids_random_below((uint32_t)(2 * jitter + 1));
-    return d > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : d;
+    return (gen_retry_policy){
+        .max_retries = cfg.max_retries,
+        .base_ms = cfg.retry_base_ms,
+        .rand_below = ids_random_below,
+    };
 }
 
 /* "name=N" with N a non-negative integer ≤ max: true and *out set. */
@@ -283,8 +279,9 @@ static void job_progress(job *j, const char *stage, int progress, bool force)
     if (!force && !stage_changed &&
         (progress == j->progress || t - j->progress_at < PROGRESS_THROTTLE_MS))
         return;
-    int rc = store_gen_progress(q.store, j->gen.id, j->worker_id, stage, progress,
-                                now_ms() + lease_ms());
+    int64_t now = now_ms();
+    int rc = store_gen_progress(q.store, j->gen.id, j->worker_id, stage, progress, now + lease_ms(),
+                                now);
     if (rc == STORE_OK) {
         snprintf(j->stage, sizeof j->stage, "%s", stage);
         j->progress = progress;
@@ -476,11 +473,12 @@ static void job_run(job *j)
 
 static void finish_transient(job *j, const char *error)
 {
-    int64_t delay = backoff_ms(j->gen.retry_count);
-    int64_t now = now_ms();
+    gen_retry_policy policy = retry_policy();
+    store_guard held = {.worker_id = j->worker_id};
+    int64_t delay = 0;
     bool failed = false;
-    int rc = store_gen_retry_or_fail(q.store, j->gen.id, j->worker_id, error, now + delay,
-                                     cfg.max_retries, now, &failed);
+    int rc = gen_state_transient(q.store, j->gen.id, j->gen.retry_count, &held, error, &policy,
+                                 now_ms(), &failed, &delay);
     if (rc == STORE_OK && failed) {
         atomic_fetch_add(&st.failed, 1);
         log_warn("generation %s: failed after %d retries: %s", j->gen.id, j->gen.retry_count,
@@ -504,7 +502,7 @@ static void finish_transient(job *j, const char *error)
 
 static void finish_permanent(job *j, const char *error)
 {
-    int rc = store_gen_fail(q.store, j->gen.id, j->worker_id, error, now_ms());
+    int rc = gen_state_fail(q.store, j->gen.id, j->worker_id, error, now_ms());
     if (rc == STORE_OK) {
         atomic_fetch_add(&st.failed, 1);
         log_warn("generation %s: failed: %s", j->gen.id, error);
@@ -539,7 +537,7 @@ static void finish_ok(job *j)
         json_array_append_new(urls, json_string(url));
         free(url);
     }
-    int rc = store_gen_complete(q.store, j->gen.id, j->worker_id, urls, now_ms());
+    int rc = gen_state_complete(q.store, j->gen.id, j->worker_id, urls, now_ms());
     if (rc == STORE_OK) {
         atomic_fetch_add(&st.completed, 1);
         log_info("generation %s: completed in %lld ms (%zu image%s)", j->gen.id,
@@ -750,7 +748,8 @@ static void sweep(void)
 {
     int changed = 0;
     int64_t ttl = (int64_t)(cfg.pending_ttl > 0 ? cfg.pending_ttl : 1800) * 1000;
-    int rc = store_gen_sweep(q.store, now_ms(), ttl, cfg.max_retries, &changed);
+    gen_retry_policy policy = retry_policy();
+    int rc = gen_state_sweep(q.store, now_ms(), ttl, &policy, &changed);
     if (rc != STORE_OK) {
         log_warn("queue: sweep failed (store error %d)", rc);
     } else if (changed > 0) {

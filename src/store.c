@@ -27,8 +27,13 @@ int store_open(const char *url, const store_options *opt, store_t **out, char **
         if (str_has_prefix(path, "//")) path += 2; /* sqlite:///abs/file.db */
         return store_sqlite_open(path, opt, out, err);
     }
-    if (str_has_prefix(url, "postgres://") || str_has_prefix(url, "postgresql://"))
-        return store_pg_open(url, opt, out, err);
+    if (str_has_prefix(url, "postgres://") || str_has_prefix(url, "postgresql://")) {
+        /* The URL is not echoed: it may carry a password. */
+        if (err)
+            *err = xstrdup("the PostgreSQL store is not supported yet in this build;"
+                           " use --db sqlite:PATH");
+        return STORE_ERR;
+    }
     if (err) *err = xstrdup("unsupported database URL: expected sqlite:PATH or postgres://...");
     return STORE_ERR;
 }
@@ -262,14 +267,12 @@ int store_gen_release(store_t *s, const char *worker_id, int64_t now)
     return s->ops->gen_release(s, worker_id, now);
 }
 
-int store_gen_expired_leases(store_t *s, int64_t before, int limit, store_gen_ref **out,
-                             size_t *n)
+int store_gen_expired_leases(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n)
 {
     return s->ops->gen_expired_leases(s, before, limit, out, n);
 }
 
-int store_gen_pending_before(store_t *s, int64_t before, int limit, store_gen_ref **out,
-                             size_t *n)
+int store_gen_pending_before(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n)
 {
     return s->ops->gen_pending_before(s, before, limit, out, n);
 }

@@ -275,11 +275,9 @@ typedef struct store_gen_ref {
 
 /* Processing generations whose lease expired before `before`, at most
  * limit. *out new array (caller frees). */
-int store_gen_expired_leases(store_t *s, int64_t before, int limit, store_gen_ref **out,
-                             size_t *n);
+int store_gen_expired_leases(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n);
 /* Pending generations created before `before`, at most limit. */
-int store_gen_pending_before(store_t *s, int64_t before, int limit, store_gen_ref **out,
-                             size_t *n);
+int store_gen_pending_before(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n);
 /* The earliest retry time among queued generations, or 0 when none waits
  * for a retry (lets workers sleep exactly). */
 int store_gen_next_retry_at(store_t *s, int64_t *at);

@@ -58,16 +58,14 @@ struct sq_conn {
     } stmt[STMT_CACHE];
 };
 
-struct store {
+typedef struct sq_store {
+    store_t base; /* first: a store_t * is a sq_store * */
     char *path;
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
     sq_conn conns[POOL_SIZE];
     pthread_mutex_t write_mu; /* one writer at a time inside the process */
-    pthread_mutex_t hook_mu;
-    store_commit_hook hook;
-    void *hook_ctx;
-};
+} sq_store;
 
 /* ---- connections ---- */
 
@@ -113,7 +111,7 @@ static void conn_close(sq_conn *c)
 }
 
 /* Borrows a connection, opening the slot's database on first use. */
-static sq_conn *pool_get(store_t *s)
+static sq_conn *pool_get(sq_store *s)
 {
     pthread_mutex_lock(&s->pool_mu);
     sq_conn *c = NULL;
@@ -137,7 +135,7 @@ static sq_conn *pool_get(store_t *s)
     return c;
 }
 
-static void pool_put(store_t *s, sq_conn *c)
+static void pool_put(sq_store *s, sq_conn *c)
 {
     /* Safety net: a statement left mid-step would pin an old snapshot. */
     for (int i = 0; i < c->nstmt; i++)
@@ -318,10 +316,11 @@ static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 
-int sq_begin(store_t *s, sq_tx *t, bool write)
+int sq_begin(store_t *base, sq_tx *t, bool write)
 {
+    sq_store *s = (sq_store *)base;
     memset(t, 0, sizeof *t);
-    t->s = s;
+    t->s = base;
     t->write = write;
     if (write) pthread_mutex_lock(&s->write_mu);
     t->c = pool_get(s);
@@ -339,8 +338,9 @@ fail:
 
 static void tx_finish(sq_tx *t)
 {
-    pool_put(t->s, t->c);
-    if (t->write) pthread_mutex_unlock(&t->s->write_mu);
+    sq_store *s = (sq_store *)t->s;
+    pool_put(s, t->c);
+    if (t->write) pthread_mutex_unlock(&s->write_mu);
     t->c = NULL;
 }
 
@@ -356,13 +356,7 @@ int sq_commit(sq_tx *t)
     bool many = t->event_users_many;
     store_t *s = t->s;
     tx_finish(t);
-    if (last > 0) {
-        pthread_mutex_lock(&s->hook_mu);
-        store_commit_hook fn = s->hook;
-        void *ctx = s->hook_ctx;
-        pthread_mutex_unlock(&s->hook_mu);
-        if (fn) fn(last, many ? NULL : user, ctx);
-    }
+    store_base_committed(s, last, many ? NULL : user);
     return STORE_OK;
 }
 
@@ -438,48 +432,16 @@ static int migrate(store_t *s, char **err)
     return STORE_OK;
 }
 
-int store_migrate(store_t *s)
+static int sq_migrate(store_t *s)
 {
     return migrate(s, NULL);
 }
 
 /* ---- open / close ---- */
 
-int store_sqlite_open(const char *path, store_t **out, char **err)
+static void sq_close(store_t *base)
 {
-    *out = NULL;
-    if (err) *err = NULL;
-    if (!path || !*path) {
-        if (err) *err = xstrdup("sqlite: empty database path");
-        return STORE_ERR;
-    }
-    /* Create the directory the file lives in (e.g. ./data on first run). */
-    char *dir = xstrdup(path);
-    char *d = dirname(dir);
-    if (strcmp(d, ".") != 0 && util_mkdirs(d) != 0)
-        log_warn("store: cannot create directory %s: %s", d, strerror(errno));
-    free(dir);
-
-    store_t *s = xcalloc(1, sizeof *s);
-    s->path = xstrdup(path);
-    pthread_mutex_init(&s->pool_mu, NULL);
-    pthread_cond_init(&s->pool_cv, NULL);
-    pthread_mutex_init(&s->write_mu, NULL);
-    pthread_mutex_init(&s->hook_mu, NULL);
-    /* Open the first connection eagerly so a bad path fails here. */
-    if (conn_open(s->path, &s->conns[0], err) != STORE_OK) goto fail;
-    if (migrate(s, err) != STORE_OK) goto fail;
-    *out = s;
-    return STORE_OK;
-fail:
-    if (err && !*err) *err = xasprintf("cannot open database %s", path);
-    store_close(s);
-    return STORE_ERR;
-}
-
-void store_close(store_t *s)
-{
-    if (!s) return;
+    sq_store *s = (sq_store *)base;
     for (int i = 0; i < POOL_SIZE; i++) {
         if (i == 0 && s->conns[i].db) sqlite3_exec(s->conns[i].db, "PRAGMA optimize", 0, 0, 0);
         conn_close(&s->conns[i]);
@@ -487,12 +449,12 @@ void store_close(store_t *s)
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->write_mu);
-    pthread_mutex_destroy(&s->hook_mu);
+    store_base_destroy(base);
     free(s->path);
     free(s);
 }
 
-int store_ping(store_t *s)
+static int sq_ping(store_t *s)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -500,14 +462,6 @@ int store_ping(store_t *s)
     int rc = sq_int(&t, &one, "SELECT 1", NULL);
     sq_rollback(&t);
     return rc == STORE_OK && one == 1 ? STORE_OK : STORE_ERR;
-}
-
-void store_set_commit_hook(store_t *s, store_commit_hook fn, void *ctx)
-{
-    pthread_mutex_lock(&s->hook_mu);
-    s->hook = fn;
-    s->hook_ctx = ctx;
-    pthread_mutex_unlock(&s->hook_mu);
 }
 
 /* ---- events ---- */
@@ -533,9 +487,10 @@ int sq_balance_event(sq_tx *t, const char *user_id, int64_t now)
     int64_t bal = 0;
     int rc = sq_int(t, &bal, "SELECT token_balance FROM users WHERE id = ?", "s", user_id);
     if (rc != STORE_OK) return rc;
-    char data[64];
-    snprintf(data, sizeof data, "{\"tokenBalance\":%lld}", (long long)bal);
-    return sq_event(t, user_id, NULL, "balance", data, now);
+    char *data = store_base_balance_json(t->s, bal);
+    rc = sq_event(t, user_id, NULL, "balance", data, now);
+    free(data);
+    return rc;
 }
 
 int sq_ledger_add(sq_tx *t, const char *user_id, const char *kind, int64_t amount,
@@ -550,14 +505,6 @@ int sq_ledger_add(sq_tx *t, const char *user_id, const char *kind, int64_t amoun
     return rc < 0 ? rc : STORE_OK;
 }
 
-void store_events_free(store_event *ev, size_t n)
-{
-    if (!ev) return;
-    for (size_t i = 0; i < n; i++)
-        free(ev[i].data);
-    free(ev);
-}
-
 /* One row of "SELECT id, type, generation_id, data FROM events". */
 static void read_event(sqlite3_stmt *st, store_event *e)
 {
@@ -569,8 +516,8 @@ static void read_event(sqlite3_stmt *st, store_event *e)
     if (!e->data) e->data = xstrdup("{}");
 }
 
-int store_events_after(store_t *s, const char *user_id, const char *generation_id, int64_t after_id,
-                       int limit, store_event **out, size_t *n)
+static int sq_events_after(store_t *s, const char *user_id, const char *generation_id,
+                           int64_t after_id, int limit, store_event **out, size_t *n)
 {
     static const char q_user[] = "SELECT id, type, generation_id, data FROM events"
                                  " WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?";
@@ -608,7 +555,7 @@ int store_events_after(store_t *s, const char *user_id, const char *generation_i
     return STORE_OK;
 }
 
-int store_events_last_id(store_t *s, int64_t *id)
+static int sq_events_last_id(store_t *s, int64_t *id)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -620,7 +567,7 @@ int store_events_last_id(store_t *s, int64_t *id)
     return STORE_OK;
 }
 
-int store_events_latest(store_t *s, const char *generation_id, store_event *out)
+static int sq_events_latest(store_t *s, const char *generation_id, store_event *out)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -635,7 +582,7 @@ int store_events_latest(store_t *s, const char *generation_id, store_event *out)
     return rc == SQLITE_ROW ? STORE_OK : rc == SQLITE_DONE ? STORE_ENOTFOUND : STORE_ERR;
 }
 
-int store_ledger_totals(store_t *s, int64_t *charged, int64_t *refunded)
+static int sq_ledger_totals(store_t *s, int64_t *charged, int64_t *refunded)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -648,4 +595,81 @@ int store_ledger_totals(store_t *s, int64_t *charged, int64_t *refunded)
                     NULL);
     sq_rollback(&t);
     return rc == STORE_OK ? STORE_OK : STORE_ERR;
+}
+
+/* ---- the function table ---- */
+
+static const store_ops sq_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .migrate = sq_migrate,
+    .ping = sq_ping,
+    .user_create = sq_user_create,
+    .user_get = sq_user_get,
+    .user_by_email = sq_user_by_email,
+    .user_list = sq_user_list,
+    .user_credit = sq_user_credit,
+    .user_stats = sq_user_stats,
+    .key_create = sq_key_create,
+    .key_list = sq_key_list,
+    .key_delete = sq_key_delete,
+    .key_get = sq_key_get,
+    .key_touch = sq_key_touch,
+    .session_create = sq_session_create,
+    .session_get = sq_session_get,
+    .session_delete = sq_session_delete,
+    .ledger_list = sq_ledger_list,
+    .ledger_totals = sq_ledger_totals,
+    .gen_create = sq_gen_create,
+    .gen_get = sq_gen_get,
+    .gen_list = sq_gen_list,
+    .gen_delete = sq_gen_delete,
+    .gen_counts = sq_gen_counts,
+    .gen_start = sq_gen_start,
+    .gen_end = sq_gen_end,
+    .gen_complete = sq_gen_complete,
+    .gen_requeue = sq_gen_requeue,
+    .gen_claim = sq_gen_claim,
+    .gen_progress = sq_gen_progress,
+    .gen_renew = sq_gen_renew,
+    .gen_release = sq_gen_release,
+    .gen_expired_leases = sq_gen_expired_leases,
+    .gen_pending_before = sq_gen_pending_before,
+    .gen_next_retry_at = sq_gen_next_retry_at,
+    .purge = sq_purge,
+    .events_after = sq_events_after,
+    .events_latest = sq_events_latest,
+    .events_last_id = sq_events_last_id,
+};
+
+int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err)
+{
+    *out = NULL;
+    if (err) *err = NULL;
+    if (!path || !*path) {
+        if (err) *err = xstrdup("sqlite: empty database path");
+        return STORE_ERR;
+    }
+    /* Create the directory the file lives in (e.g. ./data on first run). */
+    char *dir = xstrdup(path);
+    char *d = dirname(dir);
+    if (strcmp(d, ".") != 0 && util_mkdirs(d) != 0)
+        log_warn("store: cannot create directory %s: %s", d, strerror(errno));
+    free(dir);
+
+    sq_store *s = xcalloc(1, sizeof *s);
+    store_base_init(&s->base, &sq_ops, opt ? opt->codec : NULL);
+    s->path = xstrdup(path);
+    pthread_mutex_init(&s->pool_mu, NULL);
+    pthread_cond_init(&s->pool_cv, NULL);
+    pthread_mutex_init(&s->write_mu, NULL);
+    /* Open the first connection eagerly so a bad path fails here. */
+    if (conn_open(s->path, &s->conns[0], err) != STORE_OK) goto fail;
+    if (migrate(&s->base, err) != STORE_OK) goto fail;
+    *out = &s->base;
+    return STORE_OK;
+fail:
+    if (err && !*err) *err = xasprintf("cannot open database %s", path);
+    sq_close(&s->base);
+    return STORE_ERR;
 }

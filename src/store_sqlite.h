@@ -12,11 +12,51 @@
 #include <pthread.h>
 #include <sqlite3.h>
 
-#include "store.h"
+#include "store_impl.h"
 
-/* Opens the database at path (the part after "sqlite:"), applies the
- * pragmas and runs the migrations. store.c dispatches here. */
-int store_sqlite_open(const char *path, store_t **out, char **err);
+/* The backend's entries of store_ops (store_impl.h; contracts in store.h),
+ * defined in store_sqlite_user.c and store_sqlite_gen.c. */
+int sq_user_create(store_t *s, const user_record *u, const char *password_hash, int64_t grant);
+int sq_user_get(store_t *s, const char *user_id, user_record *out);
+int sq_user_by_email(store_t *s, const char *email, user_record *out, char **password_hash);
+int sq_user_list(store_t *s, user_record **out, size_t *n);
+int sq_user_credit(store_t *s, const char *user_id, int64_t amount, const char *kind,
+                   const char *reason, int64_t *balance_out);
+int sq_user_stats(store_t *s, const char *user_id, int64_t month_start, user_stats *out);
+int sq_key_create(store_t *s, const char *key_id, const char *user_id, const char *name,
+                  const char *key_hash, const char *hint, int64_t now);
+int sq_key_list(store_t *s, const char *user_id, store_key_row **out, size_t *n);
+int sq_key_delete(store_t *s, const char *user_id, const char *key_id, int64_t now);
+int sq_key_get(store_t *s, const char *key_hash, user_record *out, int64_t *last_used_at);
+int sq_key_touch(store_t *s, const char *key_hash, int64_t now);
+int sq_session_create(store_t *s, const char *token_hash, const char *user_id, int64_t now,
+                      int64_t expires_at);
+int sq_session_get(store_t *s, const char *token_hash, user_record *out, int64_t *expires_at);
+int sq_session_delete(store_t *s, const char *token_hash);
+int sq_ledger_list(store_t *s, const char *user_id, const char *cursor, int limit,
+                   store_ledger_row **out, size_t *n, char **next_cursor);
+int sq_gen_create(store_t *s, const gen_record *g, bool start, const store_idem *idem,
+                  char **replay_response, int *replay_status);
+int sq_gen_get(store_t *s, const char *gen_id, gen_record *out);
+int sq_gen_list(store_t *s, const char *user_id, int status_filter, const char *cursor, int limit,
+                gen_record **out, size_t *n, char **next_cursor);
+int sq_gen_delete(store_t *s, const char *gen_id, unsigned from, json_t **result_images);
+int sq_gen_counts(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queued);
+int sq_gen_start(store_t *s, const char *gen_id, int64_t now);
+int sq_gen_end(store_t *s, const store_end *e);
+int sq_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
+                    const json_t *result_images, int64_t now);
+int sq_gen_requeue(store_t *s, const char *gen_id, const store_guard *guard, int retry_count,
+                   const char *error, int64_t not_before, int64_t now);
+int sq_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms, gen_record *out);
+int sq_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const char *stage,
+                    int progress, int64_t lease_until, int64_t now);
+int sq_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until);
+int sq_gen_release(store_t *s, const char *worker_id, int64_t now);
+int sq_gen_expired_leases(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n);
+int sq_gen_pending_before(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n);
+int sq_gen_next_retry_at(store_t *s, int64_t *at);
+int sq_purge(store_t *s, int64_t idem_before, int64_t sessions_before);
 
 /* One pooled connection with its prepared-statement cache. */
 typedef struct sq_conn sq_conn;

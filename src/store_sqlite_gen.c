@@ -28,7 +28,6 @@
     " priority, tokens_used, retry_count, progress, stage, created_at, started_at, completed_at,"  \
     " processing_time, error, batch_id, retry_of, queued_at, lease_owner"
 
-#define DAY_MS (24LL * 3600 * 1000)
 #define SWEEP_BATCH 200
 
 /* A queued generation: processing, stage queued, not leased. */
@@ -138,10 +137,8 @@ static int gen_event(sq_tx *t, const char *gen_id, int64_t now, gen_record *out)
     gen_record g;
     int rc = gen_load(t, gen_id, &g);
     if (rc != STORE_OK) return rc;
-    json_t *j = gen_record_to_json(&g);
-    char *data = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    rc = sq_event(t, g.user_id, g.id, "generation", data ? data : "{}", now);
+    char *data = store_base_gen_json(t->s, &g);
+    rc = sq_event(t, g.user_id, g.id, "generation", data, now);
     free(data);
     if (rc == STORE_OK && out)
         *out = g;
@@ -202,13 +199,13 @@ static int gen_refund(sq_tx *t, const char *gen_id, const char *reason, int64_t 
 
 /* The idempotency check: STORE_OK to go on, or STORE_EREPLAY /
  * STORE_EIDEM_MISMATCH. */
-static int idem_check(sq_tx *t, const char *user_id, const store_idem *idem, int64_t now,
-                      char **replay_response, int *replay_status)
+static int idem_check(sq_tx *t, const char *user_id, const store_idem *idem, char **replay_response,
+                      int *replay_status)
 {
     sqlite3_stmt *st = sq_query(t,
                                 "SELECT request_hash, response, http_status FROM idempotency_keys"
-                                " WHERE user_id = ? AND key = ? AND created_at > ?",
-                                "ssI", user_id, idem->key, now - DAY_MS);
+                                " WHERE user_id = ? AND key = ? AND created_at >= ?",
+                                "ssI", user_id, idem->key, idem->not_before);
     if (!st) return STORE_ERR;
     int rc = sq_step(st);
     if (rc == SQLITE_ROW) {
@@ -226,8 +223,8 @@ static int idem_check(sq_tx *t, const char *user_id, const store_idem *idem, int
     return rc;
 }
 
-int store_gen_create(store_t *s, const gen_record *g, bool start, const store_idem *idem,
-                     char **replay_response, int *replay_status)
+int sq_gen_create(store_t *s, const gen_record *g, bool start, const store_idem *idem,
+                  char **replay_response, int *replay_status)
 {
     int64_t now = g->created_at ? g->created_at : now_ms();
     int64_t cost = g->tokens_used;
@@ -237,7 +234,7 @@ int store_gen_create(store_t *s, const gen_record *g, bool start, const store_id
     int rc = sq_begin(s, &t, true);
     if (rc != STORE_OK) goto cleanup;
     if (idem) {
-        rc = idem_check(&t, g->user_id, idem, now, replay_response, replay_status);
+        rc = idem_check(&t, g->user_id, idem, replay_response, replay_status);
         if (rc != STORE_OK) goto fail;
     }
     /* The conditional debit: concurrent creates can never overdraw. */
@@ -297,7 +294,7 @@ cleanup:
     return rc;
 }
 
-int store_gen_start(store_t *s, const char *gen_id, int64_t now)
+int sq_gen_start(store_t *s, const char *gen_id, int64_t now)
 {
     sq_tx t;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
@@ -315,39 +312,46 @@ fail:
     return rc;
 }
 
-/* Ends a generation inside t: status failed or cancelled, stage the same,
- * error, end time, lease cleared; then the refund and the events. With a
- * worker_id the lease must be that worker's; without, pending or
- * processing may end (cancel, expiry, sweep). */
-static int gen_end(sq_tx *t, const char *gen_id, const char *status, const char *error,
-                   const char *worker_id, int64_t now)
+/* SQL that is true when the row's status is in the GEN_MASK set bound at
+ * parameter N (the bit numbers are enum gen_status's). */
+#define STATUS_IN(n)                                                                               \
+    "((?" #n " >> (CASE status WHEN 'pending' THEN 0 WHEN 'processing' THEN 1"                     \
+    " WHEN 'completed' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END)) & 1) = 1"
+/* SQL for a store_guard bound at parameters W (worker id or NULL) and X
+ * (lease_expired_before or 0). */
+#define LEASE_GUARD(w, x)                                                                          \
+    "(?" #w " IS NULL OR lease_owner = ?" #w ") AND (?" #x " = 0 OR (lease_owner IS NOT NULL"      \
+    " AND lease_expires < ?" #x "))"
+
+/* Ends a generation inside t (store_end): status and stage, error, end
+ * time, lease cleared — if its status is in e->from and the guard holds;
+ * then the refund and the events. */
+static int gen_end(sq_tx *t, const store_end *e)
 {
-    static const char q_any[] =
+    const char *status = gen_status_name(e->to);
+    int rc = sq_exec(
+        t,
         "UPDATE generations SET status = ?1, stage = ?1, error = ?2, completed_at = ?3,"
         " processing_time = CASE WHEN started_at IS NULL THEN NULL ELSE ?3 - started_at END,"
         " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"
-        " WHERE id = ?4 AND status IN ('pending', 'processing')";
-    static const char q_leased[] =
-        "UPDATE generations SET status = ?1, stage = ?1, error = ?2, completed_at = ?3,"
-        " processing_time = CASE WHEN started_at IS NULL THEN NULL ELSE ?3 - started_at END,"
-        " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"
-        " WHERE id = ?4 AND status = 'processing' AND lease_owner = ?5";
-    int rc = worker_id ? sq_exec(t, q_leased, "ssIss", status, error, now, gen_id, worker_id)
-                       : sq_exec(t, q_any, "ssIs", status, error, now, gen_id);
-    if (rc == 0) rc = gen_missing_or_conflict(t, gen_id);
+        " WHERE id = ?4 AND " STATUS_IN(5) " AND " LEASE_GUARD(6, 7),
+        "ssIsisI", status, e->error, e->now, e->gen_id, (int)e->from, e->guard.worker_id,
+        e->guard.worker_id ? (int64_t)0 : e->guard.lease_expired_before);
+    if (rc == 0) rc = gen_missing_or_conflict(t, e->gen_id);
     if (rc < 0) return rc;
     char reason[64];
     snprintf(reason, sizeof reason, "generation %s", status);
-    rc = gen_refund(t, gen_id, reason, now);
+    rc = gen_refund(t, e->gen_id, reason, e->now);
     if (rc < 0) return rc;
-    return gen_event(t, gen_id, now, NULL);
+    return gen_event(t, e->gen_id, e->now, NULL);
 }
 
-int store_gen_cancel(store_t *s, const char *gen_id, const char *reason, int64_t now)
+int sq_gen_end(store_t *s, const store_end *e)
 {
+    if (e->to != GEN_FAILED && e->to != GEN_CANCELLED) return STORE_ERR;
     sq_tx t;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
-    int rc = gen_end(&t, gen_id, "cancelled", reason, NULL, now);
+    int rc = gen_end(&t, e);
     if (rc < 0) {
         sq_rollback(&t);
         return rc;
@@ -355,7 +359,7 @@ int store_gen_cancel(store_t *s, const char *gen_id, const char *reason, int64_t
     return sq_commit(&t);
 }
 
-int store_gen_get(store_t *s, const char *gen_id, gen_record *out)
+int sq_gen_get(store_t *s, const char *gen_id, gen_record *out)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -366,8 +370,8 @@ int store_gen_get(store_t *s, const char *gen_id, gen_record *out)
 
 /* Cursor: the id of the last record of the previous page (ids sort by
  * creation time). "~" sorts after every id, so it stands for "no cursor". */
-int store_gen_list(store_t *s, const char *user_id, int status_filter, const char *cursor,
-                   int limit, gen_record **out, size_t *n, char **next_cursor)
+int sq_gen_list(store_t *s, const char *user_id, int status_filter, const char *cursor, int limit,
+                gen_record **out, size_t *n, char **next_cursor)
 {
     static const char q_all[] = "SELECT " GEN_COLS " FROM generations"
                                 " WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?";
@@ -420,14 +424,14 @@ int store_gen_list(store_t *s, const char *user_id, int status_filter, const cha
     return STORE_OK;
 }
 
-int store_gen_delete(store_t *s, const char *gen_id, json_t **result_images)
+int sq_gen_delete(store_t *s, const char *gen_id, unsigned from, json_t **result_images)
 {
     sq_tx t;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
     gen_record g;
     int rc = gen_load(&t, gen_id, &g);
     if (rc != STORE_OK) goto fail;
-    if (!gen_status_terminal(g.status)) {
+    if (!(from & GEN_MASK(g.status))) {
         gen_record_free(&g);
         rc = STORE_ECONFLICT;
         goto fail;
@@ -446,7 +450,7 @@ fail:
     return rc;
 }
 
-int store_gen_counts(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queued)
+int sq_gen_counts(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queued)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -488,8 +492,7 @@ static int next_queued(sq_tx *t, int64_t now, char id[ID_LEN])
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : rc;
 }
 
-int store_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
-                    gen_record *out)
+int sq_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms, gen_record *out)
 {
     char id[ID_LEN];
     sq_tx t;
@@ -526,14 +529,13 @@ fail:
     return rc;
 }
 
-int store_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const char *stage,
-                       int progress, int64_t lease_until)
+int sq_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const char *stage,
+                    int progress, int64_t lease_until, int64_t now)
 {
     if (progress < 0) progress = 0;
     if (progress > 100) progress = 100;
     sq_tx t;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
-    int64_t now = now_ms();
     int64_t changed = 0;
     /* Whether stage or progress will actually change (an event only then). */
     int rc = sq_int(&t, &changed,
@@ -557,7 +559,7 @@ fail:
     return rc;
 }
 
-int store_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until)
+int sq_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until)
 {
     sq_tx t;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
@@ -573,8 +575,8 @@ int store_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64
     return sq_commit(&t);
 }
 
-int store_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
-                       const json_t *result_images, int64_t now)
+int sq_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
+                    const json_t *result_images, int64_t now)
 {
     char *results = json_array_text(result_images);
     sq_tx t;
@@ -600,62 +602,20 @@ cleanup:
     return rc;
 }
 
-/* The body of retry_or_fail inside t. worker_id NULL: the lease has
- * expired (sweep), so any holder is replaced. */
-static int retry_or_fail_tx(sq_tx *t, const char *gen_id, const char *worker_id, const char *error,
-                            int64_t retry_at, int max_retries, int64_t now, bool *failed)
-{
-    int64_t retries = 0;
-    int rc = worker_id ? sq_int(t, &retries,
-                                "SELECT retry_count FROM generations WHERE id = ?"
-                                " AND status = 'processing' AND lease_owner = ?",
-                                "ss", gen_id, worker_id)
-                       : sq_int(t, &retries,
-                                "SELECT retry_count FROM generations WHERE id = ?"
-                                " AND status = 'processing' AND lease_owner IS NOT NULL"
-                                " AND lease_expires < ?",
-                                "sI", gen_id, now);
-    if (rc == STORE_ENOTFOUND) rc = gen_missing_or_conflict(t, gen_id);
-    if (rc < 0) return rc;
-    if (retries >= max_retries) {
-        /* gen_end re-checks the lease owner for workers; for the sweep the
-         * row was just checked inside this same transaction. */
-        if (failed) *failed = true;
-        return gen_end(t, gen_id, "failed", error, worker_id, now);
-    }
-    rc = sq_exec(t,
-                 "UPDATE generations SET retry_count = retry_count + 1, stage = 'queued',"
-                 " error = ?, retry_at = ?, lease_owner = NULL, lease_expires = NULL"
-                 " WHERE id = ?",
-                 "sIs", error, retry_at, gen_id);
-    if (rc < 0) return rc;
-    if (failed) *failed = false;
-    return gen_event(t, gen_id, now, NULL);
-}
-
-int store_gen_retry_or_fail(store_t *s, const char *gen_id, const char *worker_id,
-                            const char *error, int64_t retry_at, int max_retries, int64_t now,
-                            bool *failed)
+int sq_gen_requeue(store_t *s, const char *gen_id, const store_guard *guard, int retry_count,
+                   const char *error, int64_t not_before, int64_t now)
 {
     sq_tx t;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
-    bool f = false;
-    int rc = retry_or_fail_tx(&t, gen_id, worker_id, error, retry_at, max_retries, now, &f);
-    if (rc < 0) {
-        sq_rollback(&t);
-        return rc;
-    }
-    rc = sq_commit(&t);
-    if (rc == STORE_OK && failed) *failed = f;
-    return rc;
-}
-
-int store_gen_fail(store_t *s, const char *gen_id, const char *worker_id, const char *error,
-                   int64_t now)
-{
-    sq_tx t;
-    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
-    int rc = gen_end(&t, gen_id, "failed", error, worker_id, now);
+    int rc = sq_exec(&t,
+                     "UPDATE generations SET retry_count = retry_count + 1, stage = 'queued',"
+                     " error = ?1, retry_at = ?2, lease_owner = NULL, lease_expires = NULL"
+                     " WHERE id = ?3 AND status = 'processing' AND retry_count = ?4"
+                     " AND " LEASE_GUARD(5, 6),
+                     "sIsisI", error, not_before, gen_id, retry_count, guard->worker_id,
+                     guard->worker_id ? (int64_t)0 : guard->lease_expired_before);
+    if (rc == 0) rc = gen_missing_or_conflict(&t, gen_id);
+    if (rc >= 0) rc = gen_event(&t, gen_id, now, NULL);
     if (rc < 0) {
         sq_rollback(&t);
         return rc;
@@ -663,33 +623,43 @@ int store_gen_fail(store_t *s, const char *gen_id, const char *worker_id, const 
     return sq_commit(&t);
 }
 
-/* Reads up to SWEEP_BATCH ids from a query whose parameters are one value
- * (text `sarg` when not NULL, else the integer `iarg`) and the limit. */
-static int collect_ids(store_t *s, const char *sql, const char *sarg, int64_t iarg,
-                       char (*ids)[ID_LEN], int *n)
+/* Reads the (id, retry_count) rows of a query whose parameters are one
+ * value (text `sarg` when not NULL, else the integer `iarg`) and the limit. */
+static int collect_refs(store_t *s, const char *sql, const char *sarg, int64_t iarg, int limit,
+                        store_gen_ref **out, size_t *n)
 {
+    if (limit <= 0) limit = SWEEP_BATCH;
     sq_tx t;
-    *n = 0;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
-    sqlite3_stmt *st = sarg ? sq_query(&t, sql, "si", sarg, SWEEP_BATCH)
-                            : sq_query(&t, sql, "Ii", iarg, SWEEP_BATCH);
+    sqlite3_stmt *st =
+        sarg ? sq_query(&t, sql, "si", sarg, limit) : sq_query(&t, sql, "Ii", iarg, limit);
+    store_gen_ref *refs = xcalloc((size_t)limit, sizeof *refs);
+    size_t cnt = 0;
     int rc = st ? SQLITE_ROW : STORE_ERR;
-    while (st && *n < SWEEP_BATCH && (rc = sq_step(st)) == SQLITE_ROW)
-        sq_col_copy(st, 0, ids[(*n)++], ID_LEN);
+    while (st && cnt < (size_t)limit && (rc = sq_step(st)) == SQLITE_ROW) {
+        sq_col_copy(st, 0, refs[cnt].id, ID_LEN);
+        refs[cnt++].retry_count = (int)sq_col_int(st, 1);
+    }
     sq_done(st);
     sq_rollback(&t);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        free(refs);
+        return STORE_ERR;
+    }
+    *out = refs;
+    *n = cnt;
+    return STORE_OK;
 }
 
-int store_gen_release(store_t *s, const char *worker_id, int64_t now)
+int sq_gen_release(store_t *s, const char *worker_id, int64_t now)
 {
-    char(*ids)[ID_LEN] = xcalloc(SWEEP_BATCH, ID_LEN);
-    int n = 0;
-    int rc = collect_ids(s,
-                         "SELECT id FROM generations WHERE lease_owner = ?"
-                         " AND status = 'processing' LIMIT ?",
-                         worker_id, 0, ids, &n);
-    for (int i = 0; i < n && rc == STORE_OK; i++) {
+    store_gen_ref *refs = NULL;
+    size_t n = 0;
+    int rc = collect_refs(s,
+                          "SELECT id, retry_count FROM generations WHERE lease_owner = ?"
+                          " AND status = 'processing' LIMIT ?",
+                          worker_id, 0, SWEEP_BATCH, &refs, &n);
+    for (size_t i = 0; i < n && rc == STORE_OK; i++) {
         sq_tx t;
         if (sq_begin(s, &t, true) != STORE_OK) {
             rc = STORE_ERR;
@@ -699,19 +669,37 @@ int store_gen_release(store_t *s, const char *worker_id, int64_t now)
                      "UPDATE generations SET stage = 'queued', lease_owner = NULL,"
                      " lease_expires = NULL, retry_at = NULL"
                      " WHERE id = ? AND status = 'processing' AND lease_owner = ?",
-                     "ss", ids[i], worker_id);
-        if (rc > 0) rc = gen_event(&t, ids[i], now, NULL);
+                     "ss", refs[i].id, worker_id);
+        if (rc > 0) rc = gen_event(&t, refs[i].id, now, NULL);
         if (rc < 0) {
             sq_rollback(&t);
             break;
         }
         rc = sq_commit(&t);
     }
-    free(ids);
+    free(refs);
     return rc < 0 ? rc : STORE_OK;
 }
 
-static int housekeeping(store_t *s, int64_t now)
+int sq_gen_expired_leases(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n)
+{
+    return collect_refs(s,
+                        "SELECT id, retry_count FROM generations WHERE lease_owner IS NOT NULL"
+                        " AND lease_expires < ? AND status = 'processing' LIMIT ?",
+                        NULL, before, limit, out, n);
+}
+
+int sq_gen_pending_before(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n)
+{
+    return collect_refs(s,
+                        "SELECT id, retry_count FROM generations WHERE status = 'pending'"
+                        " AND created_at < ? LIMIT ?",
+                        NULL, before, limit, out, n);
+}
+
+/* Runs often: looks first and takes the write lock only when there is
+ * something to delete. */
+int sq_purge(store_t *s, int64_t idem_before, int64_t sessions_before)
 {
     sq_tx t;
     int64_t stale = 0;
@@ -719,12 +707,13 @@ static int housekeeping(store_t *s, int64_t now)
     int rc = sq_int(&t, &stale,
                     "SELECT EXISTS (SELECT 1 FROM idempotency_keys WHERE created_at < ?1)"
                     " OR EXISTS (SELECT 1 FROM sessions WHERE expires_at < ?2)",
-                    "II", now - DAY_MS, now);
+                    "II", idem_before, sessions_before);
     sq_rollback(&t);
     if (rc != STORE_OK || !stale) return rc;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
-    rc = sq_exec(&t, "DELETE FROM idempotency_keys WHERE created_at < ?", "I", now - DAY_MS);
-    if (rc >= 0) rc = sq_exec(&t, "DELETE FROM sessions WHERE expires_at < ?", "I", now);
+    rc = sq_exec(&t, "DELETE FROM idempotency_keys WHERE created_at < ?", "I", idem_before);
+    if (rc >= 0)
+        rc = sq_exec(&t, "DELETE FROM sessions WHERE expires_at < ?", "I", sessions_before);
     if (rc < 0) {
         sq_rollback(&t);
         return rc;
@@ -732,73 +721,7 @@ static int housekeeping(store_t *s, int64_t now)
     return sq_commit(&t);
 }
 
-int store_gen_sweep(store_t *s, int64_t now, int64_t pending_ttl_ms, int max_retries, int *changed)
-{
-    char(*ids)[ID_LEN] = xcalloc(SWEEP_BATCH, ID_LEN);
-    int n = 0, count = 0;
-    /* 1. Expired leases: the worker is gone; retry now or fail. */
-    int rc = collect_ids(s,
-                         "SELECT id FROM generations WHERE lease_owner IS NOT NULL"
-                         " AND lease_expires < ? AND status = 'processing' LIMIT ?",
-                         NULL, now, ids, &n);
-    for (int i = 0; i < n && rc == STORE_OK; i++) {
-        sq_tx t;
-        if (sq_begin(s, &t, true) != STORE_OK) {
-            rc = STORE_ERR;
-            break;
-        }
-        rc = retry_or_fail_tx(&t, ids[i], NULL, "worker lost", now, max_retries, now, NULL);
-        if (rc == STORE_ECONFLICT || rc == STORE_ENOTFOUND) {
-            sq_rollback(&t); /* renewed, finished or deleted meanwhile */
-            rc = STORE_OK;
-            continue;
-        }
-        if (rc < 0) {
-            sq_rollback(&t);
-            break;
-        }
-        rc = sq_commit(&t);
-        if (rc == STORE_OK) count++;
-    }
-    /* 2. Pending generations never started: cancelled and refunded. */
-    int64_t cutoff = now - pending_ttl_ms;
-    if (rc == STORE_OK)
-        rc = collect_ids(s,
-                         "SELECT id FROM generations WHERE status = 'pending'"
-                         " AND created_at < ? LIMIT ?",
-                         NULL, cutoff, ids, &n);
-    char error[96];
-    snprintf(error, sizeof error, "expired: not started within %lld seconds",
-             (long long)(pending_ttl_ms / 1000));
-    for (int i = 0; i < n && rc == STORE_OK; i++) {
-        sq_tx t;
-        if (sq_begin(s, &t, true) != STORE_OK) {
-            rc = STORE_ERR;
-            break;
-        }
-        int64_t still = 0;
-        rc = sq_int(&t, &still,
-                    "SELECT COUNT(*) FROM generations WHERE id = ? AND status = 'pending'"
-                    " AND created_at < ?",
-                    "sI", ids[i], cutoff);
-        if (rc == STORE_OK && still) rc = gen_end(&t, ids[i], "cancelled", error, NULL, now);
-        if (rc < 0) {
-            sq_rollback(&t);
-            break;
-        }
-        rc = sq_commit(&t);
-        if (rc == STORE_OK && still) count++;
-    }
-    free(ids);
-    /* 3. Housekeeping: forgotten idempotency keys and expired sessions.
-     * The sweep runs often, so look first and take the write lock only
-     * when there is something to delete. */
-    if (rc == STORE_OK) rc = housekeeping(s, now);
-    if (changed) *changed = count;
-    return rc;
-}
-
-int store_gen_next_retry_at(store_t *s, int64_t *at)
+int sq_gen_next_retry_at(store_t *s, int64_t *at)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;

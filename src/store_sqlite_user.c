@@ -48,7 +48,7 @@ static int user_query(sq_tx *t, sqlite3_stmt *st, user_record *out, char **extra
     return rc;
 }
 
-int store_user_create(store_t *s, const user_record *u, const char *password_hash, int64_t grant)
+int sq_user_create(store_t *s, const user_record *u, const char *password_hash, int64_t grant)
 {
     int64_t now = u->created_at ? u->created_at : now_ms();
     sq_tx t;
@@ -76,7 +76,7 @@ fail:
     return rc;
 }
 
-int store_user_get(store_t *s, const char *user_id, user_record *out)
+int sq_user_get(store_t *s, const char *user_id, user_record *out)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -87,7 +87,7 @@ int store_user_get(store_t *s, const char *user_id, user_record *out)
     return rc;
 }
 
-int store_user_by_email(store_t *s, const char *email, user_record *out, char **password_hash)
+int sq_user_by_email(store_t *s, const char *email, user_record *out, char **password_hash)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -108,7 +108,7 @@ int store_user_by_email(store_t *s, const char *email, user_record *out, char **
     return STORE_OK;
 }
 
-int store_user_list(store_t *s, user_record **out, size_t *n)
+int sq_user_list(store_t *s, user_record **out, size_t *n)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -139,8 +139,8 @@ int store_user_list(store_t *s, user_record **out, size_t *n)
     return STORE_OK;
 }
 
-int store_user_credit(store_t *s, const char *user_id, int64_t amount, const char *kind,
-                      const char *reason, int64_t *balance_out)
+int sq_user_credit(store_t *s, const char *user_id, int64_t amount, const char *kind,
+                   const char *reason, int64_t *balance_out)
 {
     if (!str_eq(kind, "grant") && !str_eq(kind, "purchase") && !str_eq(kind, "adjustment")) {
         log_error("store: store_user_credit: bad ledger kind %s", kind ? kind : "(null)");
@@ -178,7 +178,7 @@ fail:
     return rc;
 }
 
-int store_user_stats(store_t *s, const char *user_id, int64_t month_start, user_stats *out)
+int sq_user_stats(store_t *s, const char *user_id, int64_t month_start, user_stats *out)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -208,8 +208,8 @@ int store_user_stats(store_t *s, const char *user_id, int64_t month_start, user_
 
 /* ---- API keys ---- */
 
-int store_key_create(store_t *s, const char *key_id, const char *user_id, const char *name,
-                     const char *key_hash, const char *hint, int64_t now)
+int sq_key_create(store_t *s, const char *key_id, const char *user_id, const char *name,
+                  const char *key_hash, const char *hint, int64_t now)
 {
     sq_tx t;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
@@ -224,7 +224,7 @@ int store_key_create(store_t *s, const char *key_id, const char *user_id, const 
     return sq_commit(&t);
 }
 
-int store_key_list(store_t *s, const char *user_id, json_t **items)
+int sq_key_list(store_t *s, const char *user_id, store_key_row **out, size_t *n)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -237,38 +237,41 @@ int store_key_list(store_t *s, const char *user_id, json_t **items)
         sq_rollback(&t);
         return STORE_ERR;
     }
-    json_t *arr = json_array();
+    store_key_row *arr = NULL;
+    size_t cnt = 0, cap = 0;
     int rc;
     while ((rc = sq_step(st)) == SQLITE_ROW) {
-        json_t *o = json_object();
-        json_object_set_new(o, "id", json_string((const char *)sqlite3_column_text(st, 0)));
-        json_object_set_new(o, "name", json_string((const char *)sqlite3_column_text(st, 1)));
-        json_object_set_new(o, "hint", json_string((const char *)sqlite3_column_text(st, 2)));
-        json_object_set_new(o, "createdAt", json_integer(sq_col_int(st, 3)));
-        json_object_set_new(o, "lastUsedAt",
-                            sqlite3_column_type(st, 4) == SQLITE_NULL
-                                ? json_null()
-                                : json_integer(sq_col_int(st, 4)));
-        json_array_append_new(arr, o);
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 8;
+            arr = xrealloc(arr, cap * sizeof *arr);
+        }
+        store_key_row *k = &arr[cnt++];
+        memset(k, 0, sizeof *k);
+        sq_col_copy(st, 0, k->id, sizeof k->id);
+        sq_col_copy(st, 1, k->name, sizeof k->name);
+        sq_col_copy(st, 2, k->hint, sizeof k->hint);
+        k->created_at = sq_col_int(st, 3);
+        k->last_used_at = sq_col_int(st, 4); /* NULL reads as 0 */
     }
     sq_done(st);
     sq_rollback(&t);
     if (rc != SQLITE_DONE) {
-        json_decref(arr);
+        free(arr);
         return STORE_ERR;
     }
-    *items = arr;
+    *out = arr;
+    *n = cnt;
     return STORE_OK;
 }
 
-int store_key_delete(store_t *s, const char *user_id, const char *key_id)
+int sq_key_delete(store_t *s, const char *user_id, const char *key_id, int64_t now)
 {
     sq_tx t;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
     int rc = sq_exec(&t,
                      "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND user_id = ?"
                      " AND revoked_at IS NULL",
-                     "Iss", now_ms(), key_id, user_id);
+                     "Iss", now, key_id, user_id);
     if (rc <= 0) {
         sq_rollback(&t);
         return rc == 0 ? STORE_ENOTFOUND : rc;
@@ -276,11 +279,7 @@ int store_key_delete(store_t *s, const char *user_id, const char *key_id)
     return sq_commit(&t);
 }
 
-/* last_used_at is refreshed at most once a minute per key, so API calls do
- * not each cost a durable write. */
-#define KEY_TOUCH_MS 60000
-
-int store_key_auth(store_t *s, const char *key_hash, int64_t now, user_record *out)
+int sq_key_get(store_t *s, const char *key_hash, user_record *out, int64_t *last_used_at)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
@@ -295,33 +294,18 @@ int store_key_auth(store_t *s, const char *key_hash, int64_t now, user_record *o
                         &u, &last);
     sq_rollback(&t);
     if (rc != STORE_OK) return rc;
-    int64_t last_used = last ? strtoll(last, NULL, 10) : 0;
-    free(last);
-    if (now - last_used >= KEY_TOUCH_MS) {
-        if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
-        rc = sq_exec(&t, "UPDATE api_keys SET last_used_at = ? WHERE key_hash = ?", "Is", now,
-                     key_hash);
-        if (rc < 0) {
-            sq_rollback(&t);
-            return rc;
-        }
-        if (sq_commit(&t) != STORE_OK) return STORE_ERR;
-    }
     *out = u;
+    if (last_used_at) *last_used_at = last ? strtoll(last, NULL, 10) : 0;
+    free(last);
     return STORE_OK;
 }
 
-/* ---- sessions ---- */
-
-int store_session_create(store_t *s, const char *token_hash, const char *user_id,
-                         int64_t expires_at)
+int sq_key_touch(store_t *s, const char *key_hash, int64_t now)
 {
     sq_tx t;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
-    int rc = sq_exec(&t,
-                     "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)"
-                     " VALUES (?, ?, ?, ?)",
-                     "ssII", token_hash, user_id, now_ms(), expires_at);
+    int rc =
+        sq_exec(&t, "UPDATE api_keys SET last_used_at = ? WHERE key_hash = ?", "Is", now, key_hash);
     if (rc < 0) {
         sq_rollback(&t);
         return rc;
@@ -329,25 +313,47 @@ int store_session_create(store_t *s, const char *token_hash, const char *user_id
     return sq_commit(&t);
 }
 
-int store_session_auth(store_t *s, const char *token_hash, int64_t now, user_record *out)
+/* ---- sessions ---- */
+
+int sq_session_create(store_t *s, const char *token_hash, const char *user_id, int64_t now,
+                      int64_t expires_at)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    int rc = sq_exec(&t,
+                     "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)"
+                     " VALUES (?, ?, ?, ?)",
+                     "ssII", token_hash, user_id, now, expires_at);
+    if (rc < 0) {
+        sq_rollback(&t);
+        return rc;
+    }
+    return sq_commit(&t);
+}
+
+int sq_session_get(store_t *s, const char *token_hash, user_record *out, int64_t *expires_at)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
     user_record u;
-    int rc =
-        user_query(&t,
-                   sq_query(&t,
-                            "SELECT " USER_COLS " FROM sessions x JOIN users u ON u.id = x.user_id"
-                            " WHERE x.token_hash = ? AND x.expires_at > ?",
-                            "sI", token_hash, now),
-                   &u, NULL);
+    char *expires = NULL;
+    int rc = user_query(&t,
+                        sq_query(&t,
+                                 "SELECT " USER_COLS ", CAST(x.expires_at AS TEXT)"
+                                 " FROM sessions x JOIN users u ON u.id = x.user_id"
+                                 " WHERE x.token_hash = ?",
+                                 "s", token_hash),
+                        &u, &expires);
     sq_rollback(&t);
-    if (rc == STORE_OK) *out = u;
-    return rc;
+    if (rc != STORE_OK) return rc;
+    *out = u;
+    if (expires_at) *expires_at = expires ? strtoll(expires, NULL, 10) : 0;
+    free(expires);
+    return STORE_OK;
 }
 
 /* Idempotent: deleting an absent session is not an error (logout twice). */
-int store_session_delete(store_t *s, const char *token_hash)
+int sq_session_delete(store_t *s, const char *token_hash)
 {
     sq_tx t;
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
@@ -362,8 +368,8 @@ int store_session_delete(store_t *s, const char *token_hash)
 /* ---- ledger ---- */
 
 /* Cursor: the decimal id of the last row of the previous page. */
-int store_ledger_list(store_t *s, const char *user_id, const char *cursor, int limit,
-                      json_t **items, char **next_cursor)
+int sq_ledger_list(store_t *s, const char *user_id, const char *cursor, int limit,
+                   store_ledger_row **out, size_t *n, char **next_cursor)
 {
     int64_t before = INT64_MAX;
     if (cursor && *cursor) {
@@ -372,6 +378,7 @@ int store_ledger_list(store_t *s, const char *user_id, const char *cursor, int l
         before = (end && *end == '\0' && v > 0) ? v : 0; /* a bad cursor: empty page */
     }
     if (limit <= 0) limit = 20;
+    if (limit > 1000) limit = 1000; /* callers validate 1..100; bound the allocation anyway */
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
     sqlite3_stmt *st = sq_query(&t,
@@ -383,35 +390,32 @@ int store_ledger_list(store_t *s, const char *user_id, const char *cursor, int l
         sq_rollback(&t);
         return STORE_ERR;
     }
-    json_t *arr = json_array();
-    int64_t last_id = 0;
+    store_ledger_row *rows = xcalloc((size_t)limit, sizeof *rows);
+    size_t cnt = 0;
     bool more = false;
     int rc;
     while ((rc = sq_step(st)) == SQLITE_ROW) {
-        if ((int)json_array_size(arr) == limit) {
+        if (cnt == (size_t)limit) {
             more = true;
             continue;
         }
-        last_id = sq_col_int(st, 0);
-        json_t *o = json_object();
-        json_object_set_new(o, "id", json_integer(last_id));
-        json_object_set_new(o, "kind", json_string((const char *)sqlite3_column_text(st, 1)));
-        json_object_set_new(o, "amount", json_integer(sq_col_int(st, 2)));
-        json_object_set_new(o, "balanceAfter", json_integer(sq_col_int(st, 3)));
-        const char *gid = (const char *)sqlite3_column_text(st, 4);
-        json_object_set_new(o, "generationId", gid ? json_string(gid) : json_null());
-        const char *reason = (const char *)sqlite3_column_text(st, 5);
-        json_object_set_new(o, "reason", reason ? json_string(reason) : json_null());
-        json_object_set_new(o, "createdAt", json_integer(sq_col_int(st, 6)));
-        json_array_append_new(arr, o);
+        store_ledger_row *r = &rows[cnt++];
+        r->id = sq_col_int(st, 0);
+        sq_col_copy(st, 1, r->kind, sizeof r->kind);
+        r->amount = sq_col_int(st, 2);
+        r->balance_after = sq_col_int(st, 3);
+        sq_col_copy(st, 4, r->generation_id, sizeof r->generation_id);
+        r->reason = sq_col_strdup(st, 5);
+        r->created_at = sq_col_int(st, 6);
     }
     sq_done(st);
     sq_rollback(&t);
     if (rc != SQLITE_DONE) {
-        json_decref(arr);
+        store_ledger_rows_free(rows, cnt);
         return STORE_ERR;
     }
-    *items = arr;
-    *next_cursor = more ? xasprintf("%lld", (long long)last_id) : NULL;
+    *out = rows;
+    *n = cnt;
+    *next_cursor = more && cnt ? xasprintf("%lld", (long long)rows[cnt - 1].id) : NULL;
     return STORE_OK;
 }

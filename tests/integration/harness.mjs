@@ -1,11 +1,19 @@
 // Integration-test harness: starts the real `stylestudio` binary on port 0,
-// speaks HTTP and SSE to it, and checks the token ledger in its SQLite file.
+// speaks HTTP and SSE to it, and checks the token ledger in its database.
 //
 // Every server started here is registered; the `test` wrapper below prints
 // the stderr of the file's servers when a test fails and runs the ledger
 // check on every live server after each test. A process-exit hook SIGKILLs
 // anything still running, so nothing outlives the run.
-import { spawn, execFile } from 'node:child_process';
+//
+// Store: the SQLite file DATA/stylestudio.db by default. With
+// STYLESTUDIO_TEST_PG=DIR (the socket directory of a cluster started by
+// scripts/pg.sh) every data directory gets its own PostgreSQL database,
+// named after the directory (dbName), and every server, worker and CLI run
+// on that data directory is given it with --db — so whatever shares a data
+// directory shares a database, exactly as it shares the SQLite file.
+import { spawn, execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve, basename } from 'node:path';
@@ -20,6 +28,113 @@ export const fixture = (name) => join(FIXTURES, name);
 
 const servers = new Set();
 let emailCounter = 0;
+
+// ---------------------------------------------------------------- PostgreSQL mode
+
+// The cluster's socket directory, or '' (SQLite).
+export const PG = process.env.STYLESTUDIO_TEST_PG || '';
+
+const pgDatabases = new Map(); // name → promise of its creation, in this process
+
+// The database of a data directory: its lowercased name, for reading logs,
+// and a hash of its absolute path, which keeps apart the mkdtemp names that
+// differ only in letter case. The same directory always gives the same name.
+export function dbName(dataDir) {
+  const abs = resolve(dataDir);
+  const tag = basename(abs).toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^ss_/, '').slice(0, 30);
+  return `ss_${tag}_${createHash('sha256').update(abs).digest('hex').slice(0, 12)}`;
+}
+
+const pgHostParam = () => PG.replace(/[^A-Za-z0-9/._-]/g, (c) => encodeURIComponent(c));
+
+// The libpq URL of a data directory's database (PostgreSQL mode only).
+export function dbUrl(dataDir) {
+  return `postgres:///${dbName(dataDir)}?host=${pgHostParam()}&user=postgres`;
+}
+
+// What query() and ledgerProblems() take for a data directory's store: the
+// SQLite file, or the PostgreSQL URL.
+export function dbFor(dataDir) {
+  return PG ? dbUrl(dataDir) : join(dataDir, 'stylestudio.db');
+}
+
+// Extra flags naming the data directory's store: none on SQLite (the
+// default is DATA/stylestudio.db), --db URL on PostgreSQL.
+export function dbArgs(dataDir) {
+  return PG ? ['--db', dbUrl(dataDir)] : [];
+}
+
+const isPgUrl = (db) => /^postgres(ql)?:\/\//.test(db);
+
+function psql(url, commands, { timeout = 20000 } = {}) {
+  const args = ['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url];
+  for (const c of commands) args.push('-c', c);
+  return new Promise((res, rej) => {
+    execFile('psql', args, { timeout, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err) return rej(new Error(`psql ${url}: ${stderr || err.message}`));
+      res(stdout);
+    });
+  });
+}
+
+// The maintenance database on the same cluster as `url`.
+function pgAdminUrl(url) {
+  const u = new URL(url);
+  u.pathname = '/postgres';
+  return u.href;
+}
+
+const quoteIdent = (name) => `"${name.replace(/"/g, '""')}"`;
+
+// Creates the data directory's database (once per process; a leftover of
+// an earlier run under the same name is replaced, as a fresh data dir has
+// a fresh SQLite file). Resolves to its URL. PostgreSQL mode only.
+export function ensureDb(dataDir) {
+  const name = dbName(dataDir);
+  if (!pgDatabases.has(name)) {
+    const url = dbUrl(dataDir);
+    const p = psql(pgAdminUrl(url), [`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`, `CREATE DATABASE ${quoteIdent(name)}`]);
+    p.catch(() => pgDatabases.delete(name));
+    pgDatabases.set(name, p.then(() => url));
+  }
+  return pgDatabases.get(name);
+}
+
+// Drops the data directory's database (best effort: connections still open
+// are ended). PostgreSQL mode only.
+export async function dropDb(dataDir) {
+  const name = dbName(dataDir);
+  pgDatabases.delete(name);
+  try {
+    await psql(pgAdminUrl(dbUrl(dataDir)), [`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`]);
+  } catch {}
+}
+
+async function pgDatabaseExists(url) {
+  const name = decodeURIComponent(new URL(url).pathname.slice(1));
+  const out = await psql(pgAdminUrl(url), [`SELECT count(*) FROM pg_database WHERE datname = '${name.replace(/'/g, "''")}'`]);
+  return out.trim() === '1';
+}
+
+// Row-returning statements come back as json_agg of the rows; the values
+// are made to look like sqlite3 -json's: booleans as 1/0, json/jsonb
+// columns as their text.
+const ROWS_SQL = /^\s*(SELECT|WITH|VALUES|TABLE)\b/i;
+async function pgQuery(url, sql) {
+  if (!ROWS_SQL.test(sql)) {
+    await psql(url, [sql]);
+    return [];
+  }
+  const body = sql.replace(/[\s;]+$/, '');
+  const out = await psql(url, [`SELECT COALESCE(json_agg(t), '[]') FROM (${body}) t`]);
+  return JSON.parse(out).map((row) => {
+    for (const [k, v] of Object.entries(row)) {
+      if (typeof v === 'boolean') row[k] = v ? 1 : 0;
+      else if (v !== null && typeof v === 'object') row[k] = JSON.stringify(v);
+    }
+    return row;
+  });
+}
 
 // Environment for children: nothing from the caller's STYLESTUDIO_* or
 // provider credentials may leak in (tests rely on defaults, e.g. that
@@ -89,6 +204,7 @@ class Server {
       'serve',
       '--listen', `127.0.0.1:${this.port || 0}`,
       '--data', this.dataDir,
+      ...dbArgs(this.dataDir),
       '--workers', String(this.opts.workers ?? 2),
       '--allow-hosts', '127.0.0.1,localhost',
       '--retry-base-ms', '20',
@@ -98,6 +214,7 @@ class Server {
 
   async start() {
     if (!existsSync(BIN)) throw new Error(`${BIN} does not exist: run make first`);
+    if (PG) await ensureDb(this.dataDir);
     const args = this.args();
     this.stderr += `\n=== start: ${basename(BIN)} ${args.join(' ')}\n`;
     const proc = spawn(BIN, args, { cwd: ROOT, env: childEnv(this.opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
@@ -176,9 +293,11 @@ class Server {
     await this.kill();
     servers.delete(this);
     if (!this.opts.keepData) rmSync(this.dataDir, { recursive: true, force: true });
+    if (PG && !this.opts.keepData) await dropDb(this.dataDir);
   }
 
-  get dbPath() { return join(this.dataDir, 'stylestudio.db'); }
+  // The SQLite file, or on PostgreSQL the database URL (for query()).
+  get dbPath() { return dbFor(this.dataDir); }
 
   url(path) { return this.baseUrl + path; }
 
@@ -209,6 +328,12 @@ process.on('exit', () => {
     try { if (s.proc && !s.dead) s.proc.kill('SIGKILL'); } catch {}
     try { if (!s.opts.keepData) rmSync(s.dataDir, { recursive: true, force: true }); } catch {}
   }
+  // Every database this process made and did not drop yet, also those of
+  // keepData dirs (on SQLite the database goes with the dir its owner removes).
+  if (PG && pgDatabases.size) {
+    const drops = [...pgDatabases.keys()].map((n) => ['-c', `DROP DATABASE IF EXISTS ${quoteIdent(n)} WITH (FORCE)`]).flat();
+    try { execFileSync('psql', ['-X', '-q', '-h', PG, '-U', 'postgres', '-d', 'postgres', ...drops], { stdio: 'ignore', timeout: 20000 }); } catch {}
+  }
 });
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => process.exit(130));
@@ -216,7 +341,16 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 
 // ---------------------------------------------------------------- CLI
 
-export function runCli(args, { timeout = 20000 } = {}) {
+// Runs the binary. On PostgreSQL, a command with --data DIR also gets
+// --db for DIR's database (created if new), as serve does.
+export async function runCli(args, { timeout = 20000 } = {}) {
+  if (PG && !args.includes('--db')) {
+    const i = args.indexOf('--data');
+    if (i >= 0 && i + 1 < args.length) {
+      await ensureDb(args[i + 1]);
+      args = [...args, ...dbArgs(args[i + 1])];
+    }
+  }
   return new Promise((res) => {
     execFile(BIN, args, { cwd: ROOT, env: childEnv(), timeout }, (err, stdout, stderr) => {
       res({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
@@ -562,16 +696,24 @@ function parseJsonOutputs(out) {
   return rows;
 }
 
+// Rows of `sql` as [{column: value}], from a SQLite file (any statements;
+// sqlite3 -json) or a PostgreSQL URL (one SELECT/WITH/VALUES/TABLE
+// statement whose rows are returned, or statements returning no rows).
 export async function query(db, sql) {
+  if (isPgUrl(db)) return pgQuery(db, sql);
   return parseJsonOutputs(await sqlite(db, sql));
 }
 
-let schemaCache = null;
+const schemaCache = {}; // per dialect
 async function ledgerSchema(db) {
-  if (schemaCache) return schemaCache;
+  const pg = isPgUrl(db);
+  const dialect = pg ? 'postgres' : 'sqlite';
+  if (schemaCache[dialect]) return schemaCache[dialect];
   const cols = {};
   for (const t of ['users', 'token_transactions', 'generations']) {
-    const rows = await query(db, `SELECT name FROM pragma_table_info('${t}')`);
+    const rows = await query(db, pg
+      ? `SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '${t}'`
+      : `SELECT name FROM pragma_table_info('${t}')`);
     cols[t] = new Set(rows.map((r) => r.name));
     assert.ok(cols[t].size > 0, `ledger check: table ${t} not found in ${db}`);
   }
@@ -580,7 +722,7 @@ async function ledgerSchema(db) {
     assert.ok(n, `ledger check: table ${t} has none of the columns ${names.join(', ')} (has ${[...cols[t]].join(', ')})`);
     return n;
   };
-  schemaCache = {
+  schemaCache[dialect] = {
     uid: pick('users', 'id', '_id'),
     bal: pick('users', 'token_balance', 'tokenBalance', 'balance'),
     tuser: pick('token_transactions', 'user_id', 'userId'),
@@ -593,40 +735,45 @@ async function ledgerSchema(db) {
     tafter: ['balance_after', 'balanceAfter'].find((c) => cols.token_transactions.has(c)) || null,
     tid: cols.token_transactions.has('id') ? 'id' : 'rowid',
   };
-  return schemaCache;
+  return schemaCache[dialect];
 }
 
 // Verifies the ledger invariants (SPEC §3) in one read snapshot. Returns
-// the list of problems (empty when all hold).
+// the list of problems (empty when all hold). `db` is a SQLite file or a
+// PostgreSQL URL (see dbFor); the SQL is the same on both, except that on
+// PostgreSQL the reported values are cast to text (UNION ALL needs one type
+// per column there) and the one statement is its own snapshot.
 export async function ledgerProblems(db) {
-  if (!existsSync(db)) return [];
+  const pg = isPgUrl(db);
+  if (pg ? !(await pgDatabaseExists(db)) : !existsSync(db)) return [];
   const s = await ledgerSchema(db);
+  const v = pg ? (x) => `CAST(${x} AS TEXT)` : (x) => x; // a reported value
   const sum = (uidExpr) => `(SELECT COALESCE(SUM(t.${s.tamount}),0) FROM token_transactions t WHERE t.${s.tuser} = ${uidExpr})`;
   const cnt = (kind) => `(SELECT COUNT(*) FROM token_transactions t WHERE t.${s.tgen} = g.${s.gid} AND t.${s.tkind} = '${kind}')`;
   const amt = (kind) => `(SELECT COALESCE(SUM(t.${s.tamount}),0) FROM token_transactions t WHERE t.${s.tgen} = g.${s.gid} AND t.${s.tkind} = '${kind}')`;
   const parts = [
-    `SELECT 'balance != SUM(ledger)' AS problem, u.${s.uid} AS subject, u.${s.bal} AS a, ${sum(`u.${s.uid}`)} AS b FROM users u WHERE u.${s.bal} != ${sum(`u.${s.uid}`)}`,
-    `SELECT 'negative balance', u.${s.uid}, u.${s.bal}, NULL FROM users u WHERE u.${s.bal} < 0`,
-    `SELECT 'more than one ' || t.${s.tkind} || ' row for a generation', t.${s.tgen}, COUNT(*), NULL FROM token_transactions t WHERE t.${s.tgen} IS NOT NULL AND t.${s.tkind} IN ('charge','refund') GROUP BY t.${s.tgen}, t.${s.tkind} HAVING COUNT(*) > 1`,
-    `SELECT 'generation without exactly one charge', g.${s.gid}, ${cnt('charge')}, NULL FROM generations g WHERE ${cnt('charge')} != 1`,
-    `SELECT 'charge amount not negative', g.${s.gid}, ${amt('charge')}, NULL FROM generations g WHERE ${cnt('charge')} = 1 AND ${amt('charge')} >= 0`,
-    `SELECT 'refund != -charge', g.${s.gid}, ${amt('refund')}, ${amt('charge')} FROM generations g WHERE ${cnt('refund')} = 1 AND ${amt('refund')} != -${amt('charge')}`,
-    `SELECT 'refund row without generation charge', t.${s.tgen}, t.${s.tamount}, NULL FROM token_transactions t WHERE t.${s.tkind} = 'refund' AND NOT EXISTS (SELECT 1 FROM token_transactions c WHERE c.${s.tgen} = t.${s.tgen} AND c.${s.tkind} = 'charge')`,
+    `SELECT 'balance != SUM(ledger)' AS problem, ${v(`u.${s.uid}`)} AS subject, ${v(`u.${s.bal}`)} AS a, ${v(sum(`u.${s.uid}`))} AS b FROM users u WHERE u.${s.bal} != ${sum(`u.${s.uid}`)}`,
+    `SELECT 'negative balance', ${v(`u.${s.uid}`)}, ${v(`u.${s.bal}`)}, NULL FROM users u WHERE u.${s.bal} < 0`,
+    `SELECT 'more than one ' || t.${s.tkind} || ' row for a generation', ${v(`t.${s.tgen}`)}, ${v('COUNT(*)')}, NULL FROM token_transactions t WHERE t.${s.tgen} IS NOT NULL AND t.${s.tkind} IN ('charge','refund') GROUP BY t.${s.tgen}, t.${s.tkind} HAVING COUNT(*) > 1`,
+    `SELECT 'generation without exactly one charge', ${v(`g.${s.gid}`)}, ${v(cnt('charge'))}, NULL FROM generations g WHERE ${cnt('charge')} != 1`,
+    `SELECT 'charge amount not negative', ${v(`g.${s.gid}`)}, ${v(amt('charge'))}, NULL FROM generations g WHERE ${cnt('charge')} = 1 AND ${amt('charge')} >= 0`,
+    `SELECT 'refund != -charge', ${v(`g.${s.gid}`)}, ${v(amt('refund'))}, ${v(amt('charge'))} FROM generations g WHERE ${cnt('refund')} = 1 AND ${amt('refund')} != -${amt('charge')}`,
+    `SELECT 'refund row without generation charge', ${v(`t.${s.tgen}`)}, ${v(`t.${s.tamount}`)}, NULL FROM token_transactions t WHERE t.${s.tkind} = 'refund' AND NOT EXISTS (SELECT 1 FROM token_transactions c WHERE c.${s.tgen} = t.${s.tgen} AND c.${s.tkind} = 'charge')`,
   ];
   if (s.gstatus) {
     parts.push(
-      `SELECT 'failed/cancelled generation not refunded', g.${s.gid}, g.${s.gstatus}, NULL FROM generations g WHERE g.${s.gstatus} IN ('failed','cancelled') AND ${cnt('refund')} != 1`,
-      `SELECT 'refund on a generation that is not failed/cancelled', g.${s.gid}, g.${s.gstatus}, NULL FROM generations g WHERE g.${s.gstatus} NOT IN ('failed','cancelled') AND ${cnt('refund')} != 0`,
+      `SELECT 'failed/cancelled generation not refunded', ${v(`g.${s.gid}`)}, ${v(`g.${s.gstatus}`)}, NULL FROM generations g WHERE g.${s.gstatus} IN ('failed','cancelled') AND ${cnt('refund')} != 1`,
+      `SELECT 'refund on a generation that is not failed/cancelled', ${v(`g.${s.gid}`)}, ${v(`g.${s.gstatus}`)}, NULL FROM generations g WHERE g.${s.gstatus} NOT IN ('failed','cancelled') AND ${cnt('refund')} != 0`,
     );
   }
   if (s.gtokens) {
-    parts.push(`SELECT 'tokens_used != charge - refund', g.${s.gid}, g.${s.gtokens}, -(${amt('charge')} + ${amt('refund')}) FROM generations g WHERE g.${s.gtokens} != -(${amt('charge')} + ${amt('refund')})`);
+    parts.push(`SELECT 'tokens_used != charge - refund', ${v(`g.${s.gid}`)}, ${v(`g.${s.gtokens}`)}, ${v(`-(${amt('charge')} + ${amt('refund')})`)} FROM generations g WHERE g.${s.gtokens} != -(${amt('charge')} + ${amt('refund')})`);
   }
   if (s.tafter) {
-    parts.push(`SELECT 'balance_after != running sum', t.${s.tid}, t.${s.tafter}, (SELECT SUM(r.${s.tamount}) FROM token_transactions r WHERE r.${s.tuser} = t.${s.tuser} AND r.${s.tid} <= t.${s.tid}) FROM token_transactions t WHERE t.${s.tafter} != (SELECT SUM(r.${s.tamount}) FROM token_transactions r WHERE r.${s.tuser} = t.${s.tuser} AND r.${s.tid} <= t.${s.tid})`);
+    parts.push(`SELECT 'balance_after != running sum', ${v(`t.${s.tid}`)}, ${v(`t.${s.tafter}`)}, ${v(`(SELECT SUM(r.${s.tamount}) FROM token_transactions r WHERE r.${s.tuser} = t.${s.tuser} AND r.${s.tid} <= t.${s.tid})`)} FROM token_transactions t WHERE t.${s.tafter} != (SELECT SUM(r.${s.tamount}) FROM token_transactions r WHERE r.${s.tuser} = t.${s.tuser} AND r.${s.tid} <= t.${s.tid})`);
   }
-  const sql = `BEGIN; ${parts.join('\nUNION ALL\n')}; COMMIT;`;
-  return query(db, sql);
+  const union = parts.join('\nUNION ALL\n');
+  return query(db, pg ? union : `BEGIN; ${union}; COMMIT;`);
 }
 
 export async function checkLedger(server) {

@@ -251,8 +251,10 @@ test('stylestudio migrate: creates the schema on an empty data dir, is idempoten
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const a = await runCli(['migrate', '--data', dir]);
   assert.equal(a.code, 0, `migrate: ${a.stderr}`);
-  const { query } = await import('./harness.mjs');
-  const tables = (await query(join(dir, 'stylestudio.db'), "SELECT name FROM sqlite_master WHERE type = 'table'")).map((r) => r.name);
+  const { query, dbFor, PG } = await import('./harness.mjs');
+  const tables = (await query(dbFor(dir), PG
+    ? "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+    : "SELECT name FROM sqlite_master WHERE type = 'table'")).map((r) => r.name);
   for (const tname of ['users', 'token_transactions', 'generations', 'events']) assert.ok(tables.includes(tname), `migrate did not create ${tname}`);
   const b = await runCli(['migrate', '--data', dir]);
   assert.equal(b.code, 0, 'a second migrate is a no-op');

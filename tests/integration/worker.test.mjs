@@ -1,13 +1,14 @@
 // `stylestudio worker`: an API-only serve (--workers 0) and a separate worker
-// process on the same SQLite database. The worker renders; the serve's
+// process on the same database (the data dir's SQLite file, or on
+// PostgreSQL the data dir's database: dbArgs). The worker renders; the serve's
 // streams and held requests learn of the worker's commits by themselves.
 import { spawn } from 'node:child_process';
 import {
-  test, assert, serverFor, uploadFixture, createBody, create, start, sse, waitGen, BIN, ROOT, withTimeout,
+  test, assert, serverFor, uploadFixture, createBody, create, start, sse, waitGen, BIN, ROOT, withTimeout, dbArgs,
 } from './harness.mjs';
 
 function startWorker(t, server) {
-  const proc = spawn(BIN, ['worker', '--data', server.dataDir, '--workers', '1',
+  const proc = spawn(BIN, ['worker', '--data', server.dataDir, ...dbArgs(server.dataDir), '--workers', '1',
     '--public-url', server.baseUrl, '--retry-base-ms', '20'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "generation.h"
+#include "gen_state.h"
 #include "ids.h"
 #include "log.h"
 #include "media.h"
@@ -71,7 +72,8 @@ static void setup(void)
     cr_assert_eq(media_init(tmpdir, PUBLIC_URL, ""), 0);
     char *url = xasprintf("sqlite:%s/test.db", tmpdir);
     char *err = NULL;
-    cr_assert_eq(store_open(url, &S, &err), STORE_OK, "store_open: %s", err ? err : "?");
+    cr_assert_eq(store_open(url, &(store_options){.codec = &gen_record_codec}, &S, &err), STORE_OK,
+                 "store_open: %s", err ? err : "?");
     free(url);
 
     user_record u;
@@ -152,13 +154,14 @@ static void get_gen(const char *id, gen_record *out)
     cr_assert_eq(store_gen_get(S, id, out), STORE_OK);
 }
 
-/* Polls until the generation is terminal; fails the test after WAIT_MS. */
+/* Polls until the generation is terminal and its job has left the queue
+ * (so the queue's counters include it); fails the test after WAIT_MS. */
 static void wait_terminal(const char *id, gen_record *out)
 {
     int64_t deadline = mono_ms() + WAIT_MS;
     for (;;) {
         get_gen(id, out);
-        if (gen_status_terminal(out->status)) return;
+        if (gen_status_terminal(out->status) && queue_running() == 0) return;
         cr_assert_lt(mono_ms(), deadline, "generation %s still %s/%s", id,
                      gen_status_name(out->status), out->stage);
         gen_record_free(out);
@@ -344,7 +347,7 @@ Test(queue, cancel_mid_flight_stops_the_provider)
     wait_stage(id, STAGE_GENERATING, 20);
     cr_assert_eq(queue_running(), 1);
 
-    cr_assert_eq(store_gen_cancel(S, id, "cancelled by user", now_ms()), STORE_OK);
+    cr_assert_eq(gen_state_cancel(S, id, "cancelled by user", now_ms()), STORE_OK);
     int64_t t0 = mono_ms();
     queue_cancel(id);
     while (queue_running() > 0) {
@@ -379,7 +382,7 @@ Test(queue, cancel_without_queue_cancel_is_noticed_through_the_store)
     char id[ID_LEN];
     create_gen(product_url, NULL, true, id);
     wait_stage(id, STAGE_GENERATING, 16);
-    cr_assert_eq(store_gen_cancel(S, id, "cancelled by user", now_ms()), STORE_OK);
+    cr_assert_eq(gen_state_cancel(S, id, "cancelled by user", now_ms()), STORE_OK);
     int64_t t0 = mono_ms();
     while (queue_running() > 0) {
         cr_assert_lt(mono_ms() - t0, 3000, "job still running after cancel");

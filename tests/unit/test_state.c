@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen_state.h"
 #include "generation.h"
 #include "util.h"
 
@@ -76,6 +77,47 @@ Test(state, terminal_states_are_final)
         for (int t = 0; t < GEN_STATUS_COUNT; t++)
             cr_assert_not(gen_transition_allowed(all[f], all[t]));
     }
+}
+
+/* The guards the store is handed come from the same table. */
+Test(state, sources_follow_the_table)
+{
+    cr_assert_eq(gen_state_sources(GEN_CANCELLED),
+                 GEN_MASK(GEN_PENDING) | GEN_MASK(GEN_PROCESSING));
+    cr_assert_eq(gen_state_sources(GEN_FAILED), GEN_MASK(GEN_PROCESSING));
+    cr_assert_eq(gen_state_sources(GEN_COMPLETED), GEN_MASK(GEN_PROCESSING));
+    cr_assert_eq(gen_state_sources(GEN_PROCESSING), GEN_MASK(GEN_PENDING));
+    cr_assert_eq(gen_state_sources(GEN_PENDING), 0);
+    cr_assert_eq(gen_state_deletable(),
+                 GEN_MASK(GEN_COMPLETED) | GEN_MASK(GEN_FAILED) | GEN_MASK(GEN_CANCELLED));
+}
+
+static uint32_t rand_max(uint32_t n)
+{
+    return n - 1;
+}
+
+static uint32_t rand_zero(uint32_t n)
+{
+    (void)n;
+    return 0;
+}
+
+/* base × 2^retry, ±25 % jitter, capped at 5 minutes. */
+Test(state, backoff)
+{
+    gen_retry_policy p = {.max_retries = 3, .base_ms = 2000};
+    cr_assert_eq(gen_state_backoff_ms(&p, 0), 2000);
+    cr_assert_eq(gen_state_backoff_ms(&p, 1), 4000);
+    cr_assert_eq(gen_state_backoff_ms(&p, 3), 16000);
+    cr_assert_eq(gen_state_backoff_ms(&p, 30), 5 * 60 * 1000);
+    p.rand_below = rand_zero;
+    cr_assert_eq(gen_state_backoff_ms(&p, 1), 3000);
+    p.rand_below = rand_max;
+    cr_assert_eq(gen_state_backoff_ms(&p, 1), 5000);
+    cr_assert_eq(gen_state_backoff_ms(&p, 30), 5 * 60 * 1000, "jitter never passes the cap");
+    p.base_ms = 0;
+    cr_assert_eq(gen_state_backoff_ms(&p, 2), 0);
 }
 
 /* ---- JSON shape ---- */

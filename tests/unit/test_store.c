@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gen_state.h"
 #include "ids.h"
 #include "log.h"
 #include "store.h"
@@ -22,6 +23,7 @@
 static char dir[64];
 static char path[128];
 static store_t *st;
+static const store_options opts = {.codec = &gen_record_codec};
 
 static void setup(void)
 {
@@ -32,7 +34,7 @@ static void setup(void)
     snprintf(path, sizeof path, "%s/test.db", dir);
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
-    int rc = store_open(url, &st, &err);
+    int rc = store_open(url, &opts, &st, &err);
     cr_assert_eq(rc, STORE_OK, "store_open: %s", err ? err : "?");
 }
 
@@ -145,6 +147,12 @@ static void check_ledger(void)
                  0, "totalTokensUsed != charges - refunds");
 }
 
+static int sweep(int64_t now, int64_t pending_ttl_ms, int max_retries, int *changed)
+{
+    gen_retry_policy p = {.max_retries = max_retries};
+    return gen_state_sweep(st, now, pending_ttl_ms, &p, changed);
+}
+
 static int64_t last_event(void)
 {
     int64_t id = -1;
@@ -226,23 +234,24 @@ Test(store, user_credit)
     cr_assert_eq(u.total_tokens_purchased, 8);
     cr_assert_eq(u.free_tokens_granted, 10);
 
-    json_t *items;
+    store_ledger_row *rows;
+    size_t n;
     char *next;
-    cr_assert_eq(store_ledger_list(st, id, NULL, 2, &items, &next), STORE_OK);
-    cr_assert_eq(json_array_size(items), 2);
-    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "kind")),
-                     "adjustment");
-    cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 0), "amount")), -8);
-    cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 0), "balanceAfter")), 10);
-    cr_assert(json_is_null(json_object_get(json_array_get(items, 0), "generationId")));
+    cr_assert_eq(store_ledger_list(st, id, NULL, 2, &rows, &n, &next), STORE_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(rows[0].kind, "adjustment");
+    cr_assert_eq(rows[0].amount, -8);
+    cr_assert_eq(rows[0].balance_after, 10);
+    cr_assert_str_eq(rows[0].generation_id, "");
+    cr_assert_str_eq(rows[0].reason, "fix");
     cr_assert_not_null(next);
-    json_decref(items);
+    store_ledger_rows_free(rows, n);
     char *next2;
-    cr_assert_eq(store_ledger_list(st, id, next, 2, &items, &next2), STORE_OK);
-    cr_assert_eq(json_array_size(items), 2);
-    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 1), "kind")), "grant");
+    cr_assert_eq(store_ledger_list(st, id, next, 2, &rows, &n, &next2), STORE_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(rows[1].kind, "grant");
     cr_assert_null(next2);
-    json_decref(items);
+    store_ledger_rows_free(rows, n);
     free(next);
     check_ledger();
 }
@@ -259,35 +268,40 @@ Test(store, keys_and_sessions)
     cr_assert_eq(store_key_create(st, "key_3", "usr_nope", "x", "h3", "", T0), STORE_ENOTFOUND);
 
     user_record u;
-    cr_assert_eq(store_key_auth(st, hash, T0 + 5, &u), STORE_OK);
+    int64_t at = -1;
+    cr_assert_eq(store_key_get(st, hash, &u, &at), STORE_OK);
     cr_assert_str_eq(u.id, id);
-    cr_assert_eq(store_key_auth(st, "nothash", T0, &u), STORE_ENOTFOUND);
+    cr_assert_eq(at, 0, "never used yet");
+    cr_assert_eq(store_key_touch(st, hash, T0 + 5), STORE_OK);
+    cr_assert_eq(store_key_get(st, hash, &u, &at), STORE_OK);
+    cr_assert_eq(at, T0 + 5);
+    cr_assert_eq(store_key_get(st, "nothash", &u, &at), STORE_ENOTFOUND);
 
-    json_t *keys;
-    cr_assert_eq(store_key_list(st, id, &keys), STORE_OK);
-    cr_assert_eq(json_array_size(keys), 1);
-    json_t *k = json_array_get(keys, 0);
-    cr_assert_str_eq(json_string_value(json_object_get(k, "id")), "key_1");
-    cr_assert_str_eq(json_string_value(json_object_get(k, "name")), "laptop");
-    cr_assert_eq(json_integer_value(json_object_get(k, "lastUsedAt")), T0 + 5);
-    cr_assert_null(json_object_get(k, "hash"));
-    json_decref(keys);
+    store_key_row *keys;
+    size_t n;
+    cr_assert_eq(store_key_list(st, id, &keys, &n), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(keys[0].id, "key_1");
+    cr_assert_str_eq(keys[0].name, "laptop");
+    cr_assert_str_eq(keys[0].hint, "sk_…cret");
+    cr_assert_eq(keys[0].last_used_at, T0 + 5);
+    free(keys);
 
-    cr_assert_eq(store_key_delete(st, other, "key_1"), STORE_ENOTFOUND);
-    cr_assert_eq(store_key_delete(st, id, "key_1"), STORE_OK);
-    cr_assert_eq(store_key_delete(st, id, "key_1"), STORE_ENOTFOUND);
-    cr_assert_eq(store_key_auth(st, hash, T0, &u), STORE_ENOTFOUND);
-    cr_assert_eq(store_key_list(st, id, &keys), STORE_OK);
-    cr_assert_eq(json_array_size(keys), 0);
-    json_decref(keys);
+    cr_assert_eq(store_key_delete(st, other, "key_1", T0), STORE_ENOTFOUND);
+    cr_assert_eq(store_key_delete(st, id, "key_1", T0), STORE_OK);
+    cr_assert_eq(store_key_delete(st, id, "key_1", T0), STORE_ENOTFOUND);
+    cr_assert_eq(store_key_get(st, hash, &u, &at), STORE_ENOTFOUND);
+    cr_assert_eq(store_key_list(st, id, &keys, &n), STORE_OK);
+    cr_assert_eq(n, 0);
+    free(keys);
 
-    cr_assert_eq(store_session_create(st, "sesshash", id, T0 + 1000), STORE_OK);
-    cr_assert_eq(store_session_auth(st, "sesshash", T0, &u), STORE_OK);
+    cr_assert_eq(store_session_create(st, "sesshash", id, T0, T0 + 1000), STORE_OK);
+    cr_assert_eq(store_session_get(st, "sesshash", &u, &at), STORE_OK);
     cr_assert_str_eq(u.id, id);
-    cr_assert_eq(store_session_auth(st, "sesshash", T0 + 1000, &u), STORE_ENOTFOUND);
-    cr_assert_eq(store_session_auth(st, "other", T0, &u), STORE_ENOTFOUND);
+    cr_assert_eq(at, T0 + 1000);
+    cr_assert_eq(store_session_get(st, "other", &u, &at), STORE_ENOTFOUND);
     cr_assert_eq(store_session_delete(st, "sesshash"), STORE_OK);
-    cr_assert_eq(store_session_auth(st, "sesshash", T0, &u), STORE_ENOTFOUND);
+    cr_assert_eq(store_session_get(st, "sesshash", &u, &at), STORE_ENOTFOUND);
     cr_assert_eq(store_session_delete(st, "sesshash"), STORE_OK);
 }
 
@@ -315,7 +329,7 @@ Test(store, create_charges_and_cancel_refunds)
     cr_assert_eq(u.total_tokens_used, 3);
     check_ledger();
 
-    cr_assert_eq(store_gen_cancel(st, gid, "cancelled by user", T0 + 20), STORE_OK);
+    cr_assert_eq(gen_state_cancel(st, gid, "cancelled by user", T0 + 20), STORE_OK);
     g = get_gen(gid);
     cr_assert_eq(g.status, GEN_CANCELLED);
     cr_assert_str_eq(g.stage, "cancelled");
@@ -325,26 +339,26 @@ Test(store, create_charges_and_cancel_refunds)
     cr_assert_eq(balance(uid), 10);
     store_user_get(st, uid, &u);
     cr_assert_eq(u.total_tokens_used, 0);
-    cr_assert_eq(store_gen_cancel(st, gid, "again", T0 + 30), STORE_ECONFLICT);
+    cr_assert_eq(gen_state_cancel(st, gid, "again", T0 + 30), STORE_ECONFLICT);
     cr_assert_eq(store_gen_start(st, gid, T0 + 30), STORE_ECONFLICT);
-    cr_assert_eq(store_gen_cancel(st, "gen_nope", "x", T0), STORE_ENOTFOUND);
+    cr_assert_eq(gen_state_cancel(st, "gen_nope", "x", T0), STORE_ENOTFOUND);
     cr_assert_eq(balance(uid), 10);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM token_transactions WHERE kind = 'refund'"), 1);
     check_ledger();
 
-    json_t *items;
+    store_ledger_row *rows;
+    size_t n;
     char *next;
-    cr_assert_eq(store_ledger_list(st, uid, NULL, 20, &items, &next), STORE_OK);
-    cr_assert_eq(json_array_size(items), 3); /* refund, charge, grant */
-    json_t *refund = json_array_get(items, 0), *charge = json_array_get(items, 1);
-    cr_assert_str_eq(json_string_value(json_object_get(refund, "kind")), "refund");
-    cr_assert_eq(json_integer_value(json_object_get(refund, "amount")), 3);
-    cr_assert_str_eq(json_string_value(json_object_get(refund, "generationId")), gid);
-    cr_assert_str_eq(json_string_value(json_object_get(charge, "kind")), "charge");
-    cr_assert_eq(json_integer_value(json_object_get(charge, "amount")), -3);
-    cr_assert_eq(json_integer_value(json_object_get(charge, "balanceAfter")), 7);
+    cr_assert_eq(store_ledger_list(st, uid, NULL, 20, &rows, &n, &next), STORE_OK);
+    cr_assert_eq(n, 3); /* refund, charge, grant */
+    cr_assert_str_eq(rows[0].kind, "refund");
+    cr_assert_eq(rows[0].amount, 3);
+    cr_assert_str_eq(rows[0].generation_id, gid);
+    cr_assert_str_eq(rows[1].kind, "charge");
+    cr_assert_eq(rows[1].amount, -3);
+    cr_assert_eq(rows[1].balance_after, 7);
     cr_assert_null(next);
-    json_decref(items);
+    store_ledger_rows_free(rows, n);
 }
 
 Test(store, insufficient_tokens_writes_nothing)
@@ -352,7 +366,8 @@ Test(store, insufficient_tokens_writes_nothing)
     char uid[ID_LEN], gid[ID_LEN];
     make_user("poor@example.com", 2, uid);
     int64_t ev = last_event();
-    store_idem idem = {"key-1", "hash-1", "{\"generationId\":\"x\"}", 201};
+    store_idem idem = {"key-1", "hash-1", "{\"generationId\":\"x\"}", 201,
+                       T0 - GEN_IDEMPOTENCY_KEEP_MS};
     gen_record g;
     make_gen(&g, uid, 3, PRIORITY_NORMAL, T0);
     cr_assert_eq(store_gen_create(st, &g, true, &idem, NULL, NULL), STORE_EINSUFFICIENT);
@@ -372,7 +387,8 @@ Test(store, idempotent_replay_and_mismatch)
 {
     char uid[ID_LEN];
     make_user("idem@example.com", 10, uid);
-    store_idem idem = {"key-1", "hash-1", "{\"generationId\":\"first\"}", 201};
+    store_idem idem = {"key-1", "hash-1", "{\"generationId\":\"first\"}", 201,
+                       T0 - GEN_IDEMPOTENCY_KEEP_MS};
     gen_record g;
     make_gen(&g, uid, 2, PRIORITY_NORMAL, T0);
     cr_assert_eq(store_gen_create(st, &g, false, &idem, NULL, NULL), STORE_OK);
@@ -388,7 +404,7 @@ Test(store, idempotent_replay_and_mismatch)
     free(resp);
     gen_record_free(&g);
 
-    store_idem other = {"key-1", "hash-2", "{}", 201};
+    store_idem other = {"key-1", "hash-2", "{}", 201, T0 - GEN_IDEMPOTENCY_KEEP_MS};
     make_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 2000);
     cr_assert_eq(store_gen_create(st, &g, false, &other, NULL, NULL), STORE_EIDEM_MISMATCH);
     gen_record_free(&g);
@@ -405,6 +421,7 @@ Test(store, idempotent_replay_and_mismatch)
 
     /* After 24 h the key is forgotten: a new create, charged again. */
     make_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 25LL * 3600 * 1000);
+    other.not_before = g.created_at - GEN_IDEMPOTENCY_KEEP_MS;
     cr_assert_eq(store_gen_create(st, &g, false, &other, NULL, NULL), STORE_OK);
     gen_record_free(&g);
     cr_assert_eq(balance(uid), 6);
@@ -468,13 +485,14 @@ Test(store, progress_and_complete)
     gen_record g;
     cr_assert_eq(store_gen_claim(st, "w1", T0 + 100, LEASE, &g), STORE_OK);
     gen_record_free(&g);
-    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 50, T0 + 60000), STORE_OK);
-    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_STORING, 30, T0 + 60000), STORE_OK);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 50, T0 + 60000, T0), STORE_OK);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_STORING, 30, T0 + 60000, T0), STORE_OK);
     g = get_gen(gid);
     cr_assert_eq(g.progress, 50);
     cr_assert_str_eq(g.stage, "storing");
     gen_record_free(&g);
-    cr_assert_eq(store_gen_progress(st, gid, "w2", STAGE_STORING, 60, T0 + 60000), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_progress(st, gid, "w2", STAGE_STORING, 60, T0 + 60000, T0),
+                 STORE_ECONFLICT);
     cr_assert_eq(store_gen_renew(st, gid, "w1", T0 + 90000), STORE_OK);
     cr_assert_eq(store_gen_renew(st, gid, "w2", T0 + 90000), STORE_ECONFLICT);
 
@@ -490,11 +508,11 @@ Test(store, progress_and_complete)
     cr_assert(json_equal(g.result_images, results));
     gen_record_free(&g);
     cr_assert_eq(store_gen_complete(st, gid, "w1", results, T0 + 6000), STORE_ECONFLICT);
-    cr_assert_eq(store_gen_cancel(st, gid, "late", T0 + 6000), STORE_ECONFLICT);
+    cr_assert_eq(gen_state_cancel(st, gid, "late", T0 + 6000), STORE_ECONFLICT);
     cr_assert_eq(balance(uid), 9);
 
     json_t *deleted = NULL;
-    cr_assert_eq(store_gen_delete(st, gid, &deleted), STORE_OK);
+    cr_assert_eq(store_gen_delete(st, gid, gen_state_deletable(), &deleted), STORE_OK);
     cr_assert(json_equal(deleted, results));
     json_decref(deleted);
     json_decref(results);
@@ -512,10 +530,10 @@ Test(store, delete_needs_terminal)
     make_user("d@example.com", 10, uid);
     cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0, false, gid), STORE_OK);
     json_t *r = NULL;
-    cr_assert_eq(store_gen_delete(st, gid, &r), STORE_ECONFLICT);
-    cr_assert_eq(store_gen_delete(st, "gen_nope", &r), STORE_ENOTFOUND);
-    cr_assert_eq(store_gen_cancel(st, gid, "no", T0 + 1), STORE_OK);
-    cr_assert_eq(store_gen_delete(st, gid, &r), STORE_OK);
+    cr_assert_eq(store_gen_delete(st, gid, gen_state_deletable(), &r), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_delete(st, "gen_nope", gen_state_deletable(), &r), STORE_ENOTFOUND);
+    cr_assert_eq(gen_state_cancel(st, gid, "no", T0 + 1), STORE_OK);
+    cr_assert_eq(store_gen_delete(st, gid, gen_state_deletable(), &r), STORE_OK);
     cr_assert_eq(json_array_size(r), 0);
     json_decref(r);
 }
@@ -530,9 +548,9 @@ Test(store, lease_loss_is_conflict)
     gen_record_free(&g);
 
     int changed = -1;
-    cr_assert_eq(store_gen_sweep(st, T0 + 500, 1800000, 3, &changed), STORE_OK);
+    cr_assert_eq(sweep(T0 + 500, 1800000, 3, &changed), STORE_OK);
     cr_assert_eq(changed, 0); /* lease still holds */
-    cr_assert_eq(store_gen_sweep(st, T0 + 2000, 1800000, 3, &changed), STORE_OK);
+    cr_assert_eq(sweep(T0 + 2000, 1800000, 3, &changed), STORE_OK);
     cr_assert_eq(changed, 1);
     g = get_gen(gid);
     cr_assert_eq(g.status, GEN_PROCESSING);
@@ -542,7 +560,7 @@ Test(store, lease_loss_is_conflict)
     cr_assert_eq(g.queue_position, 1);
     gen_record_free(&g);
 
-    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 10, T0 + 9000),
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 10, T0 + 9000, T0),
                  STORE_ECONFLICT);
     cr_assert_eq(store_gen_complete(st, gid, "w1", NULL, T0 + 9000), STORE_ECONFLICT);
 
@@ -550,13 +568,15 @@ Test(store, lease_loss_is_conflict)
     cr_assert_str_eq(g.id, gid);
     gen_record_free(&g);
     /* Cancel while leased: allowed; the worker learns on its next call. */
-    cr_assert_eq(store_gen_cancel(st, gid, "user cancelled", T0 + 3000), STORE_OK);
+    cr_assert_eq(gen_state_cancel(st, gid, "user cancelled", T0 + 3000), STORE_OK);
     cr_assert_eq(store_gen_renew(st, gid, "w2", T0 + 9000), STORE_ECONFLICT);
     cr_assert_eq(store_gen_complete(st, gid, "w2", NULL, T0 + 9000), STORE_ECONFLICT);
     bool failed;
-    cr_assert_eq(store_gen_retry_or_fail(st, gid, "w2", "x", T0, 3, T0 + 9000, &failed),
+    gen_retry_policy three = {.max_retries = 3};
+    cr_assert_eq(gen_state_transient(st, gid, 1, &(store_guard){.worker_id = "w2"}, "x", &three,
+                                     T0 + 9000, &failed, NULL),
                  STORE_ECONFLICT);
-    cr_assert_eq(store_gen_fail(st, gid, "w2", "x", T0 + 9000), STORE_ECONFLICT);
+    cr_assert_eq(gen_state_fail(st, gid, "w2", "x", T0 + 9000), STORE_ECONFLICT);
     cr_assert_eq(balance(uid), 10);
     check_ledger();
 }
@@ -569,13 +589,17 @@ Test(store, retry_or_fail_both_branches)
     gen_record g;
     cr_assert_eq(store_gen_claim(st, "w1", T0, LEASE, &g), STORE_OK);
     gen_record_free(&g);
-    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 40, T0 + LEASE), STORE_OK);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 40, T0 + LEASE, T0), STORE_OK);
 
     bool failed = true;
+    int64_t delay = 0;
+    store_guard w1 = {.worker_id = "w1"};
+    gen_retry_policy once = {.max_retries = 1, .base_ms = 4900}; /* no jitter source */
     cr_assert_eq(
-        store_gen_retry_or_fail(st, gid, "w1", "provider 503", T0 + 5000, 1, T0 + 100, &failed),
+        gen_state_transient(st, gid, 0, &w1, "provider 503", &once, T0 + 100, &failed, &delay),
         STORE_OK);
     cr_assert(!failed);
+    cr_assert_eq(delay, 4900);
     g = get_gen(gid);
     cr_assert_eq(g.retry_count, 1);
     cr_assert_str_eq(g.stage, "queued");
@@ -592,9 +616,9 @@ Test(store, retry_or_fail_both_branches)
     cr_assert_eq(store_gen_next_retry_at(st, &at), STORE_OK);
     cr_assert_eq(at, 0);
 
-    cr_assert_eq(store_gen_retry_or_fail(st, gid, "w1", "provider 503 again", T0 + 9000, 1,
-                                         T0 + 6000, &failed),
-                 STORE_OK);
+    cr_assert_eq(
+        gen_state_transient(st, gid, 1, &w1, "provider 503 again", &once, T0 + 6000, &failed, NULL),
+        STORE_OK);
     cr_assert(failed);
     g = get_gen(gid);
     cr_assert_eq(g.status, GEN_FAILED);
@@ -622,10 +646,10 @@ Test(store, fail_refunds_once)
     gen_record g;
     cr_assert_eq(store_gen_claim(st, "w1", T0, LEASE, &g), STORE_OK);
     gen_record_free(&g);
-    cr_assert_eq(store_gen_fail(st, gid, "w2", "bad", T0 + 10), STORE_ECONFLICT);
-    cr_assert_eq(store_gen_fail(st, gid, "w1", "content policy", T0 + 10), STORE_OK);
-    cr_assert_eq(store_gen_fail(st, gid, "w1", "again", T0 + 20), STORE_ECONFLICT);
-    cr_assert_eq(store_gen_cancel(st, gid, "again", T0 + 20), STORE_ECONFLICT);
+    cr_assert_eq(gen_state_fail(st, gid, "w2", "bad", T0 + 10), STORE_ECONFLICT);
+    cr_assert_eq(gen_state_fail(st, gid, "w1", "content policy", T0 + 10), STORE_OK);
+    cr_assert_eq(gen_state_fail(st, gid, "w1", "again", T0 + 20), STORE_ECONFLICT);
+    cr_assert_eq(gen_state_cancel(st, gid, "again", T0 + 20), STORE_ECONFLICT);
     g = get_gen(gid);
     cr_assert_eq(g.status, GEN_FAILED);
     cr_assert_eq(g.processing_time, 10);
@@ -648,7 +672,7 @@ Test(store, sweep_expired_pending_and_exhausted_leases)
 
     int changed = 0;
     /* max_retries 0: the lost lease fails at once. */
-    cr_assert_eq(store_gen_sweep(st, T0 + 1800001, 1800000, 0, &changed), STORE_OK);
+    cr_assert_eq(sweep(T0 + 1800001, 1800000, 0, &changed), STORE_OK);
     cr_assert_eq(changed, 2);
     g = get_gen(old);
     cr_assert_eq(g.status, GEN_CANCELLED);
@@ -664,22 +688,22 @@ Test(store, sweep_expired_pending_and_exhausted_leases)
     cr_assert_eq(g.tokens_used, 0);
     gen_record_free(&g);
     cr_assert_eq(balance(uid), 8);
-    cr_assert_eq(store_gen_sweep(st, T0 + 1800002, 1800000, 0, &changed), STORE_OK);
+    cr_assert_eq(sweep(T0 + 1800002, 1800000, 0, &changed), STORE_OK);
     cr_assert_eq(changed, 0);
     check_ledger();
 
     /* Housekeeping: idempotency keys older than 24 h and expired sessions go. */
-    store_idem idem = {"k", "h", "{}", 201};
+    store_idem idem = {"k", "h", "{}", 201, T0 - GEN_IDEMPOTENCY_KEEP_MS};
     gen_record ng;
     make_gen(&ng, uid, 1, PRIORITY_NORMAL, T0);
     cr_assert_eq(store_gen_create(st, &ng, false, &idem, NULL, NULL), STORE_OK);
     gen_record_free(&ng);
-    cr_assert_eq(store_session_create(st, "s1", uid, T0 + 1000), STORE_OK);
-    cr_assert_eq(store_session_create(st, "s2", uid, T0 + 48LL * 3600 * 1000), STORE_OK);
-    cr_assert_eq(store_gen_sweep(st, T0 + 2000, 1LL << 40, 0, &changed), STORE_OK);
+    cr_assert_eq(store_session_create(st, "s1", uid, T0, T0 + 1000), STORE_OK);
+    cr_assert_eq(store_session_create(st, "s2", uid, T0, T0 + 48LL * 3600 * 1000), STORE_OK);
+    cr_assert_eq(sweep(T0 + 2000, 1LL << 40, 0, &changed), STORE_OK);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys"), 1);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM sessions"), 1);
-    cr_assert_eq(store_gen_sweep(st, T0 + 25LL * 3600 * 1000, 1LL << 40, 0, &changed), STORE_OK);
+    cr_assert_eq(sweep(T0 + 25LL * 3600 * 1000, 1LL << 40, 0, &changed), STORE_OK);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys"), 0);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM sessions"), 1);
 }
@@ -711,7 +735,7 @@ Test(store, list_pagination_and_filter)
     for (int i = 0; i < 5; i++)
         cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, T0 + i * 1000, false, ids[i]), STORE_OK);
     cr_assert_eq(create_gen(other, 1, PRIORITY_NORMAL, T0, false, NULL), STORE_OK);
-    cr_assert_eq(store_gen_cancel(st, ids[1], "x", T0 + 9000), STORE_OK);
+    cr_assert_eq(gen_state_cancel(st, ids[1], "x", T0 + 9000), STORE_OK);
 
     gen_record *out;
     size_t n;
@@ -772,9 +796,9 @@ Test(store, events_written_with_data)
     gen_record g;
     cr_assert_eq(store_gen_claim(st, "w1", T0 + 2, LEASE, &g), STORE_OK);
     gen_record_free(&g);
-    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 50, T0 + LEASE), STORE_OK);
-    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 50, T0 + LEASE), STORE_OK);
-    cr_assert_eq(store_gen_fail(st, gid, "w1", "boom", T0 + 3), STORE_OK);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 50, T0 + LEASE, T0), STORE_OK);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_GENERATING, 50, T0 + LEASE, T0), STORE_OK);
+    cr_assert_eq(gen_state_fail(st, gid, "w1", "boom", T0 + 3), STORE_OK);
     cr_assert_eq(hook_last, last_event());
 
     store_event *ev;
@@ -942,7 +966,7 @@ Test(store, reopen_and_urls)
     st = NULL;
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
-    cr_assert_eq(store_open(url, &st, &err), STORE_OK, "%s", err ? err : "");
+    cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
     cr_assert_eq(sql_int("PRAGMA user_version"), 2);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 2);
@@ -952,16 +976,16 @@ Test(store, reopen_and_urls)
 
     store_t *other = NULL;
     err = NULL;
-    cr_assert_eq(store_open("postgres://u:secret@h/db", &other, &err), STORE_ERR);
+    cr_assert_eq(store_open("postgres://u:secret@h/db", &opts, &other, &err), STORE_ERR);
     cr_assert_not_null(strstr(err, "not supported yet"));
     cr_assert_null(strstr(err, "secret"));
     free(err);
     err = NULL;
-    cr_assert_eq(store_open("mysql://x", &other, &err), STORE_ERR);
+    cr_assert_eq(store_open("mysql://x", &opts, &other, &err), STORE_ERR);
     cr_assert_not_null(err);
     free(err);
     err = NULL;
-    cr_assert_eq(store_open("sqlite:/proc/nope/x.db", &other, &err), STORE_ERR);
+    cr_assert_eq(store_open("sqlite:/proc/nope/x.db", &opts, &other, &err), STORE_ERR);
     cr_assert_not_null(err);
     free(err);
     cr_assert_null(other);
@@ -985,7 +1009,7 @@ Test(store, migrates_from_previous_version)
     sqlite3_close(db);
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
-    cr_assert_eq(store_open(url, &st, &err), STORE_OK, "%s", err ? err : "");
+    cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(sql_int("PRAGMA user_version"), 2);
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
@@ -1006,7 +1030,7 @@ Test(store, newer_schema_is_refused)
     sqlite3_close(db);
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
-    cr_assert_eq(store_open(url, &st, &err), STORE_ERR);
+    cr_assert_eq(store_open(url, &opts, &st, &err), STORE_ERR);
     cr_assert_not_null(strstr(err, "newer"), "%s", err);
     free(err);
 }
