@@ -27,13 +27,8 @@ int store_open(const char *url, const store_options *opt, store_t **out, char **
         if (str_has_prefix(path, "//")) path += 2; /* sqlite:///abs/file.db */
         return store_sqlite_open(path, opt, out, err);
     }
-    if (str_has_prefix(url, "postgres://") || str_has_prefix(url, "postgresql://")) {
-        /* The URL is not echoed: it may carry a password. */
-        if (err)
-            *err = xstrdup("the PostgreSQL store is not supported yet in this build;"
-                           " use --db sqlite:PATH");
-        return STORE_ERR;
-    }
+    if (str_has_prefix(url, "postgres://") || str_has_prefix(url, "postgresql://"))
+        return store_pg_open(url, opt, out, err);
     if (err) *err = xstrdup("unsupported database URL: expected sqlite:PATH or postgres://...");
     return STORE_ERR;
 }
