@@ -907,7 +907,7 @@ int store_pg_open(const char *url, const store_options *opt, store_t **out, char
         pg_close(&s->base);
         return rc;
     }
-    log_info("store: PostgreSQL %s, pool of %d", s->where, s->pool_size);
+    log_debug("store: PostgreSQL %s, pool of %d", s->where, s->pool_size);
     *out = &s->base;
     return STORE_OK;
 }

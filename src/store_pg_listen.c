@@ -139,6 +139,7 @@ static void *listen_main(void *arg)
             continue; /* first retry at once */
         }
         PQfinish(pq);
+        if (listen_sleep(l, 0)) return NULL; /* closing: not a failure */
         if (was_up) log_warn("store: cannot listen on " STORE_PG_CHANNEL " (%s)", l->where);
         was_up = false;
         if (listen_sleep(l, backoff)) return NULL;

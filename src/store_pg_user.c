@@ -238,9 +238,11 @@ int store_pg_key_get(store_t *s, const char *key_hash, user_record *out, int64_t
 
 int store_pg_key_touch(store_t *s, const char *key_hash, int64_t now)
 {
+    /* Like SQLite: touching a key that is gone (revoked meanwhile) is not
+     * an error. */
     int rc = pg_exec1(s, "UPDATE api_keys SET last_used_at = $1 WHERE key_hash = $2", "Is", now,
                       key_hash);
-    return rc == 0 ? STORE_ENOTFOUND : rc < 0 ? rc : STORE_OK;
+    return rc < 0 ? rc : STORE_OK;
 }
 
 /* ---- sessions ---- */
