@@ -82,6 +82,7 @@ extern const size_t store_pg_migrations_count;
 #define POOL_DEFAULT 8
 #define POOL_WAIT_MS 5000
 #define DOWN_PROBE_MS 500
+#define IDLE_TX_TIMEOUT_MS 30000
 #define STMT_CACHE 128
 #define MAX_PARAMS 32
 
@@ -166,6 +167,10 @@ static int conn_open(pg_store *s, pg_conn *c, char **err)
     if (atomic_exchange(&s->down, false))
         log_info("store: PostgreSQL reachable again (%s)", s->where);
     PQsetNoticeProcessor(pq, pg_quiet_notice, NULL);
+    /* Our transactions are a few statements long. Should this process
+     * stall inside one (or its network vanish), the server ends the session
+     * and frees its locks instead of holding up every other process. */
+    PQclear(PQexec(pq, "SET idle_in_transaction_session_timeout = '" STR(IDLE_TX_TIMEOUT_MS) "'"));
     pthread_mutex_lock(&s->pool_mu);
     c->pq = pq;
     c->pid = PQbackendPID(pq);

@@ -178,7 +178,9 @@ Test(store_pg, users_emails_and_credit)
     cr_assert_str_eq(rows[1].kind, "purchase");
     cr_assert_not_null(next);
     store_ledger_rows_free(rows, n);
-    cr_assert_eq(store_ledger_list(st, id, next, 2, &rows, &n, &next), STORE_OK);
+    char *cursor = next;
+    cr_assert_eq(store_ledger_list(st, id, cursor, 2, &rows, &n, &next), STORE_OK);
+    free(cursor);
     cr_assert_eq(n, 1);
     cr_assert_str_eq(rows[0].kind, "grant");
     cr_assert_str_eq(rows[0].generation_id, "");
