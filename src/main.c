@@ -168,6 +168,15 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Every commit the store reports (this process's own, and on PostgreSQL
+ * other processes' too, relayed from NOTIFY): wake that user's streams and
+ * held requests, and idle workers, which may now have work. */
+static void on_commit(int64_t last_event_id, const char *user_id, void *ctx)
+{
+    events_committed(last_event_id, user_id, ctx);
+    queue_notify();
+}
+
 /* events.c's view of commits by other processes on the same store. */
 static int poll_last_event(void *store, int64_t *id)
 {
@@ -213,7 +222,7 @@ static int cmd_run(bool with_http)
     if (open_store(&s) != 0) return 1;
     int64_t last_event = 0;
     store_events_last_id(s, &last_event);
-    store_set_commit_hook(s, events_committed, NULL);
+    store_set_commit_hook(s, on_commit, NULL);
     events_start(last_event, poll_last_event, s);
 
     uint16_t port = 0;
