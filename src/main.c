@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "config.h"
 #include "events.h"
+#include "gen_service.h"
 #include "http.h"
 #include "ids.h"
 #include "log.h"
@@ -238,6 +239,7 @@ static int cmd_run(bool with_http)
         fprintf(stderr, "stylestudio: cannot prepare %s/media\n", cfg.data_dir);
         return 1;
     }
+    gen_service_init(s);
     api_init(s); /* from here on requests are served */
     if (with_http) {
         printf("listening on %s\n", listening);
