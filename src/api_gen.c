@@ -137,21 +137,57 @@ static void decode_create(api_call *c, json_t *body, gen_service_req *req)
     }
 }
 
+/* The second phase of a create (image checks, then the store write) and
+ * its answer. */
+static void finish_create(http_req *r, gen_service_req *req, const user_record *caller, bool start)
+{
+    gen_service_result res;
+    gen_service_finish(req, caller, start, &res);
+    reply_result(r, &res, start);
+    gen_service_result_free(&res);
+}
+
+/* A create whose images need a remote fetch, continued on the slow pool:
+ * the validated request and the caller, owned by the continuation. */
+typedef struct create_job {
+    gen_service_req req;
+    user_record caller;
+    bool start;
+} create_job;
+
+static void create_job_run(http_req *r, void *ctx)
+{
+    create_job *j = ctx;
+    finish_create(r, &j->req, &j->caller, j->start);
+}
+
+static void create_job_free(void *ctx)
+{
+    create_job *j = ctx;
+    gen_service_req_free(&j->req);
+    free(j);
+}
+
 /* Create (step 1), or create-and-start for the legacy one-step form;
- * steals body. */
+ * steals body. Fetching remote images waits on other hosts, so that
+ * phase moves to the slow pool with what is decoded and validated. */
 static void create_generation(api_call *c, json_t *body, bool start)
 {
     gen_service_req req;
     gen_service_result res;
     decode_create(c, body, &req);
-    int rc = gen_service_prepare(&req, &c->user, &res);
-    if (rc == GEN_SVC_OK && gen_service_needs_fetch(&req) && !http_offloaded(c->req)) {
-        http_offload(c->req, api_dispatch); /* fetching waits on other hosts */
-        goto cleanup;
+    if (gen_service_prepare(&req, &c->user, &res) != GEN_SVC_OK) {
+        reply_result(c->req, &res, false);
+    } else if (gen_service_needs_fetch(&req)) {
+        create_job *j = xcalloc(1, sizeof *j);
+        j->req = req; /* moved: the job owns it now */
+        memset(&req, 0, sizeof req);
+        j->caller = c->user;
+        j->start = start;
+        http_offload(c->req, create_job_run, j, create_job_free);
+    } else {
+        finish_create(c->req, &req, &c->user, start);
     }
-    if (rc == GEN_SVC_OK) gen_service_finish(&req, &c->user, start, &res);
-    reply_result(c->req, &res, start);
-cleanup:
     gen_service_result_free(&res);
     gen_service_req_free(&req);
 }
