@@ -139,7 +139,8 @@ static void decode_create(api_call *c, json_t *body, gen_service_req *req)
 
 /* The second phase of a create (image checks, then the store write) and
  * its answer. */
-static void finish_create(http_req *r, gen_service_req *req, const user_record *caller, bool start)
+static void finish_create(http_req *r, const gen_service_req *req, const user_record *caller,
+                          bool start)
 {
     gen_service_result res;
     gen_service_finish(req, caller, start, &res);

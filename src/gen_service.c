@@ -324,7 +324,7 @@ static int write_create(const gen_service_req *req, const user_record *caller, g
     return out->status;
 }
 
-int gen_service_finish(gen_service_req *req, const user_record *caller, bool start,
+int gen_service_finish(const gen_service_req *req, const user_record *caller, bool start,
                        gen_service_result *out)
 {
     memset(out, 0, sizeof *out);

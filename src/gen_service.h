@@ -93,8 +93,9 @@ void gen_service_init(store_t *s);
 void gen_service_request_hash(const char *scope, const json_t *body, char out[SECRET_HASH_LEN]);
 
 /* ---- create, in phases (see DESIGN above) ----
- * caller: the authenticated user, borrowed. On an error *out says what to
- * answer; *out starts zeroed in every call. */
+ * caller: the authenticated user, borrowed (its plan gates priority high;
+ * its token_balance, as loaded then, words INSUFFICIENT_TOKENS). On an
+ * error *out says what to answer; every call starts by zeroing *out. */
 
 /* Phase 1: the Idempotency-Key and the body. GEN_SVC_OK sets req->parsed. */
 int gen_service_prepare(gen_service_req *req, const user_record *caller, gen_service_result *out);
@@ -105,7 +106,7 @@ bool gen_service_needs_fetch(const gen_service_req *req);
  * row, the queue wake-up. OK: 201 {generationId, estimatedCost, prompt,
  * status, message} (202 with resultImages when start) and out->gen; or the
  * first answer in out->replay (no charge). */
-int gen_service_finish(gen_service_req *req, const user_record *caller, bool start,
+int gen_service_finish(const gen_service_req *req, const user_record *caller, bool start,
                        gen_service_result *out);
 /* Both phases: step 1 (create) and the legacy one-step form. */
 int gen_service_create(gen_service_req *req, const user_record *caller, gen_service_result *out);
