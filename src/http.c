@@ -60,8 +60,11 @@ struct http_req {
     void *state_ptr;
     void (*state_free)(void *);
 
-    http_handler_fn next; /* what a handler pool runs next */
-    bool offloaded;       /* runs on the slow pool from now on */
+    http_handler_fn next;  /* what a handler pool runs next */
+    bool offloaded;        /* runs on the slow pool from now on */
+    http_continue_fn cont; /* the offloaded rest of the handler, with its context */
+    void *cont_ctx;
+    void (*cont_free)(void *);
     int64_t wait_after, wait_deadline;
     char wait_topic[ID_LEN];
     events_waiter waiter;
@@ -92,9 +95,9 @@ static atomic_int suspended; /* connections suspended right now */
 
 /* ---- the handler pools ----
  * Two pools with one queue each: `quick` runs every handler first; a
- * handler that must wait on the network (fetching a remote image) moves its
- * request to `slow` with http_offload, so a slow or hostile remote host
- * cannot tie up the threads every other request needs. */
+ * handler that must wait on the network (fetching a remote image) hands
+ * the rest of its work to `slow` with http_offload, so a slow or hostile
+ * remote host cannot tie up the threads every other request needs. */
 
 typedef struct pool {
     pthread_mutex_t lock;
@@ -210,16 +213,29 @@ static void pool_stop(pool *p)
     free(p->threads);
 }
 
-void http_offload(http_req *r, http_handler_fn fn)
+static void release_continuation(http_req *r)
+{
+    if (r->cont_free) r->cont_free(r->cont_ctx);
+    r->cont = NULL;
+    r->cont_ctx = NULL;
+    r->cont_free = NULL;
+}
+
+/* An offloaded request's first step on the slow pool. */
+static void run_continuation(http_req *r)
+{
+    r->cont(r, r->cont_ctx);
+    release_continuation(r);
+}
+
+void http_offload(http_req *r, http_continue_fn fn, void *ctx, void (*free_ctx)(void *))
 {
     r->offloaded = true;
     r->state = REQ_OFFLOADING;
-    r->next = fn;
-}
-
-bool http_offloaded(const http_req *r)
-{
-    return r->offloaded;
+    r->next = run_continuation;
+    r->cont = fn;
+    r->cont_ctx = ctx;
+    r->cont_free = free_ctx;
 }
 
 /* ---- request accessors ---- */
@@ -579,6 +595,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         LOG_AT(status >= 500 ? LOG_ERROR : LOG_INFO, r->request_id, "%s %s %d %.1fms", r->method,
                r->path, status, secs * 1000);
     events_unwait(&r->waiter); /* a waiter that just fired may still be returning */
+    release_continuation(r);
     if (r->response) MHD_destroy_response(r->response);
     if (r->pp) MHD_destroy_post_processor(r->pp);
     if (r->state_free) r->state_free(r->state_ptr);

@@ -8,7 +8,8 @@
  * small pool of handler threads, so a slow handler (an fsync, a password
  * hash) never stalls other connections; the reply is queued when the
  * connection resumes. Work that waits on remote hosts moves to a second
- * pool (http_offload), so it cannot starve the first. A handler that must wait for a change calls
+ * pool as a continuation (http_offload: a function and its context), so
+ * it cannot starve the first. A handler that must wait for a change calls
  * http_wait: the connection stays suspended, holding no thread, until
  * events.c wakes it. SSE responses are read by a callback on the event
  * loop; with nothing to send it suspends the connection and arms an
@@ -80,11 +81,16 @@ void http_reply_bytes(http_req *r, int status, const char *content_type, const v
 int http_reply_file(http_req *r, const char *path, const char *content_type,
                     const char *cache_control, const char *etag);
 
+/* The rest of a request, handed to the pool for slow work. */
+typedef void (*http_continue_fn)(http_req *req, void *ctx);
 /* Moves the rest of the request to the pool for slow work (waiting on a
- * remote host): fn runs there next. Handlers check http_offloaded first,
- * so a request moves at most once. */
-void http_offload(http_req *r, http_handler_fn fn);
-bool http_offloaded(const http_req *r);
+ * remote host): once the current handler returns, fn(r, ctx) runs there
+ * and replies (or waits) as a handler does. Nothing is dispatched again;
+ * ctx carries what the handler already decoded. http.c owns ctx from
+ * here on and releases it with free_ctx (may be NULL) after fn has run,
+ * or when the request ends first. At most once per request, and not from
+ * fn itself. */
+void http_offload(http_req *r, http_continue_fn fn, void *ctx, void (*free_ctx)(void *));
 
 /* Holds the request: fn runs again (on a handler thread) once an event
  * newer than after_id is committed for topic (a user id; NULL: any user)
