@@ -11,9 +11,11 @@
  * pool as a continuation (http_offload: a function and its context), so
  * it cannot starve the first. A handler that must wait for a change calls
  * http_wait: the connection stays suspended, holding no thread, until
- * events.c wakes it. SSE responses are read by a callback on the event
- * loop; with nothing to send it suspends the connection and arms an
- * events.c waiter, so idle streams hold no thread either.
+ * events.c wakes it. An SSE stream's data comes from its fill callback,
+ * which runs on the handler pool (it reads the store); the event loop only
+ * sends the buffer it left. With nothing to send the connection stays
+ * suspended under an events.c waiter, so idle streams hold no thread
+ * either, and a commit queues the next fill.
  */
 #ifndef SS_HTTP_H
 #define SS_HTTP_H
@@ -99,9 +101,9 @@ void http_wait(http_req *r, int64_t after_id, const char *topic, int64_t deadlin
                http_handler_fn fn);
 
 /* An SSE stream. fill appends whole frames to out; it returns 0 to go on,
- * 1 when the stream is finished (closed after out is sent). It runs on an
- * event-loop thread and must be quick. free_fn releases ctx when the
- * connection ends. */
+ * 1 when the stream is finished (closed after out is sent). It runs on a
+ * handler-pool thread, one call at a time per stream, and may block on the
+ * store. free_fn releases ctx when the connection ends. */
 typedef int (*http_sse_fill_fn)(void *ctx, buf *out);
 /* topic: the user whose commits wake the stream (NULL: every commit). */
 void http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),
