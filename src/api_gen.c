@@ -204,6 +204,7 @@ void api_models(api_call *c)
     static const char *qualities[] = {"auto", "low", "medium", "high"};
     for (size_t i = 0; i < n; i++) {
         const model_info *m = &list[i];
+        if (m->hidden) continue;
         const char *why = NULL;
         bool ok = provider_model_available(m, &why);
         json_t *costs = json_object();
