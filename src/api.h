@@ -1,8 +1,9 @@
 /*
  * api — one handler per route: decode the request, call the rules and the
- * store, encode the answer. api.c holds the route table, the auth gate and
- * the operational routes; api_account.c the account routes; api_gen.c the
- * generation, upload and streaming routes.
+ * store (for generations: gen_service.c), encode the answer. api.c holds
+ * the route table, the auth gate and the operational routes;
+ * api_account.c the account routes; api_gen.c the generation, upload and
+ * streaming routes.
  */
 #ifndef SS_API_H
 #define SS_API_H

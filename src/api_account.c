@@ -42,12 +42,6 @@ static bool email_ok(const char *e)
            !strpbrk(e, " \t\r\n<>\"") && e[n - 1] != '.';
 }
 
-static void lowercase(char *s)
-{
-    for (; *s; s++)
-        if (*s >= 'A' && *s <= 'Z') *s = (char)(*s + 32);
-}
-
 static void reply_signed_in(api_call *c, int status, const char *user_id)
 {
     user_record u;
@@ -94,15 +88,8 @@ void api_signup(api_call *c)
         http_reply_error(c->req, 500, "INTERNAL_SERVER_ERROR", "could not hash the password", NULL);
         goto cleanup;
     }
-    user_record u = {0};
-    ids_new("usr", u.id);
-    snprintf(u.email, sizeof u.email, "%s", email);
-    lowercase(u.email);
-    snprintf(u.name, sizeof u.name, "%s", name);
-    strcpy(u.plan, "free");
-    strcpy(u.role, "user");
-    u.created_at = now_ms();
-    int rc = store_user_create(api_store, &u, hash, cfg.signup_tokens);
+    user_record u;
+    int rc = auth_user_create(api_store, email, name, "user", hash, cfg.signup_tokens, &u);
     if (rc == STORE_EDUPLICATE) {
         api_field_error(c, "email", "an account with this email already exists");
     } else if (rc != STORE_OK) {
@@ -130,7 +117,7 @@ void api_login(api_call *c)
     }
     char lower[256];
     snprintf(lower, sizeof lower, "%s", email);
-    lowercase(lower);
+    auth_email_fold(lower);
     user_record u;
     char *hash = NULL;
     int rc = store_user_by_email(api_store, lower, &u, &hash);

@@ -1,7 +1,9 @@
 /*
  * api_gen — the generation routes: models, uploads, create (step 1),
  * generate (step 2, and the legacy one-step form), get, list, cancel,
- * retry, delete, and the live event streams.
+ * retry, delete, and the live event streams. The generation routes decode
+ * the request into a gen_service_req, call gen_service.c, and encode its
+ * result; `Prefer: wait` (holding the connection) stays here.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,99 +12,14 @@
 
 #include "api.h"
 #include "events.h"
-#include "gen_state.h"
-#include "log.h"
+#include "gen_service.h"
 #include "media.h"
 #include "provider.h"
-#include "queue.h"
 #include "util.h"
 
 #define MAX_WAIT_SECONDS 60
-#define IDEM_KEY_MAX 255
 
 /* ---- helpers ---- */
-
-/* Loads a generation the caller owns; replies 404/403 otherwise. */
-static bool load_owned(api_call *c, const char *id, gen_record *g)
-{
-    int rc = store_gen_get(api_store, id, g);
-    if (rc != STORE_OK) {
-        api_store_error(c, rc, "generation");
-        return false;
-    }
-    if (strcmp(g->user_id, c->user.id) != 0) {
-        gen_record_free(g);
-        http_reply_error(c->req, 403, "UNAUTHORIZED", "this generation belongs to another user",
-                         NULL);
-        return false;
-    }
-    return true;
-}
-
-static void reply_status_error(api_call *c, const gen_record *g, const char *action,
-                               const char *allowed)
-{
-    char *m = xasprintf("cannot %s a generation that is %s; only %s ones can be", action,
-                        gen_status_name(g->status), allowed);
-    http_reply_error(c->req, 400, "INVALID_GENERATION_STATUS", m, NULL);
-    free(m);
-}
-
-/* Checks every image URL of a request: shape and address rules, and for
- * URLs outside this server a real fetch and decode, so a bad image fails
- * here and never in a worker. Replies IMAGE_VALIDATION_ERROR listing each
- * bad image and returns false. */
-static bool images_ok(api_call *c, const gen_request *req)
-{
-    json_t *errs = json_array();
-    const struct {
-        const char *field;
-        json_t *list;
-    } groups[] = {
-        {"productImages", req->product_images},
-        {"modelImages", req->model_images},
-    };
-    for (size_t k = 0; k < ARRAY_LEN(groups); k++) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(groups[k].list, i, v)
-        {
-            const char *url = json_string_value(v);
-            char *why = NULL;
-            int rc = media_check_url(url, &why);
-            if (rc == 0 && !media_is_own_url(url)) {
-                provider_image img = {0};
-                rc = media_fetch(url, NULL, &img, &why);
-                provider_image_free(&img);
-            }
-            if (rc != 0) {
-                char field[48];
-                snprintf(field, sizeof field, "%s[%zu]", groups[k].field, i);
-                json_array_append_new(errs, json_pack("{s:s, s:s}", "field", field, "message",
-                                                      why ? why : "image cannot be used"));
-            }
-            free(why);
-        }
-    }
-    if (json_array_size(errs) == 0) {
-        json_decref(errs);
-        return true;
-    }
-    const char *first = json_string_value(json_object_get(json_array_get(errs, 0), "message"));
-    char *m = xasprintf("an input image cannot be used: %s", first);
-    http_reply_error(c->req, 400, "IMAGE_VALIDATION_ERROR", m, errs);
-    free(m);
-    return false;
-}
-
-static bool has_remote_image(const gen_request *req)
-{
-    json_t *lists[] = {req->product_images, req->model_images}, *v;
-    size_t i;
-    for (size_t k = 0; k < ARRAY_LEN(lists); k++)
-        json_array_foreach(lists[k], i, v) if (!media_is_own_url(json_string_value(v))) return true;
-    return false;
-}
 
 /* "wait=N" from a Prefer header; -1 when absent. */
 static int prefer_wait(http_req *r)
@@ -145,12 +62,13 @@ static void wait_step(http_req *r)
     gen_record_free(&g);
 }
 
-/* Replies with `data` now, or holds the request when Prefer: wait asks. */
-static void reply_or_wait(api_call *c, int status, json_t *data, const char *gen_id)
+/* Replies with `data` (stolen) now, or holds the request when Prefer: wait
+ * asks. */
+static void reply_or_wait(http_req *r, int status, json_t *data, const char *gen_id)
 {
-    int secs = prefer_wait(c->req);
+    int secs = prefer_wait(r);
     if (secs < 0) {
-        http_reply_json(c->req, status, data);
+        http_reply_json(r, status, data);
         return;
     }
     json_decref(data);
@@ -158,132 +76,122 @@ static void reply_or_wait(api_call *c, int status, json_t *data, const char *gen
     snprintf(st->gen_id, sizeof st->gen_id, "%s", gen_id);
     st->seconds = secs;
     st->deadline = mono_ms() + (int64_t)secs * 1000;
-    http_set_state(c->req, st, free);
-    wait_step(c->req);
+    http_set_state(r, st, free);
+    wait_step(r);
 }
 
-/* Fills the parts of a new record common to create and retry. */
-static void fill_record(gen_record *g, const char *user_id, json_t *products, json_t *models,
-                        const char *custom, const gen_params *p, int priority, int cost)
+/* Encodes a service result: the error envelope, an idempotent replay as it
+ * was first sent, or the data. hold: a start, whose answer Prefer: wait
+ * may hold. Takes what it sends out of *res. */
+static void reply_result(http_req *r, gen_service_result *res, bool hold)
 {
-    ids_new("gen", g->id);
-    snprintf(g->user_id, sizeof g->user_id, "%s", user_id);
-    g->product_images = json_incref(products);
-    g->model_images = json_incref(models);
-    g->result_images = json_array();
-    g->custom_prompt = xstrdup(custom);
-    g->params = *p;
-    g->priority = priority;
-    g->tokens_used = cost;
-    g->created_at = now_ms();
-    g->prompt =
-        prompt_build(p, (int)json_array_size(products), (int)json_array_size(models), custom);
+    if (res->status != GEN_SVC_OK) {
+        if (res->status == GEN_SVC_EUNAVAILABLE) http_add_header(r, "Retry-After", "2");
+        http_reply_error(r, res->http_status, gen_service_code(res->status), res->message,
+                         res->validation_errors);
+        res->validation_errors = NULL;
+    } else if (res->replay) {
+        http_add_header(r, "Idempotent-Replayed", "true");
+        http_reply_json_text(r, res->http_status, res->replay);
+    } else if (hold) {
+        reply_or_wait(r, res->http_status, res->data, res->gen.id);
+        res->data = NULL;
+    } else {
+        http_reply_json(r, res->http_status, res->data);
+        res->data = NULL;
+    }
 }
 
-static void reply_insufficient(api_call *c, int cost)
+/* A request naming one generation (the caller's), for the service. */
+static void decode_id(api_call *c, const char *gen_id, gen_service_req *req)
 {
-    char *m = xasprintf("this generation costs %d token%s but the balance is %lld", cost,
-                        cost == 1 ? "" : "s", (long long)c->user.token_balance);
-    http_reply_error(c->req, 400, "INSUFFICIENT_TOKENS", m, NULL);
-    free(m);
+    memset(req, 0, sizeof *req);
+    req->gen_id = xstrdup(gen_id);
+    snprintf(req->request_id, sizeof req->request_id, "%s", http_request_id(c->req));
 }
 
-/* Create (step 1), or create-and-start for the legacy one-step form. */
+typedef int (*gen_action_fn)(const gen_service_req *req, const user_record *caller,
+                             gen_service_result *out);
+
+/* Decode → service → encode for the routes acting on one generation. */
+static void run_action(api_call *c, const char *gen_id, gen_action_fn fn, bool hold)
+{
+    gen_service_req req;
+    gen_service_result res;
+    decode_id(c, gen_id, &req);
+    fn(&req, &c->user, &res);
+    reply_result(c->req, &res, hold);
+    gen_service_result_free(&res);
+    gen_service_req_free(&req);
+}
+
+/* A create body and its Idempotency-Key, for the service; steals body. */
+static void decode_create(api_call *c, json_t *body, gen_service_req *req)
+{
+    memset(req, 0, sizeof *req);
+    req->body = body;
+    snprintf(req->request_id, sizeof req->request_id, "%s", http_request_id(c->req));
+    const char *key = http_header(c->req, "Idempotency-Key");
+    if (key) {
+        req->idem_key = xstrdup(key);
+        gen_service_request_hash(http_path(c->req), body, req->request_hash);
+    }
+}
+
+/* The second phase of a create (image checks, then the store write) and
+ * its answer. */
+static void finish_create(http_req *r, const gen_service_req *req, const user_record *caller,
+                          bool start)
+{
+    gen_service_result res;
+    gen_service_finish(req, caller, start, &res);
+    reply_result(r, &res, start);
+    gen_service_result_free(&res);
+}
+
+/* A create whose images need a remote fetch, continued on the slow pool:
+ * the validated request and the caller, owned by the continuation. */
+typedef struct create_job {
+    gen_service_req req;
+    user_record caller;
+    bool start;
+} create_job;
+
+static void create_job_run(http_req *r, void *ctx)
+{
+    create_job *j = ctx;
+    finish_create(r, &j->req, &j->caller, j->start);
+}
+
+static void create_job_free(void *ctx)
+{
+    create_job *j = ctx;
+    gen_service_req_free(&j->req);
+    free(j);
+}
+
+/* Create (step 1), or create-and-start for the legacy one-step form;
+ * steals body. Fetching remote images waits on other hosts, so that
+ * phase moves to the slow pool with what is decoded and validated. */
 static void create_generation(api_call *c, json_t *body, bool start)
 {
-    gen_request req = {0};
-    gen_record g = {0};
-    json_t *errs = NULL, *resp = NULL;
-    char *msg = NULL, *resp_text = NULL, *replay = NULL;
-    bool is_pro = strcmp(c->user.plan, "pro") == 0;
-
-    const char *key = http_header(c->req, "Idempotency-Key");
-    if (key && (!*key || strlen(key) > IDEM_KEY_MAX)) {
-        api_field_error(c, "Idempotency-Key", "Idempotency-Key must be 1 to 255 characters");
-        goto cleanup;
+    gen_service_req req;
+    gen_service_result res;
+    decode_create(c, body, &req);
+    if (gen_service_prepare(&req, &c->user, &res) != GEN_SVC_OK) {
+        reply_result(c->req, &res, false);
+    } else if (gen_service_needs_fetch(&req)) {
+        create_job *j = xcalloc(1, sizeof *j);
+        j->req = req; /* moved: the job owns it now */
+        memset(&req, 0, sizeof req);
+        j->caller = c->user;
+        j->start = start;
+        http_offload(c->req, create_job_run, j, create_job_free);
+    } else {
+        finish_create(c->req, &req, &c->user, start);
     }
-    int rc = gen_request_parse(body, is_pro, &req, &errs, &msg);
-    if (rc == GEN_EINVALID) {
-        http_reply_error(c->req, 400, "VALIDATION_ERROR", "some fields are invalid", errs);
-        errs = NULL;
-        goto cleanup;
-    }
-    if (rc == GEN_EMODEL) {
-        http_reply_error(c->req, 400, "MODEL_ERROR", msg, NULL);
-        goto cleanup;
-    }
-    if (has_remote_image(&req) && !http_offloaded(c->req)) {
-        http_offload(c->req, api_dispatch); /* fetching waits on other hosts */
-        goto cleanup;
-    }
-    if (!images_ok(c, &req)) goto cleanup;
-
-    const model_info *m = provider_model_find(req.params.model);
-    fill_record(&g, c->user.id, req.product_images, req.model_images, req.custom_prompt,
-                &req.params, req.priority, gen_cost(m->base_cost, req.params.quality));
-    resp =
-        json_pack("{s:s, s:i, s:s, s:s, s:s}", "generationId", g.id, "estimatedCost", g.tokens_used,
-                  "prompt", g.prompt, "status", start ? "processing" : "pending", "message",
-                  start ? "Generation processing started successfully"
-                        : "Generation record created successfully");
-    if (start) json_object_set_new(resp, "resultImages", json_array());
-    int status = start ? 202 : 201;
-    json_t *envelope = json_pack("{s:b, s:O}", "success", 1, "data", resp);
-    resp_text = json_dumps(envelope, JSON_COMPACT);
-    json_decref(envelope);
-
-    store_idem idem = {0}, *idem_p = NULL;
-    char hash[SECRET_HASH_LEN];
-    if (key) {
-        char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-        char *keyed = xasprintf("%s %s", http_path(c->req), canon);
-        ids_hash_secret(keyed, hash);
-        free(canon);
-        free(keyed);
-        idem = (store_idem){
-            .key = key,
-            .request_hash = hash,
-            .response = resp_text,
-            .http_status = status,
-            .not_before = g.created_at - GEN_IDEMPOTENCY_KEEP_MS,
-        };
-        idem_p = &idem;
-    }
-    int replay_status = 0;
-    rc = store_gen_create(api_store, &g, start, idem_p, &replay, &replay_status);
-    switch (rc) {
-    case STORE_OK:
-        rlog_info(http_request_id(c->req), "created %s (%d tokens)%s", g.id, g.tokens_used,
-                  start ? ", started" : "");
-        if (start) {
-            queue_notify();
-            reply_or_wait(c, status, json_incref(resp), g.id);
-        } else {
-            http_reply_json(c->req, status, json_incref(resp));
-        }
-        break;
-    case STORE_EREPLAY:
-        http_add_header(c->req, "Idempotent-Replayed", "true");
-        http_reply_json_text(c->req, replay_status, replay);
-        break;
-    case STORE_EIDEM_MISMATCH:
-        http_reply_error(c->req, 409, "IDEMPOTENCY_KEY_REUSED",
-                         "this Idempotency-Key was used with a different request body", NULL);
-        break;
-    case STORE_EINSUFFICIENT:
-        reply_insufficient(c, g.tokens_used);
-        break;
-    default:
-        api_store_error(c, rc, "user");
-    }
-cleanup:
-    gen_request_free(&req);
-    gen_record_free(&g);
-    json_decref(errs);
-    json_decref(resp);
-    free(msg);
-    free(resp_text);
-    free(replay);
+    gen_service_result_free(&res);
+    gen_service_req_free(&req);
 }
 
 /* ---- routes ---- */
@@ -296,6 +204,7 @@ void api_models(api_call *c)
     static const char *qualities[] = {"auto", "low", "medium", "high"};
     for (size_t i = 0; i < n; i++) {
         const model_info *m = &list[i];
+        if (m->hidden) continue;
         const char *why = NULL;
         bool ok = provider_model_available(m, &why);
         json_t *costs = json_object();
@@ -352,9 +261,7 @@ void api_upload(api_call *c)
 void api_create(api_call *c)
 {
     json_t *body = api_json_body(c);
-    if (!body) return;
-    create_generation(c, body, false);
-    json_decref(body);
+    if (body) create_generation(c, body, false);
 }
 
 void api_generate(api_call *c)
@@ -364,36 +271,18 @@ void api_generate(api_call *c)
     json_t *jid = json_object_get(body, "generationId");
     if (!jid) {
         create_generation(c, body, true); /* the legacy one-step form */
-        json_decref(body);
         return;
     }
-    gen_record g = {0};
-    if (!json_is_string(jid)) {
+    if (!json_is_string(jid))
         api_field_error(c, "generationId", "generationId must be a string");
-    } else if (load_owned(c, json_string_value(jid), &g)) {
-        int rc = gen_state_start(api_store, g.id, now_ms());
-        if (rc == STORE_ECONFLICT) {
-            reply_status_error(c, &g, "start", "pending");
-        } else if (rc != STORE_OK) {
-            api_store_error(c, rc, "generation");
-        } else {
-            queue_notify();
-            json_t *data =
-                json_pack("{s:s, s:[], s:s, s:s}", "generationId", g.id, "resultImages", "status",
-                          "processing", "message", "Generation processing started successfully");
-            reply_or_wait(c, 202, data, g.id);
-        }
-    }
-    gen_record_free(&g);
+    else
+        run_action(c, json_string_value(jid), gen_service_start, true);
     json_decref(body);
 }
 
 void api_gen_get(api_call *c)
 {
-    gen_record g;
-    if (!load_owned(c, c->param, &g)) return;
-    http_reply_json(c->req, 200, gen_record_to_json(&g));
-    gen_record_free(&g);
+    run_action(c, c->param, gen_service_get, false);
 }
 
 void api_gen_list(api_call *c)
@@ -430,73 +319,17 @@ void api_gen_list(api_call *c)
 
 void api_gen_cancel(api_call *c)
 {
-    gen_record g;
-    if (!load_owned(c, c->param, &g)) return;
-    int rc = gen_state_cancel(api_store, g.id, "cancelled by the user", now_ms());
-    if (rc == STORE_ECONFLICT) {
-        reply_status_error(c, &g, "cancel", "pending or processing");
-    } else if (rc != STORE_OK) {
-        api_store_error(c, rc, "generation");
-    } else {
-        queue_cancel(g.id);
-        gen_record_free(&g);
-        if (!load_owned(c, c->param, &g)) return;
-        http_reply_json(c->req, 200, gen_record_to_json(&g));
-    }
-    gen_record_free(&g);
+    run_action(c, c->param, gen_service_cancel, false);
 }
 
 void api_gen_retry(api_call *c)
 {
-    gen_record old, g = {0};
-    if (!load_owned(c, c->param, &old)) return;
-    const model_info *m = provider_model_find(old.params.model);
-    const char *why = NULL;
-    if (old.status != GEN_FAILED && old.status != GEN_CANCELLED) {
-        reply_status_error(c, &old, "retry", "failed or cancelled");
-    } else if (!m || !provider_model_available(m, &why)) {
-        char *msg = xasprintf("model '%s' is not available: %s", old.params.model,
-                              why ? why : "unknown model");
-        http_reply_error(c->req, 400, "MODEL_ERROR", msg, NULL);
-        free(msg);
-    } else {
-        fill_record(&g, c->user.id, old.product_images, old.model_images, old.custom_prompt,
-                    &old.params, old.priority, gen_cost(m->base_cost, old.params.quality));
-        snprintf(g.retry_of, sizeof g.retry_of, "%s", old.id);
-        int rc = store_gen_create(api_store, &g, false, NULL, NULL, NULL);
-        if (rc == STORE_EINSUFFICIENT)
-            reply_insufficient(c, g.tokens_used);
-        else if (rc != STORE_OK)
-            api_store_error(c, rc, "user");
-        else
-            http_reply_json(c->req, 201,
-                            json_pack("{s:s, s:i, s:s, s:s, s:s, s:s}", "generationId", g.id,
-                                      "estimatedCost", g.tokens_used, "prompt", g.prompt, "status",
-                                      "pending", "message",
-                                      "Generation record created successfully", "retryOf", old.id));
-    }
-    gen_record_free(&old);
-    gen_record_free(&g);
+    run_action(c, c->param, gen_service_retry, false);
 }
 
 void api_gen_delete(api_call *c)
 {
-    gen_record g;
-    if (!load_owned(c, c->param, &g)) return;
-    json_t *results = NULL;
-    int rc = store_gen_delete(api_store, g.id, gen_state_deletable(), &results);
-    if (rc == STORE_ECONFLICT) {
-        reply_status_error(c, &g, "delete", "completed, failed or cancelled");
-    } else if (rc != STORE_OK) {
-        api_store_error(c, rc, "generation");
-    } else {
-        size_t i;
-        json_t *v;
-        json_array_foreach(results, i, v) media_delete_url(json_string_value(v));
-        http_reply_json(c->req, 200, json_pack("{s:s, s:b}", "id", g.id, "deleted", 1));
-    }
-    json_decref(results);
-    gen_record_free(&g);
+    run_action(c, c->param, gen_service_delete, false);
 }
 
 /* ---- event streams ---- */
@@ -601,10 +434,15 @@ static void start_stream(api_call *c, const char *gen_id)
 
 void api_gen_events(api_call *c)
 {
-    gen_record g;
-    if (!load_owned(c, c->param, &g)) return;
-    gen_record_free(&g);
-    start_stream(c, c->param);
+    gen_service_req req;
+    gen_service_result res;
+    decode_id(c, c->param, &req);
+    if (gen_service_get(&req, &c->user, &res) == GEN_SVC_OK)
+        start_stream(c, c->param);
+    else
+        reply_result(c->req, &res, false);
+    gen_service_result_free(&res);
+    gen_service_req_free(&req);
 }
 
 void api_user_events(api_call *c)

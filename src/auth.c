@@ -1,6 +1,7 @@
 /*
- * auth — credentials. Secrets (API keys, session tokens) are random, shown
- * once and stored only as hashes (ids.c); passwords use Argon2id.
+ * auth — credentials and accounts. Secrets (API keys, session tokens) are
+ * random, shown once and stored only as hashes (ids.c); passwords use
+ * Argon2id. auth_user_create is where every account is made.
  */
 #include "auth.h"
 
@@ -152,5 +153,27 @@ int auth_key_create(store_t *s, const char *user_id, const char *name, char key_
     ids_new("key", key_id);
     int rc = store_key_create(s, key_id, user_id, name, hash, hint, now_ms());
     if (rc == STORE_OK) *key_out = xstrdup(key);
+    return rc;
+}
+
+void auth_email_fold(char *email)
+{
+    for (char *p = email; *p; p++)
+        if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+}
+
+int auth_user_create(store_t *s, const char *email, const char *name, const char *role,
+                     const char *password_hash, int64_t grant, user_record *out)
+{
+    user_record u = {0};
+    ids_new("usr", u.id);
+    snprintf(u.email, sizeof u.email, "%s", email);
+    auth_email_fold(u.email);
+    snprintf(u.name, sizeof u.name, "%s", name);
+    snprintf(u.plan, sizeof u.plan, "free");
+    snprintf(u.role, sizeof u.role, "%s", role);
+    u.created_at = now_ms();
+    int rc = store_user_create(s, &u, password_hash, grant);
+    if (rc == STORE_OK) *out = u;
     return rc;
 }

@@ -1,11 +1,13 @@
 /*
  * auth — who is calling: API keys (Bearer sk_...), the ss_session cookie,
- * the CSRF rule for cookie-authenticated writes, and Argon2id passwords.
+ * the CSRF rule for cookie-authenticated writes, Argon2id passwords, and
+ * creating accounts (sign-up and the operator CLI share it).
  */
 #ifndef SS_AUTH_H
 #define SS_AUTH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "http.h"
 #include "store.h"
@@ -33,6 +35,18 @@ bool auth_check_password(const char *hash, const char *password);
 int auth_session_start(store_t *s, http_req *r, const char *user_id);
 /* Ends the request's session (if any) and clears the cookie. */
 void auth_session_end(store_t *s, http_req *r);
+
+/* Lowercases an email address in place (accounts are found by it). */
+void auth_email_fold(char *email);
+
+/* Creates an account — the one way users are made (sign-up and the CLI):
+ * a new id, email folded to lowercase, name, role ("user" | "admin"),
+ * plan free, and a grant ledger row when grant > 0. password_hash (from
+ * auth_hash_password) may be NULL for an account that signs in with API
+ * keys only. *out gets the record as written. STORE_OK, STORE_EDUPLICATE
+ * when the email has an account, or another STORE_E* code. */
+int auth_user_create(store_t *s, const char *email, const char *name, const char *role,
+                     const char *password_hash, int64_t grant, user_record *out);
 
 /* A new API key for the user: *key_out (shown once, caller frees) and the
  * stored row's id in key_id. 0 or a STORE_E* code. */

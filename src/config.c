@@ -13,7 +13,7 @@
 
 config cfg;
 
-enum opt_kind { OPT_STR, OPT_INT, OPT_INT64 };
+enum opt_kind { OPT_STR, OPT_INT, OPT_INT64, OPT_BOOL }; /* a bool flag needs no value */
 
 typedef struct option_row {
     const char *flag; /* without the leading -- */
@@ -59,6 +59,8 @@ static const option_row options[] = {
      "base delay of the exponential retry backoff, in ms"},
     {"http-threads", "STYLESTUDIO_HTTP_THREADS", "4", OPT_INT, O(http_threads),
      "HTTP event-loop threads"},
+    {"enable-bench-model", "STYLESTUDIO_ENABLE_BENCH_MODEL", "0", OPT_BOOL, O(enable_bench_model),
+     "benchmarks only: add the unlisted model bench-instant (returns a tiny image at once)"},
     {"test-faults", "STYLESTUDIO_TEST_FAULTS", "", OPT_STR, O(test_faults),
      "testing only: inject provider faults, e.g. transient=2,delay_ms=500"},
 };
@@ -77,6 +79,15 @@ static int set_option(const option_row *o, const char *value, char **err)
     if (o->kind == OPT_STR) {
         free(*(char **)field);
         *(char **)field = xstrdup(value);
+        return 0;
+    }
+    if (o->kind == OPT_BOOL) {
+        bool on = str_eq(value, "1") || str_eq(value, "true") || str_eq(value, "yes");
+        if (!on && !str_eq(value, "0") && !str_eq(value, "false") && !str_eq(value, "no")) {
+            *err = xasprintf("--%s: expected 1 or 0, got \"%s\"", o->flag, value);
+            return -1;
+        }
+        *(bool *)field = on;
         return 0;
     }
     char *end;
@@ -135,7 +146,10 @@ int config_load(int argc, char **argv, int first, char ***rest, char **err)
                 words[nwords++] = argv[++i];
             continue;
         }
-        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        const char *value = eq                    ? eq + 1
+                            : o->kind == OPT_BOOL ? "1"
+                            : i + 1 < argc        ? argv[++i]
+                                                  : NULL;
         if (!value) {
             *err = xasprintf("--%s needs a value", o->flag);
             goto fail;

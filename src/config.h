@@ -30,7 +30,8 @@ typedef struct config {
     int lease_seconds;
     int retry_base_ms;
     int http_threads;
-    char *test_faults; /* failure seam for tests; see queue.c */
+    bool enable_bench_model; /* bench-instant exists (bench/ only) */
+    char *test_faults;       /* failure seam for tests; see queue.c */
 } config;
 
 /* The settings in force; filled by config_load, read-only afterwards. */

@@ -17,6 +17,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,15 @@
 #define SLOW_THREADS 16 /* mostly asleep on the network */
 
 enum req_state { REQ_RECEIVING, REQ_RUNNING, REQ_OFFLOADING, REQ_WAITING, REQ_READY };
+
+/* A unit of work for a handler pool: a request's next step, or an SSE
+ * stream that needs filling. Embedded in its owner. */
+typedef struct pool_task {
+    void (*run)(struct pool_task *t);
+    struct pool_task *next;
+} pool_task;
+
+#define OWNER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 struct http_req {
     struct MHD_Connection *conn;
@@ -60,15 +70,25 @@ struct http_req {
     void *state_ptr;
     void (*state_free)(void *);
 
-    http_handler_fn next; /* what a handler pool runs next */
-    bool offloaded;       /* runs on the slow pool from now on */
+    http_handler_fn next;  /* what a handler pool runs next */
+    bool offloaded;        /* runs on the slow pool from now on */
+    http_continue_fn cont; /* the offloaded rest of the handler, with its context */
+    void *cont_ctx;
+    void (*cont_free)(void *);
     int64_t wait_after, wait_deadline;
     char wait_topic[ID_LEN];
     events_waiter waiter;
-    http_req *queue_next;
+    pool_task task;
 };
 
-/* One SSE stream; lives as long as its MHD response. */
+/* One SSE stream; lives as long as its MHD response. Its fill callback
+ * (which reads the store) runs on the quick pool, never on the event loop:
+ *   SSE_FILL   the buffer was sent; fill it again
+ *   SSE_BUSY   the connection is suspended: a fill is queued or running,
+ *              or a waiter is armed for the next commit or ping
+ *   SSE_EMPTY  the last fill found nothing: ping or wait */
+enum sse_state { SSE_FILL, SSE_BUSY, SSE_EMPTY };
+
 typedef struct sse_stream {
     struct MHD_Connection *conn;
     http_sse_fill_fn fill;
@@ -77,9 +97,12 @@ typedef struct sse_stream {
     buf out;
     size_t off;
     bool finished;
+    enum sse_state state;
+    int64_t seen; /* events_stamp() before the last fill */
     int64_t next_ping;
     char topic[ID_LEN]; /* wake on commits of this user only */
     events_waiter waiter;
+    pool_task task;
 } sse_stream;
 
 static struct MHD_Daemon *daemon_;
@@ -92,14 +115,14 @@ static atomic_int suspended; /* connections suspended right now */
 
 /* ---- the handler pools ----
  * Two pools with one queue each: `quick` runs every handler first; a
- * handler that must wait on the network (fetching a remote image) moves its
- * request to `slow` with http_offload, so a slow or hostile remote host
- * cannot tie up the threads every other request needs. */
+ * handler that must wait on the network (fetching a remote image) hands
+ * the rest of its work to `slow` with http_offload, so a slow or hostile
+ * remote host cannot tie up the threads every other request needs. */
 
 typedef struct pool {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    http_req *head, *tail;
+    pool_task *head, *tail;
     bool closing;
     pthread_t *threads;
     int size;
@@ -120,15 +143,15 @@ static void resume_conn(struct MHD_Connection *c)
     atomic_fetch_sub(&suspended, 1);
 }
 
-static void pool_push(pool *p, http_req *r)
+static void pool_push(pool *p, pool_task *t)
 {
     pthread_mutex_lock(&p->lock);
-    r->queue_next = NULL;
+    t->next = NULL;
     if (p->tail)
-        p->tail->queue_next = r;
+        p->tail->next = t;
     else
-        p->head = r;
-    p->tail = r;
+        p->head = t;
+    p->tail = t;
     pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
 }
@@ -139,9 +162,14 @@ static pool *pool_of(const http_req *r)
     return r->offloaded ? &slow : &quick;
 }
 
+static void push_request(http_req *r)
+{
+    pool_push(pool_of(r), &r->task);
+}
+
 static void wake_waiting(void *arg)
 {
-    pool_push(pool_of(arg), arg);
+    push_request(arg);
 }
 
 /* Runs one step of a request on a handler thread, then resumes the
@@ -155,13 +183,13 @@ static void run_request(http_req *r)
     fn(r);
     if (r->state == REQ_OFFLOADING) {
         r->state = REQ_RUNNING;
-        pool_push(&slow, r);
+        push_request(r); /* now on the slow pool */
         return;
     }
     if (r->state == REQ_WAITING) {
         if (!events_wait(&r->waiter, r->wait_after, r->wait_topic, r->wait_deadline, wake_waiting,
                          r))
-            pool_push(pool_of(r), r); /* already newer: look again now */
+            push_request(r); /* a commit came meanwhile: look again now */
         return;
     }
     if (!r->response) {
@@ -172,6 +200,11 @@ static void run_request(http_req *r)
     resume_conn(r->conn);
 }
 
+static void run_request_task(pool_task *t)
+{
+    run_request(OWNER_OF(t, http_req, task));
+}
+
 static void *pool_main(void *arg)
 {
     pool *p = arg;
@@ -179,15 +212,15 @@ static void *pool_main(void *arg)
         pthread_mutex_lock(&p->lock);
         while (!p->head && !p->closing)
             pthread_cond_wait(&p->cond, &p->lock);
-        http_req *r = p->head;
-        if (!r) {
+        pool_task *t = p->head;
+        if (!t) {
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
-        p->head = r->queue_next;
+        p->head = t->next;
         if (!p->head) p->tail = NULL;
         pthread_mutex_unlock(&p->lock);
-        run_request(r);
+        t->run(t);
     }
 }
 
@@ -210,16 +243,29 @@ static void pool_stop(pool *p)
     free(p->threads);
 }
 
-void http_offload(http_req *r, http_handler_fn fn)
+static void release_continuation(http_req *r)
+{
+    if (r->cont_free) r->cont_free(r->cont_ctx);
+    r->cont = NULL;
+    r->cont_ctx = NULL;
+    r->cont_free = NULL;
+}
+
+/* An offloaded request's first step on the slow pool. */
+static void run_continuation(http_req *r)
+{
+    r->cont(r, r->cont_ctx);
+    release_continuation(r);
+}
+
+void http_offload(http_req *r, http_continue_fn fn, void *ctx, void (*free_ctx)(void *))
 {
     r->offloaded = true;
     r->state = REQ_OFFLOADING;
-    r->next = fn;
-}
-
-bool http_offloaded(const http_req *r)
-{
-    return r->offloaded;
+    r->next = run_continuation;
+    r->cont = fn;
+    r->cont_ctx = ctx;
+    r->cont_free = free_ctx;
 }
 
 /* ---- request accessors ---- */
@@ -415,17 +461,38 @@ void http_wait(http_req *r, int64_t after_id, const char *topic, int64_t deadlin
 
 /* ---- Server-Sent Events ---- */
 
-static void sse_wake(void *arg)
+/* On the quick pool: fills the stream's buffer from the store, then lets
+ * the event loop send it. */
+static void sse_fill_task(pool_task *t)
 {
-    sse_stream *s = arg;
+    sse_stream *s = OWNER_OF(t, sse_stream, task);
+    s->seen = events_stamp(); /* read before looking, so no wake-up is lost */
+    if (s->fill(s->ctx, &s->out) != 0) s->finished = true;
+    s->state = s->out.len || s->finished ? SSE_FILL : SSE_EMPTY;
     resume_conn(s->conn);
 }
 
+/* Suspends the connection and queues a fill. */
+static void sse_refill(sse_stream *s)
+{
+    s->state = SSE_BUSY;
+    suspend_conn(s->conn);
+    pool_push(&quick, &s->task);
+}
+
+static void sse_wake(void *arg)
+{
+    sse_stream *s = arg;
+    pool_push(&quick, &s->task); /* still suspended: the fill resumes it */
+}
+
+/* MHD's content reader, on the event loop: sends what the buffer holds;
+ * never reads the store itself. */
 static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
 {
     (void)pos;
     sse_stream *s = cls;
-    for (int round = 0; round < 4; round++) {
+    for (;;) {
         if (s->off < s->out.len) {
             size_t n = s->out.len - s->off;
             if (n > max) n = max;
@@ -436,23 +503,22 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
         s->out.len = 0;
         s->off = 0;
         if (s->finished || atomic_load(&stopping)) return MHD_CONTENT_READER_END_OF_STREAM;
-
-        int64_t seen = events_stamp(); /* read before looking, so no wake-up is lost */
-        if (s->fill(s->ctx, &s->out) != 0) s->finished = true;
-        if (s->out.len || s->finished) continue;
-
+        if (s->state == SSE_FILL) {
+            sse_refill(s);
+            return 0;
+        }
         int64_t now = mono_ms();
         if (now >= s->next_ping) {
             buf_append(&s->out, ": ping\n\n", 8);
             s->next_ping = now + HEARTBEAT_MS;
             continue;
         }
+        s->state = SSE_BUSY;
         suspend_conn(s->conn);
-        if (!events_wait(&s->waiter, seen, s->topic, s->next_ping, sse_wake, s))
-            resume_conn(s->conn);
+        if (!events_wait(&s->waiter, s->seen, s->topic, s->next_ping, sse_wake, s))
+            pool_push(&quick, &s->task); /* a commit came since the last fill */
         return 0;
     }
-    return 0;
 }
 
 static void sse_free(void *cls)
@@ -475,6 +541,8 @@ void http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void 
     s->free_fn = free_fn;
     s->ctx = ctx;
     s->next_ping = mono_ms() + HEARTBEAT_MS;
+    s->state = SSE_FILL;
+    s->task.run = sse_fill_task;
     buf_append(&s->out, "retry: 2000\n\n", 13);
     atomic_fetch_add(&sse_clients, 1);
     struct MHD_Response *resp =
@@ -507,6 +575,7 @@ static http_req *new_request(struct MHD_Connection *conn, const char *url, const
 {
     http_req *r = xcalloc(1, sizeof *r);
     r->conn = conn;
+    r->task.run = run_request_task;
     r->started = mono_ms();
     snprintf(r->method, sizeof r->method, "%s", method);
     r->path = xstrdup(url);
@@ -558,7 +627,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->state = REQ_RUNNING;
         r->next = dispatch_fn;
         suspend_conn(conn);
-        pool_push(&quick, r);
+        push_request(r);
         return MHD_YES;
     }
     if (r->state == REQ_READY && r->response)
@@ -579,6 +648,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         LOG_AT(status >= 500 ? LOG_ERROR : LOG_INFO, r->request_id, "%s %s %d %.1fms", r->method,
                r->path, status, secs * 1000);
     events_unwait(&r->waiter); /* a waiter that just fired may still be returning */
+    release_continuation(r);
     if (r->response) MHD_destroy_response(r->response);
     if (r->pp) MHD_destroy_post_processor(r->pp);
     if (r->state_free) r->state_free(r->state_ptr);

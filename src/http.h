@@ -8,11 +8,14 @@
  * small pool of handler threads, so a slow handler (an fsync, a password
  * hash) never stalls other connections; the reply is queued when the
  * connection resumes. Work that waits on remote hosts moves to a second
- * pool (http_offload), so it cannot starve the first. A handler that must wait for a change calls
+ * pool as a continuation (http_offload: a function and its context), so
+ * it cannot starve the first. A handler that must wait for a change calls
  * http_wait: the connection stays suspended, holding no thread, until
- * events.c wakes it. SSE responses are read by a callback on the event
- * loop; with nothing to send it suspends the connection and arms an
- * events.c waiter, so idle streams hold no thread either.
+ * events.c wakes it. An SSE stream's data comes from its fill callback,
+ * which runs on the handler pool (it reads the store); the event loop only
+ * sends the buffer it left. With nothing to send the connection stays
+ * suspended under an events.c waiter, so idle streams hold no thread
+ * either, and a commit queues the next fill.
  */
 #ifndef SS_HTTP_H
 #define SS_HTTP_H
@@ -80,11 +83,16 @@ void http_reply_bytes(http_req *r, int status, const char *content_type, const v
 int http_reply_file(http_req *r, const char *path, const char *content_type,
                     const char *cache_control, const char *etag);
 
+/* The rest of a request, handed to the pool for slow work. */
+typedef void (*http_continue_fn)(http_req *req, void *ctx);
 /* Moves the rest of the request to the pool for slow work (waiting on a
- * remote host): fn runs there next. Handlers check http_offloaded first,
- * so a request moves at most once. */
-void http_offload(http_req *r, http_handler_fn fn);
-bool http_offloaded(const http_req *r);
+ * remote host): once the current handler returns, fn(r, ctx) runs there
+ * and replies (or waits) as a handler does. Nothing is dispatched again;
+ * ctx carries what the handler already decoded. http.c owns ctx from
+ * here on and releases it with free_ctx (may be NULL) after fn has run,
+ * or when the request ends first. At most once per request, and not from
+ * fn itself. */
+void http_offload(http_req *r, http_continue_fn fn, void *ctx, void (*free_ctx)(void *));
 
 /* Holds the request: fn runs again (on a handler thread) once an event
  * newer than after_id is committed for topic (a user id; NULL: any user)
@@ -93,9 +101,9 @@ void http_wait(http_req *r, int64_t after_id, const char *topic, int64_t deadlin
                http_handler_fn fn);
 
 /* An SSE stream. fill appends whole frames to out; it returns 0 to go on,
- * 1 when the stream is finished (closed after out is sent). It runs on an
- * event-loop thread and must be quick. free_fn releases ctx when the
- * connection ends. */
+ * 1 when the stream is finished (closed after out is sent). It runs on a
+ * handler-pool thread, one call at a time per stream, and may block on the
+ * store. free_fn releases ctx when the connection ends. */
 typedef int (*http_sse_fill_fn)(void *ctx, buf *out);
 /* topic: the user whose commits wake the stream (NULL: every commit). */
 void http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),

@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "config.h"
 #include "events.h"
+#include "gen_service.h"
 #include "http.h"
 #include "ids.h"
 #include "log.h"
@@ -73,6 +74,33 @@ static int open_store(store_t **s)
     return 0;
 }
 
+/* user create: one account with an API key, printed for the operator. */
+static int user_create(store_t *s, char **words)
+{
+    const char *email = word_flag(words, "--email"), *name = word_flag(words, "--name");
+    const char *tokens = word_flag(words, "--tokens");
+    if (!email || !strchr(email, '@')) {
+        fputs("stylestudio user create: --email EMAIL is required\n", stderr);
+        return 2;
+    }
+    long long grant = tokens ? atoll(tokens) : 0;
+    const char *role = word_present(words, "--admin") ? "admin" : "user";
+    user_record u;
+    char key_id[ID_LEN], *key = NULL;
+    int rc = 1;
+    int r = auth_user_create(s, email, name ? name : email, role, NULL, grant > 0 ? grant : 0, &u);
+    if (r == STORE_EDUPLICATE) {
+        fprintf(stderr, "stylestudio user create: %s already has an account\n", email);
+    } else if (r != STORE_OK || auth_key_create(s, u.id, "CLI key", key_id, &key) != STORE_OK) {
+        fputs("stylestudio user create: the database refused the user\n", stderr);
+    } else {
+        printf("user_id: %s\napi_key: %s\n", u.id, key);
+        rc = 0;
+    }
+    free(key);
+    return rc;
+}
+
 static int cmd_user(char **words)
 {
     const char *sub = words[1];
@@ -84,34 +112,7 @@ static int cmd_user(char **words)
     if (open_store(&s) != 0) return 1;
     int rc = 1;
     if (strcmp(sub, "create") == 0) {
-        const char *email = word_flag(words, "--email"), *name = word_flag(words, "--name");
-        const char *tokens = word_flag(words, "--tokens");
-        if (!email || !strchr(email, '@')) {
-            fputs("stylestudio user create: --email EMAIL is required\n", stderr);
-            rc = 2;
-            goto cleanup;
-        }
-        user_record u = {0};
-        ids_new("usr", u.id);
-        snprintf(u.email, sizeof u.email, "%s", email);
-        for (char *p = u.email; *p; p++)
-            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
-        snprintf(u.name, sizeof u.name, "%s", name ? name : email);
-        strcpy(u.plan, "free");
-        strcpy(u.role, word_present(words, "--admin") ? "admin" : "user");
-        u.created_at = now_ms();
-        long long grant = tokens ? atoll(tokens) : 0;
-        int r = store_user_create(s, &u, NULL, grant > 0 ? grant : 0);
-        char key_id[ID_LEN], *key = NULL;
-        if (r == STORE_EDUPLICATE) {
-            fprintf(stderr, "stylestudio user create: %s already has an account\n", email);
-        } else if (r != STORE_OK || auth_key_create(s, u.id, "CLI key", key_id, &key) != STORE_OK) {
-            fputs("stylestudio user create: the database refused the user\n", stderr);
-        } else {
-            printf("user_id: %s\napi_key: %s\n", u.id, key);
-            rc = 0;
-        }
-        free(key);
+        rc = user_create(s, words);
     } else if (strcmp(sub, "grant") == 0) {
         const char *email = word_flag(words, "--email"), *amount = word_flag(words, "--amount");
         user_record u;
@@ -143,7 +144,6 @@ static int cmd_user(char **words)
         fprintf(stderr, "stylestudio user: unknown subcommand '%s'\n", sub);
         rc = 2;
     }
-cleanup:
     store_close(s);
     return rc;
 }
@@ -166,6 +166,15 @@ static void raise_fd_limit(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+/* Every commit the store reports (this process's own, and on PostgreSQL
+ * other processes' too, relayed from NOTIFY): wake that user's streams and
+ * held requests, and idle workers, which may now have work. */
+static void on_commit(int64_t last_event_id, const char *user_id, void *ctx)
+{
+    events_committed(last_event_id, user_id, ctx);
+    queue_notify();
 }
 
 /* events.c's view of commits by other processes on the same store. */
@@ -213,7 +222,7 @@ static int cmd_run(bool with_http)
     if (open_store(&s) != 0) return 1;
     int64_t last_event = 0;
     store_events_last_id(s, &last_event);
-    store_set_commit_hook(s, events_committed, NULL);
+    store_set_commit_hook(s, on_commit, NULL);
     events_start(last_event, poll_last_event, s);
 
     uint16_t port = 0;
@@ -239,6 +248,7 @@ static int cmd_run(bool with_http)
         fprintf(stderr, "stylestudio: cannot prepare %s/media\n", cfg.data_dir);
         return 1;
     }
+    gen_service_init(s);
     api_init(s); /* from here on requests are served */
     if (with_http) {
         printf("listening on %s\n", listening);

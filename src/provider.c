@@ -2,7 +2,8 @@
  * provider — the model table and the registry that maps a model to the
  * provider that runs it (SPEC §7).
  *
- * The table is static: every model this build knows, available or not.
+ * The table is static: every model this build knows, available or not
+ * (bench-instant, for bench/ only, exists only with --enable-bench-model).
  * Availability is a function of configuration. `local-studio` is built in
  * and always available; `gpt-image-1` needs an OpenAI API key and the
  * Replicate models a Replicate token. This build has no configuration
@@ -13,6 +14,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "config.h"
 
 static const model_info models[] = {
     {
@@ -49,6 +52,17 @@ static const model_info models[] = {
         .max_model_images = 0,
         .outputs = 1,
     },
+    {
+        .id = "bench-instant",
+        .name = "Bench Instant",
+        .description = "Benchmarks only: a tiny image at once.",
+        .provider = "bench",
+        .base_cost = 1,
+        .max_product_images = 5,
+        .max_model_images = 3,
+        .outputs = 1,
+        .hidden = true,
+    },
 };
 
 size_t provider_models(const model_info **list)
@@ -61,7 +75,8 @@ const model_info *provider_model_find(const char *id)
 {
     if (!id) return NULL;
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
-        if (strcmp(models[i].id, id) == 0) return &models[i];
+        if (strcmp(models[i].id, id) == 0)
+            return models[i].hidden && !cfg.enable_bench_model ? NULL : &models[i];
     return NULL;
 }
 
@@ -72,6 +87,8 @@ bool provider_model_available(const model_info *m, const char **why)
         reason = "unknown model";
     else if (strcmp(m->provider, "local") == 0)
         reason = NULL;
+    else if (strcmp(m->provider, "bench") == 0)
+        reason = cfg.enable_bench_model ? NULL : "unknown model";
     else if (strcmp(m->provider, "openai") == 0)
         reason = "no OpenAI API key configured on this server";
     else if (strcmp(m->provider, "replicate") == 0)
@@ -86,6 +103,7 @@ const provider_ops *provider_for(const model_info *m)
 {
     if (!m || !provider_model_available(m, NULL)) return NULL;
     if (strcmp(m->provider, "local") == 0) return &provider_local_ops;
+    if (strcmp(m->provider, "bench") == 0) return &provider_bench_ops;
     return NULL;
 }
 

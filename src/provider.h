@@ -39,10 +39,13 @@ typedef struct model_info {
     int max_product_images;
     int max_model_images;
     int outputs; /* result images per generation */
+    bool hidden; /* never listed; exists only when enabled (bench-instant) */
 } model_info;
 
-/* Every model this build knows, available or not. */
+/* Every model this build knows, available or not (hidden ones included:
+ * skip m->hidden when listing). */
 size_t provider_models(const model_info **list);
+/* NULL for an unknown id, and for bench-instant unless it is enabled. */
 const model_info *provider_model_find(const char *id);
 /* Whether the model can run on this server; *why (static text) says why not. */
 bool provider_model_available(const model_info *m, const char **why);
@@ -99,6 +102,10 @@ typedef struct provider_ops {
 const provider_ops *provider_for(const model_info *m);
 /* Sets job->cancel_requested and calls the provider's cancel. */
 void provider_cancel(const provider_ops *ops, provider_job *job);
+
+/* ---- bench-instant (provider_bench.c): benchmarks only ---- */
+
+extern const provider_ops provider_bench_ops;
 
 /* ---- local-studio (provider_local.c) ---- */
 

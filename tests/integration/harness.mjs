@@ -204,7 +204,7 @@ class Server {
       'serve',
       '--listen', `127.0.0.1:${this.port || 0}`,
       '--data', this.dataDir,
-      ...dbArgs(this.dataDir),
+      ...(this.opts.db ? ['--db', this.opts.db] : dbArgs(this.dataDir)),
       '--workers', String(this.opts.workers ?? 2),
       '--allow-hosts', '127.0.0.1,localhost',
       '--retry-base-ms', '20',
@@ -214,7 +214,7 @@ class Server {
 
   async start() {
     if (!existsSync(BIN)) throw new Error(`${BIN} does not exist: run make first`);
-    if (PG) await ensureDb(this.dataDir);
+    if (PG && !this.opts.db) await ensureDb(this.dataDir);
     const args = this.args();
     this.stderr += `\n=== start: ${basename(BIN)} ${args.join(' ')}\n`;
     const proc = spawn(BIN, args, { cwd: ROOT, env: childEnv(this.opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
@@ -293,7 +293,7 @@ class Server {
     await this.kill();
     servers.delete(this);
     if (!this.opts.keepData) rmSync(this.dataDir, { recursive: true, force: true });
-    if (PG && !this.opts.keepData) await dropDb(this.dataDir);
+    if (PG && !this.opts.keepData && !this.opts.db) await dropDb(this.dataDir);
   }
 
   // The SQLite file, or on PostgreSQL the database URL (for query()).
@@ -307,7 +307,8 @@ class Server {
   createUser(opts) { return createUser(this.dataDir, opts); }
 }
 
-// Starts a server on a fresh data dir. opts: {args: [...extra flags], workers, env}.
+// Starts a server on a fresh data dir. opts: {args: [...extra flags], workers,
+// env, dataDir, keepData, db (a database URL instead of the data dir's)}.
 export async function startServer(opts = {}) {
   const dataDir = opts.dataDir || mkdtempSync(join(tmpdir(), 'ss-it-'));
   const s = new Server({ ...opts, dataDir });
@@ -363,8 +364,9 @@ export function uniqueEmail(tag = 'u') {
 }
 
 // `stylestudio user create`; returns {userId, key, email}.
-export async function createUser(dataDir, { email = uniqueEmail(), tokens = 10, admin = false, name } = {}) {
+export async function createUser(dataDir, { email = uniqueEmail(), tokens = 10, admin = false, name, db } = {}) {
   const args = ['user', 'create', '--data', dataDir, '--email', email, '--tokens', String(tokens)];
+  if (db) args.push('--db', db);
   if (name) args.push('--name', name);
   if (admin) args.push('--admin');
   const r = await runCli(args);

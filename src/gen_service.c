@@ -1,0 +1,487 @@
+/*
+ * gen_service — the generation use cases: validate, check images, cost,
+ * prompt, idempotency, write through the store, wake or cancel the queue.
+ * See gen_service.h for the phases of a create and the threading rules.
+ *
+ * Error messages and reply shapes are the API's contract (SPEC §1, §4):
+ * they are built here, once, and the API only encodes them.
+ */
+#include "gen_service.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gen_state.h"
+#include "log.h"
+#include "media.h"
+#include "provider.h"
+#include "queue.h"
+#include "util.h"
+
+static store_t *store; /* set once by gen_service_init */
+
+static const struct {
+    int status;
+    int http_status;
+    const char *code;
+} codes[] = {
+    {GEN_SVC_EVALIDATION, 400, "VALIDATION_ERROR"},
+    {GEN_SVC_EIMAGE, 400, "IMAGE_VALIDATION_ERROR"},
+    {GEN_SVC_EMODEL, 400, "MODEL_ERROR"},
+    {GEN_SVC_EINSUFFICIENT, 400, "INSUFFICIENT_TOKENS"},
+    {GEN_SVC_ESTATUS, 400, "INVALID_GENERATION_STATUS"},
+    {GEN_SVC_EFORBIDDEN, 403, "UNAUTHORIZED"},
+    {GEN_SVC_ENOTFOUND, 404, "GENERATION_NOT_FOUND"},
+    {GEN_SVC_ENOUSER, 404, "NOT_FOUND"},
+    {GEN_SVC_EIDEM_REUSED, 409, "IDEMPOTENCY_KEY_REUSED"},
+    {GEN_SVC_EINTERNAL, 500, "INTERNAL_SERVER_ERROR"},
+    {GEN_SVC_EUNAVAILABLE, 503, "SERVICE_UNAVAILABLE"},
+};
+
+void gen_service_init(store_t *s)
+{
+    store = s;
+}
+
+const char *gen_service_code(int status)
+{
+    if (status == GEN_SVC_OK) return NULL;
+    for (size_t i = 0; i < ARRAY_LEN(codes); i++)
+        if (codes[i].status == status) return codes[i].code;
+    return "INTERNAL_SERVER_ERROR";
+}
+
+static int http_status_of(int status)
+{
+    for (size_t i = 0; i < ARRAY_LEN(codes); i++)
+        if (codes[i].status == status) return codes[i].http_status;
+    return 500;
+}
+
+void gen_service_req_free(gen_service_req *req)
+{
+    if (!req) return;
+    json_decref(req->body);
+    free(req->idem_key);
+    free(req->gen_id);
+    gen_request_free(&req->parsed);
+    memset(req, 0, sizeof *req);
+}
+
+void gen_service_result_free(gen_service_result *res)
+{
+    if (!res) return;
+    json_decref(res->data);
+    free(res->replay);
+    free(res->message);
+    json_decref(res->validation_errors);
+    gen_record_free(&res->gen);
+    memset(res, 0, sizeof *res);
+}
+
+void gen_service_request_hash(const char *scope, const json_t *body, char out[SECRET_HASH_LEN])
+{
+    char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    char *keyed = xasprintf("%s %s", scope, canon);
+    ids_hash_secret(keyed, out);
+    free(canon);
+    free(keyed);
+}
+
+/* ---- results ---- */
+
+/* An error result: status, its HTTP status, a message, and validation
+ * errors (stolen; may be NULL). Returns status. */
+static int fail(gen_service_result *out, int status, json_t *errors, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(gen_service_result *out, int status, json_t *errors, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    out->message = xvasprintf(fmt, ap);
+    va_end(ap);
+    out->status = status;
+    out->http_status = http_status_of(status);
+    out->validation_errors = errors;
+    return status;
+}
+
+/* A success result answering http_status with data (stolen). */
+static int succeed(gen_service_result *out, int http_status, json_t *data)
+{
+    out->status = GEN_SVC_OK;
+    out->http_status = http_status;
+    out->data = data;
+    return GEN_SVC_OK;
+}
+
+/* A store failure no caller interprets: a missing row (the generation, or
+ * the caller's own account) or a failed database. */
+static int store_failure(gen_service_result *out, int rc, bool about_generation)
+{
+    if (rc == STORE_ENOTFOUND && about_generation)
+        return fail(out, GEN_SVC_ENOTFOUND, NULL, "generation not found");
+    if (rc == STORE_ENOTFOUND) return fail(out, GEN_SVC_ENOUSER, NULL, "user not found");
+    if (rc == STORE_EUNAVAILABLE)
+        return fail(out, GEN_SVC_EUNAVAILABLE, NULL,
+                    "the database cannot be reached right now; nothing was changed");
+    return fail(out, GEN_SVC_EINTERNAL, NULL, "the store failed; nothing was changed");
+}
+
+static int status_error(gen_service_result *out, const gen_record *g, const char *action,
+                        const char *allowed)
+{
+    return fail(out, GEN_SVC_ESTATUS, NULL,
+                "cannot %s a generation that is %s; only %s ones can be", action,
+                gen_status_name(g->status), allowed);
+}
+
+static int insufficient(gen_service_result *out, int cost, const user_record *caller)
+{
+    return fail(out, GEN_SVC_EINSUFFICIENT, NULL,
+                "this generation costs %d token%s but the balance is %lld", cost,
+                cost == 1 ? "" : "s", (long long)caller->token_balance);
+}
+
+static const char *log_id(const gen_service_req *req)
+{
+    return req->request_id[0] ? req->request_id : NULL;
+}
+
+/* ---- helpers ---- */
+
+/* Loads a generation the caller owns into *g (caller frees). */
+static int load_owned(const char *gen_id, const user_record *caller, gen_record *g,
+                      gen_service_result *out)
+{
+    int rc = gen_id ? store_gen_get(store, gen_id, g) : STORE_ENOTFOUND;
+    if (rc != STORE_OK) return store_failure(out, rc, true);
+    if (strcmp(g->user_id, caller->id) != 0) {
+        gen_record_free(g);
+        return fail(out, GEN_SVC_EFORBIDDEN, NULL, "this generation belongs to another user");
+    }
+    return GEN_SVC_OK;
+}
+
+/* Checks one image URL: shape and address rules, and for URLs outside
+ * this server a real fetch and decode. NULL when usable, else why (caller
+ * frees). */
+static char *image_problem(const char *url)
+{
+    char *why = NULL;
+    int rc = media_check_url(url, &why);
+    if (rc == 0 && !media_is_own_url(url)) {
+        provider_image img = {0};
+        rc = media_fetch(url, NULL, &img, &why);
+        provider_image_free(&img);
+    }
+    if (rc != 0 && !why) why = xstrdup("image cannot be used");
+    return rc != 0 ? why : NULL;
+}
+
+/* Every image of a request, so a bad image fails here and never in a
+ * worker: IMAGE_VALIDATION_ERROR listing each bad one. */
+static int check_images(const gen_request *req, gen_service_result *out)
+{
+    const struct {
+        const char *field;
+        json_t *list;
+    } groups[] = {
+        {"productImages", req->product_images},
+        {"modelImages", req->model_images},
+    };
+    json_t *errs = json_array();
+    for (size_t k = 0; k < ARRAY_LEN(groups); k++) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(groups[k].list, i, v)
+        {
+            char *why = image_problem(json_string_value(v));
+            if (!why) continue;
+            char field[48];
+            snprintf(field, sizeof field, "%s[%zu]", groups[k].field, i);
+            json_array_append_new(errs, json_pack("{s:s, s:s}", "field", field, "message", why));
+            free(why);
+        }
+    }
+    if (json_array_size(errs) == 0) {
+        json_decref(errs);
+        return GEN_SVC_OK;
+    }
+    const char *first = json_string_value(json_object_get(json_array_get(errs, 0), "message"));
+    return fail(out, GEN_SVC_EIMAGE, errs, "an input image cannot be used: %s", first);
+}
+
+/* Fills the parts of a new record common to create and retry. */
+static void fill_record(gen_record *g, const char *user_id, json_t *products, json_t *models,
+                        const char *custom, const gen_params *p, int priority, int cost)
+{
+    ids_new("gen", g->id);
+    snprintf(g->user_id, sizeof g->user_id, "%s", user_id);
+    g->product_images = json_incref(products);
+    g->model_images = json_incref(models);
+    g->result_images = json_array();
+    g->custom_prompt = xstrdup(custom);
+    g->params = *p;
+    g->priority = priority;
+    g->tokens_used = cost;
+    g->created_at = now_ms();
+    g->prompt =
+        prompt_build(p, (int)json_array_size(products), (int)json_array_size(models), custom);
+}
+
+/* The `data` of a create's answer. Caller owns it. */
+static json_t *created_data(const gen_record *g, bool start)
+{
+    json_t *d = json_pack("{s:s, s:i, s:s, s:s, s:s}", "generationId", g->id, "estimatedCost",
+                          g->tokens_used, "prompt", g->prompt, "status",
+                          start ? "processing" : "pending", "message",
+                          start ? "Generation processing started successfully"
+                                : "Generation record created successfully");
+    if (start) json_object_set_new(d, "resultImages", json_array());
+    return d;
+}
+
+/* The whole answer as an idempotent replay gives it back. Caller frees. */
+static char *replay_envelope(json_t *data)
+{
+    json_t *envelope = json_pack("{s:b, s:O}", "success", 1, "data", data);
+    char *text = json_dumps(envelope, JSON_COMPACT);
+    json_decref(envelope);
+    return text;
+}
+
+/* ---- create ---- */
+
+int gen_service_prepare(gen_service_req *req, const user_record *caller, gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *key = req->idem_key;
+    if (key && (!*key || strlen(key) > GEN_SERVICE_IDEM_KEY_MAX)) {
+        const char *m = "Idempotency-Key must be 1 to 255 characters";
+        return fail(out, GEN_SVC_EVALIDATION,
+                    json_pack("[{s:s, s:s}]", "field", "Idempotency-Key", "message", m), "%s", m);
+    }
+    gen_request_free(&req->parsed);
+    req->prepared = false;
+    json_t *errs = NULL;
+    char *msg = NULL;
+    int rc = gen_request_parse(req->body, str_eq(caller->plan, "pro"), &req->parsed, &errs, &msg);
+    if (rc == GEN_EINVALID) {
+        rc = fail(out, GEN_SVC_EVALIDATION, errs, "some fields are invalid");
+    } else if (rc != 0) {
+        rc = fail(out, GEN_SVC_EMODEL, NULL, "%s", msg ? msg : "unknown model");
+    } else {
+        req->prepared = true;
+        rc = GEN_SVC_OK;
+    }
+    free(msg);
+    return rc;
+}
+
+bool gen_service_needs_fetch(const gen_service_req *req)
+{
+    json_t *lists[] = {req->parsed.product_images, req->parsed.model_images}, *v;
+    size_t i;
+    for (size_t k = 0; k < ARRAY_LEN(lists); k++)
+        json_array_foreach(lists[k], i, v) if (!media_is_own_url(json_string_value(v))) return true;
+    return false;
+}
+
+/* The charged write of a filled record, with its idempotency row when the
+ * request has a key; fills *out (data is stolen). */
+static int write_create(const gen_service_req *req, const user_record *caller, gen_record *g,
+                        bool start, json_t *data, gen_service_result *out)
+{
+    int status = start ? 202 : 201, replay_status = 0;
+    char *text = req->idem_key ? replay_envelope(data) : NULL, *replay = NULL;
+    store_idem idem = {.key = req->idem_key,
+                       .request_hash = req->request_hash,
+                       .response = text,
+                       .http_status = status,
+                       .not_before = g->created_at - GEN_IDEMPOTENCY_KEEP_MS};
+    int rc =
+        store_gen_create(store, g, start, req->idem_key ? &idem : NULL, &replay, &replay_status);
+    if (rc == STORE_OK) {
+        rlog_info(log_id(req), "created %s (%d tokens)%s", g->id, g->tokens_used,
+                  start ? ", started" : "");
+        if (start) queue_notify();
+        succeed(out, status, json_incref(data));
+        out->gen = *g;
+        memset(g, 0, sizeof *g);
+    } else if (rc == STORE_EREPLAY) {
+        succeed(out, replay_status, NULL);
+        out->replay = replay;
+        replay = NULL;
+    } else if (rc == STORE_EIDEM_MISMATCH) {
+        fail(out, GEN_SVC_EIDEM_REUSED, NULL,
+             "this Idempotency-Key was used with a different request body");
+    } else if (rc == STORE_EINSUFFICIENT) {
+        insufficient(out, g->tokens_used, caller);
+    } else {
+        store_failure(out, rc, false);
+    }
+    json_decref(data);
+    free(text);
+    free(replay);
+    return out->status;
+}
+
+int gen_service_finish(const gen_service_req *req, const user_record *caller, bool start,
+                       gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    const gen_request *r = &req->parsed;
+    const model_info *m = req->prepared ? provider_model_find(r->params.model) : NULL;
+    if (!m) return fail(out, GEN_SVC_EINTERNAL, NULL, "the request was not validated");
+    if (check_images(r, out) != GEN_SVC_OK) return out->status;
+    gen_record g = {0};
+    fill_record(&g, caller->id, r->product_images, r->model_images, r->custom_prompt, &r->params,
+                r->priority, gen_cost(m->base_cost, r->params.quality));
+    int rc = write_create(req, caller, &g, start, created_data(&g, start), out);
+    gen_record_free(&g);
+    return rc;
+}
+
+static int create(gen_service_req *req, const user_record *caller, bool start,
+                  gen_service_result *out)
+{
+    int rc = gen_service_prepare(req, caller, out);
+    return rc == GEN_SVC_OK ? gen_service_finish(req, caller, start, out) : rc;
+}
+
+int gen_service_create(gen_service_req *req, const user_record *caller, gen_service_result *out)
+{
+    return create(req, caller, false, out);
+}
+
+int gen_service_create_and_start(gen_service_req *req, const user_record *caller,
+                                 gen_service_result *out)
+{
+    return create(req, caller, true, out);
+}
+
+/* ---- actions on an existing generation ---- */
+
+int gen_service_get(const gen_service_req *req, const user_record *caller, gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (load_owned(req->gen_id, caller, &out->gen, out) != GEN_SVC_OK) return out->status;
+    return succeed(out, 200, gen_record_to_json(&out->gen));
+}
+
+int gen_service_start(const gen_service_req *req, const user_record *caller,
+                      gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    gen_record g;
+    if (load_owned(req->gen_id, caller, &g, out) != GEN_SVC_OK) return out->status;
+    int rc = gen_state_start(store, g.id, now_ms());
+    if (rc == STORE_ECONFLICT) {
+        status_error(out, &g, "start", "pending");
+    } else if (rc != STORE_OK) {
+        store_failure(out, rc, true);
+    } else {
+        queue_notify();
+        succeed(out, 202,
+                json_pack("{s:s, s:[], s:s, s:s}", "generationId", g.id, "resultImages", "status",
+                          "processing", "message", "Generation processing started successfully"));
+        out->gen = g;
+        memset(&g, 0, sizeof g);
+    }
+    gen_record_free(&g);
+    return out->status;
+}
+
+int gen_service_cancel(const gen_service_req *req, const user_record *caller,
+                       gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    gen_record g;
+    if (load_owned(req->gen_id, caller, &g, out) != GEN_SVC_OK) return out->status;
+    int rc = gen_state_cancel(store, g.id, "cancelled by the user", now_ms());
+    if (rc == STORE_ECONFLICT) {
+        status_error(out, &g, "cancel", "pending or processing");
+    } else if (rc != STORE_OK) {
+        store_failure(out, rc, true);
+    } else {
+        queue_cancel(g.id);
+        gen_record_free(&g);
+        if (load_owned(req->gen_id, caller, &g, out) == GEN_SVC_OK) {
+            succeed(out, 200, gen_record_to_json(&g));
+            out->gen = g;
+            memset(&g, 0, sizeof g);
+        }
+    }
+    gen_record_free(&g);
+    return out->status;
+}
+
+/* The new record of a retry, written and charged; fills *out. */
+static int write_retry(const gen_record *old, const model_info *m, const user_record *caller,
+                       gen_service_result *out)
+{
+    gen_record g = {0};
+    fill_record(&g, caller->id, old->product_images, old->model_images, old->custom_prompt,
+                &old->params, old->priority, gen_cost(m->base_cost, old->params.quality));
+    snprintf(g.retry_of, sizeof g.retry_of, "%s", old->id);
+    int rc = store_gen_create(store, &g, false, NULL, NULL, NULL);
+    if (rc == STORE_EINSUFFICIENT) {
+        insufficient(out, g.tokens_used, caller);
+    } else if (rc != STORE_OK) {
+        store_failure(out, rc, false);
+    } else {
+        json_t *data = created_data(&g, false);
+        json_object_set_new(data, "retryOf", json_string(old->id));
+        succeed(out, 201, data);
+        out->gen = g;
+        memset(&g, 0, sizeof g);
+    }
+    gen_record_free(&g);
+    return out->status;
+}
+
+int gen_service_retry(const gen_service_req *req, const user_record *caller,
+                      gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    gen_record old;
+    if (load_owned(req->gen_id, caller, &old, out) != GEN_SVC_OK) return out->status;
+    const model_info *m = provider_model_find(old.params.model);
+    const char *why = NULL;
+    if (old.status != GEN_FAILED && old.status != GEN_CANCELLED)
+        status_error(out, &old, "retry", "failed or cancelled");
+    else if (!m || !provider_model_available(m, &why))
+        fail(out, GEN_SVC_EMODEL, NULL, "model '%s' is not available: %s", old.params.model,
+             why ? why : "unknown model");
+    else
+        write_retry(&old, m, caller, out);
+    gen_record_free(&old);
+    return out->status;
+}
+
+int gen_service_delete(const gen_service_req *req, const user_record *caller,
+                       gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    gen_record g;
+    if (load_owned(req->gen_id, caller, &g, out) != GEN_SVC_OK) return out->status;
+    json_t *results = NULL;
+    int rc = store_gen_delete(store, g.id, gen_state_deletable(), &results);
+    if (rc == STORE_ECONFLICT) {
+        status_error(out, &g, "delete", "completed, failed or cancelled");
+    } else if (rc != STORE_OK) {
+        store_failure(out, rc, true);
+    } else {
+        size_t i;
+        json_t *v;
+        json_array_foreach(results, i, v) media_delete_url(json_string_value(v));
+        succeed(out, 200, json_pack("{s:s, s:b}", "id", g.id, "deleted", 1));
+    }
+    json_decref(results);
+    gen_record_free(&g);
+    return out->status;
+}
