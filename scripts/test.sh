@@ -2,8 +2,9 @@
 # Sets up and runs every test suite against the real binary:
 #   unit         Criterion, tests/unit/
 #   integration  node:test over HTTP/SSE, tests/integration/
-#   integration-pg  the same on PostgreSQL (off until the PostgreSQL store
-#                exists; STYLESTUDIO_PG_TESTS=1 switches it on)
+#   integration-pg  the same on PostgreSQL
+#   (one throwaway PostgreSQL cluster, from scripts/pg.sh, serves the
+#   PostgreSQL store's unit tests and integration-pg)
 #   browser      playwright-core driving Debian's Chromium, tests/browser/
 #   unit and integration again on an ASan+UBSan build
 #   fuzz         libFuzzer targets in tests/fuzz/, 20 s each
@@ -23,6 +24,25 @@ run() { # name, command...
   [ "$rc" -eq 0 ] || { echo "== $name: FAILED (exit $rc)"; status=1; }
 }
 
+# A throwaway PostgreSQL cluster (SPEC §9, DESIGN §4.11) for the PostgreSQL
+# store's unit tests (each in its own schema) and the integration suite on
+# PostgreSQL (the harness gives every data dir its own database). The EXIT
+# trap stops and removes it whatever happens.
+pg_dir=""
+pg_stop() {
+  [ -n "$pg_dir" ] || return 0
+  bash scripts/pg.sh stop "$pg_dir" || echo "== could not remove the PostgreSQL cluster in $pg_dir"
+  pg_dir=""
+}
+trap pg_stop EXIT
+trap 'exit 130' INT TERM
+if pg_dir=$(mktemp -d) && bash scripts/pg.sh start "$pg_dir" >/dev/null; then
+  export STYLESTUDIO_TEST_PG_URL="postgres:///postgres?host=$pg_dir&user=postgres"
+else
+  echo "== the PostgreSQL cluster did not start"; status=1
+  pg_dir=""
+fi
+
 format_check() { # house style: the checked-in .clang-format
   clang-format --dry-run --Werror src/*.c src/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c &&
     echo "format: 1 passed, 0 failed"
@@ -31,32 +51,8 @@ run format format_check
 run unit make -j2 unit
 run integration node --test --test-concurrency=2 --test-reporter=spec tests/integration/
 
-# The integration suite again on PostgreSQL (SPEC §9, DESIGN §4.11): a
-# throwaway cluster from scripts/pg.sh, in which the harness gives every
-# server's data dir its own database. The EXIT trap stops and removes the
-# cluster whatever happens.
-pg_dir=""
-pg_stop() {
-  [ -n "$pg_dir" ] || return 0
-  bash scripts/pg.sh stop "$pg_dir" || echo "== integration-pg: could not remove the cluster in $pg_dir"
-  pg_dir=""
-}
-trap pg_stop EXIT
-trap 'exit 130' INT TERM
-integration_pg() { # the suite against the cluster in $pg_dir
-  STYLESTUDIO_TEST_PG=$pg_dir node --test --test-concurrency=2 --test-reporter=spec tests/integration/
-}
-run_integration_pg() { # a cluster around integration_pg, summarised as integration-pg
-  if ! { pg_dir=$(mktemp -d) && bash scripts/pg.sh start "$pg_dir" >/dev/null; }; then
-    echo "== integration-pg: FAILED (the PostgreSQL cluster did not start)"; status=1
-    pg_stop
-    return
-  fi
-  run integration-pg integration_pg
-  pg_stop
-}
-# Off until the PostgreSQL store exists: delete the condition to switch it on.
-[ "${STYLESTUDIO_PG_TESTS:-}" = 1 ] && run_integration_pg
+run integration-pg env STYLESTUDIO_TEST_PG="$pg_dir" \
+  node --test --test-concurrency=2 --test-reporter=spec tests/integration/
 
 # The same unit and integration suites on an ASan+UBSan build: memory and
 # undefined-behaviour errors and leaks (at clean exits) fail the run.

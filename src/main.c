@@ -223,7 +223,10 @@ static int cmd_run(bool with_http)
     int64_t last_event = 0;
     store_events_last_id(s, &last_event);
     store_set_commit_hook(s, on_commit, NULL);
-    events_start(last_event, poll_last_event, s);
+    /* SQLite: other processes' commits are found by polling. PostgreSQL's
+     * listener relays them through the commit hook instead. */
+    bool poll = str_eq(store_backend(s), "sqlite");
+    events_start(last_event, poll ? poll_last_event : NULL, s);
 
     uint16_t port = 0;
     char listening[300] = "";
