@@ -85,8 +85,13 @@ bench: $(BUILD)/render_bench
 	  $(BUILD)/render_bench --style $$s --runs 9 tests/fixtures/product.jpg; done
 	@$(BUILD)/render_bench --style realistic --runs 9 tests/fixtures/product.jpg --model tests/fixtures/model.jpg
 
+# With STYLESTUDIO_TEST_PG_URL set, the store's tests run a second time on
+# PostgreSQL (test_store.c through the same function table), and the
+# PostgreSQL-only tests run instead of skipping.
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2; done
+	@if [ -n "$$STYLESTUDIO_TEST_PG_URL" ]; then echo "== $(BUILD)/unit/test_store (PostgreSQL)"; \
+	  STYLESTUDIO_TEST_STORE=postgres $(BUILD)/unit/test_store --jobs 2; fi
 
 test:
 	bash scripts/test.sh

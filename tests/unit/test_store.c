@@ -1,7 +1,14 @@
 /*
- * test_store — the SQLite store against a temporary database: users and
- * credentials, the ledger invariant, idempotency, the queue (claim order,
- * leases, retries, sweep), events, migrations and concurrent creates.
+ * test_store — the store through its function table, on either backend:
+ * users and credentials, the ledger invariant, idempotency, the queue
+ * (claim order, leases, retries, sweep), events and concurrent creates,
+ * with the state changes driven through gen_state as the service drives
+ * them. SQLite by default (a temporary file); with
+ * STYLESTUDIO_TEST_STORE=postgres, PostgreSQL (a fresh schema of the
+ * database in STYLESTUDIO_TEST_PG_URL, pg_fixture.h). `make unit` runs it
+ * both ways when STYLESTUDIO_TEST_PG_URL is set. The tests about the SQLite
+ * file itself (URLs, migrating a file, WAL) run on SQLite only;
+ * test_store_pg.c has the PostgreSQL-only ones.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -14,6 +21,7 @@
 #include "gen_state.h"
 #include "ids.h"
 #include "log.h"
+#include "pg_fixture.h"
 #include "store.h"
 #include "util.h"
 
@@ -25,10 +33,21 @@ static char path[128];
 static store_t *st;
 static const store_options opts = {.codec = &gen_record_codec};
 
+static bool on_pg; /* STYLESTUDIO_TEST_STORE=postgres */
+
 static void setup(void)
 {
     log_min_level = LOG_ERROR + 1; /* quiet: expected constraint errors */
     cr_assert_eq(ids_init(), 0);
+    const char *backend = getenv("STYLESTUDIO_TEST_STORE");
+    on_pg = backend && str_eq(backend, "postgres");
+    if (on_pg) {
+        cr_assert(getenv(PG_URL_ENV) && *getenv(PG_URL_ENV),
+                  "STYLESTUDIO_TEST_STORE=postgres needs " PG_URL_ENV);
+        pg_fixture_init();
+        st = pg_store_open(8);
+        return;
+    }
     snprintf(dir, sizeof dir, "/tmp/ss-store-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/test.db", dir);
@@ -42,6 +61,10 @@ static void teardown(void)
 {
     store_close(st);
     st = NULL;
+    if (on_pg) {
+        pg_fixture_fini();
+        return;
+    }
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
@@ -113,6 +136,7 @@ static gen_record get_gen(const char *id)
 
 static int64_t sql_int(const char *sql)
 {
+    if (on_pg) return pg_sql_int(sql);
     sqlite3 *db;
     cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *q;
@@ -133,9 +157,13 @@ static void check_ledger(void)
                          "  WHERE t.user_id = u.id)"),
                  0, "balance != SUM(amount)");
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM users WHERE token_balance < 0"), 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM (SELECT balance_after, SUM(amount) OVER"
+                         " (PARTITION BY user_id ORDER BY id) AS run FROM token_transactions)"
+                         " x WHERE balance_after <> run"),
+                 0, "balance_after != running sum");
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM (SELECT 1 FROM token_transactions"
                          " WHERE generation_id IS NOT NULL GROUP BY generation_id, kind"
-                         " HAVING COUNT(*) > 1)"),
+                         " HAVING COUNT(*) > 1) dup"),
                  0);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM generations g WHERE tokens_used <>"
                          " -(SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
@@ -708,6 +736,81 @@ Test(store, sweep_expired_pending_and_exhausted_leases)
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM sessions"), 1);
 }
 
+/* The guarded verbs themselves: requeue checks the lease and the retry count
+ * it expects; the sweep queries find what gen_state then rescues. */
+Test(store, requeue_guards_and_sweep_queries)
+{
+    char uid[ID_LEN], a[ID_LEN], b[ID_LEN];
+    make_user("rq@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0, true, a), STORE_OK);
+    cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0 - (24LL * 3600 * 1000), false, b),
+                 STORE_OK);
+    gen_record g;
+    cr_assert_eq(store_gen_claim(st, "w1", T0 + 1, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+
+    store_guard mine = {.worker_id = "w1"}, theirs = {.worker_id = "w2"};
+    cr_assert_eq(store_gen_requeue(st, a, &theirs, 0, "boom", T0 + 5000, T0 + 2), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_requeue(st, a, &mine, 1, "boom", T0 + 5000, T0 + 2), STORE_ECONFLICT);
+    cr_assert_eq(store_gen_requeue(st, a, &mine, 0, "boom", T0 + 5000, T0 + 2), STORE_OK);
+    g = get_gen(a);
+    cr_assert_eq(g.retry_count, 1);
+    cr_assert_str_eq(g.stage, STAGE_QUEUED);
+    cr_assert_str_eq(g.error, "boom");
+    cr_assert_eq(g.queue_position, 1);
+    gen_record_free(&g);
+    int64_t at = 0;
+    cr_assert_eq(store_gen_next_retry_at(st, &at), STORE_OK);
+    cr_assert_eq(at, T0 + 5000);
+    cr_assert_eq(store_gen_claim(st, "w1", T0 + 4999, LEASE, &g), STORE_ENOTFOUND);
+    cr_assert_eq(store_gen_claim(st, "w1", T0 + 5000, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_next_retry_at(st, &at), STORE_OK);
+    cr_assert_eq(at, 0);
+
+    /* The lease runs out: the sweep finds it and rescues it by the guard. */
+    store_gen_ref *refs = NULL;
+    size_t n = 0;
+    cr_assert_eq(store_gen_expired_leases(st, T0 + 5000 + LEASE, 10, &refs, &n), STORE_OK);
+    cr_assert_eq(n, 0);
+    free(refs);
+    cr_assert_eq(store_gen_expired_leases(st, T0 + 5001 + LEASE, 10, &refs, &n), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(refs[0].id, a);
+    cr_assert_eq(refs[0].retry_count, 1);
+    free(refs);
+    store_guard expired = {.lease_expired_before = T0 + 5000 + LEASE};
+    cr_assert_eq(store_gen_requeue(st, a, &expired, 1, "worker lost", 0, T0), STORE_ECONFLICT);
+    expired.lease_expired_before++;
+    store_end e = {.gen_id = a,
+                   .from = GEN_MASK(GEN_PROCESSING),
+                   .to = GEN_FAILED,
+                   .error = "worker lost",
+                   .guard = expired,
+                   .now = T0 + 90000};
+    cr_assert_eq(store_gen_end(st, &e), STORE_OK);
+    g = get_gen(a);
+    cr_assert_eq(g.status, GEN_FAILED);
+    cr_assert_eq(g.processing_time, 90000);
+    gen_record_free(&g);
+
+    cr_assert_eq(store_gen_pending_before(st, T0 - (24LL * 3600 * 1000), 10, &refs, &n), STORE_OK);
+    cr_assert_eq(n, 0);
+    free(refs);
+    cr_assert_eq(store_gen_pending_before(st, T0, 10, &refs, &n), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(refs[0].id, b);
+    free(refs);
+    e = (store_end){.gen_id = b,
+                    .from = GEN_MASK(GEN_PENDING),
+                    .to = GEN_CANCELLED,
+                    .error = "expired",
+                    .now = T0};
+    cr_assert_eq(store_gen_end(st, &e), STORE_OK);
+    cr_assert_eq(balance(uid), 10);
+    check_ledger();
+}
+
 Test(store, release_hands_back_without_retry)
 {
     char uid[ID_LEN], gid[ID_LEN];
@@ -954,10 +1057,16 @@ Test(store, two_hundred_concurrent_creates, .timeout = 120)
     check_ledger();
 }
 
-/* ---- open and migrations ---- */
+/* ---- open and migrations (the SQLite file) ---- */
+
+#define SQLITE_ONLY()                                                                              \
+    do {                                                                                           \
+        if (on_pg) cr_skip_test("about the SQLite file; test_store_pg.c covers PostgreSQL");       \
+    } while (0)
 
 Test(store, reopen_and_urls)
 {
+    SQLITE_ONLY();
     cr_assert_eq(store_ping(st), STORE_OK);
     cr_assert_eq(store_migrate(st), STORE_OK);
     char uid[ID_LEN];
@@ -995,6 +1104,7 @@ Test(store, reopen_and_urls)
 /* A database at version 1 (as 001 left it) is brought up to date. */
 Test(store, migrates_from_previous_version)
 {
+    SQLITE_ONLY();
     char uid[ID_LEN];
     make_user("v1@example.com", 7, uid);
     store_close(st);
@@ -1019,6 +1129,7 @@ Test(store, migrates_from_previous_version)
 
 Test(store, newer_schema_is_refused)
 {
+    SQLITE_ONLY();
     store_close(st);
     st = NULL;
     sqlite3 *db;
