@@ -439,94 +439,133 @@ static void on_eval(VipsImage *image, VipsProgress *progress, void *user)
         report(e, 80 + progress->percent * 19 / 100);
 }
 
-int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
-                          const provider_image *models, size_t n_models, int variant,
-                          const atomic_bool *cancel, void (*progress)(void *ctx, int pct),
-                          void *progress_ctx, provider_image *out, char **error)
-{
-    pthread_once(&vips_once, vips_setup);
-    memset(out, 0, sizeof *out);
-    *error = NULL;
-    if (!vips_ready) {
-        *error = xstrdup("image library failed to start");
-        return PROVIDER_PERMANENT;
-    }
-    if (n_products < 1 || n_products > MAX_PRODUCTS) {
-        *error = xasprintf("local-studio takes 1 to %d product images", MAX_PRODUCTS);
-        return PROVIDER_PERMANENT;
-    }
-
-    int rc = PROVIDER_PERMANENT;
-    eval_ctx ev = {
-        .cancel = cancel, .progress = progress, .progress_ctx = progress_ctx, .last = -1};
+/* One render's state, handed from phase to phase. rs->ctx owns every
+ * intermediate image (see next_slot); rs->cuts own their buffers. Both are
+ * released by provider_local_render, whatever the outcome. */
+typedef struct render_state {
+    const gen_params *p;
+    int variant;
+    size_t n_products;
+    int W, H;      /* output size */
+    double m;      /* the short side (box and shadow sizes) */
+    bool high;     /* quality "high": products decoded at 1536 */
+    int kind;      /* 0 realistic, 1 artistic, 2 minimal */
+    bool on_model; /* composed onto a model photo */
+    eval_ctx ev;
+    char **error; /* the caller's: set on failure (caller frees) */
+    VipsImage *ctx;
+    VipsImage **t; /* ctx's local array of 64 images */
+    int ti;        /* its next free slot */
     cutout cuts[MAX_PRODUCTS];
-    memset(cuts, 0, sizeof cuts);
     placed pl[MAX_PRODUCTS];
-    float *q = NULL;
-    unsigned char *bd = NULL;
-    VipsImage *ctx = vips_image_new();
-    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 64);
-    int ti = 0;
-#define NEXT (&t[ti++])
+    style_plan sp;
+    int hero;        /* seed-picked: the product drawn a little larger, */
+    double fill;     /* how much of its box the group fills (0..1), */
+    double shift;    /* and its sideways shift (-1..1) */
+    VipsImage *base; /* the picture so far (owned by ctx) */
+} render_state;
 
-    int W, H;
-    provider_local_size(p->aspect_ratio, p->quality, &W, &H);
-    bool high = str_eq(p->quality, "high");
-    const char *style = p->style;
-    int kind = str_eq(style, "artistic") ? 1 : str_eq(style, "minimal") ? 2 : 0;
-    bool on_model = n_models > 0;
+/* A slot for one intermediate image: what is stored there is unreffed
+ * with rs->ctx. */
+static VipsImage **next_slot(render_state *rs)
+{
+    return &rs->t[rs->ti++];
+}
 
-    rng r = {.s = hash_str(0xCBF29CE484222325ull, style) ^
-                  ((uint64_t)p->seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(variant + 1) << 40)};
-    rng_next(&r);
-    report(&ev, 0);
+/* Ends a phase on a libvips failure: logged, *error set unless a phase
+ * set it already. Returns PROVIDER_PERMANENT. */
+static int render_vips_failed(render_state *rs)
+{
+    log_warn("local-studio render failed: %s", vips_error_buffer());
+    vips_error_clear();
+    if (!*rs->error) *rs->error = xstrdup("local-studio could not render this image");
+    return PROVIDER_PERMANENT;
+}
 
-    /* 1. Decode and cut out every product. */
-    for (size_t i = 0; i < n_products; i++) {
+/* Ends a phase on cancellation: *error becomes "cancelled". Returns
+ * PROVIDER_CANCELLED. */
+static int render_cancelled(render_state *rs)
+{
+    vips_error_clear();
+    free(*rs->error);
+    *rs->error = xstrdup("cancelled");
+    return PROVIDER_CANCELLED;
+}
+
+/* Between steps: reports pct done, then PROVIDER_OK, or PROVIDER_CANCELLED
+ * when the job has been cancelled. */
+static int checkpoint(render_state *rs, int pct)
+{
+    report(&rs->ev, pct);
+    return cancelled(&rs->ev) ? render_cancelled(rs) : PROVIDER_OK;
+}
+
+/* Phase 1 (5–40 %): decodes every product and cuts it out into rs->cuts. */
+static int cut_out_products(render_state *rs, const provider_image *products)
+{
+    for (size_t i = 0; i < rs->n_products; i++) {
         unsigned char *px;
         int w, h, nb;
-        if (cutout_decode(&products[i], high ? 1536 : 1024, &px, &w, &h, &nb)) {
+        if (cutout_decode(&products[i], rs->high ? 1536 : 1024, &px, &w, &h, &nb)) {
             vips_error_clear();
-            *error = xasprintf("product image %zu could not be decoded", i + 1);
-            goto cleanup;
+            *rs->error = xasprintf("product image %zu could not be decoded", i + 1);
+            return PROVIDER_PERMANENT;
         }
-        cutout_make(px, w, h, nb, &cuts[i]);
-        report(&ev, 5 + (int)(35 * (i + 1) / n_products));
-        if (cancelled(&ev)) goto cancel;
+        cutout_make(px, w, h, nb, &rs->cuts[i]);
+        int rc = checkpoint(rs, 5 + (int)(35 * (i + 1) / rs->n_products));
+        if (rc != PROVIDER_OK) return rc;
     }
+    return PROVIDER_OK;
+}
 
-    /* 2. The plan: palette, light, placement. */
-    style_plan sp = {.kind = kind};
+/* Phase 2a: the style plan (palette, light) and the composition (hero,
+ * fill, shift). The draws from r come in a fixed order: changing it
+ * changes every render. */
+static void plan_style(render_state *rs, rng *r)
+{
+    style_plan *sp = &rs->sp;
+    size_t n_products = rs->n_products;
     double prod_mean[3] = {0, 0, 0};
     for (size_t i = 0; i < n_products; i++)
         for (int c = 0; c < 3; c++)
-            prod_mean[c] += cuts[i].mean[c] / n_products;
-    if (kind == 0) {
+            prod_mean[c] += rs->cuts[i].mean[c] / n_products;
+    if (rs->kind == 0) {
         /* A seed-picked palette among those that stand apart from the product. */
         size_t np = ARRAY_LEN(studio_palettes), ok[ARRAY_LEN(studio_palettes)], nok = 0;
         for (size_t i = 0; i < np; i++)
             if (colour_dist(studio_palettes[i][0], prod_mean) > 45) ok[nok++] = i;
-        size_t pick = nok ? ok[rng_next(&r) % nok] : rng_next(&r) % np;
-        memcpy(sp.wall, studio_palettes[pick][0], sizeof sp.wall);
-        memcpy(sp.floor, studio_palettes[pick][1], sizeof sp.floor);
-    } else if (kind == 1) {
-        size_t pick = rng_next(&r) % ARRAY_LEN(duotones);
-        memcpy(sp.dark, duotones[pick][0], sizeof sp.dark);
-        memcpy(sp.light, duotones[pick][1], sizeof sp.light);
-        sp.grade = rng_range(&r, 0.22, 0.34);
+        size_t pick = nok ? ok[rng_next(r) % nok] : rng_next(r) % np;
+        memcpy(sp->wall, studio_palettes[pick][0], sizeof sp->wall);
+        memcpy(sp->floor, studio_palettes[pick][1], sizeof sp->floor);
+    } else if (rs->kind == 1) {
+        size_t pick = rng_next(r) % ARRAY_LEN(duotones);
+        memcpy(sp->dark, duotones[pick][0], sizeof sp->dark);
+        memcpy(sp->light, duotones[pick][1], sizeof sp->light);
+        sp->grade = rng_range(r, 0.22, 0.34);
     } else {
-        memcpy(sp.wall, minimal_whites[rng_next(&r) % ARRAY_LEN(minimal_whites)], sizeof sp.wall);
+        memcpy(sp->wall, minimal_whites[rng_next(r) % ARRAY_LEN(minimal_whites)], sizeof sp->wall);
     }
-    double side = rng_unit(&r) < 0.5 ? -1 : 1;
-    sp.light_x = 0.5 + side * rng_range(&r, 0.10, 0.28);
-    sp.light_y = rng_range(&r, 0.22, 0.36);
-    sp.light_angle = (side < 0 ? M_PI : 0) + rng_range(&r, -0.9, 0.9) + M_PI / 2 * 0.35;
-    sp.floor_y = rng_range(&r, 0.80, 0.85);
-    int hero = (int)((size_t)(variant + (int)(rng_next(&r) % 5)) % n_products);
-    double fill = rng_range(&r, 0.0, 1.0);
-    double shift = rng_range(&r, -1, 1);
+    double side = rng_unit(r) < 0.5 ? -1 : 1;
+    sp->light_x = 0.5 + side * rng_range(r, 0.10, 0.28);
+    sp->light_y = rng_range(r, 0.22, 0.36);
+    sp->light_angle = (side < 0 ? M_PI : 0) + rng_range(r, -0.9, 0.9) + M_PI / 2 * 0.35;
+    sp->floor_y = rng_range(r, 0.80, 0.85);
+    rs->hero = (int)((size_t)(rs->variant + (int)(rng_next(r) % 5)) % n_products);
+    rs->fill = rng_range(r, 0.0, 1.0);
+    rs->shift = rng_range(r, -1, 1);
+}
 
-    double m = fmin(W, H);
+/* Phase 2b: the box the products are fitted in, by style, and their
+ * placement in rs->pl. On a studio floor a low group moves up and the
+ * floor line (sp.floor_y) with it. */
+static void plan_layout(render_state *rs)
+{
+    int W = rs->W, H = rs->H, kind = rs->kind;
+    bool on_model = rs->on_model;
+    size_t n_products = rs->n_products;
+    double m = rs->m, fill = rs->fill, shift = rs->shift;
+    style_plan *sp = &rs->sp;
+    placed *pl = rs->pl;
     double bx, by, bw, bh;
     if (on_model) {
         double s = m * lerp(0.36, 0.46, fill) * (n_products > 1 ? 1.25 : 1.0);
@@ -536,7 +575,7 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         bx = clampd(cx - bw / 2, W * 0.04, W * 0.96 - bw);
         by = cyb - bh;
     } else if (kind == 0) {
-        double base = sp.floor_y * H;
+        double base = sp->floor_y * H;
         bh = fmin(base - H * 0.10, H * lerp(0.56, 0.70, fill));
         bw = W * lerp(0.62, 0.74, fill);
         bx = (W - bw) / 2 + W * 0.04 * shift;
@@ -555,7 +594,7 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
     /* Standing on a studio floor, up to three products share one row;
      * elsewhere a second row is taken when it gives clearly larger ones. */
     double row_bias = kind == 0 && !on_model ? (n_products <= 3 ? 1e9 : 1.6) : 1.15;
-    layout(cuts, n_products, hero, bx, by, bw, bh, 0.10, row_bias, pl);
+    layout(rs->cuts, n_products, rs->hero, bx, by, bw, bh, 0.10, row_bias, pl);
     if (kind == 0 && !on_model) {
         /* A low group stands on a floor raised towards the middle, so the
          * picture is not all empty wall. */
@@ -569,7 +608,7 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
             int dy = (int)lround(want) - bottom;
             for (size_t i = 0; i < n_products; i++)
                 pl[i].y += dy;
-            sp.floor_y = want / H;
+            sp->floor_y = want / H;
         }
     } else if (kind != 0 && !on_model) {
         /* Centre the group vertically in the box (it sits on its bottom). */
@@ -582,72 +621,106 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         for (size_t i = 0; i < n_products; i++)
             pl[i].y += dy;
     }
-    report(&ev, 45);
-    if (cancelled(&ev)) goto cancel;
+}
 
-    /* 3. The base image: a style backdrop, or the model photo. */
-    VipsImage *base;
+/* Phase 2 (45 %): the plan — palette, light, placement. */
+static int plan(render_state *rs, rng *r)
+{
+    plan_style(rs, r);
+    plan_layout(rs);
+    return checkpoint(rs, 45);
+}
+
+/* Phase 3 on a model photo: the photo the variant picks, cover-cropped to
+ * the frame, as rs->base. */
+static int base_from_model(render_state *rs, const provider_image *models, size_t n_models)
+{
+    int W = rs->W, H = rs->H;
+    const provider_image *mi = &models[(size_t)rs->variant % n_models];
+    VipsImage **th = next_slot(rs), **cs = next_slot(rs), **u = next_slot(rs);
+    if (vips_thumbnail_buffer(mi->data, mi->len, th, W, "height", H, "crop",
+                              VIPS_INTERESTING_ATTENTION, "size", VIPS_SIZE_BOTH, NULL) ||
+        vips_colourspace(*th, cs, VIPS_INTERPRETATION_sRGB, NULL) ||
+        vips_cast_uchar(*cs, u, NULL)) {
+        vips_error_clear();
+        *rs->error =
+            xasprintf("model image %zu could not be decoded", (size_t)rs->variant % n_models + 1);
+        return PROVIDER_PERMANENT;
+    }
+    VipsImage *base = *u;
+    if (base->Bands == 4 || base->Bands == 2) {
+        VipsImage **fl = next_slot(rs);
+        if (vips_flatten(base, fl, NULL)) return render_vips_failed(rs);
+        base = *fl;
+    }
+    if (base->Xsize != W || base->Ysize != H) {
+        VipsImage **cr = next_slot(rs);
+        if (vips_crop(base, cr, 0, 0, VIPS_MIN(W, base->Xsize), VIPS_MIN(H, base->Ysize), NULL))
+            return render_vips_failed(rs);
+        VipsImage **em = next_slot(rs);
+        if (vips_embed(*cr, em, 0, 0, W, H, "extend", VIPS_EXTEND_COPY, NULL))
+            return render_vips_failed(rs);
+        base = *em;
+    }
+    rs->base = base;
+    return PROVIDER_OK;
+}
+
+/* Phase 3 otherwise: the style backdrop, with contact shadows under the
+ * placed products (realistic, minimal), as rs->base. */
+static int base_backdrop(render_state *rs)
+{
+    int W = rs->W, H = rs->H, kind = rs->kind;
     contact cts[MAX_PRODUCTS * 2];
     size_t ncts = 0;
-    if (on_model) {
-        const provider_image *mi = &models[(size_t)variant % n_models];
-        VipsImage **th = NEXT, **cs = NEXT, **u = NEXT;
-        if (vips_thumbnail_buffer(mi->data, mi->len, th, W, "height", H, "crop",
-                                  VIPS_INTERESTING_ATTENTION, "size", VIPS_SIZE_BOTH, NULL) ||
-            vips_colourspace(*th, cs, VIPS_INTERPRETATION_sRGB, NULL) ||
-            vips_cast_uchar(*cs, u, NULL)) {
-            vips_error_clear();
-            *error =
-                xasprintf("model image %zu could not be decoded", (size_t)variant % n_models + 1);
-            goto cleanup;
+    for (size_t i = 0; i < rs->n_products; i++) {
+        const placed *pp = &rs->pl[i];
+        double fx0 = pp->x + pp->w * pp->c->foot0, fx1 = pp->x + pp->w * pp->c->foot1;
+        double fcx = (fx0 + fx1) / 2, frx = fmax((fx1 - fx0) / 2, pp->w * 0.15);
+        double baseY = pp->y + pp->h;
+        if (kind == 0) {
+            cts[ncts++] =
+                (contact){fcx, baseY - pp->h * 0.004, frx * 1.02, fmax(3, pp->h * 0.018), 0.50};
+            cts[ncts++] =
+                (contact){fcx, baseY + pp->h * 0.01, frx * 1.25, fmax(6, pp->h * 0.05), 0.22};
+        } else if (kind == 2) {
+            double cx = pp->x + pp->w / 2.0;
+            cts[ncts++] = (contact){cx, baseY + H * 0.035, pp->w * 0.40, fmax(5, H * 0.022), 0.16};
         }
-        base = *u;
-        if (base->Bands == 4 || base->Bands == 2) {
-            VipsImage **fl = NEXT;
-            if (vips_flatten(base, fl, NULL)) goto vips_fail;
-            base = *fl;
-        }
-        if (base->Xsize != W || base->Ysize != H) {
-            VipsImage **cr = NEXT;
-            if (vips_crop(base, cr, 0, 0, VIPS_MIN(W, base->Xsize), VIPS_MIN(H, base->Ysize), NULL))
-                goto vips_fail;
-            VipsImage **em = NEXT;
-            if (vips_embed(*cr, em, 0, 0, W, H, "extend", VIPS_EXTEND_COPY, NULL)) goto vips_fail;
-            base = *em;
-        }
-    } else {
-        for (size_t i = 0; i < n_products; i++) {
-            const placed *pp = &pl[i];
-            double fx0 = pp->x + pp->w * pp->c->foot0, fx1 = pp->x + pp->w * pp->c->foot1;
-            double fcx = (fx0 + fx1) / 2, frx = fmax((fx1 - fx0) / 2, pp->w * 0.15);
-            double baseY = pp->y + pp->h;
-            if (kind == 0) {
-                cts[ncts++] =
-                    (contact){fcx, baseY - pp->h * 0.004, frx * 1.02, fmax(3, pp->h * 0.018), 0.50};
-                cts[ncts++] =
-                    (contact){fcx, baseY + pp->h * 0.01, frx * 1.25, fmax(6, pp->h * 0.05), 0.22};
-            } else if (kind == 2) {
-                double cx = pp->x + pp->w / 2.0;
-                cts[ncts++] =
-                    (contact){cx, baseY + H * 0.035, pp->w * 0.40, fmax(5, H * 0.022), 0.16};
-            }
-        }
-        bd = backdrop(&sp, W, H, cts, ncts, (uint32_t)p->seed ^ (uint32_t)variant * 7919u);
-        VipsImage **b = NEXT;
-        *b = vips_image_new_from_memory_copy(bd, (size_t)W * H * 3, W, H, 3, VIPS_FORMAT_UCHAR);
-        if (!*b) goto vips_fail;
-        (*b)->Type = VIPS_INTERPRETATION_sRGB;
-        base = *b;
     }
-    report(&ev, 55);
-    if (cancelled(&ev)) goto cancel;
+    /* bd is ours; the image takes a copy. */
+    unsigned char *bd =
+        backdrop(&rs->sp, W, H, cts, ncts, (uint32_t)rs->p->seed ^ (uint32_t)rs->variant * 7919u);
+    VipsImage **b = next_slot(rs);
+    *b = vips_image_new_from_memory_copy(bd, (size_t)W * H * 3, W, H, 3, VIPS_FORMAT_UCHAR);
+    free(bd);
+    if (!*b) return render_vips_failed(rs);
+    (*b)->Type = VIPS_INTERPRETATION_sRGB;
+    rs->base = *b;
+    return PROVIDER_OK;
+}
 
-    /* 4. Silhouette shadows, multiplied into the base. */
+/* Phase 3 (55 %): the base image — the model photo or a style backdrop. */
+static int build_base(render_state *rs, const provider_image *models, size_t n_models)
+{
+    int rc = rs->on_model ? base_from_model(rs, models, n_models) : base_backdrop(rs);
+    return rc != PROVIDER_OK ? rc : checkpoint(rs, 55);
+}
+
+/* Phase 4 (65 %): the products' silhouette shadows, drawn at 1/QSCALE into
+ * a mask q (ours, freed here), blurred and multiplied into rs->base. */
+static int add_shadows(render_state *rs)
+{
+    int W = rs->W, H = rs->H, kind = rs->kind;
+    size_t n_products = rs->n_products;
+    double m = rs->m;
+    const style_plan *sp = &rs->sp;
+    const placed *pl = rs->pl;
     int qw = (W + QSCALE - 1) / QSCALE, qh = (H + QSCALE - 1) / QSCALE;
-    q = xcalloc((size_t)qw * qh, sizeof *q);
+    float *q = xcalloc((size_t)qw * qh, sizeof *q);
     double blur, opacity;
-    double lx = cos(sp.light_angle);
-    if (on_model) {
+    double lx = cos(sp->light_angle);
+    if (rs->on_model) {
         for (size_t i = 0; i < n_products; i++)
             shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, -lx * m * 0.018, m * 0.022, 0, 0, 1);
         blur = m * 0.018;
@@ -659,8 +732,8 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         opacity = 0.20;
     } else if (kind == 1) {
         for (size_t i = 0; i < n_products; i++)
-            shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, -cos(sp.light_angle) * m * 0.035,
-                       -sin(sp.light_angle) * m * 0.035 + m * 0.01, 0, 0, 1);
+            shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, -cos(sp->light_angle) * m * 0.035,
+                       -sin(sp->light_angle) * m * 0.035 + m * 0.01, 0, 0, 1);
         blur = m * 0.03;
         opacity = 0.42;
     } else {
@@ -669,127 +742,175 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         blur = m * 0.016;
         opacity = 0.13;
     }
-    VipsImage *sh = mask_image(ctx, q, qw, qh, W, H, fmax(blur / QSCALE, 0.5));
-    if (!sh) goto vips_fail;
-    {
-        VipsImage **f = NEXT, **mul = NEXT;
-        double a = -opacity, b = 1;
-        if (vips_linear(sh, f, &a, &b, 1, NULL) || vips_multiply(base, *f, mul, NULL))
-            goto vips_fail;
-        base = *mul;
-    }
-    report(&ev, 65);
-    if (cancelled(&ev)) goto cancel;
+    /* mask_image copies q into its image. */
+    VipsImage *sh = mask_image(rs->ctx, q, qw, qh, W, H, fmax(blur / QSCALE, 0.5));
+    free(q);
+    if (!sh) return render_vips_failed(rs);
+    VipsImage **f = next_slot(rs), **mul = next_slot(rs);
+    double a = -opacity, b = 1;
+    if (vips_linear(sh, f, &a, &b, 1, NULL) || vips_multiply(rs->base, *f, mul, NULL))
+        return render_vips_failed(rs);
+    rs->base = *mul;
+    return checkpoint(rs, 65);
+}
 
-    /* 5. The products, over the base. */
-    for (size_t i = 0; i < n_products; i++) {
-        const cutout *c = pl[i].c;
-        VipsImage **im = NEXT, **pm = NEXT, **rs = NEXT, **cp = NEXT;
+/* Phase 5 (72 %): the products, resized to their places, over rs->base. */
+static int composite_products(render_state *rs)
+{
+    VipsImage *base = rs->base;
+    for (size_t i = 0; i < rs->n_products; i++) {
+        const placed *pp = &rs->pl[i];
+        const cutout *c = pp->c;
+        VipsImage **im = next_slot(rs), **pm = next_slot(rs), **rz = next_slot(rs),
+                  **cp = next_slot(rs);
         *im = vips_image_new_from_memory_copy(c->rgba, (size_t)c->w * c->h * 4, c->w, c->h, 4,
                                               VIPS_FORMAT_UCHAR);
-        if (!*im) goto vips_fail;
+        if (!*im) return render_vips_failed(rs);
         (*im)->Type = VIPS_INTERPRETATION_sRGB;
         if (vips_premultiply(*im, pm, NULL) ||
-            vips_resize(*pm, rs, (double)pl[i].w / c->w, "vscale", (double)pl[i].h / c->h, "kernel",
+            vips_resize(*pm, rz, (double)pp->w / c->w, "vscale", (double)pp->h / c->h, "kernel",
                         VIPS_KERNEL_LANCZOS3, NULL) ||
-            vips_composite2(base, *rs, cp, VIPS_BLEND_MODE_OVER, "x", pl[i].x, "y", pl[i].y,
+            vips_composite2(base, *rz, cp, VIPS_BLEND_MODE_OVER, "x", pp->x, "y", pp->y,
                             "premultiplied", TRUE, NULL))
-            goto vips_fail;
+            return render_vips_failed(rs);
         base = *cp;
         if (base->Bands == 4) {
-            VipsImage **eb = NEXT;
-            if (vips_extract_band(base, eb, 0, "n", 3, NULL)) goto vips_fail;
+            VipsImage **eb = next_slot(rs);
+            if (vips_extract_band(base, eb, 0, "n", 3, NULL)) return render_vips_failed(rs);
             base = *eb;
         }
     }
-    report(&ev, 72);
-    if (cancelled(&ev)) goto cancel;
+    rs->base = base;
+    return checkpoint(rs, 72);
+}
 
-    /* 6. Grade the whole picture. */
+/* Phase 6 (80 %): grades the whole picture (artistic: duotone, light and
+ * vignette; on a model photo: vignette, minimal lifted) and casts it back
+ * to 8-bit sRGB. */
+static int grade(render_state *rs)
+{
+    int W = rs->W, H = rs->H, kind = rs->kind;
+    const style_plan *sp = &rs->sp;
+    VipsImage *base = rs->base;
     if (kind == 1) {
         /* Duotone mix by luminance, then directional light and vignette. */
-        VipsImage **lum = NEXT, **duo = NEXT, **mix1 = NEXT, **mix2 = NEXT, **sum = NEXT;
-        double a3[3], b3[3], g = sp.grade, keep[3] = {1 - g, 1 - g, 1 - g}, zero[3] = {0, 0, 0};
+        VipsImage **lum = next_slot(rs), **duo = next_slot(rs), **mix1 = next_slot(rs),
+                  **mix2 = next_slot(rs), **sum = next_slot(rs);
+        double a3[3], b3[3], g = sp->grade, keep[3] = {1 - g, 1 - g, 1 - g}, zero[3] = {0, 0, 0};
         for (int c = 0; c < 3; c++) {
-            a3[c] = (sp.light[c] - sp.dark[c]) / 255.0 * g;
-            b3[c] = sp.dark[c] * g;
+            a3[c] = (sp->light[c] - sp->dark[c]) / 255.0 * g;
+            b3[c] = sp->dark[c] * g;
         }
         if (vips_colourspace(base, lum, VIPS_INTERPRETATION_B_W, NULL) ||
             vips_linear(*lum, duo, a3, b3, 3, NULL) ||
             vips_linear(base, mix1, keep, zero, 3, NULL) || vips_add(*mix1, *duo, mix2, NULL))
-            goto vips_fail;
-        VipsImage *lm = light_map(ctx, W, H, sp.light_angle + M_PI, 0.10, 0.30);
-        if (!lm || vips_multiply(*mix2, lm, sum, NULL)) goto vips_fail;
+            return render_vips_failed(rs);
+        VipsImage *lm = light_map(rs->ctx, W, H, sp->light_angle + M_PI, 0.10, 0.30);
+        if (!lm || vips_multiply(*mix2, lm, sum, NULL)) return render_vips_failed(rs);
         base = *sum;
-    } else if (on_model) {
-        VipsImage *lm = light_map(ctx, W, H, 0, 0, kind == 0 ? 0.16 : 0.10);
-        VipsImage **v = NEXT;
-        if (!lm || vips_multiply(base, lm, v, NULL)) goto vips_fail;
+    } else if (rs->on_model) {
+        VipsImage *lm = light_map(rs->ctx, W, H, 0, 0, kind == 0 ? 0.16 : 0.10);
+        VipsImage **v = next_slot(rs);
+        if (!lm || vips_multiply(base, lm, v, NULL)) return render_vips_failed(rs);
         base = *v;
         if (kind == 2) {
             /* Minimal on a photo: lifted, slightly airy. */
-            VipsImage **l = NEXT;
+            VipsImage **l = next_slot(rs);
             double a = 0.90, b = 24;
-            if (vips_linear(base, l, &a, &b, 1, NULL)) goto vips_fail;
+            if (vips_linear(base, l, &a, &b, 1, NULL)) return render_vips_failed(rs);
             base = *l;
         }
     }
-    {
-        VipsImage **u = NEXT;
-        if (vips_cast_uchar(base, u, NULL)) goto vips_fail;
-        base = *u;
-        base->Type = VIPS_INTERPRETATION_sRGB;
-    }
-    report(&ev, 80);
-    if (cancelled(&ev)) goto cancel;
+    VipsImage **u = next_slot(rs);
+    if (vips_cast_uchar(base, u, NULL)) return render_vips_failed(rs);
+    rs->base = *u;
+    rs->base->Type = VIPS_INTERPRETATION_sRGB;
+    return checkpoint(rs, 80);
+}
 
-    /* 7. Encode (this is where libvips runs the pipeline). */
-    {
-        VipsImage **fin = NEXT;
-        if (vips_copy(base, fin, NULL)) goto vips_fail;
-        vips_image_set_progress(*fin, TRUE);
-        g_signal_connect(*fin, "eval", G_CALLBACK(on_eval), &ev);
-        void *data = NULL;
-        size_t len = 0;
-        if (vips_jpegsave_buffer(*fin, &data, &len, "Q", 90, "strip", TRUE, "optimize_coding", TRUE,
-                                 "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_OFF, NULL)) {
-            if (cancelled(&ev)) goto cancel;
-            goto vips_fail;
-        }
-        if (cancelled(&ev)) {
-            g_free(data);
-            goto cancel;
-        }
-        /* GLib ≥ 2.46 allocates with malloc, so free() (provider_image_free)
-         * is the right release for this buffer. */
-        out->data = data;
-        out->len = len;
-        snprintf(out->format, sizeof out->format, "jpeg");
-        out->width = W;
-        out->height = H;
+/* Phase 7 (80–100 %): runs the pipeline into a JPEG (quality 90) in *out,
+ * which then owns the data (the caller frees it with provider_image_free).
+ * A cancel during the encode kills the pipeline through the "eval" signal. */
+static int encode(render_state *rs, provider_image *out)
+{
+    VipsImage **fin = next_slot(rs);
+    if (vips_copy(rs->base, fin, NULL)) return render_vips_failed(rs);
+    vips_image_set_progress(*fin, TRUE);
+    g_signal_connect(*fin, "eval", G_CALLBACK(on_eval), &rs->ev);
+    void *data = NULL;
+    size_t len = 0;
+    if (vips_jpegsave_buffer(*fin, &data, &len, "Q", 90, "strip", TRUE, "optimize_coding", TRUE,
+                             "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_OFF, NULL))
+        return cancelled(&rs->ev) ? render_cancelled(rs) : render_vips_failed(rs);
+    if (cancelled(&rs->ev)) {
+        g_free(data);
+        return render_cancelled(rs);
     }
-    report(&ev, 100);
-    rc = PROVIDER_OK;
-    goto cleanup;
+    /* GLib ≥ 2.46 allocates with malloc, so free() (provider_image_free)
+     * is the right release for this buffer. */
+    out->data = data;
+    out->len = len;
+    snprintf(out->format, sizeof out->format, "jpeg");
+    out->width = rs->W;
+    out->height = rs->H;
+    report(&rs->ev, 100);
+    return PROVIDER_OK;
+}
 
-vips_fail:
-    log_warn("local-studio render failed: %s", vips_error_buffer());
-    vips_error_clear();
-    if (!*error) *error = xstrdup("local-studio could not render this image");
-    rc = PROVIDER_PERMANENT;
-    goto cleanup;
-cancel:
-    vips_error_clear();
-    free(*error);
-    *error = xstrdup("cancelled");
-    rc = PROVIDER_CANCELLED;
+int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
+                          const provider_image *models, size_t n_models, int variant,
+                          const atomic_bool *cancel, void (*progress)(void *ctx, int pct),
+                          void *progress_ctx, provider_image *out, char **error)
+{
+    pthread_once(&vips_once, vips_setup);
+    memset(out, 0, sizeof *out);
+    *error = NULL;
+    if (!vips_ready) {
+        *error = xstrdup("image library failed to start");
+        return PROVIDER_PERMANENT;
+    }
+    if (n_products < 1 || n_products > MAX_PRODUCTS) {
+        *error = xasprintf("local-studio takes 1 to %d product images", MAX_PRODUCTS);
+        return PROVIDER_PERMANENT;
+    }
+
+    const char *style = p->style;
+    render_state rs = {
+        .p = p,
+        .variant = variant,
+        .n_products = n_products,
+        .high = str_eq(p->quality, "high"),
+        .kind = str_eq(style, "artistic")  ? 1
+                : str_eq(style, "minimal") ? 2
+                                           : 0,
+        .on_model = n_models > 0,
+        .ev = {.cancel = cancel, .progress = progress, .progress_ctx = progress_ctx, .last = -1},
+        .error = error,
+    };
+    provider_local_size(p->aspect_ratio, p->quality, &rs.W, &rs.H);
+    rs.m = fmin(rs.W, rs.H);
+    rs.sp.kind = rs.kind;
+    rng r = {.s = hash_str(0xCBF29CE484222325ull, style) ^
+                  ((uint64_t)p->seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(variant + 1) << 40)};
+    rng_next(&r);
+    /* From here on rs.ctx (every intermediate image) and rs.cuts are held,
+     * and released at cleanup. */
+    rs.ctx = vips_image_new();
+    rs.t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(rs.ctx), 64);
+    report(&rs.ev, 0);
+
+    int rc;
+    if ((rc = cut_out_products(&rs, products)) != PROVIDER_OK) goto cleanup;
+    if ((rc = plan(&rs, &r)) != PROVIDER_OK) goto cleanup;
+    if ((rc = build_base(&rs, models, n_models)) != PROVIDER_OK) goto cleanup;
+    if ((rc = add_shadows(&rs)) != PROVIDER_OK) goto cleanup;
+    if ((rc = composite_products(&rs)) != PROVIDER_OK) goto cleanup;
+    if ((rc = grade(&rs)) != PROVIDER_OK) goto cleanup;
+    rc = encode(&rs, out);
 cleanup:
-#undef NEXT
-    g_object_unref(ctx);
-    free(q);
-    free(bd);
+    g_object_unref(rs.ctx);
     for (size_t i = 0; i < n_products; i++)
-        cutout_free(&cuts[i]);
+        cutout_free(&rs.cuts[i]);
     vips_thread_shutdown();
     return rc;
 }
