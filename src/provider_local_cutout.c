@@ -303,11 +303,111 @@ static void flood(const float *d, double thi, unsigned char *marks, int w, int h
     }
 }
 
-/* Contract in provider_local.h. */
-void cutout_make(unsigned char *px, int w, int h, int nb, cutout *c)
+/* Marks the background of the distance map d (w×h) for a threshold thi:
+ * 1 flooded in from the border, 4 a small pocket trapped inside (a concave
+ * corner the flood could not squeeze into), 3 a larger light area inside
+ * (a white print), which stays foreground; 0 foreground. Caller frees. */
+static unsigned char *mark_background(const float *d, double thi, int w, int h)
 {
     size_t n = (size_t)w * h;
-    float *a = xmalloc(n * sizeof *a);
+    unsigned char *isbg = xcalloc(n, 1);
+    int *queue = xmalloc(n * sizeof *queue);
+    size_t qt = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            if (y != 0 && y != h - 1 && x != 0 && x != w - 1) continue;
+            size_t i = (size_t)y * w + x;
+            if (d[i] < thi && !isbg[i]) {
+                isbg[i] = 1;
+                queue[qt++] = (int)i;
+            }
+        }
+    flood(d, thi, isbg, w, h, queue, &qt, 1);
+    size_t pocket_max = n / 5000 + 4;
+    for (size_t i = 0; i < n; i++) {
+        if (isbg[i] || d[i] >= thi) continue;
+        qt = 0;
+        queue[qt++] = (int)i;
+        isbg[i] = 2;
+        flood(d, thi, isbg, w, h, queue, &qt, 2);
+        unsigned char mark = qt <= pocket_max ? 4 : 3;
+        for (size_t k = 0; k < qt; k++)
+            isbg[queue[k]] = mark;
+    }
+    free(queue);
+    return isbg;
+}
+
+/* The coverage that decides which edge colours to re-bleed: a, but 0 where
+ * a solid pixel is background-coloured (raw distance dr below thi) and
+ * within two pixels of the background (slivers in concave corners). A
+ * light print further inside is kept. Caller frees. */
+static float *bleed_cover(const float *a, const float *dr, const unsigned char *isbg, double thi,
+                          int w, int h)
+{
+    float *cover = xmalloc((size_t)w * h * sizeof *cover);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            size_t i = (size_t)y * w + x;
+            cover[i] = a[i];
+            if (a[i] < 1.0f || dr[i] >= thi) continue;
+            for (int dy = -2; dy <= 2; dy++)
+                for (int dx = -2; dx <= 2; dx++) {
+                    int nx = x + dx, ny = y + dy;
+                    if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+                    unsigned char b = isbg[(size_t)ny * w + nx];
+                    if (b == 1 || b == 4) cover[i] = 0;
+                }
+        }
+    return cover;
+}
+
+/* Keys out a plain background of colour bg (noise: the border's mean
+ * distance from it) into the alpha a (w×h), and bleeds the edge colours of
+ * px. Falls back to the card when nothing (or everything) stands out. */
+static void key_background(unsigned char *px, int w, int h, int nb, const double bg[3],
+                           double noise, float *a)
+{
+    size_t n = (size_t)w * h;
+    double thi = clampd(4 * noise + 18, 22, 48), tlo = thi * 0.45;
+    float *d = xmalloc(n * sizeof *d);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *p = px + i * nb;
+        d[i] = (float)sqrt((p[0] - bg[0]) * (p[0] - bg[0]) + (p[1] - bg[1]) * (p[1] - bg[1]) +
+                           (p[2] - bg[2]) * (p[2] - bg[2]));
+    }
+    /* Smooth the distance map first: sensor noise and JPEG blocks would
+     * otherwise make a ragged edge. dr keeps the raw distances. */
+    float *dr = xmalloc(n * sizeof *dr);
+    memcpy(dr, d, n * sizeof *dr);
+    soften(d, w, h);
+    unsigned char *isbg = mark_background(d, thi, w, h);
+    for (size_t i = 0; i < n; i++)
+        a[i] = (isbg[i] == 1 || isbg[i] == 4) ? (float)smoothstep(tlo, thi, d[i]) : 1.0f;
+    float *cover = bleed_cover(a, dr, isbg, thi, w, h);
+    free(isbg);
+    free(d);
+    free(dr);
+    remove_specks(a, w, h);
+    size_t fg = 0;
+    for (size_t i = 0; i < n; i++)
+        fg += a[i] >= 0.5f;
+    if (fg < n / 200 || fg > n - n / 12) {
+        /* Nothing (or everything) stood out: show the whole photo. */
+        card_alpha(a, w, h);
+    } else {
+        bleed_edges(px, nb, cover, w, h);
+        erode(a, w, h);
+        soften(a, w, h);
+    }
+    free(cover);
+}
+
+/* The alpha a (w×h) of px: its own alpha channel when it has a real one,
+ * else the keyed-out plain background, else the card. */
+static void product_alpha(unsigned char *px, int w, int h, int nb, float *a)
+{
+    size_t n = (size_t)w * h;
     bool have_alpha = false;
     if (nb == 4) {
         size_t clear = 0;
@@ -318,94 +418,40 @@ void cutout_make(unsigned char *px, int w, int h, int nb, cutout *c)
     if (have_alpha) {
         for (size_t i = 0; i < n; i++)
             a[i] = px[i * 4 + 3] / 255.0f;
-    } else {
-        double bg[3], uniform, noise;
-        float *cover = NULL;
-        estimate_background(px, w, h, nb, bg, &uniform, &noise);
-        if (uniform < 0.6) {
-            card_alpha(a, w, h);
-        } else {
-            double thi = clampd(4 * noise + 18, 22, 48), tlo = thi * 0.45;
-            float *d = xmalloc(n * sizeof *d);
-            for (size_t i = 0; i < n; i++) {
-                const unsigned char *p = px + i * nb;
-                d[i] =
-                    (float)sqrt((p[0] - bg[0]) * (p[0] - bg[0]) + (p[1] - bg[1]) * (p[1] - bg[1]) +
-                                (p[2] - bg[2]) * (p[2] - bg[2]));
-            }
-            /* Smooth the distance map first: sensor noise and JPEG blocks
-             * would otherwise make a ragged edge. */
-            float *dr = xmalloc(n * sizeof *dr);
-            memcpy(dr, d, n * sizeof *dr);
-            soften(d, w, h);
-            /* Flood the background in from the border. */
-            unsigned char *isbg = xcalloc(n, 1);
-            int *queue = xmalloc(n * sizeof *queue);
-            size_t qt = 0;
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++) {
-                    if (y != 0 && y != h - 1 && x != 0 && x != w - 1) continue;
-                    size_t i = (size_t)y * w + x;
-                    if (d[i] < thi && !isbg[i]) {
-                        isbg[i] = 1;
-                        queue[qt++] = (int)i;
-                    }
-                }
-            flood(d, thi, isbg, w, h, queue, &qt, 1);
-            /* Background trapped in small pockets (a concave corner the
-             * flood could not squeeze into) is background too; larger
-             * light areas inside (a white print) stay. */
-            size_t pocket_max = n / 5000 + 4;
-            for (size_t i = 0; i < n; i++) {
-                if (isbg[i] || d[i] >= thi) continue;
-                qt = 0;
-                queue[qt++] = (int)i;
-                isbg[i] = 2;
-                flood(d, thi, isbg, w, h, queue, &qt, 2);
-                unsigned char mark = qt <= pocket_max ? 4 : 3;
-                for (size_t k = 0; k < qt; k++)
-                    isbg[queue[k]] = mark;
-            }
-            for (size_t i = 0; i < n; i++)
-                a[i] = (isbg[i] == 1 || isbg[i] == 4) ? (float)smoothstep(tlo, thi, d[i]) : 1.0f;
-            /* Edge colours to re-bleed: not fully covered, or background-
-             * coloured and within two pixels of the background (slivers in
-             * concave corners). A light print further inside is kept. */
-            cover = xmalloc(n * sizeof *cover);
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++) {
-                    size_t i = (size_t)y * w + x;
-                    cover[i] = a[i];
-                    if (a[i] < 1.0f || dr[i] >= thi) continue;
-                    for (int dy = -2; dy <= 2; dy++)
-                        for (int dx = -2; dx <= 2; dx++) {
-                            int nx = x + dx, ny = y + dy;
-                            if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-                            unsigned char b = isbg[(size_t)ny * w + nx];
-                            if (b == 1 || b == 4) cover[i] = 0;
-                        }
-                }
-            free(queue);
-            free(isbg);
-            free(d);
-            free(dr);
-            remove_specks(a, w, h);
-            size_t fg = 0;
-            for (size_t i = 0; i < n; i++)
-                fg += a[i] >= 0.5f;
-            if (fg < n / 200 || fg > n - n / 12) {
-                /* Nothing (or everything) stood out: show the whole photo. */
-                card_alpha(a, w, h);
-            } else {
-                bleed_edges(px, nb, cover, w, h);
-                erode(a, w, h);
-                soften(a, w, h);
-            }
-            free(cover);
-        }
+        return;
     }
+    double bg[3], uniform, noise;
+    estimate_background(px, w, h, nb, bg, &uniform, &noise);
+    if (uniform < 0.6)
+        card_alpha(a, w, h);
+    else
+        key_background(px, w, h, nb, bg, noise, a);
+}
 
-    /* Trim to the bounding box, with a pixel of air. */
+/* Footprint of c: the columns covered in the bottom 6% of its rows. */
+static void footprint(cutout *c)
+{
+    int fy = c->h - 1 - (int)(c->h * 0.06);
+    int f0 = c->w, f1 = -1;
+    for (int y = fy < 0 ? 0 : fy; y < c->h; y++)
+        for (int x = 0; x < c->w; x++)
+            if (c->alpha[(size_t)y * c->w + x] > 0.5f) {
+                if (x < f0) f0 = x;
+                if (x > f1) f1 = x;
+            }
+    if (f1 < f0) {
+        f0 = 0;
+        f1 = c->w - 1;
+    }
+    c->foot0 = (double)f0 / c->w;
+    c->foot1 = (double)(f1 + 1) / c->w;
+}
+
+/* Trims px and its alpha a (w×h) to the bounding box, with a pixel of air,
+ * into *c (which then owns its buffers), with the mean colour of the
+ * opaque pixels and the footprint. No pixel at all: the card. */
+static void trim(const unsigned char *px, int w, int h, int nb, float *a, cutout *c)
+{
     int x0 = w, y0 = h, x1 = -1, y1 = -1;
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
@@ -446,21 +492,15 @@ void cutout_make(unsigned char *px, int w, int h, int nb, cutout *c)
         }
     for (int k = 0; k < 3; k++)
         c->mean[k] = cnt ? sum[k] / cnt : 128;
-    /* Footprint: the columns covered in the bottom 6% of the rows. */
-    int fy = c->h - 1 - (int)(c->h * 0.06);
-    int f0 = c->w, f1 = -1;
-    for (int y = fy < 0 ? 0 : fy; y < c->h; y++)
-        for (int x = 0; x < c->w; x++)
-            if (c->alpha[(size_t)y * c->w + x] > 0.5f) {
-                if (x < f0) f0 = x;
-                if (x > f1) f1 = x;
-            }
-    if (f1 < f0) {
-        f0 = 0;
-        f1 = c->w - 1;
-    }
-    c->foot0 = (double)f0 / c->w;
-    c->foot1 = (double)(f1 + 1) / c->w;
+    footprint(c);
+}
+
+/* Contract in provider_local.h. */
+void cutout_make(unsigned char *px, int w, int h, int nb, cutout *c)
+{
+    float *a = xmalloc((size_t)w * h * sizeof *a);
+    product_alpha(px, w, h, nb, a);
+    trim(px, w, h, nb, a, c);
     free(a);
     g_free(px);
 }
