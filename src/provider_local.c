@@ -440,8 +440,13 @@ static void on_eval(VipsImage *image, VipsProgress *progress, void *user)
 }
 
 /* One render's state, handed from phase to phase. rs->ctx owns every
- * intermediate image (see next_slot); rs->cuts own their buffers. Both are
- * released by provider_local_render, whatever the outcome. */
+ * intermediate image (see next_slot); rs->cuts, rs->bd and rs->q own their
+ * buffers. All are released by provider_local_render, whatever the
+ * outcome. bd and q are held to the end, as before the phases were split,
+ * although libvips copies them: freeing the backdrop (3 MB at 1024²) in
+ * mid-render, while libvips allocates, gave several times the page faults
+ * (the memory goes back to the system and is faulted in again) and a
+ * slower render. */
 typedef struct render_state {
     const gen_params *p;
     int variant;
@@ -459,10 +464,12 @@ typedef struct render_state {
     cutout cuts[MAX_PRODUCTS];
     placed pl[MAX_PRODUCTS];
     style_plan sp;
-    int hero;        /* seed-picked: the product drawn a little larger, */
-    double fill;     /* how much of its box the group fills (0..1), */
-    double shift;    /* and its sideways shift (-1..1) */
-    VipsImage *base; /* the picture so far (owned by ctx) */
+    int hero;          /* seed-picked: the product drawn a little larger, */
+    double fill;       /* how much of its box the group fills (0..1), */
+    double shift;      /* and its sideways shift (-1..1) */
+    VipsImage *base;   /* the picture so far (owned by ctx) */
+    unsigned char *bd; /* the backdrop's pixels (base_backdrop) */
+    float *q;          /* the shadow mask (add_shadows) */
 } render_state;
 
 /* A slot for one intermediate image: what is stored there is unreffed
@@ -688,12 +695,10 @@ static int base_backdrop(render_state *rs)
             cts[ncts++] = (contact){cx, baseY + H * 0.035, pp->w * 0.40, fmax(5, H * 0.022), 0.16};
         }
     }
-    /* bd is ours; the image takes a copy. */
-    unsigned char *bd =
+    rs->bd =
         backdrop(&rs->sp, W, H, cts, ncts, (uint32_t)rs->p->seed ^ (uint32_t)rs->variant * 7919u);
     VipsImage **b = next_slot(rs);
-    *b = vips_image_new_from_memory_copy(bd, (size_t)W * H * 3, W, H, 3, VIPS_FORMAT_UCHAR);
-    free(bd);
+    *b = vips_image_new_from_memory_copy(rs->bd, (size_t)W * H * 3, W, H, 3, VIPS_FORMAT_UCHAR);
     if (!*b) return render_vips_failed(rs);
     (*b)->Type = VIPS_INTERPRETATION_sRGB;
     rs->base = *b;
@@ -708,7 +713,7 @@ static int build_base(render_state *rs, const provider_image *models, size_t n_m
 }
 
 /* Phase 4 (65 %): the products' silhouette shadows, drawn at 1/QSCALE into
- * a mask q (ours, freed here), blurred and multiplied into rs->base. */
+ * the mask rs->q, blurred and multiplied into rs->base. */
 static int add_shadows(render_state *rs)
 {
     int W = rs->W, H = rs->H, kind = rs->kind;
@@ -717,7 +722,7 @@ static int add_shadows(render_state *rs)
     const style_plan *sp = &rs->sp;
     const placed *pl = rs->pl;
     int qw = (W + QSCALE - 1) / QSCALE, qh = (H + QSCALE - 1) / QSCALE;
-    float *q = xcalloc((size_t)qw * qh, sizeof *q);
+    float *q = rs->q = xcalloc((size_t)qw * qh, sizeof *q);
     double blur, opacity;
     double lx = cos(sp->light_angle);
     if (rs->on_model) {
@@ -742,9 +747,7 @@ static int add_shadows(render_state *rs)
         blur = m * 0.016;
         opacity = 0.13;
     }
-    /* mask_image copies q into its image. */
     VipsImage *sh = mask_image(rs->ctx, q, qw, qh, W, H, fmax(blur / QSCALE, 0.5));
-    free(q);
     if (!sh) return render_vips_failed(rs);
     VipsImage **f = next_slot(rs), **mul = next_slot(rs);
     double a = -opacity, b = 1;
@@ -893,8 +896,8 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
     rng r = {.s = hash_str(0xCBF29CE484222325ull, style) ^
                   ((uint64_t)p->seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(variant + 1) << 40)};
     rng_next(&r);
-    /* From here on rs.ctx (every intermediate image) and rs.cuts are held,
-     * and released at cleanup. */
+    /* From here on rs.ctx (every intermediate image), rs.cuts, rs.bd and
+     * rs.q are held, and released at cleanup. */
     rs.ctx = vips_image_new();
     rs.t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(rs.ctx), 64);
     report(&rs.ev, 0);
@@ -909,6 +912,8 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
     rc = encode(&rs, out);
 cleanup:
     g_object_unref(rs.ctx);
+    free(rs.q);
+    free(rs.bd);
     for (size_t i = 0; i < n_products; i++)
         cutout_free(&rs.cuts[i]);
     vips_thread_shutdown();
