@@ -25,6 +25,9 @@
  *             centre with a drop shadow
  *   encode    JPEG, quality 90
  *
+ * The cut-out is in provider_local_cutout.c (shared declarations in
+ * provider_local.h); everything else is here.
+ *
  * Everything random comes from a splitmix64 stream seeded by the seed, the
  * variant and the style, and every step is deterministic, so the same
  * input, seed and variant give byte-identical output.
@@ -47,7 +50,7 @@
 #include <vips/vips.h>
 
 #include "log.h"
-#include "provider.h"
+#include "provider_local.h"
 #include "util.h"
 
 #define MAX_PRODUCTS 5
@@ -110,17 +113,6 @@ static inline float dither(uint32_t x, uint32_t y, uint32_t salt)
     return (float)(h & 0xFFFF) / 65536.0f - 0.5f;
 }
 
-static inline double clampd(double v, double lo, double hi)
-{
-    return v < lo ? lo : v > hi ? hi : v;
-}
-
-static inline double smoothstep(double e0, double e1, double x)
-{
-    double t = clampd((x - e0) / (e1 - e0), 0, 1);
-    return t * t * (3 - 2 * t);
-}
-
 static inline double lerp(double a, double b, double t)
 {
     return a + (b - a) * t;
@@ -141,460 +133,6 @@ void provider_local_size(const char *aspect_ratio, const char *quality, int *wid
         *height = long_side;
         *width = (int)lround((double)long_side * aw / ah);
     }
-}
-
-/* ---- cut-out ---- */
-
-typedef struct cutout {
-    int w, h;
-    unsigned char *rgba; /* straight alpha, w*h*4 */
-    float *alpha;        /* w*h, 0..1 */
-    double foot0, foot1; /* footprint (bottom rows) as fractions of w */
-    double mean[3];      /* mean colour of the opaque pixels */
-} cutout;
-
-static void cutout_free(cutout *c)
-{
-    free(c->rgba);
-    free(c->alpha);
-    memset(c, 0, sizeof *c);
-}
-
-/* Decodes an encoded image to 8-bit sRGB, at most max_side on its long
- * side. *px (caller frees with g_free) is w*h*bands bytes, bands 3 or 4. */
-static int decode_rgb(const provider_image *img, int max_side, unsigned char **px, int *w, int *h,
-                      int *bands)
-{
-    VipsImage *ctx = vips_image_new();
-    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 4);
-    int rc = -1;
-    if (vips_thumbnail_buffer(img->data, img->len, &t[0], max_side, "height", max_side, "size",
-                              VIPS_SIZE_DOWN, NULL))
-        goto cleanup;
-    if (vips_colourspace(t[0], &t[1], VIPS_INTERPRETATION_sRGB, NULL)) goto cleanup;
-    if (vips_cast_uchar(t[1], &t[2], NULL)) goto cleanup;
-    VipsImage *u = t[2];
-    int nb = u->Bands;
-    if (nb != 3 && nb != 4) {
-        if (vips_extract_band(u, &t[3], 0, "n", nb > 4 ? 4 : 3, NULL)) goto cleanup;
-        u = t[3];
-        nb = u->Bands;
-    }
-    size_t size;
-    *px = vips_image_write_to_memory(u, &size);
-    if (!*px) goto cleanup;
-    *w = u->Xsize;
-    *h = u->Ysize;
-    *bands = nb;
-    rc = 0;
-cleanup:
-    g_object_unref(ctx);
-    return rc;
-}
-
-/* The pixel indices of a frame bw pixels wide around a w×h image, in row
- * order. Caller frees; *n gets the count. */
-static size_t *border_pixels(int w, int h, int bw, size_t *n)
-{
-    size_t *idx = xmalloc((size_t)w * h * sizeof *idx), cnt = 0;
-    for (int y = 0; y < h; y++) {
-        bool row_border = y < bw || y >= h - bw;
-        for (int x = 0; x < w; x++) {
-            if (!row_border && x >= bw && x < w - bw) {
-                x = w - bw - 1;
-                continue;
-            }
-            idx[cnt++] = (size_t)y * w + x;
-        }
-    }
-    *n = cnt;
-    return idx;
-}
-
-/* Per-channel median of the border pixels, and how uniform the border is. */
-static void estimate_background(const unsigned char *px, int w, int h, int nb, double bg[3],
-                                double *uniform, double *noise)
-{
-    unsigned hist[3][256];
-    memset(hist, 0, sizeof hist);
-    int bw = w < h ? w / 64 : h / 64;
-    if (bw < 2) bw = 2;
-    size_t n;
-    size_t *border = border_pixels(w, h, bw, &n);
-    for (size_t i = 0; i < n; i++)
-        for (int c = 0; c < 3; c++)
-            hist[c][px[border[i] * nb + c]]++;
-    for (int c = 0; c < 3; c++) {
-        size_t acc = 0;
-        int v = 0;
-        while (v < 255 && (acc += hist[c][v]) < n / 2)
-            v++;
-        bg[c] = v;
-    }
-    size_t close = 0;
-    double dsum = 0;
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char *p = px + border[i] * nb;
-        double d = sqrt((p[0] - bg[0]) * (p[0] - bg[0]) + (p[1] - bg[1]) * (p[1] - bg[1]) +
-                        (p[2] - bg[2]) * (p[2] - bg[2]));
-        if (d < 24) {
-            close++;
-            dsum += d;
-        }
-    }
-    free(border);
-    *uniform = n ? (double)close / n : 0;
-    *noise = close ? dsum / close : 0;
-}
-
-/* Keeps the connected components (8-connected, alpha ≥ .5) that are not
- * specks: at least 2% of the largest one. */
-static void remove_specks(float *a, int w, int h)
-{
-    size_t n = (size_t)w * h;
-    int *label = xcalloc(n, sizeof *label);
-    int *queue = xmalloc(n * sizeof *queue);
-    size_t *area = NULL;
-    int nlabels = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (label[i] || a[i] < 0.5f) continue;
-        nlabels++;
-        area = xrealloc(area, (size_t)(nlabels + 1) * sizeof *area);
-        size_t qh = 0, qt = 0, count = 0;
-        queue[qt++] = (int)i;
-        label[i] = nlabels;
-        while (qh < qt) {
-            int p = queue[qh++];
-            count++;
-            int px = p % w, py = p / w;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int nx = px + dx, ny = py + dy;
-                    if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-                    size_t q = (size_t)ny * w + nx;
-                    if (label[q] || a[q] < 0.5f) continue;
-                    label[q] = nlabels;
-                    queue[qt++] = (int)q;
-                }
-        }
-        area[nlabels] = count;
-    }
-    size_t largest = 0;
-    for (int l = 1; l <= nlabels; l++)
-        if (area[l] > largest) largest = area[l];
-    size_t keep = largest / 50;
-    for (size_t i = 0; i < n; i++) {
-        if (label[i] && area[label[i]] < keep) a[i] = 0;
-        /* Faint pixels (< .5) next to nothing solid are noise too. */
-        if (!label[i] && a[i] > 0) {
-            int px = (int)(i % w), py = (int)(i / w);
-            bool near = false;
-            for (int dy = -1; dy <= 1 && !near; dy++)
-                for (int dx = -1; dx <= 1 && !near; dx++) {
-                    int nx = px + dx, ny = py + dy;
-                    if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-                    size_t q = (size_t)ny * w + nx;
-                    near = label[q] && area[label[q]] >= keep;
-                }
-            if (!near) a[i] = 0;
-        }
-    }
-    free(label);
-    free(queue);
-    free(area);
-}
-
-/* 3×3 minimum (choke by one pixel). */
-static void erode(float *a, int w, int h)
-{
-    float *t = xmalloc((size_t)w * h * sizeof *t);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            float m = a[(size_t)y * w + x];
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int nx = x + dx, ny = y + dy;
-                    float v = (nx < 0 || ny < 0 || nx >= w || ny >= h) ? 0 : a[(size_t)ny * w + nx];
-                    if (v < m) m = v;
-                }
-            t[(size_t)y * w + x] = m;
-        }
-    memcpy(a, t, (size_t)w * h * sizeof *t);
-    free(t);
-}
-
-/* Separable 5-tap blur (σ ≈ 0.85 px): the soft edge. */
-static void soften(float *a, int w, int h)
-{
-    static const float k[5] = {0.06f, 0.24f, 0.40f, 0.24f, 0.06f};
-    float *t = xmalloc((size_t)w * h * sizeof *t);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            float s = 0;
-            for (int i = -2; i <= 2; i++) {
-                int nx = x + i;
-                if (nx >= 0 && nx < w) s += k[i + 2] * a[(size_t)y * w + nx];
-            }
-            t[(size_t)y * w + x] = s;
-        }
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            float s = 0;
-            for (int i = -2; i <= 2; i++) {
-                int ny = y + i;
-                if (ny >= 0 && ny < h) s += k[i + 2] * t[(size_t)ny * w + x];
-            }
-            a[(size_t)y * w + x] = s;
-        }
-    free(t);
-}
-
-/* Replaces the colour of edge pixels (not fully covered in `cover`) by the
- * average of their solid neighbours, a few pixels deep: the background
- * that was mixed into them never shows as a halo. */
-static void bleed_edges(unsigned char *px, int nb, const float *cover, int w, int h)
-{
-    size_t n = (size_t)w * h;
-    unsigned char *solid = xmalloc(n), *next = xmalloc(n);
-    for (size_t i = 0; i < n; i++)
-        solid[i] = cover[i] >= 0.999f;
-    /* Pixels beside a non-solid pixel are themselves suspect (JPEG ringing):
-     * start from the solid core eroded by one. */
-    memcpy(next, solid, n);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            size_t i = (size_t)y * w + x;
-            if (!solid[i]) continue;
-            for (int d = 0; d < 4; d++) {
-                int nx = x + (d == 0) - (d == 1), ny = y + (d == 2) - (d == 3);
-                if (nx < 0 || ny < 0 || nx >= w || ny >= h || !solid[(size_t)ny * w + nx]) {
-                    next[i] = 0;
-                    break;
-                }
-            }
-        }
-    memcpy(solid, next, n);
-    for (int pass = 0; pass < 4; pass++) {
-        memcpy(next, solid, n);
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                size_t i = (size_t)y * w + x;
-                if (solid[i]) continue;
-                int s[3] = {0, 0, 0}, cnt = 0;
-                for (int dy = -1; dy <= 1; dy++)
-                    for (int dx = -1; dx <= 1; dx++) {
-                        int nx = x + dx, ny = y + dy;
-                        if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-                        size_t q = (size_t)ny * w + nx;
-                        if (!solid[q]) continue;
-                        for (int c = 0; c < 3; c++)
-                            s[c] += px[q * nb + c];
-                        cnt++;
-                    }
-                if (!cnt) continue;
-                for (int c = 0; c < 3; c++)
-                    px[i * nb + c] = (unsigned char)((s[c] + cnt / 2) / cnt);
-                next[i] = 1;
-            }
-        memcpy(solid, next, n);
-    }
-    free(solid);
-    free(next);
-}
-
-/* Alpha of a rounded rectangle the size of the image (the "card"). */
-static void card_alpha(float *a, int w, int h)
-{
-    double r = 0.035 * (w < h ? w : h);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            double dx = fmax(0, fmax(r - (x + 0.5), (x + 0.5) - (w - r)));
-            double dy = fmax(0, fmax(r - (y + 0.5), (y + 0.5) - (h - r)));
-            double d = sqrt(dx * dx + dy * dy);
-            a[(size_t)y * w + x] = (float)clampd(r - d + 0.5, 0, 1);
-        }
-}
-
-/* Grows a region from the pixels already in queue[0, *qt): 4-connected
- * neighbours that are unmarked and closer than thi to the background
- * colour get `mark` and join the queue. */
-static void flood(const float *d, double thi, unsigned char *marks, int w, int h, int *queue,
-                  size_t *qt, unsigned char mark)
-{
-    for (size_t qh = 0; qh < *qt;) {
-        int p = queue[qh++];
-        int x = p % w, y = p / w;
-        for (int k = 0; k < 4; k++) {
-            int nx = x + (k == 0) - (k == 1), ny = y + (k == 2) - (k == 3);
-            if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-            size_t q = (size_t)ny * w + nx;
-            if (marks[q] || d[q] >= thi) continue;
-            marks[q] = mark;
-            queue[(*qt)++] = (int)q;
-        }
-    }
-}
-
-/* Cuts the product out of px (w×h×nb, freed here) into *c. */
-static void cut_product(unsigned char *px, int w, int h, int nb, cutout *c)
-{
-    size_t n = (size_t)w * h;
-    float *a = xmalloc(n * sizeof *a);
-    bool have_alpha = false;
-    if (nb == 4) {
-        size_t clear = 0;
-        for (size_t i = 0; i < n; i++)
-            clear += px[i * 4 + 3] < 250;
-        have_alpha = clear > n / 100;
-    }
-    if (have_alpha) {
-        for (size_t i = 0; i < n; i++)
-            a[i] = px[i * 4 + 3] / 255.0f;
-    } else {
-        double bg[3], uniform, noise;
-        float *cover = NULL;
-        estimate_background(px, w, h, nb, bg, &uniform, &noise);
-        if (uniform < 0.6) {
-            card_alpha(a, w, h);
-        } else {
-            double thi = clampd(4 * noise + 18, 22, 48), tlo = thi * 0.45;
-            float *d = xmalloc(n * sizeof *d);
-            for (size_t i = 0; i < n; i++) {
-                const unsigned char *p = px + i * nb;
-                d[i] =
-                    (float)sqrt((p[0] - bg[0]) * (p[0] - bg[0]) + (p[1] - bg[1]) * (p[1] - bg[1]) +
-                                (p[2] - bg[2]) * (p[2] - bg[2]));
-            }
-            /* Smooth the distance map first: sensor noise and JPEG blocks
-             * would otherwise make a ragged edge. */
-            float *dr = xmalloc(n * sizeof *dr);
-            memcpy(dr, d, n * sizeof *dr);
-            soften(d, w, h);
-            /* Flood the background in from the border. */
-            unsigned char *isbg = xcalloc(n, 1);
-            int *queue = xmalloc(n * sizeof *queue);
-            size_t qt = 0;
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++) {
-                    if (y != 0 && y != h - 1 && x != 0 && x != w - 1) continue;
-                    size_t i = (size_t)y * w + x;
-                    if (d[i] < thi && !isbg[i]) {
-                        isbg[i] = 1;
-                        queue[qt++] = (int)i;
-                    }
-                }
-            flood(d, thi, isbg, w, h, queue, &qt, 1);
-            /* Background trapped in small pockets (a concave corner the
-             * flood could not squeeze into) is background too; larger
-             * light areas inside (a white print) stay. */
-            size_t pocket_max = n / 5000 + 4;
-            for (size_t i = 0; i < n; i++) {
-                if (isbg[i] || d[i] >= thi) continue;
-                qt = 0;
-                queue[qt++] = (int)i;
-                isbg[i] = 2;
-                flood(d, thi, isbg, w, h, queue, &qt, 2);
-                unsigned char mark = qt <= pocket_max ? 4 : 3;
-                for (size_t k = 0; k < qt; k++)
-                    isbg[queue[k]] = mark;
-            }
-            for (size_t i = 0; i < n; i++)
-                a[i] = (isbg[i] == 1 || isbg[i] == 4) ? (float)smoothstep(tlo, thi, d[i]) : 1.0f;
-            /* Edge colours to re-bleed: not fully covered, or background-
-             * coloured and within two pixels of the background (slivers in
-             * concave corners). A light print further inside is kept. */
-            cover = xmalloc(n * sizeof *cover);
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++) {
-                    size_t i = (size_t)y * w + x;
-                    cover[i] = a[i];
-                    if (a[i] < 1.0f || dr[i] >= thi) continue;
-                    for (int dy = -2; dy <= 2; dy++)
-                        for (int dx = -2; dx <= 2; dx++) {
-                            int nx = x + dx, ny = y + dy;
-                            if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-                            unsigned char b = isbg[(size_t)ny * w + nx];
-                            if (b == 1 || b == 4) cover[i] = 0;
-                        }
-                }
-            free(queue);
-            free(isbg);
-            free(d);
-            free(dr);
-            remove_specks(a, w, h);
-            size_t fg = 0;
-            for (size_t i = 0; i < n; i++)
-                fg += a[i] >= 0.5f;
-            if (fg < n / 200 || fg > n - n / 12) {
-                /* Nothing (or everything) stood out: show the whole photo. */
-                card_alpha(a, w, h);
-            } else {
-                bleed_edges(px, nb, cover, w, h);
-                erode(a, w, h);
-                soften(a, w, h);
-            }
-            free(cover);
-        }
-    }
-
-    /* Trim to the bounding box, with a pixel of air. */
-    int x0 = w, y0 = h, x1 = -1, y1 = -1;
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++)
-            if (a[(size_t)y * w + x] > 0.02f) {
-                if (x < x0) x0 = x;
-                if (x > x1) x1 = x;
-                if (y < y0) y0 = y;
-                if (y > y1) y1 = y;
-            }
-    if (x1 < 0) {
-        card_alpha(a, w, h);
-        x0 = y0 = 0;
-        x1 = w - 1;
-        y1 = h - 1;
-    }
-    x0 = x0 > 0 ? x0 - 1 : 0;
-    y0 = y0 > 0 ? y0 - 1 : 0;
-    x1 = x1 < w - 1 ? x1 + 1 : w - 1;
-    y1 = y1 < h - 1 ? y1 + 1 : h - 1;
-    c->w = x1 - x0 + 1;
-    c->h = y1 - y0 + 1;
-    c->rgba = xmalloc((size_t)c->w * c->h * 4);
-    c->alpha = xmalloc((size_t)c->w * c->h * sizeof *c->alpha);
-    double sum[3] = {0, 0, 0}, cnt = 0;
-    for (int y = 0; y < c->h; y++)
-        for (int x = 0; x < c->w; x++) {
-            size_t si = (size_t)(y + y0) * w + (x + x0), di = (size_t)y * c->w + x;
-            float av = a[si];
-            c->alpha[di] = av;
-            for (int k = 0; k < 3; k++)
-                c->rgba[di * 4 + k] = px[si * nb + k];
-            c->rgba[di * 4 + 3] = (unsigned char)lrintf(av * 255.0f);
-            if (av > 0.9f) {
-                for (int k = 0; k < 3; k++)
-                    sum[k] += px[si * nb + k];
-                cnt++;
-            }
-        }
-    for (int k = 0; k < 3; k++)
-        c->mean[k] = cnt ? sum[k] / cnt : 128;
-    /* Footprint: the columns covered in the bottom 6% of the rows. */
-    int fy = c->h - 1 - (int)(c->h * 0.06);
-    int f0 = c->w, f1 = -1;
-    for (int y = fy < 0 ? 0 : fy; y < c->h; y++)
-        for (int x = 0; x < c->w; x++)
-            if (c->alpha[(size_t)y * c->w + x] > 0.5f) {
-                if (x < f0) f0 = x;
-                if (x > f1) f1 = x;
-            }
-    if (f1 < f0) {
-        f0 = 0;
-        f1 = c->w - 1;
-    }
-    c->foot0 = (double)f0 / c->w;
-    c->foot1 = (double)(f1 + 1) / c->w;
-    free(a);
-    g_free(px);
 }
 
 /* ---- layout ---- */
@@ -901,94 +439,140 @@ static void on_eval(VipsImage *image, VipsProgress *progress, void *user)
         report(e, 80 + progress->percent * 19 / 100);
 }
 
-int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
-                          const provider_image *models, size_t n_models, int variant,
-                          const atomic_bool *cancel, void (*progress)(void *ctx, int pct),
-                          void *progress_ctx, provider_image *out, char **error)
-{
-    pthread_once(&vips_once, vips_setup);
-    memset(out, 0, sizeof *out);
-    *error = NULL;
-    if (!vips_ready) {
-        *error = xstrdup("image library failed to start");
-        return PROVIDER_PERMANENT;
-    }
-    if (n_products < 1 || n_products > MAX_PRODUCTS) {
-        *error = xasprintf("local-studio takes 1 to %d product images", MAX_PRODUCTS);
-        return PROVIDER_PERMANENT;
-    }
-
-    int rc = PROVIDER_PERMANENT;
-    eval_ctx ev = {
-        .cancel = cancel, .progress = progress, .progress_ctx = progress_ctx, .last = -1};
+/* One render's state, handed from phase to phase. rs->ctx owns every
+ * intermediate image (see next_slot); rs->cuts, rs->bd and rs->q own their
+ * buffers. All are released by provider_local_render, whatever the
+ * outcome. bd and q are held to the end, as before the phases were split,
+ * although libvips copies them: freeing the backdrop (3 MB at 1024²) in
+ * mid-render, while libvips allocates, gave several times the page faults
+ * (the memory goes back to the system and is faulted in again) and a
+ * slower render. */
+typedef struct render_state {
+    const gen_params *p;
+    int variant;
+    size_t n_products;
+    int W, H;      /* output size */
+    double m;      /* the short side (box and shadow sizes) */
+    bool high;     /* quality "high": products decoded at 1536 */
+    int kind;      /* 0 realistic, 1 artistic, 2 minimal */
+    bool on_model; /* composed onto a model photo */
+    eval_ctx ev;
+    char **error; /* the caller's: set on failure (caller frees) */
+    VipsImage *ctx;
+    VipsImage **t; /* ctx's local array of 64 images */
+    int ti;        /* its next free slot */
     cutout cuts[MAX_PRODUCTS];
-    memset(cuts, 0, sizeof cuts);
     placed pl[MAX_PRODUCTS];
-    float *q = NULL;
-    unsigned char *bd = NULL;
-    VipsImage *ctx = vips_image_new();
-    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 64);
-    int ti = 0;
-#define NEXT (&t[ti++])
+    style_plan sp;
+    int hero;          /* seed-picked: the product drawn a little larger, */
+    double fill;       /* how much of its box the group fills (0..1), */
+    double shift;      /* and its sideways shift (-1..1) */
+    VipsImage *base;   /* the picture so far (owned by ctx) */
+    unsigned char *bd; /* the backdrop's pixels (base_backdrop) */
+    float *q;          /* the shadow mask (add_shadows) */
+} render_state;
 
-    int W, H;
-    provider_local_size(p->aspect_ratio, p->quality, &W, &H);
-    bool high = str_eq(p->quality, "high");
-    const char *style = p->style;
-    int kind = str_eq(style, "artistic") ? 1 : str_eq(style, "minimal") ? 2 : 0;
-    bool on_model = n_models > 0;
+/* A slot for one intermediate image: what is stored there is unreffed
+ * with rs->ctx. */
+static VipsImage **next_slot(render_state *rs)
+{
+    return &rs->t[rs->ti++];
+}
 
-    rng r = {.s = hash_str(0xCBF29CE484222325ull, style) ^
-                  ((uint64_t)p->seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(variant + 1) << 40)};
-    rng_next(&r);
-    report(&ev, 0);
+/* Ends a phase on a libvips failure: logged, *error set unless a phase
+ * set it already. Returns PROVIDER_PERMANENT. */
+static int render_vips_failed(render_state *rs)
+{
+    log_warn("local-studio render failed: %s", vips_error_buffer());
+    vips_error_clear();
+    if (!*rs->error) *rs->error = xstrdup("local-studio could not render this image");
+    return PROVIDER_PERMANENT;
+}
 
-    /* 1. Decode and cut out every product. */
-    for (size_t i = 0; i < n_products; i++) {
+/* Ends a phase on cancellation: *error becomes "cancelled". Returns
+ * PROVIDER_CANCELLED. */
+static int render_cancelled(render_state *rs)
+{
+    vips_error_clear();
+    free(*rs->error);
+    *rs->error = xstrdup("cancelled");
+    return PROVIDER_CANCELLED;
+}
+
+/* Between steps: reports pct done, then PROVIDER_OK, or PROVIDER_CANCELLED
+ * when the job has been cancelled. */
+static int checkpoint(render_state *rs, int pct)
+{
+    report(&rs->ev, pct);
+    return cancelled(&rs->ev) ? render_cancelled(rs) : PROVIDER_OK;
+}
+
+/* Phase 1 (5–40 %): decodes every product and cuts it out into rs->cuts. */
+static int cut_out_products(render_state *rs, const provider_image *products)
+{
+    for (size_t i = 0; i < rs->n_products; i++) {
         unsigned char *px;
         int w, h, nb;
-        if (decode_rgb(&products[i], high ? 1536 : 1024, &px, &w, &h, &nb)) {
+        if (cutout_decode(&products[i], rs->high ? 1536 : 1024, &px, &w, &h, &nb)) {
             vips_error_clear();
-            *error = xasprintf("product image %zu could not be decoded", i + 1);
-            goto cleanup;
+            *rs->error = xasprintf("product image %zu could not be decoded", i + 1);
+            return PROVIDER_PERMANENT;
         }
-        cut_product(px, w, h, nb, &cuts[i]);
-        report(&ev, 5 + (int)(35 * (i + 1) / n_products));
-        if (cancelled(&ev)) goto cancel;
+        cutout_make(px, w, h, nb, &rs->cuts[i]);
+        int rc = checkpoint(rs, 5 + (int)(35 * (i + 1) / rs->n_products));
+        if (rc != PROVIDER_OK) return rc;
     }
+    return PROVIDER_OK;
+}
 
-    /* 2. The plan: palette, light, placement. */
-    style_plan sp = {.kind = kind};
+/* Phase 2a: the style plan (palette, light) and the composition (hero,
+ * fill, shift). The draws from r come in a fixed order: changing it
+ * changes every render. */
+static void plan_style(render_state *rs, rng *r)
+{
+    style_plan *sp = &rs->sp;
+    size_t n_products = rs->n_products;
     double prod_mean[3] = {0, 0, 0};
     for (size_t i = 0; i < n_products; i++)
         for (int c = 0; c < 3; c++)
-            prod_mean[c] += cuts[i].mean[c] / n_products;
-    if (kind == 0) {
+            prod_mean[c] += rs->cuts[i].mean[c] / n_products;
+    if (rs->kind == 0) {
         /* A seed-picked palette among those that stand apart from the product. */
         size_t np = ARRAY_LEN(studio_palettes), ok[ARRAY_LEN(studio_palettes)], nok = 0;
         for (size_t i = 0; i < np; i++)
             if (colour_dist(studio_palettes[i][0], prod_mean) > 45) ok[nok++] = i;
-        size_t pick = nok ? ok[rng_next(&r) % nok] : rng_next(&r) % np;
-        memcpy(sp.wall, studio_palettes[pick][0], sizeof sp.wall);
-        memcpy(sp.floor, studio_palettes[pick][1], sizeof sp.floor);
-    } else if (kind == 1) {
-        size_t pick = rng_next(&r) % ARRAY_LEN(duotones);
-        memcpy(sp.dark, duotones[pick][0], sizeof sp.dark);
-        memcpy(sp.light, duotones[pick][1], sizeof sp.light);
-        sp.grade = rng_range(&r, 0.22, 0.34);
+        size_t pick = nok ? ok[rng_next(r) % nok] : rng_next(r) % np;
+        memcpy(sp->wall, studio_palettes[pick][0], sizeof sp->wall);
+        memcpy(sp->floor, studio_palettes[pick][1], sizeof sp->floor);
+    } else if (rs->kind == 1) {
+        size_t pick = rng_next(r) % ARRAY_LEN(duotones);
+        memcpy(sp->dark, duotones[pick][0], sizeof sp->dark);
+        memcpy(sp->light, duotones[pick][1], sizeof sp->light);
+        sp->grade = rng_range(r, 0.22, 0.34);
     } else {
-        memcpy(sp.wall, minimal_whites[rng_next(&r) % ARRAY_LEN(minimal_whites)], sizeof sp.wall);
+        memcpy(sp->wall, minimal_whites[rng_next(r) % ARRAY_LEN(minimal_whites)], sizeof sp->wall);
     }
-    double side = rng_unit(&r) < 0.5 ? -1 : 1;
-    sp.light_x = 0.5 + side * rng_range(&r, 0.10, 0.28);
-    sp.light_y = rng_range(&r, 0.22, 0.36);
-    sp.light_angle = (side < 0 ? M_PI : 0) + rng_range(&r, -0.9, 0.9) + M_PI / 2 * 0.35;
-    sp.floor_y = rng_range(&r, 0.80, 0.85);
-    int hero = (int)((size_t)(variant + (int)(rng_next(&r) % 5)) % n_products);
-    double fill = rng_range(&r, 0.0, 1.0);
-    double shift = rng_range(&r, -1, 1);
+    double side = rng_unit(r) < 0.5 ? -1 : 1;
+    sp->light_x = 0.5 + side * rng_range(r, 0.10, 0.28);
+    sp->light_y = rng_range(r, 0.22, 0.36);
+    sp->light_angle = (side < 0 ? M_PI : 0) + rng_range(r, -0.9, 0.9) + M_PI / 2 * 0.35;
+    sp->floor_y = rng_range(r, 0.80, 0.85);
+    rs->hero = (int)((size_t)(rs->variant + (int)(rng_next(r) % 5)) % n_products);
+    rs->fill = rng_range(r, 0.0, 1.0);
+    rs->shift = rng_range(r, -1, 1);
+}
 
-    double m = fmin(W, H);
+/* Phase 2b: the box the products are fitted in, by style, and their
+ * placement in rs->pl. On a studio floor a low group moves up and the
+ * floor line (sp.floor_y) with it. */
+static void plan_layout(render_state *rs)
+{
+    int W = rs->W, H = rs->H, kind = rs->kind;
+    bool on_model = rs->on_model;
+    size_t n_products = rs->n_products;
+    double m = rs->m, fill = rs->fill, shift = rs->shift;
+    style_plan *sp = &rs->sp;
+    placed *pl = rs->pl;
     double bx, by, bw, bh;
     if (on_model) {
         double s = m * lerp(0.36, 0.46, fill) * (n_products > 1 ? 1.25 : 1.0);
@@ -998,7 +582,7 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         bx = clampd(cx - bw / 2, W * 0.04, W * 0.96 - bw);
         by = cyb - bh;
     } else if (kind == 0) {
-        double base = sp.floor_y * H;
+        double base = sp->floor_y * H;
         bh = fmin(base - H * 0.10, H * lerp(0.56, 0.70, fill));
         bw = W * lerp(0.62, 0.74, fill);
         bx = (W - bw) / 2 + W * 0.04 * shift;
@@ -1017,7 +601,7 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
     /* Standing on a studio floor, up to three products share one row;
      * elsewhere a second row is taken when it gives clearly larger ones. */
     double row_bias = kind == 0 && !on_model ? (n_products <= 3 ? 1e9 : 1.6) : 1.15;
-    layout(cuts, n_products, hero, bx, by, bw, bh, 0.10, row_bias, pl);
+    layout(rs->cuts, n_products, rs->hero, bx, by, bw, bh, 0.10, row_bias, pl);
     if (kind == 0 && !on_model) {
         /* A low group stands on a floor raised towards the middle, so the
          * picture is not all empty wall. */
@@ -1031,7 +615,7 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
             int dy = (int)lround(want) - bottom;
             for (size_t i = 0; i < n_products; i++)
                 pl[i].y += dy;
-            sp.floor_y = want / H;
+            sp->floor_y = want / H;
         }
     } else if (kind != 0 && !on_model) {
         /* Centre the group vertically in the box (it sits on its bottom). */
@@ -1044,72 +628,104 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         for (size_t i = 0; i < n_products; i++)
             pl[i].y += dy;
     }
-    report(&ev, 45);
-    if (cancelled(&ev)) goto cancel;
+}
 
-    /* 3. The base image: a style backdrop, or the model photo. */
-    VipsImage *base;
+/* Phase 2 (45 %): the plan — palette, light, placement. */
+static int plan(render_state *rs, rng *r)
+{
+    plan_style(rs, r);
+    plan_layout(rs);
+    return checkpoint(rs, 45);
+}
+
+/* Phase 3 on a model photo: the photo the variant picks, cover-cropped to
+ * the frame, as rs->base. */
+static int base_from_model(render_state *rs, const provider_image *models, size_t n_models)
+{
+    int W = rs->W, H = rs->H;
+    const provider_image *mi = &models[(size_t)rs->variant % n_models];
+    VipsImage **th = next_slot(rs), **cs = next_slot(rs), **u = next_slot(rs);
+    if (vips_thumbnail_buffer(mi->data, mi->len, th, W, "height", H, "crop",
+                              VIPS_INTERESTING_ATTENTION, "size", VIPS_SIZE_BOTH, NULL) ||
+        vips_colourspace(*th, cs, VIPS_INTERPRETATION_sRGB, NULL) ||
+        vips_cast_uchar(*cs, u, NULL)) {
+        vips_error_clear();
+        *rs->error =
+            xasprintf("model image %zu could not be decoded", (size_t)rs->variant % n_models + 1);
+        return PROVIDER_PERMANENT;
+    }
+    VipsImage *base = *u;
+    if (base->Bands == 4 || base->Bands == 2) {
+        VipsImage **fl = next_slot(rs);
+        if (vips_flatten(base, fl, NULL)) return render_vips_failed(rs);
+        base = *fl;
+    }
+    if (base->Xsize != W || base->Ysize != H) {
+        VipsImage **cr = next_slot(rs);
+        if (vips_crop(base, cr, 0, 0, VIPS_MIN(W, base->Xsize), VIPS_MIN(H, base->Ysize), NULL))
+            return render_vips_failed(rs);
+        VipsImage **em = next_slot(rs);
+        if (vips_embed(*cr, em, 0, 0, W, H, "extend", VIPS_EXTEND_COPY, NULL))
+            return render_vips_failed(rs);
+        base = *em;
+    }
+    rs->base = base;
+    return PROVIDER_OK;
+}
+
+/* Phase 3 otherwise: the style backdrop, with contact shadows under the
+ * placed products (realistic, minimal), as rs->base. */
+static int base_backdrop(render_state *rs)
+{
+    int W = rs->W, H = rs->H, kind = rs->kind;
     contact cts[MAX_PRODUCTS * 2];
     size_t ncts = 0;
-    if (on_model) {
-        const provider_image *mi = &models[(size_t)variant % n_models];
-        VipsImage **th = NEXT, **cs = NEXT, **u = NEXT;
-        if (vips_thumbnail_buffer(mi->data, mi->len, th, W, "height", H, "crop",
-                                  VIPS_INTERESTING_ATTENTION, "size", VIPS_SIZE_BOTH, NULL) ||
-            vips_colourspace(*th, cs, VIPS_INTERPRETATION_sRGB, NULL) ||
-            vips_cast_uchar(*cs, u, NULL)) {
-            vips_error_clear();
-            *error =
-                xasprintf("model image %zu could not be decoded", (size_t)variant % n_models + 1);
-            goto cleanup;
+    for (size_t i = 0; i < rs->n_products; i++) {
+        const placed *pp = &rs->pl[i];
+        double fx0 = pp->x + pp->w * pp->c->foot0, fx1 = pp->x + pp->w * pp->c->foot1;
+        double fcx = (fx0 + fx1) / 2, frx = fmax((fx1 - fx0) / 2, pp->w * 0.15);
+        double baseY = pp->y + pp->h;
+        if (kind == 0) {
+            cts[ncts++] =
+                (contact){fcx, baseY - pp->h * 0.004, frx * 1.02, fmax(3, pp->h * 0.018), 0.50};
+            cts[ncts++] =
+                (contact){fcx, baseY + pp->h * 0.01, frx * 1.25, fmax(6, pp->h * 0.05), 0.22};
+        } else if (kind == 2) {
+            double cx = pp->x + pp->w / 2.0;
+            cts[ncts++] = (contact){cx, baseY + H * 0.035, pp->w * 0.40, fmax(5, H * 0.022), 0.16};
         }
-        base = *u;
-        if (base->Bands == 4 || base->Bands == 2) {
-            VipsImage **fl = NEXT;
-            if (vips_flatten(base, fl, NULL)) goto vips_fail;
-            base = *fl;
-        }
-        if (base->Xsize != W || base->Ysize != H) {
-            VipsImage **cr = NEXT;
-            if (vips_crop(base, cr, 0, 0, VIPS_MIN(W, base->Xsize), VIPS_MIN(H, base->Ysize), NULL))
-                goto vips_fail;
-            VipsImage **em = NEXT;
-            if (vips_embed(*cr, em, 0, 0, W, H, "extend", VIPS_EXTEND_COPY, NULL)) goto vips_fail;
-            base = *em;
-        }
-    } else {
-        for (size_t i = 0; i < n_products; i++) {
-            const placed *pp = &pl[i];
-            double fx0 = pp->x + pp->w * pp->c->foot0, fx1 = pp->x + pp->w * pp->c->foot1;
-            double fcx = (fx0 + fx1) / 2, frx = fmax((fx1 - fx0) / 2, pp->w * 0.15);
-            double baseY = pp->y + pp->h;
-            if (kind == 0) {
-                cts[ncts++] =
-                    (contact){fcx, baseY - pp->h * 0.004, frx * 1.02, fmax(3, pp->h * 0.018), 0.50};
-                cts[ncts++] =
-                    (contact){fcx, baseY + pp->h * 0.01, frx * 1.25, fmax(6, pp->h * 0.05), 0.22};
-            } else if (kind == 2) {
-                double cx = pp->x + pp->w / 2.0;
-                cts[ncts++] =
-                    (contact){cx, baseY + H * 0.035, pp->w * 0.40, fmax(5, H * 0.022), 0.16};
-            }
-        }
-        bd = backdrop(&sp, W, H, cts, ncts, (uint32_t)p->seed ^ (uint32_t)variant * 7919u);
-        VipsImage **b = NEXT;
-        *b = vips_image_new_from_memory_copy(bd, (size_t)W * H * 3, W, H, 3, VIPS_FORMAT_UCHAR);
-        if (!*b) goto vips_fail;
-        (*b)->Type = VIPS_INTERPRETATION_sRGB;
-        base = *b;
     }
-    report(&ev, 55);
-    if (cancelled(&ev)) goto cancel;
+    rs->bd =
+        backdrop(&rs->sp, W, H, cts, ncts, (uint32_t)rs->p->seed ^ (uint32_t)rs->variant * 7919u);
+    VipsImage **b = next_slot(rs);
+    *b = vips_image_new_from_memory_copy(rs->bd, (size_t)W * H * 3, W, H, 3, VIPS_FORMAT_UCHAR);
+    if (!*b) return render_vips_failed(rs);
+    (*b)->Type = VIPS_INTERPRETATION_sRGB;
+    rs->base = *b;
+    return PROVIDER_OK;
+}
 
-    /* 4. Silhouette shadows, multiplied into the base. */
+/* Phase 3 (55 %): the base image — the model photo or a style backdrop. */
+static int build_base(render_state *rs, const provider_image *models, size_t n_models)
+{
+    int rc = rs->on_model ? base_from_model(rs, models, n_models) : base_backdrop(rs);
+    return rc != PROVIDER_OK ? rc : checkpoint(rs, 55);
+}
+
+/* Phase 4 (65 %): the products' silhouette shadows, drawn at 1/QSCALE into
+ * the mask rs->q, blurred and multiplied into rs->base. */
+static int add_shadows(render_state *rs)
+{
+    int W = rs->W, H = rs->H, kind = rs->kind;
+    size_t n_products = rs->n_products;
+    double m = rs->m;
+    const style_plan *sp = &rs->sp;
+    const placed *pl = rs->pl;
     int qw = (W + QSCALE - 1) / QSCALE, qh = (H + QSCALE - 1) / QSCALE;
-    q = xcalloc((size_t)qw * qh, sizeof *q);
+    float *q = rs->q = xcalloc((size_t)qw * qh, sizeof *q);
     double blur, opacity;
-    double lx = cos(sp.light_angle);
-    if (on_model) {
+    double lx = cos(sp->light_angle);
+    if (rs->on_model) {
         for (size_t i = 0; i < n_products; i++)
             shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, -lx * m * 0.018, m * 0.022, 0, 0, 1);
         blur = m * 0.018;
@@ -1121,8 +737,8 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         opacity = 0.20;
     } else if (kind == 1) {
         for (size_t i = 0; i < n_products; i++)
-            shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, -cos(sp.light_angle) * m * 0.035,
-                       -sin(sp.light_angle) * m * 0.035 + m * 0.01, 0, 0, 1);
+            shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, -cos(sp->light_angle) * m * 0.035,
+                       -sin(sp->light_angle) * m * 0.035 + m * 0.01, 0, 0, 1);
         blur = m * 0.03;
         opacity = 0.42;
     } else {
@@ -1131,127 +747,175 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         blur = m * 0.016;
         opacity = 0.13;
     }
-    VipsImage *sh = mask_image(ctx, q, qw, qh, W, H, fmax(blur / QSCALE, 0.5));
-    if (!sh) goto vips_fail;
-    {
-        VipsImage **f = NEXT, **mul = NEXT;
-        double a = -opacity, b = 1;
-        if (vips_linear(sh, f, &a, &b, 1, NULL) || vips_multiply(base, *f, mul, NULL))
-            goto vips_fail;
-        base = *mul;
-    }
-    report(&ev, 65);
-    if (cancelled(&ev)) goto cancel;
+    VipsImage *sh = mask_image(rs->ctx, q, qw, qh, W, H, fmax(blur / QSCALE, 0.5));
+    if (!sh) return render_vips_failed(rs);
+    VipsImage **f = next_slot(rs), **mul = next_slot(rs);
+    double a = -opacity, b = 1;
+    if (vips_linear(sh, f, &a, &b, 1, NULL) || vips_multiply(rs->base, *f, mul, NULL))
+        return render_vips_failed(rs);
+    rs->base = *mul;
+    return checkpoint(rs, 65);
+}
 
-    /* 5. The products, over the base. */
-    for (size_t i = 0; i < n_products; i++) {
-        const cutout *c = pl[i].c;
-        VipsImage **im = NEXT, **pm = NEXT, **rs = NEXT, **cp = NEXT;
+/* Phase 5 (72 %): the products, resized to their places, over rs->base. */
+static int composite_products(render_state *rs)
+{
+    VipsImage *base = rs->base;
+    for (size_t i = 0; i < rs->n_products; i++) {
+        const placed *pp = &rs->pl[i];
+        const cutout *c = pp->c;
+        VipsImage **im = next_slot(rs), **pm = next_slot(rs), **rz = next_slot(rs),
+                  **cp = next_slot(rs);
         *im = vips_image_new_from_memory_copy(c->rgba, (size_t)c->w * c->h * 4, c->w, c->h, 4,
                                               VIPS_FORMAT_UCHAR);
-        if (!*im) goto vips_fail;
+        if (!*im) return render_vips_failed(rs);
         (*im)->Type = VIPS_INTERPRETATION_sRGB;
         if (vips_premultiply(*im, pm, NULL) ||
-            vips_resize(*pm, rs, (double)pl[i].w / c->w, "vscale", (double)pl[i].h / c->h, "kernel",
+            vips_resize(*pm, rz, (double)pp->w / c->w, "vscale", (double)pp->h / c->h, "kernel",
                         VIPS_KERNEL_LANCZOS3, NULL) ||
-            vips_composite2(base, *rs, cp, VIPS_BLEND_MODE_OVER, "x", pl[i].x, "y", pl[i].y,
+            vips_composite2(base, *rz, cp, VIPS_BLEND_MODE_OVER, "x", pp->x, "y", pp->y,
                             "premultiplied", TRUE, NULL))
-            goto vips_fail;
+            return render_vips_failed(rs);
         base = *cp;
         if (base->Bands == 4) {
-            VipsImage **eb = NEXT;
-            if (vips_extract_band(base, eb, 0, "n", 3, NULL)) goto vips_fail;
+            VipsImage **eb = next_slot(rs);
+            if (vips_extract_band(base, eb, 0, "n", 3, NULL)) return render_vips_failed(rs);
             base = *eb;
         }
     }
-    report(&ev, 72);
-    if (cancelled(&ev)) goto cancel;
+    rs->base = base;
+    return checkpoint(rs, 72);
+}
 
-    /* 6. Grade the whole picture. */
+/* Phase 6 (80 %): grades the whole picture (artistic: duotone, light and
+ * vignette; on a model photo: vignette, minimal lifted) and casts it back
+ * to 8-bit sRGB. */
+static int grade(render_state *rs)
+{
+    int W = rs->W, H = rs->H, kind = rs->kind;
+    const style_plan *sp = &rs->sp;
+    VipsImage *base = rs->base;
     if (kind == 1) {
         /* Duotone mix by luminance, then directional light and vignette. */
-        VipsImage **lum = NEXT, **duo = NEXT, **mix1 = NEXT, **mix2 = NEXT, **sum = NEXT;
-        double a3[3], b3[3], g = sp.grade, keep[3] = {1 - g, 1 - g, 1 - g}, zero[3] = {0, 0, 0};
+        VipsImage **lum = next_slot(rs), **duo = next_slot(rs), **mix1 = next_slot(rs),
+                  **mix2 = next_slot(rs), **sum = next_slot(rs);
+        double a3[3], b3[3], g = sp->grade, keep[3] = {1 - g, 1 - g, 1 - g}, zero[3] = {0, 0, 0};
         for (int c = 0; c < 3; c++) {
-            a3[c] = (sp.light[c] - sp.dark[c]) / 255.0 * g;
-            b3[c] = sp.dark[c] * g;
+            a3[c] = (sp->light[c] - sp->dark[c]) / 255.0 * g;
+            b3[c] = sp->dark[c] * g;
         }
         if (vips_colourspace(base, lum, VIPS_INTERPRETATION_B_W, NULL) ||
             vips_linear(*lum, duo, a3, b3, 3, NULL) ||
             vips_linear(base, mix1, keep, zero, 3, NULL) || vips_add(*mix1, *duo, mix2, NULL))
-            goto vips_fail;
-        VipsImage *lm = light_map(ctx, W, H, sp.light_angle + M_PI, 0.10, 0.30);
-        if (!lm || vips_multiply(*mix2, lm, sum, NULL)) goto vips_fail;
+            return render_vips_failed(rs);
+        VipsImage *lm = light_map(rs->ctx, W, H, sp->light_angle + M_PI, 0.10, 0.30);
+        if (!lm || vips_multiply(*mix2, lm, sum, NULL)) return render_vips_failed(rs);
         base = *sum;
-    } else if (on_model) {
-        VipsImage *lm = light_map(ctx, W, H, 0, 0, kind == 0 ? 0.16 : 0.10);
-        VipsImage **v = NEXT;
-        if (!lm || vips_multiply(base, lm, v, NULL)) goto vips_fail;
+    } else if (rs->on_model) {
+        VipsImage *lm = light_map(rs->ctx, W, H, 0, 0, kind == 0 ? 0.16 : 0.10);
+        VipsImage **v = next_slot(rs);
+        if (!lm || vips_multiply(base, lm, v, NULL)) return render_vips_failed(rs);
         base = *v;
         if (kind == 2) {
             /* Minimal on a photo: lifted, slightly airy. */
-            VipsImage **l = NEXT;
+            VipsImage **l = next_slot(rs);
             double a = 0.90, b = 24;
-            if (vips_linear(base, l, &a, &b, 1, NULL)) goto vips_fail;
+            if (vips_linear(base, l, &a, &b, 1, NULL)) return render_vips_failed(rs);
             base = *l;
         }
     }
-    {
-        VipsImage **u = NEXT;
-        if (vips_cast_uchar(base, u, NULL)) goto vips_fail;
-        base = *u;
-        base->Type = VIPS_INTERPRETATION_sRGB;
-    }
-    report(&ev, 80);
-    if (cancelled(&ev)) goto cancel;
+    VipsImage **u = next_slot(rs);
+    if (vips_cast_uchar(base, u, NULL)) return render_vips_failed(rs);
+    rs->base = *u;
+    rs->base->Type = VIPS_INTERPRETATION_sRGB;
+    return checkpoint(rs, 80);
+}
 
-    /* 7. Encode (this is where libvips runs the pipeline). */
-    {
-        VipsImage **fin = NEXT;
-        if (vips_copy(base, fin, NULL)) goto vips_fail;
-        vips_image_set_progress(*fin, TRUE);
-        g_signal_connect(*fin, "eval", G_CALLBACK(on_eval), &ev);
-        void *data = NULL;
-        size_t len = 0;
-        if (vips_jpegsave_buffer(*fin, &data, &len, "Q", 90, "strip", TRUE, "optimize_coding", TRUE,
-                                 "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_OFF, NULL)) {
-            if (cancelled(&ev)) goto cancel;
-            goto vips_fail;
-        }
-        if (cancelled(&ev)) {
-            g_free(data);
-            goto cancel;
-        }
-        /* GLib ≥ 2.46 allocates with malloc, so free() (provider_image_free)
-         * is the right release for this buffer. */
-        out->data = data;
-        out->len = len;
-        snprintf(out->format, sizeof out->format, "jpeg");
-        out->width = W;
-        out->height = H;
+/* Phase 7 (80–100 %): runs the pipeline into a JPEG (quality 90) in *out,
+ * which then owns the data (the caller frees it with provider_image_free).
+ * A cancel during the encode kills the pipeline through the "eval" signal. */
+static int encode(render_state *rs, provider_image *out)
+{
+    VipsImage **fin = next_slot(rs);
+    if (vips_copy(rs->base, fin, NULL)) return render_vips_failed(rs);
+    vips_image_set_progress(*fin, TRUE);
+    g_signal_connect(*fin, "eval", G_CALLBACK(on_eval), &rs->ev);
+    void *data = NULL;
+    size_t len = 0;
+    if (vips_jpegsave_buffer(*fin, &data, &len, "Q", 90, "strip", TRUE, "optimize_coding", TRUE,
+                             "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_OFF, NULL))
+        return cancelled(&rs->ev) ? render_cancelled(rs) : render_vips_failed(rs);
+    if (cancelled(&rs->ev)) {
+        g_free(data);
+        return render_cancelled(rs);
     }
-    report(&ev, 100);
-    rc = PROVIDER_OK;
-    goto cleanup;
+    /* GLib ≥ 2.46 allocates with malloc, so free() (provider_image_free)
+     * is the right release for this buffer. */
+    out->data = data;
+    out->len = len;
+    snprintf(out->format, sizeof out->format, "jpeg");
+    out->width = rs->W;
+    out->height = rs->H;
+    report(&rs->ev, 100);
+    return PROVIDER_OK;
+}
 
-vips_fail:
-    log_warn("local-studio render failed: %s", vips_error_buffer());
-    vips_error_clear();
-    if (!*error) *error = xstrdup("local-studio could not render this image");
-    rc = PROVIDER_PERMANENT;
-    goto cleanup;
-cancel:
-    vips_error_clear();
-    free(*error);
-    *error = xstrdup("cancelled");
-    rc = PROVIDER_CANCELLED;
+int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
+                          const provider_image *models, size_t n_models, int variant,
+                          const atomic_bool *cancel, void (*progress)(void *ctx, int pct),
+                          void *progress_ctx, provider_image *out, char **error)
+{
+    pthread_once(&vips_once, vips_setup);
+    memset(out, 0, sizeof *out);
+    *error = NULL;
+    if (!vips_ready) {
+        *error = xstrdup("image library failed to start");
+        return PROVIDER_PERMANENT;
+    }
+    if (n_products < 1 || n_products > MAX_PRODUCTS) {
+        *error = xasprintf("local-studio takes 1 to %d product images", MAX_PRODUCTS);
+        return PROVIDER_PERMANENT;
+    }
+
+    const char *style = p->style;
+    render_state rs = {
+        .p = p,
+        .variant = variant,
+        .n_products = n_products,
+        .high = str_eq(p->quality, "high"),
+        .kind = str_eq(style, "artistic")  ? 1
+                : str_eq(style, "minimal") ? 2
+                                           : 0,
+        .on_model = n_models > 0,
+        .ev = {.cancel = cancel, .progress = progress, .progress_ctx = progress_ctx, .last = -1},
+        .error = error,
+    };
+    provider_local_size(p->aspect_ratio, p->quality, &rs.W, &rs.H);
+    rs.m = fmin(rs.W, rs.H);
+    rs.sp.kind = rs.kind;
+    rng r = {.s = hash_str(0xCBF29CE484222325ull, style) ^
+                  ((uint64_t)p->seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(variant + 1) << 40)};
+    rng_next(&r);
+    /* From here on rs.ctx (every intermediate image), rs.cuts, rs.bd and
+     * rs.q are held, and released at cleanup. */
+    rs.ctx = vips_image_new();
+    rs.t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(rs.ctx), 64);
+    report(&rs.ev, 0);
+
+    int rc;
+    if ((rc = cut_out_products(&rs, products)) != PROVIDER_OK) goto cleanup;
+    if ((rc = plan(&rs, &r)) != PROVIDER_OK) goto cleanup;
+    if ((rc = build_base(&rs, models, n_models)) != PROVIDER_OK) goto cleanup;
+    if ((rc = add_shadows(&rs)) != PROVIDER_OK) goto cleanup;
+    if ((rc = composite_products(&rs)) != PROVIDER_OK) goto cleanup;
+    if ((rc = grade(&rs)) != PROVIDER_OK) goto cleanup;
+    rc = encode(&rs, out);
 cleanup:
-#undef NEXT
-    g_object_unref(ctx);
-    free(q);
-    free(bd);
+    g_object_unref(rs.ctx);
+    free(rs.q);
+    free(rs.bd);
     for (size_t i = 0; i < n_products; i++)
-        cutout_free(&cuts[i]);
+        cutout_free(&rs.cuts[i]);
     vips_thread_shutdown();
     return rc;
 }
