@@ -118,6 +118,16 @@ static int succeed(gen_service_result *out, int http_status, json_t *data)
     return GEN_SVC_OK;
 }
 
+/* A success answering with data (stolen) about the record *g, which moves
+ * into the result (*g is left empty). */
+static int succeed_with(gen_service_result *out, int http_status, json_t *data, gen_record *g)
+{
+    succeed(out, http_status, data);
+    out->gen = *g;
+    memset(g, 0, sizeof *g);
+    return GEN_SVC_OK;
+}
+
 /* A store failure no caller interprets: a missing row (the generation, or
  * the caller's own account) or a failed database. */
 static int store_failure(gen_service_result *out, int rc, bool about_generation)
@@ -309,9 +319,7 @@ static int write_create(const gen_service_req *req, const user_record *caller, g
         rlog_info(log_id(req), "created %s (%d tokens)%s", g->id, g->tokens_used,
                   start ? ", started" : "");
         if (start) queue_notify();
-        succeed(out, status, json_incref(data));
-        out->gen = *g;
-        memset(g, 0, sizeof *g);
+        succeed_with(out, status, json_incref(data), g);
     } else if (rc == STORE_EREPLAY) {
         succeed(out, replay_status, NULL);
         out->replay = replay;
@@ -386,11 +394,11 @@ int gen_service_start(const gen_service_req *req, const user_record *caller,
         store_failure(out, rc, true);
     } else {
         queue_notify();
-        succeed(out, 202,
-                json_pack("{s:s, s:[], s:s, s:s}", "generationId", g.id, "resultImages", "status",
-                          "processing", "message", "Generation processing started successfully"));
-        out->gen = g;
-        memset(&g, 0, sizeof g);
+        succeed_with(out, 202,
+                     json_pack("{s:s, s:[], s:s, s:s}", "generationId", g.id, "resultImages",
+                               "status", "processing", "message",
+                               "Generation processing started successfully"),
+                     &g);
     }
     gen_record_free(&g);
     return out->status;
@@ -410,11 +418,8 @@ int gen_service_cancel(const gen_service_req *req, const user_record *caller,
     } else {
         queue_cancel(g.id);
         gen_record_free(&g);
-        if (load_owned(req->gen_id, caller, &g, out) == GEN_SVC_OK) {
-            succeed(out, 200, gen_record_to_json(&g));
-            out->gen = g;
-            memset(&g, 0, sizeof g);
-        }
+        if (load_owned(req->gen_id, caller, &g, out) == GEN_SVC_OK)
+            succeed_with(out, 200, gen_record_to_json(&g), &g);
     }
     gen_record_free(&g);
     return out->status;
@@ -436,9 +441,7 @@ static int write_retry(const gen_record *old, const model_info *m, const user_re
     } else {
         json_t *data = created_data(&g, false);
         json_object_set_new(data, "retryOf", json_string(old->id));
-        succeed(out, 201, data);
-        out->gen = g;
-        memset(&g, 0, sizeof g);
+        succeed_with(out, 201, data, &g);
     }
     gen_record_free(&g);
     return out->status;
@@ -452,7 +455,7 @@ int gen_service_retry(const gen_service_req *req, const user_record *caller,
     if (load_owned(req->gen_id, caller, &old, out) != GEN_SVC_OK) return out->status;
     const model_info *m = provider_model_find(old.params.model);
     const char *why = NULL;
-    if (old.status != GEN_FAILED && old.status != GEN_CANCELLED)
+    if (!gen_state_retryable(old.status))
         status_error(out, &old, "retry", "failed or cancelled");
     else if (!m || !provider_model_available(m, &why))
         fail(out, GEN_SVC_EMODEL, NULL, "model '%s' is not available: %s", old.params.model,

@@ -42,6 +42,11 @@ unsigned gen_state_deletable(void)
     return mask;
 }
 
+bool gen_state_retryable(gen_status s)
+{
+    return s == GEN_FAILED || s == GEN_CANCELLED;
+}
+
 int gen_state_start(store_t *s, const char *gen_id, int64_t now)
 {
     return store_gen_start(s, gen_id, now); /* the verb is pending → processing only */

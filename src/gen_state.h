@@ -33,6 +33,9 @@ bool gen_transition_allowed(gen_status from, gen_status to);
 unsigned gen_state_sources(gen_status to);
 /* The statuses a generation may be deleted in (the terminal ones). */
 unsigned gen_state_deletable(void);
+/* Whether a retry (a new generation with the same settings) may be made
+ * of one in status s: it failed or was cancelled. */
+bool gen_state_retryable(gen_status s);
 
 /* pending → processing (queued). */
 int gen_state_start(store_t *s, const char *gen_id, int64_t now);

@@ -1,5 +1,7 @@
 /*
- * pg_fixture — shared setup of the PostgreSQL store tests: each test gets
+ * pg_fixture — shared by the store tests: a generation record to create,
+ * the ledger invariant check (either backend), and the PostgreSQL setup:
+ * each test gets
  * a fresh schema in the database named by STYLESTUDIO_TEST_PG_URL (the
  * store's URL gets options=-csearch_path=<schema>, so its migrations and
  * queries land there) and a raw libpq connection on the same schema. The
@@ -85,6 +87,58 @@ static inline char *fixture_balance_json(int64_t balance)
 }
 
 static const store_codec fixture_codec = {fixture_gen_json, fixture_balance_json};
+
+/* A generation record ready for store_gen_create (caller frees). */
+static inline void fixture_gen(gen_record *g, const char *user_id, int cost, int priority,
+                               int64_t at)
+{
+    memset(g, 0, sizeof *g);
+    ids_new_at("gen", at, g->id);
+    snprintf(g->user_id, sizeof g->user_id, "%s", user_id);
+    g->product_images = json_pack("[s]", "https://example.com/p.jpg");
+    g->model_images = json_array();
+    g->prompt = xstrdup("a product photo");
+    snprintf(g->params.model, sizeof g->params.model, "local-studio");
+    snprintf(g->params.style, sizeof g->params.style, "realistic");
+    snprintf(g->params.quality, sizeof g->params.quality, "auto");
+    snprintf(g->params.aspect_ratio, sizeof g->params.aspect_ratio, "1:1");
+    g->params.guidance_scale = 7.5;
+    g->params.num_inference_steps = 50;
+    g->params.strength = 0.8;
+    g->params.seed = 42;
+    g->priority = priority;
+    g->tokens_used = cost;
+    g->created_at = at;
+}
+
+/* SPEC §3 through sql (one integer per query, either backend): balance ==
+ * SUM(amount), never negative, balance_after is the running sum, one
+ * charge and at most one refund per generation, tokens_used == what its
+ * rows took, totalTokensUsed == charges - refunds. */
+static inline void fixture_check_ledger(int64_t (*sql)(const char *q))
+{
+    cr_assert_eq(sql("SELECT COUNT(*) FROM users u WHERE token_balance <>"
+                     " (SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
+                     "  WHERE t.user_id = u.id)"),
+                 0, "balance != SUM(amount)");
+    cr_assert_eq(sql("SELECT COUNT(*) FROM users WHERE token_balance < 0"), 0);
+    cr_assert_eq(sql("SELECT COUNT(*) FROM (SELECT balance_after, SUM(amount) OVER"
+                     " (PARTITION BY user_id ORDER BY id) AS run FROM token_transactions)"
+                     " x WHERE balance_after <> run"),
+                 0, "balance_after != running sum");
+    cr_assert_eq(sql("SELECT COUNT(*) FROM (SELECT 1 FROM token_transactions"
+                     " WHERE generation_id IS NOT NULL GROUP BY generation_id, kind"
+                     " HAVING COUNT(*) > 1) dup"),
+                 0, "a generation charged or refunded twice");
+    cr_assert_eq(sql("SELECT COUNT(*) FROM generations g WHERE tokens_used <>"
+                     " -(SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
+                     "   WHERE t.generation_id = g.id)"),
+                 0, "tokens_used != charge - refund");
+    cr_assert_eq(sql("SELECT COUNT(*) FROM users u WHERE total_tokens_used <>"
+                     " -(SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
+                     "   WHERE t.user_id = u.id AND kind IN ('charge', 'refund'))"),
+                 0, "totalTokensUsed != charges - refunds");
+}
 
 /* Creates the schema and sets pg_url; does nothing without the variable. */
 static inline void pg_fixture_init(void)

@@ -90,6 +90,9 @@ Test(state, sources_follow_the_table)
     cr_assert_eq(gen_state_sources(GEN_PENDING), 0);
     cr_assert_eq(gen_state_deletable(),
                  GEN_MASK(GEN_COMPLETED) | GEN_MASK(GEN_FAILED) | GEN_MASK(GEN_CANCELLED));
+    for (int i = 0; i < GEN_STATUS_COUNT; i++)
+        cr_assert_eq(gen_state_retryable(all[i]), all[i] == GEN_FAILED || all[i] == GEN_CANCELLED,
+                     "retry of %s", gen_status_name(all[i]));
 }
 
 static uint32_t rand_max(uint32_t n)

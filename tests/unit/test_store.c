@@ -93,34 +93,12 @@ static int64_t balance(const char *user_id)
     return u.token_balance;
 }
 
-/* A generation record ready for store_gen_create; caller frees. */
-static void make_gen(gen_record *g, const char *user_id, int cost, int priority, int64_t at)
-{
-    memset(g, 0, sizeof *g);
-    ids_new_at("gen", at, g->id);
-    snprintf(g->user_id, sizeof g->user_id, "%s", user_id);
-    g->product_images = json_pack("[s]", "https://example.com/p.jpg");
-    g->model_images = json_array();
-    g->prompt = xstrdup("a product photo");
-    snprintf(g->params.model, sizeof g->params.model, "local-studio");
-    snprintf(g->params.style, sizeof g->params.style, "realistic");
-    snprintf(g->params.quality, sizeof g->params.quality, "auto");
-    snprintf(g->params.aspect_ratio, sizeof g->params.aspect_ratio, "1:1");
-    g->params.guidance_scale = 7.5;
-    g->params.num_inference_steps = 50;
-    g->params.strength = 0.8;
-    g->params.seed = 42;
-    g->priority = priority;
-    g->tokens_used = cost;
-    g->created_at = at;
-}
-
 /* Creates one generation; returns the store code and its id in id. */
 static int create_gen(const char *user_id, int cost, int priority, int64_t at, bool start,
                       char id[ID_LEN])
 {
     gen_record g;
-    make_gen(&g, user_id, cost, priority, at);
+    fixture_gen(&g, user_id, cost, priority, at);
     int rc = store_gen_create(st, &g, start, NULL, NULL, NULL);
     if (id) memcpy(id, g.id, ID_LEN);
     gen_record_free(&g);
@@ -147,32 +125,9 @@ static int64_t sql_int(const char *sql)
     return v;
 }
 
-/* SPEC §3: balance == SUM(amount) for every user, never negative; a
- * generation has at most one charge and one refund, and what it holds
- * (tokens_used) equals what its rows took. */
 static void check_ledger(void)
 {
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM users u WHERE token_balance <>"
-                         " (SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
-                         "  WHERE t.user_id = u.id)"),
-                 0, "balance != SUM(amount)");
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM users WHERE token_balance < 0"), 0);
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM (SELECT balance_after, SUM(amount) OVER"
-                         " (PARTITION BY user_id ORDER BY id) AS run FROM token_transactions)"
-                         " x WHERE balance_after <> run"),
-                 0, "balance_after != running sum");
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM (SELECT 1 FROM token_transactions"
-                         " WHERE generation_id IS NOT NULL GROUP BY generation_id, kind"
-                         " HAVING COUNT(*) > 1) dup"),
-                 0);
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM generations g WHERE tokens_used <>"
-                         " -(SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
-                         "   WHERE t.generation_id = g.id)"),
-                 0, "tokens_used != charge - refund");
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM users u WHERE total_tokens_used <>"
-                         " -(SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
-                         "   WHERE t.user_id = u.id AND kind IN ('charge', 'refund'))"),
-                 0, "totalTokensUsed != charges - refunds");
+    fixture_check_ledger(sql_int);
 }
 
 static int sweep(int64_t now, int64_t pending_ttl_ms, int max_retries, int *changed)
@@ -397,7 +352,7 @@ Test(store, insufficient_tokens_writes_nothing)
     store_idem idem = {"key-1", "hash-1", "{\"generationId\":\"x\"}", 201,
                        T0 - GEN_IDEMPOTENCY_KEEP_MS};
     gen_record g;
-    make_gen(&g, uid, 3, PRIORITY_NORMAL, T0);
+    fixture_gen(&g, uid, 3, PRIORITY_NORMAL, T0);
     cr_assert_eq(store_gen_create(st, &g, true, &idem, NULL, NULL), STORE_EINSUFFICIENT);
     memcpy(gid, g.id, ID_LEN);
     gen_record_free(&g);
@@ -418,14 +373,14 @@ Test(store, idempotent_replay_and_mismatch)
     store_idem idem = {"key-1", "hash-1", "{\"generationId\":\"first\"}", 201,
                        T0 - GEN_IDEMPOTENCY_KEEP_MS};
     gen_record g;
-    make_gen(&g, uid, 2, PRIORITY_NORMAL, T0);
+    fixture_gen(&g, uid, 2, PRIORITY_NORMAL, T0);
     cr_assert_eq(store_gen_create(st, &g, false, &idem, NULL, NULL), STORE_OK);
     gen_record_free(&g);
     int64_t ev = last_event();
 
     char *resp = NULL;
     int status = 0;
-    make_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 1000);
+    fixture_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 1000);
     cr_assert_eq(store_gen_create(st, &g, false, &idem, &resp, &status), STORE_EREPLAY);
     cr_assert_str_eq(resp, "{\"generationId\":\"first\"}");
     cr_assert_eq(status, 201);
@@ -433,7 +388,7 @@ Test(store, idempotent_replay_and_mismatch)
     gen_record_free(&g);
 
     store_idem other = {"key-1", "hash-2", "{}", 201, T0 - GEN_IDEMPOTENCY_KEEP_MS};
-    make_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 2000);
+    fixture_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 2000);
     cr_assert_eq(store_gen_create(st, &g, false, &other, NULL, NULL), STORE_EIDEM_MISMATCH);
     gen_record_free(&g);
     cr_assert_eq(balance(uid), 8);
@@ -443,12 +398,12 @@ Test(store, idempotent_replay_and_mismatch)
     /* Another user may use the same key. */
     char uid2[ID_LEN];
     make_user("idem2@example.com", 10, uid2);
-    make_gen(&g, uid2, 2, PRIORITY_NORMAL, T0 + 3000);
+    fixture_gen(&g, uid2, 2, PRIORITY_NORMAL, T0 + 3000);
     cr_assert_eq(store_gen_create(st, &g, false, &idem, NULL, NULL), STORE_OK);
     gen_record_free(&g);
 
     /* After 24 h the key is forgotten: a new create, charged again. */
-    make_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 25LL * 3600 * 1000);
+    fixture_gen(&g, uid, 2, PRIORITY_NORMAL, T0 + 25LL * 3600 * 1000);
     other.not_before = g.created_at - GEN_IDEMPOTENCY_KEEP_MS;
     cr_assert_eq(store_gen_create(st, &g, false, &other, NULL, NULL), STORE_OK);
     gen_record_free(&g);
@@ -723,7 +678,7 @@ Test(store, sweep_expired_pending_and_exhausted_leases)
     /* Housekeeping: idempotency keys older than 24 h and expired sessions go. */
     store_idem idem = {"k", "h", "{}", 201, T0 - GEN_IDEMPOTENCY_KEEP_MS};
     gen_record ng;
-    make_gen(&ng, uid, 1, PRIORITY_NORMAL, T0);
+    fixture_gen(&ng, uid, 1, PRIORITY_NORMAL, T0);
     cr_assert_eq(store_gen_create(st, &ng, false, &idem, NULL, NULL), STORE_OK);
     gen_record_free(&ng);
     cr_assert_eq(store_session_create(st, "s1", uid, T0, T0 + 1000), STORE_OK);
@@ -991,7 +946,7 @@ static void *create_many(void *arg)
     (void)arg;
     for (int i = 0; i < PER_THREAD; i++) {
         gen_record g;
-        make_gen(&g, conc_user, 1, PRIORITY_NORMAL, now_ms());
+        fixture_gen(&g, conc_user, 1, PRIORITY_NORMAL, now_ms());
         int rc = store_gen_create(st, &g, (i & 1) != 0, NULL, NULL, NULL);
         gen_record_free(&g);
         if (rc == STORE_OK)
@@ -1027,7 +982,7 @@ static void *create_one(void *arg)
 {
     (void)arg;
     gen_record g;
-    make_gen(&g, conc_user, 1, PRIORITY_NORMAL, now_ms());
+    fixture_gen(&g, conc_user, 1, PRIORITY_NORMAL, now_ms());
     long rc = store_gen_create(st, &g, true, NULL, NULL, NULL);
     gen_record_free(&g);
     return (void *)rc;

@@ -42,53 +42,9 @@ static int64_t balance(const char *user_id)
     return u.token_balance;
 }
 
-static void make_gen(gen_record *g, const char *user_id, int cost, int priority, int64_t at)
-{
-    memset(g, 0, sizeof *g);
-    ids_new_at("gen", at, g->id);
-    snprintf(g->user_id, sizeof g->user_id, "%s", user_id);
-    g->product_images = json_pack("[s]", "https://example.com/p.jpg");
-    g->model_images = json_array();
-    g->prompt = xstrdup("a product photo");
-    snprintf(g->params.model, sizeof g->params.model, "local-studio");
-    snprintf(g->params.style, sizeof g->params.style, "realistic");
-    snprintf(g->params.quality, sizeof g->params.quality, "auto");
-    snprintf(g->params.aspect_ratio, sizeof g->params.aspect_ratio, "1:1");
-    g->params.guidance_scale = 7.5;
-    g->params.num_inference_steps = 50;
-    g->params.strength = 0.8;
-    g->params.seed = 42;
-    g->priority = priority;
-    g->tokens_used = cost;
-    g->created_at = at;
-}
-
-/* SPEC §3: balance == SUM(amount), never negative, balance_after is the
- * running sum, one charge and at most one refund per generation, and
- * tokens_used == what its rows took. */
 static void check_ledger(void)
 {
-    cr_assert_eq(pg_sql_int("SELECT COUNT(*) FROM users u WHERE token_balance <>"
-                            " (SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
-                            "  WHERE t.user_id = u.id)"),
-                 0, "balance != SUM(amount)");
-    cr_assert_eq(pg_sql_int("SELECT COUNT(*) FROM users WHERE token_balance < 0"), 0);
-    cr_assert_eq(pg_sql_int("SELECT COUNT(*) FROM (SELECT balance_after, SUM(amount) OVER"
-                            " (PARTITION BY user_id ORDER BY id) AS run FROM token_transactions)"
-                            " x WHERE balance_after <> run"),
-                 0, "balance_after != running sum");
-    cr_assert_eq(pg_sql_int("SELECT COUNT(*) FROM (SELECT 1 FROM token_transactions"
-                            " WHERE generation_id IS NOT NULL GROUP BY generation_id, kind"
-                            " HAVING COUNT(*) > 1) x"),
-                 0);
-    cr_assert_eq(pg_sql_int("SELECT COUNT(*) FROM generations g WHERE tokens_used <>"
-                            " -(SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
-                            "   WHERE t.generation_id = g.id)"),
-                 0, "tokens_used != charge - refund");
-    cr_assert_eq(pg_sql_int("SELECT COUNT(*) FROM users u WHERE total_tokens_used <>"
-                            " -(SELECT COALESCE(SUM(amount), 0) FROM token_transactions t"
-                            "   WHERE t.user_id = u.id AND kind IN ('charge', 'refund'))"),
-                 0, "totalTokensUsed != charges - refunds");
+    fixture_check_ledger(pg_sql_int);
 }
 
 /* ---- concurrency ---- */
@@ -106,7 +62,7 @@ static void *creator_main(void *arg)
     creator *c = arg;
     for (int i = 0; i < 10; i++) {
         gen_record g;
-        make_gen(&g, c->user, 1, PRIORITY_NORMAL, now_ms());
+        fixture_gen(&g, c->user, 1, PRIORITY_NORMAL, now_ms());
         char *resp = NULL;
         int rc = store_gen_create(st, &g, false, c->idem, &resp, NULL);
         free(resp);
