@@ -15,6 +15,7 @@
 #include "gen_service.h"
 #include "media.h"
 #include "provider.h"
+#include "store.h"
 #include "util.h"
 
 #define MAX_WAIT_SECONDS 60
@@ -374,9 +375,9 @@ static int stream_snapshot(stream *s, buf *out)
     if (store_events_last_id(api_store, &last) != STORE_OK ||
         store_user_get(api_store, s->user_id, &u) != STORE_OK)
         return 1;
-    char data[64];
-    snprintf(data, sizeof data, "{\"tokenBalance\":%lld}", (long long)u.token_balance);
+    char *data = gen_record_codec.balance(u.token_balance); /* as the balance events */
     frame(out, "balance", last, data);
+    free(data);
     s->last_id = last;
     return 0;
 }

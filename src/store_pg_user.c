@@ -221,19 +221,27 @@ int store_pg_key_delete(store_t *s, const char *user_id, const char *key_id, int
     return rc == 0 ? STORE_ENOTFOUND : rc < 0 ? rc : STORE_OK;
 }
 
-int store_pg_key_get(store_t *s, const char *key_hash, user_record *out, int64_t *last_used_at)
+/* Runs sql (USER_COLS then one time column, one text parameter) and reads
+ * the user and that time (0 when NULL) into *time_out. */
+static int user_and_time(store_t *s, const char *sql, const char *arg, user_record *out,
+                         int64_t *time_out)
 {
     PGresult *r = NULL;
-    int rc = pg_query1(s, &r,
-                       "SELECT " USER_COLS ", k.last_used_at"
-                       " FROM api_keys k JOIN users u ON u.id = k.user_id"
-                       " WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-                       "s", key_hash);
+    int rc = pg_query1(s, &r, sql, "s", arg);
     if (rc != STORE_OK) return rc;
-    int64_t last = PQntuples(r) >= 1 ? pg_col_int(r, 0, 10) : 0;
+    int64_t t = PQntuples(r) >= 1 ? pg_col_int(r, 0, 10) : 0;
     rc = user_result(r, out);
-    if (rc == STORE_OK && last_used_at) *last_used_at = last;
+    if (rc == STORE_OK && time_out) *time_out = t;
     return rc;
+}
+
+int store_pg_key_get(store_t *s, const char *key_hash, user_record *out, int64_t *last_used_at)
+{
+    return user_and_time(s,
+                         "SELECT " USER_COLS ", k.last_used_at"
+                         " FROM api_keys k JOIN users u ON u.id = k.user_id"
+                         " WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+                         key_hash, out, last_used_at);
 }
 
 int store_pg_key_touch(store_t *s, const char *key_hash, int64_t now)
@@ -259,17 +267,11 @@ int store_pg_session_create(store_t *s, const char *token_hash, const char *user
 
 int store_pg_session_get(store_t *s, const char *token_hash, user_record *out, int64_t *expires_at)
 {
-    PGresult *r = NULL;
-    int rc = pg_query1(s, &r,
-                       "SELECT " USER_COLS ", x.expires_at"
-                       " FROM sessions x JOIN users u ON u.id = x.user_id"
-                       " WHERE x.token_hash = $1",
-                       "s", token_hash);
-    if (rc != STORE_OK) return rc;
-    int64_t exp = PQntuples(r) >= 1 ? pg_col_int(r, 0, 10) : 0;
-    rc = user_result(r, out);
-    if (rc == STORE_OK && expires_at) *expires_at = exp;
-    return rc;
+    return user_and_time(s,
+                         "SELECT " USER_COLS ", x.expires_at"
+                         " FROM sessions x JOIN users u ON u.id = x.user_id"
+                         " WHERE x.token_hash = $1",
+                         token_hash, out, expires_at);
 }
 
 /* Idempotent: deleting an absent session is not an error (logout twice). */

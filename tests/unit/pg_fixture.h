@@ -72,22 +72,6 @@ static inline int64_t pg_sql_int(const char *sql)
     return v;
 }
 
-/* The codec: the record's SPEC JSON, and {"tokenBalance":N}. */
-static inline char *fixture_gen_json(const gen_record *g)
-{
-    json_t *j = gen_record_to_json(g);
-    char *s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    return s;
-}
-
-static inline char *fixture_balance_json(int64_t balance)
-{
-    return xasprintf("{\"tokenBalance\":%lld}", (long long)balance);
-}
-
-static const store_codec fixture_codec = {fixture_gen_json, fixture_balance_json};
-
 /* A generation record ready for store_gen_create (caller frees). */
 static inline void fixture_gen(gen_record *g, const char *user_id, int cost, int priority,
                                int64_t at)
@@ -181,7 +165,7 @@ static inline void pg_fixture_fini(void)
 /* Opens the store on the test's schema. */
 static inline store_t *pg_store_open(int pool_size)
 {
-    store_options opt = {.codec = &fixture_codec, .pool_size = pool_size};
+    store_options opt = {.codec = &gen_record_codec, .pool_size = pool_size};
     store_t *s = NULL;
     char *err = NULL;
     int rc = store_open(pg_url, &opt, &s, &err);

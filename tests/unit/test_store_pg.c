@@ -132,7 +132,7 @@ Test(store_pg, migrations_concurrent_idempotent_and_newer_refused)
     PGconn *c = pg_raw();
     pg_raw_exec(c, "INSERT INTO schema_migrations VALUES (999, '999_future', 0)");
     PQfinish(c);
-    store_options opt = {.codec = &fixture_codec};
+    store_options opt = {.codec = &gen_record_codec};
     store_t *s = NULL;
     char *err = NULL;
     cr_assert_eq(store_open(pg_url, &opt, &s, &err), STORE_ERR);
@@ -144,7 +144,7 @@ Test(store_pg, migrations_concurrent_idempotent_and_newer_refused)
 Test(store_pg, unreachable_server_is_unavailable_quickly)
 {
     PG_REQUIRE();
-    store_options opt = {.codec = &fixture_codec};
+    store_options opt = {.codec = &gen_record_codec};
     store_t *s = NULL;
     char *err = NULL;
     int64_t t0 = mono_ms();
@@ -183,7 +183,7 @@ Test(store_pg, killed_connections_reconnect_and_roll_back)
     char url[sizeof pg_url + 128], app[96], sql[512];
     snprintf(app, sizeof app, "kill_%s", pg_schema);
     snprintf(url, sizeof url, "%s&application_name=%s", pg_url, app);
-    store_options opt = {.codec = &fixture_codec, .pool_size = 2};
+    store_options opt = {.codec = &gen_record_codec, .pool_size = 2};
     store_t *s = NULL;
     char *err = NULL;
     cr_assert_eq(store_open(url, &opt, &s, &err), STORE_OK, "%s", err ? err : "?");
