@@ -195,16 +195,14 @@ cleanup:
     return rc;
 }
 
-int media_save_upload(const void *data, size_t len, provider_image *info, char **url_out,
-                      char **error)
+/* Writes probed image bytes as a new upload; *url_out (caller frees). */
+static int save_probed(const void *data, size_t len, const char *format, char **url_out,
+                       char **error)
 {
-    *url_out = NULL;
-    int rc = media_probe(data, len, info, error);
-    if (rc) return rc;
     if (!media_dir) return fail(error, MEDIA_EINTERNAL, "media storage is not initialised");
     char name[33];
     random_name(name);
-    const char *ext = ext_for_format(info->format);
+    const char *ext = ext_for_format(format);
     char *path = xasprintf("%s/u/%s.%s", media_dir, name, ext);
     if (util_write_file_atomic(path, data, len)) {
         log_error("cannot write upload %s: %s", path, strerror(errno));
@@ -212,9 +210,35 @@ int media_save_upload(const void *data, size_t len, provider_image *info, char *
         return fail(error, MEDIA_EINTERNAL, "could not store the image");
     }
     free(path);
-    info->len = len;
     *url_out = xasprintf("%su/%s.%s", media_prefix, name, ext);
     return 0;
+}
+
+int media_save_upload(const void *data, size_t len, provider_image *info, char **url_out,
+                      char **error)
+{
+    *url_out = NULL;
+    int rc = media_probe(data, len, info, error);
+    if (rc) return rc;
+    rc = save_probed(data, len, info->format, url_out, error);
+    if (rc == 0) info->len = len;
+    return rc;
+}
+
+int media_import(const char *url, char **own_url, char **error)
+{
+    *own_url = NULL;
+    if (error) *error = NULL;
+    if (media_is_own_url(url)) {
+        int rc = media_check_url(url, error);
+        if (rc == 0) *own_url = xstrdup(url);
+        return rc;
+    }
+    provider_image img = {0};
+    int rc = media_fetch(url, NULL, &img, error);
+    if (rc == 0) rc = save_probed(img.data, img.len, img.format, own_url, error);
+    provider_image_free(&img);
+    return rc;
 }
 
 int media_store_result(const char *gen_id, int index, const provider_image *img, char **url_out)

@@ -42,6 +42,13 @@ int media_probe(const void *data, size_t len, provider_image *info, char **error
 int media_save_upload(const void *data, size_t len, provider_image *info, char **url_out,
                       char **error);
 
+/* Makes an image URL our own: an own /media URL is checked and returned
+ * as it is (a copy); any other is fetched and validated (media_fetch) and
+ * stored as a new upload, whose URL is returned, so later readers use
+ * exactly the bytes validated now. 0 with *own_url (caller frees), or
+ * MEDIA_E* with *error (caller frees). Blocks for up to the fetch timeout. */
+int media_import(const char *url, char **own_url, char **error);
+
 /* Checks a URL's shape and address rules without fetching it (own /media
  * URLs must name an existing file). */
 int media_check_url(const char *url, char **error);
