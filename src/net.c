@@ -47,6 +47,7 @@ struct net_request {
     bool has_body;
     int timeout_ms;
     size_t max_bytes;
+    bool follow; /* net_request_redirects asked for redirects */
     int redirects_left;
     int64_t delay_ms;
     const atomic_bool *cancel;
@@ -369,6 +370,7 @@ void net_request_limits(net_request *r, int timeout_ms, size_t max_bytes)
 
 void net_request_redirects(net_request *r, int n)
 {
+    r->follow = n > 0;
     r->redirects_left = n > 0 ? n : 0;
 }
 
@@ -581,13 +583,14 @@ static void activate(net_request *r)
     loop.active = r;
 }
 
-/* A redirect to follow: 0 and r re-armed for the next hop. */
+/* A redirect to follow: true once r is re-armed for the next hop (or ended
+ * for too many redirects). */
 static bool follow_redirect(net_request *r)
 {
     long status = 0;
     char *loc = NULL;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (status < 300 || status >= 400 || strcmp(r->method, "GET") != 0) return false;
+    if (!r->follow || status < 300 || status >= 400 || strcmp(r->method, "GET") != 0) return false;
     curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &loc);
     if (!loc || !*loc) return false;
     if (r->redirects_left <= 0) {
