@@ -30,6 +30,9 @@ typedef struct config {
     int lease_seconds;
     int retry_base_ms;
     int http_threads;
+    char *openai_base_url; /* SPEC §7 */
+    char *replicate_base_url;
+    int provider_timeout;    /* seconds per provider call */
     bool enable_bench_model; /* bench-instant exists (bench/ only) */
     char *test_faults;       /* failure seam for tests; see queue.c */
 } config;
