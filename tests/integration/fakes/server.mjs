@@ -77,13 +77,13 @@ export function sendJson(res, status, obj, headers = {}) {
 
 // One outbound request with no connection pooling (agent: false), so nothing
 // lingers after the fake closes. Resolves {status, headers, body: Buffer} or
-// rejects on connection errors and after `timeoutMs`.
-export function request(url, { method = 'GET', headers = {}, body, timeoutMs = 5000, maxBytes = 64 << 20 } = {}) {
+// rejects on connection errors, after `timeoutMs`, or when `signal` aborts.
+export function request(url, { method = 'GET', headers = {}, body, timeoutMs = 5000, maxBytes = 64 << 20, signal } = {}) {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const mod = u.protocol === 'https:' ? https : u.protocol === 'http:' ? http : null;
     if (!mod) { reject(new Error(`unsupported URL scheme ${u.protocol}`)); return; }
-    const req = mod.request(u, { method, headers, agent: false }, (res) => {
+    const req = mod.request(u, { method, headers, agent: false, signal }, (res) => {
       const parts = [];
       let n = 0;
       res.on('data', (c) => {
