@@ -51,6 +51,7 @@ struct net_request {
     int redirects_left;
     int64_t delay_ms;
     const atomic_bool *cancel;
+    const atomic_bool *wake;
     net_done_fn on_done;
     void *ctx;
 
@@ -384,6 +385,11 @@ void net_request_cancel_flag(net_request *r, const atomic_bool *flag)
     r->cancel = flag;
 }
 
+void net_request_wake_flag(net_request *r, const atomic_bool *flag)
+{
+    r->wake = flag;
+}
+
 void net_request_free(net_request *r)
 {
     if (!r) return;
@@ -626,7 +632,8 @@ static void transfer_done(net_request *r, CURLcode cc)
     }
 }
 
-/* Requests whose caller raised the cancel flag end now. */
+/* Requests whose caller raised the cancel flag end now; delayed ones
+ * whose wake flag is up become due. */
 static void reap_cancelled(void)
 {
     for (net_request **pp = &loop.active; *pp;) {
@@ -645,6 +652,10 @@ static void reap_cancelled(void)
             *pp = r->next;
             finish(r, NET_ECANCELLED, "cancelled");
         } else {
+            if (r->wake && atomic_load(r->wake)) {
+                r->due = mono_ms(); /* start_due takes it next */
+                loop.next_due = r->due;
+            }
             pp = &r->next;
         }
     }

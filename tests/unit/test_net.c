@@ -313,3 +313,21 @@ Test(net, many_transfers_in_flight_on_one_thread)
     cr_assert_eq(atomic_load(&n_ok), N);
     cr_log_info("%d transfers of 1 s each took %lld ms", N, (long long)(mono_ms() - t0));
 }
+
+Test(net, a_raised_wake_flag_starts_a_delayed_request_now)
+{
+    atomic_bool wake = false;
+    later l = {&wake, 100};
+    pthread_t th;
+    pthread_create(&th, NULL, raise_later, &l);
+    net_request *r = get("/hello");
+    net_request_delay(r, 20000);
+    net_request_wake_flag(r, &wake);
+    int64_t t0 = mono_ms();
+    net_response resp;
+    perform(r, &resp);
+    pthread_join(th, NULL);
+    cr_assert_eq(resp.status, 200);
+    cr_assert_lt(mono_ms() - t0, 5000, "the wake flag did not start the request");
+    net_response_free(&resp);
+}
