@@ -4,7 +4,8 @@ import { get, post, del } from './api.js';
 import { createPanel, errorView, actionsFor, describeError } from './genpanel.js';
 import { gallery } from './lightbox.js';
 import { genTitle } from './dashboard.js';
-import { loadSettings } from './studio.js';
+import { loadSettings, editSettings } from './studio.js';
+import { failureView, retryGeneration } from './failure.js';
 
 const QUALITY_NAME = { auto: 'Auto', low: 'Draft', medium: 'Standard', high: 'High' };
 
@@ -40,7 +41,6 @@ export async function render(container, [id], ctx) {
       h('div', { class: 'head-actions' },
         h('button', { type: 'button', class: 'btn btn-ghost', onclick: () => { loadSettings(r); ctx.navigate('/studio'); toast('Settings loaded into the studio', 'info'); } }, icon('sliders'), 'Use these settings'),
         r.status === 'pending' ? h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'start', onclick: start }, icon('sparkles'), 'Start') : null,
-        (r.status === 'failed' || r.status === 'cancelled') ? h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'retry', onclick: retry }, icon('retry'), 'Retry') : null,
         !TERMINAL.has(r.status) && !panel ? h('button', { type: 'button', class: 'btn btn-ghost', 'data-action': 'cancel', onclick: cancel }, icon('stop'), 'Cancel') : null,
         TERMINAL.has(r.status) ? h('button', { type: 'button', class: 'btn btn-danger-ghost', 'data-action': 'delete', onclick: remove }, icon('trash'), 'Delete') : null));
 
@@ -48,15 +48,14 @@ export async function render(container, [id], ctx) {
       ? gallery(r.resultImages, { name: r._id, ratio: p.aspectRatio })
       : r.status === 'completed' ? h('p', { class: 'muted' }, 'This generation produced no images.')
         : !TERMINAL.has(r.status) ? h('p', { class: 'muted' }, 'Results appear here as soon as they are ready.')
-          : emptyState({ iconName: 'image', title: r.status === 'failed' ? 'No results — it failed' : 'No results — it was cancelled', text: `${r.error ? `${r.error.charAt(0).toUpperCase()}${r.error.slice(1).replace(/\.$/, '')}. ` : ''}Its tokens were refunded.` });
+          : emptyState({ iconName: 'image', title: r.status === 'failed' ? 'No results — it failed' : 'No results — it was cancelled', text: 'Its tokens were refunded.' });
 
     const inputs = (label, list) => (list && list.length ? [h('h3', { class: 'section-label' }, label), gallery(list, { name: `${r._id}-${label.toLowerCase().replace(/\s+/g, '-')}`, label, small: true })] : []);
 
     clear(body).append(
       h('div', { class: 'detail-main' },
         !TERMINAL.has(r.status) && panel ? panel.el : null,
-        r.status === 'failed' && r.error ? errorView(r.errorCode || 'GENERATION_FAILED', `${r.error} Your tokens were refunded.`, [
-          h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: retry }, icon('retry'), 'Retry')]) : null,
+        (r.status === 'failed' || r.status === 'cancelled') ? failureView(r, { onAction }) : null,
         h('section', { class: 'card', 'aria-labelledby': 'res-t' }, h('h2', { class: 'card-title', id: 'res-t' }, 'Results'), results),
         h('section', { class: 'card', 'aria-labelledby': 'in-t' }, h('h2', { class: 'card-title', id: 'in-t' }, 'Inputs'),
           inputs('Product images', r.productImages), inputs('Model images', r.modelImages))),
@@ -85,22 +84,27 @@ export async function render(container, [id], ctx) {
       showResults: false, linkDetails: false,
       onRecord: (r) => { if (r.status !== rec.status && (r._id || r.generationId) === rec._id) renderAll({ ...rec, ...r }); },
       onNewGeneration: (nid) => ctx.navigate(`/history/${nid}`),
+      onEdit: (r, focus) => editSettings({ ...rec, ...r }, focus),
     });
     panel.track(rec._id, rec);
   }
   renderAll(rec);
 
   function showErr(err) {
-    clear(actionsErr).append(errorView(err.code, describeError(err), actionsFor(err, { onRetry: retry })));
+    clear(actionsErr).append(errorView(err.code, describeError(err), actionsFor(err, { onRetry: () => retry() })));
+    actionsErr.scrollIntoView({ block: 'nearest' });
   }
 
-  async function retry() {
+  async function onAction(kind) {
+    if (kind === 'prompt' || kind === 'image') { editSettings(rec, kind); return; }
+    await retry(kind === 'again' ? 'Started again with the same settings' : 'Trying again with the same settings');
+  }
+
+  async function retry(message = 'Trying again with the same settings') {
     clear(actionsErr);
     try {
-      const created = await post(`/api/generations/${encodeURIComponent(rec._id)}/retry`, {});
-      const nid = created.generationId || created._id;
-      if (created.status === 'pending' || !created.status) await post('/api/generate', { generationId: nid });
-      toast('Retrying with the same settings', 'info');
+      const { id: nid } = await retryGeneration(rec._id);
+      toast(message, 'info');
       ctx.navigate(`/history/${nid}`);
     } catch (err) { showErr(err); }
   }

@@ -3,6 +3,7 @@ import { h, icon, clear, statusBadge, fmtClock, fmtDuration, tokens, shortId, in
 import { get, post, parseEvent } from './api.js';
 import { gallery } from './lightbox.js';
 import { session } from './session.js';
+import { failureView, failureCode, retryGeneration } from './failure.js';
 
 const STEPS = ['queued', 'fetching_inputs', 'generating', 'storing'];
 
@@ -19,14 +20,13 @@ export function buyTokensDialog() {
   });
 }
 
-/** Error callout with the error code and a useful next action. */
+/** Error callout: the message first, a useful next action, then the error code for reference. */
 export function errorView(code, message, actions = []) {
   return h('div', { class: 'alert alert-error error-view', role: 'alert' },
     icon('alert'),
     h('div', { class: 'alert-body' },
-      h('div', { class: 'alert-title' }, h('code', { class: 'error-code' }, code || 'ERROR')),
-      h('p', {}, message ? message.charAt(0).toUpperCase() + message.slice(1) : 'Something went wrong.'),
-      actions.length ? h('div', { class: 'alert-actions' }, actions) : null));
+      h('p', { class: 'alert-message' }, message ? message.charAt(0).toUpperCase() + message.slice(1) : 'Something went wrong.'),
+      h('div', { class: 'alert-actions' }, actions, code ? h('code', { class: 'error-code', title: 'Error code' }, code) : null)));
 }
 
 /** Actions that make sense for an API error code. ctx: {onRetry, onFix(field)} */
@@ -62,9 +62,10 @@ export function describeError(err) {
 }
 
 /**
- * createPanel({onRecord(rec), onNewGeneration(id), compact}) → {el, track(id, seed), stop()}
+ * createPanel({onRecord(rec), onNewGeneration(id, created), onEdit(rec, 'prompt'|'image')})
+ *   → {el, track(id, seed), stop()}
  */
-export function createPanel({ onRecord, onNewGeneration, showResults = true, linkDetails = true } = {}) {
+export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = true, linkDetails = true } = {}) {
   let es = null;
   let rec = null;
   let tick = null;
@@ -89,10 +90,10 @@ export function createPanel({ onRecord, onNewGeneration, showResults = true, lin
   const sTime = stat('Processing time', 'ptime');
   const stats = h('dl', { class: 'stats' }, sQueue.wrap, sElapsed.wrap, sTokens.wrap, sTime.wrap);
   const errSlot = h('div', { class: 'panel-error' });
+  const apiErr = h('div', { class: 'panel-error' }); // an action's own error, under the failure
   const cancelBtn = h('button', { type: 'button', class: 'btn btn-ghost btn-sm', 'data-action': 'cancel', onclick: doCancel }, icon('stop'), 'Cancel');
-  const retryBtn = h('button', { type: 'button', class: 'btn btn-primary btn-sm', 'data-action': 'retry', onclick: doRetry }, icon('retry'), 'Retry');
   const detailsLink = h('a', { class: 'btn btn-ghost btn-sm', href: '#/history' }, 'Details', icon('arrowRight'));
-  const actions = h('div', { class: 'panel-actions' }, cancelBtn, retryBtn, linkDetails ? detailsLink : null);
+  const actions = h('div', { class: 'panel-actions' }, cancelBtn, linkDetails ? detailsLink : null);
   const results = h('div', { class: 'panel-results' });
 
   const el = h('section', { class: 'card panel', 'aria-labelledby': 'panel-title', 'data-gen-panel': '' },
@@ -101,6 +102,7 @@ export function createPanel({ onRecord, onNewGeneration, showResults = true, lin
       badgeSlot),
     statusLine,
     errSlot,
+    apiErr,
     h('div', { class: 'progress-row' }, bar, pct),
     steps,
     stats,
@@ -115,7 +117,7 @@ export function createPanel({ onRecord, onNewGeneration, showResults = true, lin
         return `${STAGE_LABEL[r.stage] || 'Processing'}…`;
       case 'completed': return `Done — ${r.resultImages && r.resultImages.length ? (r.resultImages.length === 1 ? '1 image' : `${r.resultImages.length} images`) : 'no images'} ready`;
       case 'failed': return 'Generation failed — your tokens were refunded';
-      case 'cancelled': return r.error && /expir/i.test(r.error) ? 'Expired — your tokens were refunded' : 'Cancelled — your tokens were refunded';
+      case 'cancelled': return failureCode(r) === 'EXPIRED' ? 'Expired — your tokens were refunded' : 'Cancelled — your tokens were refunded';
       default: return r.status;
     }
   }
@@ -160,17 +162,10 @@ export function createPanel({ onRecord, onNewGeneration, showResults = true, lin
     const terminal = TERMINAL.has(r.status);
     if (terminal) { clearInterval(tick); tick = null; } else if (!tick) tick = setInterval(renderTimes, 250);
     cancelBtn.hidden = terminal;
-    retryBtn.hidden = !(r.status === 'failed' || r.status === 'cancelled');
     detailsLink.href = `#/history/${genId}`;
     clear(errSlot);
-    if (r.status === 'failed') {
-      errSlot.append(errorView(r.errorCode || 'GENERATION_FAILED', r.error || 'The image model could not finish this generation.', []));
-    } else if (r.status === 'cancelled' && r.error && !/by the user/i.test(r.error)) {
-      const expired = /expir/i.test(r.error);
-      errSlot.append(h('div', { class: 'alert alert-info', role: 'status' }, icon('info'),
-        h('div', { class: 'alert-body' },
-          h('div', { class: 'alert-title' }, h('code', { class: 'error-code' }, expired ? 'EXPIRED' : 'CANCELLED')),
-          h('p', {}, r.error))));
+    if (r.status === 'failed' || r.status === 'cancelled') {
+      errSlot.append(failureView({ ...r, _id: genId }, { onAction, compact: true }));
     }
     if (showResults) {
       clear(results);
@@ -187,6 +182,7 @@ export function createPanel({ onRecord, onNewGeneration, showResults = true, lin
     stopStream();
     genId = id;
     lastStatusText = '';
+    clear(apiErr);
     el.hidden = false;
     render({ status: 'pending', progress: 0, createdAt: Date.now(), ...(seed || {}), _id: id });
     es = new EventSource(`/api/generations/${encodeURIComponent(id)}/events`);
@@ -221,23 +217,23 @@ export function createPanel({ onRecord, onNewGeneration, showResults = true, lin
   }
 
   function showError(err, ctx = {}) {
-    clear(errSlot).append(errorView(err.code, describeError(err), actionsFor(err, ctx)));
+    clear(apiErr).append(errorView(err.code, describeError(err), actionsFor(err, ctx)));
   }
 
-  async function doRetry() {
+  async function onAction(kind) {
+    if (kind === 'prompt' || kind === 'image') { if (onEdit && rec) onEdit({ ...rec, _id: genId }, kind); return; }
+    await doRetry(kind === 'again' ? 'Started again with the same settings' : 'Trying again with the same settings');
+  }
+
+  async function doRetry(message = 'Trying again with the same settings') {
     if (!genId) return;
-    retryBtn.disabled = true;
     try {
-      const created = await post(`/api/generations/${encodeURIComponent(genId)}/retry`, {});
-      const newId = created.generationId || created._id;
-      if (created.status === 'pending' || !created.status) await post('/api/generate', { generationId: newId });
-      toast('Retrying with the same settings', 'info');
+      const { id: newId, created } = await retryGeneration(genId);
+      toast(message, 'info');
       if (onNewGeneration) onNewGeneration(newId, created);
       else track(newId, { tokensUsed: created.estimatedCost, status: 'processing', stage: 'queued' });
     } catch (err) {
-      showError(err, { onRetry: doRetry });
-    } finally {
-      retryBtn.disabled = false;
+      showError(err, { onRetry: () => doRetry(message) });
     }
   }
 

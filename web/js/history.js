@@ -1,13 +1,16 @@
 // History: every generation, status filter, cursor pagination, live updates.
-import { h, icon, clear, fmtAgo, statusBadge, emptyState, skeleton, STATUS_LABEL } from './dom.js';
+import { h, icon, clear, toast, fmtAgo, statusBadge, emptyState, skeleton, STATUS_LABEL } from './dom.js';
 import { get } from './api.js';
+import { failureView, retryGeneration } from './failure.js';
+import { editSettings } from './studio.js';
+import { errorView, describeError, actionsFor } from './genpanel.js';
 import { on } from './session.js';
 import { thumbOf, genTitle } from './dashboard.js';
 
 const FILTERS = ['', 'completed', 'processing', 'pending', 'failed', 'cancelled'];
 let filter = '';
 
-function card(g) {
+function card(g, onAction) {
   const src = thumbOf(g);
   const p = g.parameters || {};
   const n = (g.resultImages || []).length;
@@ -19,11 +22,26 @@ function card(g) {
       h('span', { class: 'hcard-body' },
         h('span', { class: 'hcard-top' }, h('strong', {}, genTitle(g)), statusBadge(g.status)),
         h('span', { class: 'muted small' }, `${p.model || '—'} · ${p.quality || 'auto'} · ${fmtAgo(g.createdAt)}`),
-        g.status === 'processing' ? h('span', { class: 'mini-progress' }, h('span', { style: { width: `${Math.max(4, g.progress || 0)}%` } })) : null)));
+        g.status === 'processing' ? h('span', { class: 'mini-progress' }, h('span', { style: { width: `${Math.max(4, g.progress || 0)}%` } })) : null)),
+    g.status === 'failed' || g.status === 'cancelled' ? h('div', { class: 'hcard-failure' }, failureView(g, { compact: true, onAction: (kind) => onAction(g, kind) })) : null);
 }
 
-export async function render(container) {
+export async function render(container, _params, ctx) {
   let cursor = null;
+  const actionErr = h('div', { class: 'history-error' });
+  async function onAction(g, kind) {
+    if (kind === 'prompt' || kind === 'image') { editSettings(g, kind); return; }
+    clear(actionErr);
+    try {
+      const { id } = await retryGeneration(g._id);
+      toast(kind === 'again' ? 'Started again with the same settings' : 'Trying again with the same settings', 'info');
+      ctx.navigate(`/history/${id}`);
+    } catch (err) {
+      const li = grid.querySelector(`[data-gen-id="${CSS.escape(g._id)}"] .hcard-failure`);
+      (li || actionErr).append(errorView(err.code, describeError(err), actionsFor(err, {})));
+    }
+  }
+  const cardOf = (g) => card(g, onAction);
   let loading = false;
   const grid = h('ul', { class: 'hgrid', role: 'list', 'aria-live': 'polite', 'aria-busy': 'true' });
   const more = h('button', { type: 'button', class: 'btn btn-ghost', hidden: true, onclick: () => load(false) }, 'Load more');
@@ -42,7 +60,7 @@ export async function render(container) {
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', {}, 'History'), h('p', { class: 'page-sub' }, 'Every generation you’ve made, newest first.')),
       h('a', { class: 'btn btn-primary', href: '#/studio' }, icon('sparkles'), 'New generation')),
-    chips, grid, h('div', { class: 'more-row' }, more, status)));
+    chips, actionErr, grid, h('div', { class: 'more-row' }, more, status)));
 
   async function load(reset) {
     if (loading) return;
@@ -56,7 +74,7 @@ export async function render(container) {
       if (cursor) q.set('cursor', cursor);
       const data = await get(`/api/generations?${q}`);
       if (reset) clear(grid);
-      data.items.forEach((g) => grid.append(card(g)));
+      data.items.forEach((g) => grid.append(cardOf(g)));
       cursor = data.nextCursor || null;
       more.hidden = !cursor;
       const count = grid.querySelectorAll('.hcard').length;
@@ -89,11 +107,11 @@ export async function render(container) {
     const existing = grid.querySelector(`[data-gen-id="${CSS.escape(g._id)}"]`);
     const matches = !filter || g.status === filter;
     if (existing) {
-      if (matches) existing.replaceWith(card(g)); else existing.remove();
+      if (matches) existing.replaceWith(cardOf(g)); else existing.remove();
     } else if (matches && (g.status === 'pending' || g.createdAt > Date.now() - 60000)) {
       const empty = grid.querySelector('.hgrid-empty');
       if (empty) empty.remove();
-      grid.prepend(card(g));
+      grid.prepend(cardOf(g));
     }
   });
   return off;
