@@ -13,6 +13,7 @@ const STYLES = [
   { id: 'artistic', name: 'Artistic', desc: 'Colour-graded, dramatic light for campaigns and social posts.' },
   { id: 'minimal', name: 'Minimal', desc: 'Clean white backdrop and a soft shadow — marketplace-ready.' },
 ];
+const PROVIDER_NAME = { local: 'Built in', openai: 'OpenAI', replicate: 'Replicate' };
 const QUALITIES = [
   { id: 'auto', name: 'Auto', desc: 'Balanced — we pick the best fit', mult: 1 },
   { id: 'low', name: 'Draft', desc: 'Fastest, for quick previews', mult: 1 },
@@ -34,6 +35,7 @@ const ADV = {
   num_inference_steps: { label: 'Steps', min: 20, max: 100, step: 1, def: 50, help: 'More steps, more detail, more time.' },
   strength: { label: 'Strength', min: 0.1, max: 1, step: 0.05, def: 0.8, help: 'How far to move away from your photo.' },
 };
+const PARAM_NAME = { guidance_scale: 'guidance', num_inference_steps: 'steps', strength: 'strength', seed: 'seed' };
 
 // Form state survives navigation between pages.
 const S = {
@@ -41,6 +43,7 @@ const S = {
   style: 'realistic', quality: 'auto', modelId: 'local-studio', aspect: '1:1', prompt: '',
   adv: { guidance_scale: 7.5, num_inference_steps: 50, strength: 0.8 }, seed: '', advOpen: false,
   currentGen: null,
+  focusNext: null, // 'prompt' | 'image': what to focus when the studio opens next
 };
 let models = null;
 let seq = 0;
@@ -71,6 +74,18 @@ export function loadSettings(rec) {
   S.advOpen = true;
 }
 
+/**
+ * Open the studio prefilled from rec, with the prompt ('prompt') or the image
+ * picker ('image') focused — the next step after a refused or unreadable input.
+ */
+export function editSettings(rec, focus) {
+  loadSettings(rec);
+  S.currentGen = null;
+  S.focusNext = focus || null;
+  if (location.hash === '#/studio') window.dispatchEvent(new HashChangeEvent('hashchange'));
+  else location.hash = '#/studio';
+}
+
 function selectedModel() { return models && models.find((m) => m.id === S.modelId); }
 
 function costOf(m, q) {
@@ -82,10 +97,39 @@ function costOf(m, q) {
 
 function limits() {
   const m = selectedModel();
+  const num = (v, d) => (typeof v === 'number' && v >= 0 ? v : d);
   return {
-    product: Math.min(5, m && m.maxProductImages ? m.maxProductImages : 5),
-    model: Math.min(3, m && m.maxModelImages != null ? m.maxModelImages : 3),
+    product: Math.min(5, num(m && m.maxProductImages, 5)) || 5,
+    model: Math.min(3, num(m && m.maxModelImages, 3)),
+    modelMin: num(m && m.minModelImages, 0),
   };
+}
+
+/** Whether the selected model honours a create parameter (all do when the server does not say). */
+function honours(key) {
+  const m = selectedModel();
+  return !m || !Array.isArray(m.parameters) || m.parameters.includes(key);
+}
+
+function photos(n, what) { return `${n} ${what}${n === 1 ? '' : 's'}`; }
+
+/** What breaks the selected model's image limits, per uploader: {product?, model?}. */
+function limitProblems() {
+  const m = selectedModel();
+  if (!m) return {};
+  const name = m.name || m.id;
+  const l = limits();
+  const out = {};
+  const np = S.product.length;
+  const nm = S.model.length;
+  if (np > l.product) out.product = `${name} takes ${l.product === 1 ? 'one product image' : `up to ${photos(l.product, 'product image')}`} — remove ${np - l.product}.`;
+  if (l.model === 0 && nm > 0) out.model = `${name} doesn’t use model photos — remove ${nm === 1 ? 'it' : 'them'}, or pick another model.`;
+  else if (nm > l.model) out.model = `${name} takes ${l.model === 1 ? 'one model photo' : `up to ${photos(l.model, 'model photo')}`} — remove ${nm - l.model}.`;
+  else if (nm < l.modelMin) {
+    const exact = l.modelMin === l.model;
+    out.model = `${name} needs ${exact ? 'exactly' : 'at least'} ${photos(l.modelMin, 'model photo')} (a person to dress) — add ${nm ? `${l.modelMin - nm} more` : l.modelMin === 1 ? 'one' : l.modelMin}.`;
+  }
+  return out;
 }
 
 export async function render(container) {
@@ -97,15 +141,19 @@ export async function render(container) {
   // ---- Panel ----------------------------------------------------------------
   const panel = createPanel({
     onRecord: () => { if (ui.tips) ui.tips.hidden = true; },
+    onEdit: (rec, focus) => editSettings(rec, focus),
     onNewGeneration: (id, created) => { S.currentGen = id; panel.track(id, { tokensUsed: created.estimatedCost, status: 'processing', stage: 'queued' }); },
   });
   panel.el.hidden = true;
 
   // ---- Images ----------------------------------------------------------------
   function uploader(kind, title, desc, required) {
-    const input = h('input', { type: 'file', class: 'sr-only', id: `file-${kind}`, multiple: true, accept: TYPES.join(','), 'aria-describedby': `drop-${kind}-hint err-${kind}` });
+    const input = h('input', { type: 'file', class: 'sr-only', id: `file-${kind}`, multiple: true, accept: TYPES.join(','), 'aria-describedby': `drop-${kind}-hint err-${kind} limit-${kind}` });
     const count = h('span', { class: 'count-pill', 'data-count': kind });
     const error = h('p', { class: 'field-error', id: `err-${kind}`, role: 'alert', 'data-error-for': kind === 'product' ? 'productImages' : 'modelImages' });
+    const limit = h('p', { class: 'field-error limit-error', id: `limit-${kind}`, 'data-limit-for': kind });
+    const descEl = h('p', { class: 'muted small', 'data-desc': kind }, desc);
+    const pill = required ? h('span', { class: 'req' }, 'Required') : h('span', { class: 'opt' }, 'Optional');
     const thumbs = h('ul', { class: 'thumbs', role: 'list', 'aria-label': `${title} (drag to reorder)` });
     const drop = h('label', { class: 'dropzone', for: `file-${kind}`, 'data-drop': kind },
       h('span', { class: 'dropzone-icon' }, icon('upload')),
@@ -122,11 +170,10 @@ export async function render(container) {
     });
     const box = h('div', { class: 'uploader', id: `up-${kind}` },
       h('div', { class: 'uploader-head' },
-        h('div', {}, h('h3', { class: 'uploader-title' }, title, required ? h('span', { class: 'req' }, 'Required') : h('span', { class: 'opt' }, 'Optional')),
-          h('p', { class: 'muted small' }, desc)),
+        h('div', {}, h('h3', { class: 'uploader-title' }, title, pill), descEl),
         count),
-      input, drop, error, thumbs);
-    ui[kind] = { input, count, error, thumbs, drop, box };
+      input, drop, error, limit, thumbs);
+    ui[kind] = { input, count, error, limit, thumbs, drop, box, descEl, pill };
     return box;
   }
 
@@ -135,6 +182,11 @@ export async function render(container) {
     const max = limits()[kind];
     const errors = [];
     let room = max - list.length;
+    const m = selectedModel();
+    if (max === 0) {
+      ui[kind].error.textContent = `${m ? m.name || m.id : 'This model'} doesn’t use ${kind} photos — pick another model to add one.`;
+      return;
+    }
     for (const f of files) {
       if (!TYPES.includes(f.type)) { errors.push(`“${f.name}” isn’t a JPEG, PNG or WebP image.`); continue; }
       if (f.size > MAX_BYTES) { errors.push(`“${f.name}” is ${fmtBytes(f.size)} — the limit is 10 MB.`); continue; }
@@ -207,10 +259,29 @@ export async function render(container) {
   }
 
   let dragKey = null;
+  function describeLimits(kind) {
+    const l = limits();
+    const m = selectedModel();
+    const name = m ? m.name || m.id : 'This model';
+    const u = ui[kind];
+    if (kind === 'product') {
+      u.descEl.textContent = l.product === 1 ? `${name} takes one product image.` : `Up to ${l.product}. The first one is the main product.`;
+      return;
+    }
+    u.descEl.textContent = l.model === 0 ? `${name} doesn’t use model photos.`
+      : l.modelMin > 0 ? `${l.modelMin === l.model ? 'Exactly' : 'At least'} ${photos(l.modelMin, 'photo')} of the person to dress.`
+        : `Up to ${photos(l.model, 'photo')} of a person or mannequin.`;
+    u.pill.className = l.modelMin > 0 ? 'req' : 'opt';
+    u.pill.textContent = l.modelMin > 0 ? 'Required' : 'Optional';
+    u.input.disabled = l.model === 0;
+    u.box.classList.toggle('is-unused', l.model === 0 && !S.model.length);
+  }
+
   function renderThumbs(kind) {
     const { thumbs, count } = ui[kind];
     const list = S[kind];
     const max = limits()[kind];
+    describeLimits(kind);
     count.textContent = `${list.length} / ${max}`;
     ui[kind].drop.classList.toggle('is-full', list.length >= max);
     ui[kind].box.classList.toggle('has-items', list.length > 0);
@@ -275,24 +346,42 @@ export async function render(container) {
           h('span', { class: 'opt-row' }, h('span', { class: 'opt-name' }, q.name), c != null ? h('span', { class: 'cost-tag' }, icon('coin'), String(c)) : null),
           h('span', { class: 'opt-desc' }, q.desc)),
       };
-    }), S.quality, (v) => { S.quality = v; update(); }, 'opts-quality');
+    }), S.quality, (v) => { S.quality = v; refreshModels(); update(); }, 'opts-quality');
   }
 
   function modelCards() {
     if (!models) return h('div', { class: 'options opts-model' }, h('div', { class: 'skel skel-opt' }), h('div', { class: 'skel skel-opt' }));
-    return radioGroup('model', 'Model', models.map((m) => ({
-      id: m.id,
-      disabled: !m.available,
-      describedBy: m.available ? null : `why-${m.id}`,
-      body: h('span', { class: 'opt-text' },
-        h('span', { class: 'opt-row' }, h('span', { class: 'opt-name' }, m.name || m.id),
-          h('span', { class: 'cost-tag' }, icon('coin'), `${costOf(m, 'auto')}${costOf(m, 'high') !== costOf(m, 'auto') ? `–${costOf(m, 'high')}` : ''}`)),
-        h('span', { class: 'opt-desc' }, m.description || ''),
-        h('span', { class: 'opt-meta' },
-          h('span', { class: 'provider' }, m.provider),
-          m.available ? h('span', { class: 'avail ok' }, h('span', { class: 'badge-dot' }), 'Available')
-            : h('span', { class: 'avail no', id: `why-${m.id}` }, h('span', { class: 'badge-dot' }), `Unavailable — ${m.unavailableReason || 'not configured on this server'}`))),
-    })), S.modelId, (v) => { S.modelId = v; refreshQuality(); renderThumbs('product'); renderThumbs('model'); update(); }, 'opts-model');
+    const q = QUALITIES.find((x) => x.id === S.quality) || QUALITIES[0];
+    return radioGroup('model', 'Model', models.map((m) => {
+      const c = costOf(m, S.quality);
+      return {
+        id: m.id,
+        disabled: !m.available,
+        describedBy: `cost-${m.id} ${m.available ? '' : `why-${m.id}`}`.trim(),
+        body: h('span', { class: 'opt-text' },
+          h('span', { class: 'opt-row' }, h('span', { class: 'opt-name' }, m.name || m.id),
+            c != null ? h('span', { class: 'cost-tag', id: `cost-${m.id}`, 'data-model-cost': m.id, title: `${tokens(c)} at ${q.name} quality` }, icon('coin'), tokens(c)) : null),
+          h('span', { class: 'opt-desc' }, m.description || ''),
+          h('span', { class: 'opt-meta' },
+            h('span', { class: 'provider' }, PROVIDER_NAME[m.provider] || m.provider),
+            inputsNote(m) ? h('span', { class: 'model-inputs' }, inputsNote(m)) : null,
+            m.available ? h('span', { class: 'avail ok' }, h('span', { class: 'badge-dot' }), 'Available')
+              : h('span', { class: 'avail no', id: `why-${m.id}`, 'data-unavailable': m.id }, h('span', { class: 'badge-dot' }), `Unavailable — ${m.unavailableReason || 'not configured on this server'}`))),
+      };
+    }), S.modelId, (v) => { S.modelId = v; refreshQuality(); renderThumbs('product'); renderThumbs('model'); refreshAdvanced(); update(); }, 'opts-model');
+  }
+
+  /** "1 product image · needs 1 model photo", or null for the usual limits. */
+  function inputsNote(m) {
+    const mp = typeof m.maxProductImages === 'number' ? m.maxProductImages : 5;
+    const mm = typeof m.maxModelImages === 'number' ? m.maxModelImages : 3;
+    const min = m.minModelImages || 0;
+    const parts = [];
+    if (mp < 5) parts.push(photos(mp, 'product image'));
+    if (min > 0) parts.push(`needs ${min === mm ? '' : 'at least '}${photos(min, 'model photo')}`);
+    else if (mm === 0) parts.push('no model photos');
+    else if (mm < 3) parts.push(`up to ${photos(mm, 'model photo')}`);
+    return parts.length ? parts.join(' · ') : null;
   }
 
   function ratioCards() {
@@ -308,6 +397,8 @@ export async function render(container) {
   }
 
   function refreshQuality() { ui.qualityWrap.replaceChildren(qualityCards()); }
+  // Model cards show the cost at the chosen quality; keep focus on the quality card.
+  function refreshModels() { if (models && ui.modelWrap) ui.modelWrap.replaceChildren(modelCards()); }
 
   // ---- Prompt + advanced ------------------------------------------------------
   const prompt = h('textarea', { id: 'custom-prompt', class: 'input textarea', rows: 3, maxlength: PROMPT_MAX, placeholder: 'e.g. soft morning light, linen texture, warm beige tones', 'aria-describedby': 'prompt-count err-prompt' });
@@ -323,6 +414,7 @@ export async function render(container) {
   ui.errPrompt = h('p', { class: 'field-error', id: 'err-prompt', 'data-error-for': 'customPrompt' });
 
   const resetters = [];
+  const advFields = {}; // parameter name → its field, hidden when the model does not honour it
   function slider(key) {
     const d = ADV[key];
     const id = `adv-${key}`;
@@ -332,7 +424,7 @@ export async function render(container) {
     input.addEventListener('input', () => { S.adv[key] = Number(input.value); out.textContent = input.value; paint(); });
     paint();
     resetters.push(() => { input.value = String(S.adv[key]); out.textContent = String(S.adv[key]); paint(); });
-    return h('div', { class: 'slider-field' },
+    return advFields[key] = h('div', { class: 'slider-field', 'data-param': key },
       h('div', { class: 'slider-head' }, h('label', { for: id, class: 'label' }, d.label), out),
       input,
       h('p', { class: 'hint', id: `${id}-help` }, `${d.help} Range ${d.min}–${d.max}, default ${d.def}.`),
@@ -352,11 +444,14 @@ export async function render(container) {
     return !msg;
   }
 
+  const advNote = h('span', { class: 'muted small summary-note' }, 'Guidance, steps, strength, seed');
+  const advNone = h('p', { class: 'muted small adv-none', 'data-adv-none': '', hidden: true });
   const advanced = h('details', { class: 'advanced', id: 'advanced', open: S.advOpen },
-    h('summary', {}, icon('sliders'), h('span', {}, 'Advanced settings'), h('span', { class: 'muted small summary-note' }, 'Guidance, steps, strength, seed')),
+    h('summary', {}, icon('sliders'), h('span', {}, 'Advanced settings'), advNote),
+    advNone,
     h('div', { class: 'adv-grid' },
       slider('guidance_scale'), slider('num_inference_steps'), slider('strength'),
-      h('div', { class: 'slider-field' },
+      advFields.seed = h('div', { class: 'slider-field', 'data-param': 'seed' },
         h('label', { for: 'adv-seed', class: 'label' }, 'Seed'),
         h('div', { class: 'input-group' }, seedInput,
           h('button', { type: 'button', class: 'input-addon', 'aria-label': 'Randomize seed', title: 'Randomize seed', onclick: () => { const a = new Uint32Array(1); crypto.getRandomValues(a); seedInput.value = String(a[0] % 2147483648); S.seed = seedInput.value; validateSeed(); update(); } }, icon('dice'))),
@@ -374,6 +469,20 @@ export async function render(container) {
       },
     }, icon('retry'), 'Reset to defaults')));
   advanced.addEventListener('toggle', () => { S.advOpen = advanced.open; });
+
+  /** Show only the settings the selected model honours (GET /api/models `parameters`). */
+  function refreshAdvanced() {
+    const shown = [];
+    for (const [key, el] of Object.entries(advFields)) {
+      el.hidden = !honours(key);
+      if (!el.hidden) shown.push(PARAM_NAME[key]);
+    }
+    const m = selectedModel();
+    advNone.hidden = shown.length > 0;
+    advNone.textContent = `${m ? m.name || m.id : 'This model'} has no adjustable settings: it decides them itself.`;
+    advanced.querySelector('.adv-foot').hidden = shown.length === 0;
+    advNote.textContent = shown.length ? shown.join(', ').replace(/^./, (c) => c.toUpperCase()) : 'None for this model';
+  }
 
   // ---- Summary / generate ---------------------------------------------------------
   const balEl = h('strong', { 'data-summary-balance': '' });
@@ -400,7 +509,9 @@ export async function render(container) {
     if (S.product.some((x) => x.status === 'uploading') || S.model.some((x) => x.status === 'uploading')) return { text: 'Waiting for uploads to finish…' };
     if (S.product.some((x) => x.status === 'error') || S.model.some((x) => x.status === 'error')) return { text: 'Remove or retry the images that failed to upload.' };
     if (!S.product.length) return { text: 'Add at least one product image to start.' };
-    if (seedInput.getAttribute('aria-invalid')) return { text: 'Fix the seed in Advanced settings.' };
+    const lp = limitProblems();
+    if (lp.product || lp.model) return { text: lp.product || lp.model, limit: true };
+    if (seedInput.getAttribute('aria-invalid') && honours('seed')) return { text: 'Fix the seed in Advanced settings.' };
     if (session.balance != null && cost != null && session.balance < cost) return { text: `Not enough tokens: this needs ${tokens(cost)}, you have ${session.balance}.`, tokens: true };
     return null;
   }
@@ -415,6 +526,8 @@ export async function render(container) {
     afterEl.textContent = cost == null || session.balance == null ? '—'
       : session.balance >= cost ? tokens(session.balance - cost) : `short by ${tokens(cost - session.balance)}`;
     afterEl.classList.toggle('neg', cost != null && session.balance != null && session.balance < cost);
+    const lp = limitProblems();
+    for (const kind of ['product', 'model']) if (ui[kind]) ui[kind].limit.textContent = lp[kind] || '';
     const r = blockReason();
     genBtn.disabled = !!r || busy;
     genBtn.querySelector('[data-gen-label]').textContent = busy ? 'Starting…' : cost != null ? `Generate · ${tokens(cost)}` : 'Generate';
@@ -431,7 +544,7 @@ export async function render(container) {
       }
       reason.append(icon(r.tokens ? 'coin' : 'info'), h('span', { class: 'gen-reason-text' }, h('span', {}, r.text), acts.length ? h('span', { class: 'gen-reason-acts' }, acts) : null));
     }
-    reason.classList.toggle('is-warning', !!(r && r.tokens));
+    reason.classList.toggle('is-warning', !!(r && (r.tokens || r.limit)));
   }
 
   function buildBody() {
@@ -442,10 +555,11 @@ export async function render(container) {
       style: S.style,
       quality: S.quality,
       aspectRatio: S.aspect,
-      parameters: { ...S.adv },
+      parameters: {},
     };
+    for (const [k, v] of Object.entries(S.adv)) if (honours(k)) body.parameters[k] = v;
     if (S.prompt.trim()) body.customPrompt = S.prompt.trim();
-    if (S.seed.trim() !== '') body.parameters.seed = Number(S.seed);
+    if (S.seed.trim() !== '' && honours('seed')) body.parameters.seed = Number(S.seed);
     return body;
   }
 
@@ -559,6 +673,7 @@ export async function render(container) {
         side)));
     renderThumbs('product');
     renderThumbs('model');
+    refreshAdvanced();
     update();
   }
 
@@ -578,6 +693,7 @@ export async function render(container) {
       refreshQuality();
       renderThumbs('product');
       renderThumbs('model');
+      refreshAdvanced();
       update();
     } catch (err) {
       ui.modelWrap.replaceChildren(errorView(err.code, `Could not load the models: ${err.message}`,
@@ -587,6 +703,20 @@ export async function render(container) {
   if (models) update(); else loadModels();
 
   if (S.currentGen) panel.track(S.currentGen);
+
+  // Arrived from "Change the prompt" / "Replace the image": focus what to change.
+  if (S.focusNext) {
+    const what = S.focusNext;
+    S.focusNext = null;
+    const target = what === 'image' ? ui.product.input : prompt;
+    const box = what === 'image' ? ui.product.box : prompt.closest('.field');
+    box.classList.add('attention');
+    setTimeout(() => box.classList.remove('attention'), 2400);
+    box.scrollIntoView({ block: 'center' });
+    if (what === 'image') ui.product.error.textContent = 'Remove the image that could not be read and add another one.';
+    // After the router's own focus move to the heading.
+    requestAnimationFrame(() => target.focus({ preventScroll: true }));
+  }
 
   return () => { unsubs.forEach((u) => u()); panel.stop(); };
 }
