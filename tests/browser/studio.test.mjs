@@ -240,7 +240,10 @@ test('cancel a second generation and see the refund', async () => {
   await page.waitForFunction(() => document.querySelector('[data-gen-panel]').dataset.status === 'cancelled');
   await waitBalance(page, before);
   assert.match(await panel.locator('[data-status-line]').textContent(), /refunded/i);
-  assert.equal(await panel.locator('[data-action="retry"]').isVisible(), true, 'retry offered after cancel');
+  const again = panel.locator('[data-action="start-again"]');
+  assert.equal(await again.isVisible(), true, 'start again offered after cancel');
+  assert.equal((await again.textContent()).trim(), 'Start again');
+  assert.match(await panel.locator('.failure-title').textContent(), /cancelled/i, 'readable text, not a bare code');
   await shot(page, 'desktop-08-cancelled');
   noErrors(desk);
 });
@@ -260,9 +263,9 @@ test('running out of tokens: Generate disabled with a reason, INSUFFICIENT_TOKEN
   await page.locator('.chip[data-filter="cancelled"]').click();
   await page.locator('.hcard[data-status="cancelled"]').first().waitFor();
   await page.locator('.hcard[data-status="cancelled"] a').first().click();
-  await page.locator('[data-action="retry"]').waitFor();
+  await page.locator('[data-action="start-again"]').waitFor();
   await desk.expectErrors(/status of 400/, async () => {
-    await page.locator('[data-action="retry"]').click();
+    await page.locator('[data-action="start-again"]').click();
     await page.locator('.error-code', { hasText: 'INSUFFICIENT_TOKENS' }).waitFor();
   });
   const buy = page.getByRole('button', { name: 'Buy tokens' }).first();
@@ -328,8 +331,8 @@ test('dashboard shows real numbers', async () => {
 
 test('API keys: create (shown once), use it, revoke', async () => {
   const { page } = desk;
-  await page.goto(`${server.url}/#/keys`);
-  await page.getByRole('heading', { name: 'API keys', level: 1 }).waitFor();
+  await page.goto(`${server.url}/#/account`);
+  await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
   await page.getByRole('button', { name: 'Create key' }).click();
   await page.locator('#key-name-err').filter({ hasText: /name/ }).waitFor();
   await page.fill('#key-name', 'Catalogue sync');
@@ -423,7 +426,7 @@ test('phone-sized screens: every page fits and works', async () => {
     await shot(page, 'phone-09-lightbox');
     await page.keyboard.press('Escape');
     await page.goto(`${server.url}/#/keys`);
-    await page.getByRole('heading', { name: 'API keys', level: 1 }).waitFor();
+    await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
     await page.fill('#key-name', 'Phone key');
     await page.getByRole('button', { name: 'Create key' }).click();
     await page.locator('[data-new-key]').waitFor();

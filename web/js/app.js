@@ -16,14 +16,15 @@ const ROUTES = [
   { re: /^\/dashboard$/, view: dashboard.render, title: 'Dashboard', nav: 'dashboard' },
   { re: /^\/history$/, view: history.render, title: 'History', nav: 'history' },
   { re: /^\/history\/([A-Za-z0-9_-]+)$/, view: detail.render, title: 'Generation', nav: 'history' },
-  { re: /^\/keys$/, view: keys.render, title: 'API keys', nav: 'keys' },
+  { re: /^\/account$/, view: keys.render, title: 'Account', nav: 'account' },
+  { re: /^\/keys$/, view: keys.render, title: 'Account', nav: 'account' },
 ];
 
 const NAV = [
   { id: 'studio', href: '#/studio', label: 'Studio', icon: 'sparkles' },
   { id: 'dashboard', href: '#/dashboard', label: 'Dashboard', icon: 'grid' },
   { id: 'history', href: '#/history', label: 'History', icon: 'clock' },
-  { id: 'keys', href: '#/keys', label: 'API keys', icon: 'key' },
+  { id: 'account', href: '#/account', label: 'Account', icon: 'user' },
 ];
 
 const app = document.getElementById('app');

@@ -1,6 +1,9 @@
-// API keys: create (shown once), list, revoke — plus a scripting quick start.
+// Account: API keys (create, shown once; list; revoke), a scripting quick start,
+// and webhooks (webhooks.js).
 import { h, icon, clear, toast, fmtAgo, fmtDate, confirmDialog, copyText, emptyState, skeleton } from './dom.js';
 import { get, post, del } from './api.js';
+import { session } from './session.js';
+import { webhooksCard } from './webhooks.js';
 
 export async function render(container) {
   const nameInput = h('input', { id: 'key-name', class: 'input', maxlength: 100, placeholder: 'e.g. Shopify sync script', autocomplete: 'off', 'aria-describedby': 'key-name-err' });
@@ -25,9 +28,15 @@ curl -s ${origin}/api/generate -H "Prefer: wait=60" \\
   -H "Authorization: Bearer $STYLESTUDIO_KEY" \\
   -H "Content-Type: application/json" -d '{"generationId":"gen_…"}'`;
 
+  const u = session.user || {};
+  const hooks = webhooksCard();
   container.append(h('div', { class: 'page' },
     h('div', { class: 'page-head' },
-      h('div', {}, h('h1', {}, 'API keys'), h('p', { class: 'page-sub' }, 'Script Style Studio from your shop, your PIM or a spreadsheet.'))),
+      h('div', {}, h('h1', {}, 'Account'),
+        h('p', { class: 'page-sub' }, u.email ? `Signed in as ${u.name ? `${u.name} · ` : ''}${u.email}${u.plan ? ` · ${u.plan === 'pro' ? 'Pro' : 'Free'} plan` : ''}. ` : '', 'Script Style Studio from your shop, your PIM or a spreadsheet.')),
+      h('nav', { class: 'chips', 'aria-label': 'On this page' },
+        h('a', { class: 'chip', href: '#/account', onclick: jump('newkey-t') }, 'API keys'),
+        h('a', { class: 'chip', href: '#/account', onclick: jump('webhooks') }, 'Webhooks'))),
     h('div', { class: 'keys-grid' },
       h('div', { class: 'keys-main' },
         h('section', { class: 'card', 'aria-labelledby': 'newkey-t' },
@@ -42,7 +51,12 @@ curl -s ${origin}/api/generate -H "Prefer: wait=60" \\
           h('button', { type: 'button', class: 'btn btn-ghost btn-sm', onclick: async () => toast(await copyText(snippet) ? 'Snippet copied' : 'Could not copy', 'success') }, icon('copy'), 'Copy')),
         h('pre', { class: 'code', tabindex: '0' }, snippet),
         h('p', { class: 'muted small' }, 'Follow progress live with Server-Sent Events at ', h('code', {}, '/api/generations/{id}/events'), ', or ask for the record with ', h('code', {}, 'GET /api/generations/{id}'), '.'),
-        h('p', { class: 'small' }, h('a', { class: 'link', href: '/api/openapi.json', target: '_blank', rel: 'noopener' }, 'OpenAPI document'))))));
+        h('p', { class: 'small' }, h('a', { class: 'link', href: '/api/openapi.json', target: '_blank', rel: 'noopener' }, 'OpenAPI document')))),
+    hooks.el));
+
+  function jump(id) {
+    return (e) => { e.preventDefault(); const el = document.getElementById(id); if (el) el.scrollIntoView({ behavior: 'smooth', block: 'start' }); };
+  }
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -115,6 +129,6 @@ curl -s ${origin}/api/generate -H "Prefer: wait=60" \\
     }
   }
 
-  await load();
+  await Promise.all([load(), hooks.load()]);
   return undefined;
 }
