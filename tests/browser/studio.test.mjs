@@ -44,6 +44,17 @@ async function waitBalance(page, n) {
   }, n, { timeout: 15000 });
 }
 
+// The account page also lists webhooks; a server without the webhooks routes
+// (before they land) answers 404, which the page shows as "not available yet"
+// and Chromium logs as a failed resource.
+async function openAccount(p, url) {
+  await p.expectErrors(/status of 404.*\/api\/webhooks/, async () => {
+    await p.page.goto(url);
+    await p.page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
+    await p.page.locator('.wh-list .skel').first().waitFor({ state: 'detached' });
+  });
+}
+
 async function panelStatus(page) {
   return page.locator('[data-gen-panel]').getAttribute('data-status');
 }
@@ -331,8 +342,7 @@ test('dashboard shows real numbers', async () => {
 
 test('API keys: create (shown once), use it, revoke', async () => {
   const { page } = desk;
-  await page.goto(`${server.url}/#/account`);
-  await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
+  await openAccount(desk, `${server.url}/#/account`);
   await page.getByRole('button', { name: 'Create key' }).click();
   await page.locator('#key-name-err').filter({ hasText: /name/ }).waitFor();
   await page.fill('#key-name', 'Catalogue sync');
@@ -425,8 +435,7 @@ test('phone-sized screens: every page fits and works', async () => {
     await page.waitForFunction(() => { const i = document.querySelector('dialog.lightbox .lb-img'); return i && i.complete && i.naturalWidth > 0; });
     await shot(page, 'phone-09-lightbox');
     await page.keyboard.press('Escape');
-    await page.goto(`${server.url}/#/keys`);
-    await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
+    await openAccount(phone, `${server.url}/#/keys`);
     await page.fill('#key-name', 'Phone key');
     await page.getByRole('button', { name: 'Create key' }).click();
     await page.locator('[data-new-key]').waitFor();
