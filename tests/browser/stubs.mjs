@@ -137,3 +137,30 @@ export async function stubWebhooks(page) {
     },
   };
 }
+
+/**
+ * Give every failed or cancelled record in the per-generation SSE streams
+ * errorCode `code` when the real server did not. The stream ends after the
+ * terminal record, so it is fetched whole and handed on at once. Returns
+ * {patched}.
+ */
+export async function forceStreamErrorCode(page, code) {
+  const state = { patched: false };
+  await page.route(/\/api\/generations\/[^/]+\/events/, async (route) => {
+    const res = await route.fetch();
+    const text = await res.text();
+    const out = text.split('\n').map((line) => {
+      if (!line.startsWith('data: ')) return line;
+      let d;
+      try { d = JSON.parse(line.slice(6)); } catch { return line; }
+      const rec = d && d.success && d.data ? d.data : d;
+      if (rec && (rec.status === 'failed' || rec.status === 'cancelled') && rec.errorCode !== code) {
+        rec.errorCode = code;
+        state.patched = true;
+      }
+      return `data: ${JSON.stringify(d)}`;
+    }).join('\n');
+    await route.fulfill({ response: res, body: out });
+  });
+  return state;
+}
