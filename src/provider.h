@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "generation.h"
 
@@ -61,11 +62,17 @@ typedef struct provider_image {
 
 void provider_image_free(provider_image *img);
 
+/* What a provider job ended with (on_done's result). gen_state.c decides
+ * what each means for the generation (retry or fail, and its errorCode). */
 enum {
     PROVIDER_OK = 0,
-    PROVIDER_TRANSIENT = -1, /* worth retrying: 429, 5xx, timeout */
-    PROVIDER_PERMANENT = -2, /* retrying will not help: bad input, content refused */
-    PROVIDER_CANCELLED = -3,
+    PROVIDER_TRANSIENT = -1, /* worth retrying: 429, 5xx, timeouts, connection errors */
+    PROVIDER_REJECTED = -2,  /* retrying will not help: content policy, a validation 4xx,
+                                a failed prediction */
+    PROVIDER_CANCELLED = -3, /* stopped because cancel_requested was set */
+    PROVIDER_MALFORMED = -4, /* an answer we cannot use: bad JSON, no images, an
+                                undecodable image; retried like TRANSIENT */
+    PROVIDER_INPUT = -5,     /* an input image cannot be read: fails at once */
 };
 
 typedef struct provider_job provider_job;
@@ -85,6 +92,10 @@ struct provider_job {
      * message for the user (borrowed for the call). */
     void (*on_done)(provider_job *job, int result, provider_image *outputs, size_t n_outputs,
                     const char *error);
+
+    /* A provider may set this before on_done (e.g. a 429's Retry-After):
+     * the next attempt then waits at least this long. 0: no opinion. */
+    int64_t retry_after_ms;
 
     atomic_bool cancel_requested; /* set by provider_cancel */
     void *owner;                  /* the caller's own pointer */
@@ -118,7 +129,8 @@ void provider_local_size(const char *aspect_ratio, const char *quality, int *wid
 /* Renders one image synchronously (what the local provider's start does for
  * each output; also used by bench/). variant picks the composition among
  * the outputs of one generation. Returns PROVIDER_OK with *out filled
- * (caller frees), or PROVIDER_PERMANENT with *error (caller frees). */
+ * (caller frees), or PROVIDER_INPUT (an input cannot be decoded) or
+ * PROVIDER_REJECTED with *error (caller frees). */
 int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
                           const provider_image *models, size_t n_models, int variant,
                           const atomic_bool *cancel, void (*progress)(void *ctx, int pct),

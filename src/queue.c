@@ -316,7 +316,7 @@ static void job_done(job *j, int result, provider_image *outputs, size_t n_outpu
         images_free(outputs, n_outputs);
         outputs = NULL;
         n_outputs = 0;
-        result = PROVIDER_TRANSIENT;
+        result = PROVIDER_MALFORMED;
         error = "the provider returned no image";
     }
     j->result = result;
@@ -382,10 +382,12 @@ static int job_fetch_inputs(job *j)
             const char *label = is_product ? "product image" : "model image";
             const char *reason = why ? why : url ? "could not be loaded" : "not a URL";
             char *msg = xasprintf("%s %zu: %s", label, idx + 1, reason);
-            bool permanent = rc == MEDIA_EINVALID;
+            /* A URL or image that breaks a rule, or cannot be fetched, will
+             * not get better; our own disk or library trouble might. */
+            bool unreadable = rc == MEDIA_EINVALID;
             log_warn("generation %s: %s (%s)", j->gen.id, msg,
-                     permanent ? "permanent" : "transient");
-            job_done(j, permanent ? PROVIDER_PERMANENT : PROVIDER_TRANSIENT, NULL, 0, msg);
+                     unreadable ? "input unavailable" : "transient");
+            job_done(j, unreadable ? PROVIDER_INPUT : PROVIDER_TRANSIENT, NULL, 0, msg);
             free(msg);
             free(why);
             return -1;
@@ -420,7 +422,7 @@ static void job_call_provider(job *j)
         }
     }
     if (q.faults.permanent) {
-        job_done(j, PROVIDER_PERMANENT, NULL, 0, "provider rejected the request (injected fault)");
+        job_done(j, PROVIDER_REJECTED, NULL, 0, "provider rejected the request (injected fault)");
         return;
     }
     if (j->gen.retry_count < q.faults.transient) {
@@ -453,7 +455,7 @@ static void job_run(job *j)
         !(j->ops = provider_for(j->model))) {
         char *msg = xasprintf("model %s is not available on this server%s%s", j->gen.params.model,
                               why ? ": " : "", why ? why : "");
-        job_done(j, PROVIDER_PERMANENT, NULL, 0, msg);
+        job_done(j, PROVIDER_REJECTED, NULL, 0, msg);
         free(msg);
         return;
     }
@@ -471,14 +473,16 @@ static void job_run(job *j)
 
 /* ---- outcomes (on a worker thread, after job_done) ---- */
 
-static void finish_transient(job *j, const char *error)
+/* A failed attempt: gen_state decides retry or failure, and the errorCode. */
+static void finish_failed(job *j, gen_failure kind, const char *error)
 {
     gen_retry_policy policy = retry_policy();
     store_guard held = {.worker_id = j->worker_id};
+    gen_attempt a = {.kind = kind, .error = error, .retry_after_ms = j->pj.retry_after_ms};
     int64_t delay = 0;
     bool failed = false;
-    int rc = gen_state_transient(q.store, j->gen.id, j->gen.retry_count, &held, error, &policy,
-                                 now_ms(), &failed, &delay);
+    int rc = gen_state_attempt_failed(q.store, j->gen.id, j->gen.retry_count, &held, &a, &policy,
+                                      now_ms(), &failed, &delay);
     if (rc == STORE_OK && failed) {
         atomic_fetch_add(&st.failed, 1);
         log_warn("generation %s: failed after %d retries: %s", j->gen.id, j->gen.retry_count,
@@ -494,23 +498,9 @@ static void finish_transient(job *j, const char *error)
         atomic_fetch_add(&st.cancelled, 1);
         log_info("generation %s: cancelled while failing (%s); nothing written", j->gen.id, error);
     } else {
-        log_error("generation %s: could not record a transient failure (store error %d); the "
-                  "lease will expire and the sweep retries it",
+        log_error("generation %s: could not record a failure (store error %d); the lease will "
+                  "expire and the sweep retries it",
                   j->gen.id, rc);
-    }
-}
-
-static void finish_permanent(job *j, const char *error)
-{
-    int rc = gen_state_fail(q.store, j->gen.id, j->worker_id, error, now_ms());
-    if (rc == STORE_OK) {
-        atomic_fetch_add(&st.failed, 1);
-        log_warn("generation %s: failed: %s", j->gen.id, error);
-    } else if (rc == STORE_ECONFLICT) {
-        atomic_fetch_add(&st.cancelled, 1);
-        log_info("generation %s: cancelled while failing (%s); nothing written", j->gen.id, error);
-    } else {
-        log_error("generation %s: could not record failure (store error %d)", j->gen.id, rc);
     }
 }
 
@@ -531,7 +521,7 @@ static void finish_ok(job *j)
                 media_delete_url(json_string_value(json_array_get(urls, k)));
             json_decref(urls);
             log_warn("generation %s: could not store result image %zu", j->gen.id, i + 1);
-            finish_transient(j, "could not store the result image");
+            finish_failed(j, GEN_FAILURE_TRANSIENT, "could not store the result image");
             return;
         }
         json_array_append_new(urls, json_string(url));
@@ -574,12 +564,11 @@ static void job_finish(job *j)
         /* queue_stop releases it to the queue once the workers are gone. */
         atomic_fetch_add(&st.handed_back, 1);
         log_info("generation %s: interrupted by shutdown; handing it back", j->gen.id);
-    } else if (j->result == PROVIDER_PERMANENT) {
-        finish_permanent(j, error);
     } else {
-        /* TRANSIENT, or a CANCELLED nobody asked for. */
-        finish_transient(j, j->result == PROVIDER_CANCELLED ? "the provider call was interrupted"
-                                                            : error);
+        /* A CANCELLED nobody asked for counts as transient (gen_state). */
+        finish_failed(j, gen_state_failure_of(j->result),
+                      j->result == PROVIDER_CANCELLED ? "the provider call was interrupted"
+                                                      : error);
     }
 
     pthread_mutex_lock(&q.mu);

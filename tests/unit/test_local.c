@@ -192,20 +192,21 @@ Test(local, model_photo_and_several_products)
     free(model.data);
 }
 
-Test(local, bad_input_is_permanent)
+Test(local, bad_input_fails_without_retry)
 {
     provider_image junk = load_fixture("not-image.txt");
     gen_params p = params("realistic", "1:1", "auto", 1);
     provider_image out = {0};
     char *err = NULL;
+    /* An undecodable input is the input's fault; a wrong count is a rejected request. */
     int rc = provider_local_render(&p, &junk, 1, NULL, 0, 0, NULL, NULL, NULL, &out, &err);
-    cr_assert_eq(rc, PROVIDER_PERMANENT);
+    cr_assert_eq(rc, PROVIDER_INPUT);
     cr_assert_not_null(err);
     cr_assert_null(out.data);
     free(err);
     err = NULL;
     rc = provider_local_render(&p, &junk, 0, NULL, 0, 0, NULL, NULL, NULL, &out, &err);
-    cr_assert_eq(rc, PROVIDER_PERMANENT);
+    cr_assert_eq(rc, PROVIDER_REJECTED);
     free(err);
     free(junk.data);
 }

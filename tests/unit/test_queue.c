@@ -290,6 +290,7 @@ Test(queue, transient_fault_out_of_retries_fails_and_refunds)
     cr_assert_eq(g.tokens_used, 0);
     cr_assert_not_null(g.error);
     cr_assert(strstr(g.error, "provider unavailable (injected fault)"), "error %s", g.error);
+    cr_assert_str_eq(g.error_code, "PROVIDER_TRANSIENT");
     cr_assert_eq(json_array_size(g.result_images), 0);
     gen_record_free(&g);
     cr_assert_eq(balance(), 10);
@@ -311,6 +312,7 @@ Test(queue, permanent_fault_fails_at_once_and_refunds)
     cr_assert_eq(g.tokens_used, 0);
     cr_assert(g.error && strstr(g.error, "provider rejected the request (injected fault)"),
               "error %s", g.error ? g.error : "-");
+    cr_assert_str_eq(g.error_code, "PROVIDER_REJECTED");
     gen_record_free(&g);
     cr_assert_eq(balance(), 10);
     struct queue_stats qs;
@@ -332,6 +334,8 @@ Test(queue, unreadable_input_image_fails_with_its_index)
     cr_assert_eq(g.status, GEN_FAILED);
     cr_assert(g.error && str_has_prefix(g.error, "product image 1: "), "error %s",
               g.error ? g.error : "-");
+    cr_assert_str_eq(g.error_code, "INPUT_UNAVAILABLE");
+    cr_assert_eq(g.retry_count, 0, "an unreadable input fails at once");
     cr_assert_eq(g.tokens_used, 0);
     gen_record_free(&g);
     free(missing);
@@ -357,6 +361,7 @@ Test(queue, cancel_mid_flight_stops_the_provider)
     gen_record g;
     get_gen(id, &g);
     cr_assert_eq(g.status, GEN_CANCELLED);
+    cr_assert_str_eq(g.error_code, "CANCELLED");
     cr_assert_eq(g.tokens_used, 0);
     cr_assert_eq(json_array_size(g.result_images), 0);
     gen_record_free(&g);
@@ -473,6 +478,7 @@ Test(queue, sweep_expires_stale_pending_with_refund)
     wait_terminal(id, &g);
     cr_assert_eq(g.status, GEN_CANCELLED);
     cr_assert(g.error && strstr(g.error, "expired"), "error %s", g.error ? g.error : "-");
+    cr_assert_str_eq(g.error_code, "EXPIRED");
     cr_assert_eq(g.tokens_used, 0);
     gen_record_free(&g);
     cr_assert_eq(balance(), 10);
