@@ -59,6 +59,8 @@ static const option_row options[] = {
      "base delay of the exponential retry backoff, in ms"},
     {"http-threads", "STYLESTUDIO_HTTP_THREADS", "4", OPT_INT, O(http_threads),
      "HTTP event-loop threads"},
+    {"models", "STYLESTUDIO_MODELS", "", OPT_STR, O(models_file),
+     "model catalogue JSON replacing the built-in models.json (format: README)"},
     {"enable-bench-model", "STYLESTUDIO_ENABLE_BENCH_MODEL", "0", OPT_BOOL, O(enable_bench_model),
      "benchmarks only: add the unlisted model bench-instant (returns a tiny image at once)"},
     {"test-faults", "STYLESTUDIO_TEST_FAULTS", "", OPT_STR, O(test_faults),

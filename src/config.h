@@ -30,6 +30,7 @@ typedef struct config {
     int lease_seconds;
     int retry_base_ms;
     int http_threads;
+    char *models_file;       /* --models: "" for the built-in models.json */
     bool enable_bench_model; /* bench-instant exists (bench/ only) */
     char *test_faults;       /* failure seam for tests; see queue.c */
 } config;

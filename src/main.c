@@ -21,6 +21,7 @@
 #include "ids.h"
 #include "log.h"
 #include "media.h"
+#include "provider.h"
 #include "queue.h"
 #include "store.h"
 #include "util.h"
@@ -312,6 +313,15 @@ int main(int argc, char **argv)
     }
 
     const char *cmd = words[0] ? words[0] : "";
+    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "worker") == 0) {
+        /* A catalogue with any problem stops the process here. */
+        if (provider_catalog_load(cfg.models_file, &err) != 0) {
+            fprintf(stderr, "stylestudio: %s\n", err);
+            free(err);
+            free(words);
+            return 2;
+        }
+    }
     int rc;
     if (strcmp(cmd, "serve") == 0) {
         rc = cmd_run(true);

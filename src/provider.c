@@ -1,8 +1,7 @@
 /*
- * provider — the model table and the registry that maps a model to the
- * provider that runs it (SPEC §7).
- *
- * The table is static: every model this build knows, available or not
+ * provider — the registry that maps a model to the provider that runs it
+ * (SPEC §7). The models themselves come from the catalogue
+ * (provider_catalog.c): every model it lists, available or not
  * (bench-instant, for bench/ only, exists only with --enable-bench-model).
  * Availability is a function of configuration. `local-studio` is built in
  * and always available; `gpt-image-1` needs an OpenAI API key and the
@@ -16,69 +15,6 @@
 #include <string.h>
 
 #include "config.h"
-
-static const model_info models[] = {
-    {
-        .id = "local-studio",
-        .name = "Local Studio",
-        .description = "Built-in offline compositor: cuts the product out and stages it on a "
-                       "studio backdrop in the chosen style, or onto your model photo. Fast and "
-                       "deterministic for a given seed.",
-        .provider = "local",
-        .base_cost = 1,
-        .max_product_images = 5,
-        .max_model_images = 3,
-        .outputs = 2,
-    },
-    {
-        .id = "gpt-image-1",
-        .name = "GPT Image 1",
-        .description = "OpenAI image editing model: photorealistic product and model shots "
-                       "guided by the prompt.",
-        .provider = "openai",
-        .base_cost = 3,
-        .max_product_images = 5,
-        .max_model_images = 3,
-        .outputs = 1,
-    },
-    {
-        .id = "flux-kontext-pro",
-        .name = "FLUX.1 Kontext Pro",
-        .description = "Black Forest Labs' in-context image editing model on Replicate: "
-                       "restyles the product photo following the prompt.",
-        .provider = "replicate",
-        .base_cost = 2,
-        .max_product_images = 1,
-        .max_model_images = 0,
-        .outputs = 1,
-    },
-    {
-        .id = "bench-instant",
-        .name = "Bench Instant",
-        .description = "Benchmarks only: a tiny image at once.",
-        .provider = "bench",
-        .base_cost = 1,
-        .max_product_images = 5,
-        .max_model_images = 3,
-        .outputs = 1,
-        .hidden = true,
-    },
-};
-
-size_t provider_models(const model_info **list)
-{
-    *list = models;
-    return sizeof models / sizeof models[0];
-}
-
-const model_info *provider_model_find(const char *id)
-{
-    if (!id) return NULL;
-    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
-        if (strcmp(models[i].id, id) == 0)
-            return models[i].hidden && !cfg.enable_bench_model ? NULL : &models[i];
-    return NULL;
-}
 
 bool provider_model_available(const model_info *m, const char **why)
 {

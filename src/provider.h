@@ -29,27 +29,76 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "generation.h"
 
+/* One catalogue entry (models.json; provider_catalog.c validates it). The
+ * strings and JSON belong to the catalogue and live as long as it does
+ * (until the next provider_catalog_load). */
 typedef struct model_info {
     const char *id;
     const char *name;
     const char *description;
-    const char *provider; /* "local" | "openai" | "replicate" */
+    const char *provider;       /* "local" | "openai" | "replicate" | "bench" */
+    const char *provider_model; /* openai: "gpt-image-1"; replicate: "owner/name"; else NULL */
+    const char *version;        /* replicate: a pinned version id, or NULL */
     int base_cost;
     int max_product_images;
+    int min_model_images; /* a create must give at least this many (a try-on needs a person) */
     int max_model_images;
-    int outputs; /* result images per generation */
-    bool hidden; /* never listed; exists only when enabled (bench-instant) */
+    int outputs;         /* result images per generation */
+    int max_in_flight;   /* remote calls of its provider in flight at once; local ignores it */
+    int typical_seconds; /* typical processing time (the ETA before there is any history) */
+    json_t *parameters;  /* array of the create parameter names it honours ("seed", ...) */
+    json_t *input;       /* replicate: the input template (provider_template_render); else NULL */
+    bool hidden;         /* never listed; exists only when enabled (bench-instant) */
 } model_info;
 
-/* Every model this build knows, available or not (hidden ones included:
+/* ---- the catalogue (provider_catalog.c) ---- */
+
+/* Loads the model catalogue from `path` (--models), or from the
+ * models.json embedded at build time when path is NULL or "". Every entry
+ * is validated (SPEC §7; the format is described in provider_catalog.c):
+ * on any problem returns -1 with *err (caller frees) naming the model and
+ * the field, and the catalogue in force stays as it was. 0 on success.
+ * Call at start, before other threads read the catalogue (model_info
+ * pointers from an earlier catalogue die with it). Without a call, the
+ * first reader loads the embedded one. */
+int provider_catalog_load(const char *path, char **err);
+/* The same from JSON text; source names it in messages. */
+int provider_catalog_load_text(const char *text, const char *source, char **err);
+
+/* Every model of the catalogue, available or not (hidden ones included:
  * skip m->hidden when listing). */
 size_t provider_models(const model_info **list);
 /* NULL for an unknown id, and for bench-instant unless it is enabled. */
 const model_info *provider_model_find(const char *id);
-/* Whether the model can run on this server; *why (static text) says why not. */
+/* Whether the model can run on this server: its provider's credentials
+ * are set and its adapter is built in. *why (static text, never a secret)
+ * says why not. */
 bool provider_model_available(const model_info *m, const char **why);
+
+/* ---- input templates (provider_template.c) ----
+ * A template is any JSON value. Strings may hold placeholders {path}:
+ *   prompt  customPrompt  model  style  quality  aspectRatio  outputs
+ *   productImages[N]  modelImages[N]  productImages  modelImages (arrays)
+ *   parameters.seed  parameters.guidance_scale
+ *   parameters.num_inference_steps  parameters.strength
+ * A string that is exactly one placeholder becomes that value with its
+ * type (a number stays a number, an image list an array); when the value
+ * is absent (no custom prompt, fewer images) the object key or array
+ * element is left out. Placeholders inside longer text are interpolated
+ * (absent → empty); "{{" and "}}" are literal braces. Every other value
+ * passes through as it is. */
+
+/* Checks a template against a model: every placeholder names a field, an
+ * image index is below the model's maximum, lists stand alone. -1 with
+ * *err (caller frees; says where, e.g. "input.seed: ..."), or 0. */
+int provider_template_check(const json_t *tmpl, const model_info *m, char **err);
+/* Renders a checked template for a record into a new JSON value (caller
+ * owns it). Image placeholders give the record's URLs. */
+json_t *provider_template_render(const json_t *tmpl, const gen_record *g, const model_info *m);
 
 /* An encoded image in memory. data is owned by whoever holds the struct
  * (free with provider_image_free). format: "jpeg" | "png" | "webp". */
