@@ -314,6 +314,7 @@ int main(int argc, char **argv)
 
     const char *cmd = words[0] ? words[0] : "";
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "worker") == 0) {
+        provider_secrets_load(); /* OPENAI_API_KEY, REPLICATE_*: once, never logged */
         /* A catalogue with any problem stops the process here. */
         if (provider_catalog_load(cfg.models_file, &err) != 0) {
             fprintf(stderr, "stylestudio: %s\n", err);

@@ -159,9 +159,27 @@ typedef struct provider_ops {
     void (*cancel)(provider_job *job);
 } provider_ops;
 
+/* The ops that run a model: NULL when it is not available (no credential,
+ * or no adapter registered in provider.c's table). */
 const provider_ops *provider_for(const model_info *m);
 /* Sets job->cancel_requested and calls the provider's cancel. */
 void provider_cancel(const provider_ops *ops, provider_job *job);
+
+/* ---- credentials (provider.c) ----
+ * From the environment only, read once at start. Never log them, never
+ * put them in an error, a record or the database. */
+typedef enum provider_secret_id {
+    PROVIDER_SECRET_OPENAI,            /* OPENAI_API_KEY */
+    PROVIDER_SECRET_REPLICATE,         /* REPLICATE_API_TOKEN */
+    PROVIDER_SECRET_REPLICATE_WEBHOOK, /* REPLICATE_WEBHOOK_SECRET */
+    PROVIDER_SECRET_COUNT,
+} provider_secret_id;
+
+/* Reads the variables above (again: tests). main calls it once at start. */
+void provider_secrets_load(void);
+/* The secret, or NULL when unset or empty. Borrowed: valid until the next
+ * provider_secrets_load. For the adapters only. */
+const char *provider_secret(provider_secret_id id);
 
 /* ---- bench-instant (provider_bench.c): benchmarks only ---- */
 

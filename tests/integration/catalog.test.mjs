@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  test, assert, serverFor, api, assertOk, assertError, errorFields, uploadFixture, createBody, balance, BIN, ROOT, withTimeout,
+  test, assert, serverFor, api, assertOk, assertError, errorFields, uploadFixture, createBody, balance, BIN, ROOT, PG, withTimeout,
 } from './harness.mjs';
 
 const shipped = JSON.parse(readFileSync(join(ROOT, 'models.json'), 'utf8'));
@@ -121,4 +121,35 @@ test('the try-on model needs a model photo: a create without one is a VALIDATION
   assertError(r, 400, 'VALIDATION_ERROR', 'try-on without a person');
   assert.ok(errorFields(r).includes('modelImages'), JSON.stringify(r.json));
   assert.equal(await balance(srv, u.key), 10, 'nothing charged');
+});
+
+test('credentials from the environment: unavailableReason names the variable; with it set, still unavailable (no adapter in this build); the secret never leaks', async (t) => {
+  const bare = await serverFor(t);
+  const u = await bare.createUser({ tokens: 10 });
+  const items = await models(bare, u.key);
+  const gpt = items.find((m) => m.id === 'gpt-image-1');
+  assert.equal(gpt.available, false);
+  assert.equal(gpt.unavailableReason, 'OPENAI_API_KEY is not set on this server');
+  for (const id of ['flux-kontext-pro', 'idm-vton']) {
+    const m = items.find((x) => x.id === id);
+    assert.equal(m.available, false);
+    assert.equal(m.unavailableReason, 'REPLICATE_API_TOKEN is not set on this server');
+  }
+  assert.ok(!('unavailableReason' in items.find((m) => m.id === 'local-studio')));
+
+  const secret = 'sk-proj-NEVER-SHOW-ME-7c1f';
+  const token = 'r8_NEVER-SHOW-ME-TOO-99a2';
+  const srv = await serverFor(t, { env: { OPENAI_API_KEY: secret, REPLICATE_API_TOKEN: token, REPLICATE_WEBHOOK_SECRET: 'whsec_NEVER' }, args: ['--log-level', 'debug'] });
+  const v = await srv.createUser({ tokens: 10 });
+  const r = await api(srv, 'GET', '/api/models', { key: v.key });
+  const text = JSON.stringify(r.json);
+  for (const m of r.json.data.items.filter((x) => x.provider !== 'local')) {
+    assert.equal(m.available, false, `${m.id}: nothing can run it in this build`);
+    assert.match(m.unavailableReason, /adapter is not built/);
+  }
+  const url = await uploadFixture(srv, v.key);
+  const c = await api(srv, 'POST', '/api/generation/create', { key: v.key, body: createBody(url, { model: 'gpt-image-1' }) });
+  assertError(c, 400, 'MODEL_ERROR', 'no adapter');
+  const all = text + JSON.stringify(c.json) + srv.stdout + srv.stderr + (PG ? '' : readFileSync(srv.dbPath, 'latin1'));
+  for (const s of [secret, token, 'whsec_NEVER']) assert.ok(!all.includes(s), `a secret leaked: ${s}`);
 });

@@ -273,3 +273,47 @@ Test(catalog, check_rejects_what_render_could_not_honour)
         json_decref(t);
     }
 }
+
+/* ---- credentials and availability ---- */
+
+Test(catalog, availability_needs_credentials_and_an_adapter)
+{
+    const char *secret = "sk-test-DO-NOT-LEAK-123";
+    unsetenv("OPENAI_API_KEY");
+    unsetenv("REPLICATE_API_TOKEN");
+    setenv("REPLICATE_WEBHOOK_SECRET", "", 1); /* empty counts as unset */
+    provider_secrets_load();
+    cr_assert_null(provider_secret(PROVIDER_SECRET_OPENAI));
+    cr_assert_null(provider_secret(PROVIDER_SECRET_REPLICATE_WEBHOOK));
+
+    const char *why = NULL;
+    const model_info *local = provider_model_find("local-studio");
+    cr_assert(provider_model_available(local, &why));
+    cr_assert_null(why);
+    cr_assert_eq(provider_for(local), &provider_local_ops);
+
+    const model_info *gpt = provider_model_find("gpt-image-1");
+    cr_assert_not(provider_model_available(gpt, &why));
+    cr_assert_str_eq(why, "OPENAI_API_KEY is not set on this server");
+    const model_info *flux = provider_model_find("flux-kontext-pro");
+    cr_assert_not(provider_model_available(flux, &why));
+    cr_assert_str_eq(why, "REPLICATE_API_TOKEN is not set on this server");
+
+    /* With the credential but no adapter registered: still unavailable. */
+    setenv("OPENAI_API_KEY", secret, 1);
+    setenv("REPLICATE_API_TOKEN", secret, 1);
+    provider_secrets_load();
+    cr_assert_str_eq(provider_secret(PROVIDER_SECRET_OPENAI), secret);
+    unsetenv("OPENAI_API_KEY"); /* read once: the copy stays */
+    cr_assert_str_eq(provider_secret(PROVIDER_SECRET_OPENAI), secret);
+    cr_assert_not(provider_model_available(gpt, &why));
+    cr_assert(strstr(why, "adapter"), "%s", why);
+    cr_assert_null(strstr(why, secret));
+    cr_assert_null(provider_for(gpt));
+    cr_assert_not(provider_model_available(flux, &why));
+    cr_assert(strstr(why, "adapter"), "%s", why);
+    cr_assert_null(provider_for(flux));
+
+    cr_assert_not(provider_model_available(NULL, &why));
+    cr_assert_str_eq(why, "unknown model");
+}
