@@ -96,10 +96,16 @@ bool provider_model_available(const model_info *m, const char **why)
     return reason == NULL;
 }
 
-const provider_ops *provider_for(const model_info *m)
+const provider_ops *provider_unwrapped_for(const model_info *m)
 {
     if (!m || !provider_model_available(m, NULL)) return NULL;
     return registry[registry_find(m->provider)].ops;
+}
+
+const provider_ops *provider_for(const model_info *m)
+{
+    const provider_ops *ops = provider_unwrapped_for(m);
+    return ops && provider_faults_enabled() ? &provider_faults_ops : ops;
 }
 
 void provider_cancel(const provider_ops *ops, provider_job *job)

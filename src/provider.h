@@ -160,8 +160,11 @@ typedef struct provider_ops {
 } provider_ops;
 
 /* The ops that run a model: NULL when it is not available (no credential,
- * or no adapter registered in provider.c's table). */
+ * or no adapter registered in provider.c's table). With --test-faults set,
+ * the test-fault wrapper around them (provider_faults.c). */
 const provider_ops *provider_for(const model_info *m);
+/* The registered ops themselves, never wrapped (what the wrapper calls). */
+const provider_ops *provider_unwrapped_for(const model_info *m);
 /* Sets job->cancel_requested and calls the provider's cancel. */
 void provider_cancel(const provider_ops *ops, provider_job *job);
 
@@ -180,6 +183,14 @@ void provider_secrets_load(void);
 /* The secret, or NULL when unset or empty. Borrowed: valid until the next
  * provider_secrets_load. For the adapters only. */
 const char *provider_secret(provider_secret_id id);
+
+/* ---- test faults (provider_faults.c): tests only ---- */
+
+/* Wraps the registered provider of job->model, injecting the faults of
+ * cfg.test_faults (the item list is in provider_faults.c and docs/api.md). */
+extern const provider_ops provider_faults_ops;
+/* Whether cfg.test_faults asks for any fault (re-read when it changes). */
+bool provider_faults_enabled(void);
 
 /* ---- bench-instant (provider_bench.c): benchmarks only ---- */
 

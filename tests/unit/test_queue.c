@@ -300,6 +300,38 @@ Test(queue, transient_fault_out_of_retries_fails_and_refunds)
     cr_assert_eq(qs.failed, 1);
 }
 
+Test(queue, malformed_answers_out_of_retries_end_provider_error)
+{
+    cfg.max_retries = 1;
+    start_queue("malformed=99");
+    char id[ID_LEN];
+    create_gen(product_url, NULL, true, id);
+    gen_record g;
+    wait_terminal(id, &g);
+    cr_assert_eq(g.status, GEN_FAILED);
+    cr_assert_eq(g.retry_count, 1, "a malformed answer is retried like a transient one");
+    cr_assert_str_eq(g.error_code, "PROVIDER_ERROR");
+    cr_assert(g.error && strstr(g.error, "unusable answer"), "error %s", g.error ? g.error : "-");
+    gen_record_free(&g);
+    cr_assert_eq(balance(), 10);
+}
+
+/* A provider's Retry-After (provider_job.retry_after_ms) is a floor under
+ * the backoff. */
+Test(queue, retry_after_stretches_the_backoff)
+{
+    start_queue("transient=1,retry_after_ms=700");
+    char id[ID_LEN];
+    int64_t t0 = mono_ms();
+    create_gen(product_url, NULL, true, id);
+    gen_record g;
+    wait_terminal(id, &g);
+    cr_assert_eq(g.status, GEN_COMPLETED, "error %s", g.error ? g.error : "-");
+    cr_assert_eq(g.retry_count, 1);
+    cr_assert_geq(mono_ms() - t0, 700, "retried before the Retry-After");
+    gen_record_free(&g);
+}
+
 Test(queue, permanent_fault_fails_at_once_and_refunds)
 {
     start_queue("permanent");
