@@ -31,13 +31,14 @@
 #include "store.h"
 
 /* errorCode values (≤ 23 characters: gen_record.error_code). */
-#define GEN_ERR_CANCELLED "CANCELLED"                   /* a user's cancel */
-#define GEN_ERR_EXPIRED "EXPIRED"                       /* pending, never started in time */
-#define GEN_ERR_PROVIDER_REJECTED "PROVIDER_REJECTED"   /* refused; not retried */
-#define GEN_ERR_PROVIDER_TRANSIENT "PROVIDER_TRANSIENT" /* out of retries after transient errors   \
-                                                         */
-#define GEN_ERR_PROVIDER_ERROR "PROVIDER_ERROR"         /* out of retries after malformed answers */
-#define GEN_ERR_INPUT_UNAVAILABLE "INPUT_UNAVAILABLE"   /* an input image cannot be read */
+#define GEN_ERR_CANCELLED "CANCELLED"                 /* a user's cancel */
+#define GEN_ERR_EXPIRED "EXPIRED"                     /* pending, never started in time */
+#define GEN_ERR_PROVIDER_REJECTED "PROVIDER_REJECTED" /* refused; not retried */
+#define GEN_ERR_PROVIDER_TRANSIENT                                                                 \
+    "PROVIDER_TRANSIENT"                              /* out of retries after transient errors     \
+                                                       */
+#define GEN_ERR_PROVIDER_ERROR "PROVIDER_ERROR"       /* out of retries after malformed answers */
+#define GEN_ERR_INPUT_UNAVAILABLE "INPUT_UNAVAILABLE" /* an input image cannot be read */
 
 /* How an attempt failed, as far as the state machine cares. */
 typedef enum gen_failure {
