@@ -30,15 +30,15 @@
 #include "generation.h"
 #include "store.h"
 
-/* errorCode values (≤ 23 characters: gen_record.error_code). */
-#define GEN_ERR_CANCELLED "CANCELLED"                 /* a user's cancel */
-#define GEN_ERR_EXPIRED "EXPIRED"                     /* pending, never started in time */
-#define GEN_ERR_PROVIDER_REJECTED "PROVIDER_REJECTED" /* refused; not retried */
-#define GEN_ERR_PROVIDER_TRANSIENT                                                                 \
-    "PROVIDER_TRANSIENT"                              /* out of retries after transient errors     \
-                                                       */
-#define GEN_ERR_PROVIDER_ERROR "PROVIDER_ERROR"       /* out of retries after malformed answers */
-#define GEN_ERR_INPUT_UNAVAILABLE "INPUT_UNAVAILABLE" /* an input image cannot be read */
+/* errorCode values (≤ 23 characters: gen_record.error_code). PROVIDER_TRANSIENT
+ * and PROVIDER_ERROR: the retries ran out after transient errors (or a lost
+ * worker) and after malformed answers respectively. */
+#define GEN_ERR_CANCELLED "CANCELLED"                   /* a user's cancel */
+#define GEN_ERR_EXPIRED "EXPIRED"                       /* pending, never started in time */
+#define GEN_ERR_PROVIDER_REJECTED "PROVIDER_REJECTED"   /* refused; not retried */
+#define GEN_ERR_PROVIDER_TRANSIENT "PROVIDER_TRANSIENT" /* out of retries: transient */
+#define GEN_ERR_PROVIDER_ERROR "PROVIDER_ERROR"         /* out of retries: malformed */
+#define GEN_ERR_INPUT_UNAVAILABLE "INPUT_UNAVAILABLE"   /* an input image cannot be read */
 
 /* How an attempt failed, as far as the state machine cares. */
 typedef enum gen_failure {
