@@ -218,6 +218,10 @@ void api_models(api_call *c)
                               m->max_product_images, "maxModelImages", m->max_model_images,
                               "outputs", m->outputs, "available", ok, "costByQuality", costs);
         if (!ok && why) json_object_set_new(o, "unavailableReason", json_string(why));
+        json_object_set_new(o, "minModelImages", json_integer(m->min_model_images));
+        json_object_set_new(o, "typicalSeconds", json_integer(m->typical_seconds));
+        json_object_set_new(o, "parameters",
+                            m->parameters ? json_deep_copy(m->parameters) : json_array());
         json_array_append_new(items, o);
     }
     http_reply_json(c->req, 200, api_list(items, NULL));

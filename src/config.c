@@ -65,6 +65,8 @@ static const option_row options[] = {
      O(replicate_base_url), "Replicate API base URL (tests point it at a local fake)"},
     {"provider-timeout", "STYLESTUDIO_PROVIDER_TIMEOUT", "300", OPT_INT, O(provider_timeout),
      "seconds one provider call may take before it counts as a transient failure"},
+    {"models", "STYLESTUDIO_MODELS", "", OPT_STR, O(models_file),
+     "model catalogue JSON replacing the built-in models.json (format: README)"},
     {"enable-bench-model", "STYLESTUDIO_ENABLE_BENCH_MODEL", "0", OPT_BOOL, O(enable_bench_model),
      "benchmarks only: add the unlisted model bench-instant (returns a tiny image at once)"},
     {"test-faults", "STYLESTUDIO_TEST_FAULTS", "", OPT_STR, O(test_faults),

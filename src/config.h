@@ -33,6 +33,7 @@ typedef struct config {
     char *openai_base_url; /* SPEC §7 */
     char *replicate_base_url;
     int provider_timeout;    /* seconds per provider call */
+    char *models_file;       /* --models: "" for the built-in models.json */
     bool enable_bench_model; /* bench-instant exists (bench/ only) */
     char *test_faults;       /* failure seam for tests; see queue.c */
 } config;

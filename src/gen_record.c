@@ -83,6 +83,7 @@ json_t *gen_record_to_json(const gen_record *g)
     if (g->completed_at > 0 && g->started_at > 0)
         json_object_set_new(o, "processingTime", json_integer(g->processing_time));
     if (g->error) json_object_set_new(o, "error", json_string(g->error));
+    if (g->error_code[0]) json_object_set_new(o, "errorCode", json_string(g->error_code));
     json_object_set_new(o, "progress", json_integer(g->progress));
     json_object_set_new(o, "stage", json_string(g->stage));
     if (g->queue_position > 0)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "provider.h"
 
 #define BACKOFF_CAP_MS (5 * 60 * 1000)
 #define SWEEP_BATCH 200
@@ -52,15 +53,45 @@ int gen_state_start(store_t *s, const char *gen_id, int64_t now)
     return store_gen_start(s, gen_id, now); /* the verb is pending → processing only */
 }
 
+gen_failure gen_state_failure_of(int provider_result)
+{
+    switch (provider_result) {
+    case PROVIDER_REJECTED:
+        return GEN_FAILURE_REJECTED;
+    case PROVIDER_INPUT:
+        return GEN_FAILURE_INPUT;
+    case PROVIDER_MALFORMED:
+        return GEN_FAILURE_MALFORMED;
+    default: /* TRANSIENT, an unasked-for CANCELLED, anything unknown */
+        return GEN_FAILURE_TRANSIENT;
+    }
+}
+
+/* The errorCode a generation ends with after a failure of this kind. */
+static const char *failure_code(gen_failure kind)
+{
+    switch (kind) {
+    case GEN_FAILURE_REJECTED:
+        return GEN_ERR_PROVIDER_REJECTED;
+    case GEN_FAILURE_INPUT:
+        return GEN_ERR_INPUT_UNAVAILABLE;
+    case GEN_FAILURE_MALFORMED:
+        return GEN_ERR_PROVIDER_ERROR;
+    default:
+        return GEN_ERR_PROVIDER_TRANSIENT;
+    }
+}
+
 /* Ends a generation as `to` from any status the state machine allows. */
-static int end(store_t *s, const char *gen_id, gen_status to, const char *error, store_guard guard,
-               int64_t now)
+static int end(store_t *s, const char *gen_id, gen_status to, const char *error,
+               const char *error_code, store_guard guard, int64_t now)
 {
     store_end e = {
         .gen_id = gen_id,
         .from = gen_state_sources(to),
         .to = to,
         .error = error,
+        .error_code = error_code,
         .guard = guard,
         .now = now,
     };
@@ -69,7 +100,7 @@ static int end(store_t *s, const char *gen_id, gen_status to, const char *error,
 
 int gen_state_cancel(store_t *s, const char *gen_id, const char *reason, int64_t now)
 {
-    return end(s, gen_id, GEN_CANCELLED, reason, (store_guard){0}, now);
+    return end(s, gen_id, GEN_CANCELLED, reason, GEN_ERR_CANCELLED, (store_guard){0}, now);
 }
 
 int gen_state_complete(store_t *s, const char *gen_id, const char *worker_id,
@@ -81,7 +112,8 @@ int gen_state_complete(store_t *s, const char *gen_id, const char *worker_id,
 int gen_state_fail(store_t *s, const char *gen_id, const char *worker_id, const char *error,
                    int64_t now)
 {
-    return end(s, gen_id, GEN_FAILED, error, (store_guard){.worker_id = worker_id}, now);
+    return end(s, gen_id, GEN_FAILED, error, GEN_ERR_PROVIDER_REJECTED,
+               (store_guard){.worker_id = worker_id}, now);
 }
 
 int64_t gen_state_backoff_ms(const gen_retry_policy *p, int retry_count)
@@ -96,18 +128,41 @@ int64_t gen_state_backoff_ms(const gen_retry_policy *p, int retry_count)
     return d > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : d;
 }
 
+int gen_state_attempt_failed(store_t *s, const char *gen_id, int retry_count,
+                             const store_guard *guard, const gen_attempt *a,
+                             const gen_retry_policy *p, int64_t now, bool *failed,
+                             int64_t *delay_ms)
+{
+    bool retryable = a->kind == GEN_FAILURE_TRANSIENT || a->kind == GEN_FAILURE_MALFORMED ||
+                     a->kind == GEN_FAILURE_LOST;
+    if (!retryable || retry_count >= p->max_retries) {
+        const char *error = a->error;
+        char lost[160];
+        if (a->kind == GEN_FAILURE_LOST) {
+            snprintf(lost, sizeof lost,
+                     "the worker running it stopped before finishing (lease expired) and no "
+                     "retries are left (%d used)",
+                     retry_count);
+            error = lost;
+        }
+        if (failed) *failed = true;
+        return end(s, gen_id, GEN_FAILED, error, failure_code(a->kind), *guard, now);
+    }
+    int64_t delay = a->kind == GEN_FAILURE_LOST ? 0 : gen_state_backoff_ms(p, retry_count);
+    int64_t wish =
+        a->retry_after_ms > GEN_RETRY_AFTER_CAP_MS ? GEN_RETRY_AFTER_CAP_MS : a->retry_after_ms;
+    if (wish > delay) delay = wish;
+    if (failed) *failed = false;
+    if (delay_ms) *delay_ms = delay;
+    return store_gen_requeue(s, gen_id, guard, retry_count, a->error, now + delay, now);
+}
+
 int gen_state_transient(store_t *s, const char *gen_id, int retry_count, const store_guard *guard,
                         const char *error, const gen_retry_policy *p, int64_t now, bool *failed,
                         int64_t *delay_ms)
 {
-    if (retry_count >= p->max_retries) {
-        if (failed) *failed = true;
-        return end(s, gen_id, GEN_FAILED, error, *guard, now);
-    }
-    int64_t delay = gen_state_backoff_ms(p, retry_count);
-    if (failed) *failed = false;
-    if (delay_ms) *delay_ms = delay;
-    return store_gen_requeue(s, gen_id, guard, retry_count, error, now + delay, now);
+    gen_attempt a = {.kind = GEN_FAILURE_TRANSIENT, .error = error};
+    return gen_state_attempt_failed(s, gen_id, retry_count, guard, &a, p, now, failed, delay_ms);
 }
 
 /* Generations whose worker is gone: retried at once, or failed. */
@@ -116,12 +171,11 @@ static int rescue_leases(store_t *s, int64_t now, const gen_retry_policy *p, int
     store_gen_ref *refs = NULL;
     size_t n = 0;
     int rc = store_gen_expired_leases(s, now, SWEEP_BATCH, &refs, &n);
-    gen_retry_policy at_once = *p;
-    at_once.base_ms = 0;
+    gen_attempt lost = {.kind = GEN_FAILURE_LOST, .error = "worker lost"};
     for (size_t i = 0; i < n && rc == STORE_OK; i++) {
         store_guard expired = {.lease_expired_before = now};
-        rc = gen_state_transient(s, refs[i].id, refs[i].retry_count, &expired, "worker lost",
-                                 &at_once, now, NULL, NULL);
+        rc = gen_state_attempt_failed(s, refs[i].id, refs[i].retry_count, &expired, &lost, p, now,
+                                      NULL, NULL);
         if (rc == STORE_OK) (*changed)++;
         if (rc == STORE_ECONFLICT || rc == STORE_ENOTFOUND)
             rc = STORE_OK; /* renewed, finished or deleted meanwhile */
@@ -139,7 +193,11 @@ static int expire_pending(store_t *s, int64_t now, int64_t pending_ttl_ms, int *
     char error[96];
     snprintf(error, sizeof error, "expired: not started within %lld seconds",
              (long long)(pending_ttl_ms / 1000));
-    store_end e = {.from = GEN_MASK(GEN_PENDING), .to = GEN_CANCELLED, .error = error, .now = now};
+    store_end e = {.from = GEN_MASK(GEN_PENDING),
+                   .to = GEN_CANCELLED,
+                   .error = error,
+                   .error_code = GEN_ERR_EXPIRED,
+                   .now = now};
     for (size_t i = 0; i < n && rc == STORE_OK; i++) {
         e.gen_id = refs[i].id;
         rc = store_gen_end(s, &e);

@@ -142,7 +142,9 @@ static json_t *check_images(const json_t *body, const char *field, bool required
 {
     const json_t *v = json_object_get(body, field);
     if (!v || json_is_null(v)) {
-        if (required) add_errorf(errors, field, "is required: an array of 1 to %d image URLs", max);
+        if (required)
+            add_errorf(errors, field, "is required%s: an array of %d to %d image URLs",
+                       strcmp(field, "modelImages") == 0 ? " by this model" : "", min, max);
         return required ? NULL : json_array();
     }
     if (!json_is_array(v)) {
@@ -331,7 +333,10 @@ int gen_request_parse(const json_t *body, bool user_is_pro, gen_request *out, js
         model && model->max_model_images >= 0 ? model->max_model_images : DEFAULT_MAX_MODEL_IMAGES;
 
     r.product_images = check_images(body, "productImages", true, 1, max_products, errs);
-    r.model_images = check_images(body, "modelImages", false, 0, max_models, errs);
+    int min_models = model && model->min_model_images > 0 ? model->min_model_images : 0;
+    if (min_models > max_models) min_models = max_models;
+    r.model_images =
+        check_images(body, "modelImages", min_models > 0, min_models, max_models, errs);
 
     check_enum(body, "style", styles, ARRAY_LEN(styles), true, r.params.style,
                sizeof r.params.style, errs);

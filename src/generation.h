@@ -67,6 +67,7 @@ typedef struct gen_record {
     char stage[24];
     int64_t created_at, started_at, completed_at, processing_time;
     char *error;           /* NULL when none */
+    char error_code[24];   /* errorCode (gen_state.h GEN_ERR_*), "" when none */
     char batch_id[ID_LEN]; /* "" when none */
     char retry_of[ID_LEN]; /* "" when none */
     int queue_position;    /* 1-based while stage is queued, else 0 */

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "media.h"
 #include "net.h"
+#include "provider.h"
 #include "queue.h"
 #include "store.h"
 #include "util.h"
@@ -318,6 +319,16 @@ int main(int argc, char **argv)
     }
 
     const char *cmd = words[0] ? words[0] : "";
+    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "worker") == 0) {
+        provider_secrets_load(); /* OPENAI_API_KEY, REPLICATE_*: once, never logged */
+        /* A catalogue with any problem stops the process here. */
+        if (provider_catalog_load(cfg.models_file, &err) != 0) {
+            fprintf(stderr, "stylestudio: %s\n", err);
+            free(err);
+            free(words);
+            return 2;
+        }
+    }
     int rc;
     if (strcmp(cmd, "serve") == 0) {
         rc = cmd_run(true);

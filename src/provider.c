@@ -1,14 +1,20 @@
 /*
- * provider — the model table and the registry that maps a model to the
- * provider that runs it (SPEC §7).
+ * provider — the registry that maps a model to the provider that runs it
+ * (SPEC §7), the providers' credentials, and availability. The models
+ * themselves come from the catalogue (provider_catalog.c).
  *
- * The table is static: every model this build knows, available or not
- * (bench-instant, for bench/ only, exists only with --enable-bench-model).
- * Availability is a function of configuration. `local-studio` is built in
- * and always available; `gpt-image-1` needs an OpenAI API key and the
- * Replicate models a Replicate token. This build has no configuration
- * fields for either credential yet, so both are listed but unavailable,
- * and provider_for() returns NULL for them (there is nothing to run them).
+ * Registration is one table: provider name → its ops (NULL while the
+ * adapter is not built yet) and the credential it needs. A model is
+ * available when its provider's credential is set AND an adapter is
+ * registered — so a server with OPENAI_API_KEY set but no OpenAI adapter
+ * does not offer a model nothing can run. An adapter author fills its
+ * entry in `registry` below; nothing else changes.
+ *
+ * Credentials come from the environment only and are read once, by
+ * provider_secrets_load at start, into private copies here; adapters read
+ * them with provider_secret. They are never logged, never put in an error
+ * text, a record or the database: the reasons this file hands out name the
+ * variable, never its value.
  */
 #include "provider.h"
 
@@ -16,95 +22,90 @@
 #include <string.h>
 
 #include "config.h"
+#include "util.h"
 
-static const model_info models[] = {
-    {
-        .id = "local-studio",
-        .name = "Local Studio",
-        .description = "Built-in offline compositor: cuts the product out and stages it on a "
-                       "studio backdrop in the chosen style, or onto your model photo. Fast and "
-                       "deterministic for a given seed.",
-        .provider = "local",
-        .base_cost = 1,
-        .max_product_images = 5,
-        .max_model_images = 3,
-        .outputs = 2,
-    },
-    {
-        .id = "gpt-image-1",
-        .name = "GPT Image 1",
-        .description = "OpenAI image editing model: photorealistic product and model shots "
-                       "guided by the prompt.",
-        .provider = "openai",
-        .base_cost = 3,
-        .max_product_images = 5,
-        .max_model_images = 3,
-        .outputs = 1,
-    },
-    {
-        .id = "flux-kontext-pro",
-        .name = "FLUX.1 Kontext Pro",
-        .description = "Black Forest Labs' in-context image editing model on Replicate: "
-                       "restyles the product photo following the prompt.",
-        .provider = "replicate",
-        .base_cost = 2,
-        .max_product_images = 1,
-        .max_model_images = 0,
-        .outputs = 1,
-    },
-    {
-        .id = "bench-instant",
-        .name = "Bench Instant",
-        .description = "Benchmarks only: a tiny image at once.",
-        .provider = "bench",
-        .base_cost = 1,
-        .max_product_images = 5,
-        .max_model_images = 3,
-        .outputs = 1,
-        .hidden = true,
-    },
+static const struct {
+    const char *env;
+    const char *missing; /* unavailableReason when unset */
+} secret_env[PROVIDER_SECRET_COUNT] = {
+    [PROVIDER_SECRET_OPENAI] = {"OPENAI_API_KEY", "OPENAI_API_KEY is not set on this server"},
+    [PROVIDER_SECRET_REPLICATE] = {"REPLICATE_API_TOKEN",
+                                   "REPLICATE_API_TOKEN is not set on this server"},
+    [PROVIDER_SECRET_REPLICATE_WEBHOOK] = {"REPLICATE_WEBHOOK_SECRET",
+                                           "REPLICATE_WEBHOOK_SECRET is not set on this server"},
 };
 
-size_t provider_models(const model_info **list)
+static char *secrets[PROVIDER_SECRET_COUNT]; /* NULL when unset or empty */
+static bool secrets_loaded;
+
+#define NO_SECRET (-1)
+
+/* The registry. ops NULL: the adapter is not built into this server yet. */
+static const struct {
+    const char *name;
+    const provider_ops *ops;
+    int secret; /* provider_secret_id it needs, or NO_SECRET */
+    const char *not_built;
+} registry[] = {
+    {"local", &provider_local_ops, NO_SECRET, NULL},
+    {"bench", &provider_bench_ops, NO_SECRET, NULL},
+    {"openai", NULL, PROVIDER_SECRET_OPENAI, "the OpenAI adapter is not built into this server"},
+    {"replicate", NULL, PROVIDER_SECRET_REPLICATE,
+     "the Replicate adapter is not built into this server"},
+};
+
+void provider_secrets_load(void)
 {
-    *list = models;
-    return sizeof models / sizeof models[0];
+    for (int i = 0; i < PROVIDER_SECRET_COUNT; i++) {
+        free(secrets[i]);
+        const char *v = getenv(secret_env[i].env);
+        secrets[i] = v && *v ? xstrdup(v) : NULL;
+    }
+    secrets_loaded = true;
 }
 
-const model_info *provider_model_find(const char *id)
+const char *provider_secret(provider_secret_id id)
 {
-    if (!id) return NULL;
-    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
-        if (strcmp(models[i].id, id) == 0)
-            return models[i].hidden && !cfg.enable_bench_model ? NULL : &models[i];
-    return NULL;
+    if ((unsigned)id >= PROVIDER_SECRET_COUNT) return NULL;
+    if (!secrets_loaded) provider_secrets_load(); /* unit tests; main loads at start */
+    return secrets[id];
+}
+
+static int registry_find(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_LEN(registry); i++)
+        if (name && strcmp(registry[i].name, name) == 0) return (int)i;
+    return -1;
 }
 
 bool provider_model_available(const model_info *m, const char **why)
 {
     const char *reason = NULL;
+    int r = m ? registry_find(m->provider) : -1;
     if (!m)
         reason = "unknown model";
-    else if (strcmp(m->provider, "local") == 0)
-        reason = NULL;
-    else if (strcmp(m->provider, "bench") == 0)
-        reason = cfg.enable_bench_model ? NULL : "unknown model";
-    else if (strcmp(m->provider, "openai") == 0)
-        reason = "no OpenAI API key configured on this server";
-    else if (strcmp(m->provider, "replicate") == 0)
-        reason = "no Replicate token configured on this server";
-    else
+    else if (r < 0)
         reason = "no provider for this model in this build";
+    else if (strcmp(m->provider, "bench") == 0 && !cfg.enable_bench_model)
+        reason = "unknown model";
+    else if (registry[r].secret != NO_SECRET && !provider_secret(registry[r].secret))
+        reason = secret_env[registry[r].secret].missing;
+    else if (!registry[r].ops)
+        reason = registry[r].not_built;
     if (why) *why = reason;
     return reason == NULL;
 }
 
-const provider_ops *provider_for(const model_info *m)
+const provider_ops *provider_unwrapped_for(const model_info *m)
 {
     if (!m || !provider_model_available(m, NULL)) return NULL;
-    if (strcmp(m->provider, "local") == 0) return &provider_local_ops;
-    if (strcmp(m->provider, "bench") == 0) return &provider_bench_ops;
-    return NULL;
+    return registry[registry_find(m->provider)].ops;
+}
+
+const provider_ops *provider_for(const model_info *m)
+{
+    const provider_ops *ops = provider_unwrapped_for(m);
+    return ops && provider_faults_enabled() ? &provider_faults_ops : ops;
 }
 
 void provider_cancel(const provider_ops *ops, provider_job *job)

@@ -27,28 +27,78 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
 
 #include "generation.h"
 
+/* One catalogue entry (models.json; provider_catalog.c validates it). The
+ * strings and JSON belong to the catalogue and live as long as it does
+ * (until the next provider_catalog_load). */
 typedef struct model_info {
     const char *id;
     const char *name;
     const char *description;
-    const char *provider; /* "local" | "openai" | "replicate" */
+    const char *provider;       /* "local" | "openai" | "replicate" | "bench" */
+    const char *provider_model; /* openai: "gpt-image-1"; replicate: "owner/name"; else NULL */
+    const char *version;        /* replicate: a pinned version id, or NULL */
     int base_cost;
     int max_product_images;
+    int min_model_images; /* a create must give at least this many (a try-on needs a person) */
     int max_model_images;
-    int outputs; /* result images per generation */
-    bool hidden; /* never listed; exists only when enabled (bench-instant) */
+    int outputs;         /* result images per generation */
+    int max_in_flight;   /* remote calls of its provider in flight at once; local ignores it */
+    int typical_seconds; /* typical processing time (the ETA before there is any history) */
+    json_t *parameters;  /* array of the create parameter names it honours ("seed", ...) */
+    json_t *input;       /* replicate: the input template (provider_template_render); else NULL */
+    bool hidden;         /* never listed; exists only when enabled (bench-instant) */
 } model_info;
 
-/* Every model this build knows, available or not (hidden ones included:
+/* ---- the catalogue (provider_catalog.c) ---- */
+
+/* Loads the model catalogue from `path` (--models), or from the
+ * models.json embedded at build time when path is NULL or "". Every entry
+ * is validated (SPEC §7; the format is described in provider_catalog.c):
+ * on any problem returns -1 with *err (caller frees) naming the model and
+ * the field, and the catalogue in force stays as it was. 0 on success.
+ * Call at start, before other threads read the catalogue (model_info
+ * pointers from an earlier catalogue die with it). Without a call, the
+ * first reader loads the embedded one. */
+int provider_catalog_load(const char *path, char **err);
+/* The same from JSON text; source names it in messages. */
+int provider_catalog_load_text(const char *text, const char *source, char **err);
+
+/* Every model of the catalogue, available or not (hidden ones included:
  * skip m->hidden when listing). */
 size_t provider_models(const model_info **list);
 /* NULL for an unknown id, and for bench-instant unless it is enabled. */
 const model_info *provider_model_find(const char *id);
-/* Whether the model can run on this server; *why (static text) says why not. */
+/* Whether the model can run on this server: its provider's credentials
+ * are set and its adapter is built in. *why (static text, never a secret)
+ * says why not. */
 bool provider_model_available(const model_info *m, const char **why);
+
+/* ---- input templates (provider_template.c) ----
+ * A template is any JSON value. Strings may hold placeholders {path}:
+ *   prompt  customPrompt  model  style  quality  aspectRatio  outputs
+ *   productImages[N]  modelImages[N]  productImages  modelImages (arrays)
+ *   parameters.seed  parameters.guidance_scale
+ *   parameters.num_inference_steps  parameters.strength
+ * A string that is exactly one placeholder becomes that value with its
+ * type (a number stays a number, an image list an array); when the value
+ * is absent (no custom prompt, fewer images) the object key or array
+ * element is left out. Placeholders inside longer text are interpolated
+ * (absent → empty); "{{" and "}}" are literal braces. Every other value
+ * passes through as it is. */
+
+/* Checks a template against a model: every placeholder names a field, an
+ * image index is below the model's maximum, lists stand alone. -1 with
+ * *err (caller frees; says where, e.g. "input.seed: ..."), or 0. */
+int provider_template_check(const json_t *tmpl, const model_info *m, char **err);
+/* Renders a checked template for a record into a new JSON value (caller
+ * owns it). Image placeholders give the record's URLs. */
+json_t *provider_template_render(const json_t *tmpl, const gen_record *g, const model_info *m);
 
 /* An encoded image in memory. data is owned by whoever holds the struct
  * (free with provider_image_free). format: "jpeg" | "png" | "webp". */
@@ -61,11 +111,17 @@ typedef struct provider_image {
 
 void provider_image_free(provider_image *img);
 
+/* What a provider job ended with (on_done's result). gen_state.c decides
+ * what each means for the generation (retry or fail, and its errorCode). */
 enum {
     PROVIDER_OK = 0,
-    PROVIDER_TRANSIENT = -1, /* worth retrying: 429, 5xx, timeout */
-    PROVIDER_PERMANENT = -2, /* retrying will not help: bad input, content refused */
-    PROVIDER_CANCELLED = -3,
+    PROVIDER_TRANSIENT = -1, /* worth retrying: 429, 5xx, timeouts, connection errors */
+    PROVIDER_REJECTED = -2,  /* retrying will not help: content policy, a validation 4xx,
+                                a failed prediction */
+    PROVIDER_CANCELLED = -3, /* stopped because cancel_requested was set */
+    PROVIDER_MALFORMED = -4, /* an answer we cannot use: bad JSON, no images, an
+                                undecodable image; retried like TRANSIENT */
+    PROVIDER_INPUT = -5,     /* an input image cannot be read: fails at once */
 };
 
 typedef struct provider_job provider_job;
@@ -86,6 +142,10 @@ struct provider_job {
     void (*on_done)(provider_job *job, int result, provider_image *outputs, size_t n_outputs,
                     const char *error);
 
+    /* A provider may set this before on_done (e.g. a 429's Retry-After):
+     * the next attempt then waits at least this long. 0: no opinion. */
+    int64_t retry_after_ms;
+
     atomic_bool cancel_requested; /* set by provider_cancel */
     void *owner;                  /* the caller's own pointer */
     void *state;                  /* the provider's own pointer */
@@ -99,9 +159,38 @@ typedef struct provider_ops {
     void (*cancel)(provider_job *job);
 } provider_ops;
 
+/* The ops that run a model: NULL when it is not available (no credential,
+ * or no adapter registered in provider.c's table). With --test-faults set,
+ * the test-fault wrapper around them (provider_faults.c). */
 const provider_ops *provider_for(const model_info *m);
+/* The registered ops themselves, never wrapped (what the wrapper calls). */
+const provider_ops *provider_unwrapped_for(const model_info *m);
 /* Sets job->cancel_requested and calls the provider's cancel. */
 void provider_cancel(const provider_ops *ops, provider_job *job);
+
+/* ---- credentials (provider.c) ----
+ * From the environment only, read once at start. Never log them, never
+ * put them in an error, a record or the database. */
+typedef enum provider_secret_id {
+    PROVIDER_SECRET_OPENAI,            /* OPENAI_API_KEY */
+    PROVIDER_SECRET_REPLICATE,         /* REPLICATE_API_TOKEN */
+    PROVIDER_SECRET_REPLICATE_WEBHOOK, /* REPLICATE_WEBHOOK_SECRET */
+    PROVIDER_SECRET_COUNT,
+} provider_secret_id;
+
+/* Reads the variables above (again: tests). main calls it once at start. */
+void provider_secrets_load(void);
+/* The secret, or NULL when unset or empty. Borrowed: valid until the next
+ * provider_secrets_load. For the adapters only. */
+const char *provider_secret(provider_secret_id id);
+
+/* ---- test faults (provider_faults.c): tests only ---- */
+
+/* Wraps the registered provider of job->model, injecting the faults of
+ * cfg.test_faults (the item list is in provider_faults.c and docs/api.md). */
+extern const provider_ops provider_faults_ops;
+/* Whether cfg.test_faults asks for any fault (re-read when it changes). */
+bool provider_faults_enabled(void);
 
 /* ---- bench-instant (provider_bench.c): benchmarks only ---- */
 
@@ -118,7 +207,8 @@ void provider_local_size(const char *aspect_ratio, const char *quality, int *wid
 /* Renders one image synchronously (what the local provider's start does for
  * each output; also used by bench/). variant picks the composition among
  * the outputs of one generation. Returns PROVIDER_OK with *out filled
- * (caller frees), or PROVIDER_PERMANENT with *error (caller frees). */
+ * (caller frees), or PROVIDER_INPUT (an input cannot be decoded) or
+ * PROVIDER_REJECTED with *error (caller frees). */
 int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
                           const provider_image *models, size_t n_models, int variant,
                           const atomic_bool *cancel, void (*progress)(void *ctx, int pct),

@@ -480,13 +480,13 @@ static VipsImage **next_slot(render_state *rs)
 }
 
 /* Ends a phase on a libvips failure: logged, *error set unless a phase
- * set it already. Returns PROVIDER_PERMANENT. */
+ * set it already. Returns PROVIDER_REJECTED. */
 static int render_vips_failed(render_state *rs)
 {
     log_warn("local-studio render failed: %s", vips_error_buffer());
     vips_error_clear();
     if (!*rs->error) *rs->error = xstrdup("local-studio could not render this image");
-    return PROVIDER_PERMANENT;
+    return PROVIDER_REJECTED;
 }
 
 /* Ends a phase on cancellation: *error becomes "cancelled". Returns
@@ -516,7 +516,7 @@ static int cut_out_products(render_state *rs, const provider_image *products)
         if (cutout_decode(&products[i], rs->high ? 1536 : 1024, &px, &w, &h, &nb)) {
             vips_error_clear();
             *rs->error = xasprintf("product image %zu could not be decoded", i + 1);
-            return PROVIDER_PERMANENT;
+            return PROVIDER_INPUT;
         }
         cutout_make(px, w, h, nb, &rs->cuts[i]);
         int rc = checkpoint(rs, 5 + (int)(35 * (i + 1) / rs->n_products));
@@ -652,7 +652,7 @@ static int base_from_model(render_state *rs, const provider_image *models, size_
         vips_error_clear();
         *rs->error =
             xasprintf("model image %zu could not be decoded", (size_t)rs->variant % n_models + 1);
-        return PROVIDER_PERMANENT;
+        return PROVIDER_INPUT;
     }
     VipsImage *base = *u;
     if (base->Bands == 4 || base->Bands == 2) {
@@ -870,11 +870,11 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
     *error = NULL;
     if (!vips_ready) {
         *error = xstrdup("image library failed to start");
-        return PROVIDER_PERMANENT;
+        return PROVIDER_REJECTED;
     }
     if (n_products < 1 || n_products > MAX_PRODUCTS) {
         *error = xasprintf("local-studio takes 1 to %d product images", MAX_PRODUCTS);
-        return PROVIDER_PERMANENT;
+        return PROVIDER_REJECTED;
     }
 
     const char *style = p->style;

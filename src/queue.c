@@ -5,7 +5,8 @@
  * (stage storing) and records the outcome: completed; a transient failure
  * goes back to the queue after an exponential backoff with jitter, or fails
  * with a refund once the retries are used up; a permanent failure fails at
- * once with a refund. The test-fault seam (queue.h) wraps the provider call.
+ * once with a refund. (Test faults are a provider of their own,
+ * provider_faults.c, which provider_for() puts around the real one.)
  *
  * DESIGN. One mutex (q.mu) guards the in-flight table (a list of jobs), the
  * completion list and the counters of busy slots; two condition variables
@@ -27,7 +28,7 @@
  * against provider_cancel, so cancel is never called before the job enters
  * the provider nor after its on_done; it is never held together with q.mu.
  * Progress of a job is written only by the thread currently running it
- * (the worker during fetch and faults, the provider's thread during
+ * (the worker during fetch, the provider's thread during
  * generating, the finishing worker after on_done), so it needs no lock.
  *
  * The housekeeping thread renews every in-flight lease each lease/3
@@ -61,8 +62,6 @@
 #define IDLE_WAIT_MAX_MS 1000
 #define SWEEP_EVERY_MS 1000
 #define STORE_ERROR_PAUSE_MS 1000
-#define FAULT_SLICE_MS 50
-#define FAULT_DELAY_PROGRESS 60 /* provider-scale progress reached by delay_ms */
 
 enum job_phase { PHASE_PREP, PHASE_PROVIDER, PHASE_DONE };
 
@@ -129,11 +128,6 @@ static struct {
     int n_busy; /* table entries + claims in progress */
     int max_inflight;
     job *done_head, *done_tail;
-    struct {
-        int transient;
-        bool permanent;
-        int delay_ms;
-    } faults;
 } q = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static struct {
@@ -166,13 +160,6 @@ static void cond_wait_ms(pthread_cond_t *c, int64_t ms)
     pthread_cond_timedwait(c, &q.mu, &ts);
 }
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
 static void images_free(provider_image *imgs, size_t n)
 {
     if (!imgs) return;
@@ -188,42 +175,6 @@ static gen_retry_policy retry_policy(void)
         .base_ms = cfg.retry_base_ms,
         .rand_below = ids_random_below,
     };
-}
-
-/* "name=N" with N a non-negative integer ≤ max: true and *out set. */
-static bool fault_int(const char *tok, const char *name, long max, int *out)
-{
-    size_t n = strlen(name);
-    if (strncmp(tok, name, n) != 0 || tok[n] != '=' || !tok[n + 1]) return false;
-    char *end;
-    long v = strtol(tok + n + 1, &end, 10);
-    if (*end || v < 0) return false;
-    *out = (int)(v > max ? max : v);
-    return true;
-}
-
-static void faults_parse(const char *spec)
-{
-    memset(&q.faults, 0, sizeof q.faults);
-    if (!spec || !*spec) return;
-    char *copy = xstrdup(spec), *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ' || *tok == '\t')
-            tok++;
-        size_t n = strlen(tok);
-        while (n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
-            tok[--n] = '\0';
-        if (n == 0) continue;
-        if (strcmp(tok, "permanent") == 0)
-            q.faults.permanent = true;
-        else if (!fault_int(tok, "transient", 1000000, &q.faults.transient) &&
-                 !fault_int(tok, "delay_ms", 3600000, &q.faults.delay_ms))
-            log_warn("test-faults: ignoring unknown item \"%s\"", tok);
-    }
-    free(copy);
-    if (q.faults.permanent || q.faults.transient || q.faults.delay_ms)
-        log_warn("test faults active: transient=%d permanent=%s delay_ms=%d", q.faults.transient,
-                 q.faults.permanent ? "yes" : "no", q.faults.delay_ms);
 }
 
 /* Wakes the workers (q.mu held). */
@@ -298,7 +249,7 @@ static void job_progress(job *j, const char *stage, int progress, bool force)
 }
 
 /* The outcome of a job, from the provider (on_done) or from the queue
- * itself (input errors, faults, cancel before start). Takes ownership of
+ * itself (input errors, cancel before start). Takes ownership of
  * outputs; error is copied. Hands the job to the completion list. */
 static void job_done(job *j, int result, provider_image *outputs, size_t n_outputs,
                      const char *error)
@@ -316,7 +267,7 @@ static void job_done(job *j, int result, provider_image *outputs, size_t n_outpu
         images_free(outputs, n_outputs);
         outputs = NULL;
         n_outputs = 0;
-        result = PROVIDER_TRANSIENT;
+        result = PROVIDER_MALFORMED;
         error = "the provider returned no image";
     }
     j->result = result;
@@ -382,10 +333,12 @@ static int job_fetch_inputs(job *j)
             const char *label = is_product ? "product image" : "model image";
             const char *reason = why ? why : url ? "could not be loaded" : "not a URL";
             char *msg = xasprintf("%s %zu: %s", label, idx + 1, reason);
-            bool permanent = rc == MEDIA_EINVALID;
+            /* A URL or image that breaks a rule, or cannot be fetched, will
+             * not get better; our own disk or library trouble might. */
+            bool unreadable = rc == MEDIA_EINVALID;
             log_warn("generation %s: %s (%s)", j->gen.id, msg,
-                     permanent ? "permanent" : "transient");
-            job_done(j, permanent ? PROVIDER_PERMANENT : PROVIDER_TRANSIENT, NULL, 0, msg);
+                     unreadable ? "input unavailable" : "transient");
+            job_done(j, unreadable ? PROVIDER_INPUT : PROVIDER_TRANSIENT, NULL, 0, msg);
             free(msg);
             free(why);
             return -1;
@@ -402,32 +355,9 @@ static int job_fetch_inputs(job *j)
     return 0;
 }
 
-/* The fault seam around the provider call, then the call itself. Ends in
- * job_done, from here or from the provider. */
+/* The provider call. Ends in job_done, from here or from the provider. */
 static void job_call_provider(job *j)
 {
-    if (q.faults.delay_ms > 0) {
-        int64_t t0 = mono_ms(), delay = q.faults.delay_ms;
-        for (;;) {
-            if (job_stopped(j)) {
-                job_done(j, PROVIDER_CANCELLED, NULL, 0, "cancelled");
-                return;
-            }
-            int64_t el = mono_ms() - t0;
-            if (el >= delay) break;
-            pj_on_progress(&j->pj, (int)(el * FAULT_DELAY_PROGRESS / delay));
-            sleep_ms(delay - el < FAULT_SLICE_MS ? delay - el : FAULT_SLICE_MS);
-        }
-    }
-    if (q.faults.permanent) {
-        job_done(j, PROVIDER_PERMANENT, NULL, 0, "provider rejected the request (injected fault)");
-        return;
-    }
-    if (j->gen.retry_count < q.faults.transient) {
-        job_done(j, PROVIDER_TRANSIENT, NULL, 0, "provider unavailable (injected fault)");
-        return;
-    }
-
     pthread_mutex_lock(&j->lock);
     bool stopped = job_stopped(j);
     if (!stopped) j->phase = PHASE_PROVIDER;
@@ -453,7 +383,7 @@ static void job_run(job *j)
         !(j->ops = provider_for(j->model))) {
         char *msg = xasprintf("model %s is not available on this server%s%s", j->gen.params.model,
                               why ? ": " : "", why ? why : "");
-        job_done(j, PROVIDER_PERMANENT, NULL, 0, msg);
+        job_done(j, PROVIDER_REJECTED, NULL, 0, msg);
         free(msg);
         return;
     }
@@ -471,14 +401,16 @@ static void job_run(job *j)
 
 /* ---- outcomes (on a worker thread, after job_done) ---- */
 
-static void finish_transient(job *j, const char *error)
+/* A failed attempt: gen_state decides retry or failure, and the errorCode. */
+static void finish_failed(job *j, gen_failure kind, const char *error)
 {
     gen_retry_policy policy = retry_policy();
     store_guard held = {.worker_id = j->worker_id};
+    gen_attempt a = {.kind = kind, .error = error, .retry_after_ms = j->pj.retry_after_ms};
     int64_t delay = 0;
     bool failed = false;
-    int rc = gen_state_transient(q.store, j->gen.id, j->gen.retry_count, &held, error, &policy,
-                                 now_ms(), &failed, &delay);
+    int rc = gen_state_attempt_failed(q.store, j->gen.id, j->gen.retry_count, &held, &a, &policy,
+                                      now_ms(), &failed, &delay);
     if (rc == STORE_OK && failed) {
         atomic_fetch_add(&st.failed, 1);
         log_warn("generation %s: failed after %d retries: %s", j->gen.id, j->gen.retry_count,
@@ -494,23 +426,9 @@ static void finish_transient(job *j, const char *error)
         atomic_fetch_add(&st.cancelled, 1);
         log_info("generation %s: cancelled while failing (%s); nothing written", j->gen.id, error);
     } else {
-        log_error("generation %s: could not record a transient failure (store error %d); the "
-                  "lease will expire and the sweep retries it",
+        log_error("generation %s: could not record a failure (store error %d); the lease will "
+                  "expire and the sweep retries it",
                   j->gen.id, rc);
-    }
-}
-
-static void finish_permanent(job *j, const char *error)
-{
-    int rc = gen_state_fail(q.store, j->gen.id, j->worker_id, error, now_ms());
-    if (rc == STORE_OK) {
-        atomic_fetch_add(&st.failed, 1);
-        log_warn("generation %s: failed: %s", j->gen.id, error);
-    } else if (rc == STORE_ECONFLICT) {
-        atomic_fetch_add(&st.cancelled, 1);
-        log_info("generation %s: cancelled while failing (%s); nothing written", j->gen.id, error);
-    } else {
-        log_error("generation %s: could not record failure (store error %d)", j->gen.id, rc);
     }
 }
 
@@ -531,7 +449,7 @@ static void finish_ok(job *j)
                 media_delete_url(json_string_value(json_array_get(urls, k)));
             json_decref(urls);
             log_warn("generation %s: could not store result image %zu", j->gen.id, i + 1);
-            finish_transient(j, "could not store the result image");
+            finish_failed(j, GEN_FAILURE_TRANSIENT, "could not store the result image");
             return;
         }
         json_array_append_new(urls, json_string(url));
@@ -574,12 +492,11 @@ static void job_finish(job *j)
         /* queue_stop releases it to the queue once the workers are gone. */
         atomic_fetch_add(&st.handed_back, 1);
         log_info("generation %s: interrupted by shutdown; handing it back", j->gen.id);
-    } else if (j->result == PROVIDER_PERMANENT) {
-        finish_permanent(j, error);
     } else {
-        /* TRANSIENT, or a CANCELLED nobody asked for. */
-        finish_transient(j, j->result == PROVIDER_CANCELLED ? "the provider call was interrupted"
-                                                            : error);
+        /* A CANCELLED nobody asked for counts as transient (gen_state). */
+        finish_failed(j, gen_state_failure_of(j->result),
+                      j->result == PROVIDER_CANCELLED ? "the provider call was interrupted"
+                                                      : error);
     }
 
     pthread_mutex_lock(&q.mu);
@@ -813,7 +730,6 @@ int queue_start(store_t *s)
     q.n_workers = cfg.workers > 0 ? cfg.workers : 0; /* 0: sweeps only (API-only serve) */
     q.max_inflight = q.n_workers;
     q.workers = xcalloc((size_t)q.n_workers, sizeof *q.workers);
-    faults_parse(cfg.test_faults);
     atomic_store(&st.claimed, 0);
     atomic_store(&st.completed, 0);
     atomic_store(&st.failed, 0);

@@ -12,12 +12,9 @@
  * queue_cancel are cheap and may be called from any thread, e.g. the HTTP
  * threads right after a store commit; they never block on slow work.
  *
- * Test faults (cfg.test_faults, parsed at queue_start), comma-separated:
- *   transient=N   attempts with retryCount < N fail with a transient error
- *   permanent     every attempt fails with a permanent error
- *   delay_ms=N    each provider call first spends N ms (in 50 ms slices,
- *                 reporting progress and honouring cancel)
- * They wrap the provider call in queue.c; the providers know nothing of them.
+ * Test faults (cfg.test_faults) are not the queue's business: they are a
+ * provider wrapping the real one (provider_faults.c), installed by
+ * provider_for().
  */
 #ifndef SS_QUEUE_H
 #define SS_QUEUE_H

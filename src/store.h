@@ -225,22 +225,24 @@ typedef struct store_guard {
 int store_gen_start(store_t *s, const char *gen_id, int64_t now);
 
 /* Ends a generation: status and stage `to` (GEN_FAILED or GEN_CANCELLED),
- * error, completed_at = now, processing_time from started_at, lease and
- * retry time cleared, then the refund of what it holds (tokens_used → 0,
- * one refund row — the unique key makes a second one impossible) and the
- * events. The status must be in `from` and the guard must hold. */
+ * error and error_code (as given: gen_state decides them), completed_at = now, processing_time from
+ * started_at, lease and retry time cleared, then the refund of what it holds (tokens_used → 0, one
+ * refund row — the unique key makes a second one impossible) and the events. The status must be in
+ * `from` and the guard must hold. */
 typedef struct store_end {
     const char *gen_id;
     unsigned from;
     gen_status to;
     const char *error;
+    const char *error_code; /* NULL or "": none */
     store_guard guard;
     int64_t now;
 } store_end;
 int store_gen_end(store_t *s, const store_end *e);
 
 /* processing (leased by worker_id) → completed, result_images set,
- * progress 100, completed_at = now, processing_time = now - started_at. */
+ * error and error_code cleared, progress 100, completed_at = now, processing_time = now -
+ * started_at. */
 int store_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
                        const json_t *result_images, int64_t now);
 

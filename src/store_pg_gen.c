@@ -28,7 +28,7 @@
     "id, user_id, status, product_images, model_images, result_images, prompt, custom_prompt,"     \
     " model, style, quality, aspect_ratio, guidance_scale, num_inference_steps, strength, seed,"   \
     " priority, tokens_used, retry_count, progress, stage, created_at, started_at, completed_at,"  \
-    " processing_time, error, batch_id, retry_of, queued_at, lease_owner"
+    " processing_time, error, batch_id, retry_of, queued_at, lease_owner, error_code"
 
 #define SWEEP_BATCH 200
 
@@ -104,6 +104,7 @@ static void gen_from_row(const PGresult *r, int row, gen_record *g, int64_t *que
     pg_col_copy(r, row, 27, g->retry_of, sizeof g->retry_of);
     *queued_at = pg_col_int(r, row, 28);
     *leased = !pg_col_null(r, row, 29);
+    pg_col_copy(r, row, 30, g->error_code, sizeof g->error_code);
 }
 
 /* Sets g->queue_position (1 + the queued generations ahead of it in claim
@@ -443,25 +444,26 @@ int store_pg_gen_start(store_t *s, const char *gen_id, int64_t now)
 #define END_SET                                                                                    \
     "UPDATE generations SET status = $1, stage = $1, error = $2, completed_at = $3,"               \
     " processing_time = CASE WHEN started_at IS NULL THEN NULL ELSE $3 - started_at END,"          \
-    " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"                                   \
+    " lease_owner = NULL, lease_expires = NULL, retry_at = NULL, error_code = $6"                  \
     " WHERE id = $4 AND status = ANY($5::text[])"
 
-static const char *const SQL_END[3] = {END_SET, END_SET GUARD_WORKER(6), END_SET GUARD_EXPIRED(6)};
+static const char *const SQL_END[3] = {END_SET, END_SET GUARD_WORKER(7), END_SET GUARD_EXPIRED(7)};
 
 /* The guarded UPDATE of store_gen_end: rows changed or a code. */
 static int gen_end_update(pg_tx *t, const store_end *e, const char *status)
 {
     char from[96];
     status_array(e->from, from, sizeof from);
+    const char *code = e->error_code && *e->error_code ? e->error_code : NULL;
     switch (guard_kind(&e->guard)) {
     case 1:
-        return pg_exec(t, SQL_END[1], "ssIsss", status, e->error, e->now, e->gen_id, from,
+        return pg_exec(t, SQL_END[1], "ssIssss", status, e->error, e->now, e->gen_id, from, code,
                        e->guard.worker_id);
     case 2:
-        return pg_exec(t, SQL_END[2], "ssIssI", status, e->error, e->now, e->gen_id, from,
+        return pg_exec(t, SQL_END[2], "ssIsssI", status, e->error, e->now, e->gen_id, from, code,
                        e->guard.lease_expired_before);
     default:
-        return pg_exec(t, SQL_END[0], "ssIss", status, e->error, e->now, e->gen_id, from);
+        return pg_exec(t, SQL_END[0], "ssIsss", status, e->error, e->now, e->gen_id, from, code);
     }
 }
 
@@ -495,13 +497,14 @@ int store_pg_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
     pg_tx t;
     int rc = pg_begin(s, &t);
     if (rc != STORE_OK) goto cleanup;
-    rc = pg_exec(&t,
-                 "UPDATE generations SET status = 'completed', stage = 'completed',"
-                 " progress = 100, result_images = $1, completed_at = $2,"
-                 " processing_time = $2 - COALESCE(started_at, $2), error = NULL,"
-                 " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"
-                 " WHERE id = $3 AND status = 'processing' AND lease_owner = $4",
-                 "sIss", results, now, gen_id, worker_id);
+    rc =
+        pg_exec(&t,
+                "UPDATE generations SET status = 'completed', stage = 'completed',"
+                " progress = 100, result_images = $1, completed_at = $2,"
+                " processing_time = $2 - COALESCE(started_at, $2), error = NULL, error_code = NULL,"
+                " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"
+                " WHERE id = $3 AND status = 'processing' AND lease_owner = $4",
+                "sIss", results, now, gen_id, worker_id);
     if (rc == 0) rc = gen_missing_or_conflict(&t, gen_id);
     if (rc >= 0) rc = gen_event(&t, gen_id, now, NULL);
     if (rc < 0) {

@@ -26,7 +26,7 @@
     "id, user_id, status, product_images, model_images, result_images, prompt, custom_prompt,"     \
     " model, style, quality, aspect_ratio, guidance_scale, num_inference_steps, strength, seed,"   \
     " priority, tokens_used, retry_count, progress, stage, created_at, started_at, completed_at,"  \
-    " processing_time, error, batch_id, retry_of, queued_at, lease_owner"
+    " processing_time, error, batch_id, retry_of, queued_at, lease_owner, error_code"
 
 #define SWEEP_BATCH 200
 
@@ -89,6 +89,7 @@ static void gen_from_row(sqlite3_stmt *st, gen_record *g, int64_t *queued_at, bo
     sq_col_copy(st, 27, g->retry_of, sizeof g->retry_of);
     *queued_at = sq_col_int(st, 28);
     *leased = sqlite3_column_type(st, 29) != SQLITE_NULL;
+    sq_col_copy(st, 30, g->error_code, sizeof g->error_code);
 }
 
 /* 1 + the queued generations ahead of g in claim order. */
@@ -333,10 +334,11 @@ static int gen_end(sq_tx *t, const store_end *e)
         t,
         "UPDATE generations SET status = ?1, stage = ?1, error = ?2, completed_at = ?3,"
         " processing_time = CASE WHEN started_at IS NULL THEN NULL ELSE ?3 - started_at END,"
-        " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"
+        " lease_owner = NULL, lease_expires = NULL, retry_at = NULL, error_code = ?8"
         " WHERE id = ?4 AND " STATUS_IN(5) " AND " LEASE_GUARD(6, 7),
-        "ssIsisI", status, e->error, e->now, e->gen_id, (int)e->from, e->guard.worker_id,
-        e->guard.worker_id ? (int64_t)0 : e->guard.lease_expired_before);
+        "ssIsisIs", status, e->error, e->now, e->gen_id, (int)e->from, e->guard.worker_id,
+        e->guard.worker_id ? (int64_t)0 : e->guard.lease_expired_before,
+        e->error_code && *e->error_code ? e->error_code : NULL);
     if (rc == 0) rc = gen_missing_or_conflict(t, e->gen_id);
     if (rc < 0) return rc;
     char reason[64];
@@ -582,13 +584,14 @@ int sq_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
     sq_tx t;
     int rc = sq_begin(s, &t, true);
     if (rc != STORE_OK) goto cleanup;
-    rc = sq_exec(&t,
-                 "UPDATE generations SET status = 'completed', stage = 'completed',"
-                 " progress = 100, result_images = ?1, completed_at = ?2,"
-                 " processing_time = ?2 - COALESCE(started_at, ?2), error = NULL,"
-                 " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"
-                 " WHERE id = ?3 AND status = 'processing' AND lease_owner = ?4",
-                 "sIss", results, now, gen_id, worker_id);
+    rc =
+        sq_exec(&t,
+                "UPDATE generations SET status = 'completed', stage = 'completed',"
+                " progress = 100, result_images = ?1, completed_at = ?2,"
+                " processing_time = ?2 - COALESCE(started_at, ?2), error = NULL, error_code = NULL,"
+                " lease_owner = NULL, lease_expires = NULL, retry_at = NULL"
+                " WHERE id = ?3 AND status = 'processing' AND lease_owner = ?4",
+                "sIss", results, now, gen_id, worker_id);
     if (rc == 0) rc = gen_missing_or_conflict(&t, gen_id);
     if (rc < 0) goto fail;
     rc = gen_event(&t, gen_id, now, NULL);

@@ -22,7 +22,7 @@ const ledger = [];
 const listeners = new Set(); // {email, genId?, res}
 const MODELS = [
   { id: 'local-studio', name: 'Local Studio', description: 'Built-in offline compositor: cuts out the product and stages it on a styled backdrop.', provider: 'local', baseCost: 1, maxProductImages: 5, maxModelImages: 3, outputs: 1, available: true, costByQuality: { auto: 1, low: 1, medium: 1, high: 2 } },
-  { id: 'gpt-image-1', name: 'GPT Image 1', description: 'OpenAI image editing — photoreal scenes from your product photos.', provider: 'openai', baseCost: 3, maxProductImages: 5, maxModelImages: 3, outputs: 1, available: false, unavailableReason: 'no OpenAI API key configured', costByQuality: { auto: 3, low: 3, medium: 3, high: 5 } },
+  { id: 'gpt-image-1', name: 'GPT Image 1', description: 'OpenAI image editing — photoreal scenes from your product photos.', provider: 'openai', baseCost: 3, maxProductImages: 5, maxModelImages: 3, outputs: 1, available: false, unavailableReason: 'OPENAI_API_KEY is not set on this server', costByQuality: { auto: 3, low: 3, medium: 3, high: 5 } },
 ];
 
 function send(res, status, body, headers = {}) {

@@ -32,6 +32,8 @@ test('permanent provider failure → failed at once (no retries), clear error, r
   assert.equal(g.status, 'failed');
   assert.equal(g.stage, 'failed');
   assert.equal(g.retryCount, 0, 'a permanent error is not retried');
+  assert.equal(g.errorCode, 'PROVIDER_REJECTED');
+  assert.equal(end.json.errorCode, 'PROVIDER_REJECTED', 'the stream carries errorCode too');
   assert.equal(typeof g.error, 'string');
   assert.ok(g.error.length > 5, `failed generation needs a clear error, got ${JSON.stringify(g.error)}`);
   assert.equal(g.tokensUsed, 0);
@@ -75,6 +77,7 @@ test('one transient fault → retried after backoff → completed with retryCoun
   const g = await waitGen(srv, u.key, c.generationId);
   assert.equal(g.status, 'completed', `ended ${g.status}: ${g.error}`);
   assert.equal(g.retryCount, 1);
+  assert.ok(!('errorCode' in g), 'no errorCode on a completed record');
   assert.ok(g.resultImages.length >= 1);
   assert.equal(g.tokensUsed, 1);
   assert.equal(await balance(srv, u.key), 4, 'completed after a retry: charged once, not refunded');
@@ -88,6 +91,7 @@ test('transient faults beyond --max-retries → failed, refunded once, retryCoun
   const g = await waitGen(srv, u.key, c.generationId);
   assert.equal(g.status, 'failed');
   assert.equal(g.retryCount, 1, 'one retry allowed, then failed');
+  assert.equal(g.errorCode, 'PROVIDER_TRANSIENT');
   assert.ok(g.error && g.error.length > 5, `clear error, got ${JSON.stringify(g.error)}`);
   assert.equal(g.tokensUsed, 0);
   assert.equal(await balance(srv, u.key), 5);
@@ -103,6 +107,7 @@ test('pending generation never started expires (--pending-ttl 1): cancelled, ref
   const g = await waitGen(srv, u.key, c.generationId, { timeout: 15000, what: 'pending expiry' });
   assert.equal(g.status, 'cancelled');
   assert.match(g.error || '', /expir/i, `error must mention expiry, got ${JSON.stringify(g.error)}`);
+  assert.equal(g.errorCode, 'EXPIRED');
   assert.equal(g.tokensUsed, 0);
   const s = await waitGen(srv, u.key, started.generationId);
   assert.equal(s.status, 'completed', 'a started generation does not expire');
@@ -118,6 +123,7 @@ test('cancel while processing (slow provider): cancelled and refunded at once; t
   const r = await api(srv, 'POST', `/api/generations/${a.generationId}/cancel`, { key: u.key });
   const g = assertOk(r, 200, 'cancel processing');
   assert.equal(g.status, 'cancelled');
+  assert.equal(g.errorCode, 'CANCELLED');
   assert.equal(g.tokensUsed, 0);
   assert.equal(await balance(srv, u.key), 5);
   // The single worker must get free and run the next one; by the time it is
@@ -171,6 +177,7 @@ test('queue on a busy single worker: queued generations report queuePosition in 
   assertError(await api(srv, 'DELETE', `/api/generations/${ids[0]}`, { key: u.key }), 400, 'INVALID_GENERATION_STATUS', 'delete processing');
   const cb = assertOk(await api(srv, 'POST', `/api/generations/${ids[1]}/cancel`, { key: u.key }), 200, 'cancel queued');
   assert.equal(cb.status, 'cancelled');
+  assert.equal(cb.errorCode, 'CANCELLED');
   assert.ok(!('queuePosition' in cb) || cb.queuePosition == null, 'no queuePosition once cancelled');
   const c2 = await getGen(srv, u.key, ids[2]);
   assert.equal(c2.queuePosition, 1, 'the queue moves up after a cancel');

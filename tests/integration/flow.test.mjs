@@ -23,7 +23,7 @@ const RECORD_FIELDS = ['_id', 'userId', 'status', 'productImages', 'modelImages'
   'tokensUsed', 'retryCount', 'createdAt', 'progress', 'stage', 'priority'];
 
 const ALLOWED_FIELDS = new Set([...RECORD_FIELDS, 'customPrompt', 'startedAt', 'completedAt', 'processingTime', 'error',
-  'queuePosition', 'batchId', 'retryOf']);
+  'queuePosition', 'batchId', 'retryOf', 'errorCode']);
 
 function assertRecordShape(g) {
   for (const f of RECORD_FIELDS) assert.ok(f in g, `record lacks ${f}: ${JSON.stringify(g).slice(0, 400)}`);
@@ -247,6 +247,7 @@ test('cancel a pending generation: cancelled, refunded once; cancel again → IN
   const g = assertOk(r, 200, 'cancel');
   assertRecordShape(g);
   assert.equal(g.status, 'cancelled');
+  assert.equal(g.errorCode, 'CANCELLED');
   assert.equal(g.tokensUsed, 0);
   assert.equal(g.stage, 'cancelled');
   assert.equal(await balance(srv, u.key), 3, 'refunded');

@@ -228,6 +228,7 @@ test('configuration: env STYLESTUDIO_* applies, a flag beats its env var; --publ
   const p = await create(s, u.key, createBody(url));
   const e = await waitGen(s, u.key, p.generationId, { timeout: 15000, what: 'expiry from STYLESTUDIO_PENDING_TTL' });
   assert.equal(e.status, 'cancelled');
+  assert.equal(e.errorCode, 'EXPIRED');
 });
 
 test('--allow-hosts: without it, URLs on 127.0.0.1 that are not the server\'s own are refused', async (t) => {

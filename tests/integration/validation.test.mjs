@@ -378,6 +378,7 @@ test('an unreachable image URL on an allowed host → IMAGE_VALIDATION_ERROR at 
   await start(srv, u.key, c.generationId);
   const g = await waitGen(srv, u.key, c.generationId, { timeout: 30000 });
   assert.equal(g.status, 'failed', 'an unreachable input image must fail the generation');
+  assert.equal(g.errorCode, 'INPUT_UNAVAILABLE');
   assert.match(g.error || '', /image|fetch|connect|reach/i, `error must say the image could not be fetched, got ${JSON.stringify(g.error)}`);
   assert.equal(g.tokensUsed, 0);
   assert.equal(await balance(srv, u.key), 10);

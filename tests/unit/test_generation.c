@@ -296,6 +296,8 @@ Test(generation, limits_follow_the_model)
         char want[96];
         json_t *b = body_with("productImages", urls(m->max_product_images + 1));
         json_object_set_new(b, "model", json_string(m->id));
+        if (m->min_model_images > 0)
+            json_object_set_new(b, "modelImages", urls(m->min_model_images));
         result r = run(b, false);
         snprintf(want, sizeof want, "must contain 1 to %d image URLs (got %d)",
                  m->max_product_images, m->max_product_images + 1);
@@ -307,12 +309,41 @@ Test(generation, limits_follow_the_model)
         r = run(b, false);
         if (m->max_model_images == 0)
             snprintf(want, sizeof want, "must be empty: this model takes no model images (got 1)");
+        else if (m->min_model_images > 0)
+            snprintf(want, sizeof want, "must contain %d to %d image URLs (got %d)",
+                     m->min_model_images, m->max_model_images, m->max_model_images + 1);
         else
             snprintf(want, sizeof want, "must contain at most %d image URLs (got %d)",
                      m->max_model_images, m->max_model_images + 1);
         expect_only_error(&r, "modelImages", want);
         done(&r);
     }
+}
+
+/* A try-on needs the person: minModelImages in the catalogue. */
+Test(generation, tryon_model_requires_a_model_image)
+{
+    const model_info *m = provider_model_find("idm-vton");
+    cr_assert_not_null(m);
+    cr_assert_eq(m->min_model_images, 1);
+    json_t *b = body_with(NULL, NULL);
+    json_object_set_new(b, "model", json_string("idm-vton"));
+    result r = run(b, false);
+    expect_only_error(&r, "modelImages",
+                      "is required by this model: an array of 1 to 1 image URLs");
+    done(&r);
+    b = body_with("modelImages", json_array());
+    json_object_set_new(b, "model", json_string("idm-vton"));
+    r = run(b, false);
+    expect_only_error(&r, "modelImages", "must contain 1 to 1 image URLs (got 0)");
+    done(&r);
+    /* With the person it passes validation; the model is unavailable here
+     * (no credentials), which is MODEL_ERROR, not a validation error. */
+    b = body_with("modelImages", urls(1));
+    json_object_set_new(b, "model", json_string("idm-vton"));
+    r = run(b, false);
+    cr_assert_eq(r.rc, GEN_EMODEL);
+    done(&r);
 }
 
 Test(generation, image_url_element_errors)

@@ -72,6 +72,9 @@ Test(registry, models_and_availability)
     cr_assert_eq(local->max_product_images, 5);
     cr_assert_eq(local->max_model_images, 3);
     cr_assert_eq(local->outputs, 2);
+    unsetenv("OPENAI_API_KEY");
+    unsetenv("REPLICATE_API_TOKEN");
+    provider_secrets_load();
     const char *why = "x";
     cr_assert(provider_model_available(local, &why));
     cr_assert_null(why);
@@ -82,14 +85,14 @@ Test(registry, models_and_availability)
     cr_assert_str_eq(gpt->provider, "openai");
     cr_assert_eq(gpt->base_cost, 3);
     cr_assert_not(provider_model_available(gpt, &why));
-    cr_assert_str_eq(why, "no OpenAI API key configured on this server");
+    cr_assert_str_eq(why, "OPENAI_API_KEY is not set on this server");
     cr_assert_null(provider_for(gpt));
 
     const model_info *rep = provider_model_find("flux-kontext-pro");
     cr_assert_not_null(rep);
     cr_assert_str_eq(rep->provider, "replicate");
     cr_assert_not(provider_model_available(rep, &why));
-    cr_assert_str_eq(why, "no Replicate token configured on this server");
+    cr_assert_str_eq(why, "REPLICATE_API_TOKEN is not set on this server");
     cr_assert_null(provider_model_find("nope"));
     cr_assert_null(provider_model_find(NULL));
 }
@@ -192,20 +195,21 @@ Test(local, model_photo_and_several_products)
     free(model.data);
 }
 
-Test(local, bad_input_is_permanent)
+Test(local, bad_input_fails_without_retry)
 {
     provider_image junk = load_fixture("not-image.txt");
     gen_params p = params("realistic", "1:1", "auto", 1);
     provider_image out = {0};
     char *err = NULL;
+    /* An undecodable input is the input's fault; a wrong count is a rejected request. */
     int rc = provider_local_render(&p, &junk, 1, NULL, 0, 0, NULL, NULL, NULL, &out, &err);
-    cr_assert_eq(rc, PROVIDER_PERMANENT);
+    cr_assert_eq(rc, PROVIDER_INPUT);
     cr_assert_not_null(err);
     cr_assert_null(out.data);
     free(err);
     err = NULL;
     rc = provider_local_render(&p, &junk, 0, NULL, 0, 0, NULL, NULL, NULL, &out, &err);
-    cr_assert_eq(rc, PROVIDER_PERMANENT);
+    cr_assert_eq(rc, PROVIDER_REJECTED);
     free(err);
     free(junk.data);
 }

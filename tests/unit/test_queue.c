@@ -293,6 +293,7 @@ Test(queue, transient_fault_out_of_retries_fails_and_refunds)
     cr_assert_eq(g.tokens_used, 0);
     cr_assert_not_null(g.error);
     cr_assert(strstr(g.error, "provider unavailable (injected fault)"), "error %s", g.error);
+    cr_assert_str_eq(g.error_code, "PROVIDER_TRANSIENT");
     cr_assert_eq(json_array_size(g.result_images), 0);
     gen_record_free(&g);
     cr_assert_eq(balance(), 10);
@@ -300,6 +301,38 @@ Test(queue, transient_fault_out_of_retries_fails_and_refunds)
     queue_stats(&qs);
     cr_assert_eq(qs.retried, 2);
     cr_assert_eq(qs.failed, 1);
+}
+
+Test(queue, malformed_answers_out_of_retries_end_provider_error)
+{
+    cfg.max_retries = 1;
+    start_queue("malformed=99");
+    char id[ID_LEN];
+    create_gen(product_url, NULL, true, id);
+    gen_record g;
+    wait_terminal(id, &g);
+    cr_assert_eq(g.status, GEN_FAILED);
+    cr_assert_eq(g.retry_count, 1, "a malformed answer is retried like a transient one");
+    cr_assert_str_eq(g.error_code, "PROVIDER_ERROR");
+    cr_assert(g.error && strstr(g.error, "unusable answer"), "error %s", g.error ? g.error : "-");
+    gen_record_free(&g);
+    cr_assert_eq(balance(), 10);
+}
+
+/* A provider's Retry-After (provider_job.retry_after_ms) is a floor under
+ * the backoff. */
+Test(queue, retry_after_stretches_the_backoff)
+{
+    start_queue("transient=1,retry_after_ms=700");
+    char id[ID_LEN];
+    int64_t t0 = mono_ms();
+    create_gen(product_url, NULL, true, id);
+    gen_record g;
+    wait_terminal(id, &g);
+    cr_assert_eq(g.status, GEN_COMPLETED, "error %s", g.error ? g.error : "-");
+    cr_assert_eq(g.retry_count, 1);
+    cr_assert_geq(mono_ms() - t0, 700, "retried before the Retry-After");
+    gen_record_free(&g);
 }
 
 Test(queue, permanent_fault_fails_at_once_and_refunds)
@@ -314,6 +347,7 @@ Test(queue, permanent_fault_fails_at_once_and_refunds)
     cr_assert_eq(g.tokens_used, 0);
     cr_assert(g.error && strstr(g.error, "provider rejected the request (injected fault)"),
               "error %s", g.error ? g.error : "-");
+    cr_assert_str_eq(g.error_code, "PROVIDER_REJECTED");
     gen_record_free(&g);
     cr_assert_eq(balance(), 10);
     struct queue_stats qs;
@@ -335,6 +369,8 @@ Test(queue, unreadable_input_image_fails_with_its_index)
     cr_assert_eq(g.status, GEN_FAILED);
     cr_assert(g.error && str_has_prefix(g.error, "product image 1: "), "error %s",
               g.error ? g.error : "-");
+    cr_assert_str_eq(g.error_code, "INPUT_UNAVAILABLE");
+    cr_assert_eq(g.retry_count, 0, "an unreadable input fails at once");
     cr_assert_eq(g.tokens_used, 0);
     gen_record_free(&g);
     free(missing);
@@ -360,6 +396,7 @@ Test(queue, cancel_mid_flight_stops_the_provider)
     gen_record g;
     get_gen(id, &g);
     cr_assert_eq(g.status, GEN_CANCELLED);
+    cr_assert_str_eq(g.error_code, "CANCELLED");
     cr_assert_eq(g.tokens_used, 0);
     cr_assert_eq(json_array_size(g.result_images), 0);
     gen_record_free(&g);
@@ -476,6 +513,7 @@ Test(queue, sweep_expires_stale_pending_with_refund)
     wait_terminal(id, &g);
     cr_assert_eq(g.status, GEN_CANCELLED);
     cr_assert(g.error && strstr(g.error, "expired"), "error %s", g.error ? g.error : "-");
+    cr_assert_str_eq(g.error_code, "EXPIRED");
     cr_assert_eq(g.tokens_used, 0);
     gen_record_free(&g);
     cr_assert_eq(balance(), 10);

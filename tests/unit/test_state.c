@@ -9,6 +9,7 @@
 
 #include "gen_state.h"
 #include "generation.h"
+#include "provider.h"
 #include "util.h"
 
 static const gen_status all[GEN_STATUS_COUNT] = {GEN_PENDING, GEN_PROCESSING, GEN_COMPLETED,
@@ -123,6 +124,28 @@ Test(state, backoff)
     cr_assert_eq(gen_state_backoff_ms(&p, 2), 0);
 }
 
+/* Provider results → what the state machine does with them. */
+Test(state, failure_of_provider_results)
+{
+    cr_assert_eq(gen_state_failure_of(PROVIDER_TRANSIENT), GEN_FAILURE_TRANSIENT);
+    cr_assert_eq(gen_state_failure_of(PROVIDER_REJECTED), GEN_FAILURE_REJECTED);
+    cr_assert_eq(gen_state_failure_of(PROVIDER_MALFORMED), GEN_FAILURE_MALFORMED);
+    cr_assert_eq(gen_state_failure_of(PROVIDER_INPUT), GEN_FAILURE_INPUT);
+    /* A cancel nobody asked for (the queue drops asked-for ones itself). */
+    cr_assert_eq(gen_state_failure_of(PROVIDER_CANCELLED), GEN_FAILURE_TRANSIENT);
+    cr_assert_eq(gen_state_failure_of(-99), GEN_FAILURE_TRANSIENT);
+}
+
+Test(state, error_codes_fit_the_record)
+{
+    const char *codes[] = {GEN_ERR_CANCELLED,         GEN_ERR_EXPIRED,
+                           GEN_ERR_PROVIDER_REJECTED, GEN_ERR_PROVIDER_TRANSIENT,
+                           GEN_ERR_PROVIDER_ERROR,    GEN_ERR_INPUT_UNAVAILABLE};
+    gen_record g;
+    for (size_t i = 0; i < ARRAY_LEN(codes); i++)
+        cr_assert_lt(strlen(codes[i]), sizeof g.error_code, "%s", codes[i]);
+}
+
 /* ---- JSON shape ---- */
 
 static void fill_params(gen_params *p)
@@ -174,8 +197,8 @@ Test(state, json_minimal_record_has_exactly_the_required_keys)
     gen_record g = minimal_record();
     json_t *o = gen_record_to_json(&g);
     assert_keys(o, base_keys, ARRAY_LEN(base_keys));
-    const char *absent[] = {"customPrompt", "startedAt",     "completedAt", "processingTime",
-                            "error",        "queuePosition", "batchId",     "retryOf"};
+    const char *absent[] = {"customPrompt",  "startedAt", "completedAt", "processingTime", "error",
+                            "queuePosition", "batchId",   "retryOf",     "errorCode"};
     for (size_t i = 0; i < ARRAY_LEN(absent); i++)
         cr_assert_null(json_object_get(o, absent[i]), "%s present", absent[i]);
 
@@ -251,6 +274,7 @@ Test(state, json_full_record_has_every_optional_key)
     g.completed_at = 1700000004500LL;
     g.processing_time = 3500;
     g.error = xstrdup("an earlier attempt timed out");
+    snprintf(g.error_code, sizeof g.error_code, "PROVIDER_TRANSIENT");
     g.queue_position = 3;
     g.priority = PRIORITY_HIGH;
     g.progress = 100;
@@ -261,12 +285,12 @@ Test(state, json_full_record_has_every_optional_key)
     json_array_append_new(g.result_images, json_string("/media/results/a.jpg"));
 
     json_t *o = gen_record_to_json(&g);
-    const char *keys[ARRAY_LEN(base_keys) + 8];
+    const char *keys[ARRAY_LEN(base_keys) + 9];
     size_t n = 0;
     for (size_t i = 0; i < ARRAY_LEN(base_keys); i++)
         keys[n++] = base_keys[i];
-    const char *extra[] = {"customPrompt", "startedAt",     "completedAt", "processingTime",
-                           "error",        "queuePosition", "batchId",     "retryOf"};
+    const char *extra[] = {"customPrompt",  "startedAt", "completedAt", "processingTime", "error",
+                           "queuePosition", "batchId",   "retryOf",     "errorCode"};
     for (size_t i = 0; i < ARRAY_LEN(extra); i++)
         keys[n++] = extra[i];
     assert_keys(o, keys, n);
@@ -278,6 +302,7 @@ Test(state, json_full_record_has_every_optional_key)
     cr_assert_eq(json_integer_value(json_object_get(o, "processingTime")), 3500);
     cr_assert_str_eq(json_string_value(json_object_get(o, "error")),
                      "an earlier attempt timed out");
+    cr_assert_str_eq(json_string_value(json_object_get(o, "errorCode")), "PROVIDER_TRANSIENT");
     cr_assert_eq(json_integer_value(json_object_get(o, "queuePosition")), 3);
     cr_assert_str_eq(json_string_value(json_object_get(o, "priority")), "high");
     cr_assert_str_eq(json_string_value(json_object_get(o, "batchId")), g.batch_id);

@@ -327,6 +327,7 @@ Test(store, create_charges_and_cancel_refunds)
     cr_assert_str_eq(g.stage, "cancelled");
     cr_assert_eq(g.tokens_used, 0);
     cr_assert_str_eq(g.error, "cancelled by user");
+    cr_assert_str_eq(g.error_code, "CANCELLED");
     gen_record_free(&g);
     cr_assert_eq(balance(uid), 10);
     store_user_get(st, uid, &u);
@@ -549,6 +550,7 @@ Test(store, lease_loss_is_conflict)
     cr_assert_str_eq(g.stage, "queued");
     cr_assert_eq(g.retry_count, 1);
     cr_assert_str_eq(g.error, "worker lost");
+    cr_assert_str_eq(g.error_code, "", "no errorCode while it is still processing");
     cr_assert_eq(g.queue_position, 1);
     gen_record_free(&g);
 
@@ -617,6 +619,7 @@ Test(store, retry_or_fail_both_branches)
     cr_assert_str_eq(g.stage, "failed");
     cr_assert_eq(g.tokens_used, 0);
     cr_assert_str_eq(g.error, "provider 503 again");
+    cr_assert_str_eq(g.error_code, "PROVIDER_TRANSIENT");
     cr_assert_eq(g.completed_at, T0 + 6000);
     gen_record_free(&g);
     cr_assert_eq(balance(uid), 10);
@@ -628,6 +631,113 @@ Test(store, retry_or_fail_both_branches)
     cr_assert_eq(stats.this_month, 1);
     cr_assert_eq(stats.failed, 1);
     cr_assert_float_eq(stats.success_rate, 0.0, 1e-9);
+}
+
+/* gen_state's failure table: which kinds retry, which end at once, and the
+ * errorCode each ends with; a provider's Retry-After stretches the backoff.
+ * Every read (get, list, the event data) returns the code. */
+Test(store, failure_kinds_and_error_codes)
+{
+    char uid[ID_LEN];
+    make_user("codes@example.com", 20, uid);
+    gen_retry_policy two = {.max_retries = 2, .base_ms = 1000};
+    store_guard w1 = {.worker_id = "w1"};
+    struct {
+        gen_failure kind;
+        int retries; /* requeues before it fails */
+        const char *code;
+    } rows[] = {
+        {GEN_FAILURE_REJECTED, 0, "PROVIDER_REJECTED"},
+        {GEN_FAILURE_INPUT, 0, "INPUT_UNAVAILABLE"},
+        {GEN_FAILURE_TRANSIENT, 2, "PROVIDER_TRANSIENT"},
+        {GEN_FAILURE_MALFORMED, 2, "PROVIDER_ERROR"},
+    };
+    int64_t t = T0;
+    for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
+        char gid[ID_LEN];
+        cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, t, true, gid), STORE_OK);
+        for (int attempt = 0;; attempt++) {
+            gen_record g;
+            t += 400000; /* past any backoff */
+            cr_assert_eq(store_gen_claim(st, "w1", t, LEASE, &g), STORE_OK);
+            cr_assert_str_eq(g.id, gid);
+            gen_record_free(&g);
+            gen_attempt a = {.kind = rows[i].kind, .error = "it went wrong"};
+            bool failed = false;
+            int64_t delay = -1;
+            cr_assert_eq(
+                gen_state_attempt_failed(st, gid, attempt, &w1, &a, &two, t, &failed, &delay),
+                STORE_OK);
+            g = get_gen(gid);
+            if (attempt < rows[i].retries) {
+                cr_assert(!failed, "row %zu attempt %d", i, attempt);
+                cr_assert_eq(delay, 1000LL << attempt);
+                cr_assert_eq(g.status, GEN_PROCESSING);
+                cr_assert_str_eq(g.error_code, "");
+                gen_record_free(&g);
+                continue;
+            }
+            cr_assert(failed, "row %zu attempt %d", i, attempt);
+            cr_assert_eq(g.status, GEN_FAILED);
+            cr_assert_eq(g.retry_count, rows[i].retries);
+            cr_assert_str_eq(g.error, "it went wrong");
+            cr_assert_str_eq(g.error_code, rows[i].code);
+            gen_record_free(&g);
+            break;
+        }
+        store_event ev;
+        cr_assert_eq(store_events_latest(st, gid, &ev), STORE_OK);
+        json_t *j = json_loads(ev.data, 0, NULL);
+        cr_assert_str_eq(json_string_value(json_object_get(j, "errorCode")), rows[i].code);
+        json_decref(j);
+        free(ev.data);
+    }
+    gen_record *out = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    cr_assert_eq(store_gen_list(st, uid, GEN_FAILED, NULL, 10, &out, &n, &next), STORE_OK);
+    cr_assert_eq(n, ARRAY_LEN(rows));
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_neq(out[i].error_code[0], '\0', "listed without its errorCode");
+        gen_record_free(&out[i]);
+    }
+    free(out);
+    free(next);
+
+    /* Retry-After: at least that long, capped; a complete clears nothing it should keep. */
+    char gid[ID_LEN];
+    cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, t, true, gid), STORE_OK);
+    gen_record g;
+    t += 400000;
+    cr_assert_eq(store_gen_claim(st, "w1", t, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+    gen_attempt slow = {.kind = GEN_FAILURE_TRANSIENT, .error = "429", .retry_after_ms = 30000};
+    bool failed = true;
+    int64_t delay = 0;
+    cr_assert_eq(gen_state_attempt_failed(st, gid, 0, &w1, &slow, &two, t, &failed, &delay),
+                 STORE_OK);
+    cr_assert(!failed);
+    cr_assert_eq(delay, 30000);
+    int64_t at = 0;
+    cr_assert_eq(store_gen_next_retry_at(st, &at), STORE_OK);
+    cr_assert_eq(at, t + 30000);
+    t += 30000;
+    cr_assert_eq(store_gen_claim(st, "w1", t, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+    slow.retry_after_ms = 10LL * GEN_RETRY_AFTER_CAP_MS;
+    cr_assert_eq(gen_state_attempt_failed(st, gid, 1, &w1, &slow, &two, t, &failed, &delay),
+                 STORE_OK);
+    cr_assert_eq(delay, GEN_RETRY_AFTER_CAP_MS);
+    t += GEN_RETRY_AFTER_CAP_MS;
+    cr_assert_eq(store_gen_claim(st, "w1", t, LEASE, &g), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(gen_state_complete(st, gid, "w1", NULL, t + 1), STORE_OK);
+    g = get_gen(gid);
+    cr_assert_eq(g.status, GEN_COMPLETED);
+    cr_assert_str_eq(g.error_code, "");
+    cr_assert_null(g.error);
+    gen_record_free(&g);
+    check_ledger();
 }
 
 Test(store, fail_refunds_once)
@@ -644,6 +754,7 @@ Test(store, fail_refunds_once)
     cr_assert_eq(gen_state_cancel(st, gid, "again", T0 + 20), STORE_ECONFLICT);
     g = get_gen(gid);
     cr_assert_eq(g.status, GEN_FAILED);
+    cr_assert_str_eq(g.error_code, "PROVIDER_REJECTED");
     cr_assert_eq(g.processing_time, 10);
     gen_record_free(&g);
     cr_assert_eq(balance(uid), 10);
@@ -669,6 +780,7 @@ Test(store, sweep_expired_pending_and_exhausted_leases)
     g = get_gen(old);
     cr_assert_eq(g.status, GEN_CANCELLED);
     cr_assert_str_eq(g.error, "expired: not started within 1800 seconds");
+    cr_assert_str_eq(g.error_code, "EXPIRED");
     cr_assert_eq(g.tokens_used, 0);
     gen_record_free(&g);
     g = get_gen(young);
@@ -676,7 +788,8 @@ Test(store, sweep_expired_pending_and_exhausted_leases)
     gen_record_free(&g);
     g = get_gen(leased);
     cr_assert_eq(g.status, GEN_FAILED);
-    cr_assert_str_eq(g.error, "worker lost");
+    cr_assert(strstr(g.error, "worker running it stopped"), "error %s", g.error);
+    cr_assert_str_eq(g.error_code, "PROVIDER_TRANSIENT");
     cr_assert_eq(g.tokens_used, 0);
     gen_record_free(&g);
     cr_assert_eq(balance(uid), 8);
@@ -1050,8 +1163,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 2);
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 2);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 3);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 3);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -1086,6 +1199,7 @@ Test(store, migrates_from_previous_version)
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(db,
                               "DROP INDEX token_transactions_kind;"
+                              " ALTER TABLE generations DROP COLUMN error_code;"
                               " DELETE FROM schema_migrations WHERE version > 1;"
                               " PRAGMA user_version = 1;",
                               NULL, NULL, NULL),
@@ -1094,10 +1208,41 @@ Test(store, migrates_from_previous_version)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 2);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 3);
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
+}
+
+/* A database at version 2 gets error_code; records from before read "". */
+Test(store, migrates_error_code_from_version_2)
+{
+    SQLITE_ONLY();
+    char uid[ID_LEN], gid[ID_LEN];
+    make_user("v2@example.com", 7, uid);
+    cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0, false, gid), STORE_OK);
+    store_close(st);
+    st = NULL;
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "ALTER TABLE generations DROP COLUMN error_code;"
+                              " DELETE FROM schema_migrations WHERE version > 2;"
+                              " PRAGMA user_version = 2;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    char url[160], *err = NULL;
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
+    cr_assert_eq(sql_int("PRAGMA user_version"), 3);
+    gen_record g = get_gen(gid);
+    cr_assert_str_eq(g.error_code, "");
+    gen_record_free(&g);
+    cr_assert_eq(gen_state_cancel(st, gid, "cancelled by user", T0 + 1), STORE_OK);
+    g = get_gen(gid);
+    cr_assert_str_eq(g.error_code, "CANCELLED");
+    gen_record_free(&g);
 }
 
 Test(store, newer_schema_is_refused)
