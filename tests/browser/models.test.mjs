@@ -1,42 +1,40 @@
 // The model picker against the real catalogue: every listed model with its
-// name, description and cost; unavailable ones disabled with their reason;
-// settings a model does not honour hidden; image limits enforced before submit.
+// name, description and cost; unavailable ones disabled with their reason
+// (the hosted models, without provider credentials); settings a model does
+// not honour hidden and not sent; image limits enforced before submit. The
+// limits run on a second server with `--models models-limits.json`: local
+// compositor models carrying flux-kontext-pro's and idm-vton's limits, so the
+// whole flow is real (the hosted ones cannot be picked without credentials).
 // Run: node --test tests/browser/models.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, openPage, shot, reportShots, fixture, DESKTOP, PHONE } from './harness.mjs';
-import { realModels, patchModels } from './stubs.mjs';
+import path from 'node:path';
+import { startServer, launchBrowser, openPage, shot, reportShots, fixture, DESKTOP, PHONE, REPO } from './harness.mjs';
+import { realModels } from './stubs.mjs';
 
 const MULT = { auto: 1, low: 1, medium: 1, high: 1.5 };
 const cost = (m, q) => (m.costByQuality && typeof m.costByQuality[q] === 'number' ? m.costByQuality[q] : Math.ceil(m.baseCost * MULT[q]));
 const tokens = (n) => `${n} token${n === 1 ? '' : 's'}`;
 
-// The hosted models as the catalogue describes them (SPEC §7, models.json).
-const CATALOGUE = {
-  'gpt-image-1': { id: 'gpt-image-1', name: 'GPT Image 1', provider: 'openai', baseCost: 3, maxProductImages: 5, maxModelImages: 3, parameters: [] },
-  'flux-kontext-pro': { id: 'flux-kontext-pro', name: 'FLUX.1 Kontext Pro', provider: 'replicate', baseCost: 2, maxProductImages: 1, maxModelImages: 0, parameters: ['seed'] },
-  'idm-vton': {
-    id: 'idm-vton', name: 'IDM-VTON Virtual Try-On', provider: 'replicate', baseCost: 2, maxProductImages: 1, minModelImages: 1, maxModelImages: 1, parameters: ['seed'],
-    description: 'Virtual try-on on Replicate: dresses the person in your model photo in the product garment (upper-body garments).', outputs: 1,
-  },
-};
-
-let server;
+let server; // the shipped catalogue
+let limited; // --models models-limits.json
 let browser;
 
 before(async () => {
   server = await startServer({});
+  limited = await startServer({ args: ['--models', path.join(REPO, 'tests/browser/models-limits.json')] });
   browser = await launchBrowser();
 });
 
 after(async () => {
   if (browser) await browser.close();
   if (server) await server.stop();
+  if (limited) await limited.stop();
   reportShots();
 });
 
-async function signUp(page, who) {
-  await page.goto(`${server.url}/#/signup`);
+async function signUp(page, who, srv) {
+  await page.goto(`${srv.url}/#/signup`);
   await page.fill('#name', 'Maison Test');
   await page.fill('#email', `${who}-${Date.now()}-${Math.random().toString(36).slice(2, 7)}@shop.example`);
   await page.fill('#password', 'maison-test-1');
@@ -45,18 +43,17 @@ async function signUp(page, who) {
   await page.locator('.opts-model .opt-card').first().waitFor();
 }
 
-/** Fresh page; `edit` (optional) rewrites /api/models before the studio loads it. */
-async function studioWith(t, viewport, name, edit) {
+/** A fresh, signed-up page on srv, recording the creates it sends. */
+async function studioWith(srv, viewport, name) {
   const p = await openPage(browser, viewport, name);
   const creates = [];
   p.page.on('request', (r) => { if (r.method() === 'POST' && new URL(r.url()).pathname === '/api/generation/create') creates.push(r); });
-  if (edit) await patchModels(p.page, edit);
-  await signUp(p.page, name);
+  await signUp(p.page, name, srv);
   return { ...p, creates };
 }
 
 test('every listed model: name, description, cost at the chosen quality; unavailable ones disabled with their reason', async () => {
-  const p = await studioWith(null, DESKTOP, 'models');
+  const p = await studioWith(server, DESKTOP, 'models');
   const { page } = p;
   try {
     const models = await realModels(page);
@@ -64,6 +61,11 @@ test('every listed model: name, description, cost at the chosen quality; unavail
     assert.ok(models.some((m) => m.available), 'at least one model is available (local-studio)');
     const unavailable = models.filter((m) => !m.available);
     assert.ok(unavailable.length >= 1, 'without provider credentials the hosted models are listed but unavailable');
+    for (const id of ['gpt-image-1', 'flux-kontext-pro', 'idm-vton']) {
+      const m = models.find((x) => x.id === id);
+      assert.ok(m, `${id} is listed`);
+      assert.equal(m.available, false, `${id}: unavailable without credentials`);
+    }
     assert.equal(await page.locator('.opts-model .opt-card').count(), models.length, 'every listed model has a card');
     for (const m of models) {
       const card = page.locator(`.opts-model .opt-card[data-value="${m.id}"]`);
@@ -98,20 +100,13 @@ test('every listed model: name, description, cost at the chosen quality; unavail
   }
 });
 
-test('settings a model does not honour are hidden, and not sent', async (t) => {
-  // local-studio honours only the seed (catalogue `parameters: ["seed"]`); a
-  // server without `parameters` yet gets exactly that value laid over its answer.
-  // gpt-image-1 honours none; it is made available here only so it can be picked.
-  let patchedParams = false;
-  const p = await studioWith(t, DESKTOP, 'params', (items) => items.map((m) => {
-    if (!Array.isArray(m.parameters)) { m.parameters = m.id === 'local-studio' ? ['seed'] : (CATALOGUE[m.id] || {}).parameters || []; patchedParams = true; }
-    if (m.id === 'gpt-image-1') m.available = true;
-    return m;
-  }));
+test('settings a model does not honour are hidden, and not sent', async () => {
+  const p = await studioWith(limited, DESKTOP, 'params');
   const { page } = p;
   try {
-    if (patchedParams) t.diagnostic('this server\'s /api/models has no `parameters` yet: the catalogue values were laid over it');
-    const ls = (await realModels(page)).find((m) => m.id === 'local-studio');
+    const models = await realModels(page);
+    const ls = models.find((m) => m.id === 'local-studio');
+    assert.deepEqual(ls.parameters, ['seed'], 'the compositor honours only the seed');
     await page.locator('#advanced > summary').click();
     for (const k of ['guidance_scale', 'num_inference_steps', 'strength', 'seed']) {
       assert.equal(await page.locator(`[data-param="${k}"]`).isVisible(), ls.parameters.includes(k), `local-studio: ${k} shown iff honoured`);
@@ -128,15 +123,18 @@ test('settings a model does not honour are hidden, and not sent', async (t) => {
     ]);
     const sent = req.postDataJSON();
     assert.equal(sent.model, 'local-studio');
-    const controls = ['guidance_scale', 'num_inference_steps', 'strength', 'seed'];
-    assert.deepEqual(Object.keys(sent.parameters).sort(), controls.filter((k) => ls.parameters.includes(k)).sort(), 'only honoured parameters are sent');
+    assert.deepEqual(Object.keys(sent.parameters), ['seed'], 'only honoured parameters are sent');
     assert.equal(sent.parameters.seed, 4242);
-    await page.waitForFunction(() => ['completed', 'failed'].includes(document.querySelector('[data-gen-panel]')?.dataset.status), null, { timeout: 30000 });
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'completed', null, { timeout: 30000 });
+    const rec = await page.evaluate(async () => { const id = document.querySelector('[data-gen-panel] .panel-head .mono').textContent.trim(); return (await (await fetch(`/api/generations/${id}`)).json()).data; });
+    assert.equal(rec.parameters.seed, 4242, 'the server used the seed');
 
-    // A model that honours none: no controls, a sentence instead.
-    await page.locator('.opts-model .opt-card[data-value="gpt-image-1"]').click();
-    for (const k of ['guidance_scale', 'num_inference_steps', 'strength', 'seed']) assert.equal(await page.locator(`[data-param="${k}"]`).isVisible(), false, `gpt-image-1: ${k} hidden`);
-    assert.match(await page.locator('[data-adv-none]').textContent(), /GPT Image 1 has no adjustable settings/);
+    // A model that honours none (like gpt-image-1): no controls, a sentence instead.
+    const none = models.find((m) => Array.isArray(m.parameters) && m.parameters.length === 0 && m.available);
+    await page.locator(`.opts-model .opt-card[data-value="${none.id}"]`).click();
+    for (const k of ['guidance_scale', 'num_inference_steps', 'strength', 'seed']) assert.equal(await page.locator(`[data-param="${k}"]`).isVisible(), false, `${none.id}: ${k} hidden`);
+    assert.equal((await page.locator('[data-adv-none]').textContent()).trim(), `${none.name} has no adjustable settings: it decides them itself.`);
+    assert.match(await page.locator('#advanced summary').textContent(), /None for this model/);
     await page.locator('#advanced').scrollIntoViewIfNeeded();
     await shot(page, 'desktop-32-params-none');
     assert.deepEqual(p.errors, []);
@@ -146,60 +144,63 @@ test('settings a model does not honour are hidden, and not sent', async (t) => {
 });
 
 for (const [label, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
-  test(`${label}: a model's image limits are enforced with a clear message before anything is sent`, async (t) => {
-    // The hosted models are unavailable without credentials, so they are
-    // marked available here (and idm-vton added if this server's catalogue
-    // predates it); the limits are the catalogue's own. Nothing is submitted.
-    const p = await studioWith(t, viewport, `limits-${label}`, (items) => {
-      if (!items.some((m) => m.id === 'idm-vton')) items.push({ ...CATALOGUE['idm-vton'], costByQuality: { auto: 2, low: 2, medium: 2, high: 3 } });
-      return items.map((m) => (CATALOGUE[m.id] && m.id !== 'gpt-image-1' ? { ...m, available: true, unavailableReason: undefined } : m));
-    });
+  test(`${label}: a model's image limits are enforced with a clear message before anything is sent`, async () => {
+    const p = await studioWith(limited, viewport, `limits-${label}`);
     const { page } = p;
     try {
       const models = await realModels(page);
-      const flux = models.find((m) => m.id === 'flux-kontext-pro');
-      const vton = models.find((m) => m.id === 'idm-vton');
-      assert.equal(flux.maxProductImages, 1);
-      assert.equal(flux.maxModelImages, 0);
-      assert.equal(vton.minModelImages, 1);
-      assert.equal(vton.maxModelImages, 1);
+      const single = models.find((m) => m.id === 'local-single');
+      const tryon = models.find((m) => m.id === 'local-tryon');
+      assert.deepEqual([single.maxProductImages, single.maxModelImages], [1, 0], 'flux-kontext-pro-like limits from the server');
+      assert.deepEqual([tryon.maxProductImages, tryon.minModelImages, tryon.maxModelImages], [1, 1, 1], 'idm-vton-like limits from the server');
 
       await page.setInputFiles('#file-product', [fixture('product.jpg'), fixture('product2.png')]);
       await page.setInputFiles('#file-model', fixture('model.jpg'));
       await page.waitForFunction(() => document.querySelectorAll('#up-product .thumb.is-done').length === 2 && document.querySelectorAll('#up-model .thumb.is-done').length === 1);
       assert.equal(await page.locator('#generate-btn').isEnabled(), true, 'local-studio takes them all');
 
-      // FLUX.1 Kontext Pro: one product image, no model photos.
-      const fluxCard = page.locator('.opts-model .opt-card[data-value="flux-kontext-pro"]');
-      assert.match(await fluxCard.textContent(), /1 product image · no model photos/);
-      await fluxCard.click();
-      assert.equal((await page.locator('#limit-product').textContent()).trim(), 'FLUX.1 Kontext Pro takes one product image — remove 1.');
-      assert.match(await page.locator('#limit-model').textContent(), /FLUX\.1 Kontext Pro doesn’t use model photos — remove it/);
+      // One product image, no model photos.
+      const singleCard = page.locator('.opts-model .opt-card[data-value="local-single"]');
+      assert.match(await singleCard.textContent(), /1 product image · no model photos/);
+      await singleCard.click();
+      assert.equal((await page.locator('#limit-product').textContent()).trim(), 'Single Shot takes one product image — remove 1.');
+      assert.equal((await page.locator('#limit-model').textContent()).trim(), 'Single Shot doesn’t use model photos — remove it, or pick another model.');
       assert.match(await page.locator('[data-count="product"]').textContent(), /2 \/ 1/);
       assert.equal(await page.locator('#generate-btn').isDisabled(), true);
-      assert.match(await page.locator('#gen-reason').textContent(), /takes one product image — remove 1/);
+      assert.match(await page.locator('#gen-reason').textContent(), /Single Shot takes one product image — remove 1/);
       await page.locator('#sec-images').scrollIntoViewIfNeeded();
-      await shot(page, `${label}-33-limits-flux`);
+      await shot(page, `${label}-33-limits-single`);
       await page.getByRole('button', { name: 'Remove product2.png' }).click();
       await page.getByRole('button', { name: 'Remove model.jpg' }).click();
       assert.equal(await page.locator('#limit-product').textContent(), '');
       assert.equal(await page.locator('#limit-model').textContent(), '');
       assert.equal(await page.locator('#generate-btn').isEnabled(), true, 'within the limits, Generate is enabled');
-      assert.match(await page.locator('[data-desc="model"]').textContent(), /doesn’t use model photos/);
+      assert.match(await page.locator('[data-desc="model"]').textContent(), /Single Shot doesn’t use model photos/);
 
-      // IDM-VTON: exactly one model photo, required.
-      await page.locator('.opts-model .opt-card[data-value="idm-vton"]').click();
+      // Exactly one model photo, required.
+      const tryCard = page.locator('.opts-model .opt-card[data-value="local-tryon"]');
+      assert.match(await tryCard.textContent(), /1 product image · needs 1 model photo/);
+      await tryCard.click();
       assert.equal((await page.locator('#up-model .uploader-title .req').textContent()).trim(), 'Required');
-      assert.equal((await page.locator('#limit-model').textContent()).trim(), 'IDM-VTON Virtual Try-On needs exactly 1 model photo (a person to dress) — add one.');
+      assert.equal((await page.locator('#limit-model').textContent()).trim(), 'Try-On Test needs exactly 1 model photo (a person to dress) — add one.');
       assert.equal(await page.locator('#generate-btn').isDisabled(), true);
       assert.match(await page.locator('#gen-reason').textContent(), /needs exactly 1 model photo/);
       await page.locator('#sec-images').scrollIntoViewIfNeeded();
-      await shot(page, `${label}-34-limits-vton`);
+      await shot(page, `${label}-34-limits-tryon`);
+      assert.equal(p.creates.length, 0, 'nothing was submitted while the limits were broken');
+
+      // Within the limits the real server takes it and renders it.
       await page.setInputFiles('#file-model', fixture('model.jpg'));
       await page.locator('#up-model .thumb.is-done').waitFor();
       assert.equal(await page.locator('#limit-model').textContent(), '');
       assert.equal(await page.locator('#generate-btn').isEnabled(), true);
-      assert.equal(p.creates.length, 0, 'nothing was submitted while the limits were broken');
+      await page.locator('#generate-btn').click();
+      await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'completed', null, { timeout: 30000 });
+      assert.equal(p.creates.length, 1);
+      const sent = p.creates[0].postDataJSON();
+      assert.equal(sent.model, 'local-tryon');
+      assert.equal(sent.productImages.length, 1);
+      assert.equal(sent.modelImages.length, 1);
       assert.deepEqual(p.errors, []);
     } finally {
       await p.context.close();

@@ -1,9 +1,9 @@
-// Narrow stand-ins for server features that have not landed on main yet, laid
-// over the real binary with Playwright's page.route(): everything else (the
-// studio's files, sign-up, uploads, generations, SSE) still comes from the real
-// `stylestudio serve`. Each helper first asks the real server and only stands
-// in when it cannot produce the state itself, and says so (t.diagnostic), so a
-// test switches to the real server by itself once the feature lands.
+// Narrow stand-ins, laid over the real binary with Playwright's page.route(),
+// for states the real server cannot produce: a record without an errorCode or
+// with one this studio does not know yet (forceErrorCode), and the webhooks
+// routes until they land on main (stubWebhooks; a test uses the real routes as
+// soon as the server has them). Everything else — the studio's files, sign-up,
+// uploads, generations, SSE — comes from the real `stylestudio serve`.
 //
 // Why not tests/browser/mock-server.mjs: it replaces the whole server (a Node
 // re-implementation for UI work without a build), so a test against it would
@@ -13,22 +13,6 @@ import crypto from 'node:crypto';
 /** GET /api/models from the real server, as the signed-in page sees it. */
 export async function realModels(page) {
   return page.evaluate(async () => (await (await fetch('/api/models')).json()).data.items);
-}
-
-/**
- * Rewrite GET /api/models on its way to the page: edit(items) → items.
- * Returns {calls} (how many answers were rewritten).
- */
-export async function patchModels(page, edit) {
-  const state = { calls: 0 };
-  await page.route('**/api/models', async (route) => {
-    const res = await route.fetch();
-    const body = await res.json();
-    body.data.items = edit(structuredClone(body.data.items));
-    state.calls++;
-    await route.fulfill({ response: res, json: body });
-  });
-  return state;
 }
 
 /**
@@ -138,29 +122,3 @@ export async function stubWebhooks(page) {
   };
 }
 
-/**
- * Give every failed or cancelled record in the per-generation SSE streams
- * errorCode `code` when the real server did not. The stream ends after the
- * terminal record, so it is fetched whole and handed on at once. Returns
- * {patched}.
- */
-export async function forceStreamErrorCode(page, code) {
-  const state = { patched: false };
-  await page.route(/\/api\/generations\/[^/]+\/events/, async (route) => {
-    const res = await route.fetch();
-    const text = await res.text();
-    const out = text.split('\n').map((line) => {
-      if (!line.startsWith('data: ')) return line;
-      let d;
-      try { d = JSON.parse(line.slice(6)); } catch { return line; }
-      const rec = d && d.success && d.data ? d.data : d;
-      if (rec && (rec.status === 'failed' || rec.status === 'cancelled') && rec.errorCode !== code) {
-        rec.errorCode = code;
-        state.patched = true;
-      }
-      return `data: ${JSON.stringify(d)}`;
-    }).join('\n');
-    await route.fulfill({ response: res, body: out });
-  });
-  return state;
-}
