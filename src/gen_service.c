@@ -176,44 +176,52 @@ static int load_owned(const char *gen_id, const user_record *caller, gen_record 
     return GEN_SVC_OK;
 }
 
-/* Checks one image URL: shape and address rules, and for URLs outside
- * this server a real fetch and decode. NULL when usable, else why (caller
- * frees). */
-static char *image_problem(const char *url)
+/* Removes the files behind a list of own /media URLs (NULL: nothing). */
+static void delete_urls(json_t *urls)
 {
-    char *why = NULL;
-    int rc = media_check_url(url, &why);
-    if (rc == 0 && !media_is_own_url(url)) {
-        provider_image img = {0};
-        rc = media_fetch(url, NULL, &img, &why);
-        provider_image_free(&img);
-    }
-    if (rc != 0 && !why) why = xstrdup("image cannot be used");
-    return rc != 0 ? why : NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(urls, i, v) media_delete_url(json_string_value(v));
 }
 
-/* Every image of a request, so a bad image fails here and never in a
- * worker: IMAGE_VALIDATION_ERROR listing each bad one. */
-static int check_images(const gen_request *req, gen_service_result *out)
+/* The images of a request made our own (media_import): every remote image
+ * is fetched and validated once, here, and stored as our own media, so the
+ * worker later uses exactly the bytes that were validated. On GEN_SVC_OK
+ * *products and *models are new arrays of own URLs and *copies the URLs of
+ * the copies made (the caller deletes them if the create does not go
+ * through); otherwise IMAGE_VALIDATION_ERROR lists each bad image and no
+ * copy is left behind. */
+static int import_images(const gen_request *req, json_t **products, json_t **models,
+                         json_t **copies, gen_service_result *out)
 {
     const struct {
         const char *field;
         json_t *list;
+        json_t **own;
     } groups[] = {
-        {"productImages", req->product_images},
-        {"modelImages", req->model_images},
+        {"productImages", req->product_images, products},
+        {"modelImages", req->model_images, models},
     };
     json_t *errs = json_array();
+    *copies = json_array();
     for (size_t k = 0; k < ARRAY_LEN(groups); k++) {
+        *groups[k].own = json_array();
         size_t i;
         json_t *v;
         json_array_foreach(groups[k].list, i, v)
         {
-            char *why = image_problem(json_string_value(v));
-            if (!why) continue;
+            const char *url = json_string_value(v);
+            char *own = NULL, *why = NULL;
+            if (media_import(url, &own, &why) == 0) {
+                if (!media_is_own_url(url)) json_array_append_new(*copies, json_string(own));
+                json_array_append_new(*groups[k].own, json_string(own));
+                free(own);
+                continue;
+            }
             char field[48];
             snprintf(field, sizeof field, "%s[%zu]", groups[k].field, i);
-            json_array_append_new(errs, json_pack("{s:s, s:s}", "field", field, "message", why));
+            json_array_append_new(errs, json_pack("{s:s, s:s}", "field", field, "message",
+                                                  why ? why : "image cannot be used"));
             free(why);
         }
     }
@@ -221,6 +229,11 @@ static int check_images(const gen_request *req, gen_service_result *out)
         json_decref(errs);
         return GEN_SVC_OK;
     }
+    delete_urls(*copies);
+    json_decref(*copies);
+    json_decref(*products);
+    json_decref(*models);
+    *copies = *products = *models = NULL;
     const char *first = json_string_value(json_object_get(json_array_get(errs, 0), "message"));
     return fail(out, GEN_SVC_EIMAGE, errs, "an input image cannot be used: %s", first);
 }
@@ -345,11 +358,18 @@ int gen_service_finish(const gen_service_req *req, const user_record *caller, bo
     const gen_request *r = &req->parsed;
     const model_info *m = req->prepared ? provider_model_find(r->params.model) : NULL;
     if (!m) return fail(out, GEN_SVC_EINTERNAL, NULL, "the request was not validated");
-    if (check_images(r, out) != GEN_SVC_OK) return out->status;
+    json_t *products, *models, *copies;
+    if (import_images(r, &products, &models, &copies, out) != GEN_SVC_OK) return out->status;
     gen_record g = {0};
-    fill_record(&g, caller->id, r->product_images, r->model_images, r->custom_prompt, &r->params,
-                r->priority, gen_cost(m->base_cost, r->params.quality));
+    fill_record(&g, caller->id, products, models, r->custom_prompt, &r->params, r->priority,
+                gen_cost(m->base_cost, r->params.quality));
     int rc = write_create(req, caller, &g, start, created_data(&g, start), out);
+    /* Not created (or an idempotent replay of an earlier create): the
+     * copies belong to nothing. */
+    if (rc != GEN_SVC_OK || out->replay) delete_urls(copies);
+    json_decref(products);
+    json_decref(models);
+    json_decref(copies);
     gen_record_free(&g);
     return rc;
 }
@@ -479,9 +499,7 @@ int gen_service_delete(const gen_service_req *req, const user_record *caller,
     } else if (rc != STORE_OK) {
         store_failure(out, rc, true);
     } else {
-        size_t i;
-        json_t *v;
-        json_array_foreach(results, i, v) media_delete_url(json_string_value(v));
+        delete_urls(results);
         succeed(out, 200, json_pack("{s:s, s:b}", "id", g.id, "deleted", 1));
     }
     json_decref(results);

@@ -21,6 +21,7 @@
 #include "ids.h"
 #include "log.h"
 #include "media.h"
+#include "net.h"
 #include "queue.h"
 #include "store.h"
 #include "util.h"
@@ -247,7 +248,11 @@ static int cmd_run(bool with_http)
             cfg.public_url = xstrdup(listening);
         }
     }
-    if (media_init(cfg.data_dir, cfg.public_url, cfg.allow_hosts) != 0) {
+    if (net_start(cfg.allow_hosts) != 0) {
+        fputs("stylestudio: cannot start outbound HTTP\n", stderr);
+        return 1;
+    }
+    if (media_init(cfg.data_dir, cfg.public_url) != 0) {
         fprintf(stderr, "stylestudio: cannot prepare %s/media\n", cfg.data_dir);
         return 1;
     }
@@ -273,6 +278,7 @@ static int cmd_run(bool with_http)
         http_stop();
     else
         events_stop();
+    net_stop();
     media_shutdown();
     store_close(s);
     log_info("stopped cleanly");

@@ -1,9 +1,8 @@
 /*
  * media — images in and out: upload validation (decoded with libvips before
  * acceptance), storage under DATA/media with unguessable names, fetching
- * image URLs (own /media URLs from disk; remote ones with libcurl under size
- * and time limits, refusing loopback, private, link-local and metadata
- * addresses unless allow-listed), and storing result images.
+ * image URLs (own /media URLs from disk; remote ones through net.c under
+ * size and time limits and its address rules), and storing result images.
  *
  * URLs handed out look like PUBLIC_URL/media/<kind>/<name>.<ext>, where kind
  * is "u" (uploads) or "r" (results) and name is 32 random base32 chars.
@@ -28,10 +27,9 @@ enum {
     MEDIA_ECANCELLED = -3, /* the caller's cancel flag was raised mid-transfer */
 };
 
-/* Call once before anything else. data_dir: DATA; public_url: the base of
- * handed-out URLs (no trailing slash); allow_hosts: comma-separated hosts
- * or CIDRs exempt from the private-address rule (may be NULL/""). */
-int media_init(const char *data_dir, const char *public_url, const char *allow_hosts);
+/* Call once before anything else (and net_start before fetching).
+ * data_dir: DATA; public_url: the base of handed-out URLs. */
+int media_init(const char *data_dir, const char *public_url);
 void media_shutdown(void);
 
 /* Decodes enough of buf to be sure it is a JPEG/PNG/WebP within the
@@ -43,6 +41,13 @@ int media_probe(const void *data, size_t len, provider_image *info, char **error
  * and *info its format and size. */
 int media_save_upload(const void *data, size_t len, provider_image *info, char **url_out,
                       char **error);
+
+/* Makes an image URL our own: an own /media URL is checked and returned
+ * as it is (a copy); any other is fetched and validated (media_fetch) and
+ * stored as a new upload, whose URL is returned, so later readers use
+ * exactly the bytes validated now. 0 with *own_url (caller frees), or
+ * MEDIA_E* with *error (caller frees). Blocks for up to the fetch timeout. */
+int media_import(const char *url, char **own_url, char **error);
 
 /* Checks a URL's shape and address rules without fetching it (own /media
  * URLs must name an existing file). */

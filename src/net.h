@@ -38,24 +38,24 @@
 
 /* What ended a transfer (net_response.error). */
 enum {
-    NET_OK = 0,           /* a complete HTTP response arrived (any status) */
-    NET_ECONNECT = -1,    /* DNS, connect, TLS or a dropped connection */
-    NET_ETIMEOUT = -2,    /* the request's time limit passed */
-    NET_ETOOBIG = -3,     /* the body passed the request's byte limit */
-    NET_EREFUSED = -4,    /* the address rules refused the destination */
-    NET_ECANCELLED = -5,  /* the caller's cancel flag was raised */
-    NET_EINVALID = -6,    /* the URL is malformed or not http(s) */
-    NET_EREDIRECTS = -7,  /* too many redirects */
-    NET_EINTERNAL = -8,   /* out of resources, or the loop is not running */
+    NET_OK = 0,          /* a complete HTTP response arrived (any status) */
+    NET_ECONNECT = -1,   /* DNS, connect, TLS or a dropped connection */
+    NET_ETIMEOUT = -2,   /* the request's time limit passed */
+    NET_ETOOBIG = -3,    /* the body passed the request's byte limit */
+    NET_EREFUSED = -4,   /* the address rules refused the destination */
+    NET_ECANCELLED = -5, /* the caller's cancel flag was raised */
+    NET_EINVALID = -6,   /* the URL is malformed or not http(s) */
+    NET_EREDIRECTS = -7, /* too many redirects */
+    NET_EINTERNAL = -8,  /* out of resources, or the loop is not running */
 };
 
 typedef struct net_request net_request; /* opaque; owned by the caller until net_submit */
 
 typedef struct net_response {
-    int error;          /* NET_OK or NET_E* */
-    const char *reason; /* readable, for NET_E*: no secrets, no request headers */
-    long status;        /* HTTP status of the final response, 0 when none */
-    buf body;           /* the final response's body; on_done may steal body.data */
+    int error;                 /* NET_OK or NET_E* */
+    const char *reason;        /* readable, for NET_E*: no secrets, no request headers */
+    long status;               /* HTTP status of the final response, 0 when none */
+    buf body;                  /* the final response's body; on_done may steal body.data */
     const char *effective_url; /* the URL the final response came from */
     buf headers;               /* the final response's header block (net_response_header) */
 } net_response;

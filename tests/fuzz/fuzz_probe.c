@@ -11,7 +11,7 @@
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     static int ready;
-    if (!ready) ready = media_init("/tmp/stylestudio-fuzz", "http://127.0.0.1:1", "") == 0;
+    if (!ready) ready = media_init("/tmp/stylestudio-fuzz", "http://127.0.0.1:1") == 0;
     provider_image info;
     memset(&info, 0, sizeof info);
     char *error = NULL;

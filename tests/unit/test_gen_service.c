@@ -18,6 +18,7 @@
 #include "ids.h"
 #include "log.h"
 #include "media.h"
+#include "net.h"
 #include "store.h"
 #include "util.h"
 
@@ -55,7 +56,8 @@ static void setup(void)
     if (!getenv("SS_TEST_LOG")) log_min_level = LOG_ERROR + 1;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/ss-gensvc-XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
-    cr_assert_eq(media_init(tmpdir, PUBLIC_URL, ""), 0);
+    cr_assert_eq(net_start(""), 0);
+    cr_assert_eq(media_init(tmpdir, PUBLIC_URL), 0);
     char *url = xasprintf("sqlite:%s/test.db", tmpdir), *err = NULL;
     cr_assert_eq(store_open(url, &(store_options){.codec = &gen_record_codec}, &S, &err), STORE_OK,
                  "store_open: %s", err ? err : "?");
@@ -71,6 +73,7 @@ static void teardown(void)
 {
     store_close(S);
     media_shutdown();
+    net_stop();
     free(product_url);
     char *cmd = xasprintf("rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -18,6 +18,7 @@
 #include <vips/vips.h>
 
 #include "media.h"
+#include "net.h"
 #include "util.h"
 
 static char data_dir[256];
@@ -26,13 +27,14 @@ static void setup(void)
 {
     snprintf(data_dir, sizeof data_dir, "/tmp/ss-media-test-XXXXXX");
     cr_assert_not_null(mkdtemp(data_dir));
-    cr_assert_eq(
-        media_init(data_dir, "http://studio.test", "127.0.0.2, allowed.example,10.9.0.0/16"), 0);
+    cr_assert_eq(net_start("127.0.0.2, allowed.example,10.9.0.0/16"), 0);
+    cr_assert_eq(media_init(data_dir, "http://studio.test"), 0);
 }
 
 static void teardown(void)
 {
     media_shutdown();
+    net_stop();
     char *cmd = xasprintf("rm -rf '%s'", data_dir);
     if (system(cmd) != 0) cr_log_warn("could not remove %s", data_dir);
     free(cmd);

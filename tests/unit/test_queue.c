@@ -17,6 +17,7 @@
 #include "ids.h"
 #include "log.h"
 #include "media.h"
+#include "net.h"
 #include "provider.h"
 #include "queue.h"
 #include "store.h"
@@ -69,7 +70,8 @@ static void setup(void)
     cfg.public_url = xstrdup(PUBLIC_URL);
     cfg.allow_hosts = xstrdup("");
 
-    cr_assert_eq(media_init(tmpdir, PUBLIC_URL, ""), 0);
+    cr_assert_eq(net_start(""), 0);
+    cr_assert_eq(media_init(tmpdir, PUBLIC_URL), 0);
     char *url = xasprintf("sqlite:%s/test.db", tmpdir);
     char *err = NULL;
     cr_assert_eq(store_open(url, &(store_options){.codec = &gen_record_codec}, &S, &err), STORE_OK,
@@ -97,6 +99,7 @@ static void teardown(void)
     queue_up = false;
     store_close(S);
     media_shutdown();
+    net_stop();
     free(product_url);
     free(model_url);
     char *cmd = xasprintf("rm -rf '%s'", tmpdir);
