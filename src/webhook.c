@@ -235,6 +235,16 @@ static void on_done(net_request *r, net_response *resp, void *ctx)
     pthread_mutex_unlock(&W.mu);
 }
 
+/* A delivery id whose time part never repeats or goes back in this
+ * process, so deliveries made in one pass list (by id) in event order. */
+static void new_delivery_id(char out[ID_LEN])
+{
+    static int64_t last; /* the dispatcher thread's alone */
+    int64_t t = now_ms();
+    last = t > last ? t : last + 1;
+    ids_new_at("msg", last, out);
+}
+
 /* One webhook's run of pending events → its deliveries and cursor. */
 static void advance_one(store_webhook_event *ev, size_t n, int64_t now)
 {
@@ -245,7 +255,7 @@ static void advance_one(store_webhook_event *ev, size_t n, int64_t now)
     for (size_t i = 0; i < n; i++) {
         const char *type = webhook_event_type(&ev[i].ev, ev[i].prev_data);
         if (!type || !webhook_subscribed(ev[i].events, type)) continue;
-        ids_new("msg", ids[nd]);
+        new_delivery_id(ids[nd]);
         bodies[nd] = webhook_payload(type, ev[i].created_at, ev[i].ev.data);
         d[nd] = (store_delivery_new){ids[nd], ev[i].ev.id, type, bodies[nd]};
         nd++;

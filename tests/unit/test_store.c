@@ -1036,8 +1036,9 @@ Test(store, two_hundred_concurrent_creates, .timeout = 120)
 
 static void make_webhook(const char *user_id, const char *events, char id[ID_LEN])
 {
+    static int64_t seq; /* distinct id times: lists sort by id */
     store_webhook w = {0};
-    ids_new("whk", w.id);
+    ids_new_at("whk", T0 + ++seq, w.id);
     snprintf(w.user_id, sizeof w.user_id, "%s", user_id);
     w.url = "https://hooks.example.com/in";
     w.events = (char *)events;
