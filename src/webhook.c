@@ -372,11 +372,15 @@ static void send_due(void)
     int room = MAX_IN_FLIGHT - W.in_flight;
     pthread_mutex_unlock(&W.mu);
     if (room <= 0) return;
+    /* A cheap read first: the claim is a write (on SQLite it takes the
+     * writer lock), and most passes (a progress commit) have nothing due. */
+    int64_t due = 0, now = now_ms();
+    if (store_delivery_next_due(W.store, &due) != STORE_OK || due == 0 || due > now) return;
     char lease[ID_LEN];
     ids_new("lse", lease);
     store_delivery *d = NULL;
     size_t n = 0;
-    if (store_delivery_claim(W.store, lease, now_ms(), LEASE_MS, room, &d, &n) != STORE_OK) return;
+    if (store_delivery_claim(W.store, lease, now, LEASE_MS, room, &d, &n) != STORE_OK) return;
     for (size_t i = 0; i < n; i++)
         send_one(&d[i], lease);
     store_deliveries_free(d, n);
