@@ -32,6 +32,9 @@ typedef struct config {
     int webhook_retry_base_ms; /* first webhook retry delay; the others scale with it */
     int events_keep_hours;     /* events retention */
     int http_threads;
+    char *openai_base_url; /* SPEC §7 */
+    char *replicate_base_url;
+    int provider_timeout;    /* seconds per provider call */
     bool enable_bench_model; /* bench-instant exists (bench/ only) */
     char *test_faults;       /* failure seam for tests; see queue.c */
 } config;

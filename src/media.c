@@ -195,6 +195,66 @@ cleanup:
     return rc;
 }
 
+/* The crop of a w×h image to the ratio aw:ah, centred: *cw×*ch at
+ * (*cx, *cy). */
+static void fit_box(int w, int h, int aw, int ah, int *cx, int *cy, int *cw, int *ch)
+{
+    *cw = w;
+    *ch = h;
+    if ((int64_t)w * ah > (int64_t)h * aw)
+        *cw = (int)(((int64_t)h * aw + ah / 2) / ah);
+    else
+        *ch = (int)(((int64_t)w * ah + aw / 2) / aw);
+    if (*cw < 1) *cw = 1;
+    if (*ch < 1) *ch = 1;
+    *cx = (w - *cw) / 2;
+    *cy = (h - *ch) / 2;
+}
+
+int media_fit_aspect(provider_image *img, const char *aspect_ratio, char **error)
+{
+    provider_image info = {0};
+    int rc = media_probe(img->data, img->len, &info, error);
+    if (rc) return rc;
+    snprintf(img->format, sizeof img->format, "%s", info.format);
+    img->width = info.width;
+    img->height = info.height;
+    int aw = 1, ah = 1;
+    if (!aspect_ratio || sscanf(aspect_ratio, "%d:%d", &aw, &ah) != 2 || aw <= 0 || ah <= 0)
+        return 0; /* no ratio asked: keep it */
+    int cx, cy, cw, ch;
+    fit_box(info.width, info.height, aw, ah, &cx, &cy, &cw, &ch);
+    if (cw == info.width && ch == info.height) return 0;
+
+    VipsImage *in = vips_image_new_from_buffer(img->data, img->len, "", NULL), *crop = NULL;
+    void *out = NULL;
+    size_t out_len = 0;
+    rc = MEDIA_EINTERNAL;
+    if (!in || vips_crop(in, &crop, cx, cy, cw, ch, NULL)) goto cleanup;
+    int bad = str_eq(info.format, "png") ? vips_pngsave_buffer(crop, &out, &out_len, NULL)
+              : str_eq(info.format, "webp")
+                  ? vips_webpsave_buffer(crop, &out, &out_len, "Q", 90, NULL)
+                  : vips_jpegsave_buffer(crop, &out, &out_len, "Q", 90, NULL);
+    if (bad) goto cleanup;
+    free(img->data);
+    img->data = xmalloc(out_len);
+    memcpy(img->data, out, out_len);
+    img->len = out_len;
+    img->width = cw;
+    img->height = ch;
+    rc = 0;
+cleanup:
+    if (rc) {
+        log_warn("crop to %s failed: %s", aspect_ratio, vips_error_buffer());
+        fail(error, rc, "the result image could not be cropped");
+    }
+    vips_error_clear();
+    g_free(out);
+    if (crop) g_object_unref(crop);
+    if (in) g_object_unref(in);
+    return rc;
+}
+
 /* Writes probed image bytes as a new upload; *url_out (caller frees). */
 static int save_probed(const void *data, size_t len, const char *format, char **url_out,
                        char **error)

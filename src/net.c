@@ -47,9 +47,11 @@ struct net_request {
     bool has_body;
     int timeout_ms;
     size_t max_bytes;
+    bool follow; /* net_request_redirects asked for redirects */
     int redirects_left;
     int64_t delay_ms;
     const atomic_bool *cancel;
+    const atomic_bool *wake;
     net_done_fn on_done;
     void *ctx;
 
@@ -369,6 +371,7 @@ void net_request_limits(net_request *r, int timeout_ms, size_t max_bytes)
 
 void net_request_redirects(net_request *r, int n)
 {
+    r->follow = n > 0;
     r->redirects_left = n > 0 ? n : 0;
 }
 
@@ -380,6 +383,11 @@ void net_request_delay(net_request *r, int64_t delay_ms)
 void net_request_cancel_flag(net_request *r, const atomic_bool *flag)
 {
     r->cancel = flag;
+}
+
+void net_request_wake_flag(net_request *r, const atomic_bool *flag)
+{
+    r->wake = flag;
 }
 
 void net_request_free(net_request *r)
@@ -581,13 +589,14 @@ static void activate(net_request *r)
     loop.active = r;
 }
 
-/* A redirect to follow: 0 and r re-armed for the next hop. */
+/* A redirect to follow: true once r is re-armed for the next hop (or ended
+ * for too many redirects). */
 static bool follow_redirect(net_request *r)
 {
     long status = 0;
     char *loc = NULL;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (status < 300 || status >= 400 || strcmp(r->method, "GET") != 0) return false;
+    if (!r->follow || status < 300 || status >= 400 || strcmp(r->method, "GET") != 0) return false;
     curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &loc);
     if (!loc || !*loc) return false;
     if (r->redirects_left <= 0) {
@@ -623,7 +632,8 @@ static void transfer_done(net_request *r, CURLcode cc)
     }
 }
 
-/* Requests whose caller raised the cancel flag end now. */
+/* Requests whose caller raised the cancel flag end now; delayed ones
+ * whose wake flag is up become due. */
 static void reap_cancelled(void)
 {
     for (net_request **pp = &loop.active; *pp;) {
@@ -642,6 +652,10 @@ static void reap_cancelled(void)
             *pp = r->next;
             finish(r, NET_ECANCELLED, "cancelled");
         } else {
+            if (r->wake && atomic_load(r->wake)) {
+                r->due = mono_ms(); /* start_due takes it next */
+                loop.next_due = r->due;
+            }
             pp = &r->next;
         }
     }

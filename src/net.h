@@ -88,6 +88,10 @@ void net_request_limits(net_request *r, int timeout_ms, size_t max_bytes);
 void net_request_redirects(net_request *r, int n);
 /* Sends nothing until delay_ms after net_submit (a polling backoff). */
 void net_request_delay(net_request *r, int64_t delay_ms);
+/* A delayed request starts at once (within NET_CANCEL_POLL_MS) when *flag
+ * becomes true — e.g. a webhook said the thing it polls for is ready. The
+ * flag must stay valid until on_done has returned. */
+void net_request_wake_flag(net_request *r, const atomic_bool *flag);
 /* The transfer ends with NET_ECANCELLED soon after *flag becomes true.
  * The flag must stay valid until on_done has returned. */
 void net_request_cancel_flag(net_request *r, const atomic_bool *flag);

@@ -472,3 +472,35 @@ Test(media, fetch_over_http, .timeout = 60)
     pthread_join(s.thread, NULL);
     buf_free(&s.image);
 }
+
+Test(media, fit_aspect_crops_to_the_exact_ratio_and_never_scales)
+{
+    buf j = fixture("product.jpg"); /* 800×800 */
+    static const struct {
+        const char *ratio;
+        int w, h;
+    } cases[] = {{"1:1", 800, 800}, {"16:9", 800, 450}, {"3:4", 600, 800}, {"4:5", 640, 800}};
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        provider_image img = {.data = xmalloc(j.len), .len = j.len};
+        memcpy(img.data, j.data, j.len);
+        char *err = NULL;
+        cr_assert_eq(media_fit_aspect(&img, cases[i].ratio, &err), 0, "%s", err ? err : "");
+        cr_expect(img.width == cases[i].w && img.height == cases[i].h, "%s: %dx%d", cases[i].ratio,
+                  img.width, img.height);
+        cr_expect_str_eq(img.format, "jpeg");
+        if (cases[i].w == 800 && cases[i].h == 800)
+            cr_expect(img.len == j.len && memcmp(img.data, j.data, j.len) == 0,
+                      "an image already at the ratio is kept byte for byte");
+        provider_image check = {0};
+        cr_assert_eq(probe(img.data, img.len, &check, &err), 0, "%s", err ? err : "");
+        cr_expect(check.width == cases[i].w && check.height == cases[i].h);
+        provider_image_free(&img);
+    }
+    provider_image junk = {.data = (unsigned char *)xstrdup("not an image"), .len = 12};
+    char *err = NULL;
+    cr_assert_eq(media_fit_aspect(&junk, "1:1", &err), MEDIA_EINVALID);
+    cr_assert_not_null(err);
+    free(err);
+    provider_image_free(&junk);
+    buf_free(&j);
+}
