@@ -1,8 +1,9 @@
 // A webhook receiver for the integration tests: a small HTTP server that
 // records every delivery and checks its Standard Webhooks signature with its
 // own implementation (node:crypto), independent of the server's C code.
-import http from 'node:http';
 import crypto from 'node:crypto';
+
+import { readBody, startLoopback } from './server.mjs';
 
 // Standard Webhooks verification: HMAC-SHA256 over "{id}.{timestamp}.{body}"
 // keyed with the base64-decoded secret after "whsec_"; the header holds
@@ -23,33 +24,29 @@ export function verifySignature(secret, headers, body, { toleranceSec = 300 } = 
   });
 }
 
-// Starts a receiver on 127.0.0.1 (any port). r.url is its endpoint;
-// r.received the requests in arrival order ({id, timestamp, signature, body,
-// json, headers, status}); r.failNext = N answers the next N with 500;
-// r.failing = true answers every one with 500; r.close() stops it.
+// Starts a receiver on 127.0.0.1 (any port, on the fakes' loopback server).
+// r.url is its endpoint; r.received the requests in arrival order ({id,
+// timestamp, signature, body, json, headers, status}); r.failNext = N
+// answers the next N with 500; r.failing = true answers every one with 500;
+// r.close() stops it.
 export async function startReceiver() {
   const r = { received: [], failNext: 0, failing: false };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      let json;
-      try { json = JSON.parse(body); } catch { json = undefined; }
-      let status = 204;
-      if (r.failing) status = 500;
-      else if (r.failNext > 0) { r.failNext--; status = 500; }
-      r.received.push({
-        id: req.headers['webhook-id'], timestamp: req.headers['webhook-timestamp'],
-        signature: req.headers['webhook-signature'], headers: req.headers, method: req.method,
-        path: req.url, body, json, status,
-      });
-      res.writeHead(status, { 'content-type': 'text/plain' });
-      res.end(status === 204 ? '' : 'receiver says no');
+  const lb = await startLoopback(async (req, res) => {
+    const body = ((await readBody(req, 1 << 20)) || Buffer.alloc(0)).toString('utf8');
+    let json;
+    try { json = JSON.parse(body); } catch { json = undefined; }
+    let status = 204;
+    if (r.failing) status = 500;
+    else if (r.failNext > 0) { r.failNext--; status = 500; }
+    r.received.push({
+      id: req.headers['webhook-id'], timestamp: req.headers['webhook-timestamp'],
+      signature: req.headers['webhook-signature'], headers: req.headers, method: req.method,
+      path: req.url, body, json, status,
     });
+    res.writeHead(status, { 'content-type': 'text/plain' });
+    res.end(status === 204 ? '' : 'receiver says no');
   });
-  await new Promise((res) => server.listen(0, '127.0.0.1', res));
-  r.url = `http://127.0.0.1:${server.address().port}/hook`;
-  r.close = () => new Promise((res) => { server.closeAllConnections?.(); server.close(() => res()); });
+  r.url = `${lb.url}/hook`;
+  r.close = () => lb.close();
   return r;
 }
