@@ -62,7 +62,8 @@ static const option_row options[] = {
      "first webhook retry delay in ms; the schedule 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h"
      " scales with it"},
     {"events-keep-hours", "STYLESTUDIO_EVENTS_KEEP_HOURS", "72", OPT_INT, O(events_keep_hours),
-     "hours events are kept (SSE replay); never deleted before every webhook has seen them"},
+     "hours events are kept (SSE replay; 0: forever); none is deleted before every webhook has"
+     " seen it"},
     {"http-threads", "STYLESTUDIO_HTTP_THREADS", "4", OPT_INT, O(http_threads),
      "HTTP event-loop threads"},
     {"openai-base-url", "STYLESTUDIO_OPENAI_BASE_URL", "https://api.openai.com", OPT_STR,

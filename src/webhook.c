@@ -28,8 +28,9 @@
  *     MAX_IN_FLIGHT are in flight per process. A process that dies holding
  *     a lease leaves the attempt to whoever claims it once the lease ends.
  *  4. Housekeeping, every HOUSEKEEPING_MS: the events retention deletes
- *     events older than --events-keep-hours that every webhook of their
- *     user has processed (keeping each generation's newest event).
+ *     events older than --events-keep-hours (0: never) that every webhook
+ *     of their user has processed, keeping each generation's newest event
+ *     (the current record an SSE stream starts from).
  *
  * Wake-ups: the store's commit hook (main.c's on_commit → webhook_notify,
  * which on PostgreSQL also relays other processes' commits), an attempt
@@ -392,6 +393,7 @@ static void housekeeping(void)
     int64_t now = now_ms();
     if (now < W.next_housekeeping) return;
     W.next_housekeeping = now + HOUSEKEEPING_MS;
+    if (cfg.events_keep_hours <= 0) return; /* 0: keep them forever */
     int64_t before = now - (int64_t)cfg.events_keep_hours * 3600 * 1000, total = 0;
     for (int i = 0; i < PRUNE_ROUNDS; i++) {
         int64_t n = 0;
