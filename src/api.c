@@ -72,6 +72,17 @@ static const route routes[] = {
      NULL},
     {"GET", "/api/events", api_user_events, AUTHED, "All live updates of the caller (SSE)", NULL,
      NULL},
+    {"POST", "/api/webhooks", api_webhook_create, AUTHED,
+     "Register a webhook endpoint (the signing secret is shown only here)", "WebhookBody",
+     "WebhookCreated"},
+    {"GET", "/api/webhooks", api_webhook_list, AUTHED, "List webhook endpoints (no secrets)", NULL,
+     NULL},
+    {"DELETE", "/api/webhooks/{id}", api_webhook_delete, AUTHED,
+     "Delete a webhook endpoint and its deliveries", NULL, NULL},
+    {"GET", "/api/webhooks/{id}/deliveries", api_webhook_deliveries, AUTHED,
+     "A webhook's deliveries, newest first", NULL, NULL},
+    {"POST", "/api/webhooks/{id}/deliveries/{deliveryId}/redeliver", api_webhook_redeliver, AUTHED,
+     "Send a delivery again (same webhook-id and body)", NULL, "Delivery"},
 };
 
 #define MULTIPART_SLACK (256 * 1024) /* part headers and boundaries */
@@ -266,7 +277,24 @@ static const char openapi_schemas[] =
     "\"tokensUsed\", \"retryCount\", \"createdAt\", \"progress\", \"stage\", \"priority\"], "
     "\"properties\": {\"status\": {\"enum\": [\"pending\", \"processing\", \"completed\", "
     "\"failed\", \"cancelled\"]}, \"stage\": {\"type\": \"string\"}, "
-    "\"progress\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 100}}}}";
+    "\"progress\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 100}}}, "
+    "\"WebhookBody\": {\"type\": \"object\", \"required\": [\"url\", \"events\"], "
+    "\"properties\": {\"url\": {\"type\": \"string\", \"format\": \"uri\", \"maxLength\": 2048}, "
+    "\"events\": {\"type\": \"array\", \"minItems\": 1, \"uniqueItems\": true, "
+    "\"items\": {\"enum\": [\"generation.processing\", \"generation.completed\", "
+    "\"generation.failed\", \"generation.cancelled\", \"balance.changed\"]}}, "
+    "\"description\": {\"type\": \"string\", \"maxLength\": 500}}}, "
+    "\"WebhookCreated\": {\"type\": \"object\", \"properties\": {\"id\": {\"type\": \"string\"}, "
+    "\"url\": {\"type\": \"string\"}, \"events\": {\"type\": \"array\"}, "
+    "\"description\": {\"type\": \"string\"}, \"createdAt\": {\"type\": \"integer\"}, "
+    "\"secret\": {\"type\": \"string\", \"description\": \"whsec_ + base64 of 24 bytes; shown "
+    "once\"}}}, "
+    "\"Delivery\": {\"type\": \"object\", \"properties\": {\"id\": {\"type\": \"string\", "
+    "\"description\": \"msg_..., the webhook-id header\"}, \"type\": {\"type\": \"string\"}, "
+    "\"status\": {\"enum\": [\"pending\", \"succeeded\", \"failed\"]}, "
+    "\"attempts\": {\"type\": \"integer\"}, \"lastStatusCode\": {\"type\": [\"integer\", "
+    "\"null\"]}, \"nextAttemptAt\": {\"type\": [\"integer\", \"null\"]}, "
+    "\"createdAt\": {\"type\": \"integer\"}}}}";
 
 static json_t *schema_ref(const char *name)
 {
@@ -297,10 +325,19 @@ static void openapi(api_call *c)
             json_pack("{s:s, s:{s:{s:s}, s:{s:s}}}", "summary", rt->summary, "responses", "200",
                       "description", "success envelope {success, data}", "default", "description",
                       "error envelope {success:false, code, error, validationErrors, requestId}");
-        if (strstr(rt->pattern, "{id}"))
-            json_object_set_new(op, "parameters",
-                                json_pack("[{s:s, s:s, s:b, s:{s:s}}]", "name", "id", "in", "path",
-                                          "required", 1, "schema", "type", "string"));
+        json_t *params = json_array();
+        for (const char *p = strchr(rt->pattern, '{'); p; p = strchr(p + 1, '{')) {
+            char name[32];
+            size_t n = strcspn(p + 1, "}");
+            snprintf(name, sizeof name, "%.*s", (int)n, p + 1);
+            json_array_append_new(params,
+                                  json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", name, "in", "path",
+                                            "required", 1, "schema", "type", "string"));
+        }
+        if (json_array_size(params))
+            json_object_set_new(op, "parameters", params);
+        else
+            json_decref(params);
         if (rt->body)
             json_object_set_new(op, "requestBody",
                                 json_pack("{s:b, s:{s:{s:o}}}", "required", 1, "content",
@@ -388,15 +425,20 @@ static void serve_static(http_req *r)
 
 /* ---- dispatch ---- */
 
-static bool match(const char *pattern, const char *path, char *param, size_t param_len)
+/* Matches path against pattern; each "{name}" takes one segment: the
+ * first into param, a second into param2 (both param_len long). */
+static bool match(const char *pattern, const char *path, char *param, char *param2,
+                  size_t param_len)
 {
+    int nparam = 0;
     while (*pattern && *path) {
-        if (strncmp(pattern, "{id}", 4) == 0) {
+        if (*pattern == '{') {
             size_t n = strcspn(path, "/");
-            if (n == 0 || n >= param_len) return false;
-            memcpy(param, path, n);
-            param[n] = '\0';
-            pattern += 4;
+            char *dst = nparam++ == 0 ? param : param2;
+            if (n == 0 || n >= param_len || nparam > 2) return false;
+            memcpy(dst, path, n);
+            dst[n] = '\0';
+            pattern += strcspn(pattern, "}") + 1;
             path += n;
             continue;
         }
@@ -446,8 +488,8 @@ void api_dispatch(http_req *r)
     }
     char allow[64] = "";
     for (size_t i = 0; i < ARRAY_LEN(routes); i++) {
-        char param[128] = "";
-        if (!match(routes[i].pattern, path, param, sizeof param)) continue;
+        char param[128] = "", param2[128] = "";
+        if (!match(routes[i].pattern, path, param, param2, sizeof param)) continue;
         bool head_as_get = strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0;
         if (strcmp(routes[i].method, method) != 0 && !head_as_get) {
             if (*allow) strcat(allow, ", ");
@@ -456,6 +498,7 @@ void api_dispatch(http_req *r)
         }
         http_set_route(r, routes[i].pattern);
         snprintf(c.param, sizeof c.param, "%s", param);
+        snprintf(c.param2, sizeof c.param2, "%s", param2);
         run_route(&routes[i], &c);
         return;
     }

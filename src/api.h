@@ -3,7 +3,7 @@
  * store (for generations: gen_service.c), encode the answer. api.c holds
  * the route table, the auth gate and the operational routes;
  * api_account.c the account routes; api_gen.c the generation, upload and
- * streaming routes.
+ * streaming routes; api_webhook.c the outbound webhook routes.
  */
 #ifndef SS_API_H
 #define SS_API_H
@@ -24,12 +24,13 @@ size_t api_body_limit(const char *method, const char *path, bool *files);
 /* ---- shared by the api_*.c files ---- */
 
 /* What a handler receives: the request, the caller (when the route needs
- * authentication), and the path parameter ({id}), if any. */
+ * authentication), and the path parameters, if any. */
 typedef struct api_call {
     http_req *req;
     user_record user;
     bool authed;
-    char param[128];
+    char param[128];  /* the first path parameter ({id}) */
+    char param2[128]; /* a second one ({deliveryId}), "" when none */
 } api_call;
 
 typedef void (*api_handler_fn)(api_call *c);
@@ -75,5 +76,12 @@ void api_gen_retry(api_call *c);
 void api_gen_delete(api_call *c);
 void api_gen_events(api_call *c);
 void api_user_events(api_call *c);
+
+/* Handlers (api_webhook.c) */
+void api_webhook_create(api_call *c);
+void api_webhook_list(api_call *c);
+void api_webhook_delete(api_call *c);
+void api_webhook_deliveries(api_call *c);
+void api_webhook_redeliver(api_call *c);
 
 #endif

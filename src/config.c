@@ -57,6 +57,13 @@ static const option_row options[] = {
      "worker lease on a processing generation; renewed while it runs"},
     {"retry-base-ms", "STYLESTUDIO_RETRY_BASE_MS", "2000", OPT_INT, O(retry_base_ms),
      "base delay of the exponential retry backoff, in ms"},
+    {"webhook-retry-base-ms", "STYLESTUDIO_WEBHOOK_RETRY_BASE_MS", "5000", OPT_INT,
+     O(webhook_retry_base_ms),
+     "first webhook retry delay in ms; the schedule 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h"
+     " scales with it"},
+    {"events-keep-hours", "STYLESTUDIO_EVENTS_KEEP_HOURS", "72", OPT_INT, O(events_keep_hours),
+     "hours events are kept (SSE replay; 0: forever); none is deleted before every webhook has"
+     " seen it"},
     {"http-threads", "STYLESTUDIO_HTTP_THREADS", "4", OPT_INT, O(http_threads),
      "HTTP event-loop threads"},
     {"openai-base-url", "STYLESTUDIO_OPENAI_BASE_URL", "https://api.openai.com", OPT_STR,

@@ -29,6 +29,8 @@ typedef struct config {
     int64_t max_body; /* bytes, JSON bodies */
     int lease_seconds;
     int retry_base_ms;
+    int webhook_retry_base_ms; /* first webhook retry delay; the others scale with it */
+    int events_keep_hours;     /* events retention */
     int http_threads;
     char *openai_base_url; /* SPEC §7 */
     char *replicate_base_url;

@@ -26,6 +26,7 @@
 #include "queue.h"
 #include "store.h"
 #include "util.h"
+#include "webhook.h"
 
 #define DRAIN_GRACE_MS 20000
 
@@ -172,11 +173,13 @@ static void raise_fd_limit(void)
 
 /* Every commit the store reports (this process's own, and on PostgreSQL
  * other processes' too, relayed from NOTIFY): wake that user's streams and
- * held requests, and idle workers, which may now have work. */
+ * held requests, idle workers, which may now have work, and the webhook
+ * dispatcher. */
 static void on_commit(int64_t last_event_id, const char *user_id, void *ctx)
 {
     events_committed(last_event_id, user_id, ctx);
     queue_notify();
+    webhook_notify();
 }
 
 /* events.c's view of commits by other processes on the same store. */
@@ -267,6 +270,10 @@ static int cmd_run(bool with_http)
         fputs("stylestudio: cannot start the workers\n", stderr);
         return 1;
     }
+    if (webhook_start(s) != 0) {
+        fputs("stylestudio: cannot start the webhook dispatcher\n", stderr);
+        return 1;
+    }
     log_info("started: %s, %d workers, data %s", with_http ? "serve" : "worker", cfg.workers,
              cfg.data_dir);
 
@@ -279,6 +286,7 @@ static int cmd_run(bool with_http)
         http_stop();
     else
         events_stop();
+    webhook_stop();
     net_stop();
     media_shutdown();
     store_close(s);

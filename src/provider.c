@@ -49,9 +49,8 @@ static const struct {
 } registry[] = {
     {"local", &provider_local_ops, NO_SECRET, NULL},
     {"bench", &provider_bench_ops, NO_SECRET, NULL},
-    {"openai", NULL, PROVIDER_SECRET_OPENAI, "the OpenAI adapter is not built into this server"},
-    {"replicate", NULL, PROVIDER_SECRET_REPLICATE,
-     "the Replicate adapter is not built into this server"},
+    {"openai", &provider_openai_ops, PROVIDER_SECRET_OPENAI, NULL},
+    {"replicate", &provider_replicate_ops, PROVIDER_SECRET_REPLICATE, NULL},
 };
 
 void provider_secrets_load(void)
@@ -123,4 +122,9 @@ void provider_image_free(provider_image *img)
     img->len = 0;
     img->width = img->height = 0;
     img->format[0] = '\0';
+}
+
+bool provider_is_remote(const model_info *m)
+{
+    return m && (str_eq(m->provider, "openai") || str_eq(m->provider, "replicate"));
 }

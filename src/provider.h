@@ -74,6 +74,10 @@ int provider_catalog_load_text(const char *text, const char *source, char **err)
 size_t provider_models(const model_info **list);
 /* NULL for an unknown id, and for bench-instant unless it is enabled. */
 const model_info *provider_model_find(const char *id);
+/* Whether the model runs at a hosted provider (its calls are bounded by
+ * the catalogue's maxInFlight and its results fitted to the aspect ratio)
+ * rather than on a worker thread. */
+bool provider_is_remote(const model_info *m);
 /* Whether the model can run on this server: its provider's credentials
  * are set and its adapter is built in. *why (static text, never a secret)
  * says why not. */
@@ -191,6 +195,26 @@ const char *provider_secret(provider_secret_id id);
 extern const provider_ops provider_faults_ops;
 /* Whether cfg.test_faults asks for any fault (re-read when it changes). */
 bool provider_faults_enabled(void);
+
+/* ---- hosted models (provider_openai.c, provider_replicate.c) ---- */
+
+extern const provider_ops provider_openai_ops;
+extern const provider_ops provider_replicate_ops;
+
+enum {
+    PROVIDER_WEBHOOK_EBADSIG = -1,       /* signature, id or timestamp missing or wrong */
+    PROVIDER_WEBHOOK_EUNCONFIGURED = -2, /* REPLICATE_WEBHOOK_SECRET is not set */
+    PROVIDER_WEBHOOK_EUNKNOWN = -3,      /* signed, but no prediction of ours is waiting */
+};
+
+/* Replicate's webhook for a prediction (POST /api/providers/replicate/
+ * webhook): verifies the Standard Webhooks signature (webhook-id,
+ * webhook-timestamp within 5 minutes, webhook-signature) with
+ * REPLICATE_WEBHOOK_SECRET, then wakes the job waiting on that prediction
+ * so it reads the outcome now instead of at its next poll. 0 or
+ * PROVIDER_WEBHOOK_E*. Any thread; quick. */
+int provider_replicate_webhook(const char *id, const char *timestamp, const char *signature,
+                               const char *body, size_t body_len);
 
 /* ---- bench-instant (provider_bench.c): benchmarks only ---- */
 

@@ -17,19 +17,25 @@
  * store writes, result files and freeing happen on a worker thread that
  * pops the list (job_finish). The local provider calls on_done inside
  * start(), so its worker pops its own job right after start returns; a
- * remote provider calls on_done later from its transfer thread while the
- * worker goes on claiming — the table, not the thread, holds the job, so a
- * few threads can carry many remote jobs (q.max_inflight bounds them; it is
- * cfg.workers today, which is exactly one local job per thread).
+ * remote provider calls on_done later from its transfer thread (the net
+ * loop) while the worker goes on claiming — the table, not the thread,
+ * holds the job, so a few threads carry many remote jobs.
+ *
+ * Bounds: q.max_inflight claims at once = the worker threads (a local
+ * render holds its thread) plus, per remote provider that can run, its
+ * slot: the catalogue's maxInFlight. A claimed remote job over its
+ * provider's bound is parked (leased, in the table, FIFO on its slot) and
+ * started by the worker that finishes a job of that provider.
  *
  * Jobs are reference-counted: the table holds one reference; queue_cancel
  * and the housekeeping thread take a short one so they can act on a job
  * without holding q.mu. A per-job lock orders "the provider was started"
  * against provider_cancel, so cancel is never called before the job enters
  * the provider nor after its on_done; it is never held together with q.mu.
- * Progress of a job is written only by the thread currently running it
- * (the worker during fetch, the provider's thread during
- * generating, the finishing worker after on_done), so it needs no lock.
+ * Progress is written under the job's progress_mu by the worker running
+ * it; a provider reporting from its own thread only raises want_progress,
+ * which the housekeeper writes every PROGRESS_FLUSH_MS (so the net loop
+ * never waits on the store).
  *
  * The housekeeping thread renews every in-flight lease each lease/3
  * (a lost lease cancels the job) and once a second runs store_gen_sweep,
@@ -59,6 +65,7 @@
 #define PROGRESS_GENERATE_END 90
 #define PROGRESS_STORING 92
 #define PROGRESS_THROTTLE_MS 150
+#define PROGRESS_FLUSH_MS 250 /* remote providers' progress is written this often at most */
 #define IDLE_WAIT_MAX_MS 1000
 #define SWEEP_EVERY_MS 1000
 #define STORE_ERROR_PAUSE_MS 1000
@@ -86,10 +93,19 @@ typedef struct job {
     int phase;            /* enum job_phase */
     atomic_int stop_why;
 
-    /* Progress as last written; only the thread running the job touches it. */
+    /* A remote provider's slot: held from the call to the finish. */
+    struct slot *slot;       /* NULL for local providers */
+    bool holds_slot;         /* under q.mu */
+    struct job *next_parked; /* waiting for a slot, under q.mu */
+    bool parked;             /* under q.mu */
+
+    /* Progress as last written, under progress_mu (the worker running the
+     * job and the housekeeper's flush of remote progress both write). */
+    pthread_mutex_t progress_mu;
     char stage[24];
     int progress;
-    int64_t progress_at; /* mono ms */
+    int64_t progress_at;      /* mono ms */
+    atomic_int want_progress; /* reported from a provider's thread, not yet written */
 
     /* Outcome, written once by job_done before the job joins the list. */
     int result;
@@ -99,6 +115,17 @@ typedef struct job {
 
     int64_t claimed_mono;
 } job;
+
+/* Remote calls in flight for one provider, bounded by the catalogue's
+ * maxInFlight (SPEC §4): jobs over the bound wait, claimed and leased, in
+ * FIFO order. */
+typedef struct slot {
+    const char *provider; /* the catalogue's string */
+    int limit, used;
+    struct job *parked_head, *parked_tail;
+} slot;
+
+#define MAX_SLOTS 8
 
 typedef struct worker {
     pthread_t thread;
@@ -127,6 +154,8 @@ static struct {
     int n_inflight;
     int n_busy; /* table entries + claims in progress */
     int max_inflight;
+    slot slots[MAX_SLOTS];
+    int n_slots;
     job *done_head, *done_tail;
 } q = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -195,14 +224,44 @@ static void job_unref(job *j)
     images_free(j->outputs, j->n_outputs);
     free(j->error);
     pthread_mutex_destroy(&j->lock);
+    pthread_mutex_destroy(&j->progress_mu);
     free(j);
 }
 
 /* Asks a job to stop for `why`: before the provider starts, the flag is
  * enough (the worker checks it); while it runs, provider_cancel. */
+/* Takes a parked job off its slot's waiting list (q.mu held). */
+static void unpark_locked(job *j)
+{
+    slot *sl = j->slot;
+    job **pp = &sl->parked_head, *prev = NULL;
+    while (*pp && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->next_parked;
+    }
+    if (!*pp) return;
+    *pp = j->next_parked;
+    if (sl->parked_tail == j) sl->parked_tail = prev;
+    j->next_parked = NULL;
+    j->parked = false;
+}
+
+static void job_done(job *j, int result, provider_image *outputs, size_t n_outputs,
+                     const char *error);
+
 static void job_cancel(job *j, int why)
 {
     atomic_fetch_or(&j->stop_why, why);
+    pthread_mutex_lock(&q.mu);
+    bool was_parked = j->parked;
+    if (was_parked) unpark_locked(j);
+    pthread_mutex_unlock(&q.mu);
+    if (was_parked) {
+        /* It never reached its provider: it ends here. */
+        atomic_store(&j->pj.cancel_requested, true);
+        job_done(j, PROVIDER_CANCELLED, NULL, 0, "cancelled");
+        return;
+    }
     pthread_mutex_lock(&j->lock);
     if (j->phase == PHASE_PROVIDER)
         provider_cancel(j->ops, &j->pj);
@@ -223,13 +282,14 @@ static bool job_stopped(job *j)
 static void job_progress(job *j, const char *stage, int progress, bool force)
 {
     if (atomic_load(&j->stop_why) & (STOP_LOST | STOP_USER)) return;
+    pthread_mutex_lock(&j->progress_mu);
     if (progress < j->progress) progress = j->progress;
     if (progress > 100) progress = 100;
     bool stage_changed = strcmp(stage, j->stage) != 0;
     int64_t t = mono_ms();
     if (!force && !stage_changed &&
         (progress == j->progress || t - j->progress_at < PROGRESS_THROTTLE_MS))
-        return;
+        goto cleanup;
     int64_t now = now_ms();
     int rc = store_gen_progress(q.store, j->gen.id, j->worker_id, stage, progress, now + lease_ms(),
                                 now);
@@ -246,6 +306,19 @@ static void job_progress(job *j, const char *stage, int progress, bool force)
     } else {
         log_warn("generation %s: could not write progress (store error %d)", j->gen.id, rc);
     }
+cleanup:
+    pthread_mutex_unlock(&j->progress_mu);
+}
+
+/* The housekeeper's half of remote progress: writes what a provider
+ * reported from its own thread, while the job is still generating. */
+static void job_flush_progress(job *j)
+{
+    int want = atomic_load(&j->want_progress);
+    pthread_mutex_lock(&j->progress_mu);
+    bool due = want > j->progress && strcmp(j->stage, STAGE_GENERATING) == 0;
+    pthread_mutex_unlock(&j->progress_mu);
+    if (due) job_progress(j, STAGE_GENERATING, want, true);
 }
 
 /* The outcome of a job, from the provider (on_done) or from the queue
@@ -294,7 +367,15 @@ static void pj_on_progress(provider_job *pj, int pct)
     if (pct < 0) pct = 0;
     if (pct > 100) pct = 100;
     int p = PROGRESS_FETCH_END + pct * (PROGRESS_GENERATE_END - PROGRESS_FETCH_END) / 100;
-    job_progress(j, STAGE_GENERATING, p, false);
+    if (tls_worker) {
+        job_progress(j, STAGE_GENERATING, p, false);
+        return;
+    }
+    /* A provider's own thread (the net loop) never writes the store: the
+     * housekeeper writes it, a few times a second at most. */
+    int cur = atomic_load(&j->want_progress);
+    while (p > cur && !atomic_compare_exchange_weak(&j->want_progress, &cur, p)) {
+    }
 }
 
 static void pj_on_done(provider_job *pj, int result, provider_image *outputs, size_t n_outputs,
@@ -373,6 +454,64 @@ static void job_call_provider(job *j)
 }
 
 /* Runs a freshly claimed job up to the provider call. */
+/* The slot of a model's provider; NULL when its calls are bounded by the
+ * worker threads themselves (local renders). Slots are fixed from
+ * queue_start to queue_stop. */
+static slot *slot_for(const model_info *m)
+{
+    if (!m || !provider_is_remote(m)) return NULL;
+    for (int i = 0; i < q.n_slots; i++)
+        if (str_eq(q.slots[i].provider, m->provider)) return &q.slots[i];
+    return NULL;
+}
+
+/* Takes a slot for j, or parks j until one frees. True when taken. */
+static bool slot_acquire(job *j)
+{
+    slot *sl = j->slot;
+    pthread_mutex_lock(&q.mu);
+    bool taken = sl->used < sl->limit;
+    if (taken) {
+        sl->used++;
+        j->holds_slot = true;
+    } else {
+        j->parked = true;
+        j->next_parked = NULL;
+        if (sl->parked_tail)
+            sl->parked_tail->next_parked = j;
+        else
+            sl->parked_head = j;
+        sl->parked_tail = j;
+    }
+    pthread_mutex_unlock(&q.mu);
+    if (!taken)
+        log_debug("generation %s: %d %s calls in flight; waiting for a slot", j->gen.id, sl->limit,
+                  sl->provider);
+    return taken;
+}
+
+/* Gives j's slot back (q.mu held) and, when a job is waiting for it,
+ * hands the slot on: that job is returned, to be started by the caller. */
+static job *slot_release_locked(job *j)
+{
+    if (!j->holds_slot) return NULL;
+    j->holds_slot = false;
+    slot *sl = j->slot;
+    sl->used--;
+    job *next = sl->parked_head;
+    if (!next) return NULL;
+    unpark_locked(next);
+    next->holds_slot = true;
+    sl->used++;
+    return next;
+}
+
+static void job_start_provider(job *j)
+{
+    job_progress(j, STAGE_GENERATING, PROGRESS_FETCH_END, true);
+    job_call_provider(j);
+}
+
 static void job_run(job *j)
 {
     job_progress(j, STAGE_FETCHING, PROGRESS_FETCH_START, true);
@@ -395,8 +534,9 @@ static void job_run(job *j)
     j->pj.n_products = j->n_products;
     j->pj.models = j->models;
     j->pj.n_models = j->n_models;
-    job_progress(j, STAGE_GENERATING, PROGRESS_FETCH_END, true);
-    job_call_provider(j);
+    j->slot = slot_for(j->model);
+    if (j->slot && !slot_acquire(j)) return; /* started when a slot frees (job_finish) */
+    job_start_provider(j);
 }
 
 /* ---- outcomes (on a worker thread, after job_done) ---- */
@@ -439,6 +579,23 @@ static void finish_ok(job *j)
         atomic_fetch_add(&st.cancelled, 1);
         log_info("generation %s: cancelled before its results were stored; dropped", j->gen.id);
         return;
+    }
+    if (provider_is_remote(j->model)) {
+        /* A hosted model's results: probed, then fitted to the exact
+         * aspect ratio asked (local renders are made to it). */
+        for (size_t i = 0; i < j->n_outputs; i++) {
+            char *why = NULL;
+            int rc = media_fit_aspect(&j->outputs[i], j->gen.params.aspect_ratio, &why);
+            if (rc != 0) {
+                char *msg = xasprintf("the provider's image %zu cannot be used: %s", i + 1,
+                                      why ? why : "unreadable");
+                finish_failed(
+                    j, rc == MEDIA_EINVALID ? GEN_FAILURE_MALFORMED : GEN_FAILURE_TRANSIENT, msg);
+                free(msg);
+                free(why);
+                return;
+            }
+        }
     }
     json_t *urls = json_array();
     for (size_t i = 0; i < j->n_outputs; i++) {
@@ -500,6 +657,7 @@ static void job_finish(job *j)
     }
 
     pthread_mutex_lock(&q.mu);
+    job *next = slot_release_locked(j);
     for (job **pp = &q.inflight; *pp; pp = &(*pp)->next) {
         if (*pp == j) {
             *pp = j->next;
@@ -512,6 +670,7 @@ static void job_finish(job *j)
     if (q.stopping) pthread_cond_broadcast(&q.work_cond);
     pthread_mutex_unlock(&q.mu);
     job_unref(j);
+    if (next) job_start_provider(next); /* the slot j held passes to it */
 }
 
 /* ---- workers ---- */
@@ -529,6 +688,8 @@ static job *claim_one(worker *w, int *rc)
     atomic_init(&j->refs, 1);
     atomic_init(&j->stop_why, 0);
     pthread_mutex_init(&j->lock, NULL);
+    pthread_mutex_init(&j->progress_mu, NULL);
+    atomic_init(&j->want_progress, 0);
     j->phase = PHASE_PREP;
     snprintf(j->worker_id, sizeof j->worker_id, "%s", w->id);
     j->gen = g; /* ownership moves */
@@ -661,6 +822,20 @@ static void renew_all(void)
     free(v);
 }
 
+/* Writes the progress remote providers reported since the last flush. */
+static void flush_progress(void)
+{
+    size_t n;
+    pthread_mutex_lock(&q.mu);
+    job **v = snapshot_locked(&n, NULL);
+    pthread_mutex_unlock(&q.mu);
+    for (size_t i = 0; i < n; i++) {
+        job_flush_progress(v[i]);
+        job_unref(v[i]);
+    }
+    free(v);
+}
+
 static void sweep(void)
 {
     int changed = 0;
@@ -682,10 +857,16 @@ static void *housekeeper_main(void *arg)
     int64_t renew_every = lease_ms() / 3;
     if (renew_every < 50) renew_every = 50;
     int64_t next_sweep = mono_ms(), next_renew = mono_ms() + renew_every;
+    int64_t next_flush = mono_ms() + PROGRESS_FLUSH_MS;
     pthread_mutex_lock(&q.mu);
     while (!q.hk_stop) {
         int64_t t = mono_ms();
-        if (t >= next_sweep) {
+        if (t >= next_flush) {
+            pthread_mutex_unlock(&q.mu);
+            flush_progress();
+            pthread_mutex_lock(&q.mu);
+            next_flush = mono_ms() + PROGRESS_FLUSH_MS;
+        } else if (t >= next_sweep) {
             pthread_mutex_unlock(&q.mu);
             sweep();
             pthread_mutex_lock(&q.mu);
@@ -696,11 +877,39 @@ static void *housekeeper_main(void *arg)
             pthread_mutex_lock(&q.mu);
             next_renew = mono_ms() + renew_every;
         } else {
-            cond_wait_ms(&q.hk_cond, (next_sweep < next_renew ? next_sweep : next_renew) - t);
+            int64_t next = next_sweep < next_renew ? next_sweep : next_renew;
+            if (next_flush < next) next = next_flush;
+            cond_wait_ms(&q.hk_cond, next - t);
         }
     }
     pthread_mutex_unlock(&q.mu);
     return NULL;
+}
+
+/* One slot per remote provider, its limit the largest maxInFlight of its
+ * models; q.max_inflight (claims at once) is the worker threads (local
+ * renders, one each) plus the slots of providers that can run (q.mu held). */
+static void build_slots(void)
+{
+    const model_info *models;
+    size_t n = provider_models(&models);
+    bool runnable[MAX_SLOTS] = {false};
+    q.n_slots = 0;
+    for (size_t i = 0; i < n; i++) {
+        const model_info *m = &models[i];
+        if (!provider_is_remote(m)) continue;
+        int k = 0;
+        while (k < q.n_slots && !str_eq(q.slots[k].provider, m->provider))
+            k++;
+        if (k == MAX_SLOTS) continue;
+        if (k == q.n_slots) q.slots[q.n_slots++] = (slot){.provider = m->provider};
+        int limit = m->max_in_flight > 0 ? m->max_in_flight : 1;
+        if (limit > q.slots[k].limit) q.slots[k].limit = limit;
+        if (provider_model_available(m, NULL)) runnable[k] = true;
+    }
+    q.max_inflight = q.n_workers;
+    for (int k = 0; k < q.n_slots; k++)
+        if (runnable[k] && q.n_workers > 0) q.max_inflight += q.slots[k].limit;
 }
 
 /* ---- the API ---- */
@@ -728,7 +937,7 @@ int queue_start(store_t *s)
     q.inflight = q.done_head = q.done_tail = NULL;
     q.n_inflight = q.n_busy = 0;
     q.n_workers = cfg.workers > 0 ? cfg.workers : 0; /* 0: sweeps only (API-only serve) */
-    q.max_inflight = q.n_workers;
+    build_slots();
     q.workers = xcalloc((size_t)q.n_workers, sizeof *q.workers);
     atomic_store(&st.claimed, 0);
     atomic_store(&st.completed, 0);

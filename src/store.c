@@ -305,3 +305,110 @@ int store_events_last_id(store_t *s, int64_t *id)
 {
     return s->ops->events_last_id(s, id);
 }
+
+/* ---- outbound webhooks ---- */
+
+void store_webhook_clear(store_webhook *w)
+{
+    if (!w) return;
+    free(w->url);
+    free(w->events);
+    free(w->description);
+    free(w->secret);
+    w->url = w->events = w->description = w->secret = NULL;
+}
+
+void store_webhooks_free(store_webhook *w, size_t n)
+{
+    if (!w) return;
+    for (size_t i = 0; i < n; i++)
+        store_webhook_clear(&w[i]);
+    free(w);
+}
+
+void store_webhook_events_free(store_webhook_event *e, size_t n)
+{
+    if (!e) return;
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].events);
+        free(e[i].ev.data);
+        free(e[i].prev_data);
+    }
+    free(e);
+}
+
+void store_deliveries_free(store_delivery *d, size_t n)
+{
+    if (!d) return;
+    for (size_t i = 0; i < n; i++) {
+        free(d[i].payload);
+        free(d[i].url);
+        free(d[i].secret);
+    }
+    free(d);
+}
+
+int store_webhook_create(store_t *s, const store_webhook *w)
+{
+    return s->ops->webhook_create(s, w);
+}
+
+int store_webhook_list(store_t *s, const char *user_id, store_webhook **out, size_t *n)
+{
+    return s->ops->webhook_list(s, user_id, out, n);
+}
+
+int store_webhook_get(store_t *s, const char *webhook_id, store_webhook *out)
+{
+    return s->ops->webhook_get(s, webhook_id, out);
+}
+
+int store_webhook_delete(store_t *s, const char *user_id, const char *webhook_id)
+{
+    return s->ops->webhook_delete(s, user_id, webhook_id);
+}
+
+int store_webhook_pending(store_t *s, int limit, store_webhook_event **out, size_t *n)
+{
+    return s->ops->webhook_pending(s, limit, out, n);
+}
+
+int store_webhook_advance(store_t *s, const char *webhook_id, int64_t cursor,
+                          const store_delivery_new *d, size_t n, int64_t now)
+{
+    return s->ops->webhook_advance(s, webhook_id, cursor, d, n, now);
+}
+
+int store_delivery_claim(store_t *s, const char *lease, int64_t now, int64_t lease_ms, int limit,
+                         store_delivery **out, size_t *n)
+{
+    return s->ops->delivery_claim(s, lease, now, lease_ms, limit, out, n);
+}
+
+int store_delivery_record(store_t *s, const char *delivery_id, const char *lease,
+                          const store_attempt *a)
+{
+    return s->ops->delivery_record(s, delivery_id, lease, a);
+}
+
+int store_delivery_list(store_t *s, const char *webhook_id, const char *cursor, int limit,
+                        store_delivery **out, size_t *n, char **next_cursor)
+{
+    return s->ops->delivery_list(s, webhook_id, cursor, limit, out, n, next_cursor);
+}
+
+int store_delivery_redeliver(store_t *s, const char *webhook_id, const char *delivery_id,
+                             int64_t now, store_delivery *out)
+{
+    return s->ops->delivery_redeliver(s, webhook_id, delivery_id, now, out);
+}
+
+int store_delivery_next_due(store_t *s, int64_t *at)
+{
+    return s->ops->delivery_next_due(s, at);
+}
+
+int store_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted)
+{
+    return s->ops->events_prune(s, before, limit, deleted);
+}

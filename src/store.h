@@ -311,4 +311,133 @@ int store_events_latest(store_t *s, const char *generation_id, store_event *out)
 /* The newest event id overall (0 when none). */
 int store_events_last_id(store_t *s, int64_t *id);
 
+/* ---- outbound webhooks (SPEC §8) ----
+ * The store keeps endpoints, each with a cursor into events (the newest
+ * event id it has processed), and deliveries with the exact body to send.
+ * Which events become deliveries, the body, the retry schedule and the
+ * signature are webhook.c's; the store only makes each step atomic. */
+
+typedef struct store_webhook {
+    char id[ID_LEN];
+    char user_id[ID_LEN];
+    char *url;         /* owned */
+    char *events;      /* owned: the subscribed types, comma-separated */
+    char *description; /* owned; "" when none */
+    char *secret;      /* owned; set only by store_webhook_pending (for signing) */
+    int64_t created_at;
+} store_webhook;
+
+/* Frees the strings of n records, then the array (NULL is fine). */
+void store_webhooks_free(store_webhook *w, size_t n);
+/* Inserts *w (id, user_id, url, events, description, secret, created_at)
+ * with its cursor at the user's newest event: it receives only events
+ * committed after it. STORE_ENOTFOUND when the user does not exist. */
+int store_webhook_create(store_t *s, const store_webhook *w);
+/* The user's webhooks, newest first, without secrets. *out new array
+ * (store_webhooks_free). */
+int store_webhook_list(store_t *s, const char *user_id, store_webhook **out, size_t *n);
+/* One webhook of any user (the caller checks user_id), without its
+ * secret; free its strings with store_webhook_clear. STORE_ENOTFOUND. */
+int store_webhook_get(store_t *s, const char *webhook_id, store_webhook *out);
+/* Frees the strings of one record filled by store_webhook_get. */
+void store_webhook_clear(store_webhook *w);
+/* Deletes one of the user's webhooks and its deliveries. STORE_ENOTFOUND
+ * when absent or not theirs. */
+int store_webhook_delete(store_t *s, const char *user_id, const char *webhook_id);
+
+/* An event a webhook has not processed yet. */
+typedef struct store_webhook_event {
+    char webhook_id[ID_LEN];
+    char *events;       /* owned: the webhook's subscribed types */
+    store_event ev;     /* the event (ev.data owned) */
+    int64_t created_at; /* the event's time */
+    char *prev_data;    /* owned: data of the same generation's previous
+                         * event, NULL when none (or for balance events) */
+} store_webhook_event;
+
+void store_webhook_events_free(store_webhook_event *e, size_t n);
+/* Events past each webhook's cursor, of that webhook's user, in event id
+ * order, at most limit (webhook, event) pairs. For every webhook the pairs
+ * returned are a prefix of what it has still to process: ids of one user
+ * are handed out in commit order (store_events_after), so moving its cursor
+ * to the last id returned for it never skips an event, on either backend.
+ * *out new array (store_webhook_events_free). */
+int store_webhook_pending(store_t *s, int limit, store_webhook_event **out, size_t *n);
+
+/* A delivery to create. */
+typedef struct store_delivery_new {
+    const char *id; /* msg_... */
+    int64_t event_id;
+    const char *type;    /* e.g. "generation.completed" */
+    const char *payload; /* the exact body to send */
+} store_delivery_new;
+
+/* One transaction: inserts the webhook's deliveries, pending and due at
+ * now (a (webhook, event) pair that exists already is skipped), and moves
+ * its cursor to cursor (never backwards). STORE_ENOTFOUND when the webhook
+ * is gone (nothing written). */
+int store_webhook_advance(store_t *s, const char *webhook_id, int64_t cursor,
+                          const store_delivery_new *d, size_t n, int64_t now);
+
+typedef struct store_delivery {
+    char id[ID_LEN]; /* msg_... (the webhook-id header) */
+    char webhook_id[ID_LEN];
+    int64_t event_id;
+    char type[40];
+    char status[12];         /* pending | succeeded | failed */
+    int attempts;            /* all attempts made */
+    int tries;               /* attempts since created or last redelivered */
+    int last_status_code;    /* 0 when none (or no HTTP answer) */
+    int64_t next_attempt_at; /* 0 when none (succeeded, failed) */
+    int64_t created_at;
+    int64_t updated_at;
+    /* Set by store_delivery_claim only (owned; NULL otherwise): */
+    char *payload;
+    char *url;
+    char *secret;
+} store_delivery;
+
+void store_deliveries_free(store_delivery *d, size_t n);
+/* Claims up to limit pending deliveries due at now (next_attempt_at <=
+ * now) that nobody holds (no lease, or one that ran out), oldest due
+ * first, leasing them to `lease` until now + lease_ms. On PostgreSQL rows
+ * locked by another claimer are skipped (FOR UPDATE SKIP LOCKED), so two
+ * processes never claim one attempt. *out new array with payload, url and
+ * secret (store_deliveries_free). */
+int store_delivery_claim(store_t *s, const char *lease, int64_t now, int64_t lease_ms, int limit,
+                         store_delivery **out, size_t *n);
+
+/* The outcome of one attempt, decided by the caller. */
+typedef struct store_attempt {
+    const char *status;      /* pending (retry at next_attempt_at) | succeeded | failed */
+    int status_code;         /* HTTP status, 0 when none */
+    int64_t next_attempt_at; /* for pending */
+    int64_t now;
+} store_attempt;
+
+/* Records an attempt of a delivery still leased to `lease`: attempts and
+ * tries + 1, the outcome, lease cleared. STORE_ECONFLICT when the lease
+ * was lost (a redeliver, or it ran out and another claimed it);
+ * STORE_ENOTFOUND when the delivery is gone. */
+int store_delivery_record(store_t *s, const char *delivery_id, const char *lease,
+                          const store_attempt *a);
+/* A webhook's deliveries newest first (cursor: NULL or a previous
+ * *next_cursor, a delivery id). Without payload/url/secret. */
+int store_delivery_list(store_t *s, const char *webhook_id, const char *cursor, int limit,
+                        store_delivery **out, size_t *n, char **next_cursor);
+/* Makes a delivery of that webhook pending and due now, tries 0, lease
+ * cleared; same id and payload. *out (may be NULL) gets it afterwards.
+ * STORE_ENOTFOUND. */
+int store_delivery_redeliver(store_t *s, const char *webhook_id, const char *delivery_id,
+                             int64_t now, store_delivery *out);
+/* The earliest time a pending delivery becomes claimable (its
+ * next_attempt_at, or its lease's end when leased), 0 when none. */
+int store_delivery_next_due(store_t *s, int64_t *at);
+
+/* Events retention: deletes up to limit events created before `before`
+ * that every webhook of their user has processed, keeping each
+ * generation's newest event (its current record, for streams). *deleted
+ * gets the count. */
+int store_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
+
 #endif

@@ -73,6 +73,24 @@ typedef struct store_ops {
                         int64_t after_id, int limit, store_event **out, size_t *n);
     int (*events_latest)(store_t *s, const char *generation_id, store_event *out);
     int (*events_last_id)(store_t *s, int64_t *id);
+
+    int (*webhook_create)(store_t *s, const store_webhook *w);
+    int (*webhook_list)(store_t *s, const char *user_id, store_webhook **out, size_t *n);
+    int (*webhook_get)(store_t *s, const char *webhook_id, store_webhook *out);
+    int (*webhook_delete)(store_t *s, const char *user_id, const char *webhook_id);
+    int (*webhook_pending)(store_t *s, int limit, store_webhook_event **out, size_t *n);
+    int (*webhook_advance)(store_t *s, const char *webhook_id, int64_t cursor,
+                           const store_delivery_new *d, size_t n, int64_t now);
+    int (*delivery_claim)(store_t *s, const char *lease, int64_t now, int64_t lease_ms, int limit,
+                          store_delivery **out, size_t *n);
+    int (*delivery_record)(store_t *s, const char *delivery_id, const char *lease,
+                           const store_attempt *a);
+    int (*delivery_list)(store_t *s, const char *webhook_id, const char *cursor, int limit,
+                         store_delivery **out, size_t *n, char **next_cursor);
+    int (*delivery_redeliver)(store_t *s, const char *webhook_id, const char *delivery_id,
+                              int64_t now, store_delivery *out);
+    int (*delivery_next_due)(store_t *s, int64_t *at);
+    int (*events_prune)(store_t *s, int64_t before, int limit, int64_t *deleted);
 } store_ops;
 
 /* The shared head of every backend's state. */

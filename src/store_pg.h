@@ -5,6 +5,7 @@
  *   store_pg_listen.c the LISTEN thread
  *   store_pg_user.c   users, API keys, sessions, the ledger
  *   store_pg_gen.c    generations: API side, worker side, sweep queries
+ *   store_pg_webhook.c outbound webhooks, deliveries, events retention
  * Nothing outside these files includes it (and the PostgreSQL unit tests,
  * for the lock constants); everyone else uses store.h.
  */
@@ -185,5 +186,24 @@ int store_pg_gen_expired_leases(store_t *s, int64_t before, int limit, store_gen
 int store_pg_gen_pending_before(store_t *s, int64_t before, int limit, store_gen_ref **out,
                                 size_t *n);
 int store_pg_gen_next_retry_at(store_t *s, int64_t *at);
+
+/* store_pg_webhook.c */
+int store_pg_webhook_create(store_t *s, const store_webhook *w);
+int store_pg_webhook_list(store_t *s, const char *user_id, store_webhook **out, size_t *n);
+int store_pg_webhook_get(store_t *s, const char *webhook_id, store_webhook *out);
+int store_pg_webhook_delete(store_t *s, const char *user_id, const char *webhook_id);
+int store_pg_webhook_pending(store_t *s, int limit, store_webhook_event **out, size_t *n);
+int store_pg_webhook_advance(store_t *s, const char *webhook_id, int64_t cursor,
+                             const store_delivery_new *d, size_t n, int64_t now);
+int store_pg_delivery_claim(store_t *s, const char *lease, int64_t now, int64_t lease_ms, int limit,
+                            store_delivery **out, size_t *n);
+int store_pg_delivery_record(store_t *s, const char *delivery_id, const char *lease,
+                             const store_attempt *a);
+int store_pg_delivery_list(store_t *s, const char *webhook_id, const char *cursor, int limit,
+                           store_delivery **out, size_t *n, char **next_cursor);
+int store_pg_delivery_redeliver(store_t *s, const char *webhook_id, const char *delivery_id,
+                                int64_t now, store_delivery *out);
+int store_pg_delivery_next_due(store_t *s, int64_t *at);
+int store_pg_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
 
 #endif

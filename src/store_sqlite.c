@@ -640,6 +640,18 @@ static const store_ops sq_ops = {
     .events_after = sq_events_after,
     .events_latest = sq_events_latest,
     .events_last_id = sq_events_last_id,
+    .webhook_create = sq_webhook_create,
+    .webhook_list = sq_webhook_list,
+    .webhook_get = sq_webhook_get,
+    .webhook_delete = sq_webhook_delete,
+    .webhook_pending = sq_webhook_pending,
+    .webhook_advance = sq_webhook_advance,
+    .delivery_claim = sq_delivery_claim,
+    .delivery_record = sq_delivery_record,
+    .delivery_list = sq_delivery_list,
+    .delivery_redeliver = sq_delivery_redeliver,
+    .delivery_next_due = sq_delivery_next_due,
+    .events_prune = sq_events_prune,
 };
 
 int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err)

@@ -4,6 +4,7 @@
  *                        statement helpers, events
  *   store_sqlite_user.c  users, API keys, sessions, the ledger
  *   store_sqlite_gen.c   generations: API side, worker side, sweep
+ *   store_sqlite_webhook.c  outbound webhooks, deliveries, events retention
  * Nothing outside these files includes it; everyone else uses store.h.
  */
 #ifndef SS_STORE_SQLITE_H
@@ -57,6 +58,24 @@ int sq_gen_expired_leases(store_t *s, int64_t before, int limit, store_gen_ref *
 int sq_gen_pending_before(store_t *s, int64_t before, int limit, store_gen_ref **out, size_t *n);
 int sq_gen_next_retry_at(store_t *s, int64_t *at);
 int sq_purge(store_t *s, int64_t idem_before, int64_t sessions_before);
+/* store_sqlite_webhook.c */
+int sq_webhook_create(store_t *s, const store_webhook *w);
+int sq_webhook_list(store_t *s, const char *user_id, store_webhook **out, size_t *n);
+int sq_webhook_get(store_t *s, const char *webhook_id, store_webhook *out);
+int sq_webhook_delete(store_t *s, const char *user_id, const char *webhook_id);
+int sq_webhook_pending(store_t *s, int limit, store_webhook_event **out, size_t *n);
+int sq_webhook_advance(store_t *s, const char *webhook_id, int64_t cursor,
+                       const store_delivery_new *d, size_t n, int64_t now);
+int sq_delivery_claim(store_t *s, const char *lease, int64_t now, int64_t lease_ms, int limit,
+                      store_delivery **out, size_t *n);
+int sq_delivery_record(store_t *s, const char *delivery_id, const char *lease,
+                       const store_attempt *a);
+int sq_delivery_list(store_t *s, const char *webhook_id, const char *cursor, int limit,
+                     store_delivery **out, size_t *n, char **next_cursor);
+int sq_delivery_redeliver(store_t *s, const char *webhook_id, const char *delivery_id, int64_t now,
+                          store_delivery *out);
+int sq_delivery_next_due(store_t *s, int64_t *at);
+int sq_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
 
 /* One pooled connection with its prepared-statement cache. */
 typedef struct sq_conn sq_conn;

@@ -1145,6 +1145,309 @@ Test(store, two_hundred_concurrent_creates, .timeout = 120)
 
 /* ---- open and migrations (the SQLite file) ---- */
 
+/* ---- outbound webhooks ---- */
+
+static void make_webhook(const char *user_id, const char *events, char id[ID_LEN])
+{
+    static int64_t seq; /* distinct id times: lists sort by id */
+    store_webhook w = {0};
+    ids_new_at("whk", T0 + ++seq, w.id);
+    snprintf(w.user_id, sizeof w.user_id, "%s", user_id);
+    w.url = "https://hooks.example.com/in";
+    w.events = (char *)events;
+    w.description = "test hook";
+    w.secret = "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0";
+    w.created_at = T0;
+    cr_assert_eq(store_webhook_create(st, &w), STORE_OK);
+    memcpy(id, w.id, ID_LEN);
+}
+
+/* Turns every pending (webhook, event) pair into a delivery, as the
+ * dispatcher does; returns how many pairs there were. */
+static size_t drain_pending(int64_t now)
+{
+    store_webhook_event *ev;
+    size_t n;
+    cr_assert_eq(store_webhook_pending(st, 100, &ev, &n), STORE_OK);
+    for (size_t i = 0; i < n; i++) {
+        char id[ID_LEN];
+        ids_new("msg", id);
+        store_delivery_new d = {id, ev[i].ev.id, "generation.processing", ev[i].ev.data};
+        cr_assert_eq(store_webhook_advance(st, ev[i].webhook_id, ev[i].ev.id, &d, 1, now),
+                     STORE_OK);
+    }
+    store_webhook_events_free(ev, n);
+    return n;
+}
+
+Test(store, webhook_create_list_get_delete)
+{
+    char uid[ID_LEN], other[ID_LEN], w1[ID_LEN], w2[ID_LEN];
+    make_user("wh@example.com", 5, uid);
+    make_user("wh2@example.com", 0, other);
+    make_webhook(uid, "generation.completed", w1);
+    make_webhook(uid, "balance.changed,generation.failed", w2);
+    store_webhook *list;
+    size_t n;
+    cr_assert_eq(store_webhook_list(st, uid, &list, &n), STORE_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(list[0].id, w2, "newest first");
+    cr_assert_str_eq(list[0].events, "balance.changed,generation.failed");
+    cr_assert_str_eq(list[0].url, "https://hooks.example.com/in");
+    cr_assert_str_eq(list[0].description, "test hook");
+    cr_assert_null(list[0].secret, "lists never carry the secret");
+    store_webhooks_free(list, n);
+    cr_assert_eq(store_webhook_list(st, other, &list, &n), STORE_OK);
+    cr_assert_eq(n, 0);
+    store_webhooks_free(list, n);
+
+    store_webhook w;
+    cr_assert_eq(store_webhook_get(st, w1, &w), STORE_OK);
+    cr_assert_str_eq(w.user_id, uid);
+    cr_assert_null(w.secret);
+    store_webhook_clear(&w);
+    cr_assert_eq(store_webhook_get(st, "whk_nope", &w), STORE_ENOTFOUND);
+    cr_assert_eq(store_webhook_delete(st, other, w1), STORE_ENOTFOUND, "not theirs");
+    cr_assert_eq(store_webhook_delete(st, uid, w1), STORE_OK);
+    cr_assert_eq(store_webhook_delete(st, uid, w1), STORE_ENOTFOUND);
+    cr_assert_eq(store_webhook_get(st, w1, &w), STORE_ENOTFOUND);
+
+    store_webhook bad = {.url = "https://x", .events = "balance.changed", .secret = "whsec_x"};
+    ids_new("whk", bad.id);
+    snprintf(bad.user_id, sizeof bad.user_id, "usr_nobody");
+    cr_assert_eq(store_webhook_create(st, &bad), STORE_ENOTFOUND);
+}
+
+Test(store, webhook_cursor_deliveries_claim_and_record)
+{
+    char uid[ID_LEN], gid[ID_LEN], wid[ID_LEN];
+    make_user("whd@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0, false, NULL), STORE_OK);
+    make_webhook(uid, "generation.processing", wid);
+    store_webhook_event *ev;
+    size_t n;
+    cr_assert_eq(store_webhook_pending(st, 100, &ev, &n), STORE_OK);
+    cr_assert_eq(n, 0, "a new webhook starts after the events already committed");
+    store_webhook_events_free(ev, n);
+
+    cr_assert_eq(create_gen(uid, 3, PRIORITY_NORMAL, T0 + 1, false, gid), STORE_OK);
+    cr_assert_eq(store_gen_start(st, gid, T0 + 2), STORE_OK);
+    cr_assert_eq(store_webhook_pending(st, 100, &ev, &n), STORE_OK);
+    cr_assert_eq(n, 3); /* create: generation + balance; start: generation */
+    cr_assert_str_eq(ev[0].webhook_id, wid);
+    cr_assert_str_eq(ev[0].ev.type, "generation");
+    cr_assert_str_eq(ev[0].ev.generation_id, gid);
+    cr_assert_null(ev[0].prev_data, "the generation's first event has no previous one");
+    cr_assert_str_eq(ev[0].events, "generation.processing");
+    cr_assert_str_eq(ev[1].ev.type, "balance");
+    cr_assert_null(ev[1].prev_data);
+    cr_assert_not_null(strstr(ev[2].ev.data, "\"processing\""));
+    cr_assert_not_null(strstr(ev[2].prev_data, "\"pending\""), "the previous record");
+    cr_assert_eq(ev[2].created_at, T0 + 2);
+    int64_t start_event = ev[2].ev.id;
+    store_webhook_events_free(ev, n);
+
+    /* Only the start becomes a delivery; the cursor passes all three. */
+    char mid[ID_LEN];
+    ids_new("msg", mid);
+    store_delivery_new d = {mid, start_event, "generation.processing", "{\"type\":\"x\"}"};
+    cr_assert_eq(store_webhook_advance(st, wid, start_event, &d, 1, T0 + 10), STORE_OK);
+    cr_assert_eq(store_webhook_advance(st, wid, start_event - 1, &d, 1, T0 + 11), STORE_OK,
+                 "a repeat (another dispatcher) is harmless");
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM webhook_deliveries"), 1, "UNIQUE(webhook, event)");
+    cr_assert_eq(store_webhook_pending(st, 100, &ev, &n), STORE_OK);
+    cr_assert_eq(n, 0, "the cursor never moves back");
+    store_webhook_events_free(ev, n);
+    cr_assert_eq(store_webhook_advance(st, "whk_gone", 1, NULL, 0, T0), STORE_ENOTFOUND);
+
+    int64_t due = -1;
+    cr_assert_eq(store_delivery_next_due(st, &due), STORE_OK);
+    cr_assert_eq(due, T0 + 10);
+    store_delivery *got;
+    cr_assert_eq(store_delivery_claim(st, "lease-a", T0 + 9, 20000, 10, &got, &n), STORE_OK);
+    cr_assert_eq(n, 0, "not due yet");
+    store_deliveries_free(got, n);
+    cr_assert_eq(store_delivery_claim(st, "lease-a", T0 + 10, 20000, 10, &got, &n), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(got[0].id, mid);
+    cr_assert_str_eq(got[0].webhook_id, wid);
+    cr_assert_str_eq(got[0].payload, "{\"type\":\"x\"}");
+    cr_assert_str_eq(got[0].url, "https://hooks.example.com/in");
+    cr_assert_str_eq(got[0].secret, "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0");
+    cr_assert_eq(got[0].attempts, 0);
+    store_deliveries_free(got, n);
+    cr_assert_eq(store_delivery_claim(st, "lease-b", T0 + 11, 20000, 10, &got, &n), STORE_OK);
+    cr_assert_eq(n, 0, "leased to a");
+    store_deliveries_free(got, n);
+    cr_assert_eq(store_delivery_next_due(st, &due), STORE_OK);
+    cr_assert_eq(due, T0 + 10 + 20000, "a leased delivery is due when its lease ends");
+
+    store_attempt retry = {"pending", 500, T0 + 5000, T0 + 12};
+    cr_assert_eq(store_delivery_record(st, mid, "lease-b", &retry), STORE_ECONFLICT);
+    cr_assert_eq(store_delivery_record(st, "msg_nope", "lease-a", &retry), STORE_ENOTFOUND);
+    cr_assert_eq(store_delivery_record(st, mid, "lease-a", &retry), STORE_OK);
+    cr_assert_eq(store_delivery_record(st, mid, "lease-a", &retry), STORE_ECONFLICT,
+                 "the lease ends with the attempt");
+    cr_assert_eq(store_delivery_claim(st, "lease-c", T0 + 4999, 20000, 10, &got, &n), STORE_OK);
+    cr_assert_eq(n, 0);
+    store_deliveries_free(got, n);
+    /* A lease that ran out (a crashed sender) is claimable again. */
+    cr_assert_eq(store_delivery_claim(st, "lease-c", T0 + 5000, 100, 10, &got, &n), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(got[0].attempts, 1);
+    cr_assert_eq(got[0].tries, 1);
+    cr_assert_eq(got[0].last_status_code, 500);
+    store_deliveries_free(got, n);
+    cr_assert_eq(store_delivery_claim(st, "lease-d", T0 + 5100, 20000, 10, &got, &n), STORE_OK);
+    cr_assert_eq(n, 1);
+    store_deliveries_free(got, n);
+    store_attempt ok = {"succeeded", 204, 0, T0 + 5200};
+    cr_assert_eq(store_delivery_record(st, mid, "lease-c", &ok), STORE_ECONFLICT, "lease lost");
+    cr_assert_eq(store_delivery_record(st, mid, "lease-d", &ok), STORE_OK);
+    cr_assert_eq(store_delivery_next_due(st, &due), STORE_OK);
+    cr_assert_eq(due, 0, "nothing pending");
+
+    store_delivery *list;
+    char *next = NULL;
+    cr_assert_eq(store_delivery_list(st, wid, NULL, 20, &list, &n, &next), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_null(next);
+    cr_assert_str_eq(list[0].status, "succeeded");
+    cr_assert_eq(list[0].attempts, 2);
+    cr_assert_eq(list[0].last_status_code, 204);
+    cr_assert_eq(list[0].next_attempt_at, 0);
+    cr_assert_str_eq(list[0].type, "generation.processing");
+    cr_assert_null(list[0].payload);
+    store_deliveries_free(list, n);
+
+    store_delivery again;
+    cr_assert_eq(store_delivery_redeliver(st, "whk_other", mid, T0 + 6000, &again),
+                 STORE_ENOTFOUND);
+    cr_assert_eq(store_delivery_redeliver(st, wid, mid, T0 + 6000, &again), STORE_OK);
+    cr_assert_str_eq(again.status, "pending");
+    cr_assert_eq(again.tries, 0);
+    cr_assert_eq(again.attempts, 2);
+    cr_assert_eq(again.next_attempt_at, T0 + 6000);
+    cr_assert_eq(store_delivery_claim(st, "lease-e", T0 + 6000, 20000, 10, &got, &n), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(got[0].id, mid, "same id");
+    cr_assert_str_eq(got[0].payload, "{\"type\":\"x\"}", "same body");
+    store_deliveries_free(got, n);
+    store_attempt fail = {"failed", 0, 0, T0 + 6100};
+    cr_assert_eq(store_delivery_record(st, mid, "lease-e", &fail), STORE_OK);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'failed'"
+                         " AND last_status_code IS NULL AND next_attempt_at IS NULL"),
+                 1);
+
+    cr_assert_eq(store_webhook_delete(st, uid, wid), STORE_OK);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM webhook_deliveries"), 0, "deleted with it");
+}
+
+Test(store, webhook_delivery_pages)
+{
+    char uid[ID_LEN], wid[ID_LEN];
+    make_user("whp@example.com", 0, uid);
+    make_webhook(uid, "balance.changed", wid);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(store_user_credit(st, uid, 1, "grant", NULL, NULL), STORE_OK);
+    cr_assert_eq(drain_pending(T0), 5);
+    cr_assert_eq(drain_pending(T0), 0);
+    store_delivery *page;
+    size_t n;
+    char *next = NULL, *prev_last = NULL;
+    int seen = 0;
+    do {
+        char *cursor = next;
+        cr_assert_eq(store_delivery_list(st, wid, cursor, 2, &page, &n, &next), STORE_OK);
+        for (size_t i = 0; i < n; i++) {
+            if (prev_last) cr_assert_lt(strcmp(page[i].id, prev_last), 0, "newest first");
+            free(prev_last);
+            prev_last = xstrdup(page[i].id);
+            seen++;
+        }
+        store_deliveries_free(page, n);
+        free(cursor);
+    } while (next);
+    free(prev_last);
+    cr_assert_eq(seen, 5);
+    cr_assert_eq(store_delivery_list(st, "whk_none", NULL, 2, &page, &n, &next), STORE_OK);
+    cr_assert_eq(n, 0);
+    store_deliveries_free(page, n);
+}
+
+/* Two webhooks of different users: each gets only its user's events, and
+ * on PostgreSQL an event id committed after a higher one of another user
+ * is still found (per-webhook cursors over per-user commit order). */
+Test(store, webhook_cursor_per_user_out_of_order_commit)
+{
+    char a[ID_LEN], b[ID_LEN], wa[ID_LEN], wb[ID_LEN];
+    make_user("wha@example.com", 0, a);
+    make_user("whb@example.com", 0, b);
+    make_webhook(a, "balance.changed", wa);
+    make_webhook(b, "balance.changed", wb);
+    PGconn *held = NULL;
+    if (on_pg) {
+        /* A's transaction takes an event id and stays open... */
+        held = pg_raw();
+        pg_raw_exec(held, "BEGIN");
+        char sql[256];
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO events (user_id, type, data, created_at)"
+                 " VALUES ('%s', 'balance', '{\"tokenBalance\":0}', 1)",
+                 a);
+        pg_raw_exec(held, sql);
+    }
+    /* ...while B commits a higher one, which the dispatcher processes. */
+    cr_assert_eq(store_user_credit(st, b, 1, "grant", NULL, NULL), STORE_OK);
+    store_webhook_event *ev;
+    size_t n;
+    cr_assert_eq(store_webhook_pending(st, 100, &ev, &n), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(ev[0].webhook_id, wb);
+    store_webhook_events_free(ev, n);
+    cr_assert_eq(drain_pending(T0), 1);
+    if (held) {
+        pg_raw_exec(held, "COMMIT");
+        PQfinish(held);
+    } else {
+        cr_assert_eq(store_user_credit(st, a, 1, "grant", NULL, NULL), STORE_OK);
+    }
+    cr_assert_eq(store_webhook_pending(st, 100, &ev, &n), STORE_OK);
+    cr_assert_eq(n, 1, "the lower id committed later is not skipped");
+    cr_assert_str_eq(ev[0].webhook_id, wa);
+    store_webhook_events_free(ev, n);
+    cr_assert_eq(drain_pending(T0), 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM webhook_deliveries"), 2);
+}
+
+Test(store, events_prune_keeps_unprocessed_and_latest)
+{
+    char uid[ID_LEN], other[ID_LEN], gid[ID_LEN], wid[ID_LEN];
+    make_user("prune@example.com", 10, uid);
+    make_user("prune2@example.com", 10, other);
+    make_webhook(uid, "balance.changed", wid);
+    cr_assert_eq(create_gen(other, 1, PRIORITY_NORMAL, T0, false, gid), STORE_OK);
+    cr_assert_eq(store_gen_start(st, gid, T0 + 1), STORE_OK);
+    cr_assert_eq(store_user_credit(st, uid, 1, "grant", NULL, NULL), STORE_OK);
+    int64_t total = sql_int("SELECT COUNT(*) FROM events");
+    /* other: grant, create (gen + balance), start; uid: grant (before the
+     * webhook), credit (after: not processed yet). */
+    cr_assert_eq(total, 6);
+    int64_t deleted = -1;
+    cr_assert_eq(store_events_prune(st, T0 - 1, 100, &deleted), STORE_OK);
+    cr_assert_eq(deleted, 0, "nothing is old enough");
+    cr_assert_eq(store_events_prune(st, INT64_MAX, 100, &deleted), STORE_OK);
+    /* kept: the generation's newest event, and uid's unprocessed credit */
+    cr_assert_eq(deleted, 4);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM events"), 2);
+    store_event latest;
+    cr_assert_eq(store_events_latest(st, gid, &latest), STORE_OK);
+    free(latest.data);
+    cr_assert_eq(drain_pending(T0), 1);
+    cr_assert_eq(store_events_prune(st, INT64_MAX, 100, &deleted), STORE_OK);
+    cr_assert_eq(deleted, 1, "processed now");
+}
+
 #define SQLITE_ONLY()                                                                              \
     do {                                                                                           \
         if (on_pg) cr_skip_test("about the SQLite file; test_store_pg.c covers PostgreSQL");       \
@@ -1163,8 +1466,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 3);
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 3);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 4); /* the newest migration */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 4);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -1200,6 +1503,7 @@ Test(store, migrates_from_previous_version)
     cr_assert_eq(sqlite3_exec(db,
                               "DROP INDEX token_transactions_kind;"
                               " ALTER TABLE generations DROP COLUMN error_code;"
+                              " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
                               " DELETE FROM schema_migrations WHERE version > 1;"
                               " PRAGMA user_version = 1;",
                               NULL, NULL, NULL),
@@ -1208,7 +1512,7 @@ Test(store, migrates_from_previous_version)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 3);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 4); /* the newest migration */
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
@@ -1227,6 +1531,7 @@ Test(store, migrates_error_code_from_version_2)
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(db,
                               "ALTER TABLE generations DROP COLUMN error_code;"
+                              " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
                               " DELETE FROM schema_migrations WHERE version > 2;"
                               " PRAGMA user_version = 2;",
                               NULL, NULL, NULL),
@@ -1235,7 +1540,7 @@ Test(store, migrates_error_code_from_version_2)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 3);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 4);
     gen_record g = get_gen(gid);
     cr_assert_str_eq(g.error_code, "");
     gen_record_free(&g);

@@ -2,7 +2,8 @@
  * test_store_pg — what only the PostgreSQL store has: many connections
  * racing one Idempotency-Key, migrations run by processes that start
  * together, a newer schema refused, an unreachable server, and connections
- * killed while idle or mid-transaction. The store's behaviour on both
+ * killed while idle or mid-transaction, webhook deliveries claimed by many
+ * stores at once (FOR UPDATE SKIP LOCKED). The store's behaviour on both
  * backends is test_store.c (run on PostgreSQL with
  * STYLESTUDIO_TEST_STORE=postgres); event ordering across transactions is
  * test_store_pg_order.c. Needs STYLESTUDIO_TEST_PG_URL (skips without it).
@@ -125,7 +126,7 @@ Test(store_pg, migrations_concurrent_idempotent_and_newer_refused)
         cr_assert_eq(pthread_create(&th[i], NULL, open_close, NULL), 0);
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
-    cr_assert_eq(pg_sql_int("SELECT COUNT(*) FROM schema_migrations"), 2);
+    cr_assert_eq(pg_sql_int("SELECT COUNT(*) FROM schema_migrations"), 3);
     st = pg_store_open(2);
     cr_assert_eq(store_migrate(st), STORE_OK);
 
@@ -230,4 +231,65 @@ Test(store_pg, killed_connections_reconnect_and_roll_back)
     cr_assert_eq(bal, 7);
     store_close(s);
     check_ledger();
+}
+
+/* ---- webhook deliveries: claims by many processes ---- */
+
+#define DELIVERIES 60
+#define CLAIMERS 6
+
+static char claimed[DELIVERIES * 2][ID_LEN];
+static _Atomic int nclaimed;
+
+static void *claimer_main(void *arg)
+{
+    store_t *s = arg; /* its own store: its own connections, as another process */
+    for (;;) {
+        char lease[ID_LEN];
+        ids_new("lse", lease);
+        store_delivery *d = NULL;
+        size_t n = 0;
+        cr_assert_eq(store_delivery_claim(s, lease, T0 + 100, LEASE, 4, &d, &n), STORE_OK);
+        for (size_t i = 0; i < n; i++) {
+            int k = atomic_fetch_add(&nclaimed, 1);
+            if (k < DELIVERIES * 2) memcpy(claimed[k], d[i].id, ID_LEN);
+        }
+        store_deliveries_free(d, n);
+        if (n == 0) return NULL;
+    }
+}
+
+Test(store_pg, concurrent_delivery_claims_never_claim_one_twice)
+{
+    PG_REQUIRE();
+    char uid[ID_LEN];
+    pg_make_user(st, "claims@example.com", 0, uid);
+    store_webhook w = {.url = "https://hooks.example.com/in",
+                       .events = "balance.changed",
+                       .secret = "whsec_c2VjcmV0",
+                       .created_at = T0};
+    ids_new("whk", w.id);
+    snprintf(w.user_id, sizeof w.user_id, "%s", uid);
+    cr_assert_eq(store_webhook_create(st, &w), STORE_OK);
+    store_delivery_new d[DELIVERIES];
+    char ids[DELIVERIES][ID_LEN];
+    for (int i = 0; i < DELIVERIES; i++) {
+        ids_new("msg", ids[i]);
+        d[i] = (store_delivery_new){ids[i], i + 1, "balance.changed", "{}"};
+    }
+    cr_assert_eq(store_webhook_advance(st, w.id, DELIVERIES, d, DELIVERIES, T0), STORE_OK);
+    store_t *s[CLAIMERS];
+    pthread_t th[CLAIMERS];
+    for (int i = 0; i < CLAIMERS; i++)
+        s[i] = pg_store_open(2);
+    for (int i = 0; i < CLAIMERS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, claimer_main, s[i]), 0);
+    for (int i = 0; i < CLAIMERS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < CLAIMERS; i++)
+        store_close(s[i]);
+    cr_assert_eq(atomic_load(&nclaimed), DELIVERIES, "each delivery claimed exactly once");
+    for (int i = 0; i < DELIVERIES; i++)
+        for (int j = i + 1; j < DELIVERIES; j++)
+            cr_assert_str_neq(claimed[i], claimed[j]);
 }
