@@ -2,28 +2,23 @@
 // API's field errors next to their fields, the list, a delivery that failed
 // (type, status, attempts, last status code, next attempt, created) and
 // Redeliver, delete with a confirm; and the page on a phone.
-// With a server that has the webhooks routes, everything is real: a receiver
-// in this process answers 500 to the first delivery and 200 once told to, and
-// a real generation makes the event. A server without them yet gets the SPEC §8
-// routes from stubs.mjs (in memory, same shapes and validation) while the rest
-// of the page still talks to the real binary.
+// All real: a receiver in this process answers 500 until told otherwise and
+// checks each delivery's Standard Webhooks signature against the secret the
+// page showed; a real generation makes the event.
 // Run: node --test tests/browser/webhooks.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { startServer, launchBrowser, openPage, shot, reportShots, fixture, DESKTOP, PHONE } from './harness.mjs';
-import { stubWebhooks } from './stubs.mjs';
+import { verifySignature } from '../integration/fakes/webhook_receiver.mjs';
 
 let server;
 let browser;
 let receiver; // {url, hits, status, close}
-let realRoutes = false;
 
 before(async () => {
   server = await startServer({ signupTokens: 20 });
   browser = await launchBrowser();
-  const probe = await fetch(`${server.url}/api/webhooks`);
-  realRoutes = probe.status !== 404; // 401 when the route exists (no credentials)
   receiver = await startReceiver();
 });
 
@@ -64,25 +59,22 @@ async function signUp(page, who) {
   await page.getByRole('heading', { name: 'Studio', level: 1 }).waitFor();
 }
 
-/** A page on the account's webhooks, with the stub when the server lacks the routes. */
-async function accountPage(t, viewport, name) {
+/** A new account's page, on Account → Webhooks. */
+async function accountPage(viewport, name) {
   const x = await openPage(browser, viewport, name);
-  const stub = realRoutes ? null : await stubWebhooks(x.page);
-  if (!realRoutes) t.diagnostic('this server has no /api/webhooks yet: the SPEC §8 routes come from stubs.mjs');
   await signUp(x.page, name);
   if (viewport === DESKTOP) await x.page.getByRole('link', { name: 'Account' }).first().click();
   else await x.page.goto(`${server.url}/#/account`);
   await x.page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
   await x.page.getByRole('heading', { name: 'Webhooks', exact: true }).waitFor();
   await x.page.locator('.wh-list .skel').first().waitFor({ state: 'detached' });
-  return { ...x, stub };
+  return x;
 }
 
 const isPost = (p) => (r) => r.method() === 'POST' && new URL(r.url()).pathname === p;
 
-/** Make one delivery happen: a real generation (real routes) or the stub's record. */
+/** Make one delivery happen and be refused by the receiver; returns the delivery. */
 async function oneFailedDelivery(x, webhookId) {
-  if (x.stub) return x.stub.deliver(webhookId, 'generation.completed');
   // A generation that completes → generation.completed → our receiver answers 500.
   const { page } = x;
   await page.goto(`${server.url}/#/studio`);
@@ -102,8 +94,8 @@ async function oneFailedDelivery(x, webhookId) {
   return d;
 }
 
-test('add a webhook: field errors, the secret once, the list, a failed delivery, Redeliver, delete', async (t) => {
-  const x = await accountPage(t, DESKTOP, 'hooks');
+test('add a webhook: field errors, the secret once, the list, a failed delivery, Redeliver, delete', async () => {
+  const x = await accountPage(DESKTOP, 'hooks');
   const { page } = x;
   try {
     await page.getByText('No webhooks yet').waitFor();
@@ -177,7 +169,10 @@ test('add a webhook: field errors, the secret once, the list, a failed delivery,
 
     // A delivery the receiver refused.
     const d = await oneFailedDelivery(x, webhookId);
-    if (!x.stub) assert.ok(receiver.hits.length >= 1 && receiver.hits[0].headers['webhook-id'] === d.id, 'delivered to the receiver, webhook-id = delivery id');
+    const first = receiver.hits.find((h) => h.headers['webhook-id'] === d.id);
+    assert.ok(first, 'delivered to the receiver, webhook-id = delivery id');
+    assert.ok(verifySignature(secret, first.headers, first.body), 'signed with the secret the page showed');
+    assert.equal(JSON.parse(first.body).type, 'generation.completed');
     const it2 = page.locator(`.wh-item[data-webhook-id="${webhookId}"]`);
     await it2.getByRole('button', { name: 'Deliveries' }).click();
     assert.equal(await it2.getByRole('button', { name: 'Deliveries' }).getAttribute('aria-expanded'), 'true');
@@ -200,7 +195,7 @@ test('add a webhook: field errors, the secret once, the list, a failed delivery,
     ]);
     assert.ok(rd);
     await page.locator('.toast', { hasText: 'Sending it again' }).waitFor();
-    // Refresh until it went through (real: the dispatcher sends it at once).
+    // Refresh until it went through (the dispatcher sends it at once).
     for (let i = 0; i < 50; i++) {
       const st = await it2.locator(`tr[data-delivery-id="${d.id}"] [data-delivery-status]`).getAttribute('data-delivery-status');
       if (st === 'succeeded') break;
@@ -211,7 +206,7 @@ test('add a webhook: field errors, the secret once, the list, a failed delivery,
     const done = it2.locator(`tr[data-delivery-id="${d.id}"]`);
     assert.match(await done.locator('[data-label="Status"]').textContent(), /Delivered/);
     assert.equal((await done.locator('[data-label="Last response"]').textContent()).trim(), 'HTTP 200');
-    if (!x.stub) assert.ok(receiver.hits.filter((h) => h.headers['webhook-id'] === d.id).length >= 2, 'sent again with the same webhook-id');
+    assert.ok(receiver.hits.filter((h) => h.headers['webhook-id'] === d.id).length >= 2, 'sent again with the same webhook-id');
     await shot(page, 'desktop-54-webhook-redelivered');
 
     // Delete, with a confirm: Cancel keeps it, Delete removes it.
@@ -234,8 +229,8 @@ test('add a webhook: field errors, the secret once, the list, a failed delivery,
   }
 });
 
-test('phone: the account page with a webhook and its deliveries fits the screen', async (t) => {
-  const x = await accountPage(t, PHONE, 'hooks-phone');
+test('phone: the account page with a webhook and its deliveries fits the screen', async () => {
+  const x = await accountPage(PHONE, 'hooks-phone');
   const { page } = x;
   try {
     receiver.status = 500;
