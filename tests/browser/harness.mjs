@@ -18,14 +18,15 @@ export const PHONE = { width: 390, height: 844 };
 fs.mkdirSync(RESULTS, { recursive: true });
 
 /**
- * Start the server. opts: {faults: 'delay_ms=3000', signupTokens: 4, args: []}.
+ * Start the server. opts: {faults: 'delay_ms=3000', signupTokens: 4, args: [],
+ * env: {OPENAI_API_KEY: ...}} (env is added to this process's environment).
  * Returns {url, dataDir, stop(), logs()}.
  */
 export async function startServer(opts = {}) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ss-browser-'));
   let cmd;
   let args;
-  const env = { ...process.env };
+  const env = { ...process.env, ...(opts.env || {}) };
   if (process.env.SS_DEV_MOCK === '1') {
     // Development only: the Node stand-in in mock-server.mjs (never used by CI).
     console.warn('# SS_DEV_MOCK=1 — running against the mock server, not the real binary');

@@ -4,13 +4,17 @@
 // not honour hidden and not sent; image limits enforced before submit. The
 // limits run on a second server with `--models models-limits.json`: local
 // compositor models carrying flux-kontext-pro's and idm-vton's limits, so the
-// whole flow is real (the hosted ones cannot be picked without credentials).
+// whole flow is real. A third server has provider credentials and points at
+// the fake OpenAI and Replicate of tests/integration/fakes: there the hosted
+// models are available and run from the studio, refusals included.
 // Run: node --test tests/browser/models.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { startServer, launchBrowser, openPage, shot, reportShots, fixture, DESKTOP, PHONE, REPO } from './harness.mjs';
 import { realModels } from './stubs.mjs';
+import { startFakeOpenAI } from '../integration/fakes/openai.mjs';
+import { startFakeReplicate } from '../integration/fakes/replicate.mjs';
 
 const MULT = { auto: 1, low: 1, medium: 1, high: 1.5 };
 const cost = (m, q) => (m.costByQuality && typeof m.costByQuality[q] === 'number' ? m.costByQuality[q] : Math.ceil(m.baseCost * MULT[q]));
@@ -18,18 +22,30 @@ const tokens = (n) => `${n} token${n === 1 ? '' : 's'}`;
 
 let server; // the shipped catalogue
 let limited; // --models models-limits.json
+let hosted; // credentials, providers faked
+let oa;
+let rep;
 let browser;
 
 before(async () => {
-  server = await startServer({});
-  limited = await startServer({ args: ['--models', path.join(REPO, 'tests/browser/models-limits.json')] });
+  oa = await startFakeOpenAI({ apiKey: 'sk-test-browser' });
+  rep = await startFakeReplicate({ token: 'r8_test_browser', durationMs: 300 });
+  [server, limited, hosted] = await Promise.all([
+    startServer({}),
+    startServer({ args: ['--models', path.join(REPO, 'tests/browser/models-limits.json')] }),
+    startServer({
+      signupTokens: 20,
+      env: { OPENAI_API_KEY: 'sk-test-browser', REPLICATE_API_TOKEN: rep.token, REPLICATE_WEBHOOK_SECRET: rep.webhookSecret },
+      args: ['--openai-base-url', oa.url, '--replicate-base-url', rep.url],
+    }),
+  ]);
   browser = await launchBrowser();
 });
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) await server.stop();
-  if (limited) await limited.stop();
+  await Promise.all([server, limited, hosted].filter(Boolean).map((x) => x.stop()));
+  await Promise.all([oa, rep].filter(Boolean).map((x) => x.close()));
   reportShots();
 });
 
@@ -207,3 +223,68 @@ for (const [label, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
     }
   });
 }
+
+test('with provider credentials the hosted models are available and run from the studio (fake OpenAI and Replicate)', async () => {
+  const p = await studioWith(hosted, DESKTOP, 'hosted');
+  const { page } = p;
+  const done = (st) => page.waitForFunction((want) => document.querySelector('[data-gen-panel]')?.dataset.status === want, st, { timeout: 60000 });
+  try {
+    const models = await realModels(page);
+    for (const id of ['gpt-image-1', 'flux-kontext-pro', 'idm-vton']) {
+      const m = models.find((x) => x.id === id);
+      assert.equal(m.available, true, `${id} available with credentials`);
+      const card = page.locator(`.opts-model .opt-card[data-value="${id}"]`);
+      assert.equal(await card.locator('input').isDisabled(), false, `${id}: can be picked`);
+      assert.doesNotMatch(await card.textContent(), /Unavailable/);
+      assert.equal((await card.locator('[data-model-cost]').textContent()).trim(), tokens(cost(m, 'auto')));
+    }
+    await page.setInputFiles('#file-product', fixture('product.jpg'));
+    await page.locator('#up-product .thumb.is-done').waitFor();
+
+    // gpt-image-1: 3 tokens, no adjustable settings, nothing of them sent.
+    await page.locator('.opts-model .opt-card[data-value="gpt-image-1"]').click();
+    assert.match(await page.locator('[data-cost]').textContent(), /3 tokens/);
+    await page.locator('#advanced > summary').click();
+    assert.match(await page.locator('[data-adv-none]').textContent(), /GPT Image 1 has no adjustable settings/);
+    await page.locator('#generate-btn').click();
+    await done('completed');
+    assert.deepEqual(p.creates.at(-1).postDataJSON().parameters, {});
+    await page.locator('[data-gen-panel] .gallery img').first().waitFor();
+    assert.equal(oa.requests.length, 1, 'one call to OpenAI');
+    assert.deepEqual(oa.violations(), []);
+    await page.locator('[data-gen-panel]').scrollIntoViewIfNeeded();
+    await shot(page, 'desktop-35-hosted-gpt-image-1');
+
+    // A content-policy refusal: the provider's words and "Change the prompt".
+    oa.script({ contentPolicy: true });
+    await page.fill('#custom-prompt', 'Something the safety system refuses');
+    await page.locator('#generate-btn').click();
+    await done('failed');
+    const panel = page.locator('[data-gen-panel]');
+    assert.match(await panel.locator('.failure-title').textContent(), /refused/i);
+    assert.match(await panel.locator('.failure-error').textContent(), /safety system/i, "OpenAI's reason, passed on");
+    assert.equal((await panel.locator('.error-code').textContent()).trim(), 'PROVIDER_REJECTED');
+    await panel.scrollIntoViewIfNeeded();
+    await shot(page, 'desktop-36-hosted-refused');
+    await panel.getByRole('button', { name: 'Change the prompt' }).click();
+    await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'custom-prompt');
+    oa.script(null);
+
+    // idm-vton: the try-on needs exactly one model photo; then it runs on Replicate.
+    await page.locator('.opts-model .opt-card[data-value="idm-vton"]').click();
+    assert.equal(await page.locator('#generate-btn').isDisabled(), true);
+    assert.match(await page.locator('#limit-model').textContent(), /IDM-VTON Virtual Try-On needs exactly 1 model photo/);
+    await page.setInputFiles('#file-model', fixture('model.jpg'));
+    await page.locator('#up-model .thumb.is-done').waitFor();
+    await page.locator('#generate-btn').click();
+    await done('completed');
+    const sent = p.creates.at(-1).postDataJSON();
+    assert.equal(sent.model, 'idm-vton');
+    assert.equal(sent.modelImages.length, 1);
+    assert.equal(rep.predictions.size, 1, 'one prediction on Replicate');
+    assert.deepEqual(rep.violations(), []);
+    assert.deepEqual(p.errors, []);
+  } finally {
+    await p.context.close();
+  }
+});
