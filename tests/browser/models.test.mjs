@@ -145,6 +145,22 @@ test('settings a model does not honour are hidden, and not sent', async () => {
     const rec = await page.evaluate(async () => { const id = document.querySelector('[data-gen-panel] .panel-head .mono').textContent.trim(); return (await (await fetch(`/api/generations/${id}`)).json()).data; });
     assert.equal(rec.parameters.seed, 4242, 'the server used the seed');
 
+    // A model that honours them all: every slider, with its range, default and keyboard steps; all sent.
+    await page.locator('.opts-model .opt-card[data-value="local-tuned"]').click();
+    for (const k of ['guidance_scale', 'num_inference_steps', 'strength', 'seed']) assert.equal(await page.locator(`[data-param="${k}"]`).isVisible(), true, `local-tuned: ${k} shown`);
+    assert.equal(await page.locator('#adv-guidance_scale').inputValue(), '7.5');
+    assert.equal(await page.locator('#adv-strength').inputValue(), '0.8');
+    assert.match(await page.locator('#adv-guidance_scale-help').textContent(), /Range 1–20, default 7\.5/);
+    await page.locator('#adv-num_inference_steps').focus();
+    await page.keyboard.press('ArrowRight');
+    assert.equal(await page.locator('#adv-num_inference_steps').inputValue(), '51');
+    const [req2] = await Promise.all([
+      page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname === '/api/generation/create'),
+      page.locator('#generate-btn').click(),
+    ]);
+    assert.deepEqual(req2.postDataJSON().parameters, { guidance_scale: 7.5, num_inference_steps: 51, strength: 0.8, seed: 4242 });
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'completed', null, { timeout: 30000 });
+
     // A model that honours none (like gpt-image-1): no controls, a sentence instead.
     const none = models.find((m) => Array.isArray(m.parameters) && m.parameters.length === 0 && m.available);
     await page.locator(`.opts-model .opt-card[data-value="${none.id}"]`).click();
