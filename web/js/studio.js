@@ -424,11 +424,12 @@ export async function render(container) {
     input.addEventListener('input', () => { S.adv[key] = Number(input.value); out.textContent = input.value; paint(); });
     paint();
     resetters.push(() => { input.value = String(S.adv[key]); out.textContent = String(S.adv[key]); paint(); });
-    return advFields[key] = h('div', { class: 'slider-field', 'data-param': key },
+    advFields[key] = h('div', { class: 'slider-field', 'data-param': key },
       h('div', { class: 'slider-head' }, h('label', { for: id, class: 'label' }, d.label), out),
       input,
       h('p', { class: 'hint', id: `${id}-help` }, `${d.help} Range ${d.min}–${d.max}, default ${d.def}.`),
       h('p', { class: 'field-error', 'data-error-for': `parameters.${key}` }));
+    return advFields[key];
   }
 
   const seedInput = h('input', { id: 'adv-seed', type: 'number', class: 'input', min: 0, max: 2147483647, step: 1, inputmode: 'numeric', placeholder: 'Random', 'aria-describedby': 'seed-help err-seed' });

@@ -25,7 +25,9 @@ function deliveryBadge(status) {
 }
 
 function when(ms) {
-  return ms ? h('span', { title: fmtDate(ms) }, fmtAgo(ms)) : h('span', { class: 'muted' }, '—');
+  if (!ms) return h('span', { class: 'muted' }, '—');
+  const ahead = Math.round((ms - Date.now()) / 1000);
+  return h('span', { title: fmtDate(ms) }, ahead > 0 && ahead < 60 ? `in ${ahead} s` : fmtAgo(ms));
 }
 
 export function webhooksCard() {
