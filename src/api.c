@@ -54,6 +54,8 @@ static const route routes[] = {
      NULL},
     {"GET", "/api/tokens/transactions", api_transactions, AUTHED, "The token ledger", NULL, NULL},
     {"GET", "/api/models", api_models, PUBLIC, "Models and their availability", NULL, NULL},
+    {"POST", "/api/providers/replicate/webhook", api_replicate_webhook, PUBLIC,
+     "Replicate's prediction webhook (signed)", NULL, NULL},
     {"POST", "/api/upload", api_upload, AUTHED, "Upload an image", NULL, NULL},
     {"POST", "/api/generation/create", api_create, AUTHED, "Step 1: create a generation",
      "CreateBody", "Created"},

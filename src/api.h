@@ -66,6 +66,7 @@ void api_transactions(api_call *c);
 
 /* Handlers (api_gen.c) */
 void api_models(api_call *c);
+void api_replicate_webhook(api_call *c);
 void api_upload(api_call *c);
 void api_create(api_call *c);
 void api_generate(api_call *c);

@@ -227,6 +227,27 @@ void api_models(api_call *c)
     http_reply_json(c->req, 200, api_list(items, NULL));
 }
 
+/* Replicate tells us a prediction is done (SPEC §7). Signed with
+ * REPLICATE_WEBHOOK_SECRET; the adapter checks it and wakes the job
+ * waiting on that prediction, which then reads the outcome itself: the
+ * body is never trusted for the result. */
+void api_replicate_webhook(api_call *c)
+{
+    size_t len = 0;
+    const char *body = http_body(c->req, &len);
+    int rc = provider_replicate_webhook(
+        http_header(c->req, "webhook-id"), http_header(c->req, "webhook-timestamp"),
+        http_header(c->req, "webhook-signature"), body ? body : "", len);
+    if (rc == PROVIDER_WEBHOOK_EBADSIG)
+        http_reply_error(c->req, 401, "AUTHENTICATION_REQUIRED",
+                         "the webhook signature is missing, stale or wrong", NULL);
+    else if (rc == PROVIDER_WEBHOOK_EUNCONFIGURED)
+        http_reply_error(c->req, 404, "NOT_FOUND", "Replicate webhooks are not configured here",
+                         NULL);
+    else /* 0, or a prediction another process (or nobody) waits on: accepted either way */
+        http_reply_json(c->req, 200, json_pack("{s:b}", "received", rc == 0));
+}
+
 void api_upload(api_call *c)
 {
     size_t len;

@@ -382,7 +382,9 @@ static int replicate_start(provider_job *job)
     net_request_body(r, "application/json", text, strlen(text));
     free(text);
     net_request_limits(r, 60000, PROVIDER_REMOTE_MAX_BYTES);
-    net_request_cancel_flag(r, &job->cancel_requested);
+    /* No cancel flag on the create: a prediction may exist once it is
+     * sent, and only its answer says which one to cancel (on_prediction
+     * sees the cancel and posts urls.cancel). */
     job->on_progress(job, PROGRESS_CREATED);
     net_submit(r, on_prediction, c);
     return 0;
