@@ -24,7 +24,7 @@ const N = Number(argOf('n', 1000));
 const DELAY = Number(argOf('delay', 10000));
 const WORKERS = Number(argOf('workers', 2));
 const ROOT = new URL('..', import.meta.url).pathname;
-const BIN = join(ROOT, 'build/stylestudio');
+const BIN = process.env.STYLESTUDIO_BIN || join(ROOT, 'build/stylestudio');
 const CONCURRENCY = 64;
 
 let inFlight = 0;
@@ -74,6 +74,19 @@ const sample = () => {
 };
 const sampler = setInterval(sample, 100);
 
+// The server's own view, every 2 s: jobs running (claimed, in flight) and
+// generations still queued.
+const timeline = [];
+const gauge = (text, name) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+let tStart = 0;
+const watcher = setInterval(async () => {
+  if (!tStart) return;
+  try {
+    const m = await (await fetch(`${base}/metrics`)).text();
+    timeline.push(`${((Date.now() - tStart) / 1000).toFixed(0)}s:${gauge(m, 'stylestudio_generations_running')}/${gauge(m, 'stylestudio_queue_depth')}`);
+  } catch {}
+}, 2000);
+
 const auth = { authorization: `Bearer ${key}` };
 const png = readFileSync(join(ROOT, 'tests/fixtures/product2.png'));
 const up = await (await fetch(`${base}/api/upload`, {
@@ -112,6 +125,7 @@ const finished = new Promise((r) => { allDone = r; });
 sample();
 const cpu0 = cpu;
 const t0 = Date.now();
+tStart = t0;
 let next = 0;
 let createdAt = 0;
 await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
@@ -127,12 +141,14 @@ await finished;
 const total = Date.now() - t0;
 sample();
 clearInterval(sampler);
+clearInterval(watcher);
 ctl.abort();
 
 const failed = [...done.values()].filter((s) => s !== 'completed').length;
 console.log(`inflight: ${N} generations of gpt-image-1 against a fake that takes ${DELAY} ms each, serve --workers ${WORKERS}`);
 console.log(`  all created in ${(createdAt / 1000).toFixed(1)} s; all ended in ${(total / 1000).toFixed(1)} s (${failed} not completed)`);
 console.log(`  peak calls in flight at the fake: ${peakInFlight}`);
+console.log(`  running/queued at the server: ${timeline.join(' ')}`);
 console.log(`  server: peak threads ${peakThreads}, peak RSS ${(hwmKb / 1024).toFixed(0)} MiB, CPU ${(cpu - cpu0).toFixed(1)} s`);
 
 srv.kill('SIGTERM');

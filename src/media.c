@@ -131,7 +131,9 @@ void media_shutdown(void)
 
 /* ---- probing and storing ---- */
 
-int media_probe(const void *data, size_t len, provider_image *info, char **error)
+/* The checks of media_probe; with decode false, the header only (format,
+ * size, limits), for bytes that were fully decoded when they were stored. */
+static int probe(const void *data, size_t len, provider_image *info, bool decode, char **error)
 {
     if (error) *error = NULL;
     if (!data || len == 0) return fail(error, MEDIA_EINVALID, "image is empty");
@@ -176,7 +178,7 @@ int media_probe(const void *data, size_t len, provider_image *info, char **error
     }
     /* Decode every pixel: truncated or corrupt data fails here. */
     double avg;
-    if (vips_avg(img, &avg, NULL)) {
+    if (decode && vips_avg(img, &avg, NULL)) {
         fail(error, MEDIA_EINVALID, "image could not be decoded (truncated or corrupt)");
         goto cleanup;
     }
@@ -193,6 +195,11 @@ cleanup:
     vips_error_clear();
     if (img) g_object_unref(img);
     return rc;
+}
+
+int media_probe(const void *data, size_t len, provider_image *info, char **error)
+{
+    return probe(data, len, info, true, error);
 }
 
 /* The crop of a w×h image to the ratio aw:ah, centred: *cw×*ch at
@@ -407,7 +414,10 @@ static int read_own(const char *url, provider_image *out, char **error)
         return fail(error, MEDIA_EINVALID, "image URL names no uploaded image on this server");
     }
     free(path);
-    int rc = media_probe(b.data, b.len, out, error);
+    /* Our own media were decoded in full when they were stored (upload,
+     * import, result): the header is checked, the pixels are not decoded
+     * again on every read. */
+    int rc = probe(b.data, b.len, out, false, error);
     if (rc) {
         buf_free(&b);
         return rc;

@@ -514,8 +514,6 @@ static void job_start_provider(job *j)
 
 static void job_run(job *j)
 {
-    job_progress(j, STAGE_FETCHING, PROGRESS_FETCH_START, true);
-
     j->model = provider_model_find(j->gen.params.model);
     const char *why = NULL;
     if (!j->model || !provider_model_available(j->model, &why) ||
@@ -696,6 +694,9 @@ static job *claim_one(worker *w, int *rc)
     snprintf(j->stage, sizeof j->stage, "%s", g.stage);
     j->progress = g.progress;
     j->claimed_mono = mono_ms();
+    /* The claim wrote stage fetching_inputs: the throttle counts it as a
+     * progress write, so inputs read from our own disk at once add none. */
+    j->progress_at = j->claimed_mono;
     atomic_init(&j->pj.cancel_requested, false);
     j->pj.on_progress = pj_on_progress;
     j->pj.on_done = pj_on_done;

@@ -103,7 +103,10 @@ int store_pg_webhook_pending(store_t *s, int limit, store_webhook_event **out, s
         "SELECT w.id, w.events, e.id, e.type, e.generation_id, e.data, e.created_at,"
         " (SELECT p.data FROM events p WHERE e.generation_id IS NOT NULL"
         "   AND p.generation_id = e.generation_id AND p.id < e.id ORDER BY p.id DESC LIMIT 1)"
-        " FROM webhooks w JOIN events e ON e.user_id = w.user_id AND e.id > w.cursor"
+        /* Per webhook, its user's next events from events_user (LATERAL),
+         * whatever the planner thinks of a small webhooks table. */
+        " FROM webhooks w CROSS JOIN LATERAL (SELECT id, type, generation_id, data, created_at"
+        "   FROM events WHERE user_id = w.user_id AND id > w.cursor ORDER BY id LIMIT $1) e"
         " ORDER BY e.id, w.id LIMIT $1",
         "i", limit);
     if (rc != STORE_OK) return rc;

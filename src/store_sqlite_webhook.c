@@ -119,7 +119,10 @@ int sq_webhook_pending(store_t *s, int limit, store_webhook_event **out, size_t 
         "SELECT w.id, w.events, e.id, e.type, e.generation_id, e.data, e.created_at,"
         " (SELECT p.data FROM events p WHERE e.generation_id IS NOT NULL"
         "   AND p.generation_id = e.generation_id AND p.id < e.id ORDER BY p.id DESC LIMIT 1)"
-        " FROM webhooks w JOIN events e ON e.user_id = w.user_id AND e.id > w.cursor"
+        /* CROSS JOIN keeps webhooks the outer loop, so each one reads its
+         * user's events past its cursor from events_user; a plain JOIN
+         * lets the planner scan all of events instead. */
+        " FROM webhooks w CROSS JOIN events e ON e.user_id = w.user_id AND e.id > w.cursor"
         " ORDER BY e.id, w.id LIMIT ?",
         "i", limit);
     if (!st) {
