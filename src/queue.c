@@ -733,17 +733,28 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     tls_worker = w;
+    /* Finishing a job takes far longer than claiming one, so after each
+     * finish a worker claims once before it finishes the next: a burst of
+     * completions (many remote calls ending together) does not stall the
+     * queue. The claim turn is skipped while the queue was found empty and
+     * nothing was started since. */
+    bool claim_turn = false, found_empty = false;
+    uint64_t empty_seq = 0;
     pthread_mutex_lock(&q.mu);
     for (;;) {
         job *d = q.done_head;
-        if (d) {
+        bool may_claim =
+            !q.stopping && q.n_busy < q.max_inflight && !(found_empty && empty_seq == q.notify_seq);
+        if (d && !(claim_turn && may_claim)) {
             q.done_head = d->next_done;
             if (!q.done_head) q.done_tail = NULL;
             pthread_mutex_unlock(&q.mu);
             job_finish(d);
             pthread_mutex_lock(&q.mu);
+            claim_turn = true;
             continue;
         }
+        claim_turn = false;
         if (q.stopping) {
             if (q.n_busy == 0) break;
             cond_wait_ms(&q.work_cond, IDLE_WAIT_MAX_MS);
@@ -759,6 +770,8 @@ static void *worker_main(void *arg)
 
         int rc;
         job *j = claim_one(w, &rc);
+        found_empty = rc == STORE_ENOTFOUND;
+        empty_seq = seq;
         if (j) {
             job_run(j);
             pthread_mutex_lock(&q.mu);
