@@ -15,6 +15,7 @@
 #include "log.h"
 #include "media.h"
 #include "metrics.h"
+#include "net.h"
 #include "queue.h"
 #include "util.h"
 
@@ -236,6 +237,9 @@ static void metrics(api_call *c)
                    "Generations running in this process.", NULL, (double)queue_running());
     metrics_sample(&out, "stylestudio_sse_clients", "gauge", "Open event streams.", NULL,
                    (double)http_sse_clients());
+    metrics_sample(&out, "stylestudio_outbound_requests", "gauge",
+                   "Outbound HTTP requests in flight (providers, downloads, webhooks).", NULL,
+                   (double)net_in_flight());
     http_reply_bytes(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
     buf_free(&out);
 }

@@ -74,6 +74,7 @@ static struct {
     net_request *delayed;  /* loop thread; unordered */
     net_request *active;   /* loop thread; in the multi handle */
     int64_t next_due;      /* loop thread; the earliest delayed request's due time */
+    atomic_int in_flight;  /* submitted, not yet ended */
 } loop = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- the allow list and the address rules ---- */
@@ -571,6 +572,12 @@ static void finish(net_request *r, int error, const char *reason)
     r->on_done(r, &r->resp, r->ctx);
     r->resp.effective_url = NULL; /* borrowed from curl or the request */
     net_request_free(r);
+    atomic_fetch_sub(&loop.in_flight, 1);
+}
+
+int net_in_flight(void)
+{
+    return atomic_load(&loop.in_flight);
 }
 
 /* Adds r to the multi handle for a hop, or ends it. */
@@ -816,6 +823,7 @@ void net_submit(net_request *r, net_done_fn on_done, void *ctx)
     if (ok) {
         r->next = loop.incoming;
         loop.incoming = r;
+        atomic_fetch_add(&loop.in_flight, 1);
     }
     pthread_mutex_unlock(&loop.mu);
     if (ok) {

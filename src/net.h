@@ -119,6 +119,10 @@ const char *net_response_header(const net_response *resp, const char *name);
  * HTTP date), or -1 when absent or unreadable. */
 int64_t net_retry_after_ms(const net_response *resp);
 
+/* Requests submitted and not yet ended (waiting, delayed or transferring),
+ * for /metrics. Any thread. */
+int net_in_flight(void);
+
 /* ---- address rules ---- */
 
 /* Checks a URL before anything is fetched: http(s), ≤ 2048 characters, no

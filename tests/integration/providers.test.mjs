@@ -8,7 +8,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   test, assert, serverFor, api, createBody, fixture, uploadFixture, waitGen, balance, imageSize,
-  getGen, PG, query, sse,
+  getGen, PG, query, sse, waitFor,
 } from './harness.mjs';
 import { startFakeOpenAI } from './fakes/openai.mjs';
 import { startFakeReplicate } from './fakes/replicate.mjs';
@@ -139,10 +139,14 @@ test('gpt-image-1: a cancel aborts the call in flight and refunds once', async (
   const r = await api(srv, 'POST', '/api/generate', { key: u.key, body: createBody(url, { model: 'gpt-image-1' }) });
   const id = r.data.generationId;
   await waitGen(srv, u.key, id, { pred: () => oa.requests.length === 1, what: 'the call reaching the fake' });
+  const outbound = async () => Number(/^stylestudio_outbound_requests (\d+)/m.exec((await api(srv, 'GET', '/metrics')).text)?.[1]);
+  assert.equal(await outbound(), 1, 'the call is in flight');
   const c = await api(srv, 'POST', `/api/generations/${id}/cancel`, { key: u.key });
   assert.equal(c.status, 200, c.text);
   assert.equal(c.data.errorCode, 'CANCELLED');
   assert.equal(await balance(srv, u.key), before);
+  // The transfer is dropped at once, not left to run out its 20 s.
+  await waitFor(async () => (await outbound()) === 0, { timeout: 5000, what: 'the call to be dropped' });
   // The job lets go of the call: the generation stays cancelled, nothing is retried.
   await new Promise((res) => setTimeout(res, 500));
   const g = await getGen(srv, u.key, id);
