@@ -4,11 +4,12 @@
 // errorCode, retryCount and refund (the harness checks the ledger after
 // every test). Every test also asserts the fake saw no protocol violation.
 import { createHash, createHmac } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   test, assert, serverFor, api, createBody, fixture, uploadFixture, waitGen, balance, imageSize,
-  getGen, PG, query, sse, waitFor,
+  getGen, PG, query, sse, waitFor, ROOT,
 } from './harness.mjs';
 import { startFakeOpenAI } from './fakes/openai.mjs';
 import { startFakeReplicate } from './fakes/replicate.mjs';
@@ -307,4 +308,36 @@ test('the provider secrets appear in no log, answer or database file', async (t)
     assert.ok(!everything.includes(s), `a secret leaked: ${s.slice(0, 12)}…`);
   }
   assert.ok(rep.requests.length > 0 && oa.requests.length > 0, 'both providers were called');
+});
+
+test('maxInFlight bounds the calls at a provider: the rest wait their turn and all complete', async (t) => {
+  const catalogue = JSON.parse(readFileSync(join(ROOT, 'models.json'), 'utf8'));
+  for (const m of catalogue.models) if (m.id === 'gpt-image-1') m.maxInFlight = 2;
+  const dir = mkdtempSync(join(tmpdir(), 'ss-models-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'models.json'), JSON.stringify(catalogue));
+  const { oa, srv, u } = await setup(t, { args: ['--models', join(dir, 'models.json'), '--workers', '4'] });
+  oa.script({ delayMs: 600 });
+  // Our own count of calls in flight (net.c), sampled while they run.
+  let peak = 0, sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const m = (await api(srv, 'GET', '/metrics')).text;
+      peak = Math.max(peak, Number(/^stylestudio_outbound_requests (\d+)/m.exec(m)?.[1] ?? 0));
+      await new Promise((r) => setTimeout(r, 30));
+    }
+  })();
+  const url = await uploadFixture(srv, u.key);
+  const ids = [];
+  for (let i = 0; i < 6; i++) {
+    const r = await api(srv, 'POST', '/api/generate', { key: u.key, body: createBody(url, { model: 'gpt-image-1' }) });
+    assert.equal(r.status, 202, r.text);
+    ids.push(r.data.generationId);
+  }
+  for (const id of ids) assert.equal((await waitGen(srv, u.key, id, { timeout: 30000 })).status, 'completed');
+  sampling = false;
+  await sampler;
+  assert.equal(oa.requests.length, 6);
+  assert.ok(peak >= 1 && peak <= 2, `${peak} calls in flight at once; maxInFlight is 2`);
+  assert.deepEqual(oa.violations(), []);
 });
