@@ -221,22 +221,25 @@ static void fit_box(int w, int h, int aw, int ah, int *cx, int *cy, int *cw, int
 int media_fit_aspect(provider_image *img, const char *aspect_ratio, char **error)
 {
     provider_image info = {0};
-    int rc = media_probe(img->data, img->len, &info, error);
+    int rc = probe(img->data, img->len, &info, false, error);
     if (rc) return rc;
     snprintf(img->format, sizeof img->format, "%s", info.format);
     img->width = info.width;
     img->height = info.height;
-    int aw = 1, ah = 1;
-    if (!aspect_ratio || sscanf(aspect_ratio, "%d:%d", &aw, &ah) != 2 || aw <= 0 || ah <= 0)
-        return 0; /* no ratio asked: keep it */
-    int cx, cy, cw, ch;
-    fit_box(info.width, info.height, aw, ah, &cx, &cy, &cw, &ch);
-    if (cw == info.width && ch == info.height) return 0;
+    int aw = 1, ah = 1, cx = 0, cy = 0, cw = info.width, ch = info.height;
+    if (aspect_ratio && sscanf(aspect_ratio, "%d:%d", &aw, &ah) == 2 && aw > 0 && ah > 0)
+        fit_box(info.width, info.height, aw, ah, &cx, &cy, &cw, &ch);
+    /* Kept as it is: decoded in full here, so an undecodable one fails. */
+    if (cw == info.width && ch == info.height)
+        return probe(img->data, img->len, &info, true, error);
 
-    VipsImage *in = vips_image_new_from_buffer(img->data, img->len, "", NULL), *crop = NULL;
+    /* Cropped: the crop decodes what is kept, and any decode error fails it. */
+    VipsImage *in = vips_image_new_from_buffer(img->data, img->len, "", "fail_on",
+                                               VIPS_FAIL_ON_ERROR, NULL),
+              *crop = NULL;
     void *out = NULL;
     size_t out_len = 0;
-    rc = MEDIA_EINTERNAL;
+    rc = MEDIA_EINVALID;
     if (!in || vips_crop(in, &crop, cx, cy, cw, ch, NULL)) goto cleanup;
     int bad = str_eq(info.format, "png") ? vips_pngsave_buffer(crop, &out, &out_len, NULL)
               : str_eq(info.format, "webp")
@@ -253,7 +256,7 @@ int media_fit_aspect(provider_image *img, const char *aspect_ratio, char **error
 cleanup:
     if (rc) {
         log_warn("crop to %s failed: %s", aspect_ratio, vips_error_buffer());
-        fail(error, rc, "the result image could not be cropped");
+        fail(error, rc, "the image could not be decoded");
     }
     vips_error_clear();
     g_free(out);

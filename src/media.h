@@ -65,9 +65,10 @@ int media_fetch(const char *url, const atomic_bool *cancel, provider_image *out,
 
 /* Fits a provider's result to the exact aspect ratio asked ("W:H"): a
  * centred crop, never a scale-up; re-encoded in its own format only when
- * a crop was needed. Probes it first (a provider may send anything):
- * MEDIA_EINVALID with *error when it is not an image we take. On 0, *img
- * holds the fitted bytes, its format, width and height. */
+ * a crop was needed. Every pixel kept is decoded (a provider may send
+ * anything): MEDIA_EINVALID with *error when it is not an image we take
+ * or does not decode. On 0, *img holds the fitted bytes, its format,
+ * width and height. */
 int media_fit_aspect(provider_image *img, const char *aspect_ratio, char **error);
 
 /* Stores one result image of a generation; *url_out (caller frees). */

@@ -496,6 +496,18 @@ Test(media, fit_aspect_crops_to_the_exact_ratio_and_never_scales)
         cr_expect(check.width == cases[i].w && check.height == cases[i].h);
         provider_image_free(&img);
     }
+    /* Cut short: fails whether it is kept as it is or cropped. */
+    buf t = fixture("truncated.jpg");
+    for (int k = 0; k < 2; k++) {
+        provider_image img = {.data = xmalloc(t.len), .len = t.len};
+        memcpy(img.data, t.data, t.len);
+        char *why = NULL;
+        cr_expect_eq(media_fit_aspect(&img, k ? "16:9" : "1:1", &why), MEDIA_EINVALID,
+                     "truncated.jpg fitted to %s", k ? "16:9" : "1:1");
+        free(why);
+        provider_image_free(&img);
+    }
+    buf_free(&t);
     provider_image junk = {.data = (unsigned char *)xstrdup("not an image"), .len = 12};
     char *err = NULL;
     cr_assert_eq(media_fit_aspect(&junk, "1:1", &err), MEDIA_EINVALID);
