@@ -57,6 +57,7 @@
 #include "ids.h"
 #include "log.h"
 #include "media.h"
+#include "net.h"
 #include "provider.h"
 #include "util.h"
 
@@ -87,6 +88,10 @@ typedef struct job {
     size_t n_products;
     provider_image *models; /* owned, n_models entries */
     size_t n_models;
+    struct input_fetch *fetches; /* remote inputs (old records only), n_fetches */
+    size_t n_fetches;
+    atomic_int fetch_pending;
+    struct job *next_resume; /* resume list, under q.mu */
     provider_job pj;
 
     pthread_mutex_t lock; /* guards phase */
@@ -152,11 +157,13 @@ static struct {
     pthread_t hk_thread;
     job *inflight; /* the table */
     int n_inflight;
-    int n_busy; /* table entries + claims in progress */
+    int n_busy;     /* table entries + claims in progress, less n_fetching */
+    int n_fetching; /* jobs waiting for remote inputs: in the table, holding no slot */
     int max_inflight;
     slot slots[MAX_SLOTS];
     int n_slots;
     job *done_head, *done_tail;
+    job *resume_head, *resume_tail; /* remote inputs in: continue on a worker */
 } q = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static struct {
@@ -222,6 +229,7 @@ static void job_unref(job *j)
     images_free(j->products, j->n_products);
     images_free(j->models, j->n_models);
     images_free(j->outputs, j->n_outputs);
+    free(j->fetches);
     free(j->error);
     pthread_mutex_destroy(&j->lock);
     pthread_mutex_destroy(&j->progress_mu);
@@ -361,6 +369,20 @@ static void job_done(job *j, int result, provider_image *outputs, size_t n_outpu
     pthread_mutex_unlock(&q.mu);
 }
 
+/* Hands a job whose remote inputs are in back to the workers (any thread). */
+static void resume_push(job *j)
+{
+    pthread_mutex_lock(&q.mu);
+    j->next_resume = NULL;
+    if (q.resume_tail)
+        q.resume_tail->next_resume = j;
+    else
+        q.resume_head = j;
+    q.resume_tail = j;
+    pthread_cond_broadcast(&q.work_cond);
+    pthread_mutex_unlock(&q.mu);
+}
+
 static void pj_on_progress(provider_job *pj, int pct)
 {
     job *j = pj->owner;
@@ -384,7 +406,52 @@ static void pj_on_done(provider_job *pj, int result, provider_image *outputs, si
     job_done(pj->owner, result, outputs, n_outputs, error);
 }
 
-/* Loads every product and model image. 0, or -1 after job_done. */
+/* A remote input being fetched: which job, which image. */
+typedef struct input_fetch {
+    job *j;
+    const char *url; /* borrowed from the job's record */
+    provider_image *dst;
+    char label[32]; /* "product image 2" */
+    int error;      /* NET_*, or NET_OK with status */
+    long status;
+    const char *reason;
+} input_fetch;
+
+static void resume_push(job *j);
+
+/* The net loop's callback for one remote input: keeps the bytes (the
+ * worker probes them on resume), and when it was the last one hands the
+ * job back to the workers. */
+static void on_input_fetched(net_request *r, net_response *resp, void *ctx)
+{
+    (void)r;
+    input_fetch *f = ctx;
+    f->error = resp->error;
+    f->status = resp->status;
+    f->reason = resp->reason;
+    if (resp->error == NET_OK && resp->status >= 200 && resp->status < 300) {
+        f->dst->data = (unsigned char *)resp->body.data;
+        f->dst->len = resp->body.len;
+        memset(&resp->body, 0, sizeof resp->body);
+    }
+    if (atomic_fetch_sub(&f->j->fetch_pending, 1) == 1) resume_push(f->j);
+}
+
+/* Ends the job for an input that cannot be used. Returns -1. */
+static int input_failed(job *j, int result, const char *label, const char *reason)
+{
+    char *msg = xasprintf("%s: %s", label, reason);
+    log_warn("generation %s: %s", j->gen.id, msg);
+    job_done(j, result, NULL, 0, msg);
+    free(msg);
+    return -1;
+}
+
+/* Loads every product and model image: our own /media files from disk at
+ * once; any other URL (only records from before inputs were imported at
+ * create hold one) through the net loop, without holding this thread.
+ * 0 when all are loaded; 1 when remote ones are on their way (the job
+ * comes back through job_resume); -1 after job_done. */
 static int job_fetch_inputs(job *j)
 {
     size_t np = json_array_size(j->gen.product_images);
@@ -392,6 +459,9 @@ static int job_fetch_inputs(job *j)
     size_t total = np + nm;
     j->products = xcalloc(np ? np : 1, sizeof *j->products);
     j->models = xcalloc(nm ? nm : 1, sizeof *j->models);
+    j->n_products = np;
+    j->n_models = nm;
+    j->fetches = xcalloc(total ? total : 1, sizeof *j->fetches);
     for (size_t k = 0; k < total; k++) {
         if (job_stopped(j)) {
             job_done(j, PROVIDER_CANCELLED, NULL, 0, "cancelled");
@@ -402,36 +472,88 @@ static int job_fetch_inputs(job *j)
         json_t *arr = is_product ? j->gen.product_images : j->gen.model_images;
         const char *url = json_string_value(json_array_get(arr, idx));
         provider_image *dst = is_product ? &j->products[idx] : &j->models[idx];
+        char label[32];
+        snprintf(label, sizeof label, "%s image %zu", is_product ? "product" : "model", idx + 1);
+        if (url && !media_is_own_url(url)) {
+            input_fetch *f = &j->fetches[j->n_fetches++];
+            *f = (input_fetch){.j = j, .url = url, .dst = dst};
+            snprintf(f->label, sizeof f->label, "%s", label);
+            continue;
+        }
         char *why = NULL;
         int rc = url ? media_fetch(url, &j->pj.cancel_requested, dst, &why) : MEDIA_EINVALID;
-        if (rc == MEDIA_ECANCELLED) {
-            free(why);
-            job_done(j, PROVIDER_CANCELLED, NULL, 0, "cancelled");
-            return -1;
-        }
         if (rc != 0) {
-            provider_image_free(dst); /* in case it was partly filled */
-            const char *label = is_product ? "product image" : "model image";
-            const char *reason = why ? why : url ? "could not be loaded" : "not a URL";
-            char *msg = xasprintf("%s %zu: %s", label, idx + 1, reason);
-            /* A URL or image that breaks a rule, or cannot be fetched, will
-             * not get better; our own disk or library trouble might. */
-            bool unreadable = rc == MEDIA_EINVALID;
-            log_warn("generation %s: %s (%s)", j->gen.id, msg,
-                     unreadable ? "input unavailable" : "transient");
-            job_done(j, unreadable ? PROVIDER_INPUT : PROVIDER_TRANSIENT, NULL, 0, msg);
-            free(msg);
+            provider_image_free(dst);
+            /* A file that breaks a rule will not get better; our own disk
+             * or library trouble might. */
+            input_failed(j, rc == MEDIA_EINVALID ? PROVIDER_INPUT : PROVIDER_TRANSIENT, label,
+                         why   ? why
+                         : url ? "could not be loaded"
+                               : "not a URL");
             free(why);
             return -1;
         }
         free(why);
-        if (is_product)
-            j->n_products = idx + 1;
-        else
-            j->n_models = idx + 1;
-        int p = PROGRESS_FETCH_START +
-                (int)((PROGRESS_FETCH_END - PROGRESS_FETCH_START) * (k + 1) / total);
-        job_progress(j, STAGE_FETCHING, p, false);
+    }
+    if (j->n_fetches == 0) return 0;
+    /* One count per fetch plus one held here, so the last callback cannot
+     * resume the job before every request is submitted. */
+    atomic_store(&j->fetch_pending, (int)j->n_fetches + 1);
+    for (size_t i = 0; i < j->n_fetches; i++) {
+        input_fetch *f = &j->fetches[i];
+        net_request *r = net_request_new("GET", f->url);
+        net_request_header(r, "Accept: image/jpeg, image/png, image/webp");
+        net_request_limits(r, 20000, MEDIA_MAX_BYTES);
+        net_request_redirects(r, 3);
+        net_request_cancel_flag(r, &j->pj.cancel_requested);
+        net_submit(r, on_input_fetched, f);
+    }
+    /* While it waits the job holds no thread and no claim slot (a local
+     * render's slot is a worker thread): other work is claimed. */
+    pthread_mutex_lock(&q.mu);
+    q.n_busy--;
+    q.n_fetching++;
+    pthread_cond_broadcast(&q.work_cond);
+    pthread_mutex_unlock(&q.mu);
+    if (atomic_fetch_sub(&j->fetch_pending, 1) == 1) resume_push(j);
+    return 1;
+}
+
+/* The remote inputs have arrived (or failed): each is probed in full here,
+ * on a worker. 0, or -1 after job_done. */
+static int job_check_fetched(job *j)
+{
+    if (job_stopped(j)) {
+        job_done(j, PROVIDER_CANCELLED, NULL, 0, "cancelled");
+        return -1;
+    }
+    for (size_t i = 0; i < j->n_fetches; i++) {
+        input_fetch *f = &j->fetches[i];
+        if (f->error == NET_ECANCELLED) {
+            job_done(j, PROVIDER_CANCELLED, NULL, 0, "cancelled");
+            return -1;
+        }
+        if (f->error != NET_OK) {
+            char *why = xasprintf("could not be fetched: %s", f->reason ? f->reason : "error");
+            input_failed(j, PROVIDER_INPUT, f->label, why);
+            free(why);
+            return -1;
+        }
+        if (f->status < 200 || f->status >= 300) {
+            char why[48];
+            snprintf(why, sizeof why, "the image URL returned HTTP %ld", f->status);
+            return input_failed(j, PROVIDER_INPUT, f->label, why);
+        }
+        char *why = NULL;
+        provider_image info = {0};
+        if (media_probe(f->dst->data, f->dst->len, &info, &why) != 0) {
+            input_failed(j, PROVIDER_INPUT, f->label, why ? why : "not an image");
+            free(why);
+            return -1;
+        }
+        snprintf(f->dst->format, sizeof f->dst->format, "%s", info.format);
+        f->dst->width = info.width;
+        f->dst->height = info.height;
     }
     return 0;
 }
@@ -512,6 +634,8 @@ static void job_start_provider(job *j)
     job_call_provider(j);
 }
 
+static void job_prepare_call(job *j);
+
 static void job_run(job *j)
 {
     j->model = provider_model_find(j->gen.params.model);
@@ -524,8 +648,20 @@ static void job_run(job *j)
         free(msg);
         return;
     }
-    if (job_fetch_inputs(j) < 0) return;
+    int rc = job_fetch_inputs(j);
+    if (rc == 0) job_prepare_call(j);
+    /* 1: job_resume continues once the remote inputs are in */
+}
 
+/* A job whose remote inputs arrived, on a worker. */
+static void job_resume(job *j)
+{
+    if (job_check_fetched(j) == 0) job_prepare_call(j);
+}
+
+/* Inputs loaded: to the provider, through its slot when it has one. */
+static void job_prepare_call(job *j)
+{
     j->pj.gen = &j->gen;
     j->pj.model = j->model;
     j->pj.products = j->products;
@@ -742,6 +878,17 @@ static void *worker_main(void *arg)
     uint64_t empty_seq = 0;
     pthread_mutex_lock(&q.mu);
     for (;;) {
+        job *rj = q.resume_head;
+        if (rj) {
+            q.resume_head = rj->next_resume;
+            if (!q.resume_head) q.resume_tail = NULL;
+            q.n_fetching--;
+            q.n_busy++;
+            pthread_mutex_unlock(&q.mu);
+            job_resume(rj);
+            pthread_mutex_lock(&q.mu);
+            continue;
+        }
         job *d = q.done_head;
         bool may_claim =
             !q.stopping && q.n_busy < q.max_inflight && !(found_empty && empty_seq == q.notify_seq);
@@ -756,7 +903,7 @@ static void *worker_main(void *arg)
         }
         claim_turn = false;
         if (q.stopping) {
-            if (q.n_busy == 0) break;
+            if (q.n_busy == 0 && q.n_fetching == 0) break;
             cond_wait_ms(&q.work_cond, IDLE_WAIT_MAX_MS);
             continue;
         }
@@ -786,7 +933,8 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&q.mu);
         q.n_busy--;
         pthread_cond_broadcast(&q.idle_cond);
-        if (q.notify_seq == seq && !q.done_head && !q.stopping) cond_wait_ms(&q.work_cond, wait);
+        if (q.notify_seq == seq && !q.done_head && !q.resume_head && !q.stopping)
+            cond_wait_ms(&q.work_cond, wait);
     }
     pthread_mutex_unlock(&q.mu);
     return NULL;
@@ -948,8 +1096,8 @@ int queue_start(store_t *s)
     }
     q.store = s;
     q.stopping = q.aborting = q.hk_stop = q.hk_created = false;
-    q.inflight = q.done_head = q.done_tail = NULL;
-    q.n_inflight = q.n_busy = 0;
+    q.inflight = q.done_head = q.done_tail = q.resume_head = q.resume_tail = NULL;
+    q.n_inflight = q.n_busy = q.n_fetching = 0;
     q.n_workers = cfg.workers > 0 ? cfg.workers : 0; /* 0: sweeps only (API-only serve) */
     build_slots();
     q.workers = xcalloc((size_t)q.n_workers, sizeof *q.workers);
@@ -1018,12 +1166,12 @@ void queue_stop(int grace_ms)
     q.stopping = true;
     wake_workers_locked();
     int64_t deadline = mono_ms() + (grace_ms > 0 ? grace_ms : 0);
-    while (q.n_busy > 0) {
+    while (q.n_busy > 0 || q.n_fetching > 0) {
         int64_t left = deadline - mono_ms();
         if (left <= 0) break;
         cond_wait_ms(&q.idle_cond, left);
     }
-    if (q.n_busy > 0) {
+    if (q.n_busy > 0 || q.n_fetching > 0) {
         q.aborting = true;
         size_t n;
         job **v = snapshot_locked(&n, NULL);

@@ -680,9 +680,10 @@ export function summarize(frames) {
 
 // Column names from schema/sqlite/001_init.sql (detected at run time, so a
 // rename shows up as a clear failure rather than a silent pass).
-function sqlite(db, sql) {
+function sqlite(db, sql, { write = false } = {}) {
+  const args = write ? ['-bail', '-json', '-cmd', '.timeout 5000', db, sql] : ['-readonly', '-bail', '-json', db, sql];
   return new Promise((res, rej) => {
-    execFile('sqlite3', ['-readonly', '-bail', '-json', db, sql], { timeout: 20000 }, (err, stdout, stderr) => {
+    execFile('sqlite3', args, { timeout: 20000 }, (err, stdout, stderr) => {
       if (err) return rej(new Error(`sqlite3 ${db}: ${stderr || err.message}`));
       res(stdout);
     });
@@ -704,6 +705,14 @@ function parseJsonOutputs(out) {
 export async function query(db, sql) {
   if (isPgUrl(db)) return pgQuery(db, sql);
   return parseJsonOutputs(await sqlite(db, sql));
+}
+
+// Writes to a live server's store (a test arranging a state the API cannot
+// make, e.g. a record from an older version). SQLite waits out the
+// server's write lock.
+export async function execute(db, sql) {
+  if (isPgUrl(db)) return pgQuery(db, sql);
+  return parseJsonOutputs(await sqlite(db, sql, { write: true }));
 }
 
 const schemaCache = {}; // per dialect

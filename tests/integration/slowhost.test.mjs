@@ -4,7 +4,7 @@
 // nothing here depends on timing.
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { test, assert, serverFor, api, createBody, fixture, waitFor, balance } from './harness.mjs';
+import { test, assert, serverFor, api, createBody, fixture, waitFor, balance, execute, uploadFixture, waitGen, withTimeout } from './harness.mjs';
 
 test('creates held by a slow image host leave the API responsive, then complete', async (t) => {
   const jpeg = readFileSync(fixture('product.jpg'));
@@ -71,4 +71,50 @@ test('a remote image is fetched once, at create, and the worker uses the stored 
   assert.equal(copy.status, 200);
   assert.deepEqual(Buffer.from(await copy.arrayBuffer()), jpeg, 'the stored copy is the fetched bytes');
   assert.equal(await balance(srv, u.key), 4);
+});
+
+// Records from before inputs were imported at create may still hold a
+// remote URL: the worker fetches it through the net loop without holding
+// its thread, so other work goes on; a cancel drops the transfer.
+async function oldStyleRecord(srv, u, url) {
+  const own = await uploadFixture(srv, u.key);
+  const c = await api(srv, 'POST', '/api/generation/create', { key: u.key, body: createBody(own) });
+  assert.equal(c.status, 201, c.text);
+  const id = c.data.generationId;
+  await execute(srv.dbPath, `UPDATE generations SET product_images = '${JSON.stringify([url])}' WHERE id = '${id}'`);
+  return id;
+}
+
+test('a remote input of an old record is fetched without holding the worker; a cancel drops the transfer', async (t) => {
+  const jpeg = readFileSync(fixture('product.jpg'));
+  const held = [];
+  const host = createServer((req, res) => held.push(res));
+  await new Promise((r) => host.listen(0, '127.0.0.1', r));
+  t.after(() => host.closeAllConnections() || host.close());
+  const url = `http://127.0.0.1:${host.address().port}/product.jpg`;
+
+  const srv = await serverFor(t, { workers: 1 });
+  const u = await srv.createUser({ tokens: 10 });
+  const a = await oldStyleRecord(srv, u, url);
+  const b = await oldStyleRecord(srv, u, url);
+  assert.equal((await api(srv, 'POST', '/api/generate', { key: u.key, body: { generationId: a } })).status, 202);
+  assert.equal((await api(srv, 'POST', '/api/generate', { key: u.key, body: { generationId: b } })).status, 202);
+  await waitFor(() => held.length === 2, { timeout: 15000, what: 'both fetches at the image host' });
+
+  // The one worker is free while both fetches wait: a third generation completes.
+  const own = await uploadFixture(srv, u.key);
+  const c = await api(srv, 'POST', '/api/generate', { key: u.key, body: createBody(own), headers: { prefer: 'wait=30' } });
+  assert.equal(c.status, 200, c.text);
+  assert.equal(c.data.status, 'completed');
+
+  // Cancel a: its transfer is dropped well before the 20 s fetch limit.
+  const closed = new Promise((r) => held[0].on('close', r));
+  assert.equal((await api(srv, 'POST', `/api/generations/${a}/cancel`, { key: u.key })).status, 200);
+  await withTimeout(closed, 5000, 'the cancelled fetch was not dropped');
+
+  // Release b: the worker uses the fetched bytes and completes it.
+  held[1].writeHead(200, { 'content-type': 'image/jpeg', 'content-length': jpeg.length });
+  held[1].end(jpeg);
+  assert.equal((await waitGen(srv, u.key, b, { timeout: 20000 })).status, 'completed');
+  assert.equal(await balance(srv, u.key), 10 - 2, 'a refunded; b and the third charged');
 });
