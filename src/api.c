@@ -52,6 +52,8 @@ static const route routes[] = {
     {"DELETE", "/api/keys/{id}", api_keys_delete, AUTHED, "Revoke an API key", NULL, NULL},
     {"POST", "/api/admin/users/{id}/tokens", api_admin_tokens, ADMIN, "Grant tokens (admin)", NULL,
      NULL},
+    {"POST", "/api/admin/users/{id}/plan", api_admin_plan, ADMIN,
+     "Set a user's plan, free or pro (admin)", "PlanBody", NULL},
     {"GET", "/api/tokens/transactions", api_transactions, AUTHED, "The token ledger", NULL, NULL},
     {"GET", "/api/models", api_models, PUBLIC, "Models and their availability", NULL, NULL},
     {"POST", "/api/providers/replicate/webhook", api_replicate_webhook, PUBLIC,
@@ -296,7 +298,9 @@ static const char openapi_schemas[] =
     "\"status\": {\"enum\": [\"pending\", \"succeeded\", \"failed\"]}, "
     "\"attempts\": {\"type\": \"integer\"}, \"lastStatusCode\": {\"type\": [\"integer\", "
     "\"null\"]}, \"nextAttemptAt\": {\"type\": [\"integer\", \"null\"]}, "
-    "\"createdAt\": {\"type\": \"integer\"}}}}";
+    "\"createdAt\": {\"type\": \"integer\"}}}, "
+    "\"PlanBody\": {\"type\": \"object\", \"required\": [\"plan\"], "
+    "\"properties\": {\"plan\": {\"enum\": [\"free\", \"pro\"]}}}}";
 
 static json_t *schema_ref(const char *name)
 {

@@ -62,6 +62,7 @@ void api_keys_create(api_call *c);
 void api_keys_list(api_call *c);
 void api_keys_delete(api_call *c);
 void api_admin_tokens(api_call *c);
+void api_admin_plan(api_call *c);
 void api_transactions(api_call *c);
 
 /* Handlers (api_gen.c) */

@@ -412,3 +412,10 @@ int store_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted)
 {
     return s->ops->events_prune(s, before, limit, deleted);
 }
+
+/* ---- plans ---- */
+
+int store_user_set_plan(store_t *s, const char *user_id, const char *plan, user_record *out)
+{
+    return s->ops->user_set_plan(s, user_id, plan, out);
+}

@@ -440,4 +440,10 @@ int store_delivery_next_due(store_t *s, int64_t *at);
  * gets the count. */
 int store_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
 
+/* ---- plans (SPEC §4) ----
+ * Sets the user's plan ("free" | "pro"; the caller validates it) and, when
+ * out is not NULL, reads the user back in the same transaction.
+ * STORE_ENOTFOUND when there is no such user. */
+int store_user_set_plan(store_t *s, const char *user_id, const char *plan, user_record *out);
+
 #endif

@@ -91,6 +91,9 @@ typedef struct store_ops {
                               int64_t now, store_delivery *out);
     int (*delivery_next_due)(store_t *s, int64_t *at);
     int (*events_prune)(store_t *s, int64_t before, int limit, int64_t *deleted);
+
+    /* plans */
+    int (*user_set_plan)(store_t *s, const char *user_id, const char *plan, user_record *out);
 } store_ops;
 
 /* The shared head of every backend's state. */

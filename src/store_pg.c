@@ -977,4 +977,6 @@ static const store_ops pg_ops = {
     .delivery_redeliver = store_pg_delivery_redeliver,
     .delivery_next_due = store_pg_delivery_next_due,
     .events_prune = store_pg_events_prune,
+    /* plans */
+    .user_set_plan = store_pg_user_set_plan,
 };

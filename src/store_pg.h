@@ -205,5 +205,7 @@ int store_pg_delivery_redeliver(store_t *s, const char *webhook_id, const char *
                                 int64_t now, store_delivery *out);
 int store_pg_delivery_next_due(store_t *s, int64_t *at);
 int store_pg_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
+/* plans (store_pg_user.c) */
+int store_pg_user_set_plan(store_t *s, const char *user_id, const char *plan, user_record *out);
 
 #endif

@@ -652,6 +652,8 @@ static const store_ops sq_ops = {
     .delivery_redeliver = sq_delivery_redeliver,
     .delivery_next_due = sq_delivery_next_due,
     .events_prune = sq_events_prune,
+    /* plans */
+    .user_set_plan = sq_user_set_plan,
 };
 
 int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err)

@@ -76,6 +76,8 @@ int sq_delivery_redeliver(store_t *s, const char *webhook_id, const char *delive
                           store_delivery *out);
 int sq_delivery_next_due(store_t *s, int64_t *at);
 int sq_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
+/* plans (store_sqlite_user.c) */
+int sq_user_set_plan(store_t *s, const char *user_id, const char *plan, user_record *out);
 
 /* One pooled connection with its prepared-statement cache. */
 typedef struct sq_conn sq_conn;

@@ -248,6 +248,31 @@ Test(store, user_credit)
     check_ledger();
 }
 
+/* ---- plans ---- */
+
+Test(store, user_set_plan)
+{
+    char id[ID_LEN];
+    make_user("plan@example.com", 7, id);
+    user_record u;
+    cr_assert_eq(store_user_get(st, id, &u), STORE_OK);
+    cr_assert_str_eq(u.plan, "free");
+    cr_assert_eq(store_user_set_plan(st, id, "pro", &u), STORE_OK);
+    cr_assert_str_eq(u.plan, "pro");
+    cr_assert_str_eq(u.id, id);
+    cr_assert_eq(u.token_balance, 7);
+    cr_assert_eq(store_user_get(st, id, &u), STORE_OK);
+    cr_assert_str_eq(u.plan, "pro");
+    cr_assert_eq(store_user_set_plan(st, id, "free", NULL), STORE_OK);
+    cr_assert_eq(store_user_get(st, id, &u), STORE_OK);
+    cr_assert_str_eq(u.plan, "free");
+    cr_assert_eq(store_user_set_plan(st, "usr_nope", "pro", &u), STORE_ENOTFOUND);
+    cr_assert_eq(store_user_set_plan(st, "usr_nope", "pro", NULL), STORE_ENOTFOUND);
+    cr_assert_neq(store_user_set_plan(st, id, "gold", NULL), STORE_OK); /* CHECK constraint */
+    cr_assert_eq(store_user_get(st, id, &u), STORE_OK);
+    cr_assert_str_eq(u.plan, "free");
+}
+
 Test(store, keys_and_sessions)
 {
     char id[ID_LEN], other[ID_LEN];
