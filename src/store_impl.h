@@ -94,6 +94,15 @@ typedef struct store_ops {
 
     /* plans */
     int (*user_set_plan)(store_t *s, const char *user_id, const char *plan, user_record *out);
+
+    /* templates */
+    int (*template_create)(store_t *s, const store_template *t, int max_per_user);
+    int (*template_get)(store_t *s, const char *template_id, store_template *out);
+    int (*template_list)(store_t *s, const char *user_id, const char *cursor, int limit,
+                         store_template **out, size_t *n, char **next_cursor);
+    int (*template_update)(store_t *s, const char *user_id, const char *template_id,
+                           const char *name, const char *body, int64_t now, store_template *out);
+    int (*template_delete)(store_t *s, const char *user_id, const char *template_id);
 } store_ops;
 
 /* The shared head of every backend's state. */
