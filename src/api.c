@@ -53,6 +53,8 @@ static const route routes[] = {
     {"DELETE", "/api/keys/{id}", api_keys_delete, AUTHED, "Revoke an API key", NULL, NULL},
     {"POST", "/api/admin/users/{id}/tokens", api_admin_tokens, ADMIN, "Grant tokens (admin)", NULL,
      NULL},
+    {"POST", "/api/admin/users/{id}/plan", api_admin_plan, ADMIN,
+     "Set a user's plan, free or pro (admin)", "PlanBody", NULL},
     {"GET", "/api/tokens/transactions", api_transactions, AUTHED, "The token ledger", NULL, NULL},
     {"GET", "/api/models", api_models, PUBLIC, "Models and their availability", NULL, NULL},
     {"POST", "/api/providers/replicate/webhook", api_replicate_webhook, PUBLIC,
@@ -86,6 +88,19 @@ static const route routes[] = {
      "A webhook's deliveries, newest first", NULL, NULL},
     {"POST", "/api/webhooks/{id}/deliveries/{deliveryId}/redeliver", api_webhook_redeliver, AUTHED,
      "Send a delivery again (same webhook-id and body)", NULL, "Delivery"},
+    /* templates */
+    {"POST", "/api/templates", api_template_create, AUTHED,
+     "Save a template (a create body, validated as a create)", "TemplateBody", "Template"},
+    {"GET", "/api/templates", api_template_list, AUTHED, "List templates, newest first", NULL,
+     NULL},
+    {"GET", "/api/templates/{id}", api_template_get, AUTHED, "One template", NULL, "Template"},
+    {"PUT", "/api/templates/{id}", api_template_update, AUTHED,
+     "Replace a template's name and body", "TemplateBody", "Template"},
+    {"DELETE", "/api/templates/{id}", api_template_delete, AUTHED, "Delete a template", NULL, NULL},
+    {"POST", "/api/templates/{id}/generate", api_template_generate, AUTHED,
+     "Create from a template with overrides (201 as create; 202 as the one-step form with "
+     "start: true)",
+     "TemplateGenerateBody", "Created"},
 };
 
 #define MULTIPART_SLACK (256 * 1024) /* part headers and boundaries */
@@ -300,7 +315,19 @@ static const char openapi_schemas[] =
     "\"status\": {\"enum\": [\"pending\", \"succeeded\", \"failed\"]}, "
     "\"attempts\": {\"type\": \"integer\"}, \"lastStatusCode\": {\"type\": [\"integer\", "
     "\"null\"]}, \"nextAttemptAt\": {\"type\": [\"integer\", \"null\"]}, "
-    "\"createdAt\": {\"type\": \"integer\"}}}}";
+    "\"createdAt\": {\"type\": \"integer\"}}}, "
+    "\"PlanBody\": {\"type\": \"object\", \"required\": [\"plan\"], "
+    "\"properties\": {\"plan\": {\"enum\": [\"free\", \"pro\"]}}}, "
+    "\"TemplateBody\": {\"type\": \"object\", \"required\": [\"name\", \"body\"], "
+    "\"properties\": {\"name\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 100}, "
+    "\"body\": {\"$ref\": \"#/components/schemas/CreateBody\"}}}, "
+    "\"Template\": {\"type\": \"object\", \"properties\": {\"_id\": {\"type\": \"string\"}, "
+    "\"name\": {\"type\": \"string\"}, \"body\": {\"type\": \"object\"}, "
+    "\"createdAt\": {\"type\": \"integer\"}, \"updatedAt\": {\"type\": \"integer\"}}}, "
+    "\"TemplateGenerateBody\": {\"type\": \"object\", \"properties\": {"
+    "\"overrides\": {\"type\": \"object\", \"description\": \"create fields; parameters "
+    "merged key by key; null removes a field\"}, \"start\": {\"type\": \"boolean\", "
+    "\"default\": false}}}}";
 
 static json_t *schema_ref(const char *name)
 {

@@ -62,6 +62,7 @@ void api_keys_create(api_call *c);
 void api_keys_list(api_call *c);
 void api_keys_delete(api_call *c);
 void api_admin_tokens(api_call *c);
+void api_admin_plan(api_call *c);
 void api_transactions(api_call *c);
 
 /* Handlers (api_gen.c) */
@@ -75,6 +76,10 @@ void api_gen_list(api_call *c);
 void api_gen_cancel(api_call *c);
 void api_gen_retry(api_call *c);
 void api_gen_delete(api_call *c);
+/* A create (start false) or the legacy one-step create-and-start from a
+ * create body (stolen), answered exactly as those routes answer; the
+ * Idempotency-Key is the request's, scoped to its path. */
+void api_gen_create(api_call *c, json_t *body, bool start);
 void api_gen_events(api_call *c);
 void api_user_events(api_call *c);
 
@@ -84,5 +89,13 @@ void api_webhook_list(api_call *c);
 void api_webhook_delete(api_call *c);
 void api_webhook_deliveries(api_call *c);
 void api_webhook_redeliver(api_call *c);
+
+/* Handlers (api_template.c) */
+void api_template_create(api_call *c);
+void api_template_list(api_call *c);
+void api_template_get(api_call *c);
+void api_template_update(api_call *c);
+void api_template_delete(api_call *c);
+void api_template_generate(api_call *c);
 
 #endif

@@ -272,6 +272,23 @@ void api_admin_tokens(api_call *c)
     json_decref(body);
 }
 
+/* POST /api/admin/users/{id}/plan {plan}: the user as /api/me shows it. */
+void api_admin_plan(api_call *c)
+{
+    json_t *body = api_json_body(c);
+    if (!body) return;
+    const char *plan = json_string_value(json_object_get(body, "plan"));
+    user_record u;
+    int rc;
+    if (!plan || (!str_eq(plan, "free") && !str_eq(plan, "pro")))
+        api_field_error(c, "plan", "plan must be \"free\" or \"pro\"");
+    else if ((rc = store_user_set_plan(api_store, c->param, plan, &u)) != STORE_OK)
+        api_store_error(c, rc, "user");
+    else
+        http_reply_json(c->req, 200, api_user_json(&u));
+    json_decref(body);
+}
+
 void api_transactions(api_call *c)
 {
     int limit;

@@ -195,6 +195,11 @@ static void create_generation(api_call *c, json_t *body, bool start)
     gen_service_req_free(&req);
 }
 
+void api_gen_create(api_call *c, json_t *body, bool start)
+{
+    create_generation(c, body, start);
+}
+
 /* ---- routes ---- */
 
 void api_models(api_call *c)

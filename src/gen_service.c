@@ -374,6 +374,20 @@ int gen_service_finish(const gen_service_req *req, const user_record *caller, bo
     return rc;
 }
 
+int gen_service_check_images(const gen_service_req *req, gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!req->prepared) return fail(out, GEN_SVC_EINTERNAL, NULL, "the request was not validated");
+    json_t *products, *models, *copies;
+    if (import_images(&req->parsed, &products, &models, &copies, out) != GEN_SVC_OK)
+        return out->status;
+    delete_urls(copies); /* checked, not kept */
+    json_decref(products);
+    json_decref(models);
+    json_decref(copies);
+    return succeed(out, 200, NULL);
+}
+
 static int create(gen_service_req *req, const user_record *caller, bool start,
                   gen_service_result *out)
 {

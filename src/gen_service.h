@@ -109,6 +109,12 @@ bool gen_service_needs_fetch(const gen_service_req *req);
  * first answer in out->replay (no charge). */
 int gen_service_finish(const gen_service_req *req, const user_record *caller, bool start,
                        gen_service_result *out);
+/* Phase 2's image checks alone, for a body saved to create from later (a
+ * template): every image fetched and validated exactly as finish does, and
+ * nothing kept. GEN_SVC_OK, or IMAGE_VALIDATION_ERROR listing each bad one
+ * (fields as in create: productImages[i], modelImages[i]). Blocks on remote
+ * hosts when gen_service_needs_fetch. */
+int gen_service_check_images(const gen_service_req *req, gen_service_result *out);
 /* Both phases: step 1 (create) and the legacy one-step form. */
 int gen_service_create(gen_service_req *req, const user_record *caller, gen_service_result *out);
 int gen_service_create_and_start(gen_service_req *req, const user_record *caller,

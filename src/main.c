@@ -40,6 +40,7 @@ static void usage(FILE *out)
           "  stylestudio user create --email E [--name N] [--tokens N] [--admin] [options]\n"
           "  stylestudio user grant --email E --amount N [options]\n"
           "  stylestudio user list [options]\n"
+          "  stylestudio user plan --email E --plan free|pro [options]\n"
           "  stylestudio --help | --version\n\n",
           out);
     config_print_help(out);
@@ -104,12 +105,37 @@ static int user_create(store_t *s, char **words)
     return rc;
 }
 
+/* user plan: sets a user's plan (free | pro). */
+static int user_plan(store_t *s, char **words)
+{
+    const char *email = word_flag(words, "--email"), *plan = word_flag(words, "--plan");
+    user_record u;
+    if (!email || !plan) {
+        fputs("stylestudio user plan: --email EMAIL --plan free|pro are required\n", stderr);
+        return 2;
+    }
+    if (strcmp(plan, "free") != 0 && strcmp(plan, "pro") != 0) {
+        fprintf(stderr, "stylestudio user plan: unknown plan '%s' (expected free or pro)\n", plan);
+        return 2;
+    }
+    if (store_user_by_email(s, email, &u, NULL) != STORE_OK) {
+        fprintf(stderr, "stylestudio user plan: no user %s\n", email);
+        return 1;
+    }
+    if (store_user_set_plan(s, u.id, plan, &u) != STORE_OK) {
+        fputs("stylestudio user plan: the database refused the change\n", stderr);
+        return 1;
+    }
+    printf("user_id: %s\nplan: %s\n", u.id, u.plan);
+    return 0;
+}
+
 static int cmd_user(char **words)
 {
     const char *sub = words[1];
     store_t *s;
     if (!sub) {
-        fputs("stylestudio user: expected create, grant or list\n", stderr);
+        fputs("stylestudio user: expected create, grant, list or plan\n", stderr);
         return 2;
     }
     if (open_store(&s) != 0) return 1;
@@ -133,6 +159,8 @@ static int cmd_user(char **words)
             printf("user_id: %s\ntoken_balance: %lld\n", u.id, (long long)balance);
             rc = 0;
         }
+    } else if (strcmp(sub, "plan") == 0) {
+        rc = user_plan(s, words);
     } else if (strcmp(sub, "list") == 0) {
         user_record *list;
         size_t n;

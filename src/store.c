@@ -412,3 +412,54 @@ int store_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted)
 {
     return s->ops->events_prune(s, before, limit, deleted);
 }
+
+/* ---- plans ---- */
+
+int store_user_set_plan(store_t *s, const char *user_id, const char *plan, user_record *out)
+{
+    return s->ops->user_set_plan(s, user_id, plan, out);
+}
+
+/* ---- templates ---- */
+
+void store_template_clear(store_template *t)
+{
+    if (!t) return;
+    free(t->name);
+    free(t->body);
+    t->name = t->body = NULL;
+}
+
+void store_templates_free(store_template *t, size_t n)
+{
+    for (size_t i = 0; t && i < n; i++)
+        store_template_clear(&t[i]);
+    free(t);
+}
+
+int store_template_create(store_t *s, const store_template *t, int max_per_user)
+{
+    return s->ops->template_create(s, t, max_per_user);
+}
+
+int store_template_get(store_t *s, const char *template_id, store_template *out)
+{
+    return s->ops->template_get(s, template_id, out);
+}
+
+int store_template_list(store_t *s, const char *user_id, const char *cursor, int limit,
+                        store_template **out, size_t *n, char **next_cursor)
+{
+    return s->ops->template_list(s, user_id, cursor, limit, out, n, next_cursor);
+}
+
+int store_template_update(store_t *s, const char *user_id, const char *template_id,
+                          const char *name, const char *body, int64_t now, store_template *out)
+{
+    return s->ops->template_update(s, user_id, template_id, name, body, now, out);
+}
+
+int store_template_delete(store_t *s, const char *user_id, const char *template_id)
+{
+    return s->ops->template_delete(s, user_id, template_id);
+}

@@ -440,4 +440,46 @@ int store_delivery_next_due(store_t *s, int64_t *at);
  * gets the count. */
 int store_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
 
+/* ---- plans (SPEC §4) ----
+ * Sets the user's plan ("free" | "pro"; the caller validates it) and, when
+ * out is not NULL, reads the user back in the same transaction.
+ * STORE_ENOTFOUND when there is no such user. */
+int store_user_set_plan(store_t *s, const char *user_id, const char *plan, user_record *out);
+
+/* ---- templates (SPEC §4) ----
+ * Saved create bodies per user. The store keeps the body as JSON text and
+ * never looks inside; validation is the caller's. */
+
+typedef struct store_template {
+    char id[ID_LEN]; /* tpl_... */
+    char user_id[ID_LEN];
+    char *name; /* owned */
+    char *body; /* owned: JSON text */
+    int64_t created_at;
+    int64_t updated_at;
+} store_template;
+
+/* Frees the strings of one record / of n records and the array (NULL ok). */
+void store_template_clear(store_template *t);
+void store_templates_free(store_template *t, size_t n);
+/* Inserts *t (all fields) unless the user has max_per_user templates
+ * already (STORE_ECONFLICT, nothing written). STORE_ENOTFOUND when the
+ * user does not exist. */
+int store_template_create(store_t *s, const store_template *t, int max_per_user);
+/* One template of any user (the caller checks user_id). STORE_ENOTFOUND. */
+int store_template_get(store_t *s, const char *template_id, store_template *out);
+/* The user's templates newest first (cursor: NULL or a previous
+ * *next_cursor, a template id). *out new array (store_templates_free);
+ * *next_cursor (caller frees) NULL on the last page. */
+int store_template_list(store_t *s, const char *user_id, const char *cursor, int limit,
+                        store_template **out, size_t *n, char **next_cursor);
+/* Replaces name and body of one of the user's templates, updated_at = now;
+ * *out (may be NULL) gets it afterwards. STORE_ENOTFOUND when absent or
+ * not theirs. */
+int store_template_update(store_t *s, const char *user_id, const char *template_id,
+                          const char *name, const char *body, int64_t now, store_template *out);
+/* Deletes one of the user's templates. STORE_ENOTFOUND when absent or not
+ * theirs. */
+int store_template_delete(store_t *s, const char *user_id, const char *template_id);
+
 #endif

@@ -91,6 +91,18 @@ typedef struct store_ops {
                               int64_t now, store_delivery *out);
     int (*delivery_next_due)(store_t *s, int64_t *at);
     int (*events_prune)(store_t *s, int64_t before, int limit, int64_t *deleted);
+
+    /* plans */
+    int (*user_set_plan)(store_t *s, const char *user_id, const char *plan, user_record *out);
+
+    /* templates */
+    int (*template_create)(store_t *s, const store_template *t, int max_per_user);
+    int (*template_get)(store_t *s, const char *template_id, store_template *out);
+    int (*template_list)(store_t *s, const char *user_id, const char *cursor, int limit,
+                         store_template **out, size_t *n, char **next_cursor);
+    int (*template_update)(store_t *s, const char *user_id, const char *template_id,
+                           const char *name, const char *body, int64_t now, store_template *out);
+    int (*template_delete)(store_t *s, const char *user_id, const char *template_id);
 } store_ops;
 
 /* The shared head of every backend's state. */

@@ -977,4 +977,12 @@ static const store_ops pg_ops = {
     .delivery_redeliver = store_pg_delivery_redeliver,
     .delivery_next_due = store_pg_delivery_next_due,
     .events_prune = store_pg_events_prune,
+    /* plans */
+    .user_set_plan = store_pg_user_set_plan,
+    /* templates */
+    .template_create = store_pg_template_create,
+    .template_get = store_pg_template_get,
+    .template_list = store_pg_template_list,
+    .template_update = store_pg_template_update,
+    .template_delete = store_pg_template_delete,
 };

@@ -6,6 +6,7 @@
  *   store_pg_user.c   users, API keys, sessions, the ledger
  *   store_pg_gen.c    generations: API side, worker side, sweep queries
  *   store_pg_webhook.c outbound webhooks, deliveries, events retention
+ *   store_pg_tpl.c    templates (saved create bodies)
  * Nothing outside these files includes it (and the PostgreSQL unit tests,
  * for the lock constants); everyone else uses store.h.
  */
@@ -205,5 +206,15 @@ int store_pg_delivery_redeliver(store_t *s, const char *webhook_id, const char *
                                 int64_t now, store_delivery *out);
 int store_pg_delivery_next_due(store_t *s, int64_t *at);
 int store_pg_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
+/* plans (store_pg_user.c) */
+int store_pg_user_set_plan(store_t *s, const char *user_id, const char *plan, user_record *out);
+/* templates (store_pg_tpl.c) */
+int store_pg_template_create(store_t *s, const store_template *t, int max_per_user);
+int store_pg_template_get(store_t *s, const char *template_id, store_template *out);
+int store_pg_template_list(store_t *s, const char *user_id, const char *cursor, int limit,
+                           store_template **out, size_t *n, char **next_cursor);
+int store_pg_template_update(store_t *s, const char *user_id, const char *template_id,
+                             const char *name, const char *body, int64_t now, store_template *out);
+int store_pg_template_delete(store_t *s, const char *user_id, const char *template_id);
 
 #endif

@@ -351,3 +351,17 @@ int store_pg_ledger_totals(store_t *s, int64_t *charged, int64_t *refunded)
     PQclear(r);
     return rc;
 }
+
+/* ---- plans ---- */
+
+int store_pg_user_set_plan(store_t *s, const char *user_id, const char *plan, user_record *out)
+{
+    PGresult *r = NULL;
+    int rc = pg_query1(s, &r, "UPDATE users u SET plan = $2 WHERE u.id = $1 RETURNING " USER_COLS,
+                       "ss", user_id, plan);
+    if (rc != STORE_OK) return rc;
+    if (out) return user_result(r, out);
+    rc = PQntuples(r) >= 1 ? STORE_OK : STORE_ENOTFOUND;
+    PQclear(r);
+    return rc;
+}

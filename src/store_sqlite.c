@@ -652,6 +652,14 @@ static const store_ops sq_ops = {
     .delivery_redeliver = sq_delivery_redeliver,
     .delivery_next_due = sq_delivery_next_due,
     .events_prune = sq_events_prune,
+    /* plans */
+    .user_set_plan = sq_user_set_plan,
+    /* templates */
+    .template_create = sq_template_create,
+    .template_get = sq_template_get,
+    .template_list = sq_template_list,
+    .template_update = sq_template_update,
+    .template_delete = sq_template_delete,
 };
 
 int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err)

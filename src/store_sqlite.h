@@ -5,6 +5,7 @@
  *   store_sqlite_user.c  users, API keys, sessions, the ledger
  *   store_sqlite_gen.c   generations: API side, worker side, sweep
  *   store_sqlite_webhook.c  outbound webhooks, deliveries, events retention
+ *   store_sqlite_tpl.c   templates (saved create bodies)
  * Nothing outside these files includes it; everyone else uses store.h.
  */
 #ifndef SS_STORE_SQLITE_H
@@ -76,6 +77,16 @@ int sq_delivery_redeliver(store_t *s, const char *webhook_id, const char *delive
                           store_delivery *out);
 int sq_delivery_next_due(store_t *s, int64_t *at);
 int sq_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
+/* plans (store_sqlite_user.c) */
+int sq_user_set_plan(store_t *s, const char *user_id, const char *plan, user_record *out);
+/* templates (store_sqlite_tpl.c) */
+int sq_template_create(store_t *s, const store_template *t, int max_per_user);
+int sq_template_get(store_t *s, const char *template_id, store_template *out);
+int sq_template_list(store_t *s, const char *user_id, const char *cursor, int limit,
+                     store_template **out, size_t *n, char **next_cursor);
+int sq_template_update(store_t *s, const char *user_id, const char *template_id, const char *name,
+                       const char *body, int64_t now, store_template *out);
+int sq_template_delete(store_t *s, const char *user_id, const char *template_id);
 
 /* One pooled connection with its prepared-statement cache. */
 typedef struct sq_conn sq_conn;

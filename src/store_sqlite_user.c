@@ -419,3 +419,22 @@ int sq_ledger_list(store_t *s, const char *user_id, const char *cursor, int limi
     *next_cursor = more && cnt ? xasprintf("%lld", (long long)rows[cnt - 1].id) : NULL;
     return STORE_OK;
 }
+
+/* ---- plans ---- */
+
+int sq_user_set_plan(store_t *s, const char *user_id, const char *plan, user_record *out)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    int rc = sq_exec(&t, "UPDATE users SET plan = ? WHERE id = ?", "ss", plan, user_id);
+    if (rc == 0) rc = STORE_ENOTFOUND;
+    if (rc > 0 && out)
+        rc = user_query(
+            &t, sq_query(&t, "SELECT " USER_COLS " FROM users u WHERE u.id = ?", "s", user_id), out,
+            NULL);
+    if (rc < 0) {
+        sq_rollback(&t);
+        return rc;
+    }
+    return sq_commit(&t);
+}

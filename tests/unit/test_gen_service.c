@@ -283,6 +283,36 @@ Test(gen_service, finish_refuses_a_request_that_was_not_prepared)
     gen_service_req_free(&req);
 }
 
+/* The image checks alone (templates): same answers as finish, nothing
+ * charged, written or kept. */
+Test(gen_service, check_images_alone_charges_and_keeps_nothing)
+{
+    gen_service_req req;
+    gen_service_result res;
+    user_record who = caller(&alice);
+    create_req(&req, body_for(product_url, "low"), NULL);
+    cr_assert_eq(gen_service_check_images(&req, &res), GEN_SVC_EINTERNAL); /* not prepared */
+    gen_service_result_free(&res);
+    cr_assert_eq(gen_service_prepare(&req, &who, &res), GEN_SVC_OK);
+    cr_assert_eq(gen_service_check_images(&req, &res), GEN_SVC_OK);
+    gen_service_result_free(&res);
+    gen_service_req_free(&req);
+    create_req(&req, body_for("http://127.0.0.1:9/p.jpg", "low"), NULL);
+    cr_assert_eq(gen_service_prepare(&req, &who, &res), GEN_SVC_OK);
+    cr_assert_eq(gen_service_check_images(&req, &res), GEN_SVC_EIMAGE);
+    json_t *first = json_array_get(res.validation_errors, 0);
+    cr_assert_str_eq(json_string_value(json_object_get(first, "field")), "productImages[0]");
+    gen_service_result_free(&res);
+    gen_service_req_free(&req);
+    cr_assert_eq(balance(&alice), 10);
+    gen_record *list = NULL;
+    size_t n = 0;
+    char *next = NULL;
+    cr_assert_eq(store_gen_list(S, alice.id, -1, NULL, 20, &list, &n, &next), STORE_OK);
+    cr_assert_eq(n, 0);
+    free(list);
+}
+
 /* ---- idempotency ---- */
 
 Test(gen_service, idempotent_replay_returns_the_first_answer_and_charges_once)

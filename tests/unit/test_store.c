@@ -248,6 +248,31 @@ Test(store, user_credit)
     check_ledger();
 }
 
+/* ---- plans ---- */
+
+Test(store, user_set_plan)
+{
+    char id[ID_LEN];
+    make_user("plan@example.com", 7, id);
+    user_record u;
+    cr_assert_eq(store_user_get(st, id, &u), STORE_OK);
+    cr_assert_str_eq(u.plan, "free");
+    cr_assert_eq(store_user_set_plan(st, id, "pro", &u), STORE_OK);
+    cr_assert_str_eq(u.plan, "pro");
+    cr_assert_str_eq(u.id, id);
+    cr_assert_eq(u.token_balance, 7);
+    cr_assert_eq(store_user_get(st, id, &u), STORE_OK);
+    cr_assert_str_eq(u.plan, "pro");
+    cr_assert_eq(store_user_set_plan(st, id, "free", NULL), STORE_OK);
+    cr_assert_eq(store_user_get(st, id, &u), STORE_OK);
+    cr_assert_str_eq(u.plan, "free");
+    cr_assert_eq(store_user_set_plan(st, "usr_nope", "pro", &u), STORE_ENOTFOUND);
+    cr_assert_eq(store_user_set_plan(st, "usr_nope", "pro", NULL), STORE_ENOTFOUND);
+    cr_assert_neq(store_user_set_plan(st, id, "gold", NULL), STORE_OK); /* CHECK constraint */
+    cr_assert_eq(store_user_get(st, id, &u), STORE_OK);
+    cr_assert_str_eq(u.plan, "free");
+}
+
 Test(store, keys_and_sessions)
 {
     char id[ID_LEN], other[ID_LEN];
@@ -1453,6 +1478,99 @@ Test(store, events_prune_keeps_unprocessed_and_latest)
         if (on_pg) cr_skip_test("about the SQLite file; test_store_pg.c covers PostgreSQL");       \
     } while (0)
 
+/* ---- templates ---- */
+
+static void make_tpl(const char *user_id, const char *name, const char *body, int64_t at,
+                     char id[ID_LEN])
+{
+    store_template t = {
+        .name = (char *)name, .body = (char *)body, .created_at = at, .updated_at = at};
+    ids_new("tpl", t.id);
+    snprintf(t.user_id, sizeof t.user_id, "%s", user_id);
+    cr_assert_eq(store_template_create(st, &t, 100), STORE_OK);
+    if (id) memcpy(id, t.id, ID_LEN);
+}
+
+Test(store, template_crud_pages_and_cap)
+{
+    char alice[ID_LEN], bob[ID_LEN], id[ID_LEN];
+    make_user("tpl-a@example.com", 0, alice);
+    make_user("tpl-b@example.com", 0, bob);
+    make_tpl(alice, "Studio white", "{\"style\":\"minimal\"}", T0, id);
+    store_template t;
+    cr_assert_eq(store_template_get(st, id, &t), STORE_OK);
+    cr_assert_str_eq(t.id, id);
+    cr_assert_str_eq(t.user_id, alice);
+    cr_assert_str_eq(t.name, "Studio white");
+    cr_assert_str_eq(t.body, "{\"style\":\"minimal\"}");
+    cr_assert_eq(t.created_at, T0);
+    cr_assert_eq(t.updated_at, T0);
+    store_template_clear(&t);
+    cr_assert_eq(store_template_get(st, "tpl_nope", &t), STORE_ENOTFOUND);
+
+    /* Update: only the owner's; name and body replaced, updated_at moves. */
+    cr_assert_eq(store_template_update(st, bob, id, "x", "{}", T0 + 5, &t), STORE_ENOTFOUND);
+    cr_assert_eq(store_template_update(st, alice, "tpl_nope", "x", "{}", T0 + 5, &t),
+                 STORE_ENOTFOUND);
+    cr_assert_eq(
+        store_template_update(st, alice, id, "Beach", "{\"style\":\"artistic\"}", T0 + 5, &t),
+        STORE_OK);
+    cr_assert_str_eq(t.name, "Beach");
+    cr_assert_str_eq(t.body, "{\"style\":\"artistic\"}");
+    cr_assert_eq(t.created_at, T0);
+    cr_assert_eq(t.updated_at, T0 + 5);
+    store_template_clear(&t);
+    cr_assert_eq(store_template_update(st, alice, id, "Beach 2", "{}", T0 + 6, NULL), STORE_OK);
+    cr_assert_eq(store_template_get(st, id, &t), STORE_OK);
+    cr_assert_str_eq(t.name, "Beach 2");
+    store_template_clear(&t);
+
+    /* Pages: newest first, per user. */
+    char ids[4][ID_LEN];
+    memcpy(ids[0], id, ID_LEN);
+    for (int i = 1; i < 4; i++) {
+        usleep(2000); /* distinct id times */
+        make_tpl(alice, "more", "{}", T0 + i, ids[i]);
+    }
+    make_tpl(bob, "bob's", "{}", T0, NULL);
+    store_template *rows;
+    size_t n;
+    char *next = NULL, *next2 = NULL;
+    cr_assert_eq(store_template_list(st, alice, NULL, 3, &rows, &n, &next), STORE_OK);
+    cr_assert_eq(n, 3);
+    cr_assert_str_eq(rows[0].id, ids[3]);
+    cr_assert_str_eq(rows[2].id, ids[1]);
+    cr_assert_not_null(next);
+    store_templates_free(rows, n);
+    cr_assert_eq(store_template_list(st, alice, next, 3, &rows, &n, &next2), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(rows[0].id, ids[0]);
+    cr_assert_null(next2);
+    store_templates_free(rows, n);
+    free(next);
+
+    /* Delete: only the owner's. */
+    cr_assert_eq(store_template_delete(st, bob, ids[0]), STORE_ENOTFOUND);
+    cr_assert_eq(store_template_delete(st, alice, ids[0]), STORE_OK);
+    cr_assert_eq(store_template_delete(st, alice, ids[0]), STORE_ENOTFOUND);
+    cr_assert_eq(store_template_get(st, ids[0], &t), STORE_ENOTFOUND);
+
+    /* The cap counts the user's own templates; a missing user is refused. */
+    store_template extra = {.name = "extra", .body = "{}", .created_at = T0, .updated_at = T0};
+    ids_new("tpl", extra.id);
+    snprintf(extra.user_id, sizeof extra.user_id, "%s", alice);
+    cr_assert_eq(store_template_create(st, &extra, 3), STORE_ECONFLICT); /* alice has 3 */
+    cr_assert_eq(store_template_get(st, extra.id, &t), STORE_ENOTFOUND);
+    cr_assert_eq(store_template_create(st, &extra, 4), STORE_OK);
+    ids_new("tpl", extra.id);
+    snprintf(extra.user_id, sizeof extra.user_id, "usr_nope");
+    cr_assert_eq(store_template_create(st, &extra, 100), STORE_ENOTFOUND);
+    cr_assert_eq(store_template_list(st, bob, NULL, 20, &rows, &n, &next), STORE_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_null(next);
+    store_templates_free(rows, n);
+}
+
 Test(store, reopen_and_urls)
 {
     SQLITE_ONLY();
@@ -1466,8 +1584,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 4); /* the newest migration */
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 4);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 6); /* the newest migration */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 5);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -1504,6 +1622,7 @@ Test(store, migrates_from_previous_version)
                               "DROP INDEX token_transactions_kind;"
                               " ALTER TABLE generations DROP COLUMN error_code;"
                               " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
+                              " DROP TABLE templates;"
                               " DELETE FROM schema_migrations WHERE version > 1;"
                               " PRAGMA user_version = 1;",
                               NULL, NULL, NULL),
@@ -1512,7 +1631,7 @@ Test(store, migrates_from_previous_version)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 4); /* the newest migration */
+    cr_assert_eq(sql_int("PRAGMA user_version"), 6); /* the newest migration */
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
@@ -1532,6 +1651,7 @@ Test(store, migrates_error_code_from_version_2)
     cr_assert_eq(sqlite3_exec(db,
                               "ALTER TABLE generations DROP COLUMN error_code;"
                               " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
+                              " DROP TABLE templates;"
                               " DELETE FROM schema_migrations WHERE version > 2;"
                               " PRAGMA user_version = 2;",
                               NULL, NULL, NULL),
@@ -1540,7 +1660,7 @@ Test(store, migrates_error_code_from_version_2)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 4);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 6);
     gen_record g = get_gen(gid);
     cr_assert_str_eq(g.error_code, "");
     gen_record_free(&g);
