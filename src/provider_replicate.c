@@ -21,7 +21,6 @@
  */
 #include <jansson.h>
 #include <pthread.h>
-#include <regex.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +31,7 @@
 #include "provider.h"
 #include "provider_remote.h"
 #include "util.h"
+#include "webhook.h"
 
 #define PROGRESS_CREATED 5
 #define PROGRESS_DOWNLOADING 95
@@ -346,7 +346,8 @@ cleanup:
 static int replicate_start(provider_job *job)
 {
     const model_info *m = job->model;
-    if (!provider_secret(PROVIDER_SECRET_REPLICATE) || !m->provider_model) return -1;
+    bool pinned = m->version && *m->version;
+    if (!provider_secret(PROVIDER_SECRET_REPLICATE) || (!pinned && !m->provider_model)) return -1;
     json_t *input = provider_template_render(m->input, job->gen, m);
     if (!json_is_object(input)) {
         json_decref(input);
@@ -356,7 +357,7 @@ static int replicate_start(provider_job *job)
     const char *base = base_url(&bl);
     char *url;
     json_t *body = json_pack("{s:o}", "input", input);
-    if (m->version && *m->version) {
+    if (pinned) {
         url = xasprintf("%.*s/v1/predictions", (int)bl, base);
         json_object_set_new(body, "version", json_string(m->version));
     } else {
@@ -403,42 +404,6 @@ const provider_ops provider_replicate_ops = {
 
 /* ---- the webhook ---- */
 
-/* Whether `header` (space-separated "v1,<base64>" entries) holds the
- * signature of id.timestamp.body under the webhook secret. */
-static bool signature_ok(const char *secret, const char *id, const char *ts, const char *body,
-                         size_t body_len, const char *header)
-{
-    const char *key_b64 = str_has_prefix(secret, "whsec_") ? secret + 6 : secret;
-    unsigned char key[128];
-    size_t key_len = 0;
-    if (sodium_base642bin(key, sizeof key, key_b64, strlen(key_b64), NULL, &key_len, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0)
-        return false;
-    crypto_auth_hmacsha256_state st;
-    unsigned char mac[crypto_auth_hmacsha256_BYTES];
-    crypto_auth_hmacsha256_init(&st, key, key_len);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)id, strlen(id));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)".", 1);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)ts, strlen(ts));
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)".", 1);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)body, body_len);
-    crypto_auth_hmacsha256_final(&st, mac);
-    sodium_memzero(key, sizeof key);
-    char want[sodium_base64_ENCODED_LEN(sizeof mac, sodium_base64_VARIANT_ORIGINAL)];
-    sodium_bin2base64(want, sizeof want, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
-    size_t wl = strlen(want);
-    for (const char *p = header; p && *p;) {
-        while (*p == ' ')
-            p++;
-        const char *end = strchr(p, ' ');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (n == wl + 3 && strncmp(p, "v1,", 3) == 0 && sodium_memcmp(p + 3, want, wl) == 0)
-            return true;
-        p = end;
-    }
-    return false;
-}
-
 int provider_replicate_webhook(const char *id, const char *timestamp, const char *signature,
                                const char *body, size_t body_len)
 {
@@ -451,8 +416,7 @@ int provider_replicate_webhook(const char *id, const char *timestamp, const char
     if (*end || end == timestamp || ts < now - WEBHOOK_TOLERANCE_S ||
         ts > now + WEBHOOK_TOLERANCE_S)
         return PROVIDER_WEBHOOK_EBADSIG;
-    if (!signature_ok(secret, id, timestamp, body, body_len, signature))
-        return PROVIDER_WEBHOOK_EBADSIG;
+    if (!webhook_verify(secret, id, ts, body, body_len, signature)) return PROVIDER_WEBHOOK_EBADSIG;
     json_t *pred = json_loadb(body, body_len, 0, NULL);
     const char *pid = json_string_value(json_object_get(pred, "id"));
     bool found = false;

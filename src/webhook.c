@@ -120,6 +120,22 @@ int webhook_sign(const char *secret, const char *msg_id, int64_t timestamp, cons
     return 0;
 }
 
+bool webhook_verify(const char *secret, const char *msg_id, int64_t timestamp, const char *body,
+                    size_t len, const char *signatures)
+{
+    char want[WEBHOOK_SIGNATURE_LEN];
+    if (!signatures || webhook_sign(secret, msg_id, timestamp, body, len, want) != 0) return false;
+    size_t wl = strlen(want);
+    for (const char *p = signatures; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        if (n == wl && sodium_memcmp(p, want, wl) == 0) return true;
+        p += n;
+    }
+    return false;
+}
+
 /* The "status" of a record's JSON into out ("" when absent). */
 static void record_status(const char *data, char *out, size_t size)
 {

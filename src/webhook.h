@@ -30,6 +30,13 @@ void webhook_new_secret(char out[WEBHOOK_SECRET_LEN]);
 int webhook_sign(const char *secret, const char *msg_id, int64_t timestamp, const char *body,
                  size_t len, char out[WEBHOOK_SIGNATURE_LEN]);
 
+/* The receiving side (e.g. Replicate's webhooks to us): whether
+ * `signatures` (the webhook-signature header: space-separated
+ * "v1,<base64>" entries) holds webhook_sign's signature of the message.
+ * Compared in constant time. False for a malformed secret. */
+bool webhook_verify(const char *secret, const char *msg_id, int64_t timestamp, const char *body,
+                    size_t len, const char *signatures);
+
 /* The webhook type an event stands for, or NULL when it is none: a
  * balance event is "balance.changed"; a generation event is
  * "generation.<status>" for processing, completed, failed and cancelled,

@@ -31,6 +31,26 @@ Test(webhook, signature_matches_the_standard_webhooks_example)
     cr_assert_str_eq(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
+Test(webhook, verify_finds_the_signature_among_several)
+{
+    const char *secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const char *id = "msg_p5jXN8AQM9LWM0D4loKWxJek", *payload = "{\"test\": 2432232314}";
+    const char *good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    size_t n = strlen(payload);
+    cr_assert(webhook_verify(secret, id, 1614265330, payload, n, good));
+    char several[200];
+    snprintf(several, sizeof several, "v1,bm90IHRoaXMgb25l %s", good);
+    cr_assert(webhook_verify(secret, id, 1614265330, payload, n, several));
+    cr_assert_not(webhook_verify(secret, id, 1614265331, payload, n, good), "another timestamp");
+    cr_assert_not(webhook_verify(secret, "msg_other", 1614265330, payload, n, good));
+    cr_assert_not(webhook_verify(secret, id, 1614265330, "{}", 2, good), "another body");
+    cr_assert_not(webhook_verify(secret, id, 1614265330, payload, n, good + 3), "no v1, prefix");
+    cr_assert_not(webhook_verify(secret, id, 1614265330, payload, n, ""));
+    cr_assert_not(
+        webhook_verify("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id, 1614265330, payload, n, good),
+        "a secret without whsec_");
+}
+
 Test(webhook, signature_of_a_new_secret_checks_independently)
 {
     char secret[WEBHOOK_SECRET_LEN];
