@@ -412,3 +412,10 @@ int store_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted)
 {
     return s->ops->events_prune(s, before, limit, deleted);
 }
+
+/* ---- rate limits ---- */
+
+int store_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx)
+{
+    return s->ops->bucket_update(s, key, fn, ctx);
+}

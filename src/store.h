@@ -440,4 +440,22 @@ int store_delivery_next_due(store_t *s, int64_t *at);
  * gets the count. */
 int store_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
 
+/* ---- rate limits (ratelimit.c; SPEC §4) ----
+ * A token bucket per key; ratelimit.c does the arithmetic, the store makes
+ * each read-modify-write atomic across threads and processes. */
+
+typedef struct store_bucket {
+    double tokens;      /* units left at updated_at */
+    int64_t updated_at; /* ms; 0: no row yet (ratelimit.c reads it as full) */
+} store_bucket;
+
+/* Changes *b in place (pure, quick: it runs inside the transaction);
+ * returns true to write it back, false to leave the row as it is. */
+typedef bool (*store_bucket_fn)(store_bucket *b, void *ctx);
+/* One transaction holding the bucket's row (SQLite: the write
+ * transaction; PostgreSQL: the row lock): reads bucket `key` (zeroed when
+ * absent), runs fn on it, and stores what fn leaves when it says so.
+ * Concurrent updates of one key, from any process, run one after another. */
+int store_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+
 #endif

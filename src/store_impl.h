@@ -91,6 +91,8 @@ typedef struct store_ops {
                               int64_t now, store_delivery *out);
     int (*delivery_next_due)(store_t *s, int64_t *at);
     int (*events_prune)(store_t *s, int64_t before, int limit, int64_t *deleted);
+
+    int (*bucket_update)(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
 } store_ops;
 
 /* The shared head of every backend's state. */

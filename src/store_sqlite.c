@@ -652,6 +652,7 @@ static const store_ops sq_ops = {
     .delivery_redeliver = sq_delivery_redeliver,
     .delivery_next_due = sq_delivery_next_due,
     .events_prune = sq_events_prune,
+    .bucket_update = sq_bucket_update,
 };
 
 int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err)
