@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import {
   test, assert, startServer, api, assertOk, assertError, createUser, uploadFixture, createBody,
-  balance, countGenerations, query, sleep, runCli, PG,
+  balance, countGenerations, query, sleep, runCli, PG, dropDb,
 } from './harness.mjs';
 
 // Makes a user pro in the database (the harness's query() opens SQLite
@@ -163,6 +163,29 @@ test('the default burst (30/h: 10) holds across a restart', async (t) => {
   assertError(after, 429, 'RATE_LIMIT_EXCEEDED', 'still limited after a restart');
   assert.equal(rate(after).remaining, 0);
   assert.equal(await balance(s, u.key), 10);
+});
+
+test('two processes on one database share the bucket: concurrent creates pass exactly the burst', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ss-rl-multi-'));
+  const args = ['--rate-free', '1/h,4'];
+  const a = await startServer({ dataDir, keepData: true, workers: 0, args });
+  const b = await startServer({ dataDir, keepData: true, workers: 0, args: [...args, '--public-url', a.baseUrl] });
+  t.after(async () => {
+    await a.stop();
+    await b.stop();
+    if (PG) await dropDb(dataDir);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  const u = await createUser(dataDir, { tokens: 20 });
+  const url = await uploadFixture(a, u.key, 'product.jpg');
+  const answers = await Promise.all(Array.from({ length: 12 }, (_, i) =>
+    api(i % 2 ? b : a, 'POST', '/api/generation/create', { key: u.key, body: createBody(url) })));
+  const passed = answers.filter((r) => r.status === 201).length;
+  const refused = answers.filter((r) => r.status === 429 && r.json?.code === 'RATE_LIMIT_EXCEEDED').length;
+  assert.equal(passed, 4, `a burst of 4 across both processes; statuses ${answers.map((r) => r.status).join(',')}`);
+  assert.equal(refused, 8);
+  assert.equal(await balance(a, u.key), 16, 'only the created ones were charged');
+  assert.equal(await countGenerations(b, u.key), 4);
 });
 
 test('a rate limit that does not parse refuses to start', async () => {
