@@ -187,6 +187,34 @@ static void rate_give_back(const user_record *caller, gen_service_result *out)
         log_warn("rate limit: could not give back the unit of %s", caller->id);
 }
 
+/* A keyed create refused by its limit may be a replay of one that was
+ * created, which answers as always and uses no unit: true when *out now
+ * says so (the replay, or IDEMPOTENCY_KEY_REUSED), false to keep the 429. */
+static bool replay_at_limit(const gen_service_req *req, const user_record *caller,
+                            gen_service_result *out)
+{
+    if (!req->idem_key) return false;
+    store_idem idem = {.key = req->idem_key,
+                       .request_hash = req->request_hash,
+                       .not_before = now_ms() - GEN_IDEMPOTENCY_KEEP_MS};
+    char *replay = NULL;
+    int status = 0;
+    int rc = store_idem_peek(store, caller->id, &idem, &replay, &status);
+    if (rc != STORE_EREPLAY && rc != STORE_EIDEM_MISMATCH) return false;
+    free(out->message);
+    out->message = NULL;
+    out->rate.allowed = true;
+    out->rate.retry_after = 0;
+    if (rc == STORE_EIDEM_MISMATCH) {
+        fail(out, GEN_SVC_EIDEM_REUSED, NULL,
+             "this Idempotency-Key was used with a different request body");
+        return true;
+    }
+    succeed(out, status, NULL);
+    out->replay = replay;
+    return true;
+}
+
 static const char *log_id(const gen_service_req *req)
 {
     return req->request_id[0] ? req->request_id : NULL;
@@ -389,8 +417,12 @@ int gen_service_finish(const gen_service_req *req, const user_record *caller, bo
     const gen_request *r = &req->parsed;
     const model_info *m = req->prepared ? provider_model_find(r->params.model) : NULL;
     if (!m) return fail(out, GEN_SVC_EINTERNAL, NULL, "the request was not validated");
-    /* The unit first: past the limit nothing is fetched or charged. */
-    if (rate_take(caller, out) != GEN_SVC_OK) return out->status;
+    /* The unit first: past the limit nothing is fetched or charged (but a
+     * replay still gets its first answer). */
+    if (rate_take(caller, out) != GEN_SVC_OK) {
+        if (out->status == GEN_SVC_ERATE) replay_at_limit(req, caller, out);
+        return out->status;
+    }
     json_t *products, *models, *copies;
     if (import_images(r, &products, &models, &copies, out) != GEN_SVC_OK) {
         rate_give_back(caller, out);

@@ -16,7 +16,9 @@
  * back is exact — refill is linear and capped, so take-then-give leaves
  * the bucket as if nothing had happened — and both are single store
  * transactions, so concurrent requests neither lose nor invent a unit.
- * Only a crash between the take and the give can lose one unit.
+ * Only a crash between the take and the give can lose one unit. A keyed
+ * request refused here may still be a replay: gen_service asks the store
+ * (store_idem_peek) before it answers 429.
  *
  * Functions return 0 (RATELIMIT_OK), RATELIMIT_EEXCEEDED, or a STORE_E*
  * code when the store failed (then nothing was taken).

@@ -457,5 +457,12 @@ typedef bool (*store_bucket_fn)(store_bucket *b, void *ctx);
  * absent), runs fn on it, and stores what fn leaves when it says so.
  * Concurrent updates of one key, from any process, run one after another. */
 int store_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+/* The idempotency check of store_gen_create alone, writing nothing (a
+ * request refused by its rate limit may still be a replay): STORE_OK when
+ * the key is unknown (or older than idem->not_before), STORE_EREPLAY with
+ * *replay_response (caller frees) and *replay_status, or
+ * STORE_EIDEM_MISMATCH. */
+int store_idem_peek(store_t *s, const char *user_id, const store_idem *idem, char **replay_response,
+                    int *replay_status);
 
 #endif

@@ -93,6 +93,8 @@ typedef struct store_ops {
     int (*events_prune)(store_t *s, int64_t before, int limit, int64_t *deleted);
 
     int (*bucket_update)(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+    int (*idem_peek)(store_t *s, const char *user_id, const store_idem *idem,
+                     char **replay_response, int *replay_status);
 } store_ops;
 
 /* The shared head of every backend's state. */

@@ -978,4 +978,5 @@ static const store_ops pg_ops = {
     .delivery_next_due = store_pg_delivery_next_due,
     .events_prune = store_pg_events_prune,
     .bucket_update = store_pg_bucket_update,
+    .idem_peek = store_pg_idem_peek,
 };

@@ -207,5 +207,7 @@ int store_pg_delivery_next_due(store_t *s, int64_t *at);
 int store_pg_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
 /* store_pg_rate.c */
 int store_pg_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+int store_pg_idem_peek(store_t *s, const char *user_id, const store_idem *idem,
+                       char **replay_response, int *replay_status);
 
 #endif

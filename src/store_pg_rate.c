@@ -3,11 +3,13 @@
  * limits"): one transaction makes sure the row exists, locks it (SELECT
  * ... FOR UPDATE), lets the caller's function change it and writes it
  * back, so concurrent takes from any number of processes run one after
- * another on that row and none is lost.
+ * another on that row and none is lost. Also the read-only idempotency
+ * check a request refused by its limit makes (it may be a replay).
  */
 #include <string.h>
 
 #include "store_pg.h"
+#include "util.h"
 
 int store_pg_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx)
 {
@@ -38,5 +40,25 @@ int store_pg_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void
     return pg_commit(&t);
 fail:
     pg_rollback(&t);
+    return rc;
+}
+
+int store_pg_idem_peek(store_t *s, const char *user_id, const store_idem *idem,
+                       char **replay_response, int *replay_status)
+{
+    PGresult *r = NULL;
+    int rc = pg_query1(s, &r,
+                       "SELECT request_hash, response, http_status FROM idempotency_keys"
+                       " WHERE user_id = $1 AND key = $2 AND created_at >= $3",
+                       "ssI", user_id, idem->key, idem->not_before);
+    if (rc != STORE_OK) return rc;
+    if (PQntuples(r) == 1 && str_eq(PQgetvalue(r, 0, 0), idem->request_hash)) {
+        *replay_response = pg_col_strdup(r, 0, 1);
+        *replay_status = (int)pg_col_int(r, 0, 2);
+        rc = STORE_EREPLAY;
+    } else if (PQntuples(r) == 1) {
+        rc = STORE_EIDEM_MISMATCH;
+    }
+    PQclear(r);
     return rc;
 }

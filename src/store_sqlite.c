@@ -653,6 +653,7 @@ static const store_ops sq_ops = {
     .delivery_next_due = sq_delivery_next_due,
     .events_prune = sq_events_prune,
     .bucket_update = sq_bucket_update,
+    .idem_peek = sq_idem_peek,
 };
 
 int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err)

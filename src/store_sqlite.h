@@ -78,6 +78,8 @@ int sq_delivery_next_due(store_t *s, int64_t *at);
 int sq_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
 /* store_sqlite_rate.c */
 int sq_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+int sq_idem_peek(store_t *s, const char *user_id, const store_idem *idem, char **replay_response,
+                 int *replay_status);
 
 /* One pooled connection with its prepared-statement cache. */
 typedef struct sq_conn sq_conn;

@@ -3,11 +3,13 @@
  * limits"): one write transaction (BEGIN IMMEDIATE under the writer
  * mutex) reads the row, lets the caller's function change it, and writes
  * it back, so concurrent takes — from this process or another one on the
- * same file — run one after another.
+ * same file — run one after another. Also the read-only idempotency
+ * check a request refused by its limit makes (it may be a replay).
  */
 #include <string.h>
 
 #include "store_sqlite.h"
+#include "util.h"
 
 int sq_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx)
 {
@@ -38,6 +40,32 @@ int sq_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx)
     }
     return sq_commit(&t);
 fail:
+    sq_rollback(&t);
+    return rc;
+}
+
+int sq_idem_peek(store_t *s, const char *user_id, const store_idem *idem, char **replay_response,
+                 int *replay_status)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    sqlite3_stmt *st = sq_query(&t,
+                                "SELECT request_hash, response, http_status FROM idempotency_keys"
+                                " WHERE user_id = ? AND key = ? AND created_at >= ?",
+                                "ssI", user_id, idem->key, idem->not_before);
+    int rc = st ? sq_step(st) : STORE_ERR;
+    if (rc == SQLITE_ROW) {
+        if (str_eq((const char *)sqlite3_column_text(st, 0), idem->request_hash)) {
+            *replay_response = sq_col_strdup(st, 1);
+            *replay_status = sqlite3_column_int(st, 2);
+            rc = STORE_EREPLAY;
+        } else {
+            rc = STORE_EIDEM_MISMATCH;
+        }
+    } else if (rc == SQLITE_DONE) {
+        rc = STORE_OK;
+    }
+    if (st) sq_done(st);
     sq_rollback(&t);
     return rc;
 }

@@ -96,7 +96,7 @@ test('validation errors and INSUFFICIENT_TOKENS use no unit but carry the header
   assert.equal(rate(broke).remaining, 1);
 });
 
-test('an idempotent replay takes no unit (and charges nothing)', async () => {
+test('an idempotent replay takes no unit, charges nothing, and still answers at the limit', async () => {
   const u = await createUser(srv.dataDir, { tokens: 10 });
   const headers = { 'Idempotency-Key': `rl-${Date.now()}` };
   const first = await createReq(srv, u.key, {}, headers);
@@ -108,6 +108,16 @@ test('an idempotent replay takes no unit (and charges nothing)', async () => {
   assert.equal(again.headers.get('idempotent-replayed'), 'true');
   assert.equal(rate(again).remaining, 1, 'the replay used no unit');
   assertOk(await createReq(srv, u.key), 201, 'the unit the replay did not use');
+  // At the limit a replay still gets its first answer; a new body with the
+  // key is still IDEMPOTENCY_KEY_REUSED; a new key is refused.
+  const atLimit = await createReq(srv, u.key, {}, headers);
+  assert.equal(atLimit.status, 201, `a replay at the limit: ${atLimit.text.slice(0, 300)}`);
+  assert.equal(atLimit.json.data.generationId, d.generationId);
+  assert.equal(atLimit.headers.get('idempotent-replayed'), 'true');
+  assert.equal(rate(atLimit).remaining, 0);
+  assert.equal(rate(atLimit).retryAfter, null, 'no Retry-After on a replay');
+  assertError(await createReq(srv, u.key, { style: 'minimal' }, headers), 409, 'IDEMPOTENCY_KEY_REUSED');
+  assertError(await createReq(srv, u.key, {}, { 'Idempotency-Key': `rl2-${Date.now()}` }), 429, 'RATE_LIMIT_EXCEEDED');
   assert.equal(await balance(srv, u.key), 8);
   assert.equal(await countGenerations(srv, u.key), 2);
 });

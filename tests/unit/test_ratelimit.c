@@ -360,3 +360,47 @@ Test(ratelimit_sqlite, migrates_from_version_4)
     cr_assert_eq(ratelimit_take(st, &u, 1, &v), RATELIMIT_OK, "a fresh table: a full bucket");
     cr_assert_eq(ratelimit_take(st, &u, 1, &v), RATELIMIT_EEXCEEDED);
 }
+
+/* store_idem_peek: what a create with that key would find, nothing written. */
+static void idem_peek(void)
+{
+    char uid[ID_LEN];
+    pg_make_user(st, "idem@example.com", 5, uid);
+    gen_record g;
+    fixture_gen(&g, uid, 1, PRIORITY_NORMAL, now_ms());
+    store_idem idem = {.key = "k1",
+                       .request_hash = "h1",
+                       .response = "{\"success\":true}",
+                       .http_status = 201,
+                       .not_before = 0};
+    char *resp = NULL;
+    int status = 0;
+    cr_assert_eq(store_idem_peek(st, uid, &idem, &resp, &status), STORE_OK, "unknown key");
+    cr_assert_eq(store_gen_create(st, &g, false, &idem, NULL, NULL), STORE_OK);
+    gen_record_free(&g);
+    cr_assert_eq(store_idem_peek(st, uid, &idem, &resp, &status), STORE_EREPLAY);
+    cr_assert_str_eq(resp, "{\"success\":true}");
+    cr_assert_eq(status, 201);
+    free(resp);
+    store_idem other = idem;
+    other.request_hash = "h2";
+    cr_assert_eq(store_idem_peek(st, uid, &other, &resp, &status), STORE_EIDEM_MISMATCH);
+    other = idem;
+    other.not_before = now_ms() + 60000;
+    cr_assert_eq(store_idem_peek(st, uid, &other, &resp, &status), STORE_OK, "an expired key");
+    char other_user[ID_LEN];
+    pg_make_user(st, "idem2@example.com", 5, other_user);
+    cr_assert_eq(store_idem_peek(st, other_user, &idem, &resp, &status), STORE_OK,
+                 "keys are per user");
+}
+
+Test(ratelimit_sqlite, idem_peek)
+{
+    idem_peek();
+}
+
+Test(ratelimit_pg, idem_peek)
+{
+    PG_REQUIRE();
+    idem_peek();
+}
