@@ -169,10 +169,11 @@ static int rate_take(const user_record *caller, gen_service_result *out)
     const ratelimit_rule *r = ratelimit_rule_for(caller->plan);
     const char *per = r->period_ms == 1000 ? "second" : r->period_ms == 60000 ? "minute" : "hour";
     return fail(out, GEN_SVC_ERATE, NULL,
-                "rate limit exceeded: the %s plan allows %lld generations per %s (bursts of"
+                "rate limit exceeded: the %s plan allows %lld generation%s per %s (bursts of"
                 " %lld); try again in %lld s",
-                str_eq(caller->plan, "pro") ? "pro" : "free", (long long)r->units, per,
-                (long long)r->burst, (long long)out->rate.retry_after);
+                str_eq(caller->plan, "pro") ? "pro" : "free", (long long)r->units,
+                r->units == 1 ? "" : "s", per, (long long)r->burst,
+                (long long)out->rate.retry_after);
 }
 
 /* Gives back the unit of a create that created nothing (an error, a
