@@ -1500,15 +1500,15 @@ Test(store, migrates_from_previous_version)
     st = NULL;
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(
-        sqlite3_exec(db,
-                     "DROP INDEX token_transactions_kind;"
-                     " ALTER TABLE generations DROP COLUMN error_code;"
-                     " DROP TABLE webhook_deliveries; DROP TABLE webhooks; DROP TABLE rate_limits;"
-                     " DELETE FROM schema_migrations WHERE version > 1;"
-                     " PRAGMA user_version = 1;",
-                     NULL, NULL, NULL),
-        SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "DROP INDEX token_transactions_kind;"
+                              " ALTER TABLE generations DROP COLUMN error_code;"
+                              " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
+                              " DROP TABLE rate_limits;"
+                              " DELETE FROM schema_migrations WHERE version > 1;"
+                              " PRAGMA user_version = 1;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
     sqlite3_close(db);
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
@@ -1530,14 +1530,14 @@ Test(store, migrates_error_code_from_version_2)
     st = NULL;
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(
-        sqlite3_exec(db,
-                     "ALTER TABLE generations DROP COLUMN error_code;"
-                     " DROP TABLE webhook_deliveries; DROP TABLE webhooks; DROP TABLE rate_limits;"
-                     " DELETE FROM schema_migrations WHERE version > 2;"
-                     " PRAGMA user_version = 2;",
-                     NULL, NULL, NULL),
-        SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "ALTER TABLE generations DROP COLUMN error_code;"
+                              " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
+                              " DROP TABLE rate_limits;"
+                              " DELETE FROM schema_migrations WHERE version > 2;"
+                              " PRAGMA user_version = 2;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
     sqlite3_close(db);
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
