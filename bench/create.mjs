@@ -27,7 +27,7 @@ if (DB === 'postgres') {
   dbArgs = ['--db', `postgres:///postgres?host=${cluster}&user=postgres`];
 }
 const server = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data', data, ...dbArgs, '--workers', '1',
-  '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  '--log-level', 'warn', '--rate-free', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
 const base = await new Promise((resolve, reject) => {
   server.stdout.once('data', (d) => resolve(String(d).trim().replace('listening on ', '')));
   server.once('exit', () => reject(new Error('server exited')));

@@ -51,7 +51,7 @@ const out = execFileSync(BIN, ['user', 'create', ...common, '--email', 'bench@ex
 const key = /^api_key: (sk_\S+)$/m.exec(out)[1];
 
 const srv = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--workers', String(WORKERS),
-  '--openai-base-url', fake.url, '--allow-hosts', '127.0.0.1', '--log-level', 'warn', ...common],
+  '--openai-base-url', fake.url, '--allow-hosts', '127.0.0.1', '--log-level', 'warn', '--rate-free', '0', ...common],
 { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, OPENAI_API_KEY: 'sk-bench' } });
 const base = await new Promise((res, rej) => {
   srv.stdout.once('data', (d) => res(String(d).trim().replace('listening on ', '')));

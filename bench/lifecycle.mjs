@@ -75,7 +75,7 @@ async function follow(base, key, onFrame, signal) {
 
 async function runOnce(dbUrl, data, workers) {
   const common = ['--data', data, '--db', dbUrl, '--enable-bench-model'];
-  const serve = startProc(['serve', '--listen', '127.0.0.1:0', '--workers', '0', ...common], { printsUrl: true });
+  const serve = startProc(['serve', '--listen', '127.0.0.1:0', '--workers', '0', '--rate-free', '0', ...common], { printsUrl: true });
   const base = await serve.ready;
   const procs = [serve];
   for (let i = 0; i < workers; i++) {

@@ -15,6 +15,7 @@
 #include "gen_service.h"
 #include "media.h"
 #include "provider.h"
+#include "ratelimit.h"
 #include "store.h"
 #include "util.h"
 
@@ -81,11 +82,42 @@ static void reply_or_wait(http_req *r, int status, json_t *data, const char *gen
     wait_step(r);
 }
 
+/* The RateLimit-* headers of a create's answer (SPEC §4), when a limit
+ * applies; Retry-After too when it refused. */
+static void rate_headers(http_req *r, const ratelimit_verdict *v)
+{
+    if (!v->applies) return;
+    const struct {
+        const char *name;
+        int64_t value;
+        bool on;
+    } h[] = {
+        {"RateLimit-Limit", v->limit, true},
+        {"RateLimit-Remaining", v->remaining, true},
+        {"RateLimit-Reset", v->reset_s, true},
+        {"Retry-After", v->retry_after, !v->allowed},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(h); i++) {
+        char n[24];
+        snprintf(n, sizeof n, "%lld", (long long)h[i].value);
+        if (h[i].on) http_add_header(r, h[i].name, n);
+    }
+}
+
+/* A rate-limited route's answer that never reached the limiter (a
+ * validation error, a missing generation) shows the bucket as it is. */
+static void rate_peek(api_call *c, gen_service_result *res)
+{
+    if (!res->rate.applies && ratelimit_peek(api_store, &c->user, &res->rate) != RATELIMIT_OK)
+        memset(&res->rate, 0, sizeof res->rate);
+}
+
 /* Encodes a service result: the error envelope, an idempotent replay as it
  * was first sent, or the data. hold: a start, whose answer Prefer: wait
  * may hold. Takes what it sends out of *res. */
 static void reply_result(http_req *r, gen_service_result *res, bool hold)
 {
+    rate_headers(r, &res->rate);
     if (res->status != GEN_SVC_OK) {
         if (res->status == GEN_SVC_EUNAVAILABLE) http_add_header(r, "Retry-After", "2");
         http_reply_error(r, res->http_status, gen_service_code(res->status), res->message,
@@ -114,13 +146,16 @@ static void decode_id(api_call *c, const char *gen_id, gen_service_req *req)
 typedef int (*gen_action_fn)(const gen_service_req *req, const user_record *caller,
                              gen_service_result *out);
 
-/* Decode → service → encode for the routes acting on one generation. */
-static void run_action(api_call *c, const char *gen_id, gen_action_fn fn, bool hold)
+/* Decode → service → encode for the routes acting on one generation.
+ * limited: a route that creates one (retry), whose every answer carries
+ * the RateLimit-* headers. */
+static void run_action(api_call *c, const char *gen_id, gen_action_fn fn, bool hold, bool limited)
 {
     gen_service_req req;
     gen_service_result res;
     decode_id(c, gen_id, &req);
     fn(&req, &c->user, &res);
+    if (limited) rate_peek(c, &res);
     reply_result(c->req, &res, hold);
     gen_service_result_free(&res);
     gen_service_req_free(&req);
@@ -180,6 +215,7 @@ static void create_generation(api_call *c, json_t *body, bool start)
     gen_service_result res;
     decode_create(c, body, &req);
     if (gen_service_prepare(&req, &c->user, &res) != GEN_SVC_OK) {
+        rate_peek(c, &res); /* refused before a unit was taken: none is */
         reply_result(c->req, &res, false);
     } else if (gen_service_needs_fetch(&req)) {
         create_job *j = xcalloc(1, sizeof *j);
@@ -307,13 +343,13 @@ void api_generate(api_call *c)
     if (!json_is_string(jid))
         api_field_error(c, "generationId", "generationId must be a string");
     else
-        run_action(c, json_string_value(jid), gen_service_start, true);
+        run_action(c, json_string_value(jid), gen_service_start, true, false);
     json_decref(body);
 }
 
 void api_gen_get(api_call *c)
 {
-    run_action(c, c->param, gen_service_get, false);
+    run_action(c, c->param, gen_service_get, false, false);
 }
 
 void api_gen_list(api_call *c)
@@ -350,17 +386,17 @@ void api_gen_list(api_call *c)
 
 void api_gen_cancel(api_call *c)
 {
-    run_action(c, c->param, gen_service_cancel, false);
+    run_action(c, c->param, gen_service_cancel, false, false);
 }
 
 void api_gen_retry(api_call *c)
 {
-    run_action(c, c->param, gen_service_retry, false);
+    run_action(c, c->param, gen_service_retry, false, true);
 }
 
 void api_gen_delete(api_call *c)
 {
-    run_action(c, c->param, gen_service_delete, false);
+    run_action(c, c->param, gen_service_delete, false, false);
 }
 
 /* ---- event streams ---- */

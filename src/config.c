@@ -47,6 +47,12 @@ static const option_row options[] = {
      "seconds before a never-started pending generation expires (refunded)"},
     {"max-retries", "STYLESTUDIO_MAX_RETRIES", "3", OPT_INT, O(max_retries),
      "retries of a transient failure before a generation fails"},
+    {"rate-free", "STYLESTUDIO_RATE_FREE", "30/h,10", OPT_STR, O(rate_free),
+     "generations a free user may create: N/s, N/m or N/h, optional ,burst (default 10); 0: no"
+     " limit"},
+    {"rate-pro", "STYLESTUDIO_RATE_PRO", "300/h,30", OPT_STR, O(rate_pro),
+     "generations a pro user may create: N/s, N/m or N/h, optional ,burst (default 30); 0: no"
+     " limit"},
     {"web-root", "STYLESTUDIO_WEB_ROOT", "./web", OPT_STR, O(web_root),
      "directory of the web studio served at /"},
     {"log-level", "STYLESTUDIO_LOG_LEVEL", "info", OPT_STR, O(log_level),

@@ -24,6 +24,8 @@ typedef struct config {
     int signup_tokens;
     int pending_ttl; /* seconds */
     int max_retries;
+    char *rate_free; /* SPEC §4 rate limits, N/s|m|h[,burst] or 0 (ratelimit.c parses them) */
+    char *rate_pro;
     char *web_root;
     char *log_level;
     int64_t max_body; /* bytes, JSON bodies */

@@ -38,6 +38,7 @@ static const struct {
     {GEN_SVC_EIDEM_REUSED, 409, "IDEMPOTENCY_KEY_REUSED"},
     {GEN_SVC_EINTERNAL, 500, "INTERNAL_SERVER_ERROR"},
     {GEN_SVC_EUNAVAILABLE, 503, "SERVICE_UNAVAILABLE"},
+    {GEN_SVC_ERATE, 429, "RATE_LIMIT_EXCEEDED"},
 };
 
 void gen_service_init(store_t *s)
@@ -154,6 +155,65 @@ static int insufficient(gen_service_result *out, int cost, const user_record *ca
     return fail(out, GEN_SVC_EINSUFFICIENT, NULL,
                 "this generation costs %d token%s but the balance is %lld", cost,
                 cost == 1 ? "" : "s", (long long)caller->token_balance);
+}
+
+/* ---- rate limits (ratelimit.c): a unit per generation created ---- */
+
+/* Takes the unit of one create into out->rate. GEN_SVC_OK, or the
+ * failure (RATE_LIMIT_EXCEEDED, the store's) filled in *out. */
+static int rate_take(const user_record *caller, gen_service_result *out)
+{
+    int rc = ratelimit_take(store, caller, 1, &out->rate);
+    if (rc == RATELIMIT_OK) return GEN_SVC_OK;
+    if (rc != RATELIMIT_EEXCEEDED) return store_failure(out, rc, false);
+    const ratelimit_rule *r = ratelimit_rule_for(caller->plan);
+    const char *per = r->period_ms == 1000 ? "second" : r->period_ms == 60000 ? "minute" : "hour";
+    return fail(out, GEN_SVC_ERATE, NULL,
+                "rate limit exceeded: the %s plan allows %lld generation%s per %s (bursts of"
+                " %lld); try again in %lld s",
+                str_eq(caller->plan, "pro") ? "pro" : "free", (long long)r->units,
+                r->units == 1 ? "" : "s", per, (long long)r->burst,
+                (long long)out->rate.retry_after);
+}
+
+/* Gives back the unit of a create that created nothing (an error, a
+ * replay); out->rate then shows the bucket with it. */
+static void rate_give_back(const user_record *caller, gen_service_result *out)
+{
+    if (!out->rate.applies) return;
+    ratelimit_verdict v;
+    if (ratelimit_give(store, caller, 1, &v) == RATELIMIT_OK)
+        out->rate = v;
+    else
+        log_warn("rate limit: could not give back the unit of %s", caller->id);
+}
+
+/* A keyed create refused by its limit may be a replay of one that was
+ * created, which answers as always and uses no unit: true when *out now
+ * says so (the replay, or IDEMPOTENCY_KEY_REUSED), false to keep the 429. */
+static bool replay_at_limit(const gen_service_req *req, const user_record *caller,
+                            gen_service_result *out)
+{
+    if (!req->idem_key) return false;
+    store_idem idem = {.key = req->idem_key,
+                       .request_hash = req->request_hash,
+                       .not_before = now_ms() - GEN_IDEMPOTENCY_KEEP_MS};
+    char *replay = NULL;
+    int status = 0;
+    int rc = store_idem_peek(store, caller->id, &idem, &replay, &status);
+    if (rc != STORE_EREPLAY && rc != STORE_EIDEM_MISMATCH) return false;
+    free(out->message);
+    out->message = NULL;
+    out->rate.allowed = true;
+    out->rate.retry_after = 0;
+    if (rc == STORE_EIDEM_MISMATCH) {
+        fail(out, GEN_SVC_EIDEM_REUSED, NULL,
+             "this Idempotency-Key was used with a different request body");
+        return true;
+    }
+    succeed(out, status, NULL);
+    out->replay = replay;
+    return true;
 }
 
 static const char *log_id(const gen_service_req *req)
@@ -358,15 +418,27 @@ int gen_service_finish(const gen_service_req *req, const user_record *caller, bo
     const gen_request *r = &req->parsed;
     const model_info *m = req->prepared ? provider_model_find(r->params.model) : NULL;
     if (!m) return fail(out, GEN_SVC_EINTERNAL, NULL, "the request was not validated");
+    /* The unit first: past the limit nothing is fetched or charged (but a
+     * replay still gets its first answer). */
+    if (rate_take(caller, out) != GEN_SVC_OK) {
+        if (out->status == GEN_SVC_ERATE) replay_at_limit(req, caller, out);
+        return out->status;
+    }
     json_t *products, *models, *copies;
-    if (import_images(r, &products, &models, &copies, out) != GEN_SVC_OK) return out->status;
+    if (import_images(r, &products, &models, &copies, out) != GEN_SVC_OK) {
+        rate_give_back(caller, out);
+        return out->status;
+    }
     gen_record g = {0};
     fill_record(&g, caller->id, products, models, r->custom_prompt, &r->params, r->priority,
                 gen_cost(m->base_cost, r->params.quality));
     int rc = write_create(req, caller, &g, start, created_data(&g, start), out);
     /* Not created (or an idempotent replay of an earlier create): the
-     * copies belong to nothing. */
-    if (rc != GEN_SVC_OK || out->replay) delete_urls(copies);
+     * copies belong to nothing, and the unit goes back. */
+    if (rc != GEN_SVC_OK || out->replay) {
+        delete_urls(copies);
+        rate_give_back(caller, out);
+    }
     json_decref(products);
     json_decref(models);
     json_decref(copies);
@@ -467,7 +539,12 @@ static int write_retry(const gen_record *old, const model_info *m, const user_re
     fill_record(&g, caller->id, old->product_images, old->model_images, old->custom_prompt,
                 &old->params, old->priority, gen_cost(m->base_cost, old->params.quality));
     snprintf(g.retry_of, sizeof g.retry_of, "%s", old->id);
+    if (rate_take(caller, out) != GEN_SVC_OK) {
+        gen_record_free(&g);
+        return out->status;
+    }
     int rc = store_gen_create(store, &g, false, NULL, NULL, NULL);
+    if (rc != STORE_OK) rate_give_back(caller, out);
     if (rc == STORE_EINSUFFICIENT) {
         insufficient(out, g.tokens_used, caller);
     } else if (rc != STORE_OK) {

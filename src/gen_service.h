@@ -29,6 +29,7 @@
 
 #include "generation.h"
 #include "ids.h"
+#include "ratelimit.h"
 #include "store.h"
 
 #define GEN_SERVICE_IDEM_KEY_MAX 255
@@ -47,6 +48,7 @@ typedef enum gen_service_status {
     GEN_SVC_EIDEM_REUSED = -9,  /* 409 IDEMPOTENCY_KEY_REUSED */
     GEN_SVC_EINTERNAL = -10,    /* 500 INTERNAL_SERVER_ERROR: nothing was changed */
     GEN_SVC_EUNAVAILABLE = -11, /* 503 SERVICE_UNAVAILABLE: the store is unreachable now */
+    GEN_SVC_ERATE = -20,        /* 429 RATE_LIMIT_EXCEEDED: nothing charged, no unit used */
 } gen_service_status;
 
 /* The SPEC §1 code of a status: NULL for GEN_SVC_OK,
@@ -80,6 +82,8 @@ typedef struct gen_service_result {
     char *message;             /* error: the human message */
     json_t *validation_errors; /* error: [{field, message}], or NULL */
     gen_record gen;            /* OK: the generation concerned (zeroed when none) */
+    ratelimit_verdict rate;    /* a create's rate limit as it stands after the call
+                                * (rate.applies: send the RateLimit-* headers) */
 } gen_service_result;
 
 void gen_service_result_free(gen_service_result *res);
@@ -104,8 +108,11 @@ int gen_service_prepare(gen_service_req *req, const user_record *caller, gen_ser
 bool gen_service_needs_fetch(const gen_service_req *req);
 /* Phase 2 of a prepared request: image checks, cost, prompt, the charged
  * store write (pending, or processing when start) with its idempotency
- * row, the queue wake-up. OK: 201 {generationId, estimatedCost, prompt,
- * status, message} (202 with resultImages when start) and out->gen; or the
+ * row, the queue wake-up. One rate-limit unit is taken before the image
+ * checks (RATE_LIMIT_EXCEEDED when there is none: nothing fetched, nothing
+ * charged) and given back unless a generation was created — an error or
+ * an idempotent replay uses none; out->rate says where the bucket stands. OK: 201 {generationId,
+ * estimatedCost, prompt, status, message} (202 with resultImages when start) and out->gen; or the
  * first answer in out->replay (no charge). */
 int gen_service_finish(const gen_service_req *req, const user_record *caller, bool start,
                        gen_service_result *out);
@@ -133,7 +140,7 @@ int gen_service_start(const gen_service_req *req, const user_record *caller,
 int gen_service_cancel(const gen_service_req *req, const user_record *caller,
                        gen_service_result *out);
 /* failed | cancelled → a new charged generation with the same settings
- * (retryOf set). 201 as create, plus retryOf; out->gen the new one. */
+ * (retryOf set), rate-limited like a create. 201 as create, plus retryOf; out->gen the new one. */
 int gen_service_retry(const gen_service_req *req, const user_record *caller,
                       gen_service_result *out);
 /* A terminal generation and its result files; ledger rows stay.

@@ -23,6 +23,7 @@
 #include "media.h"
 #include "net.h"
 #include "provider.h"
+#include "ratelimit.h"
 #include "queue.h"
 #include "store.h"
 #include "util.h"
@@ -359,6 +360,13 @@ int main(int argc, char **argv)
         provider_secrets_load(); /* OPENAI_API_KEY, REPLICATE_*: once, never logged */
         /* A catalogue with any problem stops the process here. */
         if (provider_catalog_load(cfg.models_file, &err) != 0) {
+            fprintf(stderr, "stylestudio: %s\n", err);
+            free(err);
+            free(words);
+            return 2;
+        }
+        /* So does a rate limit that does not parse (SPEC §4). */
+        if (ratelimit_configure(cfg.rate_free, cfg.rate_pro, &err) != 0) {
             fprintf(stderr, "stylestudio: %s\n", err);
             free(err);
             free(words);

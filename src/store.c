@@ -463,3 +463,16 @@ int store_template_delete(store_t *s, const char *user_id, const char *template_
 {
     return s->ops->template_delete(s, user_id, template_id);
 }
+
+/* ---- rate limits ---- */
+
+int store_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx)
+{
+    return s->ops->bucket_update(s, key, fn, ctx);
+}
+
+int store_idem_peek(store_t *s, const char *user_id, const store_idem *idem, char **replay_response,
+                    int *replay_status)
+{
+    return s->ops->idem_peek(s, user_id, idem, replay_response, replay_status);
+}

@@ -482,4 +482,29 @@ int store_template_update(store_t *s, const char *user_id, const char *template_
  * theirs. */
 int store_template_delete(store_t *s, const char *user_id, const char *template_id);
 
+/* ---- rate limits (ratelimit.c; SPEC §4) ----
+ * A token bucket per key; ratelimit.c does the arithmetic, the store makes
+ * each read-modify-write atomic across threads and processes. */
+
+typedef struct store_bucket {
+    double tokens;      /* units left at updated_at */
+    int64_t updated_at; /* ms; 0: no row yet (ratelimit.c reads it as full) */
+} store_bucket;
+
+/* Changes *b in place (pure, quick: it runs inside the transaction);
+ * returns true to write it back, false to leave the row as it is. */
+typedef bool (*store_bucket_fn)(store_bucket *b, void *ctx);
+/* One transaction holding the bucket's row (SQLite: the write
+ * transaction; PostgreSQL: the row lock): reads bucket `key` (zeroed when
+ * absent), runs fn on it, and stores what fn leaves when it says so.
+ * Concurrent updates of one key, from any process, run one after another. */
+int store_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+/* The idempotency check of store_gen_create alone, writing nothing (a
+ * request refused by its rate limit may still be a replay): STORE_OK when
+ * the key is unknown (or older than idem->not_before), STORE_EREPLAY with
+ * *replay_response (caller frees) and *replay_status, or
+ * STORE_EIDEM_MISMATCH. */
+int store_idem_peek(store_t *s, const char *user_id, const store_idem *idem, char **replay_response,
+                    int *replay_status);
+
 #endif

@@ -103,6 +103,9 @@ typedef struct store_ops {
     int (*template_update)(store_t *s, const char *user_id, const char *template_id,
                            const char *name, const char *body, int64_t now, store_template *out);
     int (*template_delete)(store_t *s, const char *user_id, const char *template_id);
+    int (*bucket_update)(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+    int (*idem_peek)(store_t *s, const char *user_id, const store_idem *idem,
+                     char **replay_response, int *replay_status);
 } store_ops;
 
 /* The shared head of every backend's state. */

@@ -985,4 +985,6 @@ static const store_ops pg_ops = {
     .template_list = store_pg_template_list,
     .template_update = store_pg_template_update,
     .template_delete = store_pg_template_delete,
+    .bucket_update = store_pg_bucket_update,
+    .idem_peek = store_pg_idem_peek,
 };

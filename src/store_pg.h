@@ -216,5 +216,9 @@ int store_pg_template_list(store_t *s, const char *user_id, const char *cursor, 
 int store_pg_template_update(store_t *s, const char *user_id, const char *template_id,
                              const char *name, const char *body, int64_t now, store_template *out);
 int store_pg_template_delete(store_t *s, const char *user_id, const char *template_id);
+/* store_pg_rate.c */
+int store_pg_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+int store_pg_idem_peek(store_t *s, const char *user_id, const store_idem *idem,
+                       char **replay_response, int *replay_status);
 
 #endif

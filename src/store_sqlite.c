@@ -660,6 +660,8 @@ static const store_ops sq_ops = {
     .template_list = sq_template_list,
     .template_update = sq_template_update,
     .template_delete = sq_template_delete,
+    .bucket_update = sq_bucket_update,
+    .idem_peek = sq_idem_peek,
 };
 
 int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err)

@@ -87,6 +87,10 @@ int sq_template_list(store_t *s, const char *user_id, const char *cursor, int li
 int sq_template_update(store_t *s, const char *user_id, const char *template_id, const char *name,
                        const char *body, int64_t now, store_template *out);
 int sq_template_delete(store_t *s, const char *user_id, const char *template_id);
+/* store_sqlite_rate.c */
+int sq_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+int sq_idem_peek(store_t *s, const char *user_id, const store_idem *idem, char **replay_response,
+                 int *replay_status);
 
 /* One pooled connection with its prepared-statement cache. */
 typedef struct sq_conn sq_conn;

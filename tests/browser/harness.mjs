@@ -40,6 +40,11 @@ export async function startServer(opts = {}) {
       '--allow-hosts', '127.0.0.1,localhost', '--retry-base-ms', '20'];
     if (opts.signupTokens != null) args.push('--signup-tokens', String(opts.signupTokens));
     if (opts.faults) args.push('--test-faults', opts.faults);
+    // Rate limits (SPEC §4) are off unless the test sets its own.
+    for (const plan of ['free', 'pro']) {
+      const flag = `--rate-${plan}`;
+      if (!(opts.args || []).some((a) => a === flag || String(a).startsWith(`${flag}=`))) args.push(flag, '0');
+    }
     if (opts.args) args.push(...opts.args);
   }
   const proc = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });

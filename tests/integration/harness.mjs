@@ -187,6 +187,20 @@ export async function waitFor(fn, { timeout = 10000, interval = 40, what = 'cond
 
 // ---------------------------------------------------------------- server
 
+// Rate limits (SPEC §4) are off in tests unless a test sets its own
+// (--rate-free / --rate-pro in args, or STYLESTUDIO_RATE_* in env): the
+// defaults (bursts of 10) would stop the many suites that create more.
+function rateDefaults(args = [], env = {}) {
+  const out = [];
+  for (const plan of ['free', 'pro']) {
+    const flag = `--rate-${plan}`;
+    const given = args.some((a) => a === flag || String(a).startsWith(`${flag}=`)) ||
+      (env && `STYLESTUDIO_RATE_${plan.toUpperCase()}` in env);
+    if (!given) out.push(flag, '0');
+  }
+  return out;
+}
+
 class Server {
   constructor(opts) {
     this.opts = opts;
@@ -208,6 +222,7 @@ class Server {
       '--workers', String(this.opts.workers ?? 2),
       '--allow-hosts', '127.0.0.1,localhost',
       '--retry-base-ms', '20',
+      ...rateDefaults(this.opts.args, this.opts.env),
       ...(this.opts.args || []),
     ];
   }

@@ -1585,7 +1585,7 @@ Test(store, reopen_and_urls)
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
     cr_assert_eq(sql_int("PRAGMA user_version"), 6); /* the newest migration */
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 5);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 6);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -1623,6 +1623,7 @@ Test(store, migrates_from_previous_version)
                               " ALTER TABLE generations DROP COLUMN error_code;"
                               " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
                               " DROP TABLE templates;"
+                              " DROP TABLE rate_limits;"
                               " DELETE FROM schema_migrations WHERE version > 1;"
                               " PRAGMA user_version = 1;",
                               NULL, NULL, NULL),
@@ -1652,6 +1653,7 @@ Test(store, migrates_error_code_from_version_2)
                               "ALTER TABLE generations DROP COLUMN error_code;"
                               " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
                               " DROP TABLE templates;"
+                              " DROP TABLE rate_limits;"
                               " DELETE FROM schema_migrations WHERE version > 2;"
                               " PRAGMA user_version = 2;",
                               NULL, NULL, NULL),
