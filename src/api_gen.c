@@ -88,6 +88,7 @@ static void reply_result(http_req *r, gen_service_result *res, bool hold)
 {
     if (res->status != GEN_SVC_OK) {
         if (res->status == GEN_SVC_EUNAVAILABLE) http_add_header(r, "Retry-After", "2");
+        if (res->status == GEN_SVC_EQUEUE_FULL) http_add_header(r, "Retry-After", "5");
         http_reply_error(r, res->http_status, gen_service_code(res->status), res->message,
                          res->validation_errors);
         res->validation_errors = NULL;

@@ -24,6 +24,8 @@ typedef struct config {
     int signup_tokens;
     int pending_ttl; /* seconds */
     int max_retries;
+    int user_running_cap; /* SPEC §4 Priority: running per user while others wait */
+    int queue_max;        /* queued generations before QUEUE_FULL */
     char *web_root;
     char *log_level;
     int64_t max_body; /* bytes, JSON bodies */

@@ -679,7 +679,7 @@ static job *claim_one(worker *w, int *rc)
 {
     gen_record g;
     memset(&g, 0, sizeof g);
-    *rc = store_gen_claim(q.store, w->id, now_ms(), lease_ms(), &g);
+    *rc = store_gen_claim_fair(q.store, w->id, now_ms(), lease_ms(), cfg.user_running_cap, &g);
     if (*rc != STORE_OK) return NULL;
 
     job *j = xcalloc(1, sizeof *j);

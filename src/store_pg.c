@@ -977,4 +977,8 @@ static const store_ops pg_ops = {
     .delivery_redeliver = store_pg_delivery_redeliver,
     .delivery_next_due = store_pg_delivery_next_due,
     .events_prune = store_pg_events_prune,
+    .gen_claim_fair = store_pg_gen_claim_fair,
+    .queue_stats = store_pg_queue_stats,
+    .queue_heartbeat = store_pg_queue_heartbeat,
+    .queue_items = store_pg_queue_items,
 };

@@ -205,5 +205,11 @@ int store_pg_delivery_redeliver(store_t *s, const char *webhook_id, const char *
                                 int64_t now, store_delivery *out);
 int store_pg_delivery_next_due(store_t *s, int64_t *at);
 int store_pg_events_prune(store_t *s, int64_t before, int limit, int64_t *deleted);
+int store_pg_gen_claim_fair(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
+                            int cap, gen_record *out);
+int store_pg_queue_stats(store_t *s, int64_t alive_after, store_queue_figures *out);
+int store_pg_queue_heartbeat(store_t *s, const char *process_id, int slots, int64_t now);
+int store_pg_queue_items(store_t *s, const char *user_id, int limit, store_queue_item **out,
+                         size_t *n);
 
 #endif

@@ -652,6 +652,10 @@ static const store_ops sq_ops = {
     .delivery_redeliver = sq_delivery_redeliver,
     .delivery_next_due = sq_delivery_next_due,
     .events_prune = sq_events_prune,
+    .gen_claim_fair = sq_gen_claim_fair,
+    .queue_stats = sq_queue_stats,
+    .queue_heartbeat = sq_queue_heartbeat,
+    .queue_items = sq_queue_items,
 };
 
 int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err)
