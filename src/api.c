@@ -77,6 +77,8 @@ static const route routes[] = {
      NULL},
     {"GET", "/api/events", api_user_events, AUTHED, "All live updates of the caller (SSE)", NULL,
      NULL},
+    {"GET", "/api/queue", api_queue, AUTHED,
+     "Queue depth, running, live worker slots and the caller's queued items", NULL, NULL},
     {"POST", "/api/webhooks", api_webhook_create, AUTHED,
      "Register a webhook endpoint (the signing secret is shown only here)", "WebhookBody",
      "WebhookCreated"},

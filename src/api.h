@@ -82,6 +82,8 @@ void api_gen_delete(api_call *c);
 void api_gen_create(api_call *c, json_t *body, bool start);
 void api_gen_events(api_call *c);
 void api_user_events(api_call *c);
+/* Handler (api_queue.c) */
+void api_queue(api_call *c);
 
 /* Handlers (api_webhook.c) */
 void api_webhook_create(api_call *c);

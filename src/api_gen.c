@@ -120,6 +120,7 @@ static void reply_result(http_req *r, gen_service_result *res, bool hold)
     rate_headers(r, &res->rate);
     if (res->status != GEN_SVC_OK) {
         if (res->status == GEN_SVC_EUNAVAILABLE) http_add_header(r, "Retry-After", "2");
+        if (res->status == GEN_SVC_EQUEUE_FULL) http_add_header(r, "Retry-After", "5");
         http_reply_error(r, res->http_status, gen_service_code(res->status), res->message,
                          res->validation_errors);
         res->validation_errors = NULL;
@@ -406,6 +407,7 @@ typedef struct stream {
     char gen_id[ID_LEN]; /* "" for the user's stream */
     int64_t last_id;
     bool started;
+    int last_position; /* queuePosition last sent (per-generation streams) */
 } stream;
 
 static void frame(buf *out, const char *type, int64_t id, const char *data)
@@ -423,6 +425,15 @@ static bool data_is_terminal(const char *data)
     return t;
 }
 
+/* The queuePosition in event data, 0 when none. */
+static int position_of(const char *data)
+{
+    json_t *j = json_loads(data, 0, NULL);
+    int pos = (int)json_integer_value(json_object_get(j, "queuePosition"));
+    json_decref(j);
+    return pos;
+}
+
 /* The first frame of a stream that is not resuming: the current record
  * (its newest event, so the id and the state agree) or the balance. */
 static int stream_snapshot(stream *s, buf *out)
@@ -432,6 +443,7 @@ static int stream_snapshot(stream *s, buf *out)
         if (store_events_latest(api_store, s->gen_id, &ev) != STORE_OK) return 1;
         frame(out, "generation", ev.id, ev.data);
         s->last_id = ev.id;
+        s->last_position = position_of(ev.data);
         bool done = data_is_terminal(ev.data);
         free(ev.data);
         return done ? 1 : 0;
@@ -446,6 +458,34 @@ static int stream_snapshot(stream *s, buf *out)
     free(data);
     s->last_id = last;
     return 0;
+}
+
+/* Queue positions (and ETAs) move when other generations are claimed or
+ * finish, which writes no event of this one: writing an event per queued
+ * record per claim would cost O(queue) rows per claim. Instead a
+ * per-generation stream re-reads its record while it is queued (its last
+ * frame had a position), on every wake and at least every HTTP_SSE_SOON_MS
+ * (one position count each), and
+ * when the position changed sends the current record as a "generation"
+ * frame without an id: nothing is persisted, so Last-Event-ID and replay
+ * are unaffected and a resumed stream gets the current figure from its
+ * next refresh. The per-user stream (/api/events) does not do this; GET
+ * /api/queue and GET of a record always compute them at read time. */
+static int stream_refresh(stream *s, buf *out)
+{
+    gen_record g;
+    if (store_gen_get(api_store, s->gen_id, &g) != STORE_OK) return 0;
+    int pos = g.queue_position, rc = pos > 0 ? HTTP_SSE_SOON : 0;
+    if (pos > 0 && pos != s->last_position) {
+        json_t *j = gen_record_to_json(&g);
+        char *data = json_dumps(j, JSON_COMPACT);
+        buf_printf(out, "event: generation\ndata: %s\n\n", data);
+        free(data);
+        json_decref(j);
+    }
+    s->last_position = pos;
+    gen_record_free(&g);
+    return rc;
 }
 
 static int stream_fill(void *ctx, buf *out)
@@ -465,6 +505,7 @@ static int stream_fill(void *ctx, buf *out)
         frame(out, ev[i].type, ev[i].id, ev[i].data);
         s->last_id = ev[i].id;
         if (s->gen_id[0] && data_is_terminal(ev[i].data)) done = 1;
+        if (s->gen_id[0]) s->last_position = position_of(ev[i].data);
     }
     store_events_free(ev, n);
     if (!done && n == 0 && s->gen_id[0]) {
@@ -475,6 +516,7 @@ static int stream_fill(void *ctx, buf *out)
             free(last.data);
         }
     }
+    if (!done && s->gen_id[0] && s->last_position > 0) return stream_refresh(s, out);
     return done;
 }
 

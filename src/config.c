@@ -53,6 +53,10 @@ static const option_row options[] = {
     {"rate-pro", "STYLESTUDIO_RATE_PRO", "300/h,30", OPT_STR, O(rate_pro),
      "generations a pro user may create: N/s, N/m or N/h, optional ,burst (default 30); 0: no"
      " limit"},
+    {"user-running-cap", "STYLESTUDIO_USER_RUNNING_CAP", "2", OPT_INT, O(user_running_cap),
+     "generations one user may have running while others wait (0: no cap)"},
+    {"queue-max", "STYLESTUDIO_QUEUE_MAX", "10000", OPT_INT, O(queue_max),
+     "queued generations past which anything that would queue more answers QUEUE_FULL"},
     {"web-root", "STYLESTUDIO_WEB_ROOT", "./web", OPT_STR, O(web_root),
      "directory of the web studio served at /"},
     {"log-level", "STYLESTUDIO_LOG_LEVEL", "info", OPT_STR, O(log_level),

@@ -26,6 +26,8 @@ typedef struct config {
     int max_retries;
     char *rate_free; /* SPEC §4 rate limits, N/s|m|h[,burst] or 0 (ratelimit.c parses them) */
     char *rate_pro;
+    int user_running_cap; /* SPEC §4 Priority: running per user while others wait */
+    int queue_max;        /* queued generations before QUEUE_FULL */
     char *web_root;
     char *log_level;
     int64_t max_body; /* bytes, JSON bodies */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "generation.h"
+#include "queue.h"
 #include "store.h"
 #include "util.h"
 
@@ -86,8 +87,10 @@ json_t *gen_record_to_json(const gen_record *g)
     if (g->error_code[0]) json_object_set_new(o, "errorCode", json_string(g->error_code));
     json_object_set_new(o, "progress", json_integer(g->progress));
     json_object_set_new(o, "stage", json_string(g->stage));
-    if (g->queue_position > 0)
+    if (g->queue_position > 0) {
         json_object_set_new(o, "queuePosition", json_integer(g->queue_position));
+        json_object_set_new(o, "eta", json_integer(queue_eta(g->params.model, g->queue_position)));
+    }
     json_object_set_new(o, "priority",
                         json_string(g->priority == PRIORITY_HIGH ? "high" : "normal"));
     if (g->batch_id[0]) json_object_set_new(o, "batchId", json_string(g->batch_id));

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "media.h"
 #include "provider.h"
+#include "config.h"
 #include "queue.h"
 #include "util.h"
 
@@ -39,6 +40,7 @@ static const struct {
     {GEN_SVC_EINTERNAL, 500, "INTERNAL_SERVER_ERROR"},
     {GEN_SVC_EUNAVAILABLE, 503, "SERVICE_UNAVAILABLE"},
     {GEN_SVC_ERATE, 429, "RATE_LIMIT_EXCEEDED"},
+    {GEN_SVC_EQUEUE_FULL, 503, "QUEUE_FULL"},
 };
 
 void gen_service_init(store_t *s)
@@ -337,6 +339,20 @@ static char *replay_envelope(json_t *data)
     return text;
 }
 
+/* ---- the queue bound ---- */
+
+int gen_service_queue_room(int n, gen_service_result *out)
+{
+    if (cfg.queue_max <= 0) return GEN_SVC_OK;
+    store_queue_figures f;
+    int rc = store_queue_stats(store, 0, &f);
+    if (rc != STORE_OK) return store_failure(out, rc, false);
+    if (f.depth + n <= cfg.queue_max) return GEN_SVC_OK;
+    return fail(out, GEN_SVC_EQUEUE_FULL, NULL,
+                "the queue is full (%lld queued, at most %d); nothing was charged, try again later",
+                (long long)f.depth, cfg.queue_max);
+}
+
 /* ---- create ---- */
 
 int gen_service_prepare(gen_service_req *req, const user_record *caller, gen_service_result *out)
@@ -418,6 +434,7 @@ int gen_service_finish(const gen_service_req *req, const user_record *caller, bo
     const gen_request *r = &req->parsed;
     const model_info *m = req->prepared ? provider_model_find(r->params.model) : NULL;
     if (!m) return fail(out, GEN_SVC_EINTERNAL, NULL, "the request was not validated");
+    if (start && gen_service_queue_room(1, out) != GEN_SVC_OK) return out->status;
     /* The unit first: past the limit nothing is fetched or charged (but a
      * replay still gets its first answer). */
     if (rate_take(caller, out) != GEN_SVC_OK) {
@@ -493,6 +510,11 @@ int gen_service_start(const gen_service_req *req, const user_record *caller,
     memset(out, 0, sizeof *out);
     gen_record g;
     if (load_owned(req->gen_id, caller, &g, out) != GEN_SVC_OK) return out->status;
+    /* A generation that is not pending answers its status error, as before. */
+    if (g.status == GEN_PENDING && gen_service_queue_room(1, out) != GEN_SVC_OK) {
+        gen_record_free(&g);
+        return out->status;
+    }
     int rc = gen_state_start(store, g.id, now_ms());
     if (rc == STORE_ECONFLICT) {
         status_error(out, &g, "start", "pending");

@@ -49,6 +49,7 @@ typedef enum gen_service_status {
     GEN_SVC_EINTERNAL = -10,    /* 500 INTERNAL_SERVER_ERROR: nothing was changed */
     GEN_SVC_EUNAVAILABLE = -11, /* 503 SERVICE_UNAVAILABLE: the store is unreachable now */
     GEN_SVC_ERATE = -20,        /* 429 RATE_LIMIT_EXCEEDED: nothing charged, no unit used */
+    GEN_SVC_EQUEUE_FULL = -12,  /* 503 QUEUE_FULL: --queue-max reached; nothing charged */
 } gen_service_status;
 
 /* The SPEC §1 code of a status: NULL for GEN_SVC_OK,
@@ -96,6 +97,15 @@ void gen_service_init(store_t *s);
  * route's path) and the body's canonical JSON (compact, sorted keys). The
  * same key with another hash is IDEMPOTENCY_KEY_REUSED. */
 void gen_service_request_hash(const char *scope, const json_t *body, char out[SECRET_HASH_LEN]);
+
+/* QUEUE_FULL (SPEC §4): GEN_SVC_OK when n more generations may be queued
+ * (queued ones, not running, plus n stay within --queue-max), else
+ * GEN_SVC_EQUEUE_FULL in *out. For every route that queues (generate in
+ * either form, and a batch or template start), checked before anything is
+ * created or charged. The count is read on the claim index (queued rows
+ * only) just before the write, not inside it: concurrent requests can
+ * overshoot the bound by at most their number. */
+int gen_service_queue_room(int n, gen_service_result *out);
 
 /* ---- create, in phases (see DESIGN above) ----
  * caller: the authenticated user, borrowed (its plan gates priority high;

@@ -100,6 +100,7 @@ typedef struct sse_stream {
     enum sse_state state;
     int64_t seen; /* events_stamp() before the last fill */
     int64_t next_ping;
+    bool soon;          /* the last fill asked to be called again soon */
     char topic[ID_LEN]; /* wake on commits of this user only */
     events_waiter waiter;
     pool_task task;
@@ -467,7 +468,9 @@ static void sse_fill_task(pool_task *t)
 {
     sse_stream *s = OWNER_OF(t, sse_stream, task);
     s->seen = events_stamp(); /* read before looking, so no wake-up is lost */
-    if (s->fill(s->ctx, &s->out) != 0) s->finished = true;
+    int rc = s->fill(s->ctx, &s->out);
+    if (rc != 0 && rc != HTTP_SSE_SOON) s->finished = true;
+    s->soon = rc == HTTP_SSE_SOON;
     s->state = s->out.len || s->finished ? SSE_FILL : SSE_EMPTY;
     resume_conn(s->conn);
 }
@@ -515,7 +518,9 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
         }
         s->state = SSE_BUSY;
         suspend_conn(s->conn);
-        if (!events_wait(&s->waiter, s->seen, s->topic, s->next_ping, sse_wake, s))
+        int64_t deadline = s->next_ping;
+        if (s->soon && now + HTTP_SSE_SOON_MS < deadline) deadline = now + HTTP_SSE_SOON_MS;
+        if (!events_wait(&s->waiter, s->seen, s->topic, deadline, sse_wake, s))
             pool_push(&quick, &s->task); /* a commit came since the last fill */
         return 0;
     }

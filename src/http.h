@@ -105,6 +105,11 @@ void http_wait(http_req *r, int64_t after_id, const char *topic, int64_t deadlin
  * handler-pool thread, one call at a time per stream, and may block on the
  * store. free_fn releases ctx when the connection ends. */
 typedef int (*http_sse_fill_fn)(void *ctx, buf *out);
+/* A fill's third answer: go on, and fill again within HTTP_SSE_SOON_MS
+ * even when no commit wakes the stream (state that moves without events
+ * of this user, e.g. a queue position). */
+#define HTTP_SSE_SOON 2
+#define HTTP_SSE_SOON_MS 1000
 /* topic: the user whose commits wake the stream (NULL: every commit). */
 void http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),
                     void *ctx);

@@ -40,7 +40,11 @@
  * The housekeeping thread renews every in-flight lease each lease/3
  * (a lost lease cancels the job) and once a second runs store_gen_sweep,
  * which returns expired leases of crashed processes to the queue and
- * expires stale pending records.
+ * expires stale pending records; with it, the heartbeat (queue_workers:
+ * this process's worker threads) and a read of the live slots for the ETA.
+ *
+ * Fairness is the store's: store_gen_claim_fair takes cfg.user_running_cap
+ * and decides inside the claim transaction (SPEC §4 Priority).
  */
 #include "queue.h"
 
@@ -164,6 +168,7 @@ static struct {
     int n_slots;
     job *done_head, *done_tail;
     job *resume_head, *resume_tail; /* remote inputs in: continue on a worker */
+    char proc_id[96];               /* this process in the heartbeat table (queue_workers) */
 } q = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static struct {
@@ -749,6 +754,7 @@ static void finish_ok(job *j)
     int rc = gen_state_complete(q.store, j->gen.id, j->worker_id, urls, now_ms());
     if (rc == STORE_OK) {
         atomic_fetch_add(&st.completed, 1);
+        queue_eta_record(j->gen.params.model, mono_ms() - j->claimed_mono);
         log_info("generation %s: completed in %lld ms (%zu image%s)", j->gen.id,
                  (long long)(mono_ms() - j->claimed_mono), j->n_outputs,
                  j->n_outputs == 1 ? "" : "s");
@@ -815,7 +821,7 @@ static job *claim_one(worker *w, int *rc)
 {
     gen_record g;
     memset(&g, 0, sizeof g);
-    *rc = store_gen_claim(q.store, w->id, now_ms(), lease_ms(), &g);
+    *rc = store_gen_claim_fair(q.store, w->id, now_ms(), lease_ms(), cfg.user_running_cap, &g);
     if (*rc != STORE_OK) return NULL;
 
     job *j = xcalloc(1, sizeof *j);
@@ -998,8 +1004,25 @@ static void flush_progress(void)
     free(v);
 }
 
+/* The heartbeat (GET /api/queue's `workers`): this process's worker
+ * threads, then the slots of every process seen within HEARTBEAT_ALIVE_MS,
+ * which the ETA is shared by. Once a second, with the sweep. */
+#define HEARTBEAT_ALIVE_MS 5000
+static void heartbeat(void)
+{
+    int64_t now = now_ms();
+    store_queue_figures f;
+    if (store_queue_heartbeat(q.store, q.proc_id, q.n_workers, now) != STORE_OK ||
+        store_queue_stats(q.store, now - HEARTBEAT_ALIVE_MS, &f) != STORE_OK) {
+        log_warn("queue: heartbeat failed");
+        return;
+    }
+    queue_eta_set_slots((int)f.workers);
+}
+
 static void sweep(void)
 {
+    heartbeat();
     int changed = 0;
     int64_t ttl = (int64_t)(cfg.pending_ttl > 0 ? cfg.pending_ttl : 1800) * 1000;
     gen_retry_policy policy = retry_policy();
@@ -1114,6 +1137,7 @@ int queue_start(store_t *s)
     if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
     host[sizeof host - 1] = '\0';
     unsigned tag = ids_random_below(1u << 20);
+    snprintf(q.proc_id, sizeof q.proc_id, "%s:%ld:%05x", host, (long)getpid(), tag);
     for (int i = 0; i < q.n_workers; i++) {
         worker *w = &q.workers[i];
         w->index = i;
@@ -1205,6 +1229,7 @@ void queue_stop(int grace_ms)
     pthread_cond_broadcast(&q.hk_cond);
     pthread_mutex_unlock(&q.mu);
     if (q.hk_created) pthread_join(q.hk_thread, NULL);
+    if (q.store && q.proc_id[0]) store_queue_heartbeat(q.store, q.proc_id, 0, now_ms());
 
     pthread_mutex_lock(&q.mu);
     free(q.workers);

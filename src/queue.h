@@ -59,4 +59,15 @@ struct queue_stats {
 
 void queue_stats(struct queue_stats *out);
 
+/* ---- ETA (queue_eta.c) ----
+ * queue_eta: seconds until a generation of `model` at queue `position`
+ * (1 = next) is done, from this process's moving average of that model's
+ * claim-to-completion times (the catalogue's typicalSeconds before any),
+ * shared by the live worker slots; 0 when position <= 0. */
+int queue_eta(const char *model, int position);
+/* A completion of `model` that took ms from claim to completion. */
+void queue_eta_record(const char *model, int64_t ms);
+/* The worker slots of the processes alive now (heartbeats). */
+void queue_eta_set_slots(int slots);
+
 #endif

@@ -476,3 +476,26 @@ int store_idem_peek(store_t *s, const char *user_id, const store_idem *idem, cha
 {
     return s->ops->idem_peek(s, user_id, idem, replay_response, replay_status);
 }
+
+/* ---- the fair queue ---- */
+
+int store_gen_claim_fair(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
+                         int user_cap, gen_record *out)
+{
+    return s->ops->gen_claim_fair(s, worker_id, now, lease_ms, user_cap, out);
+}
+
+int store_queue_stats(store_t *s, int64_t alive_after, store_queue_figures *out)
+{
+    return s->ops->queue_stats(s, alive_after, out);
+}
+
+int store_queue_heartbeat(store_t *s, const char *process_id, int slots, int64_t now)
+{
+    return s->ops->queue_heartbeat(s, process_id, slots, now);
+}
+
+int store_queue_items(store_t *s, const char *user_id, int limit, store_queue_item **out, size_t *n)
+{
+    return s->ops->queue_items(s, user_id, limit, out, n);
+}

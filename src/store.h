@@ -506,5 +506,34 @@ int store_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *c
  * STORE_EIDEM_MISMATCH. */
 int store_idem_peek(store_t *s, const char *user_id, const store_idem *idem, char **replay_response,
                     int *replay_status);
+/* ---- the fair queue (SPEC §4 "Priority", GET /api/queue) ---- */
+
+/* store_gen_claim under the per-user running cap: the first ready queued
+ * generation in claim order whose user has fewer than user_cap leased
+ * (running) generations; only when no such user has ready work, the first
+ * of anyone (a lone user may use every free slot). user_cap <= 0: no cap. */
+int store_gen_claim_fair(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
+                         int user_cap, gen_record *out);
+
+typedef struct store_queue_stats {
+    int64_t depth;   /* queued: processing, stage queued, not leased */
+    int64_t running; /* leased */
+    int64_t workers; /* slots of the processes whose heartbeat is recent */
+} store_queue_figures;
+/* Counted on the partial indexes (no table scan). Processes whose
+ * heartbeat is older than alive_after are not counted. */
+int store_queue_stats(store_t *s, int64_t alive_after, store_queue_figures *out);
+/* Records this process's worker slots at now; slots <= 0 removes its row. */
+int store_queue_heartbeat(store_t *s, const char *process_id, int slots, int64_t now);
+
+typedef struct store_queue_item {
+    char id[ID_LEN];
+    char model[48];
+    int position; /* 1 = next, in priority/FIFO order */
+} store_queue_item;
+/* The user's queued generations in claim order, at most limit. *out new
+ * array (caller frees). */
+int store_queue_items(store_t *s, const char *user_id, int limit, store_queue_item **out,
+                      size_t *n);
 
 #endif

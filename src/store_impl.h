@@ -106,6 +106,13 @@ typedef struct store_ops {
     int (*bucket_update)(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
     int (*idem_peek)(store_t *s, const char *user_id, const store_idem *idem,
                      char **replay_response, int *replay_status);
+    /* the fair queue */
+    int (*gen_claim_fair)(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
+                          int user_cap, gen_record *out);
+    int (*queue_stats)(store_t *s, int64_t alive_after, store_queue_figures *out);
+    int (*queue_heartbeat)(store_t *s, const char *process_id, int slots, int64_t now);
+    int (*queue_items)(store_t *s, const char *user_id, int limit, store_queue_item **out,
+                       size_t *n);
 } store_ops;
 
 /* The shared head of every backend's state. */

@@ -987,4 +987,8 @@ static const store_ops pg_ops = {
     .template_delete = store_pg_template_delete,
     .bucket_update = store_pg_bucket_update,
     .idem_peek = store_pg_idem_peek,
+    .gen_claim_fair = store_pg_gen_claim_fair,
+    .queue_stats = store_pg_queue_stats,
+    .queue_heartbeat = store_pg_queue_heartbeat,
+    .queue_items = store_pg_queue_items,
 };

@@ -220,5 +220,11 @@ int store_pg_template_delete(store_t *s, const char *user_id, const char *templa
 int store_pg_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
 int store_pg_idem_peek(store_t *s, const char *user_id, const store_idem *idem,
                        char **replay_response, int *replay_status);
+int store_pg_gen_claim_fair(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
+                            int cap, gen_record *out);
+int store_pg_queue_stats(store_t *s, int64_t alive_after, store_queue_figures *out);
+int store_pg_queue_heartbeat(store_t *s, const char *process_id, int slots, int64_t now);
+int store_pg_queue_items(store_t *s, const char *user_id, int limit, store_queue_item **out,
+                         size_t *n);
 
 #endif

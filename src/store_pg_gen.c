@@ -573,8 +573,70 @@ static int next_queued(pg_tx *t, int64_t now, bool lock, char id[ID_LEN])
     return STORE_OK;
 }
 
+/* The fair claim (SPEC §4 "Priority"). The candidate is the first ready
+ * queued row, skipping rows other claimers hold (SKIP LOCKED), users this
+ * claim has ruled out ($2) and users at the cap in this statement's
+ * snapshot (from the leased rows only: generations_user_leased). Under
+ * READ COMMITTED two processes could both see a user at cap - 1 and both
+ * claim, so the count is retaken under a per-user advisory transaction
+ * lock, held until commit: a later claimer for that user waits for nothing
+ * (pg_try_advisory_xact_lock; a miss rules the user out for this claim, so
+ * claims never wait on each other and cannot deadlock) and its recount,
+ * a new statement after the holder committed, sees the holder's claim.
+ * Claims for different users never contend. */
+#define CLAIM_LOCK_SPACE 0x51c1 /* pg_advisory key1: claims; key2: hashtext(user) */
+#define FAIR_TRIES 8
+
+static int next_fair(pg_tx *t, int64_t now, int cap, char id[ID_LEN])
+{
+    char excluded[FAIR_TRIES * ID_LEN + 1] = "";
+    id[0] = '\0';
+    for (int i = 0; i < FAIR_TRIES; i++) {
+        PGresult *r = NULL;
+        int rc = pg_query(t, &r,
+                          "SELECT id, user_id FROM generations WHERE " QUEUED_WHERE
+                          " AND (retry_at IS NULL OR retry_at <= $1)"
+                          " AND user_id <> ALL (string_to_array($2, ','))"
+                          " AND user_id NOT IN (SELECT user_id FROM generations"
+                          "  WHERE lease_owner IS NOT NULL GROUP BY user_id HAVING COUNT(*) >= $3)"
+                          " ORDER BY priority DESC, queued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                          "Isi", now, excluded, cap);
+        if (rc != STORE_OK) return rc;
+        if (PQntuples(r) != 1) {
+            PQclear(r);
+            return STORE_OK;
+        }
+        char cand[ID_LEN], user[ID_LEN];
+        pg_col_copy(r, 0, 0, cand, sizeof cand);
+        pg_col_copy(r, 0, 1, user, sizeof user);
+        PQclear(r);
+        int64_t got = 0, running = 0;
+        rc = pg_int(t, &got, "SELECT pg_try_advisory_xact_lock($1, hashtext($2))::int", "is",
+                    CLAIM_LOCK_SPACE, user);
+        if (rc == STORE_OK && got)
+            rc = pg_int(t, &running,
+                        "SELECT COUNT(*) FROM generations WHERE user_id = $1"
+                        " AND lease_owner IS NOT NULL",
+                        "s", user);
+        if (rc != STORE_OK) return rc;
+        if (got && running < cap) {
+            memcpy(id, cand, ID_LEN);
+            return STORE_OK;
+        }
+        if (excluded[0]) strcat(excluded, ",");
+        strcat(excluded, user);
+    }
+    return STORE_OK;
+}
+
 int store_pg_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
                        gen_record *out)
+{
+    return store_pg_gen_claim_fair(s, worker_id, now, lease_ms, 0, out);
+}
+
+int store_pg_gen_claim_fair(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,
+                            int cap, gen_record *out)
 {
     char id[ID_LEN];
     pg_tx t;
@@ -588,7 +650,10 @@ int store_pg_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t l
 
     rc = pg_begin(s, &t);
     if (rc != STORE_OK) return rc;
-    rc = next_queued(&t, now, true, id);
+    id[0] = '\0';
+    if (cap > 0) rc = next_fair(&t, now, cap, id);
+    /* Nobody under the cap has ready work: anyone's, every free slot. */
+    if (rc == STORE_OK && !id[0]) rc = next_queued(&t, now, true, id);
     if (rc == STORE_OK && !id[0]) rc = STORE_ENOTFOUND;
     if (rc == STORE_OK)
         rc = pg_exec(&t,
@@ -738,4 +803,67 @@ int store_pg_gen_next_retry_at(store_t *s, int64_t *at)
                    "SELECT COALESCE(MIN(retry_at), 0) FROM generations WHERE " QUEUED_WHERE
                    " AND retry_at IS NOT NULL",
                    NULL);
+}
+
+/* ---- the queue's figures (GET /api/queue) ---- */
+
+int store_pg_queue_stats(store_t *s, int64_t alive_after, store_queue_figures *out)
+{
+    PGresult *r = NULL;
+    int rc = pg_query1(s, &r,
+                       "SELECT (SELECT COUNT(*) FROM generations WHERE " QUEUED_WHERE "),"
+                       " (SELECT COUNT(*) FROM generations WHERE lease_owner IS NOT NULL),"
+                       " (SELECT COALESCE(SUM(slots), 0) FROM queue_workers WHERE seen_at >= $1)",
+                       "I", alive_after);
+    if (rc != STORE_OK) return rc;
+    out->depth = pg_col_int(r, 0, 0);
+    out->running = pg_col_int(r, 0, 1);
+    out->workers = pg_col_int(r, 0, 2);
+    PQclear(r);
+    return STORE_OK;
+}
+
+int store_pg_queue_heartbeat(store_t *s, const char *process_id, int slots, int64_t now)
+{
+    int rc = slots > 0
+                 ? pg_exec1(s,
+                            "INSERT INTO queue_workers (process_id, slots, seen_at)"
+                            " VALUES ($1, $2, $3) ON CONFLICT (process_id)"
+                            " DO UPDATE SET slots = $2, seen_at = $3",
+                            "siI", process_id, slots, now)
+                 : pg_exec1(s, "DELETE FROM queue_workers WHERE process_id = $1", "s", process_id);
+    /* Processes gone for an hour (crashed without removing their row). */
+    if (rc >= 0)
+        rc = pg_exec1(s, "DELETE FROM queue_workers WHERE seen_at < $1", "I", now - 3600000);
+    return rc < 0 ? rc : STORE_OK;
+}
+
+int store_pg_queue_items(store_t *s, const char *user_id, int limit, store_queue_item **out,
+                         size_t *n)
+{
+    /* One statement: the user's queued rows, each with its count of queued
+     * rows ahead (an index range on generations_claim per row). */
+    PGresult *r = NULL;
+    int rc =
+        pg_query1(s, &r,
+                  "SELECT g.id, g.model, 1 + (SELECT COUNT(*) FROM generations a WHERE "
+                  " a.status = 'processing' AND a.stage = 'queued' AND a.lease_owner IS NULL"
+                  " AND (a.priority > g.priority OR (a.priority = g.priority AND"
+                  " (a.queued_at < g.queued_at OR (a.queued_at = g.queued_at AND a.id < g.id)))))"
+                  " FROM generations g WHERE g.user_id = $1 AND g.status = 'processing'"
+                  " AND g.stage = 'queued' AND g.lease_owner IS NULL"
+                  " ORDER BY g.priority DESC, g.queued_at, g.id LIMIT $2",
+                  "si", user_id, limit);
+    if (rc != STORE_OK) return rc;
+    size_t cnt = (size_t)PQntuples(r);
+    store_queue_item *arr = xcalloc(cnt ? cnt : 1, sizeof *arr);
+    for (size_t i = 0; i < cnt; i++) {
+        pg_col_copy(r, (int)i, 0, arr[i].id, sizeof arr[i].id);
+        pg_col_copy(r, (int)i, 1, arr[i].model, sizeof arr[i].model);
+        arr[i].position = (int)pg_col_int(r, (int)i, 2);
+    }
+    PQclear(r);
+    *out = arr;
+    *n = cnt;
+    return STORE_OK;
 }

@@ -662,6 +662,10 @@ static const store_ops sq_ops = {
     .template_delete = sq_template_delete,
     .bucket_update = sq_bucket_update,
     .idem_peek = sq_idem_peek,
+    .gen_claim_fair = sq_gen_claim_fair,
+    .queue_stats = sq_queue_stats,
+    .queue_heartbeat = sq_queue_heartbeat,
+    .queue_items = sq_queue_items,
 };
 
 int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err)

@@ -51,6 +51,11 @@ int sq_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
 int sq_gen_requeue(store_t *s, const char *gen_id, const store_guard *guard, int retry_count,
                    const char *error, int64_t not_before, int64_t now);
 int sq_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms, gen_record *out);
+int sq_gen_claim_fair(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms, int cap,
+                      gen_record *out);
+int sq_queue_stats(store_t *s, int64_t alive_after, store_queue_figures *out);
+int sq_queue_heartbeat(store_t *s, const char *process_id, int slots, int64_t now);
+int sq_queue_items(store_t *s, const char *user_id, int limit, store_queue_item **out, size_t *n);
 int sq_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const char *stage,
                     int progress, int64_t lease_until, int64_t now);
 int sq_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until);

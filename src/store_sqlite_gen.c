@@ -32,6 +32,11 @@
 
 /* A queued generation: processing, stage queued, not leased. */
 #define QUEUED_WHERE "status = 'processing' AND stage = 'queued' AND lease_owner IS NULL"
+/* The queued rows through their partial index, in claim order. Without
+ * statistics the planner prefers generations_status and sorts every
+ * processing row (a temp B-tree per claim); INDEXED BY keeps the claim an
+ * index walk and the counts a range of the queued rows only. */
+#define QUEUED_FROM "generations INDEXED BY generations_claim"
 
 static json_t *json_array_col(sqlite3_stmt *st, int col)
 {
@@ -97,7 +102,7 @@ static int queue_position(sq_tx *t, const gen_record *g, int64_t queued_at, int 
 {
     int64_t ahead = 0;
     int rc = sq_int(t, &ahead,
-                    "SELECT COUNT(*) FROM generations WHERE " QUEUED_WHERE
+                    "SELECT COUNT(*) FROM " QUEUED_FROM " WHERE " QUEUED_WHERE
                     " AND (priority > ?1 OR (priority = ?1 AND (queued_at < ?2"
                     " OR (queued_at = ?2 AND id < ?3))))",
                     "iIs", g->priority, queued_at, g->id);
@@ -470,7 +475,7 @@ int sq_gen_counts(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queu
     rc = rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
     int64_t q = 0;
     if (rc == STORE_OK)
-        rc = sq_int(&t, &q, "SELECT COUNT(*) FROM generations WHERE " QUEUED_WHERE, NULL);
+        rc = sq_int(&t, &q, "SELECT COUNT(*) FROM " QUEUED_FROM " WHERE " QUEUED_WHERE, NULL);
     sq_rollback(&t);
     if (rc == STORE_OK && queued) *queued = q;
     return rc;
@@ -479,7 +484,7 @@ int sq_gen_counts(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queu
 /* ---- worker side ---- */
 
 static const char SQL_NEXT_QUEUED[] =
-    "SELECT id FROM generations WHERE " QUEUED_WHERE " AND (retry_at IS NULL OR retry_at <= ?)"
+    "SELECT id FROM " QUEUED_FROM " WHERE " QUEUED_WHERE " AND (retry_at IS NULL OR retry_at <= ?)"
     " ORDER BY priority DESC, queued_at, id LIMIT 1";
 
 /* Reads the id of the next claimable generation into id ("" when none). */
@@ -494,7 +499,41 @@ static int next_queued(sq_tx *t, int64_t now, char id[ID_LEN])
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : rc;
 }
 
+/* The fair claim (SPEC §4 "Priority"): the first ready queued row whose
+ * user has fewer than cap leased rows. The capped users come from the
+ * leased rows only (generations_user_leased: at most the worker slots of
+ * all processes), evaluated once; the walk then follows generations_claim
+ * and skips only rows of capped users ahead. The write transaction holds
+ * the database's one write lock, so the count cannot change under it. */
+static const char SQL_NEXT_FAIR[] =
+    "SELECT id FROM generations INDEXED BY generations_claim_fair WHERE " QUEUED_WHERE
+    " AND (retry_at IS NULL OR retry_at <= ?1)"
+    " AND user_id NOT IN (SELECT user_id FROM generations WHERE lease_owner IS NOT NULL"
+    " GROUP BY user_id HAVING COUNT(*) >= ?2)"
+    " ORDER BY priority DESC, queued_at, id LIMIT 1";
+
+/* next_queued under the cap; falls back to anyone's when no user under
+ * the cap has ready work (every free slot may then be used). */
+static int next_fair(sq_tx *t, int64_t now, int cap, char id[ID_LEN])
+{
+    if (cap <= 0) return next_queued(t, now, id);
+    id[0] = '\0';
+    sqlite3_stmt *st = sq_query(t, SQL_NEXT_FAIR, "Ii", now, cap);
+    if (!st) return STORE_ERR;
+    int rc = sq_step(st);
+    if (rc == SQLITE_ROW) sq_col_copy(st, 0, id, ID_LEN);
+    sq_done(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    return id[0] ? STORE_OK : next_queued(t, now, id);
+}
+
 int sq_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms, gen_record *out)
+{
+    return sq_gen_claim_fair(s, worker_id, now, lease_ms, 0, out);
+}
+
+int sq_gen_claim_fair(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms, int cap,
+                      gen_record *out)
 {
     char id[ID_LEN];
     sq_tx t;
@@ -506,7 +545,7 @@ int sq_gen_claim(store_t *s, const char *worker_id, int64_t now, int64_t lease_m
     if (!id[0]) return STORE_ENOTFOUND;
 
     if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
-    rc = next_queued(&t, now, id);
+    rc = next_fair(&t, now, cap, id);
     if (rc != STORE_OK) goto fail;
     if (!id[0]) {
         rc = STORE_ENOTFOUND;
@@ -736,4 +775,86 @@ int sq_gen_next_retry_at(store_t *s, int64_t *at)
     sq_rollback(&t);
     if (rc == STORE_OK) *at = v;
     return rc;
+}
+
+/* ---- the queue's figures (GET /api/queue) ---- */
+
+int sq_queue_stats(store_t *s, int64_t alive_after, store_queue_figures *out)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    store_queue_figures q = {0};
+    int rc = sq_int(&t, &q.depth, "SELECT COUNT(*) FROM " QUEUED_FROM " WHERE " QUEUED_WHERE, NULL);
+    if (rc == STORE_OK)
+        rc = sq_int(&t, &q.running,
+                    "SELECT COUNT(*) FROM generations WHERE lease_owner IS NOT NULL", NULL);
+    if (rc == STORE_OK)
+        rc = sq_int(&t, &q.workers,
+                    "SELECT COALESCE(SUM(slots), 0) FROM queue_workers WHERE seen_at >= ?", "I",
+                    alive_after);
+    sq_rollback(&t);
+    if (rc == STORE_OK) *out = q;
+    return rc;
+}
+
+int sq_queue_heartbeat(store_t *s, const char *process_id, int slots, int64_t now)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    int rc = slots > 0
+                 ? sq_exec(&t,
+                           "INSERT INTO queue_workers (process_id, slots, seen_at)"
+                           " VALUES (?1, ?2, ?3) ON CONFLICT (process_id)"
+                           " DO UPDATE SET slots = ?2, seen_at = ?3",
+                           "siI", process_id, slots, now)
+                 : sq_exec(&t, "DELETE FROM queue_workers WHERE process_id = ?", "s", process_id);
+    /* Processes gone for an hour (crashed without removing their row). */
+    if (rc >= 0)
+        rc = sq_exec(&t, "DELETE FROM queue_workers WHERE seen_at < ?", "I", now - 3600000);
+    if (rc < 0) {
+        sq_rollback(&t);
+        return rc;
+    }
+    return sq_commit(&t);
+}
+
+int sq_queue_items(store_t *s, const char *user_id, int limit, store_queue_item **out, size_t *n)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    sqlite3_stmt *st = sq_query(&t,
+                                "SELECT id, model, priority, queued_at FROM generations"
+                                " INDEXED BY generations_user_status"
+                                " WHERE user_id = ? AND " QUEUED_WHERE
+                                " ORDER BY priority DESC, queued_at, id LIMIT ?",
+                                "si", user_id, limit);
+    store_queue_item *arr = xcalloc((size_t)(limit > 0 ? limit : 1), sizeof *arr);
+    int *prio = xcalloc((size_t)(limit > 0 ? limit : 1), sizeof *prio);
+    int64_t *qat = xcalloc((size_t)(limit > 0 ? limit : 1), sizeof *qat);
+    size_t cnt = 0;
+    int rc = st ? SQLITE_ROW : STORE_ERR;
+    while (st && (int)cnt < limit && (rc = sq_step(st)) == SQLITE_ROW) {
+        sq_col_copy(st, 0, arr[cnt].id, sizeof arr[cnt].id);
+        sq_col_copy(st, 1, arr[cnt].model, sizeof arr[cnt].model);
+        prio[cnt] = sqlite3_column_int(st, 2);
+        qat[cnt] = sq_col_int(st, 3);
+        cnt++;
+    }
+    sq_done(st);
+    rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? STORE_OK : STORE_ERR;
+    for (size_t i = 0; rc == STORE_OK && i < cnt; i++) {
+        gen_record g = {.priority = prio[i]};
+        memcpy(g.id, arr[i].id, sizeof g.id);
+        rc = queue_position(&t, &g, qat[i], &arr[i].position);
+    }
+    sq_rollback(&t);
+    free(prio);
+    free(qat);
+    if (rc != STORE_OK) {
+        free(arr);
+        return rc;
+    }
+    *out = arr;
+    *n = cnt;
+    return STORE_OK;
 }

@@ -350,12 +350,15 @@ Test(ratelimit_sqlite, migrates_from_version_4)
     snprintf(db, sizeof db, "%s/test.db", dir);
     sqlite3 *h;
     cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(h,
-                              "DROP TABLE rate_limits; DROP TABLE templates;"
-                              " DELETE FROM schema_migrations WHERE"
-                              " version > 4; PRAGMA user_version = 4;",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(h,
+                     "DROP TABLE rate_limits; DROP TABLE templates;"
+                     " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
+                     " DROP TABLE queue_workers;"
+                     " DELETE FROM schema_migrations WHERE"
+                     " version > 4; PRAGMA user_version = 4;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(h);
     st = open_store();
     cr_assert_eq(ratelimit_take(st, &u, 1, &v), RATELIMIT_OK, "a fresh table: a full bucket");

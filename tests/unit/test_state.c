@@ -198,7 +198,7 @@ Test(state, json_minimal_record_has_exactly_the_required_keys)
     json_t *o = gen_record_to_json(&g);
     assert_keys(o, base_keys, ARRAY_LEN(base_keys));
     const char *absent[] = {"customPrompt",  "startedAt", "completedAt", "processingTime", "error",
-                            "queuePosition", "batchId",   "retryOf",     "errorCode"};
+                            "queuePosition", "batchId",   "retryOf",     "errorCode",      "eta"};
     for (size_t i = 0; i < ARRAY_LEN(absent); i++)
         cr_assert_null(json_object_get(o, absent[i]), "%s present", absent[i]);
 
@@ -285,12 +285,12 @@ Test(state, json_full_record_has_every_optional_key)
     json_array_append_new(g.result_images, json_string("/media/results/a.jpg"));
 
     json_t *o = gen_record_to_json(&g);
-    const char *keys[ARRAY_LEN(base_keys) + 9];
+    const char *keys[ARRAY_LEN(base_keys) + 10];
     size_t n = 0;
     for (size_t i = 0; i < ARRAY_LEN(base_keys); i++)
         keys[n++] = base_keys[i];
     const char *extra[] = {"customPrompt",  "startedAt", "completedAt", "processingTime", "error",
-                           "queuePosition", "batchId",   "retryOf",     "errorCode"};
+                           "queuePosition", "batchId",   "retryOf",     "errorCode",      "eta"};
     for (size_t i = 0; i < ARRAY_LEN(extra); i++)
         keys[n++] = extra[i];
     assert_keys(o, keys, n);

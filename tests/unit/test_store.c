@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -493,6 +494,176 @@ Test(store, claim_order_and_queue_position)
     cr_assert_eq(store_gen_claim(st, "w1", T0 + 10, LEASE, &g), STORE_ENOTFOUND);
     cr_assert_eq(store_gen_counts(st, counts, &queued), STORE_OK);
     cr_assert_eq(queued, 0);
+}
+
+/* SPEC §4 Priority: A has 20 queued, B 1 (queued last); with a cap of 2
+ * A gets two slots, then B's is claimed before A's third; alone, A may use
+ * every slot. High priority still overtakes; positions follow claim order. */
+Test(store, fair_claim_user_cap_and_positions)
+{
+    char ua[ID_LEN], ub[ID_LEN], ids[20][ID_LEN], b[ID_LEN], h[ID_LEN];
+    make_user("fa@example.com", 100, ua);
+    make_user("fb@example.com", 100, ub);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(create_gen(ua, 1, PRIORITY_NORMAL, T0 + 1 + i, true, ids[i]), STORE_OK);
+    cr_assert_eq(create_gen(ub, 1, PRIORITY_NORMAL, T0 + 100, true, b), STORE_OK);
+
+    gen_record g = get_gen(b);
+    cr_assert_eq(g.queue_position, 21);
+    gen_record_free(&g);
+    store_queue_item *items = NULL;
+    size_t n = 0;
+    cr_assert_eq(store_queue_items(st, ua, 50, &items, &n), STORE_OK);
+    cr_assert_eq(n, 20);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_str_eq(items[i].id, ids[i]);
+        cr_assert_eq(items[i].position, (int)i + 1);
+    }
+    free(items);
+
+    const char *want[] = {ids[0], ids[1], b, ids[2]};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(store_gen_claim_fair(st, "w1", T0 + 200, LEASE, 2, &g), STORE_OK);
+        cr_assert_str_eq(g.id, want[i], "claim %d", i);
+        gen_record_free(&g);
+    }
+    store_queue_figures f;
+    cr_assert_eq(store_queue_stats(st, 0, &f), STORE_OK);
+    cr_assert_eq(f.depth, 17);
+    cr_assert_eq(f.running, 4);
+    g = get_gen(ids[3]);
+    cr_assert_eq(g.queue_position, 1);
+    gen_record_free(&g);
+
+    /* A is over the cap (3 running) only because nobody else waits. A high
+     * priority item of B's overtakes A's queued normal work. */
+    cr_assert_eq(create_gen(ub, 1, PRIORITY_HIGH, T0 + 300, true, h), STORE_OK);
+    g = get_gen(h);
+    cr_assert_eq(g.queue_position, 1);
+    gen_record_free(&g);
+    g = get_gen(ids[3]);
+    cr_assert_eq(g.queue_position, 2);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_claim_fair(st, "w2", T0 + 301, LEASE, 2, &g), STORE_OK);
+    cr_assert_str_eq(g.id, h);
+    gen_record_free(&g);
+
+    /* Heartbeats: only processes seen since alive_after count. */
+    cr_assert_eq(store_queue_heartbeat(st, "p1", 4, T0), STORE_OK);
+    cr_assert_eq(store_queue_heartbeat(st, "p2", 2, T0 + 50), STORE_OK);
+    cr_assert_eq(store_queue_heartbeat(st, "p1", 3, T0 + 60), STORE_OK);
+    cr_assert_eq(store_queue_stats(st, T0 + 10, &f), STORE_OK);
+    cr_assert_eq(f.workers, 5);
+    cr_assert_eq(store_queue_heartbeat(st, "p2", 0, T0 + 70), STORE_OK);
+    cr_assert_eq(store_queue_stats(st, T0 + 10, &f), STORE_OK);
+    cr_assert_eq(f.workers, 3);
+    check_ledger();
+}
+
+/* Figures, printed, not asserted: the queue's reads at 10,000 queued. A
+ * whale holds 9,999 (two of them running: at the cap), another user 1 at
+ * the back; the fair claim walks past the whale's rows. */
+/* n copies of a queued generation, queued 1..n ms after it, in one
+ * statement (bypassing the store: no ledger rows, so no ledger check). */
+#define COPY_COLS                                                                                  \
+    "user_id, status, product_images, model_images, result_images, prompt, custom_prompt, model,"  \
+    " style, quality, aspect_ratio, guidance_scale, num_inference_steps, strength, seed,"          \
+    " priority, tokens_used, retry_count, progress, stage, created_at, started_at"
+static void bulk_copies(const char *tmpl, int n)
+{
+    char sql[2048];
+    if (on_pg) {
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO generations (id, " COPY_COLS ", queued_at)"
+                 " SELECT 'gen_bulk' || lpad(i::text, 6, '0'), " COPY_COLS ", queued_at + i"
+                 " FROM generations, generate_series(1, %d) i WHERE id = '%s'",
+                 n, tmpl);
+        PGconn *c = pg_raw();
+        pg_raw_exec(c, sql);
+        pg_raw_exec(c, "VACUUM ANALYZE generations"); /* as autovacuum would, after a bulk load */
+        PQfinish(c);
+        return;
+    }
+    snprintf(sql, sizeof sql,
+             "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < %d)"
+             " INSERT INTO generations (id, " COPY_COLS ", queued_at)"
+             " SELECT printf('gen_bulk%%06d', i), " COPY_COLS ", queued_at + i"
+             " FROM generations, c WHERE id = '%s'",
+             n, tmpl);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+static int64_t us_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static double timed_us(int64_t t0)
+{
+    return (double)(us_now() - t0);
+}
+
+Test(store, queue_figures_at_10000_queued, .timeout = 300)
+{
+    enum { N = 10000, REPS = 20 };
+    char whale[ID_LEN], other[ID_LEN], last[ID_LEN];
+    make_user("whale@example.com", N + 10, whale);
+    make_user("other@example.com", 10, other);
+    char tmpl[ID_LEN];
+    cr_assert_eq(create_gen(whale, 1, PRIORITY_NORMAL, T0, true, tmpl), STORE_OK);
+    int64_t t0 = us_now();
+    bulk_copies(tmpl, N - 2);
+    cr_assert_eq(create_gen(other, 1, PRIORITY_NORMAL, T0 + N, true, last), STORE_OK);
+    fprintf(stderr, "[queue figures %s] made %d queued in %lld ms\n", store_backend(st), N,
+            (long long)((us_now() - t0) / 1000));
+    gen_record g;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(store_gen_claim_fair(st, "w1", T0 + N + 1, LEASE, 2, &g), STORE_OK);
+        gen_record_free(&g);
+    }
+
+    t0 = us_now();
+    for (int i = 0; i < REPS; i++) {
+        g = get_gen(last);
+        cr_assert_eq(g.queue_position, N - 2);
+        gen_record_free(&g);
+    }
+    double get_us = timed_us(t0) / REPS;
+    store_queue_figures f;
+    t0 = us_now();
+    for (int i = 0; i < REPS; i++)
+        cr_assert_eq(store_queue_stats(st, 0, &f), STORE_OK);
+    double stats_us = timed_us(t0) / REPS;
+    cr_assert_eq(f.depth, N - 2);
+    store_queue_item *items = NULL;
+    size_t n = 0;
+    t0 = us_now();
+    cr_assert_eq(store_queue_items(st, other, 100, &items, &n), STORE_OK);
+    double items_us = timed_us(t0);
+    cr_assert_eq(n, 1);
+    free(items);
+    /* The whale is at the cap: the claim skips its 9,997 queued rows. */
+    t0 = us_now();
+    cr_assert_eq(store_gen_claim_fair(st, "w1", T0 + N + 2, LEASE, 2, &g), STORE_OK);
+    double skip_us = timed_us(t0);
+    cr_assert_str_eq(g.id, last);
+    gen_record_free(&g);
+    /* Nobody else waits: the head, through the fallback. */
+    t0 = us_now();
+    cr_assert_eq(store_gen_claim_fair(st, "w1", T0 + N + 3, LEASE, 2, &g), STORE_OK);
+    double head_us = timed_us(t0);
+    gen_record_free(&g);
+    fprintf(stderr,
+            "[queue figures %s] at %d queued: record with position (last) %.0f us, depth/running/"
+            "workers %.0f us, GET /api/queue items (1) %.0f us, fair claim past a capped whale "
+            "%.0f us, claim when only the capped user waits %.0f us\n",
+            store_backend(st), N, get_us, stats_us, items_us, skip_us, head_us);
 }
 
 Test(store, progress_and_complete)
@@ -1584,8 +1755,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 6); /* the newest migration */
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 6);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 7); /* the newest migration */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 7);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -1618,21 +1789,24 @@ Test(store, migrates_from_previous_version)
     st = NULL;
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db,
-                              "DROP INDEX token_transactions_kind;"
-                              " ALTER TABLE generations DROP COLUMN error_code;"
-                              " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
-                              " DROP TABLE templates;"
-                              " DROP TABLE rate_limits;"
-                              " DELETE FROM schema_migrations WHERE version > 1;"
-                              " PRAGMA user_version = 1;",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db,
+                     "DROP INDEX token_transactions_kind;"
+                     " ALTER TABLE generations DROP COLUMN error_code;"
+                     " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
+                     " DROP TABLE templates;"
+                     " DROP TABLE rate_limits;"
+                     " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
+                     " DROP TABLE queue_workers;"
+                     " DELETE FROM schema_migrations WHERE version > 1;"
+                     " PRAGMA user_version = 1;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 6); /* the newest migration */
+    cr_assert_eq(sql_int("PRAGMA user_version"), 7); /* the newest migration */
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
@@ -1649,20 +1823,23 @@ Test(store, migrates_error_code_from_version_2)
     st = NULL;
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db,
-                              "ALTER TABLE generations DROP COLUMN error_code;"
-                              " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
-                              " DROP TABLE templates;"
-                              " DROP TABLE rate_limits;"
-                              " DELETE FROM schema_migrations WHERE version > 2;"
-                              " PRAGMA user_version = 2;",
-                              NULL, NULL, NULL),
-                 SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db,
+                     "ALTER TABLE generations DROP COLUMN error_code;"
+                     " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
+                     " DROP TABLE templates;"
+                     " DROP TABLE rate_limits;"
+                     " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
+                     " DROP TABLE queue_workers;"
+                     " DELETE FROM schema_migrations WHERE version > 2;"
+                     " PRAGMA user_version = 2;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 6);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 7);
     gen_record g = get_gen(gid);
     cr_assert_str_eq(g.error_code, "");
     gen_record_free(&g);
