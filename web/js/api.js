@@ -7,7 +7,9 @@ export class ApiError extends Error {
     this.code = (body && body.code) || (status ? `HTTP_${status}` : 'NETWORK_ERROR');
     this.validationErrors = (body && Array.isArray(body.validationErrors)) ? body.validationErrors : [];
     this.requestId = body && body.requestId;
-    this.retryAfter = headers ? Number(headers.get('Retry-After')) || null : null;
+    // Seconds to wait: Retry-After, else RateLimit-Reset (SPEC §1, 429/503).
+    const num = (n) => { const v = headers ? Number(headers.get(n)) : NaN; return Number.isFinite(v) && v > 0 ? Math.ceil(v) : null; };
+    this.retryAfter = num('Retry-After') || num('RateLimit-Reset');
   }
   fieldErrors() {
     const out = {};

@@ -48,10 +48,16 @@ function logo(cls = '') {
     h('img', { src: '/favicon.svg', alt: '', width: 28, height: 28 }));
 }
 
+function planName(u) { return u && u.plan === 'pro' ? 'Pro' : 'Free'; }
+function planBadge(u) {
+  return h('span', { class: `plan-badge${u && u.plan === 'pro' ? ' is-pro' : ''}`, 'data-user-plan': '', title: 'Your plan', hidden: !(u && u.plan) }, planName(u));
+}
+
 function balanceChip(extra = '') {
   return h('a', { class: `balance-chip ${extra}`, href: '#/dashboard', title: 'Token balance' },
     icon('coin'), h('span', { 'data-balance': '' }, session.balance ?? '—'),
-    h('span', { class: 'balance-unit', 'data-balance-unit': '' }, session.balance === 1 ? 'token' : 'tokens'));
+    h('span', { class: 'balance-unit', 'data-balance-unit': '' }, session.balance === 1 ? 'token' : 'tokens'),
+    planBadge(session.user));
 }
 
 function initials(u) {
@@ -79,7 +85,7 @@ function buildShell() {
       h('a', { class: 'side-balance', href: '#/dashboard', onclick: closeNav },
         h('span', { class: 'side-balance-icon' }, icon('coin')),
         h('span', { class: 'side-balance-text' },
-          h('span', { class: 'side-balance-label' }, 'Token balance'),
+          h('span', { class: 'side-balance-label' }, 'Token balance', planBadge(session.user)),
           h('strong', {}, h('span', { 'data-balance': '' }, session.balance ?? '—'), ' ', h('span', { 'data-balance-unit': '' }, session.balance === 1 ? 'token' : 'tokens')))),
       userBox));
   const menuBtn = h('button', {
@@ -184,6 +190,11 @@ async function boot() {
     document.querySelectorAll('[data-user-name]').forEach((el) => { el.textContent = u.name || 'Account'; });
     document.querySelectorAll('[data-user-email]').forEach((el) => { el.textContent = u.email || ''; });
     document.querySelectorAll('[data-initials]').forEach((el) => { el.textContent = initials(u); });
+    document.querySelectorAll('[data-user-plan]').forEach((el) => {
+      el.textContent = planName(u);
+      el.hidden = !u.plan;
+      el.classList.toggle('is-pro', u.plan === 'pro');
+    });
   });
   onUnauthorized(() => {
     if (!session.user) return;

@@ -44,6 +44,9 @@ export function actionsFor(err, ctx = {}) {
       break;
     case 'RATE_LIMIT_EXCEEDED':
     case 'QUEUE_FULL':
+      // With a known wait the caller brings Generate back by itself; a Retry button would only fail again.
+      if (ctx.onRetry && !err.retryAfter) a.push(h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: ctx.onRetry }, icon('retry'), 'Retry'));
+      break;
     case 'NETWORK_ERROR':
     case 'INTERNAL_SERVER_ERROR':
     default:
@@ -52,12 +55,29 @@ export function actionsFor(err, ctx = {}) {
   return a;
 }
 
+/** 12 → "12 s", 95 → "2 min", 7200 → "2 h". */
+export function fmtWait(sec) {
+  const s = Math.max(1, Math.ceil(Number(sec) || 0));
+  if (s < 90) return `${s} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 3600)} h`;
+}
+
+/** "Position 3 · about 40 s" for a queued record, or '' when it is not queued. */
+export function queueText(r) {
+  if (!r || r.status !== 'processing' || r.stage !== 'queued' || !r.queuePosition) return '';
+  const eta = typeof r.eta === 'number' && r.eta >= 0 ? ` · about ${fmtWait(r.eta)}` : '';
+  return `Position ${r.queuePosition}${eta}`;
+}
+
 export function describeError(err) {
   let msg = err.message;
   if (err.validationErrors && err.validationErrors.length) {
     msg += ' — ' + err.validationErrors.map((v) => `${v.field}: ${v.message}`).join('; ');
   }
-  if (err.code === 'RATE_LIMIT_EXCEEDED' && err.retryAfter) msg += ` Try again in ${err.retryAfter} s.`;
+  const wait = err.retryAfter ? `try again in ${fmtWait(err.retryAfter)}` : 'try again in a little while';
+  if (err.code === 'RATE_LIMIT_EXCEEDED') return `You've hit your generation limit — ${wait}.`;
+  if (err.code === 'QUEUE_FULL') return `The queue is full right now — ${wait}. Nothing was charged.`;
   return msg;
 }
 
@@ -75,6 +95,7 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
   const badgeSlot = h('span', { class: 'panel-badge' });
   const idEl = h('span', { class: 'mono muted small' });
   const statusLine = h('p', { class: 'panel-status', 'aria-live': 'polite', 'data-status-line': '' });
+  const queueLine = h('p', { class: 'panel-queue', 'data-queue-info': '', hidden: true }, icon('info'), h('span', {}));
   const steps = h('ol', { class: 'stepper' }, STEPS.map((s) => h('li', { 'data-step': s }, h('span', { class: 'step-dot', 'aria-hidden': 'true' }), h('span', { class: 'step-label' }, STAGE_LABEL[s]))));
   const fill = h('div', { class: 'progress-fill' });
   const bar = h('div', { class: 'progress', role: 'progressbar', 'aria-label': 'Generation progress', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': '0' }, fill);
@@ -101,6 +122,7 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
       h('div', {}, h('h2', { id: 'panel-title', class: 'card-title' }, 'Live status'), idEl),
       badgeSlot),
     statusLine,
+    queueLine,
     errSlot,
     apiErr,
     h('div', { class: 'progress-row' }, bar, pct),
@@ -113,7 +135,7 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
     switch (r.status) {
       case 'pending': return 'Created — starting…';
       case 'processing':
-        if (r.stage === 'queued') return r.queuePosition ? `Queued — position ${r.queuePosition}` : (r.retryCount ? `Retrying (attempt ${r.retryCount + 1})…` : 'Queued — waiting for a worker');
+        if (r.stage === 'queued') return r.queuePosition ? 'Queued — waiting for a worker' : (r.retryCount ? `Retrying (attempt ${r.retryCount + 1})…` : 'Queued — waiting for a worker');
         return `${STAGE_LABEL[r.stage] || 'Processing'}…`;
       case 'completed': return `Done — ${r.resultImages && r.resultImages.length ? (r.resultImages.length === 1 ? '1 image' : `${r.resultImages.length} images`) : 'no images'} ready`;
       case 'failed': return 'Generation failed — your tokens were refunded';
@@ -153,8 +175,11 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
       if (idx === active) li.setAttribute('aria-current', 'step'); else li.removeAttribute('aria-current');
     });
     steps.classList.toggle('is-stopped', r.status === 'failed' || r.status === 'cancelled');
-    sQueue.wrap.hidden = !(r.status === 'processing' && r.stage === 'queued' && r.queuePosition);
+    sQueue.wrap.hidden = true; // shown as the queue line under the status instead
     sQueue.v.textContent = r.queuePosition ? `#${r.queuePosition}` : '—';
+    const qt = queueText(r);
+    queueLine.hidden = !qt;
+    if (queueLine.lastChild.textContent !== qt) queueLine.lastChild.textContent = qt;
     sTokens.v.textContent = typeof r.tokensUsed === 'number' ? tokens(r.tokensUsed) : (typeof r.estimatedCost === 'number' ? tokens(r.estimatedCost) : '—');
     sTime.wrap.hidden = r.processingTime == null;
     sTime.v.textContent = fmtDuration(r.processingTime);

@@ -2,7 +2,7 @@
 import { h, icon, clear, toast, tokens, fmtBytes } from './dom.js';
 import { get, post, uploadImage, idempotencyKey } from './api.js';
 import { session, on } from './session.js';
-import { createPanel, errorView, actionsFor, describeError, buyTokensDialog } from './genpanel.js';
+import { createPanel, errorView, actionsFor, describeError, buyTokensDialog, fmtWait } from './genpanel.js';
 
 const MAX_BYTES = 10 * 1024 * 1024;
 const TYPES = ['image/jpeg', 'image/png', 'image/webp'];
@@ -137,6 +137,9 @@ export async function render(container) {
   const unsubs = [];
   let busy = false;
   let pendingStart = null;
+  let waitUntil = 0; // after RATE_LIMIT_EXCEEDED / QUEUE_FULL: Generate comes back at this time
+  let waitTimer = null;
+  let waitCode = null;
 
   // ---- Panel ----------------------------------------------------------------
   const panel = createPanel({
@@ -494,12 +497,23 @@ export async function render(container) {
     icon('sparkles'), h('span', { 'data-gen-label': '' }, 'Generate'));
   const reason = h('p', { class: 'gen-reason', id: 'gen-reason', 'aria-live': 'polite' });
   const summaryErr = h('div', { class: 'summary-error' });
+  // Priority "high" is for the pro plan only (SPEC §4): free users are not offered it.
+  const prioInput = h('input', { type: 'checkbox', id: 'priority-high', 'data-priority': '', onchange: () => { S.priorityHigh = prioInput.checked; } });
+  const prioWrap = h('label', { class: 'priority-opt', for: 'priority-high', 'data-priority-opt': '' },
+    prioInput, h('span', {}, h('strong', {}, 'High priority'), ' ', h('span', { class: 'muted small' }, 'Pro: jumps ahead of normal jobs in the queue')));
+  function renderPriority() {
+    const pro = !!(session.user && session.user.plan === 'pro');
+    prioWrap.hidden = !pro;
+    if (!pro) S.priorityHigh = false;
+    prioInput.checked = !!S.priorityHigh;
+  }
+  renderPriority();
   const summary = h('section', { class: 'card summary', 'aria-label': 'Cost and generate' },
     h('dl', { class: 'summary-list' },
       h('div', {}, h('dt', {}, 'Your balance'), h('dd', {}, balEl)),
       h('div', {}, h('dt', {}, 'This generation'), h('dd', {}, costEl, costNote)),
       h('div', { class: 'summary-after' }, h('dt', {}, 'Balance after'), h('dd', {}, afterEl))),
-    genBtn, reason, summaryErr);
+    prioWrap, genBtn, reason, summaryErr);
 
   function blockReason() {
     const m = selectedModel();
@@ -513,6 +527,8 @@ export async function render(container) {
     const lp = limitProblems();
     if (lp.product || lp.model) return { text: lp.product || lp.model, limit: true };
     if (seedInput.getAttribute('aria-invalid') && honours('seed')) return { text: 'Fix the seed in Advanced settings.' };
+    const left = Math.ceil((waitUntil - Date.now()) / 1000);
+    if (left > 0) return { text: waitCode === 'QUEUE_FULL' ? `The queue is full — you can try again in ${fmtWait(left)}.` : `Generation limit reached — you can generate again in ${fmtWait(left)}.`, limit: true };
     if (session.balance != null && cost != null && session.balance < cost) return { text: `Not enough tokens: this needs ${tokens(cost)}, you have ${session.balance}.`, tokens: true };
     return null;
   }
@@ -561,6 +577,7 @@ export async function render(container) {
     for (const [k, v] of Object.entries(S.adv)) if (honours(k)) body.parameters[k] = v;
     if (S.prompt.trim()) body.customPrompt = S.prompt.trim();
     if (S.seed.trim() !== '' && honours('seed')) body.parameters.seed = Number(S.seed);
+    if (S.priorityHigh && session.user && session.user.plan === 'pro') body.priority = 'high';
     return body;
   }
 
@@ -605,6 +622,20 @@ export async function render(container) {
     pendingStart = null;
   }
 
+  function startWait(code, seconds) {
+    waitCode = code;
+    waitUntil = Date.now() + seconds * 1000;
+    clearInterval(waitTimer);
+    waitTimer = setInterval(() => {
+      if (!container.isConnected || Date.now() >= waitUntil) {
+        clearInterval(waitTimer); waitTimer = null; waitUntil = 0;
+        if (container.isConnected) { clear(summaryErr); update(); }
+        return;
+      }
+      update();
+    }, 1000);
+  }
+
   async function generate() {
     if (busy || blockReason()) return;
     clearFieldErrors();
@@ -624,6 +655,7 @@ export async function render(container) {
       const ctx = { onFix: fixField, onCheaper: cheaper, onRetry: () => { clear(summaryErr); generate(); } };
       clear(summaryErr).append(errorView(err.code, describeError(err), actionsFor(err, ctx)));
       if (err.code === 'VALIDATION_ERROR' || err.code === 'IMAGE_VALIDATION_ERROR') fixField(err);
+      if ((err.code === 'RATE_LIMIT_EXCEEDED' || err.code === 'QUEUE_FULL') && err.retryAfter) startWait(err.code, err.retryAfter);
     } finally {
       busy = false;
       update();
@@ -680,6 +712,7 @@ export async function render(container) {
 
   renderPage();
   unsubs.push(on('balance', update));
+  unsubs.push(on('user', () => { renderPriority(); update(); }));
 
   // Models
   async function loadModels() {
