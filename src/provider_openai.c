@@ -119,18 +119,10 @@ static int openai_start(provider_job *job)
 {
     const char *key = provider_secret(PROVIDER_SECRET_OPENAI);
     if (!key) return -1;
-    const char *base = cfg.openai_base_url && *cfg.openai_base_url ? cfg.openai_base_url
-                                                                   : "https://api.openai.com";
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/')
-        bl--;
-    char *url = xasprintf("%.*s/v1/images/edits", (int)bl, base);
+    char *url = provider_remote_url(cfg.openai_base_url, "/v1/images/edits");
     net_request *r = net_request_new("POST", url);
     free(url);
-    char *auth = xasprintf("Authorization: Bearer %s", key);
-    net_request_header(r, auth);
-    sodium_memzero(auth, strlen(auth));
-    free(auth);
+    provider_remote_auth(r, key);
     net_request_header(r, "Accept: application/json");
 
     const char *model = job->model->provider_model[0] ? job->model->provider_model : "gpt-image-1";

@@ -4,6 +4,8 @@
  */
 #include "provider_remote.h"
 
+#include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -74,4 +76,20 @@ const char *provider_remote_sniff(const unsigned char *d, size_t n)
     if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return "jpeg";
     if (n >= 12 && memcmp(d, "RIFF", 4) == 0 && memcmp(d + 8, "WEBP", 4) == 0) return "webp";
     return NULL;
+}
+
+char *provider_remote_url(const char *base, const char *path)
+{
+    size_t n = base ? strlen(base) : 0;
+    while (n > 0 && base[n - 1] == '/')
+        n--;
+    return xasprintf("%.*s%s", (int)n, base ? base : "", path);
+}
+
+void provider_remote_auth(net_request *r, const char *secret)
+{
+    char *auth = xasprintf("Authorization: Bearer %s", secret ? secret : "");
+    net_request_header(r, auth);
+    sodium_memzero(auth, strlen(auth));
+    free(auth);
 }

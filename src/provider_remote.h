@@ -26,6 +26,13 @@ int provider_remote_outcome(provider_job *job, const net_response *resp, const c
  * "jpeg", "webp"), or NULL. */
 const char *provider_remote_sniff(const unsigned char *data, size_t len);
 
+/* A configured base URL (trailing slashes dropped) joined with path
+ * ("/v1/..."). Caller frees. */
+char *provider_remote_url(const char *base, const char *path);
+
+/* Adds "Authorization: Bearer <secret>", wiping the temporary line. */
+void provider_remote_auth(net_request *r, const char *secret);
+
 /* Per-call time limit (--provider-timeout) in milliseconds. */
 int provider_remote_timeout_ms(void);
 

@@ -21,7 +21,6 @@
  */
 #include <jansson.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,23 +77,9 @@ static void on_prediction(net_request *r, net_response *resp, void *ctx);
 
 /* ---- helpers ---- */
 
-static const char *base_url(size_t *len)
-{
-    const char *b = cfg.replicate_base_url && *cfg.replicate_base_url ? cfg.replicate_base_url
-                                                                      : "https://api.replicate.com";
-    size_t n = strlen(b);
-    while (n > 0 && b[n - 1] == '/')
-        n--;
-    *len = n;
-    return b;
-}
-
 static void add_auth(net_request *r)
 {
-    char *auth = xasprintf("Authorization: Bearer %s", provider_secret(PROVIDER_SECRET_REPLICATE));
-    net_request_header(r, auth);
-    sodium_memzero(auth, strlen(auth));
-    free(auth);
+    provider_remote_auth(r, provider_secret(PROVIDER_SECRET_REPLICATE));
 }
 
 static void table_add(call *c)
@@ -353,15 +338,15 @@ static int replicate_start(provider_job *job)
         json_decref(input);
         return -1;
     }
-    size_t bl;
-    const char *base = base_url(&bl);
     char *url;
     json_t *body = json_pack("{s:o}", "input", input);
     if (pinned) {
-        url = xasprintf("%.*s/v1/predictions", (int)bl, base);
+        url = provider_remote_url(cfg.replicate_base_url, "/v1/predictions");
         json_object_set_new(body, "version", json_string(m->version));
     } else {
-        url = xasprintf("%.*s/v1/models/%s/predictions", (int)bl, base, m->provider_model);
+        char *path = xasprintf("/v1/models/%s/predictions", m->provider_model);
+        url = provider_remote_url(cfg.replicate_base_url, path);
+        free(path);
     }
     if (provider_secret(PROVIDER_SECRET_REPLICATE_WEBHOOK) && cfg.public_url) {
         char *hook = xasprintf("%s/api/providers/replicate/webhook", cfg.public_url);
