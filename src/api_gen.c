@@ -237,6 +237,80 @@ void api_gen_create(api_call *c, json_t *body, bool start)
     create_generation(c, body, start);
 }
 
+/* ---- batches ---- */
+
+/* A batch whose images need a remote fetch, continued on the slow pool
+ * like a create (create_job). */
+typedef struct batch_job {
+    gen_service_batch batch;
+    user_record caller;
+} batch_job;
+
+static void finish_batch(http_req *r, const gen_service_batch *b, const user_record *caller)
+{
+    gen_service_result res;
+    gen_service_batch_finish(b, caller, &res);
+    reply_result(r, &res, false);
+    gen_service_result_free(&res);
+}
+
+static void batch_job_run(http_req *r, void *ctx)
+{
+    batch_job *j = ctx;
+    finish_batch(r, &j->batch, &j->caller);
+}
+
+static void batch_job_free(void *ctx)
+{
+    batch_job *j = ctx;
+    gen_service_batch_free(&j->batch);
+    free(j);
+}
+
+void api_batch_create(api_call *c)
+{
+    json_t *body = api_json_body(c);
+    if (!body) return;
+    gen_service_batch b = {.body = body};
+    gen_service_result res;
+    snprintf(b.request_id, sizeof b.request_id, "%s", http_request_id(c->req));
+    const char *key = http_header(c->req, "Idempotency-Key");
+    if (key) {
+        b.idem_key = xstrdup(key);
+        gen_service_request_hash(http_path(c->req), body, b.request_hash);
+    }
+    if (gen_service_batch_prepare(&b, &c->user, &res) != GEN_SVC_OK) {
+        rate_peek(c, &res); /* refused before a unit was taken: none is */
+        reply_result(c->req, &res, false);
+        gen_service_result_free(&res);
+    } else if (gen_service_batch_needs_fetch(&b)) {
+        batch_job *j = xcalloc(1, sizeof *j);
+        j->batch = b; /* moved: the job owns it now */
+        memset(&b, 0, sizeof b);
+        j->caller = c->user;
+        http_offload(c->req, batch_job_run, j, batch_job_free);
+    } else {
+        finish_batch(c->req, &b, &c->user);
+    }
+    gen_service_batch_free(&b);
+}
+
+void api_batch_get(api_call *c)
+{
+    gen_service_result res;
+    gen_service_batch_get(c->param, &c->user, &res);
+    reply_result(c->req, &res, false);
+    gen_service_result_free(&res);
+}
+
+void api_batch_cancel(api_call *c)
+{
+    gen_service_result res;
+    gen_service_batch_cancel(c->param, &c->user, &res);
+    reply_result(c->req, &res, false);
+    gen_service_result_free(&res);
+}
+
 /* ---- routes ---- */
 
 void api_models(api_call *c)
