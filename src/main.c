@@ -338,8 +338,13 @@ int main(int argc, char **argv)
         fputs("stylestudio: libsodium failed to initialise\n", stderr);
         return 1;
     }
+    /* The flags each subcommand reads itself (word_flag / word_present). */
+    static const char *const user_flags[] = {"--email",  "--name", "--tokens", "--admin",
+                                             "--amount", "--plan", "--help",   NULL};
+    static const char *const other_flags[] = {"--help", NULL};
     char **words = NULL, *err = NULL;
-    if (config_load(argc, argv, 1, &words, &err) != 0) {
+    const char *const *sub_flags = strcmp(argv[1], "user") == 0 ? user_flags : other_flags;
+    if (config_load(argc, argv, 1, sub_flags, &words, &err) != 0) {
         fprintf(stderr, "stylestudio: %s (see --help)\n", err);
         free(err);
         return 2;
@@ -356,7 +361,19 @@ int main(int argc, char **argv)
     }
 
     const char *cmd = words[0] ? words[0] : "";
-    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "worker") == 0) {
+    bool runs = strcmp(cmd, "serve") == 0 || strcmp(cmd, "worker") == 0;
+    if ((runs || strcmp(cmd, "migrate") == 0) && words[1]) {
+        fprintf(stderr, "stylestudio %s: unexpected argument '%s' (see --help)\n", cmd, words[1]);
+        free(words);
+        return 2;
+    }
+    if (runs && net_check_allow_hosts(cfg.allow_hosts, &err) != 0) {
+        fprintf(stderr, "stylestudio: %s\n", err);
+        free(err);
+        free(words);
+        return 2;
+    }
+    if (runs) {
         provider_secrets_load(); /* OPENAI_API_KEY, REPLICATE_*: once, never logged */
         /* A catalogue with any problem stops the process here. */
         if (provider_catalog_load(cfg.models_file, &err) != 0) {

@@ -1,0 +1,62 @@
+// Regression tests for the holes found by attacking the service (issue 11):
+// configuration typos, CSRF scheme, strict integers, the start-up window,
+// validation amplification, password-hashing DoS and login throttling,
+// connection exhaustion, and request framing. Each one failed on the code
+// before its fix. No timed assertions: every check is on a status, a code,
+// a count or a closed socket.
+import { before, after } from 'node:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+import {
+  test, assert, startServer, api, assertOk, assertError, errorFields, createUser, uniqueEmail,
+  uploadFixture, createBody, runCli, sse,
+} from './harness.mjs';
+
+let srv;
+let user;
+let productUrl;
+before(async () => {
+  srv = await startServer();
+  user = await createUser(srv.dataDir, { tokens: 100 });
+  productUrl = await uploadFixture(srv, user.key, 'product.jpg');
+});
+after(() => srv?.stop());
+
+// ---------------------------------------------------------------- configuration
+
+// `serve` with bad options must exit 2 at once (never print "listening on").
+async function serveRefuses(args) {
+  const data = mkdtempSync(join(tmpdir(), 'ss-sec-'));
+  try {
+    const r = await runCli(['serve', '--data', data, '--listen', '127.0.0.1:0', ...args], { timeout: 8000 });
+    assert.doesNotMatch(r.stdout, /listening on/, `serve ${args.join(' ')} must not start`);
+    assert.equal(r.code, 2, `serve ${args.join(' ')} must exit 2, got ${r.code}: ${r.stderr}`);
+    return r.stderr;
+  } finally {
+    rmSync(data, { recursive: true, force: true });
+  }
+}
+
+test('configuration: an unknown option refuses to start, naming it and the nearest known one', async () => {
+  let err = await serveRefuses(['--no-such-flag', '7']);
+  assert.match(err, /--no-such-flag/);
+  err = await serveRefuses(['--allow-host', '127.0.0.5']);
+  assert.match(err, /unknown option --allow-host\b.*--allow-hosts/);
+  err = await serveRefuses(['--max-bodi', '10']);
+  assert.match(err, /--max-bodi.*did you mean --max-body/);
+  err = await serveRefuses(['stray-word']);
+  assert.match(err, /stray-word/);
+  const r = await runCli(['user', 'create', '--data', mkdtempSync(join(tmpdir(), 'ss-sec-')), '--email', 'x@example.com', '--tokenz', '3']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--tokenz.*did you mean --tokens/);
+});
+
+test('configuration: out-of-range values and a malformed --allow-hosts entry refuse to start, naming the option', async () => {
+  assert.match(await serveRefuses(['--listen', '127.0.0.1:99999']), /--listen/);
+  assert.match(await serveRefuses(['--http-threads', '0']), /--http-threads/);
+  assert.match(await serveRefuses(['--max-body', '0']), /--max-body/);
+  assert.match(await serveRefuses(['--allow-hosts', '10.0.0.0/99']), /--allow-hosts.*10\.0\.0\.0\/99/);
+  assert.match(await serveRefuses(['--allow-hosts', 'exa mple.com/x']), /--allow-hosts/);
+});
