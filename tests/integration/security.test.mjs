@@ -60,3 +60,26 @@ test('configuration: out-of-range values and a malformed --allow-hosts entry ref
   assert.match(await serveRefuses(['--allow-hosts', '10.0.0.0/99']), /--allow-hosts.*10\.0\.0\.0\/99/);
   assert.match(await serveRefuses(['--allow-hosts', 'exa mple.com/x']), /--allow-hosts/);
 });
+
+// ---------------------------------------------------------------- CSRF
+
+async function signup(server = srv) {
+  const email = uniqueEmail('sec');
+  const body = { name: 'Sec', email, password: 'correct horse battery' };
+  const r = await api(server, 'POST', '/api/auth/signup', { body, origin: server.baseUrl });
+  assertOk(r, 201, 'signup');
+  const c = r.headers.getSetCookie().find((x) => x.startsWith('ss_session='));
+  return { email, password: body.password, cookie: c.split(';')[0] };
+}
+
+test('CSRF: the origin check compares the scheme too: https://HOST:PORT on an http server is refused', async () => {
+  const s = await signup();
+  const tls = srv.baseUrl.replace(/^http:/, 'https:');
+  const r = await api(srv, 'POST', '/api/generation/create', { cookie: s.cookie, origin: tls, body: createBody(productUrl) });
+  assertError(r, 403, 'UNAUTHORIZED', 'cookie create with an https Origin on an http server');
+  const ref = await api(srv, 'POST', '/api/keys', { cookie: s.cookie, headers: { referer: `${tls}/studio` }, body: { name: 'k' } });
+  assertError(ref, 403, 'UNAUTHORIZED', 'cookie write with an https Referer on an http server');
+  const li = await api(srv, 'POST', '/api/auth/login', { origin: tls, body: { email: s.email, password: s.password } });
+  assertError(li, 403, 'UNAUTHORIZED', 'login with an https Origin on an http server');
+  assertOk(await api(srv, 'POST', '/api/keys', { cookie: s.cookie, origin: srv.baseUrl, body: { name: 'k' } }), 201, 'same scheme, host and port');
+});
