@@ -83,3 +83,24 @@ test('CSRF: the origin check compares the scheme too: https://HOST:PORT on an ht
   assertError(li, 403, 'UNAUTHORIZED', 'login with an https Origin on an http server');
   assertOk(await api(srv, 'POST', '/api/keys', { cookie: s.cookie, origin: srv.baseUrl, body: { name: 'k' } }), 201, 'same scheme, host and port');
 });
+
+// ---------------------------------------------------------------- numbers
+
+test('numbers: integer fields take integer literals only: seed 1e-400 (underflows to 0) and 5.0 are refused, 5 is stored as 5', async () => {
+  const base = JSON.stringify(createBody(productUrl)).replace(/}$/, '');
+  for (const lit of ['1e-400', '0.0', '5.0', '0.5', '1e2']) {
+    const r = await api(srv, 'POST', '/api/generation/create', {
+      key: user.key, rawBody: `${base},"parameters":{"seed":${lit}}}`, headers: { 'content-type': 'application/json' },
+    });
+    assertError(r, 400, 'VALIDATION_ERROR', `seed ${lit}`);
+    assert.deepEqual(errorFields(r), ['parameters.seed'], `seed ${lit}`);
+  }
+  const steps = await api(srv, 'POST', '/api/generation/create', {
+    key: user.key, rawBody: `${base},"parameters":{"num_inference_steps":3e1}}`, headers: { 'content-type': 'application/json' },
+  });
+  assertError(steps, 400, 'VALIDATION_ERROR', 'num_inference_steps 3e1');
+  const ok = await api(srv, 'POST', '/api/generation/create', { key: user.key, body: createBody(productUrl, { parameters: { seed: 5 } }) });
+  const id = assertOk(ok, 201, 'seed 5').generationId;
+  const g = assertOk(await api(srv, 'GET', `/api/generations/${id}`, { key: user.key }), 200);
+  assert.equal(g.parameters.seed, 5);
+});
