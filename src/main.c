@@ -290,11 +290,6 @@ static int cmd_run(bool with_http)
         return 1;
     }
     gen_service_init(s);
-    api_init(s); /* from here on requests are served */
-    if (with_http) {
-        printf("listening on %s\n", listening);
-        fflush(stdout);
-    }
     if (queue_start(s) != 0) {
         fputs("stylestudio: cannot start the workers\n", stderr);
         return 1;
@@ -302,6 +297,16 @@ static int cmd_run(bool with_http)
     if (webhook_start(s) != 0) {
         fputs("stylestudio: cannot start the webhook dispatcher\n", stderr);
         return 1;
+    }
+    int hold = provider_faults_start_delay_ms(); /* tests: widen the start-up window */
+    if (hold > 0) usleep((useconds_t)hold * 1000);
+    /* Until here requests are answered 503 SERVICE_UNAVAILABLE with
+     * Retry-After (api.c); "listening on" is printed only once they are
+     * served. */
+    api_init(s);
+    if (with_http) {
+        printf("listening on %s\n", listening);
+        fflush(stdout);
     }
     log_info("started: %s, %d workers, data %s", with_http ? "serve" : "worker", cfg.workers,
              cfg.data_dir);

@@ -104,3 +104,39 @@ test('numbers: integer fields take integer literals only: seed 1e-400 (underflow
   const g = assertOk(await api(srv, 'GET', `/api/generations/${id}`, { key: user.key }), 200);
   assert.equal(g.parameters.seed, 5);
 });
+
+// ---------------------------------------------------------------- start-up window
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); });
+  });
+}
+
+test('start-up: before "listening on" a request gets 503 SERVICE_UNAVAILABLE with Retry-After; after it, it is served', async (t) => {
+  const port = await freePort();
+  let stop = false;
+  // Knocks until the port answers; the first answer is taken during the
+  // start-up window that start_delay_ms holds open.
+  const first = (async () => {
+    while (!stop) {
+      try {
+        return await fetch(`http://127.0.0.1:${port}/api/models`, { signal: AbortSignal.timeout(5000) });
+      } catch { await new Promise((r) => setTimeout(r, 10)); }
+    }
+    return null;
+  })();
+  const s = await startServer({ args: ['--listen', `127.0.0.1:${port}`, '--test-faults', 'start_delay_ms=1500'] });
+  t.after(() => s.stop());
+  stop = true;
+  const r = await first;
+  assert.ok(r, 'the port answered');
+  const body = await r.json();
+  assert.equal(r.status, 503, `first answer ${r.status} ${JSON.stringify(body)}`);
+  assert.equal(body.code, 'SERVICE_UNAVAILABLE');
+  assert.ok(Number(r.headers.get('retry-after')) >= 1, 'Retry-After set');
+  assertOk(await api(s, 'GET', '/api/models'), 200, 'served once "listening on" is printed');
+  assertOk(await api(s, 'GET', '/readyz'), 200, 'ready');
+});
