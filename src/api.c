@@ -231,7 +231,7 @@ static void ready(api_call *c)
     if (store_ping(api_store) == STORE_OK)
         http_reply_json(c->req, 200, json_pack("{s:s}", "status", "ready"));
     else
-        http_reply_error(c->req, 503, "INTERNAL_SERVER_ERROR", "the store does not answer", NULL);
+        api_store_error(c, STORE_EUNAVAILABLE, "store");
 }
 
 static void metrics(api_call *c)
@@ -537,7 +537,8 @@ void api_dispatch(http_req *r)
     api_call c = {.req = r};
     if (!atomic_load(&serving)) {
         http_add_header(r, "Retry-After", "1");
-        http_reply_error(r, 503, "INTERNAL_SERVER_ERROR", "the server is starting", NULL);
+        http_reply_error(r, 503, "SERVICE_UNAVAILABLE", "the server is starting; try again shortly",
+                         NULL);
         return;
     }
     char allow[64] = "";
