@@ -91,3 +91,127 @@ for (const [label, viewport] of VIEWPORTS) {
     }
   });
 }
+
+for (const [label] of VIEWPORTS) {
+  test(`${label}: an upload the server refuses shows a clean error: no preview, no Retry, no code`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await openStudio(page);
+    await clearProducts(page);
+    await p.expectErrors(/status of 400/, async () => {
+      await page.setInputFiles('#file-product', fixture('truncated.jpg'));
+      await page.locator('#up-product .thumb.is-error').waitFor();
+    });
+    const thumb = page.locator('#up-product .thumb.is-error');
+    assert.equal(await thumb.locator('img').count(), 0, 'no broken <img> (and its alt text) behind the error');
+    assert.equal((await thumb.locator('.thumb-error-text').textContent()).trim(), 'Not a readable image');
+    assert.equal(await thumb.getByRole('button', { name: 'Retry' }).count(), 0, 'a file that can never pass is not offered Retry');
+    const msg = await page.locator('#err-product').textContent();
+    assert.match(msg, /“truncated\.jpg” can’t be used/);
+    assert.doesNotMatch(msg, /[A-Z]{3,}_[A-Z]{3,}/, `no raw error code: ${msg}`);
+    assert.match(await page.locator('#gen-reason').textContent(), /Remove the image that can’t be used/);
+    await thumb.scrollIntoViewIfNeeded();
+    await shot(page, `${label}-61-upload-refused`);
+    await thumb.locator('[data-remove]').click();
+    assert.equal(await page.locator('#up-product .thumb').count(), 0);
+    assert.equal(await page.locator('#err-product').textContent(), '');
+    noErrors(p);
+  });
+}
+
+for (const [label] of VIEWPORTS) {
+  test(`${label}: reloading during a generation brings back the live panel and the inputs`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await openStudio(page);
+    await clearProducts(page);
+    await addProduct(page);
+    await page.locator('.opt-card[data-value="minimal"]').click();
+    await page.locator('.opt-card[data-value="4:5"]').click();
+    await page.fill('#custom-prompt', 'Soft morning light');
+    await page.locator('#generate-btn').click();
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'processing');
+    const id = (await page.locator('[data-gen-panel] .panel-head .mono').textContent()).trim();
+    await page.reload();
+    await page.getByRole('heading', { name: 'Studio', level: 1 }).waitFor();
+    const panel = page.locator('[data-gen-panel]');
+    await panel.waitFor({ state: 'visible' });
+    assert.equal((await panel.locator('.panel-head .mono').textContent()).trim(), id, 'the same generation');
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'processing');
+    if (label === 'phone') await panel.scrollIntoViewIfNeeded();
+    await shot(page, `${label}-62-reloaded-during-generation`);
+    assert.equal(await page.locator('#up-product .thumb.is-done').count(), 1, 'the uploaded product is back');
+    assert.equal(await page.locator('input[name="style"]:checked').getAttribute('value'), 'minimal');
+    assert.equal(await page.locator('input[name="aspect"]:checked').getAttribute('value'), '4:5');
+    assert.equal(await page.locator('#custom-prompt').inputValue(), 'Soft morning light');
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'completed', null, { timeout: 30000 });
+    await panel.locator('.gallery img').first().waitFor();
+    noErrors(p);
+  });
+}
+
+for (const [label] of VIEWPORTS) {
+  test(`${label}: a generation created but never started says so and offers Start`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await openStudio(page);
+    if (!(await page.locator('#up-product .thumb.is-done').count())) await addProduct(page);
+    // The start request is lost (a dropped connection after create).
+    await page.route('**/api/generate', (route) => route.abort('connectionreset'), { times: 1 });
+    await p.expectErrors(/ERR_CONNECTION_RESET|Failed to load resource/, async () => {
+      await page.locator('#generate-btn').click();
+      await page.locator('[data-gen-panel] [data-action="start"]').waitFor({ state: 'visible' });
+    });
+    const panel = page.locator('[data-gen-panel]');
+    assert.equal(await panelStatus(page), 'pending');
+    assert.equal((await panel.locator('[data-status-line]').textContent()).trim(), 'Created, not started yet');
+    assert.match(await panel.locator('[data-pending-note]').textContent(), /held until it starts/);
+    const clock = await panel.locator('[data-elapsed]').textContent();
+    assert.equal(clock, 'Not started', 'no running clock');
+    await page.waitForTimeout(1200);
+    assert.equal(await panel.locator('[data-elapsed]').textContent(), 'Not started');
+    // After a reload it is still there, still not started.
+    await page.reload();
+    await panel.locator('[data-action="start"]').waitFor({ state: 'visible' });
+    if (label === 'phone') await panel.scrollIntoViewIfNeeded();
+    await shot(page, `${label}-63-not-started`);
+    await panel.locator('[data-action="start"]').click();
+    await page.waitForFunction(() => ['processing', 'completed'].includes(document.querySelector('[data-gen-panel]')?.dataset.status));
+    assert.equal(await panel.locator('[data-action="start"]').isVisible(), false);
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'completed', null, { timeout: 30000 });
+    noErrors(p);
+  });
+}
+
+test('desktop: the Generate button stays in view while choosing settings', async () => {
+  const { p } = await user('desktop');
+  const { page } = p;
+  await openStudio(page);
+  const inView = async () => page.locator('#generate-btn').evaluate((b) => {
+    const r = b.getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= innerHeight && r.height > 0;
+  });
+  for (const sec of ['#sec-style', '#sec-model', '#sec-format', '#sec-prompt']) {
+    await page.locator(sec).scrollIntoViewIfNeeded();
+    assert.ok(await inView(), `Generate is visible with ${sec} in view`);
+  }
+  await page.locator('#advanced > summary').click();
+  await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+  assert.ok(await inView(), 'Generate is visible at the bottom of the page');
+  // With the last generation's results below it, on a laptop-height window,
+  // scrolling the side column (the results) keeps Generate on top.
+  if (!(await page.locator('[data-gen-panel] .gallery img').count())) {
+    if (!(await page.locator('#up-product .thumb.is-done').count())) await addProduct(page);
+    await page.locator('#generate-btn').click();
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'completed', null, { timeout: 30000 });
+  }
+  await page.setViewportSize({ width: 1280, height: 680 });
+  await page.locator('[data-gen-panel] .gallery img').first().waitFor();
+  await page.locator('.studio-side').evaluate((el) => { el.scrollTop = el.scrollHeight; });
+  await page.waitForTimeout(100);
+  assert.ok(await page.locator('.studio-side').evaluate((el) => el.scrollTop > 0), 'the side column did scroll');
+  assert.ok(await inView(), 'Generate is visible with the side column scrolled to the results');
+  await shot(page, 'desktop-64-generate-in-view');
+  await page.setViewportSize(DESKTOP);
+  noErrors(p);
+});
