@@ -215,3 +215,88 @@ test('desktop: the Generate button stays in view while choosing settings', async
   await page.setViewportSize(DESKTOP);
   noErrors(p);
 });
+
+for (const [label] of VIEWPORTS) {
+  test(`${label}: the History filter starts at All when you come back`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await page.goto(`${server.url}/#/history`);
+    await page.locator('.hgrid[aria-busy="false"]').waitFor();
+    await page.locator('.chip[data-filter="failed"]').click();
+    await page.locator('.hgrid-empty').filter({ hasText: /No failed generations/ }).waitFor();
+    await page.goto(`${server.url}/#/studio`);
+    await page.getByRole('heading', { name: 'Studio', level: 1 }).waitFor();
+    await page.goto(`${server.url}/#/history`);
+    await page.locator('.hgrid[aria-busy="false"]').waitFor();
+    assert.equal(await page.locator('.chip[data-filter="all"]').getAttribute('aria-pressed'), 'true');
+    assert.equal(await page.locator('.chip[data-filter="failed"]').getAttribute('aria-pressed'), 'false');
+    await shot(page, `${label}-65-history-filter-reset`);
+    noErrors(p);
+  });
+
+  test(`${label}: a toast does not cover the page's content`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await openStudio(page);
+    await page.locator('#advanced > summary').click();
+    await page.getByRole('button', { name: 'Reset to defaults' }).click();
+    const t = page.locator('.toast', { hasText: 'Advanced settings reset to defaults' });
+    await t.waitFor();
+    await page.waitForTimeout(300); // the entry animation
+    const box = await t.boundingBox();
+    if (label === 'desktop') {
+      const main = await page.locator('#main').boundingBox();
+      assert.ok(box.x + box.width <= main.x, `toast ${JSON.stringify(box)} stays left of the content ${JSON.stringify(main)}`);
+    } else {
+      const bar = await page.locator('.topbar').boundingBox();
+      assert.ok(box.y >= 0 && box.y + box.height <= bar.y + bar.height + 2, `toast ${JSON.stringify(box)} sits over the top bar ${JSON.stringify(bar)}`);
+    }
+    await shot(page, `${label}-66-toast`);
+    await t.click(); // tap to dismiss
+    await t.waitFor({ state: 'detached' });
+    noErrors(p);
+  });
+
+  test(`${label}: a revoked key's secret disappears; the quick start begins with the upload`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await page.goto(`${server.url}/#/account`);
+    await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
+    const qs = await page.locator('.code-card pre').textContent();
+    assert.match(qs, /Step 1 — upload[\s\S]*\/api\/upload[\s\S]*-F file=@shirt\.jpg[\s\S]*Step 2 — create[\s\S]*\/api\/generation\/create[\s\S]*Step 3 — start/);
+    await page.fill('#key-name', 'Catalogue sync');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    await page.locator('[data-new-key]').waitFor();
+    assert.match(await page.locator('[data-new-key]').textContent(), /^sk_/);
+    await page.getByRole('button', { name: 'Revoke Catalogue sync' }).click();
+    await page.locator('dialog.modal [data-confirm]').click();
+    await page.locator('.toast', { hasText: 'Revoked “Catalogue sync”' }).first().waitFor();
+    assert.equal(await page.locator('[data-new-key]').count(), 0, 'the revoked secret is gone from the page');
+    assert.equal(await page.locator('.key-reveal').count(), 0);
+    await shot(page, `${label}-67-key-revoked`);
+    noErrors(p);
+  });
+
+  test(`${label}: "Get more tokens" says how tokens are added, the command fits, and Copy copies it`, async () => {
+    const { p, email } = await user(label);
+    const { page } = p;
+    await p.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+    await page.goto(`${server.url}/#/dashboard`);
+    await page.getByRole('button', { name: 'Get more tokens' }).click();
+    const dlg = page.locator('dialog.modal');
+    await dlg.waitFor({ state: 'visible' });
+    assert.equal((await dlg.locator('.modal-title').textContent()).trim(), 'Get more tokens');
+    assert.match(await dlg.textContent(), /can’t pay for tokens in the studio/);
+    const cmd = dlg.locator('[data-grant-cmd]');
+    assert.equal((await cmd.textContent()).trim(), `stylestudio user grant --email ${email} --amount 50`);
+    const fits = await cmd.evaluate((el) => el.scrollWidth <= el.clientWidth + 1 && el.getBoundingClientRect().right <= el.closest('dialog').getBoundingClientRect().right);
+    assert.ok(fits, 'the command wraps inside the dialog (no sideways scrolling)');
+    await dlg.locator('[data-copy-cmd]').click();
+    await page.locator('.toast', { hasText: 'Command copied' }).first().waitFor();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), `stylestudio user grant --email ${email} --amount 50`);
+    await shot(page, `${label}-68-get-tokens`);
+    await dlg.getByRole('button', { name: 'Close' }).click();
+    await dlg.waitFor({ state: 'detached' });
+    noErrors(p);
+  });
+}

@@ -1,5 +1,5 @@
 // Live generation panel: fed by EventSource('/api/generations/<id>/events').
-import { h, icon, clear, statusBadge, fmtClock, fmtDuration, tokens, shortId, infoDialog, toast, TERMINAL, STAGE_LABEL } from './dom.js';
+import { h, icon, clear, statusBadge, fmtClock, fmtDuration, tokens, shortId, infoDialog, toast, copyText, TERMINAL, STAGE_LABEL } from './dom.js';
 import { get, post, parseEvent } from './api.js';
 import { gallery } from './lightbox.js';
 import { session } from './session.js';
@@ -7,15 +7,28 @@ import { failureView, failureCode, retryGeneration } from './failure.js';
 
 const STEPS = ['queued', 'fetching_inputs', 'generating', 'storing'];
 
+/**
+ * "Get more tokens": there is no payment in this studio — tokens are added
+ * by whoever runs the server, with the CLI (SPEC §2). The dialog says so and
+ * hands over the exact command, wrapped to fit, with a copy button.
+ */
 export function buyTokensDialog() {
   const email = session.user && session.user.email ? session.user.email : 'you@example.com';
+  const cmd = `stylestudio user grant --email ${email} --amount 50`;
+  const bal = session.balance;
   return infoDialog({
-    title: 'Top up your tokens',
+    title: 'Get more tokens',
+    close: 'Close',
     body: [
-      h('p', {}, 'Each generation reserves tokens up front and refunds them automatically if it fails or is cancelled.'),
-      h('p', {}, 'Token packs are added to your account by your Style Studio administrator. Ask them to top you up — operators can run:'),
-      h('pre', { class: 'code' }, `stylestudio user grant --email ${email} --amount 50`),
-      h('p', { class: 'muted' }, 'Tip: the Local Studio model at Auto quality costs just 1 token per generation.'),
+      h('p', {}, 'You can’t pay for tokens in the studio: on this Style Studio server, tokens are added by the person who runs it.'),
+      h('p', {}, 'Send them this command. It runs on the server, with the same ', h('code', {}, '--data'), ' (or ', h('code', {}, '--db'), ') as ', h('code', {}, 'stylestudio serve'), ':'),
+      h('div', { class: 'cmd-box' },
+        h('pre', { class: 'code code-wrap', 'data-grant-cmd': '' }, cmd),
+        h('button', {
+          type: 'button', class: 'btn btn-ghost btn-sm', 'data-copy-cmd': '',
+          onclick: async () => toast(await copyText(cmd) ? 'Command copied' : 'Could not copy — select the command and copy it', 'success'),
+        }, icon('copy'), 'Copy')),
+      h('p', { class: 'muted small' }, `${bal == null ? '' : `You have ${tokens(bal)}. `}Generations reserve tokens when they start and refund them if they fail or are cancelled; Local Studio at Auto quality costs 1 token.`),
     ],
   });
 }
@@ -34,7 +47,7 @@ export function actionsFor(err, ctx = {}) {
   const a = [];
   switch (err.code) {
     case 'INSUFFICIENT_TOKENS':
-      a.push(h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: buyTokensDialog }, icon('coin'), 'Buy tokens'));
+      a.push(h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: buyTokensDialog }, icon('coin'), 'Get more tokens'));
       if (ctx.onCheaper) a.push(h('button', { type: 'button', class: 'btn btn-ghost btn-sm', onclick: ctx.onCheaper }, 'Use cheaper settings'));
       break;
     case 'VALIDATION_ERROR':

@@ -624,7 +624,7 @@ export async function render(container) {
     if (r) {
       const acts = [];
       if (r.tokens) {
-        acts.push(h('button', { type: 'button', class: 'link-btn', onclick: buyTokensDialog }, 'Buy tokens'));
+        acts.push(h('button', { type: 'button', class: 'link-btn', onclick: buyTokensDialog }, 'Get more tokens'));
         const cheap = cheapest();
         if (cheap && cheap.cost <= session.balance && (cheap.model.id !== S.modelId || S.quality !== 'auto')) {
           acts.push(h('button', { type: 'button', class: 'link-btn', onclick: cheaper }, `Use ${cheap.model.name || cheap.model.id} · Auto (${tokens(cheap.cost)})`));
