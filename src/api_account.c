@@ -77,8 +77,8 @@ void api_signup(api_call *c)
     if (name && (strlen(name) < 1 || strlen(name) > 100))
         add_error(&errs, "name", "name must be 1 to 100 characters");
     if (email && !email_ok(email)) add_error(&errs, "email", "email must be a valid email address");
-    if (password && (strlen(password) < 8 || strlen(password) > 256))
-        add_error(&errs, "password", "password must be 8 to 256 characters");
+    const char *weak = password ? auth_password_problem(password) : NULL;
+    if (weak) add_error(&errs, "password", weak);
     if (errs) {
         http_reply_error(c->req, 400, "VALIDATION_ERROR", "some fields are invalid", errs);
         goto cleanup;

@@ -572,7 +572,7 @@ static int stream_refresh(stream *s, buf *out)
     int pos = g.queue_position, rc = pos > 0 ? HTTP_SSE_SOON : 0;
     if (pos > 0 && pos != s->last_position) {
         json_t *j = gen_record_to_json(&g);
-        char *data = json_dumps(j, JSON_COMPACT);
+        char *data = json_dumps(j, UTIL_JSON_FLAGS);
         buf_printf(out, "event: generation\ndata: %s\n\n", data);
         free(data);
         json_decref(j);

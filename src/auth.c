@@ -5,6 +5,7 @@
  */
 #include "auth.h"
 
+#include <ctype.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -131,6 +132,15 @@ int auth_hash_password(const char *password, char out[128])
 bool auth_check_password(const char *hash, const char *password)
 {
     return hash && crypto_pwhash_str_verify(hash, password, strlen(password)) == 0;
+}
+
+const char *auth_password_problem(const char *password)
+{
+    size_t n = strlen(password);
+    if (n < 8 || n > 256) return "password must be 8 to 256 characters";
+    for (const char *p = password; *p; p++)
+        if (!isspace((unsigned char)*p)) return NULL;
+    return "password must not be only spaces";
 }
 
 static void set_cookie(http_req *r, const char *value, int max_age)

@@ -30,6 +30,9 @@ bool auth_same_origin(http_req *r);
 /* Argon2id (libsodium crypto_pwhash_str). out must hold 128 bytes. 0 or -1. */
 int auth_hash_password(const char *password, char out[128]);
 bool auth_check_password(const char *hash, const char *password);
+/* Why a new password is refused, or NULL when it is acceptable: 8 to 256
+ * bytes, and not whitespace only (eight spaces are not a password). */
+const char *auth_password_problem(const char *password);
 
 /* Starts a session for user_id and sets the cookie on the reply. 0 or -1. */
 int auth_session_start(store_t *s, http_req *r, const char *user_id);

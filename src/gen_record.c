@@ -100,7 +100,7 @@ json_t *gen_record_to_json(const gen_record *g)
 
 static char *event_json(json_t *j)
 {
-    char *text = json_dumps(j, JSON_COMPACT);
+    char *text = json_dumps(j, UTIL_JSON_FLAGS);
     json_decref(j);
     return text;
 }

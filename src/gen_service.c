@@ -335,7 +335,7 @@ static json_t *created_data(const gen_record *g, bool start)
 static char *replay_envelope(json_t *data)
 {
     json_t *envelope = json_pack("{s:b, s:O}", "success", 1, "data", data);
-    char *text = json_dumps(envelope, JSON_COMPACT);
+    char *text = json_dumps(envelope, UTIL_JSON_FLAGS);
     json_decref(envelope);
     return text;
 }

@@ -399,7 +399,7 @@ void http_reply_json_text(http_req *r, int status, const char *json_text)
 
 static void reply_envelope(http_req *r, int status, json_t *envelope)
 {
-    char *text = json_dumps(envelope, JSON_COMPACT);
+    char *text = json_dumps(envelope, UTIL_JSON_FLAGS);
     json_decref(envelope);
     if (!text) text = xstrdup("{\"success\":false,\"code\":\"INTERNAL_SERVER_ERROR\"}");
     reply_owned(r, status, "application/json", text, strlen(text));

@@ -16,6 +16,14 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* json_dumps flags for every JSON the service sends (API answers, event
+ * and SSE payloads, webhook bodies). jansson's default writes reals with 17
+ * significant digits, which round-trips every double but prints a strength
+ * of 0.8 as 0.80000000000000004; 15 (DBL_DIG) prints every number a client
+ * wrote with up to 15 digits as it was written. Expands where jansson.h is
+ * included. */
+#define UTIL_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
 /* Allocation wrappers: never return NULL; abort the process on OOM. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);

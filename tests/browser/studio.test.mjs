@@ -271,7 +271,7 @@ test('running out of tokens: Generate disabled with a reason, INSUFFICIENT_TOKEN
     await page.locator('[data-action="start-again"]').click();
     await page.locator('.error-code', { hasText: 'INSUFFICIENT_TOKENS' }).waitFor();
   });
-  const buy = page.getByRole('button', { name: 'Buy tokens' }).first();
+  const buy = page.getByRole('button', { name: 'Get more tokens' }).first();
   await buy.waitFor();
   await shot(page, 'desktop-10-insufficient-tokens');
   await buy.click();

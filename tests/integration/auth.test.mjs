@@ -79,6 +79,15 @@ test('signup validation lists every broken field; a taken email is refused on fi
   const bad = await api(srv, 'POST', '/api/auth/signup', { rawBody: '{"name":', headers: { 'content-type': 'application/json' }, origin: srv.baseUrl });
   assertError(bad, 400, 'VALIDATION_ERROR', 'malformed JSON signup');
 
+  for (const blank of [' '.repeat(8), ' '.repeat(12), ' \t \n    ']) {
+    const spaces = await api(srv, 'POST', '/api/auth/signup', { body: { name: 'Blank', email: uniqueEmail('blank'), password: blank }, origin: srv.baseUrl });
+    assertError(spaces, 400, 'VALIDATION_ERROR', `password ${JSON.stringify(blank)}`);
+    assert.deepEqual(errorFields(spaces), ['password']);
+    assert.match(spaces.json.validationErrors[0].message, /spaces/);
+  }
+  const spaced = await api(srv, 'POST', '/api/auth/signup', { body: { name: 'Spaced', email: uniqueEmail('spaced'), password: '   linen   ' }, origin: srv.baseUrl });
+  assertOk(spaced, 201, 'a password with spaces around words is fine');
+
   const s = await signup();
   const again = await api(srv, 'POST', '/api/auth/signup', { body: { name: 'X', email: s.email.toUpperCase(), password: 'another password' }, origin: srv.baseUrl });
   assertError(again, 400, 'VALIDATION_ERROR', 'duplicate email (different case)');

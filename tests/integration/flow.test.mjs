@@ -4,7 +4,7 @@
 import { before, after } from 'node:test';
 import {
   test, assert, startServer, api, assertOk, assertError, createUser, uploadFixture, imageSize,
-  createBody, create, start, getGen, waitGen, balance, countGenerations, transactions, RATIOS,
+  createBody, create, start, getGen, waitGen, balance, countGenerations, transactions, RATIOS, sse,
 } from './harness.mjs';
 
 let srv;
@@ -412,4 +412,25 @@ test('JSON with "application/json; charset=utf-8" is accepted', async () => {
   const u = await createUser(srv.dataDir, { tokens: 1 });
   const r = await api(srv, 'POST', '/api/generation/create', { key: u.key, rawBody: JSON.stringify(createBody(productUrl)), headers: { 'content-type': 'application/json; charset=utf-8' } });
   assertOk(r, 201);
+});
+
+test('numbers come back as written: strength 0.8, guidance 7.3 (record, list, SSE event, idempotent replay)', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 2 });
+  const body = createBody(productUrl, { parameters: { strength: 0.8, guidance_scale: 7.3, seed: 7 } });
+  const headers = { 'idempotency-key': `real-${Date.now()}` };
+  const first = await api(srv, 'POST', '/api/generation/create', { key: u.key, body, headers });
+  const { generationId: id } = assertOk(first, 201);
+  const replay = await api(srv, 'POST', '/api/generation/create', { key: u.key, body, headers });
+  assert.equal(replay.text, first.text, 'an idempotent replay is the first answer, byte for byte');
+  const one = await api(srv, 'GET', `/api/generations/${id}`, { key: u.key });
+  const list = await api(srv, 'GET', '/api/generations?limit=1', { key: u.key });
+  const stream = await sse(srv, `/api/generations/${id}/events`, { key: u.key });
+  const frame = await stream.until((f) => f.event === 'generation');
+  stream.close();
+  for (const [what, text] of [['GET record', one.text], ['list', list.text], ['SSE event', frame.data]]) {
+    assert.match(text, /"strength":0\.8[,}]/, `${what}: ${text.slice(0, 600)}`);
+    assert.match(text, /"guidance_scale":7\.3[,}]/, `${what}: ${text.slice(0, 600)}`);
+    assert.doesNotMatch(text, /0\.8000000|7\.29999/, `${what} prints doubles with 17 digits`);
+  }
+  assert.equal(one.json.data.parameters.strength, 0.8);
 });

@@ -136,6 +136,7 @@ export function signup(container, _params, ctx) {
     if (!em) errs.email = 'Enter your email address.';
     else if (!EMAIL_RE.test(em) || em.length > 254) errs.email = 'That doesn’t look like an email address.';
     if (!pw) errs.password = 'Choose a password.';
+    else if (!pw.trim()) errs.password = 'A password of only spaces is too easy to guess — add letters, numbers or symbols.';
     else if (pw.length < 8) errs.password = `Use at least 8 characters (${8 - pw.length} more).`;
     else if (pw.length > 256) errs.password = 'Use at most 256 characters.';
     const first = setErrors(form, errs);

@@ -70,7 +70,7 @@ export async function render(container) {
     clear(kpis).append(
       kpi('Token balance', h('span', { 'data-balance': '' }, String(bal ?? '—')), `${tokens(u.totalTokensUsed ?? 0)} used all time`, {
         cls: 'kpi-accent', icon: 'coin',
-        after: h('button', { type: 'button', class: 'btn btn-light btn-sm kpi-btn', onclick: buyTokensDialog }, 'Buy tokens'),
+        after: h('button', { type: 'button', class: 'btn btn-light btn-sm kpi-btn', onclick: buyTokensDialog }, 'Get more tokens'),
       }),
       kpi('Generations', String(st.totalGenerations ?? 0), `${st.completed ?? 0} completed · ${st.failed ?? 0} failed`, { icon: 'image', attrs: { 'data-kpi': 'total' } }),
       kpi('This month', String(st.thisMonth ?? 0), `generations in ${month}`, { icon: 'clock', attrs: { 'data-kpi': 'month' } }),

@@ -40,7 +40,7 @@ export async function render(container, [id], ctx) {
         h('p', { class: 'page-sub mono' }, r._id)),
       h('div', { class: 'head-actions' },
         h('button', { type: 'button', class: 'btn btn-ghost', onclick: () => { loadSettings(r); ctx.navigate('/studio'); toast('Settings loaded into the studio', 'info'); } }, icon('sliders'), 'Use these settings'),
-        r.status === 'pending' ? h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'start', onclick: start }, icon('sparkles'), 'Start') : null,
+        r.status === 'pending' && !panel ? h('button', { type: 'button', class: 'btn btn-primary', 'data-action': 'start', onclick: start }, icon('sparkles'), 'Start') : null,
         !TERMINAL.has(r.status) && !panel ? h('button', { type: 'button', class: 'btn btn-ghost', 'data-action': 'cancel', onclick: cancel }, icon('stop'), 'Cancel') : null,
         TERMINAL.has(r.status) ? h('button', { type: 'button', class: 'btn btn-danger-ghost', 'data-action': 'delete', onclick: remove }, icon('trash'), 'Delete') : null));
 

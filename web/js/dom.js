@@ -164,7 +164,9 @@ export function toast(message, kind = 'info', timeout = 3800) {
   const t = h('div', { class: `toast toast-${kind}` },
     icon(kind === 'error' ? 'alert' : kind === 'success' ? 'check' : 'info'), h('span', {}, message));
   region.append(t);
-  setTimeout(() => { t.classList.add('leaving'); setTimeout(() => t.remove(), 300); }, timeout);
+  const leave = () => { t.classList.add('leaving'); setTimeout(() => t.remove(), 300); };
+  t.addEventListener('click', leave); // tap or click to dismiss at once
+  setTimeout(leave, timeout);
 }
 
 // ---- Modal dialogs -------------------------------------------------------------

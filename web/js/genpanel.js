@@ -1,5 +1,5 @@
 // Live generation panel: fed by EventSource('/api/generations/<id>/events').
-import { h, icon, clear, statusBadge, fmtClock, fmtDuration, tokens, shortId, infoDialog, toast, TERMINAL, STAGE_LABEL } from './dom.js';
+import { h, icon, clear, statusBadge, fmtClock, fmtDuration, tokens, shortId, infoDialog, toast, copyText, TERMINAL, STAGE_LABEL } from './dom.js';
 import { get, post, parseEvent } from './api.js';
 import { gallery } from './lightbox.js';
 import { session } from './session.js';
@@ -7,15 +7,28 @@ import { failureView, failureCode, retryGeneration } from './failure.js';
 
 const STEPS = ['queued', 'fetching_inputs', 'generating', 'storing'];
 
+/**
+ * "Get more tokens": there is no payment in this studio — tokens are added
+ * by whoever runs the server, with the CLI (SPEC §2). The dialog says so and
+ * hands over the exact command, wrapped to fit, with a copy button.
+ */
 export function buyTokensDialog() {
   const email = session.user && session.user.email ? session.user.email : 'you@example.com';
+  const cmd = `stylestudio user grant --email ${email} --amount 50`;
+  const bal = session.balance;
   return infoDialog({
-    title: 'Top up your tokens',
+    title: 'Get more tokens',
+    close: 'Close',
     body: [
-      h('p', {}, 'Each generation reserves tokens up front and refunds them automatically if it fails or is cancelled.'),
-      h('p', {}, 'Token packs are added to your account by your Style Studio administrator. Ask them to top you up — operators can run:'),
-      h('pre', { class: 'code' }, `stylestudio user grant --email ${email} --amount 50`),
-      h('p', { class: 'muted' }, 'Tip: the Local Studio model at Auto quality costs just 1 token per generation.'),
+      h('p', {}, 'You can’t pay for tokens in the studio: on this Style Studio server, tokens are added by the person who runs it.'),
+      h('p', {}, 'Send them this command. It runs on the server, with the same ', h('code', {}, '--data'), ' (or ', h('code', {}, '--db'), ') as ', h('code', {}, 'stylestudio serve'), ':'),
+      h('div', { class: 'cmd-box' },
+        h('pre', { class: 'code code-wrap', 'data-grant-cmd': '' }, cmd),
+        h('button', {
+          type: 'button', class: 'btn btn-ghost btn-sm', 'data-copy-cmd': '',
+          onclick: async () => toast(await copyText(cmd) ? 'Command copied' : 'Could not copy — select the command and copy it', 'success'),
+        }, icon('copy'), 'Copy')),
+      h('p', { class: 'muted small' }, `${bal == null ? '' : `You have ${tokens(bal)}. `}Generations reserve tokens when they start and refund them if they fail or are cancelled; Local Studio at Auto quality costs 1 token.`),
     ],
   });
 }
@@ -34,7 +47,7 @@ export function actionsFor(err, ctx = {}) {
   const a = [];
   switch (err.code) {
     case 'INSUFFICIENT_TOKENS':
-      a.push(h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: buyTokensDialog }, icon('coin'), 'Buy tokens'));
+      a.push(h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: buyTokensDialog }, icon('coin'), 'Get more tokens'));
       if (ctx.onCheaper) a.push(h('button', { type: 'button', class: 'btn btn-ghost btn-sm', onclick: ctx.onCheaper }, 'Use cheaper settings'));
       break;
     case 'VALIDATION_ERROR':
@@ -82,12 +95,15 @@ export function describeError(err) {
 }
 
 /**
- * createPanel({onRecord(rec), onNewGeneration(id, created), onEdit(rec, 'prompt'|'image')})
+ * createPanel({onRecord(rec), onNewGeneration(id, created), onEdit(rec, 'prompt'|'image'),
+ *   onStarted(id) after its own Start, onGone(id) when the generation no longer exists})
  *   → {el, track(id, seed), stop()}
  */
-export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = true, linkDetails = true } = {}) {
+export function createPanel({ onRecord, onNewGeneration, onEdit, onStarted, onGone, showResults = true, linkDetails = true } = {}) {
   let es = null;
   let rec = null;
+  let starting = false; // a POST /api/generate of ours is on its way
+  let loading = false; // tracking a generation whose record has not arrived yet
   let tick = null;
   let genId = null;
   let lastStatusText = '';
@@ -113,8 +129,11 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
   const errSlot = h('div', { class: 'panel-error' });
   const apiErr = h('div', { class: 'panel-error' }); // an action's own error, under the failure
   const cancelBtn = h('button', { type: 'button', class: 'btn btn-ghost btn-sm', 'data-action': 'cancel', onclick: doCancel }, icon('stop'), 'Cancel');
+  const startBtn = h('button', { type: 'button', class: 'btn btn-primary btn-sm', 'data-action': 'start', hidden: true, onclick: () => doStart() }, icon('sparkles'), 'Start');
+  const pendingNote = h('p', { class: 'panel-note small', 'data-pending-note': '', hidden: true },
+    'Its tokens are held until it starts. If it is never started, it expires after a while and they come back.');
   const detailsLink = h('a', { class: 'btn btn-ghost btn-sm', href: '#/history' }, 'Details', icon('arrowRight'));
-  const actions = h('div', { class: 'panel-actions' }, cancelBtn, linkDetails ? detailsLink : null);
+  const actions = h('div', { class: 'panel-actions' }, startBtn, cancelBtn, linkDetails ? detailsLink : null);
   const results = h('div', { class: 'panel-results' });
 
   const el = h('section', { class: 'card panel', 'aria-labelledby': 'panel-title', 'data-gen-panel': '' },
@@ -122,6 +141,7 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
       h('div', {}, h('h2', { id: 'panel-title', class: 'card-title' }, 'Live status'), idEl),
       badgeSlot),
     statusLine,
+    pendingNote,
     queueLine,
     errSlot,
     apiErr,
@@ -133,7 +153,7 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
 
   function statusText(r) {
     switch (r.status) {
-      case 'pending': return 'Created — starting…';
+      case 'pending': return loading ? 'Loading the latest status…' : starting ? 'Created — starting…' : 'Created, not started yet';
       case 'processing':
         if (r.stage === 'queued') return r.queuePosition ? 'Queued — waiting for a worker' : (r.retryCount ? `Retrying (attempt ${r.retryCount + 1})…` : 'Queued — waiting for a worker');
         return `${STAGE_LABEL[r.stage] || 'Processing'}…`;
@@ -146,6 +166,7 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
 
   function renderTimes() {
     if (!rec) return;
+    if (rec.status === 'pending' && !starting) { sElapsed.v.textContent = loading ? '—' : 'Not started'; return; }
     const start = rec.createdAt || Date.now();
     const end = TERMINAL.has(rec.status) ? (rec.completedAt || rec.updatedAt || start + (rec.processingTime || 0)) : Date.now();
     sElapsed.v.textContent = fmtClock(end - start);
@@ -164,7 +185,7 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
     progress = Math.max(0, Math.min(100, Math.round(progress)));
     fill.style.width = `${progress}%`;
     bar.setAttribute('aria-valuenow', String(progress));
-    bar.classList.toggle('indeterminate', r.status === 'pending' || (r.status === 'processing' && r.stage === 'queued' && progress === 0));
+    bar.classList.toggle('indeterminate', (r.status === 'pending' && (starting || loading)) || (r.status === 'processing' && r.stage === 'queued' && progress === 0));
     bar.classList.toggle('is-failed', r.status === 'failed' || r.status === 'cancelled');
     bar.classList.toggle('is-done', r.status === 'completed');
     pct.textContent = `${progress}%`;
@@ -185,8 +206,12 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
     sTime.v.textContent = fmtDuration(r.processingTime);
     renderTimes();
     const terminal = TERMINAL.has(r.status);
-    if (terminal) { clearInterval(tick); tick = null; } else if (!tick) tick = setInterval(renderTimes, 250);
-    cancelBtn.hidden = terminal;
+    const idle = r.status === 'pending' && !starting; // created, never started: nothing runs, no clock
+    if (terminal || idle) { clearInterval(tick); tick = null; } else if (!tick) tick = setInterval(renderTimes, 250);
+    cancelBtn.hidden = terminal || loading;
+    startBtn.hidden = !idle || loading;
+    pendingNote.hidden = !idle || loading;
+    el.classList.toggle('is-idle', idle && !loading);
     detailsLink.href = `#/history/${genId}`;
     clear(errSlot);
     if (r.status === 'failed' || r.status === 'cancelled') {
@@ -203,10 +228,15 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
 
   function stopStream() { if (es) { es.close(); es = null; } }
 
-  function track(id, seed) {
+  /** Follow generation id. seed: what is known already (none after a reload:
+   * the panel says it is loading until the stream's first record).
+   * opts.starting: the caller is starting it right now. */
+  function track(id, seed, opts = {}) {
     stopStream();
     genId = id;
     lastStatusText = '';
+    starting = !!opts.starting;
+    loading = !seed;
     clear(apiErr);
     el.hidden = false;
     render({ status: 'pending', progress: 0, createdAt: Date.now(), ...(seed || {}), _id: id });
@@ -216,13 +246,16 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
       const r = parseEvent(e);
       if (!r || mine !== es) return;
       if (r._id && r._id !== genId) return;
+      loading = false;
       render(r);
       if (TERMINAL.has(r.status)) stopStream();
     });
     es.addEventListener('error', async () => {
       if (mine !== es || es.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
       stopStream();
-      try { render(await get(`/api/generations/${encodeURIComponent(id)}`)); } catch { /* shown by the next action */ }
+      try { const r = await get(`/api/generations/${encodeURIComponent(id)}`); loading = false; render(r); } catch (err) {
+        if (err.code === 'GENERATION_NOT_FOUND' || err.status === 404 || err.status === 403) { el.hidden = true; if (onGone) onGone(id); }
+      }
     });
   }
 
@@ -262,7 +295,30 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, showResults = t
     }
   }
 
+  async function doStart() {
+    if (!genId || starting) return;
+    const id = genId;
+    clear(apiErr);
+    setStarting(true);
+    try {
+      await post('/api/generate', { generationId: id });
+      if (onStarted) onStarted(id);
+    } catch (err) {
+      if (err.code === 'INVALID_GENERATION_STATUS') {
+        try { render(await get(`/api/generations/${encodeURIComponent(id)}`)); } catch { /* the stream tells */ }
+      } else showError(err, { onRetry: () => doStart() });
+    } finally {
+      setStarting(false);
+    }
+  }
+
+  /** Whether a start of this generation is on its way (the panel says "starting…" meanwhile). */
+  function setStarting(v) {
+    starting = !!v;
+    if (rec) { lastStatusText = ''; render(rec); }
+  }
+
   function stop() { stopStream(); clearInterval(tick); tick = null; }
 
-  return { el, track, stop, render, showError, get record() { return rec; } };
+  return { el, track, stop, render, showError, setStarting, get record() { return rec; } };
 }

@@ -8,7 +8,6 @@ import { on } from './session.js';
 import { thumbOf, genTitle } from './dashboard.js';
 
 const FILTERS = ['', 'completed', 'processing', 'pending', 'failed', 'cancelled'];
-let filter = '';
 
 function card(g, onAction) {
   const src = thumbOf(g);
@@ -27,6 +26,7 @@ function card(g, onAction) {
 }
 
 export async function render(container, _params, ctx) {
+  let filter = ''; // every visit starts from All
   let cursor = null;
   const actionErr = h('div', { class: 'history-error' });
   async function onAction(g, kind) {

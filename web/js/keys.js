@@ -16,14 +16,20 @@ export async function render(container) {
     createBtn);
 
   const origin = location.origin;
-  const snippet = `# Step 1 — create the generation (reserves the tokens)
+  const snippet = `# Step 1 — upload the product photo; the answer's "url" is its address
+curl -s ${origin}/api/upload \\
+  -H "Authorization: Bearer $STYLESTUDIO_KEY" \\
+  -F file=@shirt.jpg
+# → {"success":true,"data":{"url":"${origin}/media/u/….jpg",…}}
+
+# Step 2 — create the generation with that url (reserves the tokens)
 curl -s ${origin}/api/generation/create \\
   -H "Authorization: Bearer $STYLESTUDIO_KEY" \\
   -H "Content-Type: application/json" \\
-  -d '{"productImages":["https://…/shirt.jpg"],"model":"local-studio",
+  -d '{"productImages":["${origin}/media/u/….jpg"],"model":"local-studio",
        "style":"minimal","quality":"auto","aspectRatio":"4:5"}'
 
-# Step 2 — start it, and wait up to 60 s for the result
+# Step 3 — start it, and wait up to 60 s for the result
 curl -s ${origin}/api/generate -H "Prefer: wait=60" \\
   -H "Authorization: Bearer $STYLESTUDIO_KEY" \\
   -H "Content-Type: application/json" -d '{"generationId":"gen_…"}'`;
@@ -79,14 +85,16 @@ curl -s ${origin}/api/generate -H "Prefer: wait=60" \\
     }
   });
 
+  let shownKeyId = null; // the key whose secret is on screen
   function showKey(k) {
+    shownKeyId = k.id;
     const code = h('code', { class: 'key-secret', 'data-new-key': '' }, k.key);
     const box = h('div', { class: 'key-reveal', role: 'region', 'aria-label': 'Your new API key' },
       h('div', { class: 'key-reveal-head' }, icon('key'), h('strong', {}, `“${k.name}” is ready`)),
       h('p', { class: 'small' }, 'Copy it now and keep it somewhere safe — you won’t be able to see it again.'),
       h('div', { class: 'key-row' }, code,
         h('button', { type: 'button', class: 'btn btn-primary btn-sm', onclick: async () => toast(await copyText(k.key) ? 'Key copied to clipboard' : 'Could not copy — select the key and copy it', 'success') }, icon('copy'), 'Copy')),
-      h('button', { type: 'button', class: 'btn btn-ghost btn-sm', onclick: () => { clear(reveal); nameInput.focus(); } }, 'I’ve saved it'));
+      h('button', { type: 'button', class: 'btn btn-ghost btn-sm', onclick: () => { clear(reveal); shownKeyId = null; nameInput.focus(); } }, 'I’ve saved it'));
     clear(reveal).append(box);
     box.querySelector('button').focus();
   }
@@ -122,6 +130,7 @@ curl -s ${origin}/api/generate -H "Prefer: wait=60" \\
     if (!ok) return;
     try {
       await del(`/api/keys/${encodeURIComponent(k.id)}`);
+      if (shownKeyId === k.id) { clear(reveal); shownKeyId = null; } // a dead secret is no use on screen
       toast(`Revoked “${k.name}”`, 'success');
       await load();
     } catch (err) {

@@ -48,9 +48,46 @@ const S = {
 let models = null;
 let seq = 0;
 
+// The form and the generation being watched survive a reload: kept in
+// sessionStorage per account (uploaded images by URL; a file still uploading
+// cannot be kept and is simply gone).
+const STORE_PREFIX = 'ss.studio.';
+let restoredFor = null;
+function storeKey() { return session.user && session.user._id ? STORE_PREFIX + session.user._id : null; }
+function persist() {
+  const k = storeKey();
+  if (!k) return;
+  const img = (it) => ({ name: it.name, url: it.url });
+  const snap = {
+    product: S.product.filter((x) => x.status === 'done' && x.url).map(img),
+    model: S.model.filter((x) => x.status === 'done' && x.url).map(img),
+    style: S.style, quality: S.quality, modelId: S.modelId, aspect: S.aspect, prompt: S.prompt,
+    adv: S.adv, seed: S.seed, advOpen: S.advOpen, currentGen: S.currentGen, priorityHigh: !!S.priorityHigh,
+  };
+  try { sessionStorage.setItem(k, JSON.stringify(snap)); } catch { /* private mode or full: not kept */ }
+}
+function restore() {
+  const k = storeKey();
+  if (!k || restoredFor === k) return;
+  restoredFor = k;
+  let snap = null;
+  try { snap = JSON.parse(sessionStorage.getItem(k) || 'null'); } catch { snap = null; }
+  if (!snap || typeof snap !== 'object') return;
+  const img = (x) => ({ key: `k${++seq}`, name: String(x.name || x.url.split('/').pop()), previewUrl: x.url, url: x.url, status: 'done', progress: 1 });
+  const imgs = (a) => (Array.isArray(a) ? a.filter((x) => x && typeof x.url === 'string').map(img) : []);
+  S.product = imgs(snap.product);
+  S.model = imgs(snap.model);
+  for (const f of ['style', 'quality', 'modelId', 'aspect', 'prompt', 'seed', 'currentGen']) if (typeof snap[f] === 'string') S[f] = snap[f];
+  if (snap.adv && typeof snap.adv === 'object') for (const a of Object.keys(ADV)) if (typeof snap.adv[a] === 'number') S.adv[a] = snap.adv[a];
+  S.advOpen = !!snap.advOpen;
+  S.priorityHigh = !!snap.priorityHigh;
+}
+
 // A different account must not inherit the previous one's images or generation.
 on('user', (u) => {
   if (u) return;
+  restoredFor = null;
+  try { Object.keys(sessionStorage).filter((k) => k.startsWith(STORE_PREFIX)).forEach((k) => sessionStorage.removeItem(k)); } catch { /* nothing kept */ }
   for (const it of [...S.product, ...S.model]) if (it.previewUrl && it.previewUrl.startsWith('blob:')) URL.revokeObjectURL(it.previewUrl);
   Object.assign(S, {
     product: [], model: [], style: 'realistic', quality: 'auto', aspect: '1:1', prompt: '',
@@ -111,6 +148,29 @@ function honours(key) {
   return !m || !Array.isArray(m.parameters) || m.parameters.includes(key);
 }
 
+/**
+ * A failed upload in words: {short (on the thumbnail), long (under the
+ * uploader, after the file name), retryable}. A file the server refused
+ * (not an image, too large, undecodable) fails the same way every time, so
+ * only a connection or server problem offers Retry. Codes stay out of it.
+ */
+export function uploadFailure(err) {
+  switch (err.code) {
+    case 'PAYLOAD_TOO_LARGE':
+      return { short: 'Too large', long: 'is larger than 10 MB. Remove it and add a smaller photo.', retryable: false };
+    case 'IMAGE_VALIDATION_ERROR':
+    case 'VALIDATION_ERROR':
+      return { short: 'Not a readable image', long: 'can’t be used: it isn’t a complete JPEG, PNG or WebP image. Remove it and add another photo.', retryable: false };
+    case 'RATE_LIMIT_EXCEEDED':
+    case 'SERVICE_UNAVAILABLE':
+      return { short: 'Not uploaded', long: 'wasn’t uploaded: the server is busy right now. Retry in a moment.', retryable: true };
+    case 'NETWORK_ERROR':
+      return { short: 'Not uploaded', long: 'wasn’t uploaded: the connection dropped. Check it and retry.', retryable: true };
+    default:
+      return { short: 'Not uploaded', long: 'wasn’t uploaded because of a problem on our side. Retry, or add it again later.', retryable: true };
+  }
+}
+
 function photos(n, what) { return `${n} ${what}${n === 1 ? '' : 's'}`; }
 
 /** What breaks the selected model's image limits, per uploader: {product?, model?}. */
@@ -133,6 +193,7 @@ function limitProblems() {
 }
 
 export async function render(container) {
+  restore();
   const ui = {};
   const unsubs = [];
   let busy = false;
@@ -145,7 +206,9 @@ export async function render(container) {
   const panel = createPanel({
     onRecord: () => { if (ui.tips) ui.tips.hidden = true; },
     onEdit: (rec, focus) => editSettings(rec, focus),
-    onNewGeneration: (id, created) => { S.currentGen = id; panel.track(id, { tokensUsed: created.estimatedCost, status: 'processing', stage: 'queued' }); },
+    onStarted: (id) => { if (pendingStart === id) pendingStart = null; },
+    onGone: (id) => { if (S.currentGen === id) { S.currentGen = null; persist(); } if (ui.tips) ui.tips.hidden = false; },
+    onNewGeneration: (id, created) => { S.currentGen = id; persist(); panel.track(id, { tokensUsed: created.estimatedCost, status: 'processing', stage: 'queued' }); },
   });
   panel.el.hidden = true;
 
@@ -229,9 +292,11 @@ export async function render(container) {
       item.progress = 1;
     }).catch((err) => {
       if (err.name === 'AbortError') return;
+      const f = uploadFailure(err);
       item.status = 'error';
-      item.error = err.code === 'PAYLOAD_TOO_LARGE' ? 'Too large (max 10 MB)' : err.code === 'IMAGE_VALIDATION_ERROR' ? (err.message || 'Not a valid image') : err.message;
-      if (ui[kind]) ui[kind].error.textContent = `“${item.name}”: ${item.error} (${err.code})`;
+      item.error = f.short;
+      item.retryable = f.retryable;
+      if (ui[kind]) ui[kind].error.textContent = `“${item.name}” ${f.long}`;
     }).finally(() => { if (ui[kind]) { renderThumbs(kind); update(); } });
   }
 
@@ -290,15 +355,19 @@ export async function render(container) {
     ui[kind].box.classList.toggle('has-items', list.length > 0);
     clear(thumbs);
     list.forEach((it, idx) => {
+      const label = `${kind === 'product' ? 'Product' : 'Model'} image ${idx + 1}: ${it.name}`;
+      // A refused file has no preview worth showing (it may not decode at
+      // all, and a broken <img> paints its alt text behind the error).
       const li = h('li', { class: `thumb is-${it.status}`, 'data-key': it.key, draggable: 'true' },
-        h('img', { src: it.previewUrl, alt: `${kind === 'product' ? 'Product' : 'Model'} image ${idx + 1}: ${it.name}`, loading: 'lazy' }),
+        it.status === 'error' ? null : h('img', { src: it.previewUrl, alt: label, loading: 'lazy' }),
         h('span', { class: 'thumb-index' }, idx === 0 && kind === 'product' ? 'Main' : String(idx + 1)),
         it.status === 'uploading' ? h('div', { class: 'thumb-progress', role: 'progressbar', 'aria-label': `Uploading ${it.name}`, 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(Math.round(it.progress * 100)) },
           h('div', { class: 'thumb-progress-fill', style: { width: `${Math.round(it.progress * 100)}%` } })) : null,
         it.status === 'uploading' ? h('span', { class: 'thumb-pct', 'aria-hidden': 'true' }, `${Math.round(it.progress * 100)}%`) : null,
         it.status === 'done' ? h('span', { class: 'thumb-ok', title: 'Uploaded' }, icon('check'), h('span', { class: 'sr-only' }, 'Uploaded')) : null,
-        it.status === 'error' ? h('div', { class: 'thumb-error' }, icon('alert'), h('span', {}, it.error || 'Upload failed'),
-          it.file ? h('button', { type: 'button', class: 'btn btn-light btn-xs', onclick: () => { startUpload(kind, it); renderThumbs(kind); update(); } }, 'Retry') : null) : null,
+        it.status === 'error' ? h('div', { class: 'thumb-error', role: 'img', 'aria-label': `${label} — ${it.error || 'not uploaded'}` },
+          icon('alert'), h('span', { class: 'thumb-error-text' }, it.error || 'Not uploaded'), h('span', { class: 'thumb-error-name' }, it.name),
+          it.file && it.retryable ? h('button', { type: 'button', class: 'btn btn-light btn-xs', 'data-retry-upload': '', onclick: () => { ui[kind].error.textContent = ''; startUpload(kind, it); renderThumbs(kind); update(); } }, 'Retry') : null) : null,
         h('div', { class: 'thumb-tools' },
           h('button', { type: 'button', class: 'thumb-btn', 'data-move': 'left', 'aria-label': `Move ${it.name} earlier`, disabled: idx === 0, onclick: () => move(kind, it.key, -1) }, icon('left')),
           h('button', { type: 'button', class: 'thumb-btn', 'data-move': 'right', 'aria-label': `Move ${it.name} later`, disabled: idx === list.length - 1, onclick: () => move(kind, it.key, 1) }, icon('right')),
@@ -412,7 +481,7 @@ export async function render(container) {
     counter.textContent = `${n} / ${PROMPT_MAX}`;
     counter.classList.toggle('warn', n > PROMPT_MAX * 0.9);
   };
-  prompt.addEventListener('input', () => { S.prompt = prompt.value; updCounter(); ui.errPrompt.textContent = ''; });
+  prompt.addEventListener('input', () => { S.prompt = prompt.value; updCounter(); ui.errPrompt.textContent = ''; persist(); });
   updCounter();
   ui.errPrompt = h('p', { class: 'field-error', id: 'err-prompt', 'data-error-for': 'customPrompt' });
 
@@ -424,7 +493,7 @@ export async function render(container) {
     const out = h('output', { for: id, class: 'slider-value' }, String(S.adv[key]));
     const input = h('input', { type: 'range', id, min: d.min, max: d.max, step: d.step, class: 'slider', 'aria-describedby': `${id}-help`, value: String(S.adv[key]) });
     const paint = () => { input.style.setProperty('--fill', `${((input.value - d.min) / (d.max - d.min)) * 100}%`); };
-    input.addEventListener('input', () => { S.adv[key] = Number(input.value); out.textContent = input.value; paint(); });
+    input.addEventListener('input', () => { S.adv[key] = Number(input.value); out.textContent = input.value; paint(); persist(); });
     paint();
     resetters.push(() => { input.value = String(S.adv[key]); out.textContent = String(S.adv[key]); paint(); });
     advFields[key] = h('div', { class: 'slider-field', 'data-param': key },
@@ -472,7 +541,7 @@ export async function render(container) {
         toast('Advanced settings reset to defaults', 'info');
       },
     }, icon('retry'), 'Reset to defaults')));
-  advanced.addEventListener('toggle', () => { S.advOpen = advanced.open; });
+  advanced.addEventListener('toggle', () => { S.advOpen = advanced.open; persist(); });
 
   /** Show only the settings the selected model honours (GET /api/models `parameters`). */
   function refreshAdvanced() {
@@ -498,7 +567,7 @@ export async function render(container) {
   const reason = h('p', { class: 'gen-reason', id: 'gen-reason', 'aria-live': 'polite' });
   const summaryErr = h('div', { class: 'summary-error' });
   // Priority "high" is for the pro plan only (SPEC §4): free users are not offered it.
-  const prioInput = h('input', { type: 'checkbox', id: 'priority-high', 'data-priority': '', onchange: () => { S.priorityHigh = prioInput.checked; } });
+  const prioInput = h('input', { type: 'checkbox', id: 'priority-high', 'data-priority': '', onchange: () => { S.priorityHigh = prioInput.checked; persist(); } });
   const prioWrap = h('label', { class: 'priority-opt', for: 'priority-high', 'data-priority-opt': '' },
     prioInput, h('span', {}, h('strong', {}, 'High priority'), ' ', h('span', { class: 'muted small' }, 'Pro: jumps ahead of normal jobs in the queue')));
   function renderPriority() {
@@ -522,7 +591,8 @@ export async function render(container) {
     if (!m) return { text: 'Choose a model.' };
     if (!m.available) return { text: `${m.name || m.id} is unavailable: ${m.unavailableReason || 'not configured on this server'}.` };
     if (S.product.some((x) => x.status === 'uploading') || S.model.some((x) => x.status === 'uploading')) return { text: 'Waiting for uploads to finish…' };
-    if (S.product.some((x) => x.status === 'error') || S.model.some((x) => x.status === 'error')) return { text: 'Remove or retry the images that failed to upload.' };
+    const failed = [...S.product, ...S.model].filter((x) => x.status === 'error');
+    if (failed.length) return { text: failed.every((x) => !x.retryable) ? `Remove the image${failed.length === 1 ? '' : 's'} that can’t be used.` : 'Remove or retry the images that failed to upload.' };
     if (!S.product.length) return { text: 'Add at least one product image to start.' };
     const lp = limitProblems();
     if (lp.product || lp.model) return { text: lp.product || lp.model, limit: true };
@@ -534,6 +604,7 @@ export async function render(container) {
   }
 
   function update() {
+    persist();
     const m = selectedModel();
     const cost = costOf(m, S.quality);
     balEl.textContent = session.balance == null ? '—' : tokens(session.balance);
@@ -553,7 +624,7 @@ export async function render(container) {
     if (r) {
       const acts = [];
       if (r.tokens) {
-        acts.push(h('button', { type: 'button', class: 'link-btn', onclick: buyTokensDialog }, 'Buy tokens'));
+        acts.push(h('button', { type: 'button', class: 'link-btn', onclick: buyTokensDialog }, 'Get more tokens'));
         const cheap = cheapest();
         if (cheap && cheap.cost <= session.balance && (cheap.model.id !== S.modelId || S.quality !== 'auto')) {
           acts.push(h('button', { type: 'button', class: 'link-btn', onclick: cheaper }, `Use ${cheap.model.name || cheap.model.id} · Auto (${tokens(cheap.cost)})`));
@@ -618,8 +689,13 @@ export async function render(container) {
 
   async function start(id) {
     pendingStart = id;
-    await post('/api/generate', { generationId: id });
-    pendingStart = null;
+    panel.setStarting(true);
+    try {
+      await post('/api/generate', { generationId: id });
+      pendingStart = null;
+    } finally {
+      panel.setStarting(false);
+    }
   }
 
   function startWait(code, seconds) {
@@ -647,7 +723,8 @@ export async function render(container) {
       } else {
         const created = await post('/api/generation/create', buildBody(), { headers: { 'Idempotency-Key': idempotencyKey() } });
         S.currentGen = created.generationId;
-        panel.track(created.generationId, { status: 'pending', tokensUsed: created.estimatedCost, prompt: created.prompt, createdAt: Date.now() });
+        persist();
+        panel.track(created.generationId, { status: 'pending', tokensUsed: created.estimatedCost, prompt: created.prompt, createdAt: Date.now() }, { starting: true });
         if (window.matchMedia('(max-width: 1023px)').matches) panel.el.scrollIntoView({ behavior: 'smooth', block: 'start' });
         await start(created.generationId);
       }

@@ -1,0 +1,302 @@
+// The studio's rough edges (issue 10, item 7), each checked as a user sees it,
+// at desktop and phone widths, against the real binary: a password of spaces,
+// an upload the server refuses, a reload during a generation, a generation
+// that was created but never started, the Generate button while choosing
+// settings, and the rest below.
+// Run: node --test --test-concurrency=1 tests/browser/rough-edges.test.mjs
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launchBrowser, openPage, shot, reportShots, fixture, DESKTOP, PHONE } from './harness.mjs';
+
+const VIEWPORTS = [['desktop', DESKTOP], ['phone', PHONE]];
+const PASSWORD = 'linen-and-wool-42';
+
+let server;
+let browser;
+const users = {}; // label → {p, email}
+
+before(async () => {
+  server = await startServer({ faults: 'delay_ms=3500', signupTokens: 30 });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  for (const u of Object.values(users)) await u.p.context.close().catch(() => {});
+  if (browser) await browser.close();
+  if (server) await server.stop();
+  reportShots();
+});
+
+function noErrors(p) {
+  assert.deepEqual(p.errors, [], `console/page errors:\n${p.errors.join('\n')}`);
+}
+
+async function signUp(page, email, password = PASSWORD) {
+  await page.goto(`${server.url}/#/signup`);
+  await page.fill('#name', 'Atelier Nord');
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.getByRole('button', { name: 'Create account' }).click();
+}
+
+/** A signed-in page per viewport, made once. */
+async function user(label) {
+  if (users[label]) return users[label];
+  const p = await openPage(browser, label === 'phone' ? PHONE : DESKTOP, label);
+  const email = `edges-${label}-${Date.now()}@shop.example`;
+  await signUp(p.page, email);
+  await p.page.getByRole('heading', { name: 'Studio', level: 1 }).waitFor();
+  users[label] = { p, email };
+  return users[label];
+}
+
+async function openStudio(page) {
+  await page.goto(`${server.url}/#/studio`);
+  await page.getByRole('heading', { name: 'Studio', level: 1 }).waitFor();
+  await page.locator('.opts-model .opt-card[data-value="local-studio"] input:checked').waitFor({ state: 'attached' });
+}
+
+async function clearProducts(page) {
+  while (await page.locator('#up-product [data-remove]').count()) await page.locator('#up-product [data-remove]').first().click();
+}
+
+async function addProduct(page, name = 'product.jpg') {
+  await page.setInputFiles('#file-product', fixture(name));
+  await page.locator('#up-product .thumb.is-done').last().waitFor();
+}
+
+const panelStatus = (page) => page.locator('[data-gen-panel]').getAttribute('data-status');
+
+for (const [label, viewport] of VIEWPORTS) {
+  test(`${label}: a password of only spaces is refused before it reaches the server`, async () => {
+    const p = await openPage(browser, viewport, `${label}-spaces`);
+    try {
+      const { page } = p;
+      await signUp(page, `spaces-${label}-${Date.now()}@shop.example`, '          ');
+      const err = page.locator('#password-err');
+      await err.filter({ hasText: /only spaces/ }).waitFor();
+      assert.equal(await page.locator('#password').getAttribute('aria-invalid'), 'true');
+      assert.match(page.url(), /#\/signup$/, 'still on the sign-up form');
+      await shot(page, `${label}-60-password-spaces`);
+      // The server refuses it as well (a client that skips the form).
+      const r = await p.expectErrors(/status of 400/, () => page.evaluate(async () => {
+        const res = await fetch('/api/auth/signup', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'X', email: `s${Date.now()}@x.example`, password: '         ' }) });
+        return res.json();
+      }));
+      assert.equal(r.code, 'VALIDATION_ERROR');
+      assert.deepEqual(r.validationErrors.map((v) => v.field), ['password']);
+      noErrors(p);
+    } finally {
+      await p.context.close();
+    }
+  });
+}
+
+for (const [label] of VIEWPORTS) {
+  test(`${label}: an upload the server refuses shows a clean error: no preview, no Retry, no code`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await openStudio(page);
+    await clearProducts(page);
+    await p.expectErrors(/status of 400/, async () => {
+      await page.setInputFiles('#file-product', fixture('truncated.jpg'));
+      await page.locator('#up-product .thumb.is-error').waitFor();
+    });
+    const thumb = page.locator('#up-product .thumb.is-error');
+    assert.equal(await thumb.locator('img').count(), 0, 'no broken <img> (and its alt text) behind the error');
+    assert.equal((await thumb.locator('.thumb-error-text').textContent()).trim(), 'Not a readable image');
+    assert.equal(await thumb.getByRole('button', { name: 'Retry' }).count(), 0, 'a file that can never pass is not offered Retry');
+    const msg = await page.locator('#err-product').textContent();
+    assert.match(msg, /“truncated\.jpg” can’t be used/);
+    assert.doesNotMatch(msg, /[A-Z]{3,}_[A-Z]{3,}/, `no raw error code: ${msg}`);
+    assert.match(await page.locator('#gen-reason').textContent(), /Remove the image that can’t be used/);
+    await thumb.scrollIntoViewIfNeeded();
+    await shot(page, `${label}-61-upload-refused`);
+    await thumb.locator('[data-remove]').click();
+    assert.equal(await page.locator('#up-product .thumb').count(), 0);
+    assert.equal(await page.locator('#err-product').textContent(), '');
+    noErrors(p);
+  });
+}
+
+for (const [label] of VIEWPORTS) {
+  test(`${label}: reloading during a generation brings back the live panel and the inputs`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await openStudio(page);
+    await clearProducts(page);
+    await addProduct(page);
+    await page.locator('.opt-card[data-value="minimal"]').click();
+    await page.locator('.opt-card[data-value="4:5"]').click();
+    await page.fill('#custom-prompt', 'Soft morning light');
+    await page.locator('#generate-btn').click();
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'processing');
+    const id = (await page.locator('[data-gen-panel] .panel-head .mono').textContent()).trim();
+    await page.reload();
+    await page.getByRole('heading', { name: 'Studio', level: 1 }).waitFor();
+    const panel = page.locator('[data-gen-panel]');
+    await panel.waitFor({ state: 'visible' });
+    assert.equal((await panel.locator('.panel-head .mono').textContent()).trim(), id, 'the same generation');
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'processing');
+    if (label === 'phone') await panel.scrollIntoViewIfNeeded();
+    await shot(page, `${label}-62-reloaded-during-generation`);
+    assert.equal(await page.locator('#up-product .thumb.is-done').count(), 1, 'the uploaded product is back');
+    assert.equal(await page.locator('input[name="style"]:checked').getAttribute('value'), 'minimal');
+    assert.equal(await page.locator('input[name="aspect"]:checked').getAttribute('value'), '4:5');
+    assert.equal(await page.locator('#custom-prompt').inputValue(), 'Soft morning light');
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'completed', null, { timeout: 30000 });
+    await panel.locator('.gallery img').first().waitFor();
+    noErrors(p);
+  });
+}
+
+for (const [label] of VIEWPORTS) {
+  test(`${label}: a generation created but never started says so and offers Start`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await openStudio(page);
+    if (!(await page.locator('#up-product .thumb.is-done').count())) await addProduct(page);
+    // The start request is lost (a dropped connection after create).
+    await page.route('**/api/generate', (route) => route.abort('connectionreset'), { times: 1 });
+    await p.expectErrors(/ERR_CONNECTION_RESET|Failed to load resource/, async () => {
+      await page.locator('#generate-btn').click();
+      await page.locator('[data-gen-panel] [data-action="start"]').waitFor({ state: 'visible' });
+    });
+    const panel = page.locator('[data-gen-panel]');
+    assert.equal(await panelStatus(page), 'pending');
+    assert.equal((await panel.locator('[data-status-line]').textContent()).trim(), 'Created, not started yet');
+    assert.match(await panel.locator('[data-pending-note]').textContent(), /held until it starts/);
+    const clock = await panel.locator('[data-elapsed]').textContent();
+    assert.equal(clock, 'Not started', 'no running clock');
+    await page.waitForTimeout(1200);
+    assert.equal(await panel.locator('[data-elapsed]').textContent(), 'Not started');
+    // After a reload it is still there, still not started.
+    await page.reload();
+    await panel.locator('[data-action="start"]').waitFor({ state: 'visible' });
+    if (label === 'phone') await panel.scrollIntoViewIfNeeded();
+    await shot(page, `${label}-63-not-started`);
+    await panel.locator('[data-action="start"]').click();
+    await page.waitForFunction(() => ['processing', 'completed'].includes(document.querySelector('[data-gen-panel]')?.dataset.status));
+    assert.equal(await panel.locator('[data-action="start"]').isVisible(), false);
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'completed', null, { timeout: 30000 });
+    noErrors(p);
+  });
+}
+
+test('desktop: the Generate button stays in view while choosing settings', async () => {
+  const { p } = await user('desktop');
+  const { page } = p;
+  await openStudio(page);
+  const inView = async () => page.locator('#generate-btn').evaluate((b) => {
+    const r = b.getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= innerHeight && r.height > 0;
+  });
+  for (const sec of ['#sec-style', '#sec-model', '#sec-format', '#sec-prompt']) {
+    await page.locator(sec).scrollIntoViewIfNeeded();
+    assert.ok(await inView(), `Generate is visible with ${sec} in view`);
+  }
+  await page.locator('#advanced > summary').click();
+  await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+  assert.ok(await inView(), 'Generate is visible at the bottom of the page');
+  // With the last generation's results below it, on a laptop-height window,
+  // scrolling the side column (the results) keeps Generate on top.
+  if (!(await page.locator('[data-gen-panel] .gallery img').count())) {
+    if (!(await page.locator('#up-product .thumb.is-done').count())) await addProduct(page);
+    await page.locator('#generate-btn').click();
+    await page.waitForFunction(() => document.querySelector('[data-gen-panel]')?.dataset.status === 'completed', null, { timeout: 30000 });
+  }
+  await page.setViewportSize({ width: 1280, height: 680 });
+  await page.locator('[data-gen-panel] .gallery img').first().waitFor();
+  await page.locator('.studio-side').evaluate((el) => { el.scrollTop = el.scrollHeight; });
+  await page.waitForTimeout(100);
+  assert.ok(await page.locator('.studio-side').evaluate((el) => el.scrollTop > 0), 'the side column did scroll');
+  assert.ok(await inView(), 'Generate is visible with the side column scrolled to the results');
+  await shot(page, 'desktop-64-generate-in-view');
+  await page.setViewportSize(DESKTOP);
+  noErrors(p);
+});
+
+for (const [label] of VIEWPORTS) {
+  test(`${label}: the History filter starts at All when you come back`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await page.goto(`${server.url}/#/history`);
+    await page.locator('.hgrid[aria-busy="false"]').waitFor();
+    await page.locator('.chip[data-filter="failed"]').click();
+    await page.locator('.hgrid-empty').filter({ hasText: /No failed generations/ }).waitFor();
+    await page.goto(`${server.url}/#/studio`);
+    await page.getByRole('heading', { name: 'Studio', level: 1 }).waitFor();
+    await page.goto(`${server.url}/#/history`);
+    await page.locator('.hgrid[aria-busy="false"]').waitFor();
+    assert.equal(await page.locator('.chip[data-filter="all"]').getAttribute('aria-pressed'), 'true');
+    assert.equal(await page.locator('.chip[data-filter="failed"]').getAttribute('aria-pressed'), 'false');
+    await shot(page, `${label}-65-history-filter-reset`);
+    noErrors(p);
+  });
+
+  test(`${label}: a toast does not cover the page's content`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await openStudio(page);
+    await page.locator('#advanced > summary').click();
+    await page.getByRole('button', { name: 'Reset to defaults' }).click();
+    const t = page.locator('.toast', { hasText: 'Advanced settings reset to defaults' });
+    await t.waitFor();
+    await page.waitForTimeout(300); // the entry animation
+    const box = await t.boundingBox();
+    if (label === 'desktop') {
+      const main = await page.locator('#main').boundingBox();
+      assert.ok(box.x + box.width <= main.x, `toast ${JSON.stringify(box)} stays left of the content ${JSON.stringify(main)}`);
+    } else {
+      const bar = await page.locator('.topbar').boundingBox();
+      assert.ok(box.y >= 0 && box.y + box.height <= bar.y + bar.height + 2, `toast ${JSON.stringify(box)} sits over the top bar ${JSON.stringify(bar)}`);
+    }
+    await shot(page, `${label}-66-toast`);
+    await t.click(); // tap to dismiss
+    await t.waitFor({ state: 'detached' });
+    noErrors(p);
+  });
+
+  test(`${label}: a revoked key's secret disappears; the quick start begins with the upload`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await page.goto(`${server.url}/#/account`);
+    await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
+    const qs = await page.locator('.code-card pre').textContent();
+    assert.match(qs, /Step 1 — upload[\s\S]*\/api\/upload[\s\S]*-F file=@shirt\.jpg[\s\S]*Step 2 — create[\s\S]*\/api\/generation\/create[\s\S]*Step 3 — start/);
+    await page.fill('#key-name', 'Catalogue sync');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    await page.locator('[data-new-key]').waitFor();
+    assert.match(await page.locator('[data-new-key]').textContent(), /^sk_/);
+    await page.getByRole('button', { name: 'Revoke Catalogue sync' }).click();
+    await page.locator('dialog.modal [data-confirm]').click();
+    await page.locator('.toast', { hasText: 'Revoked “Catalogue sync”' }).first().waitFor();
+    assert.equal(await page.locator('[data-new-key]').count(), 0, 'the revoked secret is gone from the page');
+    assert.equal(await page.locator('.key-reveal').count(), 0);
+    await shot(page, `${label}-67-key-revoked`);
+    noErrors(p);
+  });
+
+  test(`${label}: "Get more tokens" says how tokens are added, the command fits, and Copy copies it`, async () => {
+    const { p, email } = await user(label);
+    const { page } = p;
+    await p.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+    await page.goto(`${server.url}/#/dashboard`);
+    await page.getByRole('button', { name: 'Get more tokens' }).click();
+    const dlg = page.locator('dialog.modal');
+    await dlg.waitFor({ state: 'visible' });
+    assert.equal((await dlg.locator('.modal-title').textContent()).trim(), 'Get more tokens');
+    assert.match(await dlg.textContent(), /can’t pay for tokens in the studio/);
+    const cmd = dlg.locator('[data-grant-cmd]');
+    assert.equal((await cmd.textContent()).trim(), `stylestudio user grant --email ${email} --amount 50`);
+    const fits = await cmd.evaluate((el) => el.scrollWidth <= el.clientWidth + 1 && el.getBoundingClientRect().right <= el.closest('dialog').getBoundingClientRect().right);
+    assert.ok(fits, 'the command wraps inside the dialog (no sideways scrolling)');
+    await dlg.locator('[data-copy-cmd]').click();
+    await page.locator('.toast', { hasText: 'Command copied' }).first().waitFor();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), `stylestudio user grant --email ${email} --amount 50`);
+    await shot(page, `${label}-68-get-tokens`);
+    await dlg.getByRole('button', { name: 'Close' }).click();
+    await dlg.waitFor({ state: 'detached' });
+    noErrors(p);
+  });
+}
