@@ -85,7 +85,7 @@ export async function startFakeOpenAI({ apiKey = 'sk-test-fake', script: initial
     if (lb.isClosed() || res.destroyed) { rec.status = 'dropped'; return; }
     const requestId = `req_${randomBytes(16).toString('hex')}`;
     const headers = { 'x-request-id': requestId, 'openai-processing-ms': String(Date.now() - rec.time), ...(act.headers || {}) };
-    const reply = (status, obj, extra = {}) => { rec.status = status; sendJson(res, status, obj, { ...headers, ...extra }); };
+    const reply = (status, obj, extra = {}) => { rec.status = status; rec.repliedAt = Date.now(); sendJson(res, status, obj, { ...headers, ...extra }); };
 
     if (act.drop) { rec.status = 'dropped'; req.socket.destroy(); return; }
     if (act.rateLimit) {
