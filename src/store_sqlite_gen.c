@@ -563,18 +563,60 @@ static int next_queued(sq_tx *t, int64_t now, char id[ID_LEN])
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : rc;
 }
 
-/* The fair claim (SPEC §4 "Priority"): the first ready queued row whose
- * user has fewer than cap leased rows. The capped users come from the
- * leased rows only (generations_user_leased: at most the worker slots of
- * all processes), evaluated once; the walk then follows generations_claim
- * and skips only rows of capped users ahead. The write transaction holds
- * the database's one write lock, so the count cannot change under it. */
-static const char SQL_NEXT_FAIR[] =
-    "SELECT id FROM generations INDEXED BY generations_claim_fair WHERE " QUEUED_WHERE
-    " AND (retry_at IS NULL OR retry_at <= ?1)"
-    " AND user_id NOT IN (SELECT user_id FROM generations WHERE lease_owner IS NOT NULL"
-    " GROUP BY user_id HAVING COUNT(*) >= ?2)"
+/* The fair claim (SPEC §4 "Priority"): the first ready queued row, in
+ * claim order, whose user has fewer than cap leased rows. The capped users
+ * come from the leased rows only (generations_user_leased: at most the
+ * worker slots of all processes). The write transaction holds the
+ * database's one write lock, so the counts cannot change under it.
+ *
+ * Two steps keep it cheap whatever the queue holds. First the front of the
+ * queue: the first FAIR_WINDOW rows in claim order, index only. When all of
+ * them belong to capped users (one user's 10,000 rows ahead of everyone
+ * else's), the second step visits users instead of rows: a loose index
+ * scan over generations_user_queued yields each user with queued work in a
+ * probe or two, the head of each one under the cap is one more probe, and
+ * the earliest head in claim order wins: O(users × log n), not O(rows).
+ * (CROSS JOIN keeps the heads the outer loop: with a plain JOIN SQLite's
+ * planner re-evaluates them per row, 5 ms instead of 20 µs at 10,000.) */
+#define FAIR_WINDOW 64
+#define CAPPED_USERS                                                                               \
+    "SELECT user_id FROM generations WHERE lease_owner IS NOT NULL"                                \
+    " GROUP BY user_id HAVING COUNT(*) >= ?2"
+#define READY " AND (retry_at IS NULL OR retry_at <= ?1)"
+static const char SQL_NEXT_FAIR_FRONT[] =
+    "SELECT id FROM (SELECT id, user_id, retry_at, priority, queued_at"
+    " FROM generations INDEXED BY generations_claim_fair WHERE " QUEUED_WHERE
+    " ORDER BY priority DESC, queued_at, id LIMIT ?3)"
+    " WHERE user_id NOT IN (" CAPPED_USERS ")" READY
     " ORDER BY priority DESC, queued_at, id LIMIT 1";
+static const char SQL_NEXT_FAIR_USERS[] =
+    "WITH RECURSIVE users(uid) AS ("
+    "  SELECT (SELECT user_id FROM generations INDEXED BY generations_user_queued"
+    "   WHERE " QUEUED_WHERE " ORDER BY user_id LIMIT 1)"
+    "  UNION ALL"
+    "  SELECT (SELECT user_id FROM generations INDEXED BY generations_user_queued"
+    "   WHERE " QUEUED_WHERE " AND user_id > users.uid ORDER BY user_id LIMIT 1)"
+    "  FROM users WHERE users.uid IS NOT NULL),"
+    " heads(hid) AS ("
+    "  SELECT (SELECT id FROM generations INDEXED BY generations_user_queued"
+    "   WHERE " QUEUED_WHERE " AND user_id = users.uid" READY
+    "   ORDER BY priority DESC, queued_at, id LIMIT 1)"
+    "  FROM users WHERE users.uid IS NOT NULL AND users.uid NOT IN (" CAPPED_USERS "))"
+    " SELECT g.id FROM heads CROSS JOIN generations g ON g.id = heads.hid"
+    " ORDER BY g.priority DESC, g.queued_at, g.id LIMIT 1";
+
+/* One id from a fair query (bound: now, cap and, for the front, the
+ * window), "" when none. */
+static int fair_query(sq_tx *t, const char *sql, int64_t now, int cap, char id[ID_LEN])
+{
+    sqlite3_stmt *st = sql == SQL_NEXT_FAIR_FRONT ? sq_query(t, sql, "Iii", now, cap, FAIR_WINDOW)
+                                                  : sq_query(t, sql, "Ii", now, cap);
+    if (!st) return STORE_ERR;
+    int rc = sq_step(st);
+    if (rc == SQLITE_ROW) sq_col_copy(st, 0, id, ID_LEN);
+    sq_done(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : rc;
+}
 
 /* next_queued under the cap; falls back to anyone's when no user under
  * the cap has ready work (every free slot may then be used). */
@@ -582,12 +624,9 @@ static int next_fair(sq_tx *t, int64_t now, int cap, char id[ID_LEN])
 {
     if (cap <= 0) return next_queued(t, now, id);
     id[0] = '\0';
-    sqlite3_stmt *st = sq_query(t, SQL_NEXT_FAIR, "Ii", now, cap);
-    if (!st) return STORE_ERR;
-    int rc = sq_step(st);
-    if (rc == SQLITE_ROW) sq_col_copy(st, 0, id, ID_LEN);
-    sq_done(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+    int rc = fair_query(t, SQL_NEXT_FAIR_FRONT, now, cap, id);
+    if (rc == STORE_OK && !id[0]) rc = fair_query(t, SQL_NEXT_FAIR_USERS, now, cap, id);
+    if (rc != STORE_OK) return rc;
     return id[0] ? STORE_OK : next_queued(t, now, id);
 }
 

@@ -351,14 +351,15 @@ Test(ratelimit_sqlite, migrates_from_version_4)
     sqlite3 *h;
     cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
     cr_assert_eq(
-        sqlite3_exec(h,
-                     "DROP TABLE rate_limits; DROP TABLE templates;"
-                     " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
-                     " DROP TABLE queue_workers;"
-                     " DROP TABLE batches; DROP INDEX generations_batch;"
-                     " DELETE FROM schema_migrations WHERE"
-                     " version > 4; PRAGMA user_version = 4;",
-                     NULL, NULL, NULL),
+        sqlite3_exec(
+            h,
+            "DROP TABLE rate_limits; DROP TABLE templates;"
+            " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
+            " DROP TABLE queue_workers;"
+            " DROP TABLE batches; DROP INDEX generations_batch; DROP INDEX generations_user_queued;"
+            " DELETE FROM schema_migrations WHERE"
+            " version > 4; PRAGMA user_version = 4;",
+            NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(h);
     st = open_store();

@@ -1814,8 +1814,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 8); /* the newest migration */
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 8);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 9); /* the newest migration */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 9);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -1849,24 +1849,25 @@ Test(store, migrates_from_previous_version)
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
     cr_assert_eq(
-        sqlite3_exec(db,
-                     "DROP INDEX token_transactions_kind;"
-                     " ALTER TABLE generations DROP COLUMN error_code;"
-                     " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
-                     " DROP TABLE templates;"
-                     " DROP TABLE rate_limits;"
-                     " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
-                     " DROP TABLE queue_workers;"
-                     " DROP TABLE batches; DROP INDEX generations_batch;"
-                     " DELETE FROM schema_migrations WHERE version > 1;"
-                     " PRAGMA user_version = 1;",
-                     NULL, NULL, NULL),
+        sqlite3_exec(
+            db,
+            "DROP INDEX token_transactions_kind;"
+            " ALTER TABLE generations DROP COLUMN error_code;"
+            " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
+            " DROP TABLE templates;"
+            " DROP TABLE rate_limits;"
+            " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
+            " DROP TABLE queue_workers;"
+            " DROP TABLE batches; DROP INDEX generations_batch; DROP INDEX generations_user_queued;"
+            " DELETE FROM schema_migrations WHERE version > 1;"
+            " PRAGMA user_version = 1;",
+            NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 8); /* the newest migration */
+    cr_assert_eq(sql_int("PRAGMA user_version"), 9); /* the newest migration */
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
@@ -1884,23 +1885,24 @@ Test(store, migrates_error_code_from_version_2)
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
     cr_assert_eq(
-        sqlite3_exec(db,
-                     "ALTER TABLE generations DROP COLUMN error_code;"
-                     " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
-                     " DROP TABLE templates;"
-                     " DROP TABLE rate_limits;"
-                     " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
-                     " DROP TABLE queue_workers;"
-                     " DROP TABLE batches; DROP INDEX generations_batch;"
-                     " DELETE FROM schema_migrations WHERE version > 2;"
-                     " PRAGMA user_version = 2;",
-                     NULL, NULL, NULL),
+        sqlite3_exec(
+            db,
+            "ALTER TABLE generations DROP COLUMN error_code;"
+            " DROP TABLE webhook_deliveries; DROP TABLE webhooks;"
+            " DROP TABLE templates;"
+            " DROP TABLE rate_limits;"
+            " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
+            " DROP TABLE queue_workers;"
+            " DROP TABLE batches; DROP INDEX generations_batch; DROP INDEX generations_user_queued;"
+            " DELETE FROM schema_migrations WHERE version > 2;"
+            " PRAGMA user_version = 2;",
+            NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 8);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 9);
     gen_record g = get_gen(gid);
     cr_assert_str_eq(g.error_code, "");
     gen_record_free(&g);
