@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -34,6 +35,10 @@
 #define HEARTBEAT_MS 15000
 #define MAX_EXTRA_HEADERS 8
 #define SLOW_THREADS 16 /* mostly asleep on the network */
+/* A body at least this large was decoded into many small allocations; once
+ * it is freed, glibc is asked to hand the pages back (malloc_trim), or every
+ * thread's arena would keep its high-water mark for good. */
+#define TRIM_AFTER_BODY (128 * 1024)
 
 enum req_state { REQ_RECEIVING, REQ_RUNNING, REQ_OFFLOADING, REQ_WAITING, REQ_READY };
 
@@ -661,11 +666,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(r->extra[i][0]);
         free(r->extra[i][1]);
     }
+    bool trim = r->body.cap >= TRIM_AFTER_BODY;
     buf_free(&r->body);
     free(r->part_type);
     free(r->path);
     free(r);
     *con_cls = NULL;
+    if (trim) malloc_trim(0);
 }
 
 /* ---- start and stop ---- */

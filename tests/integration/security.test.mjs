@@ -5,7 +5,7 @@
 // before its fix. No timed assertions: every check is on a status, a code,
 // a count or a closed socket.
 import { before, after } from 'node:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -139,4 +139,36 @@ test('start-up: before "listening on" a request gets 503 SERVICE_UNAVAILABLE wit
   assert.ok(Number(r.headers.get('retry-after')) >= 1, 'Retry-After set');
   assertOk(await api(s, 'GET', '/api/models'), 200, 'served once "listening on" is printed');
   assertOk(await api(s, 'GET', '/readyz'), 200, 'ready');
+});
+
+// ---------------------------------------------------------------- amplification
+
+const rssMb = (s) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${s.proc.pid}/status`, 'utf8'))[1]) / 1024;
+
+test('amplification: 500,000 non-strings in productImages get a short answer (bounded list + one summary) and the memory back', async (t) => {
+  const s = await startServer({ workers: 0 });
+  t.after(() => s.stop());
+  const u = await createUser(s.dataDir, { tokens: 10 });
+  const body = JSON.stringify({ ...createBody('x'), productImages: new Array(500000).fill(1) });
+  assert.ok(body.length <= 1048576, 'within the default --max-body');
+  const before = rssMb(s);
+  for (let i = 0; i < 4; i++) {
+    const r = await api(s, 'POST', '/api/generation/create', { key: u.key, rawBody: body, headers: { 'content-type': 'application/json' } });
+    assertError(r, 400, 'VALIDATION_ERROR', '500k bad elements');
+    assert.ok(r.text.length < 16384, `answer is ${r.text.length} bytes`);
+    const errs = r.json.validationErrors;
+    assert.ok(errs.length <= 10, `${errs.length} entries`);
+    assert.ok(errs.some((e) => e.field === 'productImages' && /499995 more/.test(e.message)), JSON.stringify(errs));
+  }
+  const grown = rssMb(s) - before;
+  assert.ok(grown < 150, `RSS grew by ${grown.toFixed(0)} MB over 4 bad 1 MB bodies (was ~300 MB per body)`);
+
+  const tpl = await api(s, 'POST', '/api/templates', { key: u.key, body: { name: 't', body: { ...createBody('x'), productImages: new Array(10000).fill(null) } } });
+  assertError(tpl, 400, 'VALIDATION_ERROR', 'template with 10k bad elements');
+  assert.ok(tpl.json.validationErrors.length <= 10, `template: ${tpl.json.validationErrors.length} entries`);
+
+  const wh = await api(s, 'POST', '/api/webhooks', { key: u.key, body: { url: 'https://example.com/hook', events: new Array(10000).fill('nope') } });
+  assertError(wh, 400, 'VALIDATION_ERROR', 'webhook with 10k bad events');
+  assert.ok(wh.json.validationErrors.length <= 10, `webhook: ${wh.json.validationErrors.length} entries`);
+  assert.ok(wh.json.validationErrors.some((e) => e.field === 'events' && /9995 more/.test(e.message)));
 });
