@@ -40,7 +40,7 @@
  * thread's arena would keep its high-water mark for good. */
 #define TRIM_AFTER_BODY (128 * 1024)
 
-enum req_state { REQ_RECEIVING, REQ_RUNNING, REQ_OFFLOADING, REQ_WAITING, REQ_READY };
+enum req_state { REQ_RECEIVING, REQ_RUNNING, REQ_OFFLOADING, REQ_WAITING, REQ_PARKED, REQ_READY };
 
 /* A unit of work for a handler pool: a request's next step, or an SSE
  * stream that needs filling. Embedded in its owner. */
@@ -80,6 +80,8 @@ struct http_req {
     http_continue_fn cont; /* the offloaded rest of the handler, with its context */
     void *cont_ctx;
     void (*cont_free)(void *);
+    void (*park_fn)(http_req *r, void *arg); /* http_park: queues the request */
+    void *park_arg;
     int64_t wait_after, wait_deadline;
     char wait_topic[ID_LEN];
     events_waiter waiter;
@@ -192,6 +194,10 @@ static void run_request(http_req *r)
         push_request(r); /* now on the slow pool */
         return;
     }
+    if (r->state == REQ_PARKED) {
+        r->park_fn(r, r->park_arg); /* from here on another thread may unpark it */
+        return;
+    }
     if (r->state == REQ_WAITING) {
         if (!events_wait(&r->waiter, r->wait_after, r->wait_topic, r->wait_deadline, wake_waiting,
                          r))
@@ -274,6 +280,19 @@ void http_offload(http_req *r, http_continue_fn fn, void *ctx, void (*free_ctx)(
     r->cont_free = free_ctx;
 }
 
+void http_park(http_req *r, http_handler_fn fn, void (*park)(http_req *r, void *arg), void *arg)
+{
+    r->state = REQ_PARKED;
+    r->next = fn;
+    r->park_fn = park;
+    r->park_arg = arg;
+}
+
+void http_unpark(http_req *r)
+{
+    push_request(r);
+}
+
 /* ---- request accessors ---- */
 
 const char *http_method(const http_req *r)
@@ -294,6 +313,20 @@ const char *http_request_id(const http_req *r)
 const char *http_header(http_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+void http_client_ip(http_req *r, char *out, size_t n)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    snprintf(out, n, "?");
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)n);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)n);
 }
 
 const char *http_query(http_req *r, const char *name)

@@ -94,6 +94,16 @@ typedef void (*http_continue_fn)(http_req *req, void *ctx);
  * fn itself. */
 void http_offload(http_req *r, http_continue_fn fn, void *ctx, void (*free_ctx)(void *));
 
+/* Parks the request without holding a thread: once the current handler
+ * returns, park(r, arg) runs (it queues r somewhere); whoever dequeues it
+ * calls http_unpark(r), and fn(r) then runs on a handler thread and
+ * replies as a handler does. For work that waits its turn (auth.c's
+ * password-hash gate). */
+void http_park(http_req *r, http_handler_fn fn, void (*park)(http_req *r, void *arg), void *arg);
+void http_unpark(http_req *r);
+/* The client's address as text ("?" when unknown), into out. */
+void http_client_ip(http_req *r, char *out, size_t n);
+
 /* Holds the request: fn runs again (on a handler thread) once an event
  * newer than after_id is committed for topic (a user id; NULL: any user)
  * or when deadline (mono_ms) passes. */

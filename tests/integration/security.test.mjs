@@ -172,3 +172,72 @@ test('amplification: 500,000 non-strings in productImages get a short answer (bo
   assert.ok(wh.json.validationErrors.length <= 10, `webhook: ${wh.json.validationErrors.length} entries`);
   assert.ok(wh.json.validationErrors.some((e) => e.field === 'events' && /9995 more/.test(e.message)));
 });
+
+// ---------------------------------------------------------------- sign-in: throttling and the hash gate
+
+const login = (server, email, password) => api(server, 'POST', '/api/auth/login', { origin: server.baseUrl, body: { email, password } });
+
+async function metric(server, name) {
+  const r = await api(server, 'GET', '/metrics');
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(r.text);
+  assert.ok(m, `metric ${name} in /metrics`);
+  return Number(m[1]);
+}
+
+test('sign-in: 5 failures for one email → 429 RATE_LIMIT_EXCEEDED with Retry-After, even for the right password; other accounts unaffected', async () => {
+  const victim = await signup();
+  const other = await signup();
+  for (let i = 0; i < 5; i++) assertError(await login(srv, victim.email, `wrong password ${i}`), 401, 'AUTHENTICATION_REQUIRED', `failure ${i + 1}`);
+  const locked = await login(srv, victim.email, 'yet another guess');
+  assertError(locked, 429, 'RATE_LIMIT_EXCEEDED', '6th attempt');
+  assert.ok(Number(locked.headers.get('retry-after')) >= 1, 'Retry-After set');
+  assertError(await login(srv, victim.email.toUpperCase(), victim.password), 429, 'RATE_LIMIT_EXCEEDED', 'right password while locked');
+  assertOk(await login(srv, other.email, other.password), 200, 'another account from the same address');
+});
+
+test('sign-in: only failures count: 12 good sign-ins in a row all succeed, and a success clears the failures', async () => {
+  const s = await signup();
+  for (let i = 0; i < 12; i++) assertOk(await login(srv, s.email, s.password), 200, `sign-in ${i + 1}`);
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 4; i++) assertError(await login(srv, s.email, 'wrong password'), 401, 'AUTHENTICATION_REQUIRED');
+    assertOk(await login(srv, s.email, s.password), 200, `success after 4 failures, round ${round}`);
+  }
+});
+
+test('sign-in: failures are counted per client address across emails (--login-failures-address)', async (t) => {
+  const s = await startServer({ args: ['--login-failures-address', '3', '--login-failures-account', '100'] });
+  t.after(() => s.stop());
+  const real = await signup(s);
+  for (let i = 0; i < 3; i++) assertError(await login(s, uniqueEmail('guess'), 'whatever123'), 401, 'AUTHENTICATION_REQUIRED');
+  const r = await login(s, uniqueEmail('guess'), 'whatever123');
+  assertError(r, 429, 'RATE_LIMIT_EXCEEDED', 'the address is over its limit');
+  assert.ok(Number(r.headers.get('retry-after')) >= 1);
+  assertError(await login(s, real.email, real.password), 429, 'RATE_LIMIT_EXCEEDED', 'any email from that address');
+});
+
+test('sign-in: an unknown email costs a password check like a wrong password (no enumeration by timing)', async () => {
+  const s = await signup();
+  const c0 = await metric(srv, 'stylestudio_password_checks_total');
+  assertError(await login(srv, uniqueEmail('nobody'), 'whatever123'), 401, 'AUTHENTICATION_REQUIRED');
+  const c1 = await metric(srv, 'stylestudio_password_checks_total');
+  assertError(await login(srv, s.email, 'wrong password'), 401, 'AUTHENTICATION_REQUIRED');
+  const c2 = await metric(srv, 'stylestudio_password_checks_total');
+  assert.ok(c1 - c0 >= 1, 'unknown email: a hash was verified');
+  assert.equal(c1 - c0, c2 - c1, 'same work for an unknown email and a wrong password');
+});
+
+test('hash gate: 16 concurrent wrong sign-ins run at most --hash-concurrency hashes at once; a bystander is served meanwhile', async (t) => {
+  const s = await startServer({ workers: 0, args: ['--hash-concurrency', '1'] });
+  t.after(() => s.stop());
+  const u = await createUser(s.dataDir, { tokens: 0 });
+  const storm = Array.from({ length: 16 }, () => login(s, uniqueEmail('storm'), 'wrong password'));
+  const me = await api(s, 'GET', '/api/me', { key: u.key });
+  assertOk(me, 200, 'bystander during the storm');
+  for (const r of await Promise.all(storm)) {
+    assert.ok(r.status === 401 || r.status === 503, `storm answer ${r.status}`);
+    if (r.status === 503) { assert.equal(r.json.code, 'SERVICE_UNAVAILABLE'); assert.ok(r.headers.get('retry-after')); }
+  }
+  assert.equal(await metric(s, 'stylestudio_password_hashes_peak'), 1, 'never more than one hash at once');
+  assert.equal(await metric(s, 'stylestudio_password_hashes_running'), 0);
+  assert.equal(await metric(s, 'stylestudio_password_hashes_waiting'), 0);
+});
