@@ -120,8 +120,15 @@ typedef int (*http_sse_fill_fn)(void *ctx, buf *out);
  * of this user, e.g. a queue position). */
 #define HTTP_SSE_SOON 2
 #define HTTP_SSE_SOON_MS 1000
-/* topic: the user whose commits wake the stream (NULL: every commit). */
-void http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),
-                    void *ctx);
+/* topic: the user whose commits wake the stream (NULL: every commit).
+ * 0 when the stream is the reply (ctx is then owned by it); otherwise
+ * nothing is replied and ctx stays the caller's: HTTP_SSE_EUSER when the
+ * topic already has --max-streams-per-user streams open, HTTP_SSE_EFULL
+ * when the server has as many as it keeps for streams (3/4 of
+ * --max-connections, so the API always has connections left). */
+#define HTTP_SSE_EUSER (-1)
+#define HTTP_SSE_EFULL (-2)
+int http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),
+                   void *ctx);
 
 #endif

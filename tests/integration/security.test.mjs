@@ -241,3 +241,89 @@ test('hash gate: 16 concurrent wrong sign-ins run at most --hash-concurrency has
   assert.equal(await metric(s, 'stylestudio_password_hashes_running'), 0);
   assert.equal(await metric(s, 'stylestudio_password_hashes_waiting'), 0);
 });
+
+// ---------------------------------------------------------------- connections
+
+// A raw TCP connection to the server, optionally from another loopback
+// address (127.0.0.2 is another client as far as the server can tell).
+function rawConn(server, { localAddress } = {}) {
+  const sock = net.connect({ host: '127.0.0.1', port: server.port, localAddress });
+  const c = { sock, data: '', closed: false };
+  c.opened = new Promise((res, rej) => { sock.once('connect', res); sock.once('error', rej); });
+  c.ended = new Promise((res) => sock.once('close', () => { c.closed = true; res(); }));
+  sock.on('data', (d) => { c.data += d.toString('latin1'); });
+  sock.on('error', () => {});
+  return c;
+}
+
+const settle = (p, ms, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(`${what} within ${ms} ms`)), ms).unref())]);
+
+test('connections: one address past --max-connections-per-address gets its extra connections closed; another address is still answered', async (t) => {
+  const s = await startServer({ args: ['--max-connections-per-address', '20'] });
+  t.after(() => s.stop());
+  const conns = [];
+  t.after(() => conns.forEach((c) => c.sock.destroy()));
+  for (let i = 0; i < 40; i++) conns.push(rawConn(s));
+  await Promise.all(conns.map((c) => c.opened.catch(() => {})));
+  await settle((async () => { while (conns.filter((c) => c.closed).length < 20) await new Promise((r) => setTimeout(r, 20)); })(), 10000, 'the 20 connections over the limit are closed');
+  assert.equal(conns.filter((c) => c.closed).length, 20, 'exactly the connections over the limit are closed');
+  const other = rawConn(s, { localAddress: '127.0.0.2' });
+  t.after(() => other.sock.destroy());
+  await other.opened;
+  other.sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  await settle(other.ended, 10000, 'an answer to another address');
+  assert.match(other.data, /^HTTP\/1\.1 200 /, `another address is served: ${other.data.slice(0, 200)}`);
+});
+
+test('connections: a client trickling its headers (slowloris) or its body is cut off after --header-timeout / --body-timeout; a quiet SSE stream is not', async (t) => {
+  const s = await startServer({ args: ['--header-timeout', '1', '--body-timeout', '1'] });
+  t.after(() => s.stop());
+  const u = await createUser(s.dataDir, { tokens: 1 });
+  const admin = await createUser(s.dataDir, { admin: true });
+  const stream = await sse(s, '/api/events', { key: u.key });
+  t.after(() => stream.close());
+
+  const slowHead = rawConn(s);
+  const slowBody = rawConn(s);
+  t.after(() => { slowHead.sock.destroy(); slowBody.sock.destroy(); });
+  await Promise.all([slowHead.opened, slowBody.opened]);
+  slowHead.sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+  slowBody.sock.write(`POST /api/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${u.key}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`);
+  const trickle = setInterval(() => {
+    if (!slowHead.closed) slowHead.sock.write('X-A: b\r\n');
+    if (!slowBody.closed) slowBody.sock.write(' ');
+  }, 200);
+  try {
+    await settle(slowHead.ended, 15000, 'the header trickler is disconnected');
+    await settle(slowBody.ended, 15000, 'the body trickler is disconnected');
+  } finally {
+    clearInterval(trickle);
+  }
+  // The stream has been open for longer than both timeouts: it still works.
+  assertOk(await api(s, 'POST', `/api/admin/users/${u.userId}/tokens`, { key: admin.key, body: { amount: 2, reason: 'ping' } }), 200);
+  await stream.until((f) => f.event === 'balance', 10000);
+  assert.equal(stream.done, false, 'the stream is still open');
+});
+
+test('event streams: one user past --max-streams-per-user gets 429 RATE_LIMIT_EXCEEDED; the API and other users are still served', async (t) => {
+  const s = await startServer({ args: ['--max-streams-per-user', '3'] });
+  t.after(() => s.stop());
+  const u = await createUser(s.dataDir, { tokens: 1 });
+  const v = await createUser(s.dataDir, { tokens: 1 });
+  const open = [];
+  t.after(() => open.forEach((x) => x.close()));
+  for (let i = 0; i < 3; i++) {
+    const st = await sse(s, '/api/events', { key: u.key });
+    open.push(st);
+    assert.equal(st.status, 200, `stream ${i + 1}`);
+  }
+  const extra = await sse(s, '/api/events', { key: u.key });
+  open.push(extra);
+  assert.equal(extra.status, 429, `4th stream: ${extra.status} ${extra.text}`);
+  assert.equal(extra.json?.code, 'RATE_LIMIT_EXCEEDED');
+  assert.ok(Number(extra.headers.get('retry-after')) >= 1, 'Retry-After set');
+  const theirs = await sse(s, '/api/events', { key: v.key });
+  open.push(theirs);
+  assert.equal(theirs.status, 200, 'another user');
+  assertOk(await api(s, 'GET', '/api/me', { key: u.key }), 200, 'the API while streams are open');
+});
