@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -788,6 +789,41 @@ static http_req *new_request(struct MHD_Connection *conn, const char *url, const
     return r;
 }
 
+/* ---- request framing (RFC 9112 §6) ---- */
+
+typedef struct framing {
+    int n_length, n_encoding;
+    const char *encoding;
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    framing *f = cls;
+    if (strcasecmp(key, "Content-Length") == 0) f->n_length++;
+    if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        f->n_encoding++;
+        f->encoding = value;
+    }
+    return MHD_YES;
+}
+
+/* NULL when the body's framing is unambiguous, else what is wrong. Both
+ * Content-Length and Transfer-Encoding, several Content-Lengths, or a
+ * coding other than chunked leave the end of the body to guesswork, and a
+ * request smuggled behind it could be read as another one. */
+static const char *framing_problem(struct MHD_Connection *conn)
+{
+    framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+    if (f.n_length && f.n_encoding) return "both Content-Length and Transfer-Encoding";
+    if (f.n_length > 1) return "more than one Content-Length";
+    if (f.n_encoding > 1 || (f.n_encoding && strcasecmp(f.encoding, "chunked") != 0))
+        return "a Transfer-Encoding other than chunked";
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -797,6 +833,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!r) {
         conn_phase(conn, CONN_BODY);
         r = *con_cls = new_request(conn, url, method);
+        const char *bad = framing_problem(conn);
+        if (bad) { /* answer now, unread body and all, and close (RFC 9112 §6.3) */
+            char *m = xasprintf("malformed request framing: %s", bad);
+            http_add_header(r, "Connection", "close");
+            http_reply_error(r, 400, "VALIDATION_ERROR", m, NULL);
+            free(m);
+            r->too_large = true; /* drop whatever body arrives */
+            return MHD_queue_response(conn, 400, r->response);
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > DISCARD_LIMIT) {
             r->too_large = true;
