@@ -261,6 +261,19 @@ static void metrics(api_call *c)
                    "Generations running in this process.", NULL, (double)queue_running());
     metrics_sample(&out, "stylestudio_sse_clients", "gauge", "Open event streams.", NULL,
                    (double)http_sse_clients());
+    long long hashes;
+    int hrun, hwait, hpeak;
+    auth_hash_stats(&hashes, &hrun, &hwait, &hpeak);
+    metrics_sample(&out, "stylestudio_password_checks_total", "counter",
+                   "Sign-in password verifications (an unknown email included, on a dummy hash).",
+                   NULL, (double)hashes);
+    metrics_sample(&out, "stylestudio_password_hashes_running", "gauge",
+                   "Password hashes computing now (at most --hash-concurrency).", NULL,
+                   (double)hrun);
+    metrics_sample(&out, "stylestudio_password_hashes_waiting", "gauge",
+                   "Sign-ins and sign-ups parked for a hash slot.", NULL, (double)hwait);
+    metrics_sample(&out, "stylestudio_password_hashes_peak", "gauge",
+                   "Most password hashes ever computing at once.", NULL, (double)hpeak);
     metrics_sample(&out, "stylestudio_outbound_requests", "gauge",
                    "Outbound HTTP requests in flight (providers, downloads, webhooks).", NULL,
                    (double)net_in_flight());

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "api.h"
 #include "auth.h"
 #include "config.h"
@@ -65,6 +67,63 @@ static bool origin_allowed(api_call *c)
     return false;
 }
 
+/* What a sign-in or sign-up keeps while it waits for the hash gate. */
+typedef struct pw_job {
+    char email[256];
+    char name[128];
+    char ip[64];
+    char *password;
+} pw_job;
+
+static void pw_job_free(void *p)
+{
+    pw_job *j = p;
+    if (j->password) {
+        sodium_memzero(j->password, strlen(j->password));
+        free(j->password);
+    }
+    free(j);
+}
+
+/* Takes a slot of the hash gate for j, then runs fn (now or once parked);
+ * a full queue answers 503 at once. */
+static void through_gate(api_call *c, pw_job *j, http_handler_fn fn)
+{
+    http_set_state(c->req, j, pw_job_free);
+    int rc = auth_hash_gate_enter(c->req, fn);
+    if (rc == 0) {
+        fn(c->req);
+    } else if (rc < 0) {
+        http_add_header(c->req, "Retry-After", "1");
+        http_reply_error(c->req, 503, "SERVICE_UNAVAILABLE",
+                         "too many sign-ins at once; try again shortly", NULL);
+    }
+}
+
+/* Holding a gate slot: hash, create the account, sign in. */
+static void signup_hashed(http_req *r)
+{
+    pw_job *j = http_state(r);
+    api_call c = {.req = r};
+    char hash[128];
+    int hrc = auth_hash_password(j->password, hash);
+    auth_hash_gate_leave();
+    if (hrc != 0) {
+        http_reply_error(r, 500, "INTERNAL_SERVER_ERROR", "could not hash the password", NULL);
+        return;
+    }
+    user_record u;
+    int rc = auth_user_create(api_store, j->email, j->name, "user", hash, cfg.signup_tokens, &u);
+    if (rc == STORE_EDUPLICATE) {
+        api_field_error(&c, "email", "an account with this email already exists");
+    } else if (rc != STORE_OK) {
+        api_store_error(&c, rc, "user");
+    } else {
+        rlog_info(http_request_id(r), "signed up %s", u.id);
+        reply_signed_in(&c, 201, u.id);
+    }
+}
+
 void api_signup(api_call *c)
 {
     if (!origin_allowed(c)) return;
@@ -83,23 +142,37 @@ void api_signup(api_call *c)
         http_reply_error(c->req, 400, "VALIDATION_ERROR", "some fields are invalid", errs);
         goto cleanup;
     }
-    char hash[128];
-    if (auth_hash_password(password, hash) != 0) {
-        http_reply_error(c->req, 500, "INTERNAL_SERVER_ERROR", "could not hash the password", NULL);
-        goto cleanup;
-    }
-    user_record u;
-    int rc = auth_user_create(api_store, email, name, "user", hash, cfg.signup_tokens, &u);
-    if (rc == STORE_EDUPLICATE) {
-        api_field_error(c, "email", "an account with this email already exists");
-    } else if (rc != STORE_OK) {
-        api_store_error(c, rc, "user");
-    } else {
-        rlog_info(http_request_id(c->req), "signed up %s", u.id);
-        reply_signed_in(c, 201, u.id);
-    }
+    pw_job *j = xcalloc(1, sizeof *j);
+    snprintf(j->email, sizeof j->email, "%s", email);
+    snprintf(j->name, sizeof j->name, "%s", name);
+    j->password = xstrdup(password);
+    through_gate(c, j, signup_hashed);
 cleanup:
     json_decref(body);
+}
+
+/* Holding a gate slot: verify (an unknown email against a dummy hash, at
+ * the same cost), count the outcome, answer. */
+static void login_hashed(http_req *r)
+{
+    pw_job *j = http_state(r);
+    api_call c = {.req = r};
+    user_record u;
+    char *hash = NULL;
+    int rc = store_user_by_email(api_store, j->email, &u, &hash);
+    bool ok = (rc == STORE_OK || rc == STORE_ENOTFOUND) &&
+              auth_check_password(rc == STORE_OK ? hash : NULL, j->password) && rc == STORE_OK;
+    auth_hash_gate_leave();
+    free(hash);
+    if (rc != STORE_OK && rc != STORE_ENOTFOUND) {
+        api_store_error(&c, rc, "user");
+        return;
+    }
+    auth_login_result(j->email, j->ip, ok);
+    if (ok)
+        reply_signed_in(&c, 200, u.id);
+    else
+        http_reply_error(r, 401, "AUTHENTICATION_REQUIRED", "invalid email or password", NULL);
 }
 
 void api_login(api_call *c)
@@ -115,20 +188,23 @@ void api_login(api_call *c)
         json_decref(body);
         return;
     }
-    char lower[256];
-    snprintf(lower, sizeof lower, "%s", email);
-    auth_email_fold(lower);
-    user_record u;
-    char *hash = NULL;
-    int rc = store_user_by_email(api_store, lower, &u, &hash);
-    if (rc == STORE_OK && auth_check_password(hash, password))
-        reply_signed_in(c, 200, u.id);
-    else if (rc == STORE_OK || rc == STORE_ENOTFOUND)
-        http_reply_error(c->req, 401, "AUTHENTICATION_REQUIRED", "invalid email or password", NULL);
-    else
-        api_store_error(c, rc, "user");
-    free(hash);
+    pw_job *j = xcalloc(1, sizeof *j);
+    snprintf(j->email, sizeof j->email, "%s", email);
+    auth_email_fold(j->email);
+    http_client_ip(c->req, j->ip, sizeof j->ip);
+    j->password = xstrdup(password);
     json_decref(body);
+    int wait = auth_login_throttled(j->email, j->ip);
+    if (wait > 0) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%d", wait);
+        http_add_header(c->req, "Retry-After", secs);
+        http_reply_error(c->req, 429, "RATE_LIMIT_EXCEEDED",
+                         "too many failed sign-ins; try again later", NULL);
+        pw_job_free(j);
+        return;
+    }
+    through_gate(c, j, login_hashed);
 }
 
 void api_logout(api_call *c)

@@ -707,7 +707,20 @@ static void start_stream(api_call *c, const char *gen_id)
     snprintf(s->gen_id, sizeof s->gen_id, "%s", gen_id ? gen_id : "");
     s->last_id = last;
     s->watching = !gen_id; /* a user stream looks once for queued items */
-    http_reply_sse(c->req, s->user_id, stream_fill, stream_free, s);
+    int rc = http_reply_sse(c->req, s->user_id, stream_fill, stream_free, s);
+    if (rc == 0) return;
+    stream_free(s);
+    if (rc == HTTP_SSE_EUSER) {
+        http_add_header(c->req, "Retry-After", "5");
+        http_reply_error(c->req, 429, "RATE_LIMIT_EXCEEDED",
+                         "too many open event streams for this user (--max-streams-per-user); "
+                         "close one first",
+                         NULL);
+    } else {
+        http_add_header(c->req, "Retry-After", "5");
+        http_reply_error(c->req, 503, "SERVICE_UNAVAILABLE",
+                         "the server has as many event streams open as it can take", NULL);
+    }
 }
 
 void api_gen_events(api_call *c)

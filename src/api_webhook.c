@@ -16,6 +16,7 @@
 #include "webhook.h"
 
 #define DESCRIPTION_MAX 500
+#define EVENT_ERRORS_MAX 5 /* events[i] entries listed; one more entry counts the rest */
 
 static void add_error(json_t **errs, const char *field, const char *message)
 {
@@ -134,22 +135,30 @@ void api_webhook_create(api_call *c)
                   "balance.changed");
     } else {
         buf list = {0};
-        size_t i;
+        size_t i, broken = 0;
         json_t *v;
         json_array_foreach(je, i, v)
         {
             const char *t = json_string_value(v);
-            char field[32];
-            snprintf(field, sizeof field, "events[%zu]", i);
             if (!t || !webhook_type_valid(t)) {
-                add_error(&j->errs, field,
-                          "not an event type: expected generation.processing, "
-                          "generation.completed, generation.failed, generation.cancelled or "
-                          "balance.changed");
+                char field[32];
+                snprintf(field, sizeof field, "events[%zu]", i);
+                if (++broken <= EVENT_ERRORS_MAX) /* a bounded answer to any body */
+                    add_error(&j->errs, field,
+                              "not an event type: expected generation.processing, "
+                              "generation.completed, generation.failed, generation.cancelled or "
+                              "balance.changed");
                 continue;
             }
             if (list.len && webhook_subscribed(list.data, t)) continue; /* listed twice */
             buf_printf(&list, "%s%s", list.len ? "," : "", t);
+        }
+        if (broken > EVENT_ERRORS_MAX) {
+            char *m = xasprintf("%zu more elements are not event types (only the first %d are "
+                                "listed)",
+                                broken - EVENT_ERRORS_MAX, EVENT_ERRORS_MAX);
+            add_error(&j->errs, "events", m);
+            free(m);
         }
         if (list.len && !j->errs) j->events = xstrndup(list.data, list.len);
         buf_free(&list);

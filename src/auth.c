@@ -2,12 +2,27 @@
  * auth — credentials and accounts. Secrets (API keys, session tokens) are
  * random, shown once and stored only as hashes (ids.c); passwords use
  * Argon2id. auth_user_create is where every account is made.
+ *
+ * DESIGN (password hashing). One Argon2id hash costs ~64 MB and a core for
+ * ~0.2 s, so sign-in and sign-up are where a flood hurts everyone. Hashes
+ * pass a gate: at most --hash-concurrency run at once, on handler threads;
+ * the requests behind them are parked (http_park: no thread held) in a FIFO
+ * of at most HASH_QUEUE_MAX, and past that answered 503 at once. A leaving
+ * hash hands its slot straight to the first parked request. Failed
+ * sign-ins are counted per email and per client address over
+ * --login-window in a fixed in-process table (per process: with several
+ * `serve` processes each counts its own); past the limits sign-in answers
+ * 429 before any hash is computed. An unknown email is verified against a
+ * dummy hash, so it costs what a wrong password costs.
  */
 #include "auth.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -120,6 +135,180 @@ int auth_request(store_t *s, http_req *r, user_record *user)
     return 0;
 }
 
+/* ---- the hash gate ---- */
+
+#define HASH_QUEUE_MAX 64
+
+typedef struct parked {
+    http_req *r;
+    struct parked *next;
+} parked;
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static int gate_running, gate_waiting, gate_peak;
+static parked *gate_head, *gate_tail;
+static atomic_llong hashes_total;
+
+/* park hook: queue r, or run it now if a slot came free meanwhile. */
+static void gate_queue(http_req *r, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&gate_mu);
+    if (gate_running < cfg.hash_concurrency) {
+        gate_waiting--;
+        if (++gate_running > gate_peak) gate_peak = gate_running;
+        pthread_mutex_unlock(&gate_mu);
+        http_unpark(r);
+        return;
+    }
+    parked *p = xcalloc(1, sizeof *p);
+    p->r = r;
+    if (gate_tail)
+        gate_tail->next = p;
+    else
+        gate_head = p;
+    gate_tail = p;
+    pthread_mutex_unlock(&gate_mu);
+}
+
+int auth_hash_gate_enter(http_req *r, http_handler_fn then)
+{
+    pthread_mutex_lock(&gate_mu);
+    if (gate_running < cfg.hash_concurrency) {
+        if (++gate_running > gate_peak) gate_peak = gate_running;
+        pthread_mutex_unlock(&gate_mu);
+        return 0;
+    }
+    if (gate_waiting >= HASH_QUEUE_MAX) {
+        pthread_mutex_unlock(&gate_mu);
+        return -1;
+    }
+    gate_waiting++;
+    pthread_mutex_unlock(&gate_mu);
+    http_park(r, then, gate_queue, NULL);
+    return 1;
+}
+
+void auth_hash_gate_leave(void)
+{
+    pthread_mutex_lock(&gate_mu);
+    parked *p = gate_head;
+    if (p) { /* the slot passes to the first in line */
+        gate_head = p->next;
+        if (!gate_head) gate_tail = NULL;
+        gate_waiting--;
+    } else {
+        gate_running--;
+    }
+    pthread_mutex_unlock(&gate_mu);
+    if (p) {
+        http_unpark(p->r);
+        free(p);
+    }
+}
+
+void auth_hash_stats(long long *total, int *running, int *waiting, int *peak)
+{
+    *total = atomic_load(&hashes_total);
+    pthread_mutex_lock(&gate_mu);
+    *running = gate_running;
+    *waiting = gate_waiting;
+    *peak = gate_peak;
+    pthread_mutex_unlock(&gate_mu);
+}
+
+/* ---- failed sign-ins ---- */
+
+#define FAIL_SLOTS 4096
+#define FAIL_PROBE 8
+
+typedef struct fail_slot {
+    char key[280]; /* "e:" email or "a:" address; "" free */
+    int64_t first; /* ms of the first failure in the window */
+    int failures;
+} fail_slot;
+
+static fail_slot fail_table[FAIL_SLOTS];
+static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The slot of key (made when create), or NULL. Caller holds fail_mu. */
+static fail_slot *fail_find(const char *key, int64_t now, bool create)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = key; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    int64_t window = (int64_t)cfg.login_window * 1000;
+    fail_slot *victim = NULL; /* a free or expired slot, else the oldest */
+    bool victim_idle = false;
+    for (int i = 0; i < FAIL_PROBE; i++) {
+        fail_slot *f = &fail_table[(h + (uint32_t)i) % FAIL_SLOTS];
+        if (f->key[0] && strcmp(f->key, key) == 0) {
+            if (now - f->first >= window) {
+                f->failures = 0;
+                f->first = now;
+            }
+            return f;
+        }
+        bool idle = !f->key[0] || now - f->first >= window;
+        if (!victim || (idle && !victim_idle) ||
+            (!idle && !victim_idle && f->first < victim->first)) {
+            victim = f;
+            victim_idle = idle;
+        }
+    }
+    if (!create) return NULL;
+    snprintf(victim->key, sizeof victim->key, "%s", key);
+    victim->first = now;
+    victim->failures = 0;
+    return victim;
+}
+
+/* Seconds until key may try again, 0 when it may now. */
+static int fail_wait(const char *key, int limit, int64_t now)
+{
+    if (limit <= 0) return 0;
+    pthread_mutex_lock(&fail_mu);
+    fail_slot *f = fail_find(key, now, false);
+    int wait = 0;
+    if (f && f->failures >= limit) {
+        int64_t left = f->first + (int64_t)cfg.login_window * 1000 - now;
+        wait = (int)((left + 999) / 1000);
+        if (wait < 1) wait = 1;
+    }
+    pthread_mutex_unlock(&fail_mu);
+    return wait;
+}
+
+int auth_login_throttled(const char *email, const char *ip)
+{
+    char ka[300], ke[300];
+    snprintf(ke, sizeof ke, "e:%s", email);
+    snprintf(ka, sizeof ka, "a:%s", ip);
+    int64_t now = now_ms();
+    int a = fail_wait(ke, cfg.login_failures_account, now);
+    int b = fail_wait(ka, cfg.login_failures_address, now);
+    return a > b ? a : b;
+}
+
+void auth_login_result(const char *email, const char *ip, bool ok)
+{
+    char ka[300], ke[300];
+    snprintf(ke, sizeof ke, "e:%s", email);
+    snprintf(ka, sizeof ka, "a:%s", ip);
+    int64_t now = now_ms();
+    pthread_mutex_lock(&fail_mu);
+    if (ok) {
+        fail_slot *f = fail_find(ke, now, false);
+        if (f) f->failures = 0;
+    } else {
+        fail_find(ke, now, true)->failures++;
+        fail_find(ka, now, true)->failures++;
+    }
+    pthread_mutex_unlock(&fail_mu);
+}
+
+/* ---- passwords ---- */
+
 int auth_hash_password(const char *password, char out[128])
 {
     _Static_assert(crypto_pwhash_STRBYTES <= 128, "hash buffer");
@@ -129,9 +318,29 @@ int auth_hash_password(const char *password, char out[128])
                : -1;
 }
 
+static char dummy_hash[128];
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+
+static void make_dummy_hash(void)
+{
+    char pw[32];
+    randombytes_buf(pw, sizeof pw - 1);
+    for (size_t i = 0; i < sizeof pw - 1; i++)
+        pw[i] = (char)('a' + (unsigned char)pw[i] % 26);
+    pw[sizeof pw - 1] = '\0';
+    if (auth_hash_password(pw, dummy_hash) != 0) dummy_hash[0] = '\0';
+}
+
 bool auth_check_password(const char *hash, const char *password)
 {
-    return hash && crypto_pwhash_str_verify(hash, password, strlen(password)) == 0;
+    atomic_fetch_add(&hashes_total, 1);
+    if (!hash || !*hash) { /* no such account: spend what a wrong password costs */
+        pthread_once(&dummy_once, make_dummy_hash);
+        volatile int spent = crypto_pwhash_str_verify(dummy_hash, password, strlen(password));
+        (void)spent;
+        return false;
+    }
+    return crypto_pwhash_str_verify(hash, password, strlen(password)) == 0;
 }
 
 const char *auth_password_problem(const char *password)

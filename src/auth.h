@@ -34,6 +34,21 @@ bool auth_check_password(const char *hash, const char *password);
  * bytes, and not whitespace only (eight spaces are not a password). */
 const char *auth_password_problem(const char *password);
 
+/* The password-hash gate (see auth.c DESIGN). Before a hash: 0 when a slot
+ * is taken now (go on); 1 when r is parked and then(r) will run holding a
+ * slot (return from the handler); -1 when the queue is full (answer 503).
+ * Whoever holds a slot calls auth_hash_gate_leave once the hash is done. */
+int auth_hash_gate_enter(http_req *r, http_handler_fn then);
+void auth_hash_gate_leave(void);
+/* Hashes verified so far, and the gate's running / parked / peak running. */
+void auth_hash_stats(long long *total, int *running, int *waiting, int *peak);
+
+/* Sign-in throttling: seconds until the folded email or the client address
+ * may try again (0: now), and recording an attempt's outcome (a success
+ * clears the email's failures; only failures count). */
+int auth_login_throttled(const char *email, const char *ip);
+void auth_login_result(const char *email, const char *ip, bool ok);
+
 /* Starts a session for user_id and sets the cookie on the reply. 0 or -1. */
 int auth_session_start(store_t *s, http_req *r, const char *user_id);
 /* Ends the request's session (if any) and clears the cookie. */

@@ -79,6 +79,34 @@ static const option_row options[] = {
      "hours events are kept (SSE replay; 0: forever); none is deleted before every webhook has"
      " seen it",
      0, 0},
+    {"hash-concurrency", "STYLESTUDIO_HASH_CONCURRENCY", NULL, OPT_INT, O(hash_concurrency),
+     "password hashes (Argon2id, 64 MB each) computed at once, more wait in a bounded queue"
+     " (default: half the cores, at least 1)",
+     1, 64},
+    {"login-failures-account", "STYLESTUDIO_LOGIN_FAILURES_ACCOUNT", "5", OPT_INT,
+     O(login_failures_account),
+     "failed sign-ins per email per --login-window before RATE_LIMIT_EXCEEDED (0: no limit)", 0,
+     1000000},
+    {"login-failures-address", "STYLESTUDIO_LOGIN_FAILURES_ADDRESS", "50", OPT_INT,
+     O(login_failures_address),
+     "failed sign-ins per client address per --login-window before RATE_LIMIT_EXCEEDED (0: no"
+     " limit)",
+     0, 1000000},
+    {"login-window", "STYLESTUDIO_LOGIN_WINDOW", "900", OPT_INT, O(login_window),
+     "seconds over which failed sign-ins are counted", 1, 86400},
+    {"max-connections", "STYLESTUDIO_MAX_CONNECTIONS", "4000", OPT_INT, O(max_connections),
+     "open HTTP connections in all; event streams may take at most 3/4 of them", 16, 1000000},
+    {"max-connections-per-address", "STYLESTUDIO_MAX_CONNECTIONS_PER_ADDRESS", "256", OPT_INT,
+     O(max_connections_per_address),
+     "open HTTP connections from one client address (0: no limit; raise it behind a proxy)", 0,
+     1000000},
+    {"max-streams-per-user", "STYLESTUDIO_MAX_STREAMS_PER_USER", "32", OPT_INT,
+     O(max_streams_per_user),
+     "open event streams (SSE) per user; past it RATE_LIMIT_EXCEEDED (0: no limit)", 0, 1000000},
+    {"header-timeout", "STYLESTUDIO_HEADER_TIMEOUT", "30", OPT_INT, O(header_timeout),
+     "seconds a client has to send a request's headers (also the keep-alive idle time)", 1, 3600},
+    {"body-timeout", "STYLESTUDIO_BODY_TIMEOUT", "120", OPT_INT, O(body_timeout),
+     "seconds a client has to send a request's body once its headers are in", 1, 86400},
     {"http-threads", "STYLESTUDIO_HTTP_THREADS", "4", OPT_INT, O(http_threads),
      "HTTP event-loop threads", 1, 256},
     {"openai-base-url", "STYLESTUDIO_OPENAI_BASE_URL", "https://api.openai.com", OPT_STR,
@@ -219,6 +247,10 @@ static void derive_defaults(void)
     while (n > 0 && cfg.public_url[n - 1] == '/')
         cfg.public_url[--n] = '\0';
     if (cfg.http_threads <= 0) cfg.http_threads = 1;
+    if (cfg.hash_concurrency <= 0) { /* not set: leave cores for everything else */
+        long n = sysconf(_SC_NPROCESSORS_ONLN) / 2;
+        cfg.hash_concurrency = n < 1 ? 1 : n > 8 ? 8 : (int)n;
+    }
 }
 
 int config_load(int argc, char **argv, int first, const char *const *sub_flags, char ***rest,

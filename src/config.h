@@ -36,7 +36,16 @@ typedef struct config {
     int webhook_retry_base_ms; /* first webhook retry delay; the others scale with it */
     int events_keep_hours;     /* events retention */
     int http_threads;
-    char *openai_base_url; /* SPEC §7 */
+    int max_connections;             /* HTTP connections in all */
+    int max_connections_per_address; /* 0: no limit */
+    int max_streams_per_user;        /* open SSE streams per user; 0: no limit */
+    int header_timeout;              /* seconds to send the headers (slow clients) */
+    int body_timeout;                /* seconds to send the body */
+    int hash_concurrency;            /* Argon2id hashes at once (auth.c) */
+    int login_failures_account;      /* failed sign-ins per email per window; 0: no limit */
+    int login_failures_address;      /* ... per client address */
+    int login_window;                /* seconds */
+    char *openai_base_url;           /* SPEC §7 */
     char *replicate_base_url;
     int provider_timeout;    /* seconds per provider call */
     char *models_file;       /* --models: "" for the built-in models.json */

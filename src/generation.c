@@ -50,8 +50,15 @@ static const char *const priorities[] = {"normal", "high"};
 
 /* ---- helpers ---- */
 
+/* Bounds on the list, so a small body cannot buy a huge answer: at most
+ * ELEMENT_ERRORS_MAX entries for the elements of one array (then one entry
+ * that counts the rest) and ERRORS_MAX in all. */
+#define ELEMENT_ERRORS_MAX 5
+#define ERRORS_MAX 50
+
 static void add_error(json_t *errors, const char *field, const char *message)
 {
+    if (json_array_size(errors) >= ERRORS_MAX) return;
     json_array_append_new(errors, json_pack("{s:s, s:s}", "field", field, "message", message));
 }
 
@@ -165,23 +172,28 @@ static json_t *check_images(const json_t *body, const char *field, bool required
         ok = false;
     }
     json_t *copy = json_array();
+    size_t broken = 0;
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(v, i);
-        char path[64];
-        snprintf(path, sizeof path, "%s[%zu]", field, i);
-        if (!json_is_string(e)) {
-            add_error(errors, path, "must be a string (an http:// or https:// image URL)");
-            ok = false;
-            continue;
-        }
-        const char *why = url_problem(json_string_value(e), json_string_length(e));
+        const char *why = !json_is_string(e)
+                              ? "must be a string (an http:// or https:// image URL)"
+                              : url_problem(json_string_value(e), json_string_length(e));
         if (why) {
-            add_error(errors, path, why);
             ok = false;
+            if (++broken <= ELEMENT_ERRORS_MAX) {
+                char path[64];
+                snprintf(path, sizeof path, "%s[%zu]", field, i);
+                add_error(errors, path, why);
+            }
             continue;
         }
-        json_array_append_new(copy, json_stringn(json_string_value(e), json_string_length(e)));
+        if (ok)
+            json_array_append_new(copy, json_stringn(json_string_value(e), json_string_length(e)));
     }
+    if (broken > ELEMENT_ERRORS_MAX)
+        add_errorf(errors, field,
+                   "%zu more elements are not valid image URLs (only the first %d are listed)",
+                   broken - ELEMENT_ERRORS_MAX, ELEMENT_ERRORS_MAX);
     if (!ok) {
         json_decref(copy);
         return NULL;

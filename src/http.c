@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -21,6 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,8 +38,12 @@
 #define HEARTBEAT_MS 15000
 #define MAX_EXTRA_HEADERS 8
 #define SLOW_THREADS 16 /* mostly asleep on the network */
+/* A body at least this large was decoded into many small allocations; once
+ * it is freed, glibc is asked to hand the pages back (malloc_trim), or every
+ * thread's arena would keep its high-water mark for good. */
+#define TRIM_AFTER_BODY (128 * 1024)
 
-enum req_state { REQ_RECEIVING, REQ_RUNNING, REQ_OFFLOADING, REQ_WAITING, REQ_READY };
+enum req_state { REQ_RECEIVING, REQ_RUNNING, REQ_OFFLOADING, REQ_WAITING, REQ_PARKED, REQ_READY };
 
 /* A unit of work for a handler pool: a request's next step, or an SSE
  * stream that needs filling. Embedded in its owner. */
@@ -75,6 +83,8 @@ struct http_req {
     http_continue_fn cont; /* the offloaded rest of the handler, with its context */
     void *cont_ctx;
     void (*cont_free)(void *);
+    void (*park_fn)(http_req *r, void *arg); /* http_park: queues the request */
+    void *park_arg;
     int64_t wait_after, wait_deadline;
     char wait_topic[ID_LEN];
     events_waiter waiter;
@@ -113,6 +123,7 @@ static char *csp_header;
 static atomic_bool stopping;
 static atomic_int sse_clients;
 static atomic_int suspended; /* connections suspended right now */
+static int max_streams;      /* open streams in all; the rest of the connections stay for the API */
 
 /* ---- the handler pools ----
  * Two pools with one queue each: `quick` runs every handler first; a
@@ -185,6 +196,10 @@ static void run_request(http_req *r)
     if (r->state == REQ_OFFLOADING) {
         r->state = REQ_RUNNING;
         push_request(r); /* now on the slow pool */
+        return;
+    }
+    if (r->state == REQ_PARKED) {
+        r->park_fn(r, r->park_arg); /* from here on another thread may unpark it */
         return;
     }
     if (r->state == REQ_WAITING) {
@@ -269,6 +284,19 @@ void http_offload(http_req *r, http_continue_fn fn, void *ctx, void (*free_ctx)(
     r->cont_free = free_ctx;
 }
 
+void http_park(http_req *r, http_handler_fn fn, void (*park)(http_req *r, void *arg), void *arg)
+{
+    r->state = REQ_PARKED;
+    r->next = fn;
+    r->park_fn = park;
+    r->park_arg = arg;
+}
+
+void http_unpark(http_req *r)
+{
+    push_request(r);
+}
+
 /* ---- request accessors ---- */
 
 const char *http_method(const http_req *r)
@@ -289,6 +317,20 @@ const char *http_request_id(const http_req *r)
 const char *http_header(http_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+void http_client_ip(http_req *r, char *out, size_t n)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    snprintf(out, n, "?");
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)n);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)n);
 }
 
 const char *http_query(http_req *r, const char *name)
@@ -526,19 +568,77 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
     }
 }
 
+static void topic_release(const char *topic);
+
 static void sse_free(void *cls)
 {
     sse_stream *s = cls;
     events_unwait(&s->waiter);
     if (s->free_fn) s->free_fn(s->ctx);
     buf_free(&s->out);
+    topic_release(s->topic);
     free(s);
-    atomic_fetch_sub(&sse_clients, 1);
 }
 
-void http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),
-                    void *ctx)
+/* ---- open streams per user ----
+ * A small table of (topic, count): checked and counted in one step when a
+ * stream starts, released when it ends. */
+
+typedef struct topic_count {
+    char topic[ID_LEN];
+    int n;
+} topic_count;
+
+static pthread_mutex_t topics_mu = PTHREAD_MUTEX_INITIALIZER;
+static topic_count *topics;
+static size_t n_topics, cap_topics;
+
+/* Counts a stream of topic in, unless the user or the server is at its cap. */
+static int topic_admit(const char *topic)
 {
+    int rc = 0;
+    pthread_mutex_lock(&topics_mu);
+    size_t i = 0;
+    while (i < n_topics && strcmp(topics[i].topic, topic) != 0)
+        i++;
+    if (atomic_load(&sse_clients) >= max_streams) {
+        rc = HTTP_SSE_EFULL;
+    } else if (cfg.max_streams_per_user > 0 && i < n_topics &&
+               topics[i].n >= cfg.max_streams_per_user) {
+        rc = HTTP_SSE_EUSER;
+    } else {
+        if (i == n_topics) {
+            if (n_topics == cap_topics) {
+                cap_topics = cap_topics ? cap_topics * 2 : 64;
+                topics = xrealloc(topics, cap_topics * sizeof *topics);
+            }
+            snprintf(topics[n_topics].topic, sizeof topics[n_topics].topic, "%s", topic);
+            topics[n_topics++].n = 0;
+        }
+        topics[i].n++;
+        atomic_fetch_add(&sse_clients, 1);
+    }
+    pthread_mutex_unlock(&topics_mu);
+    return rc;
+}
+
+static void topic_release(const char *topic)
+{
+    pthread_mutex_lock(&topics_mu);
+    for (size_t i = 0; i < n_topics; i++) {
+        if (strcmp(topics[i].topic, topic) != 0) continue;
+        if (--topics[i].n == 0) topics[i] = topics[--n_topics];
+        break;
+    }
+    atomic_fetch_sub(&sse_clients, 1);
+    pthread_mutex_unlock(&topics_mu);
+}
+
+int http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),
+                   void *ctx)
+{
+    int admitted = topic_admit(topic ? topic : "");
+    if (admitted != 0) return admitted;
     sse_stream *s = xcalloc(1, sizeof *s);
     snprintf(s->topic, sizeof s->topic, "%s", topic ? topic : "");
     s->conn = r->conn;
@@ -549,13 +649,109 @@ void http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void 
     s->state = SSE_FILL;
     s->task.run = sse_fill_task;
     buf_append(&s->out, "retry: 2000\n\n", 13);
-    atomic_fetch_add(&sse_clients, 1);
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, s, sse_free);
     MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
     MHD_add_response_header(resp, "Cache-Control", "no-cache, no-store");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     set_response(r, 200, resp);
+    return 0;
+}
+
+/* ---- slow clients ----
+ * MHD's connection timeout counts idle time only: a client that trickles a
+ * byte now and then is never idle. Every connection is tracked from accept:
+ * it has --header-timeout to send its headers (again after each request,
+ * which also bounds keep-alive idling) and --body-timeout for the body.
+ * Once dispatched it is exempt (handlers, held requests and streams end by
+ * their own rules). A reaper thread shuts down the socket of one that is
+ * late; MHD then sees the end of the stream and closes it. The list lock is
+ * held across shutdown(), and MHD reports a connection closed before it
+ * closes its socket, so a reused descriptor is never hit. */
+
+enum conn_phase { CONN_HEADERS, CONN_BODY, CONN_ACTIVE, CONN_SHUT };
+
+typedef struct conn_track {
+    int fd;
+    enum conn_phase phase;
+    int64_t since; /* mono_ms the phase began */
+    struct conn_track *prev, *next;
+} conn_track;
+
+static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reaper_cv = PTHREAD_COND_INITIALIZER;
+static conn_track *conns;
+static pthread_t reaper;
+static bool reaper_running, reaper_stop;
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    pthread_mutex_lock(&conns_mu);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_track *t = xcalloc(1, sizeof *t);
+        t->fd = ci ? ci->connect_fd : -1;
+        t->phase = CONN_HEADERS;
+        t->since = mono_ms();
+        t->next = conns;
+        if (conns) conns->prev = t;
+        conns = t;
+        *socket_context = t;
+    } else if (*socket_context) {
+        conn_track *t = *socket_context;
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            conns = t->next;
+        if (t->next) t->next->prev = t->prev;
+        free(t);
+        *socket_context = NULL;
+    }
+    pthread_mutex_unlock(&conns_mu);
+}
+
+static void conn_phase(struct MHD_Connection *conn, enum conn_phase phase)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_track *t = ci ? ci->socket_context : NULL;
+    if (!t) return;
+    pthread_mutex_lock(&conns_mu);
+    if (t->phase != CONN_SHUT) {
+        t->phase = phase;
+        t->since = mono_ms();
+    }
+    pthread_mutex_unlock(&conns_mu);
+}
+
+static void *reaper_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&conns_mu);
+    while (!reaper_stop) {
+        int64_t now = mono_ms();
+        for (conn_track *t = conns; t; t = t->next) {
+            int64_t limit = t->phase == CONN_HEADERS ? (int64_t)cfg.header_timeout * 1000
+                            : t->phase == CONN_BODY  ? (int64_t)cfg.body_timeout * 1000
+                                                     : -1;
+            if (limit < 0 || now - t->since < limit || t->fd < 0) continue;
+            shutdown(t->fd, SHUT_RDWR);
+            t->phase = CONN_SHUT;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&reaper_cv, &conns_mu, &ts);
+    }
+    pthread_mutex_unlock(&conns_mu);
+    return NULL;
 }
 
 /* ---- intake ---- */
@@ -593,6 +789,41 @@ static http_req *new_request(struct MHD_Connection *conn, const char *url, const
     return r;
 }
 
+/* ---- request framing (RFC 9112 §6) ---- */
+
+typedef struct framing {
+    int n_length, n_encoding;
+    const char *encoding;
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    framing *f = cls;
+    if (strcasecmp(key, "Content-Length") == 0) f->n_length++;
+    if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        f->n_encoding++;
+        f->encoding = value;
+    }
+    return MHD_YES;
+}
+
+/* NULL when the body's framing is unambiguous, else what is wrong. Both
+ * Content-Length and Transfer-Encoding, several Content-Lengths, or a
+ * coding other than chunked leave the end of the body to guesswork, and a
+ * request smuggled behind it could be read as another one. */
+static const char *framing_problem(struct MHD_Connection *conn)
+{
+    framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+    if (f.n_length && f.n_encoding) return "both Content-Length and Transfer-Encoding";
+    if (f.n_length > 1) return "more than one Content-Length";
+    if (f.n_encoding > 1 || (f.n_encoding && strcasecmp(f.encoding, "chunked") != 0))
+        return "a Transfer-Encoding other than chunked";
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -600,7 +831,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)cls, (void)version;
     http_req *r = *con_cls;
     if (!r) {
+        conn_phase(conn, CONN_BODY);
         r = *con_cls = new_request(conn, url, method);
+        const char *bad = framing_problem(conn);
+        if (bad) { /* answer now, unread body and all, and close (RFC 9112 §6.3) */
+            char *m = xasprintf("malformed request framing: %s", bad);
+            http_add_header(r, "Connection", "close");
+            http_reply_error(r, 400, "VALIDATION_ERROR", m, NULL);
+            free(m);
+            r->too_large = true; /* drop whatever body arrives */
+            return MHD_queue_response(conn, 400, r->response);
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > DISCARD_LIMIT) {
             r->too_large = true;
@@ -621,6 +862,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->state == REQ_RECEIVING) {
+        conn_phase(conn, CONN_ACTIVE);
         if (r->too_large || r->body.len > r->body_limit) {
             http_reply_error(r, 413, "PAYLOAD_TOO_LARGE", "request body is too large", NULL);
             return MHD_queue_response(conn, 413, r->response);
@@ -643,7 +885,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls, (void)conn, (void)toe;
+    (void)cls, (void)toe;
+    conn_phase(conn, CONN_HEADERS); /* the next request's headers, on keep-alive */
     http_req *r = *con_cls;
     if (!r) return;
     double secs = (double)(mono_ms() - r->started) / 1000.0;
@@ -661,11 +904,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(r->extra[i][0]);
         free(r->extra[i][1]);
     }
+    bool trim = r->body.cap >= TRIM_AFTER_BODY;
     buf_free(&r->body);
     free(r->part_type);
     free(r->path);
     free(r);
     *con_cls = NULL;
+    if (trim) malloc_trim(0);
 }
 
 /* ---- start and stop ---- */
@@ -713,12 +958,16 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-    daemon_ =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)io_threads,
-                         MHD_OPTION_CONNECTION_LIMIT, (unsigned)4000, MHD_OPTION_CONNECTION_TIMEOUT,
-                         (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    max_streams = cfg.max_connections / 4 * 3;
+    reaper_stop = false;
+    reaper_running = pthread_create(&reaper, NULL, reaper_main, NULL) == 0;
+    daemon_ = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)io_threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg.max_connections_per_address, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
     if (!daemon_) {
         *err = xasprintf("cannot listen on %s: %s", listen, strerror(errno));
         return -1;
@@ -744,6 +993,14 @@ void http_stop(void)
     pool_stop(&slow);
     MHD_stop_daemon(daemon_);
     daemon_ = NULL;
+    if (reaper_running) {
+        pthread_mutex_lock(&conns_mu);
+        reaper_stop = true;
+        pthread_cond_signal(&reaper_cv);
+        pthread_mutex_unlock(&conns_mu);
+        pthread_join(reaper, NULL);
+        reaper_running = false;
+    }
     free(csp_header);
 }
 

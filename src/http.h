@@ -94,6 +94,16 @@ typedef void (*http_continue_fn)(http_req *req, void *ctx);
  * fn itself. */
 void http_offload(http_req *r, http_continue_fn fn, void *ctx, void (*free_ctx)(void *));
 
+/* Parks the request without holding a thread: once the current handler
+ * returns, park(r, arg) runs (it queues r somewhere); whoever dequeues it
+ * calls http_unpark(r), and fn(r) then runs on a handler thread and
+ * replies as a handler does. For work that waits its turn (auth.c's
+ * password-hash gate). */
+void http_park(http_req *r, http_handler_fn fn, void (*park)(http_req *r, void *arg), void *arg);
+void http_unpark(http_req *r);
+/* The client's address as text ("?" when unknown), into out. */
+void http_client_ip(http_req *r, char *out, size_t n);
+
 /* Holds the request: fn runs again (on a handler thread) once an event
  * newer than after_id is committed for topic (a user id; NULL: any user)
  * or when deadline (mono_ms) passes. */
@@ -110,8 +120,15 @@ typedef int (*http_sse_fill_fn)(void *ctx, buf *out);
  * of this user, e.g. a queue position). */
 #define HTTP_SSE_SOON 2
 #define HTTP_SSE_SOON_MS 1000
-/* topic: the user whose commits wake the stream (NULL: every commit). */
-void http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),
-                    void *ctx);
+/* topic: the user whose commits wake the stream (NULL: every commit).
+ * 0 when the stream is the reply (ctx is then owned by it); otherwise
+ * nothing is replied and ctx stays the caller's: HTTP_SSE_EUSER when the
+ * topic already has --max-streams-per-user streams open, HTTP_SSE_EFULL
+ * when the server has as many as it keeps for streams (3/4 of
+ * --max-connections, so the API always has connections left). */
+#define HTTP_SSE_EUSER (-1)
+#define HTTP_SSE_EFULL (-2)
+int http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (*free_fn)(void *),
+                   void *ctx);
 
 #endif

@@ -863,3 +863,24 @@ Test(generation, cost_of_each_model)
         cr_assert_eq(gen_cost(b, "high"), (b * 3 + 1) / 2);
     }
 }
+
+Test(generation, element_errors_are_bounded)
+{
+    /* 10,000 broken elements: 5 listed one by one, one entry counts the rest. */
+    json_t *many = json_array();
+    for (int i = 0; i < 10000; i++)
+        json_array_append_new(many, json_integer(i));
+    result r = run(body_with("productImages", many), false);
+    cr_assert_eq(r.rc, GEN_EINVALID);
+    cr_assert_leq(json_array_size(r.errors), 8, "%zu entries", json_array_size(r.errors));
+    cr_assert(error_for(&r, "productImages[4]"));
+    cr_assert_null(error_for(&r, "productImages[5]"));
+    bool summary = false;
+    size_t i;
+    json_t *e;
+    json_array_foreach(r.errors, i, e) summary |=
+        str_eq(json_string_value(json_object_get(e, "field")), "productImages") &&
+        strstr(json_string_value(json_object_get(e, "message")), "9995 more");
+    cr_assert(summary, "no summary entry: %s", json_dumps(r.errors, 0));
+    done(&r);
+}
