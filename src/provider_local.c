@@ -42,6 +42,7 @@
  * Cancellation is checked between steps, and during the encode through the
  * image's "eval" signal, which kills the pipeline.
  */
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -69,6 +70,15 @@ static void vips_setup(void)
         return;
     }
     vips_cache_set_max(0);
+    /* A render allocates and frees tens of megabytes (the matte's maps,
+     * libvips' pixel buffers). By default glibc maps each large block
+     * fresh and unmaps it on free, and trims the heap top: every render
+     * then faults all its memory in again, which on a virtual machine cost
+     * more than the render itself (a 768² cut-out: 125 ms CPU against
+     * 37 ms with the memory kept). Keep it: blocks up to 32 MiB come from
+     * the heap, and up to 256 MiB of free heap stays with the process. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     vips_ready = true;
 }
 
@@ -507,13 +517,21 @@ static int checkpoint(render_state *rs, int pct)
     return cancelled(&rs->ev) ? render_cancelled(rs) : PROVIDER_OK;
 }
 
+/* The long side products are decoded (and matted) at: a product never
+ * takes more than about 72% of the frame's long side, so 3/4 of it is
+ * enough and costs half the pixels of the full side. */
+static int decode_side(const render_state *rs)
+{
+    return (int)lround(0.75 * (rs->W > rs->H ? rs->W : rs->H));
+}
+
 /* Phase 1 (5–40 %): decodes every product and cuts it out into rs->cuts. */
 static int cut_out_products(render_state *rs, const provider_image *products)
 {
     for (size_t i = 0; i < rs->n_products; i++) {
         unsigned char *px;
         int w, h, nb;
-        if (cutout_decode(&products[i], rs->high ? 1536 : 1024, &px, &w, &h, &nb)) {
+        if (cutout_decode(&products[i], decode_side(rs), &px, &w, &h, &nb)) {
             vips_error_clear();
             *rs->error = xasprintf("product image %zu could not be decoded", i + 1);
             return PROVIDER_INPUT;
