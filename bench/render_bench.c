@@ -7,10 +7,15 @@
  *     --quality auto|high|...              (auto)
  *     --seed N                             (42)
  *     --variant N                          (0)
+ *     --prompt TEXT   the custom prompt (none)
+ *     --background auto|transparent|opaque   (auto)
+ *     --format jpeg|png|webp                 (jpeg; png when transparent)
  *     --runs N        renders to time; prints the median (7)
  *     --out FILE      also write the (last) render there
  *
- * `make bench` runs it on the fixtures at 1024×1024 and prints the median.
+ * `make bench` runs it on the fixtures at 1:1 for low (1024×1024), auto
+ * (1600×1600) and high (2048×2048) quality and prints the medians, wall
+ * and CPU.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +54,7 @@ int main(int argc, char **argv)
     snprintf(p.aspect_ratio, sizeof p.aspect_ratio, "1:1");
     p.seed = 42;
     int runs = 7, variant = 0;
-    const char *out_path = NULL;
+    const char *out_path = NULL, *prompt = NULL;
     provider_image prods[5], models[3];
     size_t np = 0, nm = 0;
     for (int i = 1; i < argc; i++) {
@@ -66,6 +71,12 @@ int main(int argc, char **argv)
             variant = atoi(argv[++i]);
         else if (str_eq(a, "--runs") && v)
             runs = atoi(argv[++i]);
+        else if (str_eq(a, "--prompt") && v)
+            prompt = argv[++i];
+        else if (str_eq(a, "--background") && v)
+            snprintf(p.background, sizeof p.background, "%s", argv[++i]);
+        else if (str_eq(a, "--format") && v)
+            snprintf(p.output_format, sizeof p.output_format, "%s", argv[++i]);
         else if (str_eq(a, "--out") && v)
             out_path = argv[++i];
         else if (str_eq(a, "--model") && v) {
@@ -89,8 +100,8 @@ int main(int argc, char **argv)
         struct timespec t0, t1, c0, c1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
-        int rc =
-            provider_local_render(&p, prods, np, models, nm, variant, NULL, NULL, NULL, &out, &err);
+        int rc = provider_local_render(&p, prompt, prods, np, models, nm, variant, NULL, NULL, NULL,
+                                       &out, &err);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
         if (rc != PROVIDER_OK) {
