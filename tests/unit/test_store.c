@@ -1755,8 +1755,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 7); /* the newest migration */
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 7);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 8); /* the newest migration */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 8);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -1798,6 +1798,8 @@ Test(store, migrates_from_previous_version)
                      " DROP TABLE rate_limits;"
                      " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
                      " DROP TABLE queue_workers;"
+                     " ALTER TABLE generations DROP COLUMN background;"
+                     " ALTER TABLE generations DROP COLUMN output_format;"
                      " DELETE FROM schema_migrations WHERE version > 1;"
                      " PRAGMA user_version = 1;",
                      NULL, NULL, NULL),
@@ -1806,7 +1808,7 @@ Test(store, migrates_from_previous_version)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 7); /* the newest migration */
+    cr_assert_eq(sql_int("PRAGMA user_version"), 8); /* the newest migration */
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
@@ -1831,6 +1833,8 @@ Test(store, migrates_error_code_from_version_2)
                      " DROP TABLE rate_limits;"
                      " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
                      " DROP TABLE queue_workers;"
+                     " ALTER TABLE generations DROP COLUMN background;"
+                     " ALTER TABLE generations DROP COLUMN output_format;"
                      " DELETE FROM schema_migrations WHERE version > 2;"
                      " PRAGMA user_version = 2;",
                      NULL, NULL, NULL),
@@ -1839,7 +1843,7 @@ Test(store, migrates_error_code_from_version_2)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 7);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 8);
     gen_record g = get_gen(gid);
     cr_assert_str_eq(g.error_code, "");
     gen_record_free(&g);
