@@ -480,20 +480,20 @@ static band_px *find_band(const unsigned char *lab, int w, int h, int *where, si
     memset(dist, 255, n);
     int *queue = xmalloc(n * sizeof *queue);
     size_t qt = 0;
+    /* Boundary pixels: each pair of 4-neighbours compared once (right and
+     * down), both marked when they differ. */
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             size_t i = (size_t)y * w + x;
             bool fg = lab[i] == L_FG;
-            for (int k = 0; k < 4; k++) {
-                int nx = x + (k == 0) - (k == 1), ny = y + (k == 2) - (k == 3);
-                if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
-                if ((lab[(size_t)ny * w + nx] == L_FG) != fg) {
-                    dist[i] = 0;
-                    queue[qt++] = (int)i;
-                    break;
-                }
-            }
+            bool r = x + 1 < w && (lab[i + 1] == L_FG) != fg;
+            bool d = y + 1 < h && (lab[i + w] == L_FG) != fg;
+            if (r) dist[i + 1] = 0;
+            if (d) dist[i + w] = 0;
+            if (r || d) dist[i] = 0;
         }
+    for (size_t i = 0; i < n; i++)
+        if (dist[i] == 0) queue[qt++] = (int)i;
     for (size_t qh = 0; qh < qt;) {
         int p = queue[qh++];
         if (dist[p] >= BAND) continue;

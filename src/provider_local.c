@@ -186,48 +186,104 @@ static void shadow_add(float *q, int qw, int qh, int qs, const placed *p, enum s
         }
 }
 
-/* Scales a reduced-resolution float mask q (qw×qh) to a w×h 1-band float
- * image owned by ctx, blurred first by sigma (in q's pixels) when > 0. */
-static VipsImage *mask_image(VipsImage *ctx, const float *q, int qw, int qh, int w, int h,
-                             double sigma)
+/* Blurs the reduced-resolution mask q (qw×qh) in place by sigma (in q's
+ * pixels) with libvips. -1 on a libvips failure. */
+static int blur_mask(float *q, int qw, int qh, double sigma)
 {
-    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 4);
-    t[0] = vips_image_new_from_memory_copy(q, (size_t)qw * qh * sizeof *q, qw, qh, 1,
-                                           VIPS_FORMAT_FLOAT);
-    if (!t[0]) return NULL;
-    VipsImage *in = t[0];
-    if (sigma > 0) {
-        if (vips_gaussblur(t[0], &t[1], sigma, "min_ampl", 0.01, NULL)) return NULL;
-        in = t[1];
+    VipsImage *ctx = vips_image_new();
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 3);
+    int rc = -1;
+    t[0] = vips_image_new_from_memory(q, (size_t)qw * qh * sizeof *q, qw, qh, 1, VIPS_FORMAT_FLOAT);
+    if (!t[0] || vips_gaussblur(t[0], &t[1], sigma, "min_ampl", 0.01, NULL) ||
+        vips_cast_float(t[1], &t[2], NULL))
+        goto cleanup;
+    size_t size;
+    float *out = vips_image_write_to_memory(t[2], &size);
+    if (!out) goto cleanup;
+    if (size == (size_t)qw * qh * sizeof *q) {
+        memcpy(q, out, size);
+        rc = 0;
     }
-    if (vips_resize(in, &t[2], (double)w / qw, "vscale", (double)h / qh, "kernel",
-                    VIPS_KERNEL_LINEAR, NULL))
-        return NULL;
-    if (vips_crop(t[2], &t[3], 0, 0, w, h, NULL)) return NULL;
-    return t[3];
+    g_free(out);
+cleanup:
+    g_object_unref(ctx);
+    return rc;
 }
 
-/* A 1-band float light map for the finished image (vignette, directional
- * light), owned by ctx. */
-static VipsImage *light_map(VipsImage *ctx, int w, int h, double angle, double directional,
-                            double vignette)
+/* Bilinear sample at output pixel (x, y) of a gw×gh grid g (gw, gh ≥ 2)
+ * whose cells are `step` output pixels, cell centres at (i + ½)·step. */
+static inline float grid_at(const float *g, int gw, int gh, int step, int x, int y)
 {
-    enum { LQ = 8 }; /* smooth: drawn at 1/8 */
-    int qw = (w + LQ - 1) / LQ, qh = (h + LQ - 1) / LQ;
-    float *m = xmalloc((size_t)qw * qh * sizeof *m);
+    float fx = (x + 0.5f) / step - 0.5f, fy = (y + 0.5f) / step - 0.5f;
+    if (fx < 0) fx = 0;
+    if (fy < 0) fy = 0;
+    int x0 = (int)fx, y0 = (int)fy;
+    if (x0 > gw - 2) x0 = gw - 2;
+    if (y0 > gh - 2) y0 = gh - 2;
+    float tx = fx - x0, ty = fy - y0;
+    if (tx > 1) tx = 1;
+    if (ty > 1) ty = 1;
+    const float *r0 = g + (size_t)y0 * gw + x0, *r1 = r0 + gw;
+    float top = r0[0] + (r0[1] - r0[0]) * tx, bot = r1[0] + (r1[1] - r1[0]) * tx;
+    return top + (bot - top) * ty;
+}
+
+/* Multiplies the RGB of a w×h canvas (nb bytes a pixel) by 1 - opacity ×
+ * mask, the mask a gw×gh grid of cell `step`, over the output rectangle
+ * [x0, x1) × [y0, y1) only; elsewhere, and where the mask is 0, pixels stay
+ * exactly as they are. */
+static void shade_canvas(unsigned char *cv, int w, int h, int nb, const float *g, int gw, int gh,
+                         int step, float opacity, int x0, int y0, int x1, int y1)
+{
+    if (gw < 2 || gh < 2) return;
+    if (x0 < 0) x0 = 0;
+    if (y0 < 0) y0 = 0;
+    if (x1 > w) x1 = w;
+    if (y1 > h) y1 = h;
+    for (int y = y0; y < y1; y++) {
+        unsigned char *row = cv + (size_t)y * w * nb;
+        for (int x = x0; x < x1; x++) {
+            float m = grid_at(g, gw, gh, step, x, y);
+            if (m <= 0) continue;
+            float f = 1 - opacity * m;
+            unsigned char *px = row + (size_t)x * nb;
+            for (int c = 0; c < 3; c++)
+                px[c] = (unsigned char)lrintf(px[c] * f);
+        }
+    }
+}
+
+/* Multiplies a w×h canvas by a smooth light map (a directional light and a
+ * vignette), one factor for all three channels: whatever it falls on keeps
+ * its hue. Computed on an 8 px grid and interpolated. */
+static void light_canvas(unsigned char *cv, int w, int h, int nb, double angle, double directional,
+                         double vignette)
+{
+    enum { LQ = 8 };
+    int gw = w / LQ + 2, gh = h / LQ + 2;
+    float *g = xmalloc((size_t)gw * gh * sizeof *g);
     double span = fmax(w, h), dx = cos(angle), dy = sin(angle);
     double half_diag2 = 0.25 * ((double)w * w + (double)h * h) / (span * span);
-    for (int y = 0; y < qh; y++)
-        for (int x = 0; x < qw; x++) {
+    for (int y = 0; y < gh; y++)
+        for (int x = 0; x < gw; x++) {
             double cx = ((x + 0.5) * LQ - w / 2.0) / span, cy = ((y + 0.5) * LQ - h / 2.0) / span;
             double r2 = (cx * cx + cy * cy) / half_diag2;
             double l = 1 + directional * (cx * dx + cy * dy) * 1.4;
             l *= 1 - vignette * pow(r2, 1.3);
-            m[(size_t)y * qw + x] = (float)l;
+            g[(size_t)y * gw + x] = (float)l;
         }
-    VipsImage *img = mask_image(ctx, m, qw, qh, w, h, 0);
-    free(m);
-    return img;
+    for (int y = 0; y < h; y++) {
+        unsigned char *row = cv + (size_t)y * w * nb;
+        for (int x = 0; x < w; x++) {
+            float f = grid_at(g, gw, gh, LQ, x, y);
+            unsigned char *px = row + (size_t)x * nb;
+            for (int c = 0; c < 3; c++) {
+                float v = px[c] * f + 0.5f;
+                px[c] = (unsigned char)(v > 255 ? 255 : v < 0 ? 0 : v);
+            }
+        }
+    }
+    free(g);
 }
 
 /* ---- the render ---- */
@@ -264,12 +320,13 @@ static void on_eval(VipsImage *image, VipsProgress *progress, void *user)
  * product (composite_products takes 5 each). next_slot checks the bound. */
 #define RENDER_SLOTS (24 + 6 * MAX_PRODUCTS)
 
-/* One render's state, handed from phase to phase. rs->ctx owns every
- * intermediate image (see next_slot); rs->cuts, rs->bd and rs->q own their
- * buffers. All are released by provider_local_render, whatever the
- * outcome. bd and q are held to the end although libvips copies them:
- * freeing the backdrop in mid-render, while libvips allocates, gave
- * several times the page faults and a slower render. */
+/* One render's state, handed from phase to phase. The picture is one
+ * canvas in memory (rs->cv) that the phases paint in place — backdrop,
+ * shadows, products, light — so no full-frame float pipeline runs; libvips
+ * decodes, resizes the cut-outs, blurs the small shadow mask and encodes.
+ * rs->ctx owns every intermediate image (see next_slot); rs->cuts, rs->cv
+ * and rs->q own their buffers. All are released by provider_local_render,
+ * whatever the outcome. */
 typedef struct render_state {
     const gen_params *p;
     int variant;
@@ -292,8 +349,8 @@ typedef struct render_state {
     int hero;          /* seed-picked: the product drawn a little larger, */
     double fill;       /* how much of its box the group fills (0..1), */
     double shift;      /* and its sideways shift (-1..1) */
-    VipsImage *base;   /* the picture so far (owned by ctx) */
-    unsigned char *bd; /* the backdrop's pixels (base_backdrop) */
+    unsigned char *cv; /* the picture so far: W×H×nb bytes, sRGB (straight alpha) */
+    int nb;            /* 3, or 4 for a transparent cut-out */
     float *q;          /* the shadow mask (add_shadows) */
 } render_state;
 
@@ -400,7 +457,7 @@ static int plan(render_state *rs, rng *r)
 }
 
 /* Phase 3 on a model photo: the photo the variant picks, cover-cropped to
- * the frame, as rs->base. */
+ * the frame, as the canvas. */
 static int base_from_model(render_state *rs, const provider_image *models, size_t n_models)
 {
     int W = rs->W, H = rs->H;
@@ -430,7 +487,10 @@ static int base_from_model(render_state *rs, const provider_image *models, size_
             return render_vips_failed(rs);
         base = *em;
     }
-    rs->base = base;
+    size_t size;
+    rs->cv = vips_image_write_to_memory(base, &size);
+    if (!rs->cv || size != (size_t)W * H * 3) return render_vips_failed(rs);
+    rs->nb = 3;
     return PROVIDER_OK;
 }
 
@@ -463,31 +523,22 @@ static size_t contacts(const render_state *rs, contact *cts)
 }
 
 /* Phase 3 otherwise: the style backdrop, with contact shadows under the
- * placed products (realistic, minimal), as rs->base. */
+ * placed products (realistic, minimal), as the canvas. */
 static int base_backdrop(render_state *rs)
 {
-    int W = rs->W, H = rs->H;
     contact cts[MAX_PRODUCTS * 2];
     size_t ncts = contacts(rs, cts);
-    rs->bd = look_backdrop(&rs->sp, W, H, cts, ncts,
+    rs->cv = look_backdrop(&rs->sp, rs->W, rs->H, cts, ncts,
                            (uint32_t)rs->p->seed ^ (uint32_t)rs->variant * 7919u);
-    VipsImage **b = next_slot(rs);
-    *b = vips_image_new_from_memory_copy(rs->bd, (size_t)W * H * 3, W, H, 3, VIPS_FORMAT_UCHAR);
-    if (!*b) return render_vips_failed(rs);
-    (*b)->Type = VIPS_INTERPRETATION_sRGB;
-    rs->base = *b;
+    rs->nb = 3;
     return PROVIDER_OK;
 }
 
-/* Phase 3 for a transparent cut-out: a clear canvas (premultiplied RGBA
- * zeros, float so the composite keeps its precision). */
+/* Phase 3 for a transparent cut-out: a clear RGBA canvas. */
 static int base_transparent(render_state *rs)
 {
-    VipsImage **z = next_slot(rs), **f = next_slot(rs);
-    if (vips_black(z, rs->W, rs->H, "bands", 4, NULL) || vips_cast_float(*z, f, NULL))
-        return render_vips_failed(rs);
-    (*f)->Type = VIPS_INTERPRETATION_sRGB;
-    rs->base = *f;
+    rs->cv = xcalloc((size_t)rs->W * rs->H, 4);
+    rs->nb = 4;
     return PROVIDER_OK;
 }
 
@@ -502,8 +553,9 @@ static int build_base(render_state *rs, const provider_image *models, size_t n_m
 }
 
 /* Phase 4 (65 %): the products' silhouette shadows from their mattes,
- * drawn at 1/qscale into the mask rs->q, blurred and multiplied into
- * rs->base. The light's side (seed or prompt) sets the shadows' side. */
+ * drawn at 1/qscale into the mask rs->q, blurred, and multiplied into the
+ * canvas where the mask reaches. The light's side (seed or prompt) sets
+ * the shadows' side. */
 static int add_shadows(render_state *rs)
 {
     if (rs->transparent) return checkpoint(rs, 65);
@@ -540,84 +592,109 @@ static int add_shadows(render_state *rs)
         blur = m * 0.014;
         opacity = 0.10;
     }
-    VipsImage *sh = mask_image(rs->ctx, q, qw, qh, W, H, fmax(blur / qs, 0.5));
-    if (!sh) return render_vips_failed(rs);
-    VipsImage **f = next_slot(rs), **mul = next_slot(rs);
-    double a = -opacity, b = 1;
-    if (vips_linear(sh, f, &a, &b, 1, NULL) || vips_multiply(rs->base, *f, mul, NULL))
-        return render_vips_failed(rs);
-    rs->base = *mul;
+    if (blur_mask(q, qw, qh, fmax(blur / qs, 0.5))) return render_vips_failed(rs);
+    /* Only where the blurred mask reaches: elsewhere the canvas stays as
+     * it is (minimal's white stays exactly 255). */
+    int bx0 = qw, by0 = qh, bx1 = -1, by1 = -1;
+    for (int y = 0; y < qh; y++)
+        for (int x = 0; x < qw; x++)
+            if (q[(size_t)y * qw + x] > 1e-4f) {
+                if (x < bx0) bx0 = x;
+                if (x > bx1) bx1 = x;
+                if (y < by0) by0 = y;
+                if (y > by1) by1 = y;
+            }
+    if (bx1 >= 0)
+        shade_canvas(rs->cv, W, H, rs->nb, q, qw, qh, qs, (float)opacity, (bx0 - 1) * qs,
+                     (by0 - 1) * qs, (bx1 + 2) * qs, (by1 + 2) * qs);
     return checkpoint(rs, 65);
 }
 
-/* Phase 5 (72 %): the products, resized to their places, over rs->base
- * (premultiplied: a clear canvas keeps the cut-out's own alpha). */
+/* Blends a premultiplied RGBA float image p (pw×ph, 0..255) over the canvas
+ * at (ox, oy), clipped to it. A 3-band canvas is opaque; a 4-band one has
+ * straight alpha. */
+static void blend_over(unsigned char *cv, int W, int H, int nb, const float *p, int pw, int ph,
+                       int ox, int oy)
+{
+    for (int y = 0; y < ph; y++) {
+        int cy = oy + y;
+        if (cy < 0 || cy >= H) continue;
+        const float *src = p + (size_t)y * pw * 4;
+        unsigned char *row = cv + (size_t)cy * W * nb;
+        for (int x = 0; x < pw; x++) {
+            int cx = ox + x;
+            if (cx < 0 || cx >= W) continue;
+            const float *s = src + (size_t)x * 4;
+            float a = s[3] / 255.0f;
+            if (a <= 0.0f) continue;
+            if (a > 1) a = 1;
+            unsigned char *d = row + (size_t)cx * nb;
+            if (nb == 3) {
+                for (int c = 0; c < 3; c++) {
+                    float v = s[c] + d[c] * (1 - a) + 0.5f;
+                    d[c] = (unsigned char)(v > 255 ? 255 : v < 0 ? 0 : v);
+                }
+            } else {
+                float da = d[3] / 255.0f, oa = a + da * (1 - a);
+                for (int c = 0; c < 3; c++) {
+                    float v = (s[c] + d[c] * da * (1 - a)) / oa + 0.5f;
+                    d[c] = (unsigned char)(v > 255 ? 255 : v < 0 ? 0 : v);
+                }
+                d[3] = (unsigned char)lrintf(oa * 255);
+            }
+        }
+    }
+}
+
+/* Phase 5 (72 %): the products, resized to their places (libvips,
+ * Lanczos 3, premultiplied), blended over the canvas. */
 static int composite_products(render_state *rs)
 {
-    VipsImage *base = rs->base;
     for (size_t i = 0; i < rs->n_products; i++) {
         const placed *pp = &rs->pl[i];
         const cutout *c = pp->c;
         VipsImage **im = next_slot(rs), **pm = next_slot(rs), **rz = next_slot(rs),
-                  **cp = next_slot(rs);
-        *im = vips_image_new_from_memory_copy(c->rgba, (size_t)c->w * c->h * 4, c->w, c->h, 4,
-                                              VIPS_FORMAT_UCHAR);
+                  **fl = next_slot(rs);
+        *im = vips_image_new_from_memory(c->rgba, (size_t)c->w * c->h * 4, c->w, c->h, 4,
+                                         VIPS_FORMAT_UCHAR);
         if (!*im) return render_vips_failed(rs);
         (*im)->Type = VIPS_INTERPRETATION_sRGB;
         if (vips_premultiply(*im, pm, NULL) ||
             vips_resize(*pm, rz, (double)pp->w / c->w, "vscale", (double)pp->h / c->h, "kernel",
                         VIPS_KERNEL_LANCZOS3, NULL) ||
-            vips_composite2(base, *rz, cp, VIPS_BLEND_MODE_OVER, "x", pp->x, "y", pp->y,
-                            "premultiplied", TRUE, NULL))
+            vips_cast_float(*rz, fl, NULL))
             return render_vips_failed(rs);
-        base = *cp;
-        if (base->Bands == 4 && !rs->transparent) {
-            VipsImage **eb = next_slot(rs);
-            if (vips_extract_band(base, eb, 0, "n", 3, NULL)) return render_vips_failed(rs);
-            base = *eb;
-        }
+        size_t size;
+        float *px = vips_image_write_to_memory(*fl, &size);
+        if (!px) return render_vips_failed(rs);
+        blend_over(rs->cv, rs->W, rs->H, rs->nb, px, (*fl)->Xsize, (*fl)->Ysize, pp->x, pp->y);
+        g_free(px);
     }
-    rs->base = base;
     return checkpoint(rs, 72);
 }
 
 /* Phase 6 (80 %): neutral light over the whole picture — artistic: the
  * dramatic directional light and vignette; on a model photo: a vignette,
- * minimal lifted — and the cast back to 8-bit sRGB. The light is one
- * factor for all three channels, so a product takes the light but keeps
- * its hue (the artistic colour grade lives in its backdrop). */
+ * minimal lifted. The light is one factor for all three channels, so a
+ * product takes the light but keeps its hue (the artistic colour grade
+ * lives in its backdrop). */
 static int grade(render_state *rs)
 {
     int W = rs->W, H = rs->H, kind = rs->kind;
     const style_plan *sp = &rs->sp;
-    VipsImage *base = rs->base;
-    if (rs->transparent) {
-        VipsImage **up = next_slot(rs);
-        if (vips_unpremultiply(base, up, NULL)) return render_vips_failed(rs);
-        base = *up;
-    } else if (kind == 1 && !rs->on_model) {
-        VipsImage *lm = light_map(rs->ctx, W, H, sp->light_angle + M_PI, 0.10 * sp->contrast,
-                                  fmin(0.30 * sp->vignette, 0.6));
-        VipsImage **v = next_slot(rs);
-        if (!lm || vips_multiply(base, lm, v, NULL)) return render_vips_failed(rs);
-        base = *v;
+    if (rs->transparent) return checkpoint(rs, 80);
+    if (kind == 1 && !rs->on_model) {
+        light_canvas(rs->cv, W, H, rs->nb, sp->light_angle + M_PI, 0.10 * sp->contrast,
+                     fmin(0.30 * sp->vignette, 0.6));
     } else if (rs->on_model) {
-        VipsImage *lm = light_map(rs->ctx, W, H, 0, 0, kind == 0 ? 0.16 : 0.10);
-        VipsImage **v = next_slot(rs);
-        if (!lm || vips_multiply(base, lm, v, NULL)) return render_vips_failed(rs);
-        base = *v;
+        light_canvas(rs->cv, W, H, rs->nb, 0, 0, kind == 0 ? 0.16 : 0.10);
         if (kind == 2) {
             /* Minimal on a photo: lifted, slightly airy. */
-            VipsImage **l = next_slot(rs);
-            double a = 0.90, b = 24;
-            if (vips_linear(base, l, &a, &b, 1, NULL)) return render_vips_failed(rs);
-            base = *l;
+            size_t n = (size_t)W * H * rs->nb;
+            for (size_t i = 0; i < n; i++)
+                rs->cv[i] = (unsigned char)lrintf(fminf(rs->cv[i] * 0.90f + 24, 255));
         }
     }
-    VipsImage **u = next_slot(rs);
-    if (vips_cast_uchar(base, u, NULL)) return render_vips_failed(rs);
-    rs->base = *u;
-    rs->base->Type = VIPS_INTERPRETATION_sRGB;
     return checkpoint(rs, 80);
 }
 
@@ -636,7 +713,10 @@ static const char *output_format(const render_state *rs)
 static int encode(render_state *rs, provider_image *out)
 {
     VipsImage **fin = next_slot(rs);
-    if (vips_copy(rs->base, fin, NULL)) return render_vips_failed(rs);
+    *fin = vips_image_new_from_memory(rs->cv, (size_t)rs->W * rs->H * rs->nb, rs->W, rs->H, rs->nb,
+                                      VIPS_FORMAT_UCHAR);
+    if (!*fin) return render_vips_failed(rs);
+    (*fin)->Type = VIPS_INTERPRETATION_sRGB;
     vips_image_set_progress(*fin, TRUE);
     g_signal_connect(*fin, "eval", G_CALLBACK(on_eval), &rs->ev);
     void *data = NULL;
@@ -725,7 +805,7 @@ int provider_local_render(const gen_params *p, const char *prompt, const provide
 cleanup:
     g_object_unref(rs.ctx);
     free(rs.q);
-    free(rs.bd);
+    free(rs.cv);
     for (size_t i = 0; i < n_products; i++)
         cutout_free(&rs.cuts[i]);
     vips_thread_shutdown();
