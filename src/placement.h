@@ -29,6 +29,42 @@ typedef struct placement_req {
     double floor_y;               /* realistic: the floor line, normalised (may be raised) */
 } placement_req;
 
+/* ---- worn on the model ---- */
+
+/* A person in a photo, from its matte: rows are output pixels. */
+typedef struct placement_body {
+    int top, bottom;            /* head top, feet */
+    double cx;                  /* the body's centre line */
+    int head_w;                 /* head width */
+    int shoulder_y, shoulder_w; /* the shoulder line and width (arms included) */
+    int waist_y, hip_y, hip_w;
+    int top_hem_y;      /* where the model's own top ends (hip_y when unknown) */
+    int feet_w;         /* both feet */
+    int hand_x, hand_y; /* the right hand (viewer's right) */
+} placement_body;
+
+/* What a product is, from its silhouette. */
+enum placement_kind {
+    PLACEMENT_TOP,      /* shirt, T-shirt: sleeves wider than the hem */
+    PLACEMENT_DRESS,    /* long, from the shoulders down */
+    PLACEMENT_TROUSERS, /* long, two legs at the bottom */
+    PLACEMENT_SHOES,    /* low and wide, at the feet */
+    PLACEMENT_HAT,      /* a dome: on the head */
+    PLACEMENT_ACCESSORY /* anything else: held at the hand */
+};
+
+/* Finds the person in alpha (w×h, 0..1; the person's matte) scaled by
+ * `scale` to output pixels; rgb (w×h×3, may be NULL) is the photo, for the
+ * hem of the model's own top. false when no person-like figure is there. */
+bool placement_find_body(const float *alpha, const unsigned char *rgb, int w, int h, double scale,
+                         placement_body *b);
+
+/* The kind of a product from its alpha (w×h, trimmed to its box). */
+enum placement_kind placement_kind_of(const float *alpha, int w, int h);
+
+/* Where a product of kind k and aspect (width/height) is worn on body b. */
+placement_rect placement_on_body(const placement_body *b, enum placement_kind k, double aspect);
+
 /* Arranges req's products into out[0..n). For a studio floor a low group
  * stands on a floor raised towards the middle: *floor_y (in: the planned
  * line) is moved with it. */

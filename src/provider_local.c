@@ -51,6 +51,7 @@
 #include <vips/vips.h>
 
 #include "log.h"
+#include "matte.h"
 #include "placement.h"
 #include "provider_local.h"
 #include "util.h"
@@ -336,6 +337,7 @@ typedef struct render_state {
     quality_profile qp; /* size, encode and shadow resolution by quality */
     int kind;           /* 0 realistic, 1 artistic, 2 minimal */
     bool on_model;      /* composed onto a model photo */
+    bool dressed;       /* on a model photo, the products are worn (a person was found) */
     bool transparent;   /* background "transparent": the cut-out alone, with alpha */
     look_words words;   /* what the custom prompt asks */
     eval_ctx ev;
@@ -542,6 +544,61 @@ static int base_transparent(render_state *rs)
     return PROVIDER_OK;
 }
 
+/* Composition order on a body: what is worn underneath first. */
+static int layer_of(enum placement_kind k)
+{
+    static const int order[] = {
+        [PLACEMENT_TROUSERS] = 0, [PLACEMENT_SHOES] = 1, [PLACEMENT_DRESS] = 2,
+        [PLACEMENT_TOP] = 3,      [PLACEMENT_HAT] = 4,   [PLACEMENT_ACCESSORY] = 5};
+    return order[k];
+}
+
+/* Phase 3b on a model photo: finds the person (the matte of a copy of the
+ * photo at ≤ 512 px) and dresses them — each product placed by its kind
+ * (placement.c), drawn in layer order. When no person is found the
+ * products keep the plan's box placement. */
+static void place_on_model(render_state *rs)
+{
+    int W = rs->W, H = rs->H, f = (W > H ? W : H + 511) / 512;
+    if (f < 1) f = 1;
+    int sw = W / f, sh = H / f;
+    unsigned char *small = xmalloc((size_t)sw * sh * 3);
+    for (int y = 0; y < sh; y++)
+        for (int x = 0; x < sw; x++) {
+            const unsigned char *src = rs->cv + ((size_t)y * f * W + (size_t)x * f) * 3;
+            memcpy(small + ((size_t)y * sw + x) * 3, src, 3);
+        }
+    unsigned char *work = xmalloc((size_t)sw * sh * 3);
+    memcpy(work, small, (size_t)sw * sh * 3);
+    float *a = xmalloc((size_t)sw * sh * sizeof *a);
+    placement_body body;
+    bool found = matte_compute(work, sw, sh, 3, a, NULL) == MATTE_OK &&
+                 placement_find_body(a, small, sw, sh, f, &body);
+    free(work);
+    free(small);
+    free(a);
+    if (!found) return;
+    int layer[MAX_PRODUCTS];
+    for (size_t i = 0; i < rs->n_products; i++) {
+        placed *pp = &rs->pl[i];
+        enum placement_kind k = placement_kind_of(pp->c->alpha, pp->c->w, pp->c->h);
+        placement_rect r = placement_on_body(&body, k, (double)pp->c->w / pp->c->h);
+        *pp = (placed){pp->c, r.x, r.y, r.w, r.h};
+        layer[i] = layer_of(k);
+    }
+    /* Insertion sort by layer, stable. */
+    for (size_t i = 1; i < rs->n_products; i++)
+        for (size_t j = i; j > 0 && layer[j - 1] > layer[j]; j--) {
+            placed t = rs->pl[j];
+            rs->pl[j] = rs->pl[j - 1];
+            rs->pl[j - 1] = t;
+            int l = layer[j];
+            layer[j] = layer[j - 1];
+            layer[j - 1] = l;
+        }
+    rs->dressed = true;
+}
+
 /* Phase 3 (55 %): the base image — the model photo, a style backdrop or a
  * clear canvas. */
 static int build_base(render_state *rs, const provider_image *models, size_t n_models)
@@ -549,7 +606,9 @@ static int build_base(render_state *rs, const provider_image *models, size_t n_m
     int rc = rs->transparent ? base_transparent(rs)
              : rs->on_model  ? base_from_model(rs, models, n_models)
                              : base_backdrop(rs);
-    return rc != PROVIDER_OK ? rc : checkpoint(rs, 55);
+    if (rc != PROVIDER_OK) return rc;
+    if (rs->on_model && !rs->transparent) place_on_model(rs);
+    return checkpoint(rs, 55);
 }
 
 /* Phase 4 (65 %): the products' silhouette shadows from their mattes,
@@ -568,7 +627,13 @@ static int add_shadows(render_state *rs)
     float *q = rs->q = xcalloc((size_t)qw * qh, sizeof *q);
     double blur, opacity;
     double lx = cos(sp->light_angle);
-    if (rs->on_model) {
+    if (rs->on_model && rs->dressed) {
+        /* Worn: a garment lies on the body, a thin soft shadow only. */
+        for (size_t i = 0; i < n_products; i++)
+            shadow_add(q, qw, qh, qs, &pl[i], SHADOW_DROP, -lx * m * 0.006, m * 0.008, 0, 0, 1);
+        blur = m * 0.010;
+        opacity = 0.25;
+    } else if (rs->on_model) {
         for (size_t i = 0; i < n_products; i++)
             shadow_add(q, qw, qh, qs, &pl[i], SHADOW_DROP, -lx * m * 0.018, m * 0.022, 0, 0, 1);
         blur = m * 0.018;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <vips/vips.h>
 
+#include "placement.h"
 #include "provider.h"
 #include "provider_local.h"
 #include "util.h"
@@ -583,4 +584,117 @@ Test(local, transparent_cutout_with_alpha)
     cr_expect_eq(nb, 3);
     provider_image_free(&out);
     free(prod.data);
+}
+
+/* ---- worn on the model ---- */
+
+/* A person photo made here, 600×800: a grey gradient backdrop; a head
+ * (disc), a neck, a cream box top from the shoulder line (y 200) to the
+ * hips (y 430) with arms beside it, dark trousers to y 740, black shoes. */
+static provider_image person_photo(void)
+{
+    enum { PW = 600, PH = 800 };
+    unsigned char *px = xmalloc((size_t)PW * PH * 3);
+    for (int y = 0; y < PH; y++)
+        for (int x = 0; x < PW; x++) {
+            unsigned char *p = px + ((size_t)y * PW + x) * 3;
+            int g = 190 - y * 50 / PH;
+            unsigned char c[3] = {(unsigned char)g, (unsigned char)(g + 4),
+                                  (unsigned char)(g + 12)};
+            double dx = x - 300, dy = y - 130;
+            if (dx * dx + dy * dy < 50 * 50) c[0] = 205, c[1] = 160, c[2] = 130; /* head */
+            if (x >= 285 && x < 315 && y >= 175 && y < 205) c[0] = 205, c[1] = 160, c[2] = 130;
+            if (x >= 210 && x < 390 && y >= 200 && y < 430) c[0] = 234, c[1] = 226, c[2] = 212;
+            if (((x >= 182 && x < 210) || (x >= 390 && x < 418)) && y >= 205 && y < 440)
+                c[0] = 205, c[1] = 160, c[2] = 130; /* arms */
+            if (((x >= 225 && x < 296) || (x >= 304 && x < 375)) && y >= 430 && y < 740)
+                c[0] = 52, c[1] = 56, c[2] = 66; /* trousers */
+            if (((x >= 215 && x < 296) || (x >= 304 && x < 385)) && y >= 740 && y < 762)
+                c[0] = 20, c[1] = 20, c[2] = 22; /* shoes */
+            memcpy(p, c, 3);
+        }
+    VipsImage *im =
+        vips_image_new_from_memory(px, (size_t)PW * PH * 3, PW, PH, 3, VIPS_FORMAT_UCHAR);
+    void *data;
+    size_t len;
+    cr_assert_eq(vips_jpegsave_buffer(im, &data, &len, "Q", 90, NULL), 0);
+    g_object_unref(im);
+    free(px);
+    provider_image img = {.data = data, .len = len};
+    return img;
+}
+
+Test(local, kinds_from_silhouettes)
+{
+    enum { S = 100 };
+    float *a = xcalloc(S * S, sizeof *a);
+    /* A T-shirt: sleeves (rows 0-35 full width), body 25..75. */
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            a[y * S + x] = (y < 35) || (x >= 25 && x < 75);
+    cr_expect_eq(placement_kind_of(a, S, S), PLACEMENT_TOP);
+    /* Trousers, 60×100: a waist band, two legs below 40. */
+    memset(a, 0, S * S * sizeof *a);
+    for (int y = 0; y < 100; y++)
+        for (int x = 0; x < 60; x++)
+            a[y * 60 + x] = y < 40 || x < 27 || x >= 33;
+    cr_expect_eq(placement_kind_of(a, 60, 100), PLACEMENT_TROUSERS);
+    /* A cap, 100×45: a dome on a brim. */
+    memset(a, 0, S * S * sizeof *a);
+    for (int y = 0; y < 45; y++)
+        for (int x = 0; x < 100; x++) {
+            double dx = (x - 40) / 40.0, dy = (y - 38) / 38.0;
+            a[y * 100 + x] = (dx * dx + dy * dy <= 1 && y <= 38) || (y > 36 && x < 98);
+        }
+    cr_expect_eq(placement_kind_of(a, 100, 45), PLACEMENT_HAT);
+    /* Shoes, 100×40: low and flat-topped. */
+    for (int i = 0; i < 100 * 40; i++)
+        a[i] = 1;
+    cr_expect_eq(placement_kind_of(a, 100, 40), PLACEMENT_SHOES);
+    /* A dress, 50×100, widening downwards. */
+    for (int y = 0; y < 100; y++)
+        for (int x = 0; x < 50; x++)
+            a[y * 50 + x] = fabs(x - 24.5) < 10 + y * 0.15;
+    cr_expect_eq(placement_kind_of(a, 50, 100), PLACEMENT_DRESS);
+    free(a);
+}
+
+Test(local, worn_on_a_constructed_person)
+{
+    provider_image person = person_photo();
+    provider_image tee = load_fixture("product.jpg"), cap = load_fixture("product2.png");
+    provider_image prods[2] = {tee, cap};
+    gen_params p = params("realistic", "3:4", "low", 3);
+    provider_image out = {0};
+    char *err = NULL;
+    int rc = provider_local_render(&p, NULL, prods, 2, &person, 1, 0, NULL, NULL, NULL, &out, &err);
+    cr_assert_eq(rc, PROVIDER_OK, "%s", err ? err : "");
+    int w, h, nb;
+    unsigned char *px = pixels(&out, &w, &h, &nb);
+    cr_assert(w == 768 && h == 1024);
+    /* The photo is 600×800 scaled by 1.28 into the frame. */
+    double k = 768.0 / 600;
+#define AT(X, Y) (px + ((size_t)lround((Y)*k) * w + (size_t)lround((X)*k)) * nb)
+    /* The chest, the waist just above the hips and the shoulders show the
+     * tee's navy, not the model's cream top. */
+    static const int torso[][2] = {{300, 300}, {240, 260}, {360, 380}, {300, 420}, {230, 215}};
+    for (size_t i = 0; i < ARRAY_LEN(torso); i++) {
+        const unsigned char *q = AT(torso[i][0], torso[i][1]);
+        if (torso[i][1] > 230 && torso[i][1] < 330 && abs(torso[i][0] - 300) < 40) continue;
+        cr_expect(q[2] > q[0] + 20 && q[0] < 120, "(%d,%d) is %d,%d,%d: not the tee", torso[i][0],
+                  torso[i][1], q[0], q[1], q[2]);
+    }
+    /* The cap sits on the head: red above the face. */
+    const unsigned char *hat = AT(300, 85);
+    cr_expect(hat[0] > 150 && hat[1] < 80, "head top is %d,%d,%d: no cap", hat[0], hat[1], hat[2]);
+    /* The shins keep the model's trousers: nothing was pasted there. */
+    const unsigned char *shin = AT(260, 650);
+    cr_expect(shin[0] < 90 && abs(shin[2] - shin[0]) < 30, "shin is %d,%d,%d", shin[0], shin[1],
+              shin[2]);
+#undef AT
+    g_free(px);
+    provider_image_free(&out);
+    free(person.data);
+    free(tee.data);
+    free(cap.data);
 }
