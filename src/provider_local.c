@@ -559,7 +559,7 @@ static int layer_of(enum placement_kind k)
  * products keep the plan's box placement. */
 static void place_on_model(render_state *rs)
 {
-    int W = rs->W, H = rs->H, f = (W > H ? W : H + 511) / 512;
+    int W = rs->W, H = rs->H, f = ((W > H ? W : H) + 511) / 512;
     if (f < 1) f = 1;
     int sw = W / f, sh = H / f;
     unsigned char *small = xmalloc((size_t)sw * sh * 3);
