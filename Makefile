@@ -91,14 +91,18 @@ $(BUILD)/obj/gen_models_json.o: $(BUILD)/gen/models_json.c | $(BUILD)/obj
 $(BUILD)/obj $(BUILD)/unit $(BUILD)/gen:
 	mkdir -p $@
 
-# Render benchmark: median time of 1024x1024 local-studio renders (bench/render_bench.c).
+# Render benchmark: median wall and CPU time of local-studio renders on one
+# core (VIPS_CONCURRENCY=1): every style at low (1024x1024), auto
+# (1600x1600) and high (2048x2048), and on a model photo (bench/render_bench.c).
 $(BUILD)/render_bench: bench/render_bench.c $(LIB_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 bench: $(BUILD)/render_bench
-	@for s in realistic artistic minimal; do \
-	  $(BUILD)/render_bench --style $$s --runs 9 tests/fixtures/product.jpg; done
-	@$(BUILD)/render_bench --style realistic --runs 9 tests/fixtures/product.jpg --model tests/fixtures/model.jpg
+	@for q in low auto high; do for s in realistic artistic minimal; do \
+	  VIPS_CONCURRENCY=1 $(BUILD)/render_bench --style $$s --quality $$q --runs 9 \
+	    tests/fixtures/product.jpg; done; done
+	@VIPS_CONCURRENCY=1 $(BUILD)/render_bench --style realistic --quality low --runs 9 \
+	  tests/fixtures/product.jpg --model tests/fixtures/model.jpg
 
 # With STYLESTUDIO_TEST_PG_URL set, the store's tests run a second time on
 # PostgreSQL (test_store.c through the same function table), and the

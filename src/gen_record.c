@@ -48,10 +48,15 @@ void gen_record_free(gen_record *g)
 
 json_t *gen_params_to_json(const gen_params *p)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:f, s:i, s:f, s:I}", "model", p->model, "style",
-                     p->style, "quality", p->quality, "aspectRatio", p->aspect_ratio,
-                     "guidance_scale", p->guidance_scale, "num_inference_steps",
-                     p->num_inference_steps, "strength", p->strength, "seed", (json_int_t)p->seed);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:f, s:i, s:f, s:I}", "model", p->model, "style", p->style,
+                  "quality", p->quality, "aspectRatio", p->aspect_ratio, "guidance_scale",
+                  p->guidance_scale, "num_inference_steps", p->num_inference_steps, "strength",
+                  p->strength, "seed", (json_int_t)p->seed);
+    /* background and output_format only when the request gave them. */
+    if (p->background[0]) json_object_set_new(o, "background", json_string(p->background));
+    if (p->output_format[0]) json_object_set_new(o, "output_format", json_string(p->output_format));
+    return o;
 }
 
 static json_t *array_or_empty(json_t *a)

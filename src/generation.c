@@ -45,6 +45,8 @@
 
 static const char *const styles[] = {"realistic", "artistic", "minimal"};
 static const char *const qualities[] = {"auto", "high", "medium", "low"};
+static const char *const backgrounds[] = {"auto", "transparent", "opaque"};
+static const char *const output_formats[] = {"jpeg", "png", "webp"};
 static const char *const ratios[] = {"1:1", "16:9", "9:16", "3:2", "2:3", "4:3", "3:4", "4:5"};
 static const char *const priorities[] = {"normal", "high"};
 
@@ -219,6 +221,24 @@ static void check_enum(const json_t *obj, const char *field, const char *const *
     free(list);
 }
 
+/* parameters.<name>, one of words; out keeps its default when absent. */
+static void check_param_enum(const json_t *params, const char *name, const char *const *words,
+                             size_t n, char *out, size_t outlen, json_t *errors)
+{
+    const json_t *v = json_object_get(params, name);
+    if (!v || json_is_null(v)) return;
+    char path[48];
+    snprintf(path, sizeof path, "parameters.%s", name);
+    char *list = join_words(words, n);
+    if (!json_is_string(v))
+        add_errorf(errors, path, "must be a string: one of %s", list);
+    else if (word_index(json_string_value(v), words, n) < 0)
+        add_errorf(errors, path, "must be one of %s", list);
+    else
+        snprintf(out, outlen, "%s", json_string_value(v));
+    free(list);
+}
+
 /* A real number in [lo, hi]; *out keeps its default when absent. */
 static void check_number(const json_t *params, const char *name, double lo, double hi,
                          const char *range, double *out, json_t *errors)
@@ -367,12 +387,22 @@ int gen_request_parse(const json_t *body, bool user_is_pro, gen_request *out, js
     if (pv && !json_is_null(pv)) {
         if (!json_is_object(pv)) {
             add_error(errs, "parameters",
-                      "must be an object with guidance_scale, num_inference_steps, strength, seed");
+                      "must be an object with guidance_scale, num_inference_steps, strength, seed, "
+                      "background, output_format");
         } else {
             check_number(pv, "guidance_scale", 1, 20, "1 to 20", &r.params.guidance_scale, errs);
             check_integer(pv, "num_inference_steps", 20, 100, &steps, NULL, errs);
             check_number(pv, "strength", 0.1, 1, "0.1 to 1", &r.params.strength, errs);
             check_integer(pv, "seed", 0, SEED_MAX, &r.params.seed, &seed_given, errs);
+            check_param_enum(pv, "background", backgrounds, ARRAY_LEN(backgrounds),
+                             r.params.background, sizeof r.params.background, errs);
+            check_param_enum(pv, "output_format", output_formats, ARRAY_LEN(output_formats),
+                             r.params.output_format, sizeof r.params.output_format, errs);
+            if (str_eq(r.params.background, "transparent") &&
+                str_eq(r.params.output_format, "jpeg"))
+                add_error(errs, "parameters.output_format",
+                          "jpeg has no transparency: use png or webp with background "
+                          "\"transparent\"");
         }
     }
     r.params.num_inference_steps = (int)steps;

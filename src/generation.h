@@ -46,6 +46,8 @@ typedef struct gen_params {
     int num_inference_steps;
     double strength;
     int64_t seed;
+    char background[12];   /* auto | transparent | opaque ("" = auto) */
+    char output_format[8]; /* jpeg | png | webp ("" = the default: jpeg, png when transparent) */
 } gen_params;
 
 /* One generation. String and JSON members are owned by the record and freed

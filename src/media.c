@@ -311,6 +311,50 @@ int media_import(const char *url, char **own_url, char **error)
     return rc;
 }
 
+/* Contract in media.h. */
+int media_convert(provider_image *img, const char *format, char **error)
+{
+    *error = NULL;
+    if (!format || !*format || str_eq(img->format, format)) return 0;
+    VipsImage *ctx = vips_image_new();
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 3);
+    void *out = NULL;
+    size_t out_len = 0;
+    int rc = MEDIA_EINVALID;
+    t[0] = vips_image_new_from_buffer(img->data, img->len, "", "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+    if (!t[0]) goto cleanup;
+    VipsImage *in = t[0];
+    int bad;
+    if (str_eq(format, "jpeg")) {
+        if (vips_image_hasalpha(in)) {
+            if (vips_flatten(in, &t[1], "background", vips_array_double_newv(1, 255.0), NULL))
+                goto cleanup;
+            in = t[1];
+        }
+        bad = vips_jpegsave_buffer(in, &out, &out_len, "Q", 90, "strip", TRUE, NULL);
+    } else if (str_eq(format, "png")) {
+        bad = vips_pngsave_buffer(in, &out, &out_len, "strip", TRUE, NULL);
+    } else {
+        bad = vips_webpsave_buffer(in, &out, &out_len, "Q", 90, "strip", TRUE, NULL);
+    }
+    if (bad) goto cleanup;
+    free(img->data);
+    img->data = xmalloc(out_len);
+    memcpy(img->data, out, out_len);
+    img->len = out_len;
+    snprintf(img->format, sizeof img->format, "%s", format);
+    rc = 0;
+cleanup:
+    if (rc) {
+        log_warn("re-encode to %s failed: %s", format, vips_error_buffer());
+        vips_error_clear();
+        *error = xasprintf("the image could not be converted to %s", format);
+    }
+    g_free(out);
+    g_object_unref(ctx);
+    return rc;
+}
+
 int media_store_result(const char *gen_id, int index, const provider_image *img, char **url_out)
 {
     *url_out = NULL;

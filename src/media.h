@@ -71,6 +71,12 @@ int media_fetch(const char *url, const atomic_bool *cancel, provider_image *out,
  * width and height. */
 int media_fit_aspect(provider_image *img, const char *aspect_ratio, char **error);
 
+/* Re-encodes *img in format ("jpeg" | "png" | "webp"; NULL or "" keeps
+ * it) when it is in another one, so parameters.output_format holds for
+ * every provider's results; JPEG gets any transparency flattened on white.
+ * 0, or MEDIA_EINVALID with *error (caller frees) when it does not decode. */
+int media_convert(provider_image *img, const char *format, char **error);
+
 /* Stores one result image of a generation; *url_out (caller frees). */
 int media_store_result(const char *gen_id, int index, const provider_image *img, char **url_out);
 

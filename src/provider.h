@@ -227,17 +227,19 @@ extern const provider_ops provider_bench_ops;
 extern const provider_ops provider_local_ops;
 
 /* Output size in pixels for an aspect ratio and quality: the long side is
- * 1024 (1536 for high). */
+ * 1024 for low, 1600 for medium and auto, 2048 for high. */
 void provider_local_size(const char *aspect_ratio, const char *quality, int *width, int *height);
 
 /* Renders one image synchronously (what the local provider's start does for
  * each output; also used by bench/). variant picks the composition among
- * the outputs of one generation. Returns PROVIDER_OK with *out filled
+ * the outputs of one generation; prompt (the custom prompt, may be NULL)
+ * steers the look (provider_local_look.c). Returns PROVIDER_OK with *out filled
  * (caller frees), or PROVIDER_INPUT (an input cannot be decoded) or
  * PROVIDER_REJECTED with *error (caller frees). */
-int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
-                          const provider_image *models, size_t n_models, int variant,
-                          const atomic_bool *cancel, void (*progress)(void *ctx, int pct),
-                          void *progress_ctx, provider_image *out, char **error);
+int provider_local_render(const gen_params *p, const char *prompt, const provider_image *products,
+                          size_t n_products, const provider_image *models, size_t n_models,
+                          int variant, const atomic_bool *cancel,
+                          void (*progress)(void *ctx, int pct), void *progress_ctx,
+                          provider_image *out, char **error);
 
 #endif

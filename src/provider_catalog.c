@@ -23,8 +23,9 @@
  *                     in flight at once (SPEC §4; local ignores it) required
  *   typicalSeconds    integer 1–3600 (ETA before any history)       required
  *   parameters        array of distinct names among seed, guidance_scale,
- *                     num_inference_steps, strength: the create parameters
- *                     it honours (GET /api/models reports them)     required
+ *                     num_inference_steps, strength, background,
+ *                     output_format: the create parameters it honours
+ *                     (GET /api/models reports them)                required
  *   input             the Replicate input template (provider.h, "input
  *                     templates"), checked here                     replicate: required
  *   hidden            boolean (default false): never listed         optional
@@ -71,8 +72,8 @@ static const char *const known_keys[] = {
     "hidden",
 };
 static const char *const providers[] = {"local", "openai", "replicate", "bench"};
-static const char *const parameter_names[] = {"seed", "guidance_scale", "num_inference_steps",
-                                              "strength"};
+static const char *const parameter_names[] = {"seed",     "guidance_scale", "num_inference_steps",
+                                              "strength", "background",     "output_format"};
 
 static bool in_list(const char *s, const char *const *list, size_t n)
 {
@@ -233,7 +234,7 @@ static int read_entry(const json_t *e, model_info *m, char **why)
         const char *name = json_string_value(p);
         if (!name || !in_list(name, parameter_names, ARRAY_LEN(parameter_names))) {
             *why = xasprintf("field \"parameters[%zu]\": must be one of seed, guidance_scale, "
-                             "num_inference_steps, strength",
+                             "num_inference_steps, strength, background, output_format",
                              i);
             return -1;
         }

@@ -3,34 +3,34 @@
  *
  * Not a neural model: it cuts each product out of a plain background,
  * arranges the cut-outs at the requested aspect ratio and composes them on
- * a backdrop that follows the style, or onto the model photo when one is
- * given:
+ * a backdrop that follows the style and the prompt, or onto the model photo
+ * when one is given. One function per phase:
  *
- *   decode    libvips thumbnail (shrink-on-load) → 8-bit sRGB in memory
- *   cut-out   background colour from the border pixels (per-channel median),
- *             flood fill from the border through pixels close to it (so a
- *             white print inside a garment survives), soft alpha from the
- *             colour distance, specks removed (connected components), 1 px
- *             choke + small blur, edge colours bled in from the solid
- *             interior (no halo), trimmed to the bounding box. A PNG with a
- *             real alpha channel is used as is; a photo with no plain
- *             background becomes a rounded "card".
- *   layout    the cut-outs in one to three rows, bottom-aligned, fitted in
- *             a box whose size and position the seed varies
- *   backdrop  realistic: lit studio sweep (wall → floor gradient, key light,
- *             vignette) with contact and floor shadows; artistic: duotone
- *             backdrop, directional light, strong vignette, whole image
- *             colour-graded; minimal: near-white with a soft shadow; model:
- *             the model photo cover-cropped to the frame, products lower
- *             centre with a drop shadow
- *   encode    JPEG, quality 90
+ *   cut_out_products  decode (libvips shrink-on-load, 3/4 of the output's
+ *                     long side) and matte (provider_local_cutout.c, matte.c)
+ *   plan              the look (provider_local_look.c: palette, light,
+ *                     grade, texture from the style, the prompt's words and
+ *                     the seed) and the arrangement (placement.c)
+ *   build_base        the style backdrop with contact shadows attached to
+ *                     each product's footprint, or the model photo, or a
+ *                     transparent canvas (background "transparent")
+ *   add_shadows       silhouette shadows from the matte, drawn at 1/qscale
+ *                     (finer for high quality), blurred, multiplied in
+ *   composite_products  the cut-outs over the base
+ *   grade             neutral light and vignette (artistic: dramatic), so a
+ *                     product keeps its own colours
+ *   encode            JPEG, PNG or WebP (output_format), with alpha for a
+ *                     transparent cut-out; effort and quality by quality
  *
- * The cut-out is in provider_local_cutout.c (shared declarations in
- * provider_local.h); everything else is here.
+ * Quality: low 1024 px on the long side, medium and auto 1600 (what
+ * marketplaces ask for zoom: Amazon zooms from 1000 px and recommends 1600,
+ * and 1600 keeps a render near 200 ms of one core), high 2048 with shadows
+ * drawn at twice the resolution; the encode's quality and effort rise with
+ * it.
  *
  * Everything random comes from a splitmix64 stream seeded by the seed, the
  * variant and the style, and every step is deterministic, so the same
- * input, seed and variant give byte-identical output.
+ * input, seed, prompt and variant give byte-identical output.
  *
  * DESIGN (threads). libvips is initialised once (pthread_once); after that
  * it may be used from any number of threads at once. Each render builds its
@@ -39,9 +39,10 @@
  * operation cache is disabled: the inputs are new images every time, so it
  * would only hold memory. A render runs on the calling (worker) thread;
  * libvips fans the pixel work of the final encode out over its own pool.
- * Cancellation is checked between steps, and during the encode through the
+ * Cancellation is checked between phases, and during the encode through the
  * image's "eval" signal, which kills the pipeline.
  */
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -50,11 +51,12 @@
 #include <vips/vips.h>
 
 #include "log.h"
+#include "matte.h"
+#include "placement.h"
 #include "provider_local.h"
 #include "util.h"
 
 #define MAX_PRODUCTS 5
-#define QSCALE 4 /* shadow masks are drawn at 1/QSCALE resolution, then blurred */
 
 /* ---- libvips set-up ---- */
 
@@ -69,31 +71,16 @@ static void vips_setup(void)
         return;
     }
     vips_cache_set_max(0);
+    /* A render allocates and frees tens of megabytes (the matte's maps,
+     * libvips' pixel buffers). By default glibc maps each large block
+     * fresh and unmaps it on free, and trims the heap top: every render
+     * then faults all its memory in again, which on a virtual machine cost
+     * more than the render itself (a 768² cut-out: 125 ms CPU against
+     * 37 ms with the memory kept). Keep it: blocks up to 32 MiB come from
+     * the heap, and up to 256 MiB of free heap stays with the process. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     vips_ready = true;
-}
-
-/* ---- deterministic randomness ---- */
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double rng_unit(rng *r)
-{
-    return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static double rng_range(rng *r, double a, double b)
-{
-    return a + (b - a) * rng_unit(r);
 }
 
 static uint64_t hash_str(uint64_t h, const char *s)
@@ -103,29 +90,32 @@ static uint64_t hash_str(uint64_t h, const char *s)
     return h;
 }
 
-/* Per-pixel dither in [-0.5, 0.5): breaks up banding in smooth gradients. */
-static inline float dither(uint32_t x, uint32_t y, uint32_t salt)
-{
-    uint32_t h = x * 0x8DA6B343u ^ y * 0xD8163841u ^ salt * 0xCB1AB31Fu;
-    h ^= h >> 15;
-    h *= 0x2C1B3C6Du;
-    h ^= h >> 12;
-    return (float)(h & 0xFFFF) / 65536.0f - 0.5f;
-}
-
-static inline double lerp(double a, double b, double t)
-{
-    return a + (b - a) * t;
-}
-
 /* ---- output size ---- */
+
+/* What a quality asks of a render. */
+typedef struct quality_profile {
+    int long_side;   /* output pixels */
+    int jpeg_q;      /* JPEG and WebP quality */
+    bool optimize;   /* JPEG: optimised Huffman tables */
+    int png_level;   /* PNG: zlib level */
+    int webp_effort; /* WebP: 0..6 */
+    int qscale;      /* shadow masks at 1/qscale */
+} quality_profile;
+
+static quality_profile quality_for(const char *quality)
+{
+    if (str_eq(quality, "high")) return (quality_profile){2048, 92, true, 6, 4, 2};
+    if (str_eq(quality, "low")) return (quality_profile){1024, 82, false, 2, 0, 4};
+    if (str_eq(quality, "medium")) return (quality_profile){1600, 86, false, 4, 2, 4};
+    return (quality_profile){1600, 90, true, 6, 3, 4}; /* auto */
+}
 
 void provider_local_size(const char *aspect_ratio, const char *quality, int *width, int *height)
 {
     int aw = 1, ah = 1;
     if (aspect_ratio && sscanf(aspect_ratio, "%d:%d", &aw, &ah) != 2) aw = ah = 1;
     if (aw <= 0 || ah <= 0 || aw > 100 || ah > 100) aw = ah = 1;
-    int long_side = str_eq(quality, "high") ? 1536 : 1024;
+    int long_side = quality_for(quality).long_side;
     if (aw >= ah) {
         *width = long_side;
         *height = (int)lround((double)long_side * ah / aw);
@@ -135,73 +125,10 @@ void provider_local_size(const char *aspect_ratio, const char *quality, int *wid
     }
 }
 
-/* ---- layout ---- */
-
 typedef struct placed {
     const cutout *c;
     int x, y, w, h; /* in output pixels */
 } placed;
-
-/* Arranges the cut-outs in rows inside the box (bx, by, bw, bh), bottom
- * rows on the box's bottom edge, horizontally centred on the box. `hero`
- * is drawn a little larger than the others. */
-static void layout(const cutout *cs, size_t n, int hero, double bx, double by, double bw, double bh,
-                   double gap, double row_bias, placed *out)
-{
-    double rel[MAX_PRODUCTS];
-    /* Relative heights: equal areas (a wide cap is not drawn taller than a
-     * shirt), the hero a little larger. */
-    double relmax = 0;
-    for (size_t i = 0; i < n; i++) {
-        rel[i] = ((n > 1 && (int)i != hero) ? 0.82 : 1.0) / sqrt((double)cs[i].w / cs[i].h);
-        if (rel[i] > relmax) relmax = rel[i];
-    }
-    for (size_t i = 0; i < n; i++)
-        rel[i] /= relmax;
-    int best_rows = 1;
-    double best_scale = 0;
-    for (int rows = 1; rows <= (int)n && rows <= 3; rows++) {
-        size_t per = (n + (size_t)rows - 1) / (size_t)rows;
-        double maxw = 0, toth = 0;
-        for (size_t start = 0; start < n; start += per) {
-            double rw = 0, rh = 0;
-            for (size_t i = start; i < n && i < start + per; i++) {
-                rw += rel[i] * cs[i].w / cs[i].h + (i > start ? gap : 0);
-                if (rel[i] > rh) rh = rel[i];
-            }
-            if (rw > maxw) maxw = rw;
-            toth += rh + (start ? gap : 0);
-        }
-        double scale = fmin(bw / maxw, bh / toth);
-        if (scale > best_scale * row_bias) {
-            best_scale = scale;
-            best_rows = rows;
-        }
-    }
-    size_t per = (n + (size_t)best_rows - 1) / (size_t)best_rows;
-    /* Rows from the bottom up: the last row sits on the box's bottom. */
-    double base = by + bh;
-    size_t nrows = (n + per - 1) / per;
-    for (size_t r = nrows; r-- > 0;) {
-        size_t start = r * per, end = start + per < n ? start + per : n;
-        double rw = 0, rh = 0;
-        for (size_t i = start; i < end; i++) {
-            rw += rel[i] * cs[i].w / cs[i].h + (i > start ? gap : 0);
-            if (rel[i] > rh) rh = rel[i];
-        }
-        double x = bx + (bw - rw * best_scale) / 2;
-        for (size_t i = start; i < end; i++) {
-            double ih = rel[i] * best_scale, iw = ih * cs[i].w / cs[i].h;
-            out[i].c = &cs[i];
-            out[i].w = (int)lround(fmax(iw, 1));
-            out[i].h = (int)lround(fmax(ih, 1));
-            out[i].x = (int)lround(x);
-            out[i].y = (int)lround(base - ih);
-            x += iw + gap * best_scale;
-        }
-        base -= (rh + gap) * best_scale;
-    }
-}
 
 /* ---- shadows ---- */
 
@@ -214,12 +141,13 @@ static float sample_alpha(const cutout *c, double u, double v)
 
 enum shadow_kind { SHADOW_DROP, SHADOW_FLOOR };
 
-/* Adds one product's silhouette shadow to the quarter-resolution mask q.
+/* Adds one product's silhouette shadow (from its matte) to the mask q,
+ * drawn at 1/qs resolution.
  * DROP: the silhouette moved by (dx, dy). FLOOR: the silhouette flipped
  * down onto the floor from its base, squashed to `k` of its height and
  * sheared by `skew`, fading with distance. */
-static void shadow_add(float *q, int qw, int qh, const placed *p, enum shadow_kind kind, double dx,
-                       double dy, double k, double skew, float weight)
+static void shadow_add(float *q, int qw, int qh, int qs, const placed *p, enum shadow_kind kind,
+                       double dx, double dy, double k, double skew, float weight)
 {
     double x0, x1, y0, y1;
     double base = p->y + p->h;
@@ -235,15 +163,15 @@ static void shadow_add(float *q, int qw, int qh, const placed *p, enum shadow_ki
         y0 = base;
         y1 = base + len;
     }
-    int qx0 = (int)floor(x0 / QSCALE) - 1, qx1 = (int)ceil(x1 / QSCALE) + 1;
-    int qy0 = (int)floor(y0 / QSCALE) - 1, qy1 = (int)ceil(y1 / QSCALE) + 1;
+    int qx0 = (int)floor(x0 / qs) - 1, qx1 = (int)ceil(x1 / qs) + 1;
+    int qy0 = (int)floor(y0 / qs) - 1, qy1 = (int)ceil(y1 / qs) + 1;
     if (qx0 < 0) qx0 = 0;
     if (qy0 < 0) qy0 = 0;
     if (qx1 > qw) qx1 = qw;
     if (qy1 > qh) qy1 = qh;
     for (int qy = qy0; qy < qy1; qy++)
         for (int qx = qx0; qx < qx1; qx++) {
-            double X = (qx + 0.5) * QSCALE, Y = (qy + 0.5) * QSCALE;
+            double X = (qx + 0.5) * qs, Y = (qy + 0.5) * qs;
             float v;
             if (kind == SHADOW_DROP) {
                 v = sample_alpha(p->c, (X - dx - p->x) / p->w, (Y - dy - p->y) / p->h);
@@ -259,154 +187,104 @@ static void shadow_add(float *q, int qw, int qh, const placed *p, enum shadow_ki
         }
 }
 
-/* Scales a quarter-resolution float mask q (qw×qh) to a w×h 1-band float
- * image owned by ctx, blurred first by sigma (in q's pixels) when > 0. */
-static VipsImage *mask_image(VipsImage *ctx, const float *q, int qw, int qh, int w, int h,
-                             double sigma)
+/* Blurs the reduced-resolution mask q (qw×qh) in place by sigma (in q's
+ * pixels) with libvips. -1 on a libvips failure. */
+static int blur_mask(float *q, int qw, int qh, double sigma)
 {
-    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 4);
-    t[0] = vips_image_new_from_memory_copy(q, (size_t)qw * qh * sizeof *q, qw, qh, 1,
-                                           VIPS_FORMAT_FLOAT);
-    if (!t[0]) return NULL;
-    VipsImage *in = t[0];
-    if (sigma > 0) {
-        if (vips_gaussblur(t[0], &t[1], sigma, "min_ampl", 0.01, NULL)) return NULL;
-        in = t[1];
+    VipsImage *ctx = vips_image_new();
+    VipsImage **t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(ctx), 3);
+    int rc = -1;
+    t[0] = vips_image_new_from_memory(q, (size_t)qw * qh * sizeof *q, qw, qh, 1, VIPS_FORMAT_FLOAT);
+    if (!t[0] || vips_gaussblur(t[0], &t[1], sigma, "min_ampl", 0.01, NULL) ||
+        vips_cast_float(t[1], &t[2], NULL))
+        goto cleanup;
+    size_t size;
+    float *out = vips_image_write_to_memory(t[2], &size);
+    if (!out) goto cleanup;
+    if (size == (size_t)qw * qh * sizeof *q) {
+        memcpy(q, out, size);
+        rc = 0;
     }
-    if (vips_resize(in, &t[2], (double)w / qw, "vscale", (double)h / qh, "kernel",
-                    VIPS_KERNEL_LINEAR, NULL))
-        return NULL;
-    if (vips_crop(t[2], &t[3], 0, 0, w, h, NULL)) return NULL;
-    return t[3];
+    g_free(out);
+cleanup:
+    g_object_unref(ctx);
+    return rc;
 }
 
-/* ---- backdrops ---- */
-
-typedef struct style_plan {
-    int kind; /* 0 realistic, 1 artistic, 2 minimal */
-    double wall[3], floor[3];
-    double dark[3], light[3]; /* artistic duotone */
-    double light_x, light_y;  /* key light, normalised */
-    double light_angle;       /* artistic directional light, radians */
-    double floor_y;           /* realistic: normalised y of the floor line */
-    double grade;             /* artistic: duotone mix on the final image */
-} style_plan;
-
-static const double studio_palettes[][2][3] = {
-    {{214, 209, 202}, {228, 223, 216}}, /* warm grey */
-    {{200, 205, 212}, {220, 223, 228}}, /* cool grey */
-    {{224, 209, 190}, {234, 222, 206}}, /* sand */
-    {{197, 207, 193}, {216, 223, 212}}, /* sage */
-    {{190, 202, 216}, {210, 219, 230}}, /* dusty blue */
-    {{228, 207, 200}, {238, 222, 216}}, /* blush */
-};
-
-static const double duotones[][2][3] = {
-    {{16, 46, 58}, {246, 178, 142}}, /* deep teal → peach */
-    {{30, 24, 78}, {242, 198, 104}}, /* indigo → gold */
-    {{58, 18, 56}, {250, 140, 116}}, /* plum → coral */
-    {{14, 44, 34}, {196, 232, 200}}, /* forest → mint */
-    {{12, 26, 58}, {236, 120, 156}}, /* navy → rose */
-    {{40, 30, 26}, {226, 208, 176}}, /* espresso → cream */
-};
-
-static const double minimal_whites[][3] = {
-    {248, 248, 246},
-    {246, 247, 249},
-    {249, 247, 244},
-};
-
-static double colour_dist(const double a[3], const double b[3])
+/* Bilinear sample at output pixel (x, y) of a gw×gh grid g (gw, gh ≥ 2)
+ * whose cells are `step` output pixels, cell centres at (i + ½)·step. */
+static inline float grid_at(const float *g, int gw, int gh, int step, int x, int y)
 {
-    return sqrt((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]) +
-                (a[2] - b[2]) * (a[2] - b[2]));
+    float fx = (x + 0.5f) / step - 0.5f, fy = (y + 0.5f) / step - 0.5f;
+    if (fx < 0) fx = 0;
+    if (fy < 0) fy = 0;
+    int x0 = (int)fx, y0 = (int)fy;
+    if (x0 > gw - 2) x0 = gw - 2;
+    if (y0 > gh - 2) y0 = gh - 2;
+    float tx = fx - x0, ty = fy - y0;
+    if (tx > 1) tx = 1;
+    if (ty > 1) ty = 1;
+    const float *r0 = g + (size_t)y0 * gw + x0, *r1 = r0 + gw;
+    float top = r0[0] + (r0[1] - r0[0]) * tx, bot = r1[0] + (r1[1] - r1[0]) * tx;
+    return top + (bot - top) * ty;
 }
 
-/* Contact shadow under a standing product: a soft ellipse at its base. */
-typedef struct contact {
-    double cx, cy, rx, ry, strength;
-} contact;
-
-/* Renders the style backdrop (with contact shadows) into a w×h×3 uchar
- * buffer (caller frees). */
-static unsigned char *backdrop(const style_plan *s, int w, int h, const contact *cts, size_t ncts,
-                               uint32_t salt)
+/* Multiplies the RGB of a w×h canvas (nb bytes a pixel) by 1 - opacity ×
+ * mask, the mask a gw×gh grid of cell `step`, over the output rectangle
+ * [x0, x1) × [y0, y1) only; elsewhere, and where the mask is 0, pixels stay
+ * exactly as they are. */
+static void shade_canvas(unsigned char *cv, int w, int h, int nb, const float *g, int gw, int gh,
+                         int step, float opacity, int x0, int y0, int x1, int y1)
 {
-    unsigned char *out = xmalloc((size_t)w * h * 3);
-    double span = fmax(w, h);
-    double dirx = cos(s->light_angle), diry = sin(s->light_angle);
-    for (int y = 0; y < h; y++) {
-        double yn = (y + 0.5) / h;
-        for (int x = 0; x < w; x++) {
-            double xn = (x + 0.5) / w;
-            /* Distances in units of the long side, from the centre. */
-            double cx = (x + 0.5 - w / 2.0) / span, cy = (y + 0.5 - h / 2.0) / span;
-            double r2 =
-                (cx * cx + cy * cy) / (0.25 * ((double)w * w + (double)h * h) / (span * span));
-            double col[3];
-            if (s->kind == 0) {
-                double t = smoothstep(s->floor_y - 0.32, s->floor_y + 0.06, yn);
-                double lx = (x + 0.5) / span - s->light_x * w / span;
-                double ly = (y + 0.5) / span - s->light_y * h / span;
-                double key = 0.91 + 0.15 * exp(-(lx * lx + ly * ly) / (2 * 0.30 * 0.30));
-                double vig = 1 - 0.20 * pow(r2, 1.4);
-                /* The floor darkens a touch towards the camera. */
-                double near = 1 - 0.05 * smoothstep(s->floor_y, 1.0, yn);
-                for (int c = 0; c < 3; c++)
-                    col[c] = lerp(s->wall[c], s->floor[c], t) * key * vig * near;
-            } else if (s->kind == 1) {
-                double proj = (cx * dirx + cy * diry) * 1.6;
-                double lx = (x + 0.5) / span - s->light_x * w / span;
-                double ly = (y + 0.5) / span - s->light_y * h / span;
-                double spot = exp(-(lx * lx + ly * ly) / (2 * 0.22 * 0.22));
-                double b = 0.30 + 0.22 * proj + 0.50 * spot;
-                b *= 1 - 0.55 * pow(r2, 1.2);
-                b = clampd(b, 0, 1);
-                for (int c = 0; c < 3; c++)
-                    col[c] = lerp(s->dark[c], s->light[c], b);
-            } else {
-                double lift = 1 + 0.012 * (1 - r2) - 0.018 * r2;
-                for (int c = 0; c < 3; c++)
-                    col[c] = s->wall[c] * lift;
-            }
-            (void)xn;
-            double shade = 1;
-            for (size_t i = 0; i < ncts; i++) {
-                double ex = (x + 0.5 - cts[i].cx) / cts[i].rx,
-                       ey = (y + 0.5 - cts[i].cy) / cts[i].ry;
-                double e = ex * ex + ey * ey;
-                if (e < 9) shade *= 1 - cts[i].strength * exp(-2.2 * e);
-            }
-            float dz = dither((uint32_t)x, (uint32_t)y, salt);
+    if (gw < 2 || gh < 2) return;
+    if (x0 < 0) x0 = 0;
+    if (y0 < 0) y0 = 0;
+    if (x1 > w) x1 = w;
+    if (y1 > h) y1 = h;
+    for (int y = y0; y < y1; y++) {
+        unsigned char *row = cv + (size_t)y * w * nb;
+        for (int x = x0; x < x1; x++) {
+            float m = grid_at(g, gw, gh, step, x, y);
+            if (m <= 0) continue;
+            float f = 1 - opacity * m;
+            unsigned char *px = row + (size_t)x * nb;
             for (int c = 0; c < 3; c++)
-                out[((size_t)y * w + x) * 3 + c] =
-                    (unsigned char)clampd(col[c] * shade + dz + 0.5, 0, 255);
+                px[c] = (unsigned char)lrintf(px[c] * f);
         }
     }
-    return out;
 }
 
-/* A 1-band float light map for the finished image (vignette, directional
- * light), owned by ctx. */
-static VipsImage *light_map(VipsImage *ctx, int w, int h, double angle, double directional,
-                            double vignette)
+/* Multiplies a w×h canvas by a smooth light map (a directional light and a
+ * vignette), one factor for all three channels: whatever it falls on keeps
+ * its hue. Computed on an 8 px grid and interpolated. */
+static void light_canvas(unsigned char *cv, int w, int h, int nb, double angle, double directional,
+                         double vignette)
 {
-    int qw = (w + QSCALE - 1) / QSCALE, qh = (h + QSCALE - 1) / QSCALE;
-    float *m = xmalloc((size_t)qw * qh * sizeof *m);
+    enum { LQ = 8 };
+    int gw = w / LQ + 2, gh = h / LQ + 2;
+    float *g = xmalloc((size_t)gw * gh * sizeof *g);
     double span = fmax(w, h), dx = cos(angle), dy = sin(angle);
     double half_diag2 = 0.25 * ((double)w * w + (double)h * h) / (span * span);
-    for (int y = 0; y < qh; y++)
-        for (int x = 0; x < qw; x++) {
-            double cx = ((x + 0.5) * QSCALE - w / 2.0) / span,
-                   cy = ((y + 0.5) * QSCALE - h / 2.0) / span;
+    for (int y = 0; y < gh; y++)
+        for (int x = 0; x < gw; x++) {
+            double cx = ((x + 0.5) * LQ - w / 2.0) / span, cy = ((y + 0.5) * LQ - h / 2.0) / span;
             double r2 = (cx * cx + cy * cy) / half_diag2;
             double l = 1 + directional * (cx * dx + cy * dy) * 1.4;
             l *= 1 - vignette * pow(r2, 1.3);
-            m[(size_t)y * qw + x] = (float)l;
+            g[(size_t)y * gw + x] = (float)l;
         }
-    VipsImage *img = mask_image(ctx, m, qw, qh, w, h, 0);
-    free(m);
-    return img;
+    for (int y = 0; y < h; y++) {
+        unsigned char *row = cv + (size_t)y * w * nb;
+        for (int x = 0; x < w; x++) {
+            float f = grid_at(g, gw, gh, LQ, x, y);
+            unsigned char *px = row + (size_t)x * nb;
+            for (int c = 0; c < 3; c++) {
+                float v = px[c] * f + 0.5f;
+                px[c] = (unsigned char)(v > 255 ? 255 : v < 0 ? 0 : v);
+            }
+        }
+    }
+    free(g);
 }
 
 /* ---- the render ---- */
@@ -439,27 +317,33 @@ static void on_eval(VipsImage *image, VipsProgress *progress, void *user)
         report(e, 80 + progress->percent * 19 / 100);
 }
 
-/* One render's state, handed from phase to phase. rs->ctx owns every
- * intermediate image (see next_slot); rs->cuts, rs->bd and rs->q own their
- * buffers. All are released by provider_local_render, whatever the
- * outcome. bd and q are held to the end, as before the phases were split,
- * although libvips copies them: freeing the backdrop (3 MB at 1024²) in
- * mid-render, while libvips allocates, gave several times the page faults
- * (the memory goes back to the system and is faulted in again) and a
- * slower render. */
+/* The intermediate images one render can hold: a fixed part and a few per
+ * product (composite_products takes 5 each). next_slot checks the bound. */
+#define RENDER_SLOTS (24 + 6 * MAX_PRODUCTS)
+
+/* One render's state, handed from phase to phase. The picture is one
+ * canvas in memory (rs->cv) that the phases paint in place — backdrop,
+ * shadows, products, light — so no full-frame float pipeline runs; libvips
+ * decodes, resizes the cut-outs, blurs the small shadow mask and encodes.
+ * rs->ctx owns every intermediate image (see next_slot); rs->cuts, rs->cv
+ * and rs->q own their buffers. All are released by provider_local_render,
+ * whatever the outcome. */
 typedef struct render_state {
     const gen_params *p;
     int variant;
     size_t n_products;
-    int W, H;      /* output size */
-    double m;      /* the short side (box and shadow sizes) */
-    bool high;     /* quality "high": products decoded at 1536 */
-    int kind;      /* 0 realistic, 1 artistic, 2 minimal */
-    bool on_model; /* composed onto a model photo */
+    int W, H;           /* output size */
+    double m;           /* the short side (box and shadow sizes) */
+    quality_profile qp; /* size, encode and shadow resolution by quality */
+    int kind;           /* 0 realistic, 1 artistic, 2 minimal */
+    bool on_model;      /* composed onto a model photo */
+    bool dressed;       /* on a model photo, the products are worn (a person was found) */
+    bool transparent;   /* background "transparent": the cut-out alone, with alpha */
+    look_words words;   /* what the custom prompt asks */
     eval_ctx ev;
     char **error; /* the caller's: set on failure (caller frees) */
     VipsImage *ctx;
-    VipsImage **t; /* ctx's local array of 64 images */
+    VipsImage **t; /* ctx's local array of RENDER_SLOTS images */
     int ti;        /* its next free slot */
     cutout cuts[MAX_PRODUCTS];
     placed pl[MAX_PRODUCTS];
@@ -467,15 +351,21 @@ typedef struct render_state {
     int hero;          /* seed-picked: the product drawn a little larger, */
     double fill;       /* how much of its box the group fills (0..1), */
     double shift;      /* and its sideways shift (-1..1) */
-    VipsImage *base;   /* the picture so far (owned by ctx) */
-    unsigned char *bd; /* the backdrop's pixels (base_backdrop) */
+    unsigned char *cv; /* the picture so far: W×H×nb bytes, sRGB (straight alpha) */
+    int nb;            /* 3, or 4 for a transparent cut-out */
     float *q;          /* the shadow mask (add_shadows) */
 } render_state;
 
 /* A slot for one intermediate image: what is stored there is unreffed
- * with rs->ctx. */
+ * with rs->ctx. Running out is a bug in this file (RENDER_SLOTS is too
+ * small for the phases' needs): it aborts rather than write past the
+ * array. */
 static VipsImage **next_slot(render_state *rs)
 {
+    if (rs->ti >= RENDER_SLOTS) {
+        log_error("local-studio: more than %d intermediate images", RENDER_SLOTS);
+        abort();
+    }
     return &rs->t[rs->ti++];
 }
 
@@ -507,13 +397,21 @@ static int checkpoint(render_state *rs, int pct)
     return cancelled(&rs->ev) ? render_cancelled(rs) : PROVIDER_OK;
 }
 
+/* The long side products are decoded (and matted) at: a product never
+ * takes more than about 72% of the frame's long side, so 3/4 of it is
+ * enough and costs half the pixels of the full side. */
+static int decode_side(const render_state *rs)
+{
+    return (int)lround(0.75 * (rs->W > rs->H ? rs->W : rs->H));
+}
+
 /* Phase 1 (5–40 %): decodes every product and cuts it out into rs->cuts. */
 static int cut_out_products(render_state *rs, const provider_image *products)
 {
     for (size_t i = 0; i < rs->n_products; i++) {
         unsigned char *px;
         int w, h, nb;
-        if (cutout_decode(&products[i], rs->high ? 1536 : 1024, &px, &w, &h, &nb)) {
+        if (cutout_decode(&products[i], decode_side(rs), &px, &w, &h, &nb)) {
             vips_error_clear();
             *rs->error = xasprintf("product image %zu could not be decoded", i + 1);
             return PROVIDER_INPUT;
@@ -525,121 +423,43 @@ static int cut_out_products(render_state *rs, const provider_image *products)
     return PROVIDER_OK;
 }
 
-/* Phase 2a: the style plan (palette, light) and the composition (hero,
- * fill, shift). The draws from r come in a fixed order: changing it
+/* Phase 2 (45 %): the look (palette, light, grade; provider_local_look.c)
+ * and the composition (hero, fill, shift), then the placement
+ * (placement.c). The draws from r come in a fixed order: changing it
  * changes every render. */
-static void plan_style(render_state *rs, rng *r)
-{
-    style_plan *sp = &rs->sp;
-    size_t n_products = rs->n_products;
-    double prod_mean[3] = {0, 0, 0};
-    for (size_t i = 0; i < n_products; i++)
-        for (int c = 0; c < 3; c++)
-            prod_mean[c] += rs->cuts[i].mean[c] / n_products;
-    if (rs->kind == 0) {
-        /* A seed-picked palette among those that stand apart from the product. */
-        size_t np = ARRAY_LEN(studio_palettes), ok[ARRAY_LEN(studio_palettes)], nok = 0;
-        for (size_t i = 0; i < np; i++)
-            if (colour_dist(studio_palettes[i][0], prod_mean) > 45) ok[nok++] = i;
-        size_t pick = nok ? ok[rng_next(r) % nok] : rng_next(r) % np;
-        memcpy(sp->wall, studio_palettes[pick][0], sizeof sp->wall);
-        memcpy(sp->floor, studio_palettes[pick][1], sizeof sp->floor);
-    } else if (rs->kind == 1) {
-        size_t pick = rng_next(r) % ARRAY_LEN(duotones);
-        memcpy(sp->dark, duotones[pick][0], sizeof sp->dark);
-        memcpy(sp->light, duotones[pick][1], sizeof sp->light);
-        sp->grade = rng_range(r, 0.22, 0.34);
-    } else {
-        memcpy(sp->wall, minimal_whites[rng_next(r) % ARRAY_LEN(minimal_whites)], sizeof sp->wall);
-    }
-    double side = rng_unit(r) < 0.5 ? -1 : 1;
-    sp->light_x = 0.5 + side * rng_range(r, 0.10, 0.28);
-    sp->light_y = rng_range(r, 0.22, 0.36);
-    sp->light_angle = (side < 0 ? M_PI : 0) + rng_range(r, -0.9, 0.9) + M_PI / 2 * 0.35;
-    sp->floor_y = rng_range(r, 0.80, 0.85);
-    rs->hero = (int)((size_t)(rs->variant + (int)(rng_next(r) % 5)) % n_products);
-    rs->fill = rng_range(r, 0.0, 1.0);
-    rs->shift = rng_range(r, -1, 1);
-}
-
-/* Phase 2b: the box the products are fitted in, by style, and their
- * placement in rs->pl. On a studio floor a low group moves up and the
- * floor line (sp.floor_y) with it. */
-static void plan_layout(render_state *rs)
-{
-    int W = rs->W, H = rs->H, kind = rs->kind;
-    bool on_model = rs->on_model;
-    size_t n_products = rs->n_products;
-    double m = rs->m, fill = rs->fill, shift = rs->shift;
-    style_plan *sp = &rs->sp;
-    placed *pl = rs->pl;
-    double bx, by, bw, bh;
-    if (on_model) {
-        double s = m * lerp(0.36, 0.46, fill) * (n_products > 1 ? 1.25 : 1.0);
-        bw = fmin(s * (n_products > 1 ? 1.6 : 1.0), W * 0.9);
-        bh = fmin(s, H * 0.45);
-        double cx = W * (0.5 + 0.10 * shift), cyb = H * 0.90;
-        bx = clampd(cx - bw / 2, W * 0.04, W * 0.96 - bw);
-        by = cyb - bh;
-    } else if (kind == 0) {
-        double base = sp->floor_y * H;
-        bh = fmin(base - H * 0.10, H * lerp(0.56, 0.70, fill));
-        bw = W * lerp(0.62, 0.74, fill);
-        bx = (W - bw) / 2 + W * 0.04 * shift;
-        by = base - bh;
-    } else if (kind == 1) {
-        bh = H * lerp(0.58, 0.72, fill);
-        bw = W * lerp(0.58, 0.72, fill);
-        bx = (W - bw) / 2 + W * 0.07 * shift;
-        by = (H - bh) / 2 + H * 0.02;
-    } else {
-        bh = H * lerp(0.56, 0.66, fill);
-        bw = W * lerp(0.60, 0.70, fill);
-        bx = (W - bw) / 2;
-        by = (H - bh) / 2 - H * 0.02;
-    }
-    /* Standing on a studio floor, up to three products share one row;
-     * elsewhere a second row is taken when it gives clearly larger ones. */
-    double row_bias = kind == 0 && !on_model ? (n_products <= 3 ? 1e9 : 1.6) : 1.15;
-    layout(rs->cuts, n_products, rs->hero, bx, by, bw, bh, 0.10, row_bias, pl);
-    if (kind == 0 && !on_model) {
-        /* A low group stands on a floor raised towards the middle, so the
-         * picture is not all empty wall. */
-        int top = H, bottom = 0;
-        for (size_t i = 0; i < n_products; i++) {
-            if (pl[i].y < top) top = pl[i].y;
-            if (pl[i].y + pl[i].h > bottom) bottom = pl[i].y + pl[i].h;
-        }
-        double want = (H + (bottom - top)) / 2.0 + H * 0.07;
-        if (want < bottom) {
-            int dy = (int)lround(want) - bottom;
-            for (size_t i = 0; i < n_products; i++)
-                pl[i].y += dy;
-            sp->floor_y = want / H;
-        }
-    } else if (kind != 0 && !on_model) {
-        /* Centre the group vertically in the box (it sits on its bottom). */
-        int top = H, bottom = 0;
-        for (size_t i = 0; i < n_products; i++) {
-            if (pl[i].y < top) top = pl[i].y;
-            if (pl[i].y + pl[i].h > bottom) bottom = pl[i].y + pl[i].h;
-        }
-        int dy = (int)lround(by + (bh - (bottom - top)) / 2) - top;
-        for (size_t i = 0; i < n_products; i++)
-            pl[i].y += dy;
-    }
-}
-
-/* Phase 2 (45 %): the plan — palette, light, placement. */
 static int plan(render_state *rs, rng *r)
 {
-    plan_style(rs, r);
-    plan_layout(rs);
+    size_t n = rs->n_products;
+    double prod_mean[3] = {0, 0, 0};
+    for (size_t i = 0; i < n; i++)
+        for (int c = 0; c < 3; c++)
+            prod_mean[c] += rs->cuts[i].mean[c] / n;
+    look_plan(&rs->sp, rs->kind, prod_mean, &rs->words, r);
+    rs->hero = (int)((size_t)(rs->variant + (int)(rng_next(r) % 5)) % n);
+    rs->fill = rng_range(r, 0.0, 1.0);
+    rs->shift = rng_range(r, -1, 1);
+
+    placement_req q = {
+        .W = rs->W,
+        .H = rs->H,
+        .style = rs->transparent ? 2 : rs->kind,
+        .on_model = rs->on_model && !rs->transparent,
+        .n = n,
+        .hero = rs->hero,
+        .fill = rs->fill,
+        .shift = rs->shift,
+    };
+    for (size_t i = 0; i < n; i++)
+        q.aspect[i] = (double)rs->cuts[i].w / rs->cuts[i].h;
+    placement_rect pr[PLACEMENT_MAX];
+    placement_arrange(&q, pr, &rs->sp.floor_y);
+    for (size_t i = 0; i < n; i++)
+        rs->pl[i] = (placed){&rs->cuts[i], pr[i].x, pr[i].y, pr[i].w, pr[i].h};
     return checkpoint(rs, 45);
 }
 
 /* Phase 3 on a model photo: the photo the variant picks, cover-cropped to
- * the frame, as rs->base. */
+ * the frame, as the canvas. */
 static int base_from_model(render_state *rs, const provider_image *models, size_t n_models)
 {
     int W = rs->W, H = rs->H;
@@ -669,182 +489,311 @@ static int base_from_model(render_state *rs, const provider_image *models, size_
             return render_vips_failed(rs);
         base = *em;
     }
-    rs->base = base;
+    size_t size;
+    rs->cv = vips_image_write_to_memory(base, &size);
+    if (!rs->cv || size != (size_t)W * H * 3) return render_vips_failed(rs);
+    rs->nb = 3;
     return PROVIDER_OK;
 }
 
-/* Phase 3 otherwise: the style backdrop, with contact shadows under the
- * placed products (realistic, minimal), as rs->base. */
-static int base_backdrop(render_state *rs)
+/* The contact shadows of the placed products: soft ellipses attached to
+ * each product's footprint (the columns its matte covers in its bottom
+ * rows), so a product stands on the floor instead of floating. */
+static size_t contacts(const render_state *rs, contact *cts)
 {
-    int W = rs->W, H = rs->H, kind = rs->kind;
-    contact cts[MAX_PRODUCTS * 2];
     size_t ncts = 0;
     for (size_t i = 0; i < rs->n_products; i++) {
         const placed *pp = &rs->pl[i];
         double fx0 = pp->x + pp->w * pp->c->foot0, fx1 = pp->x + pp->w * pp->c->foot1;
         double fcx = (fx0 + fx1) / 2, frx = fmax((fx1 - fx0) / 2, pp->w * 0.15);
         double baseY = pp->y + pp->h;
-        if (kind == 0) {
+        double k = 1 + 0.3 * rs->sp.contrast - 0.3;
+        if (rs->kind == 0) {
             cts[ncts++] =
-                (contact){fcx, baseY - pp->h * 0.004, frx * 1.02, fmax(3, pp->h * 0.018), 0.50};
+                (contact){fcx, baseY - pp->h * 0.004, frx * 1.02, fmax(3, pp->h * 0.018), 0.50 * k};
+            cts[ncts++] = (contact){fcx + rs->sp.side * -frx * 0.06, baseY + pp->h * 0.01,
+                                    frx * 1.25, fmax(6, pp->h * 0.05), 0.22 * k};
+        } else if (rs->kind == 2) {
+            /* Minimal: a soft contact shadow just under the base. */
             cts[ncts++] =
-                (contact){fcx, baseY + pp->h * 0.01, frx * 1.25, fmax(6, pp->h * 0.05), 0.22};
-        } else if (kind == 2) {
-            double cx = pp->x + pp->w / 2.0;
-            cts[ncts++] = (contact){cx, baseY + H * 0.035, pp->w * 0.40, fmax(5, H * 0.022), 0.16};
+                (contact){fcx, baseY + pp->h * 0.006, frx * 1.06, fmax(3, pp->h * 0.016), 0.30};
+            cts[ncts++] =
+                (contact){fcx, baseY + pp->h * 0.012, frx * 1.30, fmax(5, pp->h * 0.035), 0.10};
         }
     }
-    rs->bd =
-        backdrop(&rs->sp, W, H, cts, ncts, (uint32_t)rs->p->seed ^ (uint32_t)rs->variant * 7919u);
-    VipsImage **b = next_slot(rs);
-    *b = vips_image_new_from_memory_copy(rs->bd, (size_t)W * H * 3, W, H, 3, VIPS_FORMAT_UCHAR);
-    if (!*b) return render_vips_failed(rs);
-    (*b)->Type = VIPS_INTERPRETATION_sRGB;
-    rs->base = *b;
+    return ncts;
+}
+
+/* Phase 3 otherwise: the style backdrop, with contact shadows under the
+ * placed products (realistic, minimal), as the canvas. */
+static int base_backdrop(render_state *rs)
+{
+    contact cts[MAX_PRODUCTS * 2];
+    size_t ncts = contacts(rs, cts);
+    rs->cv = look_backdrop(&rs->sp, rs->W, rs->H, cts, ncts,
+                           (uint32_t)rs->p->seed ^ (uint32_t)rs->variant * 7919u);
+    rs->nb = 3;
     return PROVIDER_OK;
 }
 
-/* Phase 3 (55 %): the base image — the model photo or a style backdrop. */
-static int build_base(render_state *rs, const provider_image *models, size_t n_models)
+/* Phase 3 for a transparent cut-out: a clear RGBA canvas. */
+static int base_transparent(render_state *rs)
 {
-    int rc = rs->on_model ? base_from_model(rs, models, n_models) : base_backdrop(rs);
-    return rc != PROVIDER_OK ? rc : checkpoint(rs, 55);
+    rs->cv = xcalloc((size_t)rs->W * rs->H, 4);
+    rs->nb = 4;
+    return PROVIDER_OK;
 }
 
-/* Phase 4 (65 %): the products' silhouette shadows, drawn at 1/QSCALE into
- * the mask rs->q, blurred and multiplied into rs->base. */
+/* Composition order on a body: what is worn underneath first. */
+static int layer_of(enum placement_kind k)
+{
+    static const int order[] = {
+        [PLACEMENT_TROUSERS] = 0, [PLACEMENT_SHOES] = 1, [PLACEMENT_DRESS] = 2,
+        [PLACEMENT_TOP] = 3,      [PLACEMENT_HAT] = 4,   [PLACEMENT_ACCESSORY] = 5};
+    return order[k];
+}
+
+/* Phase 3b on a model photo: finds the person (the matte of a copy of the
+ * photo at ≤ 512 px) and dresses them — each product placed by its kind
+ * (placement.c), drawn in layer order. When no person is found the
+ * products keep the plan's box placement. */
+static void place_on_model(render_state *rs)
+{
+    int W = rs->W, H = rs->H, f = ((W > H ? W : H) + 511) / 512;
+    if (f < 1) f = 1;
+    int sw = W / f, sh = H / f;
+    unsigned char *small = xmalloc((size_t)sw * sh * 3);
+    for (int y = 0; y < sh; y++)
+        for (int x = 0; x < sw; x++) {
+            const unsigned char *src = rs->cv + ((size_t)y * f * W + (size_t)x * f) * 3;
+            memcpy(small + ((size_t)y * sw + x) * 3, src, 3);
+        }
+    unsigned char *work = xmalloc((size_t)sw * sh * 3);
+    memcpy(work, small, (size_t)sw * sh * 3);
+    float *a = xmalloc((size_t)sw * sh * sizeof *a);
+    placement_body body;
+    bool found = matte_compute(work, sw, sh, 3, a, NULL) == MATTE_OK &&
+                 placement_find_body(a, small, sw, sh, f, &body);
+    free(work);
+    free(small);
+    free(a);
+    if (!found) return;
+    int layer[MAX_PRODUCTS];
+    for (size_t i = 0; i < rs->n_products; i++) {
+        placed *pp = &rs->pl[i];
+        enum placement_kind k = placement_kind_of(pp->c->alpha, pp->c->w, pp->c->h);
+        placement_rect r = placement_on_body(&body, k, (double)pp->c->w / pp->c->h);
+        *pp = (placed){pp->c, r.x, r.y, r.w, r.h};
+        layer[i] = layer_of(k);
+    }
+    /* Insertion sort by layer, stable. */
+    for (size_t i = 1; i < rs->n_products; i++)
+        for (size_t j = i; j > 0 && layer[j - 1] > layer[j]; j--) {
+            placed t = rs->pl[j];
+            rs->pl[j] = rs->pl[j - 1];
+            rs->pl[j - 1] = t;
+            int l = layer[j];
+            layer[j] = layer[j - 1];
+            layer[j - 1] = l;
+        }
+    rs->dressed = true;
+}
+
+/* Phase 3 (55 %): the base image — the model photo, a style backdrop or a
+ * clear canvas. */
+static int build_base(render_state *rs, const provider_image *models, size_t n_models)
+{
+    int rc = rs->transparent ? base_transparent(rs)
+             : rs->on_model  ? base_from_model(rs, models, n_models)
+                             : base_backdrop(rs);
+    if (rc != PROVIDER_OK) return rc;
+    if (rs->on_model && !rs->transparent) place_on_model(rs);
+    return checkpoint(rs, 55);
+}
+
+/* Phase 4 (65 %): the products' silhouette shadows from their mattes,
+ * drawn at 1/qscale into the mask rs->q, blurred, and multiplied into the
+ * canvas where the mask reaches. The light's side (seed or prompt) sets
+ * the shadows' side. */
 static int add_shadows(render_state *rs)
 {
+    if (rs->transparent) return checkpoint(rs, 65);
     int W = rs->W, H = rs->H, kind = rs->kind;
     size_t n_products = rs->n_products;
     double m = rs->m;
     const style_plan *sp = &rs->sp;
     const placed *pl = rs->pl;
-    int qw = (W + QSCALE - 1) / QSCALE, qh = (H + QSCALE - 1) / QSCALE;
-    float *q = rs->q = xcalloc((size_t)qw * qh, sizeof *q);
-    double blur, opacity;
+    double blur, opacity, dx = 0, dy = 0, k = 0, skew = 0;
+    enum shadow_kind sk = SHADOW_DROP;
     double lx = cos(sp->light_angle);
-    if (rs->on_model) {
-        for (size_t i = 0; i < n_products; i++)
-            shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, -lx * m * 0.018, m * 0.022, 0, 0, 1);
-        blur = m * 0.018;
-        opacity = 0.38;
+    if (rs->on_model && rs->dressed) {
+        /* Worn: a garment lies on the body, a thin soft shadow only. */
+        dx = -lx * m * 0.006, dy = m * 0.008, blur = m * 0.010, opacity = 0.25;
+    } else if (rs->on_model) {
+        dx = -lx * m * 0.018, dy = m * 0.022, blur = m * 0.018, opacity = 0.38;
     } else if (kind == 0) {
-        for (size_t i = 0; i < n_products; i++)
-            shadow_add(q, qw, qh, &pl[i], SHADOW_FLOOR, 0, 0, 0.16, -lx * 1.2, 1);
-        blur = m * 0.014;
-        opacity = 0.20;
+        sk = SHADOW_FLOOR, k = 0.16, skew = -lx * 1.2;
+        blur = m * 0.014, opacity = 0.20 * sp->contrast;
     } else if (kind == 1) {
-        for (size_t i = 0; i < n_products; i++)
-            shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, -cos(sp->light_angle) * m * 0.035,
-                       -sin(sp->light_angle) * m * 0.035 + m * 0.01, 0, 0, 1);
-        blur = m * 0.03;
-        opacity = 0.42;
+        dx = -cos(sp->light_angle) * m * 0.035, dy = -sin(sp->light_angle) * m * 0.035 + m * 0.01;
+        blur = m * 0.03, opacity = fmin(0.42 * sp->contrast, 0.7);
     } else {
-        for (size_t i = 0; i < n_products; i++)
-            shadow_add(q, qw, qh, &pl[i], SHADOW_DROP, 0, m * 0.012, 0, 0, 1);
-        blur = m * 0.016;
-        opacity = 0.13;
+        /* Minimal: the silhouette barely moved, a faint soft halo under
+         * it; the contact shadow (base_backdrop) grounds it. */
+        dx = -lx * m * 0.006, dy = m * 0.008, blur = m * 0.014, opacity = 0.10;
     }
-    VipsImage *sh = mask_image(rs->ctx, q, qw, qh, W, H, fmax(blur / QSCALE, 0.5));
-    if (!sh) return render_vips_failed(rs);
-    VipsImage **f = next_slot(rs), **mul = next_slot(rs);
-    double a = -opacity, b = 1;
-    if (vips_linear(sh, f, &a, &b, 1, NULL) || vips_multiply(rs->base, *f, mul, NULL))
-        return render_vips_failed(rs);
-    rs->base = *mul;
+    /* The mask needs no finer grid than a sixth of the blur; high quality
+     * goes down to 2 px cells (sharper contact), the others 4. */
+    int qs = (int)(blur / 6);
+    if (qs < rs->qp.qscale) qs = rs->qp.qscale;
+    if (qs > 8) qs = 8;
+    int qw = (W + qs - 1) / qs, qh = (H + qs - 1) / qs;
+    float *q = rs->q = xcalloc((size_t)qw * qh, sizeof *q);
+    for (size_t i = 0; i < n_products; i++)
+        shadow_add(q, qw, qh, qs, &pl[i], sk, dx, dy, k, skew, 1);
+    if (blur_mask(q, qw, qh, fmax(blur / qs, 0.5))) return render_vips_failed(rs);
+    /* Only where the blurred mask reaches: elsewhere the canvas stays as
+     * it is (minimal's white stays exactly 255). */
+    int bx0 = qw, by0 = qh, bx1 = -1, by1 = -1;
+    for (int y = 0; y < qh; y++)
+        for (int x = 0; x < qw; x++)
+            if (q[(size_t)y * qw + x] > 1e-4f) {
+                if (x < bx0) bx0 = x;
+                if (x > bx1) bx1 = x;
+                if (y < by0) by0 = y;
+                if (y > by1) by1 = y;
+            }
+    if (bx1 >= 0)
+        shade_canvas(rs->cv, W, H, rs->nb, q, qw, qh, qs, (float)opacity, (bx0 - 1) * qs,
+                     (by0 - 1) * qs, (bx1 + 2) * qs, (by1 + 2) * qs);
     return checkpoint(rs, 65);
 }
 
-/* Phase 5 (72 %): the products, resized to their places, over rs->base. */
+/* Blends a premultiplied RGBA float image p (pw×ph, 0..255) over the canvas
+ * at (ox, oy), clipped to it. A 3-band canvas is opaque; a 4-band one has
+ * straight alpha. */
+static void blend_over(unsigned char *cv, int W, int H, int nb, const float *p, int pw, int ph,
+                       int ox, int oy)
+{
+    for (int y = 0; y < ph; y++) {
+        int cy = oy + y;
+        if (cy < 0 || cy >= H) continue;
+        const float *src = p + (size_t)y * pw * 4;
+        unsigned char *row = cv + (size_t)cy * W * nb;
+        for (int x = 0; x < pw; x++) {
+            int cx = ox + x;
+            if (cx < 0 || cx >= W) continue;
+            const float *s = src + (size_t)x * 4;
+            float a = s[3] / 255.0f;
+            if (a <= 0.0f) continue;
+            if (a > 1) a = 1;
+            unsigned char *d = row + (size_t)cx * nb;
+            if (nb == 3) {
+                for (int c = 0; c < 3; c++) {
+                    float v = s[c] + d[c] * (1 - a) + 0.5f;
+                    d[c] = (unsigned char)(v > 255 ? 255 : v < 0 ? 0 : v);
+                }
+            } else {
+                float da = d[3] / 255.0f, oa = a + da * (1 - a);
+                for (int c = 0; c < 3; c++) {
+                    float v = (s[c] + d[c] * da * (1 - a)) / oa + 0.5f;
+                    d[c] = (unsigned char)(v > 255 ? 255 : v < 0 ? 0 : v);
+                }
+                d[3] = (unsigned char)lrintf(oa * 255);
+            }
+        }
+    }
+}
+
+/* Phase 5 (72 %): the products, resized to their places (libvips,
+ * Lanczos 3, premultiplied), blended over the canvas. */
 static int composite_products(render_state *rs)
 {
-    VipsImage *base = rs->base;
     for (size_t i = 0; i < rs->n_products; i++) {
         const placed *pp = &rs->pl[i];
         const cutout *c = pp->c;
         VipsImage **im = next_slot(rs), **pm = next_slot(rs), **rz = next_slot(rs),
-                  **cp = next_slot(rs);
-        *im = vips_image_new_from_memory_copy(c->rgba, (size_t)c->w * c->h * 4, c->w, c->h, 4,
-                                              VIPS_FORMAT_UCHAR);
+                  **fl = next_slot(rs);
+        *im = vips_image_new_from_memory(c->rgba, (size_t)c->w * c->h * 4, c->w, c->h, 4,
+                                         VIPS_FORMAT_UCHAR);
         if (!*im) return render_vips_failed(rs);
         (*im)->Type = VIPS_INTERPRETATION_sRGB;
         if (vips_premultiply(*im, pm, NULL) ||
             vips_resize(*pm, rz, (double)pp->w / c->w, "vscale", (double)pp->h / c->h, "kernel",
                         VIPS_KERNEL_LANCZOS3, NULL) ||
-            vips_composite2(base, *rz, cp, VIPS_BLEND_MODE_OVER, "x", pp->x, "y", pp->y,
-                            "premultiplied", TRUE, NULL))
+            vips_cast_float(*rz, fl, NULL))
             return render_vips_failed(rs);
-        base = *cp;
-        if (base->Bands == 4) {
-            VipsImage **eb = next_slot(rs);
-            if (vips_extract_band(base, eb, 0, "n", 3, NULL)) return render_vips_failed(rs);
-            base = *eb;
-        }
+        size_t size;
+        float *px = vips_image_write_to_memory(*fl, &size);
+        if (!px) return render_vips_failed(rs);
+        blend_over(rs->cv, rs->W, rs->H, rs->nb, px, (*fl)->Xsize, (*fl)->Ysize, pp->x, pp->y);
+        g_free(px);
     }
-    rs->base = base;
     return checkpoint(rs, 72);
 }
 
-/* Phase 6 (80 %): grades the whole picture (artistic: duotone, light and
- * vignette; on a model photo: vignette, minimal lifted) and casts it back
- * to 8-bit sRGB. */
+/* Phase 6 (80 %): neutral light over the whole picture — artistic: the
+ * dramatic directional light and vignette; on a model photo: a vignette,
+ * minimal lifted. The light is one factor for all three channels, so a
+ * product takes the light but keeps its hue (the artistic colour grade
+ * lives in its backdrop). */
 static int grade(render_state *rs)
 {
     int W = rs->W, H = rs->H, kind = rs->kind;
     const style_plan *sp = &rs->sp;
-    VipsImage *base = rs->base;
-    if (kind == 1) {
-        /* Duotone mix by luminance, then directional light and vignette. */
-        VipsImage **lum = next_slot(rs), **duo = next_slot(rs), **mix1 = next_slot(rs),
-                  **mix2 = next_slot(rs), **sum = next_slot(rs);
-        double a3[3], b3[3], g = sp->grade, keep[3] = {1 - g, 1 - g, 1 - g}, zero[3] = {0, 0, 0};
-        for (int c = 0; c < 3; c++) {
-            a3[c] = (sp->light[c] - sp->dark[c]) / 255.0 * g;
-            b3[c] = sp->dark[c] * g;
-        }
-        if (vips_colourspace(base, lum, VIPS_INTERPRETATION_B_W, NULL) ||
-            vips_linear(*lum, duo, a3, b3, 3, NULL) ||
-            vips_linear(base, mix1, keep, zero, 3, NULL) || vips_add(*mix1, *duo, mix2, NULL))
-            return render_vips_failed(rs);
-        VipsImage *lm = light_map(rs->ctx, W, H, sp->light_angle + M_PI, 0.10, 0.30);
-        if (!lm || vips_multiply(*mix2, lm, sum, NULL)) return render_vips_failed(rs);
-        base = *sum;
+    if (rs->transparent) return checkpoint(rs, 80);
+    if (kind == 1 && !rs->on_model) {
+        light_canvas(rs->cv, W, H, rs->nb, sp->light_angle + M_PI, 0.10 * sp->contrast,
+                     fmin(0.30 * sp->vignette, 0.6));
     } else if (rs->on_model) {
-        VipsImage *lm = light_map(rs->ctx, W, H, 0, 0, kind == 0 ? 0.16 : 0.10);
-        VipsImage **v = next_slot(rs);
-        if (!lm || vips_multiply(base, lm, v, NULL)) return render_vips_failed(rs);
-        base = *v;
+        light_canvas(rs->cv, W, H, rs->nb, 0, 0, kind == 0 ? 0.16 : 0.10);
         if (kind == 2) {
             /* Minimal on a photo: lifted, slightly airy. */
-            VipsImage **l = next_slot(rs);
-            double a = 0.90, b = 24;
-            if (vips_linear(base, l, &a, &b, 1, NULL)) return render_vips_failed(rs);
-            base = *l;
+            size_t n = (size_t)W * H * rs->nb;
+            for (size_t i = 0; i < n; i++)
+                rs->cv[i] = (unsigned char)lrintf(fminf(rs->cv[i] * 0.90f + 24, 255));
         }
     }
-    VipsImage **u = next_slot(rs);
-    if (vips_cast_uchar(base, u, NULL)) return render_vips_failed(rs);
-    rs->base = *u;
-    rs->base->Type = VIPS_INTERPRETATION_sRGB;
     return checkpoint(rs, 80);
 }
 
-/* Phase 7 (80–100 %): runs the pipeline into a JPEG (quality 90) in *out,
+/* The output format: parameters.output_format, else PNG for a transparent
+ * cut-out (JPEG has no alpha), else JPEG. */
+static const char *output_format(const render_state *rs)
+{
+    const char *f = rs->p->output_format;
+    if (str_eq(f, "png") || str_eq(f, "webp")) return f;
+    return rs->transparent ? "png" : "jpeg";
+}
+
+/* Phase 7 (80–100 %): runs the pipeline into the output format in *out,
  * which then owns the data (the caller frees it with provider_image_free).
  * A cancel during the encode kills the pipeline through the "eval" signal. */
 static int encode(render_state *rs, provider_image *out)
 {
     VipsImage **fin = next_slot(rs);
-    if (vips_copy(rs->base, fin, NULL)) return render_vips_failed(rs);
+    *fin = vips_image_new_from_memory(rs->cv, (size_t)rs->W * rs->H * rs->nb, rs->W, rs->H, rs->nb,
+                                      VIPS_FORMAT_UCHAR);
+    if (!*fin) return render_vips_failed(rs);
+    (*fin)->Type = VIPS_INTERPRETATION_sRGB;
     vips_image_set_progress(*fin, TRUE);
     g_signal_connect(*fin, "eval", G_CALLBACK(on_eval), &rs->ev);
     void *data = NULL;
     size_t len = 0;
-    if (vips_jpegsave_buffer(*fin, &data, &len, "Q", 90, "strip", TRUE, "optimize_coding", TRUE,
-                             "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_OFF, NULL))
-        return cancelled(&rs->ev) ? render_cancelled(rs) : render_vips_failed(rs);
+    const char *fmt = output_format(rs);
+    const quality_profile *qp = &rs->qp;
+    int bad;
+    if (str_eq(fmt, "png"))
+        bad = vips_pngsave_buffer(*fin, &data, &len, "compression", qp->png_level, "strip", TRUE,
+                                  NULL);
+    else if (str_eq(fmt, "webp"))
+        bad = vips_webpsave_buffer(*fin, &data, &len, "Q", qp->jpeg_q, "effort", qp->webp_effort,
+                                   "strip", TRUE, NULL);
+    else
+        bad = vips_jpegsave_buffer(*fin, &data, &len, "Q", qp->jpeg_q, "strip", TRUE,
+                                   "optimize_coding", qp->optimize, "subsample_mode",
+                                   VIPS_FOREIGN_SUBSAMPLE_OFF, NULL);
+    if (bad) return cancelled(&rs->ev) ? render_cancelled(rs) : render_vips_failed(rs);
     if (cancelled(&rs->ev)) {
         g_free(data);
         return render_cancelled(rs);
@@ -853,17 +802,18 @@ static int encode(render_state *rs, provider_image *out)
      * is the right release for this buffer. */
     out->data = data;
     out->len = len;
-    snprintf(out->format, sizeof out->format, "jpeg");
+    snprintf(out->format, sizeof out->format, "%s", fmt);
     out->width = rs->W;
     out->height = rs->H;
     report(&rs->ev, 100);
     return PROVIDER_OK;
 }
 
-int provider_local_render(const gen_params *p, const provider_image *products, size_t n_products,
-                          const provider_image *models, size_t n_models, int variant,
-                          const atomic_bool *cancel, void (*progress)(void *ctx, int pct),
-                          void *progress_ctx, provider_image *out, char **error)
+int provider_local_render(const gen_params *p, const char *prompt, const provider_image *products,
+                          size_t n_products, const provider_image *models, size_t n_models,
+                          int variant, const atomic_bool *cancel,
+                          void (*progress)(void *ctx, int pct), void *progress_ctx,
+                          provider_image *out, char **error)
 {
     pthread_once(&vips_once, vips_setup);
     memset(out, 0, sizeof *out);
@@ -882,24 +832,25 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
         .p = p,
         .variant = variant,
         .n_products = n_products,
-        .high = str_eq(p->quality, "high"),
+        .qp = quality_for(p->quality),
         .kind = str_eq(style, "artistic")  ? 1
                 : str_eq(style, "minimal") ? 2
                                            : 0,
         .on_model = n_models > 0,
+        .transparent = str_eq(p->background, "transparent"),
         .ev = {.cancel = cancel, .progress = progress, .progress_ctx = progress_ctx, .last = -1},
         .error = error,
     };
+    look_words_parse(prompt, &rs.words);
     provider_local_size(p->aspect_ratio, p->quality, &rs.W, &rs.H);
     rs.m = fmin(rs.W, rs.H);
-    rs.sp.kind = rs.kind;
     rng r = {.s = hash_str(0xCBF29CE484222325ull, style) ^
                   ((uint64_t)p->seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(variant + 1) << 40)};
     rng_next(&r);
     /* From here on rs.ctx (every intermediate image), rs.cuts, rs.bd and
      * rs.q are held, and released at cleanup. */
     rs.ctx = vips_image_new();
-    rs.t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(rs.ctx), 64);
+    rs.t = (VipsImage **)vips_object_local_array(VIPS_OBJECT(rs.ctx), RENDER_SLOTS);
     report(&rs.ev, 0);
 
     int rc;
@@ -913,7 +864,7 @@ int provider_local_render(const gen_params *p, const provider_image *products, s
 cleanup:
     g_object_unref(rs.ctx);
     free(rs.q);
-    free(rs.bd);
+    free(rs.cv);
     for (size_t i = 0; i < n_products; i++)
         cutout_free(&rs.cuts[i]);
     vips_thread_shutdown();
@@ -942,9 +893,9 @@ static int local_start(provider_job *job)
     int rc = PROVIDER_OK;
     for (int i = 0; i < n; i++) {
         local_progress lp = {.job = job, .index = i, .count = n};
-        rc = provider_local_render(&g->params, job->products, job->n_products, job->models,
-                                   job->n_models, i, &job->cancel_requested, local_on_progress, &lp,
-                                   &outs[i], &error);
+        rc = provider_local_render(&g->params, g->custom_prompt, job->products, job->n_products,
+                                   job->models, job->n_models, i, &job->cancel_requested,
+                                   local_on_progress, &lp, &outs[i], &error);
         if (rc != PROVIDER_OK) break;
         if (atomic_load(&job->cancel_requested)) {
             rc = PROVIDER_CANCELLED;

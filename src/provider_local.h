@@ -1,12 +1,16 @@
 /*
- * provider_local.h — what the local-studio compositor's two files share:
- * the cut-out (provider_local_cutout.c: decode a product photo, key out its
- * plain background, trim) and the small math helpers both use. The render
- * itself is in provider_local.c. Included by provider_local*.c only; the
+ * provider_local.h — what the local-studio compositor's files share: the
+ * cut-out (provider_local_cutout.c: decode a product photo, matte it with
+ * matte.c, trim), the look (provider_local_look.c: style plan from the
+ * style, the prompt and the seed; the backdrop), the deterministic random
+ * stream and small math helpers. The render itself is in provider_local.c,
+ * the arrangement in placement.c. Included by provider_local*.c only; the
  * public interface is in provider.h.
  */
 #ifndef SS_PROVIDER_LOCAL_H
 #define SS_PROVIDER_LOCAL_H
+
+#include <stdint.h>
 
 #include "provider.h"
 
@@ -45,5 +49,78 @@ static inline double smoothstep(double e0, double e1, double x)
     double t = clampd((x - e0) / (e1 - e0), 0, 1);
     return t * t * (3 - 2 * t);
 }
+
+static inline double lerp(double a, double b, double t)
+{
+    return a + (b - a) * t;
+}
+
+/* ---- deterministic randomness: a splitmix64 stream ---- */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static inline uint64_t rng_next(rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static inline double rng_unit(rng *r)
+{
+    return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static inline double rng_range(rng *r, double a, double b)
+{
+    return a + (b - a) * rng_unit(r);
+}
+
+/* ---- the look (provider_local_look.c) ---- */
+
+enum { LOOK_TEX_NONE = 0, LOOK_TEX_MARBLE = 1, LOOK_TEX_LINEN = 2 };
+
+/* What the custom prompt asks of the look. */
+typedef struct look_words {
+    bool any;      /* at least one word was understood */
+    int setting;   /* index of a setting (sunset, beach, marble, ...), -1 none */
+    int side;      /* light from the left -1, right +1, 0 the seed's */
+    double warmth; /* -1 cool .. +1 warm */
+    double drama;  /* -1 soft .. +1 dramatic */
+} look_words;
+
+/* Reads the words of a prompt (NULL: none) into *lw. */
+void look_words_parse(const char *prompt, look_words *lw);
+
+typedef struct style_plan {
+    int kind; /* 0 realistic, 1 artistic, 2 minimal */
+    double wall[3], floor[3];
+    double dark[3], light[3];  /* artistic: the backdrop's duotone */
+    double light_x, light_y;   /* key light, normalised */
+    double light_angle;        /* directional light, radians */
+    double side;               /* -1 light from the left, +1 from the right */
+    double floor_y;            /* realistic: normalised y of the floor line */
+    double vignette, contrast; /* 1 the style's own; more for a dramatic prompt */
+    double warmth;             /* -1..1, already applied to the palette */
+    int texture;               /* LOOK_TEX_* */
+} style_plan;
+
+/* The style's plan for a product of mean colour prod_mean, steered by the
+ * prompt's words; draws from r in a fixed order. */
+void look_plan(style_plan *sp, int kind, const double prod_mean[3], const look_words *lw, rng *r);
+
+/* A soft ellipse of shade on the backdrop (a contact shadow). */
+typedef struct contact {
+    double cx, cy, rx, ry, strength;
+} contact;
+
+/* Paints the style backdrop, with contact shadows, into a new w×h×3
+ * buffer (caller frees). Minimal is exactly 255 wherever no contact shadow
+ * reaches. */
+unsigned char *look_backdrop(const style_plan *s, int w, int h, const contact *cts, size_t ncts,
+                             uint32_t salt);
 
 #endif

@@ -736,6 +736,18 @@ static void finish_ok(job *j)
             }
         }
     }
+    /* parameters.output_format, for every provider's results (a local
+     * render is already in it: a no-op). */
+    for (size_t i = 0; i < j->n_outputs; i++) {
+        char *why = NULL;
+        if (media_convert(&j->outputs[i], j->gen.params.output_format, &why) != 0) {
+            char *msg = xasprintf("image %zu cannot be used: %s", i + 1, why ? why : "unreadable");
+            finish_failed(j, GEN_FAILURE_MALFORMED, msg);
+            free(msg);
+            free(why);
+            return;
+        }
+    }
     json_t *urls = json_array();
     for (size_t i = 0; i < j->n_outputs; i++) {
         char *url = NULL;

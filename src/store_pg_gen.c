@@ -28,7 +28,8 @@
     "id, user_id, status, product_images, model_images, result_images, prompt, custom_prompt,"     \
     " model, style, quality, aspect_ratio, guidance_scale, num_inference_steps, strength, seed,"   \
     " priority, tokens_used, retry_count, progress, stage, created_at, started_at, completed_at,"  \
-    " processing_time, error, batch_id, retry_of, queued_at, lease_owner, error_code"
+    " processing_time, error, batch_id, retry_of, queued_at, lease_owner, error_code,"             \
+    " background, output_format"
 
 #define SWEEP_BATCH 200
 
@@ -105,6 +106,8 @@ static void gen_from_row(const PGresult *r, int row, gen_record *g, int64_t *que
     *queued_at = pg_col_int(r, row, 28);
     *leased = !pg_col_null(r, row, 29);
     pg_col_copy(r, row, 30, g->error_code, sizeof g->error_code);
+    pg_col_copy(r, row, 31, g->params.background, sizeof g->params.background);
+    pg_col_copy(r, row, 32, g->params.output_format, sizeof g->params.output_format);
 }
 
 /* Sets g->queue_position (1 + the queued generations ahead of it in claim
@@ -272,16 +275,17 @@ static int gen_insert(pg_tx *t, const gen_record *g, bool start, int64_t now)
         "INSERT INTO generations (id, user_id, status, product_images, model_images,"
         " result_images, prompt, custom_prompt, model, style, quality, aspect_ratio,"
         " guidance_scale, num_inference_steps, strength, seed, priority, tokens_used,"
-        " retry_count, progress, stage, created_at, started_at, batch_id, retry_of, queued_at)"
+        " retry_count, progress, stage, created_at, started_at, batch_id, retry_of, queued_at,"
+        " background, output_format)"
         " VALUES ($1, $2, $3, $4, $5, '[]', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
-        " $17, 0, 0, $18, $19, $20, $21, $22, $23)",
-        "sssssssssssdidIiIsIZssZ", g->id, g->user_id, start ? "processing" : "pending", product,
+        " $17, 0, 0, $18, $19, $20, $21, $22, $23, $24, $25)",
+        "sssssssssssdidIiIsIZssZss", g->id, g->user_id, start ? "processing" : "pending", product,
         model, g->prompt ? g->prompt : "", g->custom_prompt, g->params.model, g->params.style,
         g->params.quality, g->params.aspect_ratio, g->params.guidance_scale,
         g->params.num_inference_steps, g->params.strength, (int64_t)g->params.seed, g->priority,
         (int64_t)g->tokens_used, start ? STAGE_QUEUED : "pending", now, start ? now : (int64_t)0,
         g->batch_id[0] ? g->batch_id : NULL, g->retry_of[0] ? g->retry_of : NULL,
-        start ? now : (int64_t)0);
+        start ? now : (int64_t)0, g->params.background, g->params.output_format);
     free(product);
     free(model);
     return rc < 0 ? rc : STORE_OK;

@@ -26,7 +26,8 @@
     "id, user_id, status, product_images, model_images, result_images, prompt, custom_prompt,"     \
     " model, style, quality, aspect_ratio, guidance_scale, num_inference_steps, strength, seed,"   \
     " priority, tokens_used, retry_count, progress, stage, created_at, started_at, completed_at,"  \
-    " processing_time, error, batch_id, retry_of, queued_at, lease_owner, error_code"
+    " processing_time, error, batch_id, retry_of, queued_at, lease_owner, error_code,"             \
+    " background, output_format"
 
 #define SWEEP_BATCH 200
 
@@ -95,6 +96,8 @@ static void gen_from_row(sqlite3_stmt *st, gen_record *g, int64_t *queued_at, bo
     *queued_at = sq_col_int(st, 28);
     *leased = sqlite3_column_type(st, 29) != SQLITE_NULL;
     sq_col_copy(st, 30, g->error_code, sizeof g->error_code);
+    sq_col_copy(st, 31, g->params.background, sizeof g->params.background);
+    sq_col_copy(st, 32, g->params.output_format, sizeof g->params.output_format);
 }
 
 /* 1 + the queued generations ahead of g in claim order. */
@@ -251,17 +254,17 @@ static int gen_insert(sq_tx *t, const gen_record *g, bool start, int64_t now)
                  " result_images, prompt, custom_prompt, model, style, quality, aspect_ratio,"
                  " guidance_scale, num_inference_steps, strength, seed, priority, tokens_used,"
                  " retry_count, progress, stage, created_at, started_at, batch_id, retry_of,"
-                 " queued_at)"
+                 " queued_at, background, output_format)"
                  " VALUES (?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?,"
-                 " ?, ?, ?, ?)",
-                 "sssssssssssdidIiIsIZssZ", g->id, g->user_id, start ? "processing" : "pending",
+                 " ?, ?, ?, ?, ?, ?)",
+                 "sssssssssssdidIiIsIZssZss", g->id, g->user_id, start ? "processing" : "pending",
                  product, model, g->prompt ? g->prompt : "", g->custom_prompt, g->params.model,
                  g->params.style, g->params.quality, g->params.aspect_ratio,
                  g->params.guidance_scale, g->params.num_inference_steps, g->params.strength,
                  (int64_t)g->params.seed, g->priority, (int64_t)g->tokens_used,
                  start ? STAGE_QUEUED : "pending", now, start ? now : (int64_t)0,
                  g->batch_id[0] ? g->batch_id : NULL, g->retry_of[0] ? g->retry_of : NULL,
-                 start ? now : (int64_t)0);
+                 start ? now : (int64_t)0, g->params.background, g->params.output_format);
     free(product);
     free(model);
     if (rc < 0) return rc;

@@ -143,6 +143,37 @@ test('aspect ratios: 1:1, 9:16 and 4:5 results have matching pixel sizes; high q
     `high quality must render larger than auto (${sizes[3].width}×${sizes[3].height} vs ${sizes[2].width}×${sizes[2].height})`);
 });
 
+test('transparent cut-out: background "transparent" gives PNG/WebP with alpha; output_format is honoured', async () => {
+  const u = await createUser(srv.dataDir, { tokens: 10 });
+  const cases = [
+    [{ background: 'transparent' }, 'png', true],
+    [{ background: 'transparent', output_format: 'webp' }, 'webp', true],
+    [{ output_format: 'png' }, 'png', false],
+  ];
+  for (const [parameters, format, alpha] of cases) {
+    const c = await create(srv, u.key, createBody(productUrl, { aspectRatio: '4:5', quality: 'low', parameters }));
+    await start(srv, u.key, c.generationId);
+    const g = await waitGen(srv, u.key, c.generationId);
+    assert.equal(g.status, 'completed', `${JSON.stringify(parameters)}: ${g.error}`);
+    for (const [k, v] of Object.entries(parameters)) assert.equal(g.parameters[k], v, `the record keeps parameters.${k}`);
+    for (const url of g.resultImages) {
+      const r = await fetch(url);
+      const buf = Buffer.from(await r.arrayBuffer());
+      const info = imageSize(buf);
+      assert.equal(info?.format, format, `${JSON.stringify(parameters)} → ${format}`);
+      assert.equal(r.headers.get('content-type'), `image/${format}`);
+      assert.ok(Math.abs(info.width / info.height - 0.8) < 0.01, `4:5 (${info.width}×${info.height})`);
+      // PNG: IHDR colour type 6 is RGBA, 2 RGB. WebP: the VP8X flags' alpha bit.
+      const hasAlpha = format === 'png' ? buf[25] === 6 : buf.toString('latin1', 12, 16) === 'VP8X' && (buf[20] & 0x10) !== 0;
+      assert.equal(hasAlpha, alpha, `${JSON.stringify(parameters)}: alpha ${hasAlpha}`);
+    }
+  }
+  const bad = await api(srv, 'POST', '/api/generation/create', {
+    key: u.key, body: createBody(productUrl, { parameters: { background: 'transparent', output_format: 'jpeg' } }),
+  });
+  assertError(bad, 400, 'VALIDATION_ERROR');
+});
+
 test('deterministic: same inputs and seed give the same image; another seed gives a different one', async () => {
   const u = await createUser(srv.dataDir, { tokens: 10 });
   const run = async (seed) => {

@@ -884,3 +884,36 @@ Test(generation, element_errors_are_bounded)
     cr_assert(summary, "no summary entry: %s", json_dumps(r.errors, 0));
     done(&r);
 }
+
+Test(validation, background_and_output_format)
+{
+    result r = run_str("{\"productImages\": [\"" IMG "\"], \"model\": \"local-studio\","
+                       " \"style\": \"minimal\", \"quality\": \"auto\", \"aspectRatio\": \"1:1\","
+                       " \"parameters\": {\"background\": \"transparent\","
+                       " \"output_format\": \"webp\"}}",
+                       false);
+    cr_assert_eq(r.rc, 0);
+    cr_expect_str_eq(r.req.params.background, "transparent");
+    cr_expect_str_eq(r.req.params.output_format, "webp");
+    done(&r);
+    r = run(body_with(NULL, NULL), false);
+    cr_assert_eq(r.rc, 0);
+    cr_expect_str_eq(r.req.params.background, "");
+    cr_expect_str_eq(r.req.params.output_format, "");
+    done(&r);
+    r = run(body_with("parameters.background", json_string("clear")), false);
+    cr_assert_eq(r.rc, GEN_EINVALID);
+    cr_expect_not_null(error_for(&r, "parameters.background"));
+    done(&r);
+    r = run(body_with("parameters.output_format", json_string("gif")), false);
+    cr_assert_eq(r.rc, GEN_EINVALID);
+    cr_expect_not_null(error_for(&r, "parameters.output_format"));
+    done(&r);
+    r = run_str("{\"productImages\": [\"" IMG "\"], \"model\": \"local-studio\","
+                " \"style\": \"minimal\", \"quality\": \"auto\", \"aspectRatio\": \"1:1\","
+                " \"parameters\": {\"background\": \"transparent\", \"output_format\": \"jpeg\"}}",
+                false);
+    cr_assert_eq(r.rc, GEN_EINVALID);
+    cr_expect_not_null(error_for(&r, "parameters.output_format"));
+    done(&r);
+}

@@ -357,6 +357,8 @@ Test(ratelimit_sqlite, migrates_from_version_4)
             " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
             " DROP TABLE queue_workers;"
             " DROP TABLE batches; DROP INDEX generations_batch; DROP INDEX generations_user_queued;"
+            " ALTER TABLE generations DROP COLUMN background;"
+            " ALTER TABLE generations DROP COLUMN output_format;"
             " DELETE FROM schema_migrations WHERE"
             " version > 4; PRAGMA user_version = 4;",
             NULL, NULL, NULL),

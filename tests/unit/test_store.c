@@ -1814,8 +1814,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 9); /* the newest migration */
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 9);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 10); /* the newest migration */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 10);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -1859,6 +1859,8 @@ Test(store, migrates_from_previous_version)
             " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
             " DROP TABLE queue_workers;"
             " DROP TABLE batches; DROP INDEX generations_batch; DROP INDEX generations_user_queued;"
+            " ALTER TABLE generations DROP COLUMN background;"
+            " ALTER TABLE generations DROP COLUMN output_format;"
             " DELETE FROM schema_migrations WHERE version > 1;"
             " PRAGMA user_version = 1;",
             NULL, NULL, NULL),
@@ -1867,7 +1869,7 @@ Test(store, migrates_from_previous_version)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 9); /* the newest migration */
+    cr_assert_eq(sql_int("PRAGMA user_version"), 10); /* the newest migration */
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
@@ -1894,6 +1896,8 @@ Test(store, migrates_error_code_from_version_2)
             " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
             " DROP TABLE queue_workers;"
             " DROP TABLE batches; DROP INDEX generations_batch; DROP INDEX generations_user_queued;"
+            " ALTER TABLE generations DROP COLUMN background;"
+            " ALTER TABLE generations DROP COLUMN output_format;"
             " DELETE FROM schema_migrations WHERE version > 2;"
             " PRAGMA user_version = 2;",
             NULL, NULL, NULL),
@@ -1902,7 +1906,7 @@ Test(store, migrates_error_code_from_version_2)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 9);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 10);
     gen_record g = get_gen(gid);
     cr_assert_str_eq(g.error_code, "");
     gen_record_free(&g);

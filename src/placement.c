@@ -1,0 +1,370 @@
+/*
+ * placement — the arrangement of the local-studio compositor's products in
+ * the frame. The products go in one to three rows, bottom-aligned, fitted
+ * in a box whose size and position follow the style and the seed's draws
+ * (fill, shift, hero); equal areas rather than equal heights, so a wide cap
+ * is not drawn taller than a shirt. On a studio floor up to three products
+ * share one row and the group stands on the floor line.
+ *
+ * Worn on the model: the person is found from the matte of the model photo
+ * (head top, shoulder line where the silhouette first grows to twice the
+ * head's width, waist and hips by proportion, the feet, the right hand);
+ * a product's kind comes from its silhouette (sleeves wider than the hem: a
+ * top; two legs: trousers; long: a dress; low and wide: shoes, or a hat
+ * when it is a dome; else an accessory), and each kind has its place: a
+ * top from the shoulders, a dress from the shoulders down, trousers from
+ * the waist, shoes at the feet, a hat on the head, an accessory at the
+ * hand.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "placement.h"
+
+static double lerp(double a, double b, double t)
+{
+    return a + (b - a) * t;
+}
+
+static double clampd(double v, double lo, double hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Arranges the items in rows inside the box (bx, by, bw, bh), bottom rows
+ * on the box's bottom edge, horizontally centred on the box. */
+static void rows(const placement_req *q, double bx, double by, double bw, double bh, double gap,
+                 double row_bias, placement_rect *out)
+{
+    size_t n = q->n;
+    double rel[PLACEMENT_MAX], relmax = 0;
+    for (size_t i = 0; i < n; i++) {
+        rel[i] = ((n > 1 && (int)i != q->hero) ? 0.82 : 1.0) / sqrt(q->aspect[i]);
+        if (rel[i] > relmax) relmax = rel[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        rel[i] /= relmax;
+    int best_rows = 1;
+    double best_scale = 0;
+    for (int r = 1; r <= (int)n && r <= 3; r++) {
+        size_t per = (n + (size_t)r - 1) / (size_t)r;
+        double maxw = 0, toth = 0;
+        for (size_t start = 0; start < n; start += per) {
+            double rw = 0, rh = 0;
+            for (size_t i = start; i < n && i < start + per; i++) {
+                rw += rel[i] * q->aspect[i] + (i > start ? gap : 0);
+                if (rel[i] > rh) rh = rel[i];
+            }
+            if (rw > maxw) maxw = rw;
+            toth += rh + (start ? gap : 0);
+        }
+        double scale = fmin(bw / maxw, bh / toth);
+        if (scale > best_scale * row_bias) {
+            best_scale = scale;
+            best_rows = r;
+        }
+    }
+    size_t per = (n + (size_t)best_rows - 1) / (size_t)best_rows;
+    double base = by + bh;
+    size_t nrows = (n + per - 1) / per;
+    for (size_t r = nrows; r-- > 0;) {
+        size_t start = r * per, end = start + per < n ? start + per : n;
+        double rw = 0, rh = 0;
+        for (size_t i = start; i < end; i++) {
+            rw += rel[i] * q->aspect[i] + (i > start ? gap : 0);
+            if (rel[i] > rh) rh = rel[i];
+        }
+        double x = bx + (bw - rw * best_scale) / 2;
+        for (size_t i = start; i < end; i++) {
+            double ih = rel[i] * best_scale, iw = ih * q->aspect[i];
+            out[i].w = (int)lround(fmax(iw, 1));
+            out[i].h = (int)lround(fmax(ih, 1));
+            out[i].x = (int)lround(x);
+            out[i].y = (int)lround(base - ih);
+            x += iw + gap * best_scale;
+        }
+        base -= (rh + gap) * best_scale;
+    }
+}
+
+static void extent(const placement_rect *pl, size_t n, int H, int *top, int *bottom)
+{
+    *top = H;
+    *bottom = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pl[i].y < *top) *top = pl[i].y;
+        if (pl[i].y + pl[i].h > *bottom) *bottom = pl[i].y + pl[i].h;
+    }
+}
+
+/* Contract in placement.h. */
+void placement_arrange(const placement_req *q, placement_rect *pl, double *floor_y)
+{
+    int W = q->W, H = q->H, kind = q->style;
+    size_t n = q->n;
+    double m = fmin(W, H), fill = q->fill, shift = q->shift;
+    double bx, by, bw, bh;
+    if (q->on_model) {
+        double s = m * lerp(0.36, 0.46, fill) * (n > 1 ? 1.25 : 1.0);
+        bw = fmin(s * (n > 1 ? 1.6 : 1.0), W * 0.9);
+        bh = fmin(s, H * 0.45);
+        double cx = W * (0.5 + 0.10 * shift), cyb = H * 0.90;
+        bx = clampd(cx - bw / 2, W * 0.04, W * 0.96 - bw);
+        by = cyb - bh;
+    } else if (kind == 0) {
+        double base = *floor_y * H;
+        bh = fmin(base - H * 0.10, H * lerp(0.56, 0.70, fill));
+        bw = W * lerp(0.62, 0.74, fill);
+        bx = (W - bw) / 2 + W * 0.04 * shift;
+        by = base - bh;
+    } else if (kind == 1) {
+        bh = H * lerp(0.58, 0.72, fill);
+        bw = W * lerp(0.58, 0.72, fill);
+        bx = (W - bw) / 2 + W * 0.07 * shift;
+        by = (H - bh) / 2 + H * 0.02;
+    } else {
+        bh = H * lerp(0.60, 0.70, fill);
+        bw = W * lerp(0.64, 0.74, fill);
+        bx = (W - bw) / 2;
+        by = (H - bh) / 2 - H * 0.01;
+    }
+    double row_bias = kind == 0 && !q->on_model ? (n <= 3 ? 1e9 : 1.6) : 1.15;
+    rows(q, bx, by, bw, bh, 0.10, row_bias, pl);
+    int top, bottom;
+    extent(pl, n, H, &top, &bottom);
+    if (kind == 0 && !q->on_model) {
+        /* A low group stands on a floor raised towards the middle, so the
+         * picture is not all empty wall. */
+        double want = (H + (bottom - top)) / 2.0 + H * 0.07;
+        if (want < bottom) {
+            int dy = (int)lround(want) - bottom;
+            for (size_t i = 0; i < n; i++)
+                pl[i].y += dy;
+            *floor_y = want / H;
+        }
+    } else if (!q->on_model) {
+        /* Centre the group vertically in the box (it sits on its bottom). */
+        int dy = (int)lround(by + (bh - (bottom - top)) / 2) - top;
+        for (size_t i = 0; i < n; i++)
+            pl[i].y += dy;
+    }
+}
+
+/* ---- worn on the model ---- */
+
+/* Columns covered (alpha ≥ .5) in row y: the first, the last and the count. */
+static int row_extent(const float *a, int w, int y, int *x0, int *x1)
+{
+    int n = 0;
+    *x0 = w;
+    *x1 = -1;
+    const float *r = a + (size_t)y * w;
+    for (int x = 0; x < w; x++)
+        if (r[x] >= 0.5f) {
+            if (x < *x0) *x0 = x;
+            *x1 = x;
+            n++;
+        }
+    return n;
+}
+
+/* Contract in placement.h. Proportions where the silhouette says nothing
+ * clear: shoulders at 18% of the height below the head top, the waist at
+ * 42%, the hips at 52% (an adult standing, the head about 1/7.5). */
+bool placement_find_body(const float *a, const unsigned char *rgb, int w, int h, double scale,
+                         placement_body *b)
+{
+    int top = -1, bottom = -1;
+    int *x0 = malloc((size_t)h * sizeof *x0), *x1 = malloc((size_t)h * sizeof *x1),
+        *cnt = malloc((size_t)h * sizeof *cnt);
+    if (!x0 || !x1 || !cnt) {
+        free(x0);
+        free(x1);
+        free(cnt);
+        return false;
+    }
+    for (int y = 0; y < h; y++) {
+        cnt[y] = row_extent(a, w, y, &x0[y], &x1[y]);
+        if (cnt[y] > w / 200 + 1) {
+            if (top < 0) top = y;
+            bottom = y;
+        }
+    }
+    bool ok = false;
+    int hp = bottom - top;
+    if (top < 0 || hp < h / 3) goto done;
+    /* The head: the median width of its rows. */
+    int hw = 0, k = 0;
+    for (int y = top + hp / 50; y < top + hp / 14 && y < h; y++, k++)
+        hw += cnt[y];
+    hw = k ? hw / k : 1;
+    if (hw < 2) goto done;
+    /* Shoulders: the first row below the head twice as wide as it. */
+    int sy = -1;
+    for (int y = top + hp / 16; y < top + hp / 3; y++)
+        if (cnt[y] > 2.2 * hw) {
+            sy = y;
+            break;
+        }
+    if (sy < 0) sy = top + (int)(0.18 * hp);
+    int sw = 0;
+    for (int y = sy; y < sy + hp / 25 + 1 && y < h; y++)
+        if (x1[y] - x0[y] + 1 > sw) sw = x1[y] - x0[y] + 1;
+    int wy = top + (int)(0.42 * hp), hy = top + (int)(0.52 * hp);
+    double cx = 0;
+    int nc = 0;
+    for (int y = sy; y < hy; y++)
+        if (cnt[y]) {
+            cx += (x0[y] + x1[y]) / 2.0;
+            nc++;
+        }
+    cx = nc ? cx / nc : w / 2.0;
+    /* The hips: the torso's width there, not the hands beside it — the
+     * covered run through the centre line. */
+    int hx0 = (int)cx, hx1 = (int)cx;
+    const float *hr = a + (size_t)hy * w;
+    while (hx0 > 0 && hr[hx0 - 1] >= 0.5f)
+        hx0--;
+    while (hx1 < w - 1 && hr[hx1 + 1] >= 0.5f)
+        hx1++;
+    int fw = 0;
+    for (int y = bottom - hp / 40; y <= bottom; y++)
+        if (y >= 0 && x1[y] - x0[y] + 1 > fw) fw = x1[y] - x0[y] + 1;
+    /* The hand: the outermost covered column on the right between the
+     * waist and the hips' level plus a bit. */
+    int hand_x = (int)cx, hand_y = hy;
+    for (int y = wy; y < top + (int)(0.62 * hp) && y < h; y++)
+        if (x1[y] > hand_x) {
+            hand_x = x1[y];
+            hand_y = y;
+        }
+    /* The hem of the model's own top: down the centre line from the chest
+     * while the colour stays the chest's (so a garment can cover it). */
+    int hem = hy;
+    if (rgb) {
+        int ccx = (int)lround(cx), chest = sy + hp / 10;
+        if (ccx >= 0 && ccx < w && chest < h) {
+            const unsigned char *c0 = rgb + ((size_t)chest * w + ccx) * 3;
+            int miss = 0;
+            for (int y = chest; y < top + (int)(0.75 * hp) && y < h; y++) {
+                const unsigned char *c = rgb + ((size_t)y * w + ccx) * 3;
+                int d = abs(c[0] - c0[0]) + abs(c[1] - c0[1]) + abs(c[2] - c0[2]);
+                if (d > 60) {
+                    if (++miss >= 3) break;
+                } else {
+                    miss = 0;
+                    hem = y;
+                }
+            }
+        }
+    }
+    b->top_hem_y = (int)lround(hem * scale);
+    b->top = (int)lround(top * scale);
+    b->bottom = (int)lround(bottom * scale);
+    b->cx = cx * scale;
+    b->head_w = (int)lround(hw * scale);
+    b->shoulder_y = (int)lround(sy * scale);
+    b->shoulder_w = (int)lround(sw * scale);
+    b->waist_y = (int)lround(wy * scale);
+    b->hip_y = (int)lround(hy * scale);
+    b->hip_w = (int)lround((hx1 - hx0 + 1) * scale);
+    b->feet_w = (int)lround(fw * scale);
+    b->hand_x = (int)lround(hand_x * scale);
+    b->hand_y = (int)lround(hand_y * scale);
+    ok = sw > hw;
+done:
+    free(x0);
+    free(x1);
+    free(cnt);
+    return ok;
+}
+
+/* Contract in placement.h. */
+enum placement_kind placement_kind_of(const float *a, int w, int h)
+{
+    double aspect = (double)w / h;
+    int l, r;
+    int top_w = 0, mid_w = 0, low_w = 0;
+    for (int y = h * 15 / 100; y < h * 25 / 100; y++) {
+        int n = row_extent(a, w, y, &l, &r);
+        if (n && r - l + 1 > top_w) top_w = r - l + 1;
+    }
+    for (int y = h * 45 / 100; y < h * 55 / 100; y++) {
+        int n = row_extent(a, w, y, &l, &r);
+        if (n && r - l + 1 > mid_w) mid_w = r - l + 1;
+    }
+    /* Two legs: a gap through the middle of the bottom rows. */
+    int gap_rows = 0, rows = 0;
+    for (int y = h * 75 / 100; y < h * 95 / 100; y++, rows++) {
+        int n = row_extent(a, w, y, &l, &r);
+        if (n) low_w = r - l + 1 > low_w ? r - l + 1 : low_w;
+        if (n && r - l + 1 > n + w / 20) gap_rows++;
+    }
+    if (aspect >= 1.5 && h > 0) {
+        /* Low and wide: a dome narrower at the top is a hat, else shoes. */
+        return top_w < 0.75 * low_w ? PLACEMENT_HAT : PLACEMENT_SHOES;
+    }
+    if (rows && gap_rows > rows / 2 && aspect < 0.9) return PLACEMENT_TROUSERS;
+    if (top_w > 1.25 * mid_w && aspect > 0.6) return PLACEMENT_TOP;
+    if (aspect < 0.75) return PLACEMENT_DRESS;
+    if (aspect >= 0.75 && top_w >= 0.9 * mid_w) return PLACEMENT_TOP;
+    return PLACEMENT_ACCESSORY;
+}
+
+/* Contract in placement.h. */
+placement_rect placement_on_body(const placement_body *b, enum placement_kind k, double aspect)
+{
+    int hp = b->bottom - b->top;
+    double w, h, x, y;
+    switch (k) {
+    case PLACEMENT_TOP:
+        /* The collar a little above the shoulder line (a flat-laid top's
+         * shoulders slope), the sleeves past the shoulders, and long
+         * enough to reach the hips: it covers the model's own top. */
+        y = b->shoulder_y - 0.06 * hp;
+        w = b->shoulder_w * 1.25;
+        h = fmax(w / aspect, fmax(b->hip_y, b->top_hem_y) - y + 0.02 * hp);
+        w = h * aspect;
+        x = b->cx - w / 2;
+        break;
+    case PLACEMENT_DRESS:
+        /* From the shoulders down, at least past the hips. */
+        y = b->shoulder_y - 0.04 * hp;
+        w = b->shoulder_w * 1.10;
+        h = fmax(w / aspect, fmax(b->hip_y, b->top_hem_y) - y + 0.12 * hp);
+        w = h * aspect;
+        x = b->cx - w / 2;
+        break;
+    case PLACEMENT_TROUSERS:
+        h = b->bottom - b->waist_y - 0.03 * hp;
+        w = h * aspect;
+        if (w < b->hip_w * 1.08) {
+            w = b->hip_w * 1.08;
+            h = w / aspect;
+        }
+        x = b->cx - w / 2;
+        y = b->waist_y;
+        break;
+    case PLACEMENT_SHOES:
+        w = fmax(b->feet_w * 1.15, b->head_w * 1.6);
+        h = w / aspect;
+        x = b->cx - w / 2;
+        y = b->bottom - h + 0.01 * hp;
+        break;
+    case PLACEMENT_HAT:
+        w = b->head_w * 1.45;
+        h = w / aspect;
+        x = b->cx - w / 2;
+        y = b->top - h * 0.45;
+        break;
+    default:
+        h = 0.22 * hp;
+        w = h * aspect;
+        x = b->hand_x - w * 0.35;
+        y = b->hand_y - h * 0.15;
+        break;
+    }
+    placement_rect r = {(int)lround(x), (int)lround(y), (int)lround(fmax(w, 1)),
+                        (int)lround(fmax(h, 1))};
+    return r;
+}
