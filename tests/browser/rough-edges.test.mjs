@@ -300,3 +300,46 @@ for (const [label] of VIEWPORTS) {
     noErrors(p);
   });
 }
+
+for (const [label, viewport] of VIEWPORTS) {
+  test(`${label}: the first visit shows what Style Studio does — real examples, the three steps — then sign-up`, async () => {
+    const p = await openPage(browser, viewport, `${label}-welcome`);
+    try {
+      const { page } = p;
+      await page.goto(`${server.url}/`);
+      await page.getByRole('heading', { name: 'Studio-quality product shots, without the studio.', level: 1 }).waitFor();
+      assert.match(page.url(), /#\/welcome$/);
+      await page.waitForFunction(() => {
+        const imgs = [...document.querySelectorAll('.welcome img[src^="/examples/"]')];
+        return imgs.length === 5 && imgs.every((i) => i.complete && i.naturalWidth > 0);
+      });
+      assert.deepEqual(await page.locator('[data-example]').evaluateAll((els) => els.map((e) => e.dataset.example)), ['Realistic', 'Artistic', 'Minimal', 'On your model']);
+      assert.deepEqual((await page.locator('.steps-list h3').allTextContents()), ['Upload your product photo', 'Pick a look', 'Generate and download']);
+      const [sw, iw] = await page.evaluate(() => [document.documentElement.scrollWidth, innerWidth]);
+      assert.ok(sw <= iw, `the page fits: ${sw}px on ${iw}px`);
+      await shot(page, `${label}-69-welcome`, { fullPage: true });
+      await page.locator('[data-cta="signup"]').first().click();
+      await page.getByRole('heading', { name: 'Create your studio' }).waitFor();
+      await page.fill('#name', 'First Visit');
+      await page.fill('#email', `first-${label}-${Date.now()}@shop.example`);
+      await page.fill('#password', PASSWORD);
+      await page.getByRole('button', { name: 'Create account' }).click();
+      await page.getByRole('heading', { name: 'Studio', level: 1 }).waitFor();
+      // After signing out, this browser is a returning one: sign-in comes first,
+      // with the real examples beside it on a wide screen.
+      if (label === 'phone') { await page.locator('.menu-btn').click(); }
+      await page.locator('[data-signout]').click();
+      await page.getByRole('heading', { name: 'Welcome back' }).waitFor();
+      await page.goto(`${server.url}/`);
+      await page.getByRole('heading', { name: 'Welcome back' }).waitFor();
+      assert.equal(await page.getByRole('link', { name: 'What Style Studio does, with examples' }).count(), 1);
+      if (label === 'desktop') {
+        await page.waitForFunction(() => [...document.querySelectorAll('.auth-collage img')].every((i) => i.complete && i.naturalWidth > 0));
+        await shot(page, 'desktop-70-signin-examples');
+      }
+      noErrors(p);
+    } finally {
+      await p.context.close();
+    }
+  });
+}
