@@ -6,6 +6,8 @@
 // Run: node --test --test-concurrency=1 tests/browser/rough-edges.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import zlib from 'node:zlib';
 import { startServer, launchBrowser, openPage, shot, reportShots, fixture, DESKTOP, PHONE } from './harness.mjs';
 
 const VIEWPORTS = [['desktop', DESKTOP], ['phone', PHONE]];
@@ -341,5 +343,97 @@ for (const [label, viewport] of VIEWPORTS) {
     } finally {
       await p.context.close();
     }
+  });
+}
+
+/** Entries of a stored ZIP, each CRC-checked: [{name, data}]. */
+function readZip(buf) {
+  const end = buf.length - 22;
+  assert.equal(buf.readUInt32LE(end), 0x06054b50, 'end of central directory record');
+  const count = buf.readUInt16LE(end + 10);
+  let at = buf.readUInt32LE(end + 16);
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    assert.equal(buf.readUInt32LE(at), 0x02014b50, 'central directory entry');
+    const crc = buf.readUInt32LE(at + 16);
+    const size = buf.readUInt32LE(at + 24);
+    const nameLen = buf.readUInt16LE(at + 28);
+    const extra = buf.readUInt16LE(at + 30);
+    const comment = buf.readUInt16LE(at + 32);
+    const local = buf.readUInt32LE(at + 42);
+    const name = buf.subarray(at + 46, at + 46 + nameLen).toString('utf8');
+    assert.equal(buf.readUInt32LE(local), 0x04034b50, `local header of ${name}`);
+    const start = local + 30 + buf.readUInt16LE(local + 26) + buf.readUInt16LE(local + 28);
+    const data = buf.subarray(start, start + size);
+    assert.equal(zlib.crc32(data), crc, `CRC of ${name}`);
+    out.push({ name, data });
+    at += 46 + nameLen + extra + comment;
+  }
+  return out;
+}
+
+/** n completed generations of this page's user, made through the API. */
+async function completedGenerations(page, n) {
+  const bytes = fs.readFileSync(fixture('product.jpg')).toString('base64');
+  return page.evaluate(async ({ b64, n: count }) => {
+    const bin = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const up = await (await fetch('/api/upload', { method: 'POST', headers: { 'Content-Type': 'image/jpeg' }, body: bin })).json();
+    const ids = [];
+    for (let i = 0; i < count; i++) {
+      const body = { productImages: [up.data.url], model: 'local-studio', style: ['realistic', 'minimal', 'artistic'][i % 3], quality: 'auto', aspectRatio: '1:1' };
+      const r = await (await fetch('/api/generate', { method: 'POST', headers: { 'Content-Type': 'application/json', Prefer: 'wait=30' }, body: JSON.stringify(body) })).json();
+      ids.push(r.data._id || r.data.generationId);
+    }
+    return ids;
+  }, { b64: bytes, n });
+}
+
+for (const [label] of VIEWPORTS) {
+  test(`${label}: one generation's results as one ZIP; History: select several, download them as a ZIP, delete them`, async () => {
+    const { p } = await user(label);
+    const { page } = p;
+    await page.goto(`${server.url}/#/history`);
+    await page.locator('.hgrid[aria-busy="false"]').waitFor();
+    const ids = await completedGenerations(page, 2);
+    // The detail page: "Download all (ZIP)" of its results.
+    await page.goto(`${server.url}/#/history/${ids[0]}`);
+    const zipBtn = page.locator('[data-zip]');
+    await zipBtn.waitFor();
+    const nResults = await page.locator('section[aria-labelledby="res-t"] .gallery-open').count();
+    const [dl] = await Promise.all([page.waitForEvent('download'), zipBtn.click()]);
+    assert.equal(dl.suggestedFilename(), `${ids[0]}.zip`);
+    const entries = readZip(fs.readFileSync(await dl.path()));
+    assert.deepEqual(entries.map((e) => e.name), Array.from({ length: nResults }, (_, i) => `${ids[0]}-${i + 1}.jpg`));
+    for (const e of entries) assert.equal(e.data.readUInt16BE(0), 0xffd8, `${e.name} is a JPEG`);
+    await page.locator('.toast', { hasText: `Saved ${nResults} images` }).first().waitFor();
+    await zipBtn.scrollIntoViewIfNeeded();
+    await shot(page, `${label}-71-detail-zip`);
+
+    // History: select both, ZIP them, delete them.
+    await page.goto(`${server.url}/#/history`);
+    await page.locator(`.hcard[data-gen-id="${ids[1]}"]`).waitFor();
+    await page.locator('[data-select-mode]').click();
+    for (const id of ids) await page.locator(`[data-select="${id}"]`).check();
+    assert.match(await page.locator('[data-selected-count]').textContent(), /^2 generations selected$/);
+    const [bulk] = await Promise.all([page.waitForEvent('download'), page.locator('[data-bulk="zip"]').click()]);
+    const all = readZip(fs.readFileSync(await bulk.path()));
+    for (const id of ids) assert.ok(all.some((e) => e.name.startsWith(`${id}-`)), `the ZIP holds ${id}'s images`);
+    assert.equal(all.length, 2 * nResults);
+    await shot(page, `${label}-72-history-selected`);
+    const before = await page.locator('.hcard').count();
+    await page.locator('[data-bulk="delete"]').click();
+    const dlg = page.locator('dialog.modal');
+    assert.match(await dlg.locator('.modal-title').textContent(), /Delete 2 generations\?/);
+    await dlg.locator('[data-confirm]').click();
+    await page.locator('.toast', { hasText: 'Deleted 2 generations' }).first().waitFor();
+    for (const id of ids) assert.equal(await page.locator(`.hcard[data-gen-id="${id}"]`).count(), 0);
+    assert.equal(await page.locator('.hcard').count(), before - 2);
+    for (const id of ids) {
+      const status = await p.expectErrors(/status of 404/, () => page.evaluate(async (gid) => (await fetch(`/api/generations/${gid}`)).status, id));
+      assert.equal(status, 404, `${id} is gone on the server`);
+    }
+    await page.locator('[data-bulk="done"]').click();
+    assert.equal(await page.locator('.select-bar').isVisible(), false);
+    noErrors(p);
   });
 }
