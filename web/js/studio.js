@@ -3,6 +3,7 @@ import { h, icon, clear, toast, tokens, fmtBytes } from './dom.js';
 import { get, post, uploadImage, idempotencyKey } from './api.js';
 import { session, on } from './session.js';
 import { createPanel, errorView, actionsFor, describeError, buyTokensDialog, fmtWait } from './genpanel.js';
+import { templatesBar } from './templates.js';
 
 const MAX_BYTES = 10 * 1024 * 1024;
 const TYPES = ['image/jpeg', 'image/png', 'image/webp'];
@@ -739,6 +740,45 @@ export async function render(container) {
     }
   }
 
+  // ---- Templates ---------------------------------------------------------------------
+  /** Load a saved create body (a template) into the form. */
+  function applyBody(b) {
+    const p = b.parameters || {};
+    loadSettings({
+      productImages: b.productImages || [], modelImages: b.modelImages || [], customPrompt: b.customPrompt || '',
+      parameters: { ...p, model: b.model, style: b.style, quality: b.quality, aspectRatio: b.aspectRatio },
+    });
+    S.advOpen = typeof p.seed === 'number';
+    S.priorityHigh = b.priority === 'high';
+    prompt.value = S.prompt;
+    updCounter();
+    seedInput.value = S.seed;
+    validateSeed();
+    resetters.forEach((fn) => fn());
+    advanced.open = S.advOpen;
+    renderPriority();
+    clear(summaryErr);
+    renderPage();
+  }
+  const templates = templatesBar({
+    getBody: () => (S.product.length && [...S.product, ...S.model].every((x) => x.status === 'done') ? buildBody() : null),
+    suggestName: () => `${(STYLES.find((x) => x.id === S.style) || { name: S.style }).name} · ${S.aspect}`,
+    apply: applyBody,
+    onGenerated: (created, t) => {
+      S.currentGen = created.generationId;
+      persist();
+      panel.track(created.generationId, { status: created.status || 'processing', stage: 'queued', tokensUsed: created.estimatedCost, prompt: created.prompt, createdAt: Date.now() });
+      toast(`Generating from “${t.name}” · ${tokens(created.estimatedCost)}`, 'info');
+      if (window.matchMedia('(max-width: 1023px)').matches) panel.el.scrollIntoView({ behavior: 'smooth', block: 'start' });
+    },
+    onError: (err) => {
+      clear(summaryErr).append(errorView(err.code, describeError(err), actionsFor(err, {})));
+      if ((err.code === 'RATE_LIMIT_EXCEEDED' || err.code === 'QUEUE_FULL') && err.retryAfter) startWait(err.code, err.retryAfter);
+      summaryErr.scrollIntoView({ block: 'nearest' });
+    },
+  });
+  templates.refresh();
+
   // ---- Page ---------------------------------------------------------------------------
   function section(id, num, title, sub, ...body) {
     return h('section', { class: 'card step-card', id, 'aria-labelledby': `${id}-t` },
@@ -766,6 +806,7 @@ export async function render(container) {
         h('div', {}, h('h1', {}, 'Studio'), h('p', { class: 'page-sub' }, 'Upload your product, pick a look, and generate styled shots in seconds.'))),
       h('div', { class: 'studio' },
         h('div', { class: 'studio-main' },
+          templates.el,
           section('sec-images', 1, 'Images', 'Your product photos, and optionally a model to wear or hold it.',
             h('div', { class: 'uploaders' },
               uploader('product', 'Product images', 'Up to 5. The first one is the main product.', true),
