@@ -65,6 +65,13 @@ static const route routes[] = {
     {"POST", "/api/generate", api_generate, AUTHED,
      "Step 2: start it ({generationId}), or the legacy one-step form (a CreateBody)",
      "GenerateBody", "Started"},
+    {"POST", "/api/generation/batch", api_batch_create, AUTHED,
+     "Create 1 to 20 generations at once, charged all or none (optionally started)", "BatchBody",
+     "BatchCreated"},
+    {"GET", "/api/batches/{id}", api_batch_get, AUTHED, "A batch and its counts by status", NULL,
+     "Batch"},
+    {"POST", "/api/batches/{id}/cancel", api_batch_cancel, AUTHED,
+     "Cancel every unfinished item of a batch (each refunded once)", NULL, "Batch"},
     {"GET", "/api/generations", api_gen_list, AUTHED, "List generations", NULL, NULL},
     {"GET", "/api/generations/{id}", api_gen_get, AUTHED, "One generation", NULL, "Generation"},
     {"DELETE", "/api/generations/{id}", api_gen_delete, AUTHED, "Delete a finished generation",
@@ -224,7 +231,7 @@ static void ready(api_call *c)
     if (store_ping(api_store) == STORE_OK)
         http_reply_json(c->req, 200, json_pack("{s:s}", "status", "ready"));
     else
-        http_reply_error(c->req, 503, "INTERNAL_SERVER_ERROR", "the store does not answer", NULL);
+        api_store_error(c, STORE_EUNAVAILABLE, "store");
 }
 
 static void metrics(api_call *c)
@@ -326,6 +333,18 @@ static const char openapi_schemas[] =
     "\"Template\": {\"type\": \"object\", \"properties\": {\"_id\": {\"type\": \"string\"}, "
     "\"name\": {\"type\": \"string\"}, \"body\": {\"type\": \"object\"}, "
     "\"createdAt\": {\"type\": \"integer\"}, \"updatedAt\": {\"type\": \"integer\"}}}, "
+    "\"BatchBody\": {\"type\": \"object\", \"required\": [\"items\"], "
+    "\"properties\": {\"items\": {\"type\": \"array\", \"minItems\": 1, \"maxItems\": 20, "
+    "\"items\": {\"$ref\": \"#/components/schemas/CreateBody\"}}, "
+    "\"start\": {\"type\": \"boolean\", \"default\": false}}}, "
+    "\"BatchCreated\": {\"type\": \"object\", \"properties\": {\"batchId\": {\"type\": "
+    "\"string\"}, \"generationIds\": {\"type\": \"array\", \"items\": {\"type\": "
+    "\"string\"}}, \"estimatedCost\": {\"type\": \"integer\"}, "
+    "\"status\": {\"enum\": [\"pending\", \"processing\"]}}}, "
+    "\"Batch\": {\"type\": \"object\", \"properties\": {\"_id\": {\"type\": \"string\"}, "
+    "\"userId\": {\"type\": \"string\"}, \"createdAt\": {\"type\": \"integer\"}, "
+    "\"total\": {\"type\": \"integer\"}, \"tokensUsed\": {\"type\": \"integer\"}, "
+    "\"counts\": {\"type\": \"object\"}, \"generationIds\": {\"type\": \"array\"}}}, "
     "\"TemplateGenerateBody\": {\"type\": \"object\", \"properties\": {"
     "\"overrides\": {\"type\": \"object\", \"description\": \"create fields; parameters "
     "merged key by key; null removes a field\"}, \"start\": {\"type\": \"boolean\", "
@@ -518,7 +537,8 @@ void api_dispatch(http_req *r)
     api_call c = {.req = r};
     if (!atomic_load(&serving)) {
         http_add_header(r, "Retry-After", "1");
-        http_reply_error(r, 503, "INTERNAL_SERVER_ERROR", "the server is starting", NULL);
+        http_reply_error(r, 503, "SERVICE_UNAVAILABLE", "the server is starting; try again shortly",
+                         NULL);
         return;
     }
     char allow[64] = "";

@@ -80,6 +80,9 @@ void api_gen_delete(api_call *c);
  * create body (stolen), answered exactly as those routes answer; the
  * Idempotency-Key is the request's, scoped to its path. */
 void api_gen_create(api_call *c, json_t *body, bool start);
+void api_batch_create(api_call *c);
+void api_batch_get(api_call *c);
+void api_batch_cancel(api_call *c);
 void api_gen_events(api_call *c);
 void api_user_events(api_call *c);
 /* Handler (api_queue.c) */

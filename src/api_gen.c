@@ -237,6 +237,80 @@ void api_gen_create(api_call *c, json_t *body, bool start)
     create_generation(c, body, start);
 }
 
+/* ---- batches ---- */
+
+/* A batch whose images need a remote fetch, continued on the slow pool
+ * like a create (create_job). */
+typedef struct batch_job {
+    gen_service_batch batch;
+    user_record caller;
+} batch_job;
+
+static void finish_batch(http_req *r, const gen_service_batch *b, const user_record *caller)
+{
+    gen_service_result res;
+    gen_service_batch_finish(b, caller, &res);
+    reply_result(r, &res, false);
+    gen_service_result_free(&res);
+}
+
+static void batch_job_run(http_req *r, void *ctx)
+{
+    batch_job *j = ctx;
+    finish_batch(r, &j->batch, &j->caller);
+}
+
+static void batch_job_free(void *ctx)
+{
+    batch_job *j = ctx;
+    gen_service_batch_free(&j->batch);
+    free(j);
+}
+
+void api_batch_create(api_call *c)
+{
+    json_t *body = api_json_body(c);
+    if (!body) return;
+    gen_service_batch b = {.body = body};
+    gen_service_result res;
+    snprintf(b.request_id, sizeof b.request_id, "%s", http_request_id(c->req));
+    const char *key = http_header(c->req, "Idempotency-Key");
+    if (key) {
+        b.idem_key = xstrdup(key);
+        gen_service_request_hash(http_path(c->req), body, b.request_hash);
+    }
+    if (gen_service_batch_prepare(&b, &c->user, &res) != GEN_SVC_OK) {
+        rate_peek(c, &res); /* refused before a unit was taken: none is */
+        reply_result(c->req, &res, false);
+        gen_service_result_free(&res);
+    } else if (gen_service_batch_needs_fetch(&b)) {
+        batch_job *j = xcalloc(1, sizeof *j);
+        j->batch = b; /* moved: the job owns it now */
+        memset(&b, 0, sizeof b);
+        j->caller = c->user;
+        http_offload(c->req, batch_job_run, j, batch_job_free);
+    } else {
+        finish_batch(c->req, &b, &c->user);
+    }
+    gen_service_batch_free(&b);
+}
+
+void api_batch_get(api_call *c)
+{
+    gen_service_result res;
+    gen_service_batch_get(c->param, &c->user, &res);
+    reply_result(c->req, &res, false);
+    gen_service_result_free(&res);
+}
+
+void api_batch_cancel(api_call *c)
+{
+    gen_service_result res;
+    gen_service_batch_cancel(c->param, &c->user, &res);
+    reply_result(c->req, &res, false);
+    gen_service_result_free(&res);
+}
+
 /* ---- routes ---- */
 
 void api_models(api_call *c)
@@ -402,13 +476,33 @@ void api_gen_delete(api_call *c)
 
 /* ---- event streams ---- */
 
+#define STREAM_QUEUED_MAX 100 /* the user's queued items a user stream follows */
+
+/* A queued generation's position as a user stream last sent it. */
+typedef struct stream_pos {
+    char id[ID_LEN];
+    int position;
+} stream_pos;
+
 typedef struct stream {
     char user_id[ID_LEN];
     char gen_id[ID_LEN]; /* "" for the user's stream */
     int64_t last_id;
     bool started;
     int last_position; /* queuePosition last sent (per-generation streams) */
+    /* The user's stream: the queued items' positions last sent, while
+     * the user has any (watching). */
+    bool watching;
+    stream_pos *queued;
+    size_t n_queued;
 } stream;
+
+static void stream_free(void *ctx)
+{
+    stream *s = ctx;
+    free(s->queued);
+    free(s);
+}
 
 static void frame(buf *out, const char *type, int64_t id, const char *data)
 {
@@ -488,12 +582,82 @@ static int stream_refresh(stream *s, buf *out)
     return rc;
 }
 
+/* The position a user stream last sent for gen_id, 0 when none. */
+static int sent_position(const stream *s, const char *gen_id)
+{
+    for (size_t i = 0; i < s->n_queued; i++)
+        if (str_eq(s->queued[i].id, gen_id)) return s->queued[i].position;
+    return 0;
+}
+
+/* The user's stream (/api/events) does the same for every queued item of
+ * the user (at most STREAM_QUEUED_MAX, in claim order), from the moment a
+ * frame shows one queued until the user has none: one store_queue_items
+ * per refresh, and a record read only for an item whose position moved.
+ * A stream whose user has nothing queued costs nothing. */
+static int stream_refresh_user(stream *s, buf *out)
+{
+    store_queue_item *items = NULL;
+    size_t n = 0;
+    if (store_queue_items(api_store, s->user_id, STREAM_QUEUED_MAX, &items, &n) != STORE_OK)
+        return HTTP_SSE_SOON; /* try again on the next round */
+    stream_pos *now = n ? xcalloc(n, sizeof *now) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(now[i].id, items[i].id, ID_LEN);
+        now[i].position = items[i].position;
+        gen_record g;
+        if (items[i].position == sent_position(s, items[i].id) ||
+            store_gen_get(api_store, items[i].id, &g) != STORE_OK)
+            continue;
+        now[i].position = g.queue_position;
+        if (g.queue_position > 0) {
+            json_t *j = gen_record_to_json(&g);
+            char *data = json_dumps(j, JSON_COMPACT);
+            buf_printf(out, "event: generation\ndata: %s\n\n", data);
+            free(data);
+            json_decref(j);
+        }
+        gen_record_free(&g);
+    }
+    free(items);
+    free(s->queued);
+    s->queued = now;
+    s->n_queued = n;
+    s->watching = n > 0;
+    return s->watching ? HTTP_SSE_SOON : 0;
+}
+
+/* A user stream notes the position each generation frame it sends shows
+ * (so the refresh sends only changes) and starts watching on a queued one. */
+static void note_user_frame(stream *s, const store_event *ev)
+{
+    if (!str_eq(ev->type, "generation")) return;
+    int pos = position_of(ev->data);
+    for (size_t i = 0; i < s->n_queued; i++)
+        if (str_eq(s->queued[i].id, ev->generation_id)) {
+            s->queued[i].position = pos;
+            pos = -1;
+            break;
+        }
+    if (pos > 0 && s->n_queued < STREAM_QUEUED_MAX) {
+        s->queued = xrealloc(s->queued, (s->n_queued + 1) * sizeof *s->queued);
+        memcpy(s->queued[s->n_queued].id, ev->generation_id, ID_LEN);
+        s->queued[s->n_queued++].position = pos;
+    }
+    if (pos != 0) s->watching = true;
+}
+
 static int stream_fill(void *ctx, buf *out)
 {
     stream *s = ctx;
     if (!s->started) {
         s->started = true;
-        if (s->last_id < 0) return stream_snapshot(s, out);
+        if (s->last_id < 0) {
+            int rc = stream_snapshot(s, out);
+            if (rc != 0) return rc;
+            if (s->gen_id[0]) return s->last_position > 0 ? HTTP_SSE_SOON : 0;
+            return s->watching ? stream_refresh_user(s, out) : 0;
+        }
     }
     store_event *ev = NULL;
     size_t n = 0;
@@ -505,7 +669,10 @@ static int stream_fill(void *ctx, buf *out)
         frame(out, ev[i].type, ev[i].id, ev[i].data);
         s->last_id = ev[i].id;
         if (s->gen_id[0] && data_is_terminal(ev[i].data)) done = 1;
-        if (s->gen_id[0]) s->last_position = position_of(ev[i].data);
+        if (s->gen_id[0])
+            s->last_position = position_of(ev[i].data);
+        else
+            note_user_frame(s, &ev[i]);
     }
     store_events_free(ev, n);
     if (!done && n == 0 && s->gen_id[0]) {
@@ -517,6 +684,7 @@ static int stream_fill(void *ctx, buf *out)
         }
     }
     if (!done && s->gen_id[0] && s->last_position > 0) return stream_refresh(s, out);
+    if (!s->gen_id[0] && s->watching) return stream_refresh_user(s, out);
     return done;
 }
 
@@ -538,7 +706,8 @@ static void start_stream(api_call *c, const char *gen_id)
     snprintf(s->user_id, sizeof s->user_id, "%s", c->user.id);
     snprintf(s->gen_id, sizeof s->gen_id, "%s", gen_id ? gen_id : "");
     s->last_id = last;
-    http_reply_sse(c->req, s->user_id, stream_fill, free, s);
+    s->watching = !gen_id; /* a user stream looks once for queued items */
+    http_reply_sse(c->req, s->user_id, stream_fill, stream_free, s);
 }
 
 void api_gen_events(api_call *c)

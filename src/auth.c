@@ -29,6 +29,27 @@ static void origin_of(const char *url, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)len, url);
 }
 
+/* The origin's port, or the scheme's default when it names none. */
+static const char *default_port(const char *origin)
+{
+    return str_has_prefix(origin, "https://") ? "443" : "80";
+}
+
+/* Whether two "scheme://host[:port]" origins are the same: scheme and host
+ * case-insensitively, the port with the scheme's default filled in. */
+static bool origin_eq(const char *a, const char *b)
+{
+    const char *sa = strstr(a, "://"), *sb = strstr(b, "://");
+    if (!sa || !sb || sa - a != sb - b || strncasecmp(a, b, (size_t)(sa - a)) != 0) return false;
+    const char *ha = sa + 3, *hb = sb + 3;
+    const char *ca = strrchr(ha, ':'), *cb = strrchr(hb, ':');
+    if (ca && strchr(ca, ']')) ca = NULL; /* a colon inside an IPv6 literal */
+    if (cb && strchr(cb, ']')) cb = NULL;
+    size_t la = ca ? (size_t)(ca - ha) : strlen(ha), lb = cb ? (size_t)(cb - hb) : strlen(hb);
+    if (la != lb || strncasecmp(ha, hb, la) != 0) return false;
+    return strcmp(ca ? ca + 1 : default_port(a), cb ? cb + 1 : default_port(b)) == 0;
+}
+
 bool auth_same_origin(http_req *r)
 {
     const char *origin = http_header(r, "Origin");
@@ -40,12 +61,13 @@ bool auth_same_origin(http_req *r)
         origin_of(referer, got, sizeof got);
     else
         return false;
-    const char *host = http_header(r, "Host");
-    snprintf(own, sizeof own, "http://%s", host ? host : "");
+    /* This server's scheme is the public URL's (https behind a TLS proxy,
+     * http otherwise): an https origin on an http server is someone else. */
     origin_of(cfg.public_url, pub, sizeof pub);
-    char own_tls[512];
-    snprintf(own_tls, sizeof own_tls, "https://%s", host ? host : "");
-    return strcasecmp(got, own) == 0 || strcasecmp(got, own_tls) == 0 || strcasecmp(got, pub) == 0;
+    const char *host = http_header(r, "Host");
+    snprintf(own, sizeof own, "%s://%s", str_has_prefix(pub, "https://") ? "https" : "http",
+             host ? host : "");
+    return origin_eq(got, own) || origin_eq(got, pub);
 }
 
 /* A key's last use is recorded at most once a minute, so API calls do not

@@ -48,10 +48,14 @@ typedef struct config {
 extern config cfg;
 
 /* Parses argv[first..argc) as --name value / --name=value pairs, then the
- * environment, then defaults, into cfg. Unknown flags are errors (*err set,
- * caller frees); returns 0 or -1. Non-option words are left in *rest (argv
- * order, NULL-terminated, caller frees the array only). */
-int config_load(int argc, char **argv, int first, char ***rest, char **err);
+ * environment, then defaults, into cfg. sub_flags (NULL-terminated, "--x",
+ * may be NULL) are the subcommand's own flags: they and their values are
+ * left in *rest with the non-option words (argv order, NULL-terminated,
+ * caller frees the array only). Any other unknown flag, a value out of its
+ * range or a malformed --listen is an error naming the option (and the
+ * nearest known one): *err set (caller frees), -1. Otherwise 0. */
+int config_load(int argc, char **argv, int first, const char *const *sub_flags, char ***rest,
+                char **err);
 /* Prints every option with its env var, default and help. */
 void config_print_help(FILE *out);
 

@@ -41,6 +41,7 @@ static const struct {
     {GEN_SVC_EUNAVAILABLE, 503, "SERVICE_UNAVAILABLE"},
     {GEN_SVC_ERATE, 429, "RATE_LIMIT_EXCEEDED"},
     {GEN_SVC_EQUEUE_FULL, 503, "QUEUE_FULL"},
+    {GEN_SVC_ENOBATCH, 404, "NOT_FOUND"},
 };
 
 void gen_service_init(store_t *s)
@@ -161,11 +162,11 @@ static int insufficient(gen_service_result *out, int cost, const user_record *ca
 
 /* ---- rate limits (ratelimit.c): a unit per generation created ---- */
 
-/* Takes the unit of one create into out->rate. GEN_SVC_OK, or the
+/* Takes the units of `units` creates into out->rate. GEN_SVC_OK, or the
  * failure (RATE_LIMIT_EXCEEDED, the store's) filled in *out. */
-static int rate_take(const user_record *caller, gen_service_result *out)
+static int rate_take(const user_record *caller, int units, gen_service_result *out)
 {
-    int rc = ratelimit_take(store, caller, 1, &out->rate);
+    int rc = ratelimit_take(store, caller, units, &out->rate);
     if (rc == RATELIMIT_OK) return GEN_SVC_OK;
     if (rc != RATELIMIT_EEXCEEDED) return store_failure(out, rc, false);
     const ratelimit_rule *r = ratelimit_rule_for(caller->plan);
@@ -178,13 +179,13 @@ static int rate_take(const user_record *caller, gen_service_result *out)
                 (long long)out->rate.retry_after);
 }
 
-/* Gives back the unit of a create that created nothing (an error, a
- * replay); out->rate then shows the bucket with it. */
-static void rate_give_back(const user_record *caller, gen_service_result *out)
+/* Gives back the units of creates that created nothing (an error, a
+ * replay); out->rate then shows the bucket with them. */
+static void rate_give_back(const user_record *caller, int units, gen_service_result *out)
 {
     if (!out->rate.applies) return;
     ratelimit_verdict v;
-    if (ratelimit_give(store, caller, 1, &v) == RATELIMIT_OK)
+    if (ratelimit_give(store, caller, units, &v) == RATELIMIT_OK)
         out->rate = v;
     else
         log_warn("rate limit: could not give back the unit of %s", caller->id);
@@ -437,13 +438,13 @@ int gen_service_finish(const gen_service_req *req, const user_record *caller, bo
     if (start && gen_service_queue_room(1, out) != GEN_SVC_OK) return out->status;
     /* The unit first: past the limit nothing is fetched or charged (but a
      * replay still gets its first answer). */
-    if (rate_take(caller, out) != GEN_SVC_OK) {
+    if (rate_take(caller, 1, out) != GEN_SVC_OK) {
         if (out->status == GEN_SVC_ERATE) replay_at_limit(req, caller, out);
         return out->status;
     }
     json_t *products, *models, *copies;
     if (import_images(r, &products, &models, &copies, out) != GEN_SVC_OK) {
-        rate_give_back(caller, out);
+        rate_give_back(caller, 1, out);
         return out->status;
     }
     gen_record g = {0};
@@ -454,7 +455,7 @@ int gen_service_finish(const gen_service_req *req, const user_record *caller, bo
      * copies belong to nothing, and the unit goes back. */
     if (rc != GEN_SVC_OK || out->replay) {
         delete_urls(copies);
-        rate_give_back(caller, out);
+        rate_give_back(caller, 1, out);
     }
     json_decref(products);
     json_decref(models);
@@ -561,12 +562,12 @@ static int write_retry(const gen_record *old, const model_info *m, const user_re
     fill_record(&g, caller->id, old->product_images, old->model_images, old->custom_prompt,
                 &old->params, old->priority, gen_cost(m->base_cost, old->params.quality));
     snprintf(g.retry_of, sizeof g.retry_of, "%s", old->id);
-    if (rate_take(caller, out) != GEN_SVC_OK) {
+    if (rate_take(caller, 1, out) != GEN_SVC_OK) {
         gen_record_free(&g);
         return out->status;
     }
     int rc = store_gen_create(store, &g, false, NULL, NULL, NULL);
-    if (rc != STORE_OK) rate_give_back(caller, out);
+    if (rc != STORE_OK) rate_give_back(caller, 1, out);
     if (rc == STORE_EINSUFFICIENT) {
         insufficient(out, g.tokens_used, caller);
     } else if (rc != STORE_OK) {
@@ -618,4 +619,302 @@ int gen_service_delete(const gen_service_req *req, const user_record *caller,
     json_decref(results);
     gen_record_free(&g);
     return out->status;
+}
+
+/* ---- batches ---- */
+
+void gen_service_batch_free(gen_service_batch *b)
+{
+    if (!b) return;
+    for (size_t i = 0; i < b->n; i++)
+        gen_service_req_free(&b->items[i]);
+    free(b->items);
+    json_decref(b->body);
+    free(b->idem_key);
+    memset(b, 0, sizeof *b);
+}
+
+/* Appends to `into` each {field, message} of `errs` with "items[i]."
+ * before its field. */
+static void add_item_errors(json_t *into, size_t i, const json_t *errs)
+{
+    size_t k;
+    json_t *e;
+    json_array_foreach(errs, k, e)
+    {
+        char *field = xasprintf("items[%zu].%s", i, json_string_value(json_object_get(e, "field")));
+        json_array_append_new(into, json_pack("{s:s, s:O}", "field", field, "message",
+                                              json_object_get(e, "message")));
+        free(field);
+    }
+}
+
+static int batch_shape_error(gen_service_result *out, const char *field, const char *message)
+{
+    return fail(out, GEN_SVC_EVALIDATION,
+                json_pack("[{s:s, s:s}]", "field", field, "message", message), "%s", message);
+}
+
+int gen_service_batch_prepare(gen_service_batch *b, const user_record *caller,
+                              gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *key = b->idem_key;
+    if (key && (!*key || strlen(key) > GEN_SERVICE_IDEM_KEY_MAX))
+        return batch_shape_error(out, "Idempotency-Key",
+                                 "Idempotency-Key must be 1 to 255 characters");
+    json_t *items = json_object_get(b->body, "items"), *js = json_object_get(b->body, "start");
+    size_t n = json_array_size(items);
+    if (!json_is_array(items) || n < 1 || n > GEN_SERVICE_BATCH_MAX)
+        return batch_shape_error(out, "items", "items must be an array of 1 to 20 create bodies");
+    if (js && !json_is_boolean(js) && !json_is_null(js))
+        return batch_shape_error(out, "start", "start must be true or false");
+    b->start = json_is_true(js);
+    b->items = xcalloc(n, sizeof *b->items);
+    b->n = n;
+    json_t *errs = json_array();
+    char *model_error = NULL; /* the first item's MODEL_ERROR message */
+    for (size_t i = 0; i < n; i++) {
+        gen_service_req *it = &b->items[i];
+        json_t *body = json_array_get(items, i);
+        snprintf(it->request_id, sizeof it->request_id, "%s", b->request_id);
+        if (!json_is_object(body)) {
+            char field[24];
+            snprintf(field, sizeof field, "items[%zu]", i);
+            json_array_append_new(errs, json_pack("{s:s, s:s}", "field", field, "message",
+                                                  "each item must be a create body (an object)"));
+            continue;
+        }
+        it->body = json_incref(body);
+        gen_service_result sub;
+        int rc = gen_service_prepare(it, caller, &sub);
+        if (rc == GEN_SVC_EVALIDATION) {
+            add_item_errors(errs, i, sub.validation_errors);
+        } else if (rc == GEN_SVC_EMODEL) {
+            char field[32];
+            snprintf(field, sizeof field, "items[%zu].model", i);
+            json_array_append_new(errs,
+                                  json_pack("{s:s, s:s}", "field", field, "message", sub.message));
+            if (!model_error) model_error = xasprintf("items[%zu]: %s", i, sub.message);
+        }
+        gen_service_result_free(&sub);
+    }
+    int rc = GEN_SVC_OK;
+    if (json_array_size(errs) > 0 && (!model_error || json_array_size(errs) > 1))
+        rc = fail(out, GEN_SVC_EVALIDATION, json_incref(errs), "some items are invalid");
+    else if (model_error)
+        rc = fail(out, GEN_SVC_EMODEL, json_incref(errs), "%s", model_error);
+    json_decref(errs);
+    free(model_error);
+    return rc;
+}
+
+bool gen_service_batch_needs_fetch(const gen_service_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (gen_service_needs_fetch(&b->items[i])) return true;
+    return false;
+}
+
+/* Every item's images made our own, as a create does (import_images):
+ * gens[i] gets its own URLs, and *copies every copy made. On an error no
+ * copy is left and IMAGE_VALIDATION_ERROR names each bad image by item. */
+static int batch_import(const gen_service_batch *b, json_t **products, json_t **models,
+                        json_t *copies, gen_service_result *out)
+{
+    json_t *errs = json_array();
+    for (size_t i = 0; i < b->n; i++) {
+        json_t *own_copies = NULL;
+        gen_service_result sub = {0};
+        if (import_images(&b->items[i].parsed, &products[i], &models[i], &own_copies, &sub) ==
+            GEN_SVC_OK)
+            json_array_extend(copies, own_copies);
+        else
+            add_item_errors(errs, i, sub.validation_errors);
+        json_decref(own_copies);
+        gen_service_result_free(&sub);
+    }
+    if (json_array_size(errs) == 0) {
+        json_decref(errs);
+        return GEN_SVC_OK;
+    }
+    delete_urls(copies);
+    const json_t *first = json_array_get(errs, 0);
+    return fail(out, GEN_SVC_EIMAGE, errs, "an input image cannot be used: %s: %s",
+                json_string_value(json_object_get(first, "field")),
+                json_string_value(json_object_get(first, "message")));
+}
+
+/* The `data` of a batch create's answer. Caller owns it. */
+static json_t *batch_created_data(const gen_record *gens, size_t n, bool start)
+{
+    json_t *ids = json_array();
+    int64_t cost = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(ids, json_string(gens[i].id));
+        cost += gens[i].tokens_used;
+    }
+    return json_pack("{s:s, s:o, s:I, s:s}", "batchId", gens[0].batch_id, "generationIds", ids,
+                     "estimatedCost", (json_int_t)cost, "status", start ? "processing" : "pending");
+}
+
+/* The charged write of the filled records; fills *out (data is stolen). */
+static int batch_write(const gen_service_batch *b, const user_record *caller,
+                       const gen_record *gens, json_t *data, gen_service_result *out)
+{
+    int replay_status = 0;
+    char *text = b->idem_key ? replay_envelope(data) : NULL, *replay = NULL;
+    store_idem idem = {.key = b->idem_key,
+                       .request_hash = b->request_hash,
+                       .response = text,
+                       .http_status = 201,
+                       .not_before = gens[0].created_at - GEN_IDEMPOTENCY_KEEP_MS};
+    int rc = store_gen_create_many(store, gens, b->n, b->start, b->idem_key ? &idem : NULL, &replay,
+                                   &replay_status);
+    int64_t cost = json_integer_value(json_object_get(data, "estimatedCost"));
+    if (rc == STORE_OK) {
+        rlog_info(b->request_id[0] ? b->request_id : NULL,
+                  "created batch %s: %zu items (%lld tokens)%s", gens[0].batch_id, b->n,
+                  (long long)cost, b->start ? ", started" : "");
+        if (b->start) queue_notify();
+        succeed(out, 201, json_incref(data));
+    } else if (rc == STORE_EREPLAY) {
+        succeed(out, replay_status, NULL);
+        out->replay = replay;
+        replay = NULL;
+    } else if (rc == STORE_EIDEM_MISMATCH) {
+        fail(out, GEN_SVC_EIDEM_REUSED, NULL,
+             "this Idempotency-Key was used with a different request body");
+    } else if (rc == STORE_EINSUFFICIENT) {
+        fail(out, GEN_SVC_EINSUFFICIENT, NULL,
+             "this batch costs %lld tokens but the balance is %lld; nothing was charged",
+             (long long)cost, (long long)caller->token_balance);
+    } else {
+        store_failure(out, rc, false);
+    }
+    json_decref(data);
+    free(text);
+    free(replay);
+    return out->status;
+}
+
+int gen_service_batch_finish(const gen_service_batch *b, const user_record *caller,
+                             gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (b->n == 0) return fail(out, GEN_SVC_EINTERNAL, NULL, "the batch was not validated");
+    const model_info *models_of[GEN_SERVICE_BATCH_MAX];
+    for (size_t i = 0; i < b->n; i++) {
+        models_of[i] =
+            b->items[i].prepared ? provider_model_find(b->items[i].parsed.params.model) : NULL;
+        if (!models_of[i]) return fail(out, GEN_SVC_EINTERNAL, NULL, "the batch was not validated");
+    }
+    if (b->start && gen_service_queue_room((int)b->n, out) != GEN_SVC_OK) return out->status;
+    /* One unit per item, all at once: past the limit nothing is fetched or
+     * charged (a keyed replay still gets its first answer). */
+    gen_service_req keyed = {.idem_key = b->idem_key};
+    memcpy(keyed.request_hash, b->request_hash, sizeof keyed.request_hash);
+    if (rate_take(caller, (int)b->n, out) != GEN_SVC_OK) {
+        if (out->status == GEN_SVC_ERATE) replay_at_limit(&keyed, caller, out);
+        return out->status;
+    }
+    json_t *products[GEN_SERVICE_BATCH_MAX] = {0}, *models[GEN_SERVICE_BATCH_MAX] = {0};
+    json_t *copies = json_array();
+    gen_record gens[GEN_SERVICE_BATCH_MAX];
+    memset(gens, 0, sizeof gens);
+    int rc = batch_import(b, products, models, copies, out);
+    if (rc == GEN_SVC_OK) {
+        char batch_id[ID_LEN], ids[GEN_SERVICE_BATCH_MAX][ID_LEN];
+        ids_new("bat", batch_id);
+        /* Ids made in one millisecond are not ordered among themselves; the
+         * queue is FIFO by id within a time, so sorted ids in item order
+         * make the items run in the order they were given. */
+        for (size_t i = 0; i < b->n; i++)
+            ids_new("gen", ids[i]);
+        qsort(ids, b->n, sizeof ids[0], (int (*)(const void *, const void *))strcmp);
+        for (size_t i = 0; i < b->n; i++) {
+            const gen_request *r = &b->items[i].parsed;
+            fill_record(&gens[i], caller->id, products[i], models[i], r->custom_prompt, &r->params,
+                        r->priority, gen_cost(models_of[i]->base_cost, r->params.quality));
+            memcpy(gens[i].id, ids[i], ID_LEN);
+            snprintf(gens[i].batch_id, sizeof gens[i].batch_id, "%s", batch_id);
+        }
+        rc = batch_write(b, caller, gens, batch_created_data(gens, b->n, b->start), out);
+    }
+    /* Not created (or a replay of an earlier batch): the copies belong to
+     * nothing, and the units go back. */
+    if (rc != GEN_SVC_OK || out->replay) {
+        delete_urls(copies);
+        rate_give_back(caller, (int)b->n, out);
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        json_decref(products[i]);
+        json_decref(models[i]);
+        gen_record_free(&gens[i]);
+    }
+    json_decref(copies);
+    return rc;
+}
+
+/* Loads a batch the caller owns into *b (caller frees). */
+static int load_batch(const char *batch_id, const user_record *caller, store_batch *b,
+                      gen_service_result *out)
+{
+    int rc = batch_id ? store_batch_get(store, batch_id, b) : STORE_ENOTFOUND;
+    if (rc == STORE_ENOTFOUND) return fail(out, GEN_SVC_ENOBATCH, NULL, "batch not found");
+    if (rc != STORE_OK) return store_failure(out, rc, false);
+    if (strcmp(b->user_id, caller->id) != 0) {
+        store_batch_free(b);
+        return fail(out, GEN_SVC_EFORBIDDEN, NULL, "this batch belongs to another user");
+    }
+    return GEN_SVC_OK;
+}
+
+static json_t *batch_json(const store_batch *b)
+{
+    json_t *counts = json_object();
+    for (int st = 0; st < GEN_STATUS_COUNT; st++)
+        json_object_set_new(counts, gen_status_name((gen_status)st), json_integer(b->counts[st]));
+    return json_pack("{s:s, s:s, s:I, s:i, s:I, s:o, s:O}", "_id", b->id, "userId", b->user_id,
+                     "createdAt", (json_int_t)b->created_at, "total", b->total, "tokensUsed",
+                     (json_int_t)b->tokens_used, "counts", counts, "generationIds",
+                     b->generation_ids);
+}
+
+int gen_service_batch_get(const char *batch_id, const user_record *caller, gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    store_batch b;
+    if (load_batch(batch_id, caller, &b, out) != GEN_SVC_OK) return out->status;
+    succeed(out, 200, batch_json(&b));
+    store_batch_free(&b);
+    return GEN_SVC_OK;
+}
+
+int gen_service_batch_cancel(const char *batch_id, const user_record *caller,
+                             gen_service_result *out)
+{
+    memset(out, 0, sizeof *out);
+    store_batch b;
+    if (load_batch(batch_id, caller, &b, out) != GEN_SVC_OK) return out->status;
+    size_t i, cancelled = 0;
+    json_t *v;
+    int rc = STORE_OK;
+    json_array_foreach(b.generation_ids, i, v)
+    {
+        const char *id = json_string_value(v);
+        rc = gen_state_cancel(store, id, "cancelled by the user", now_ms());
+        if (rc == STORE_OK) {
+            queue_cancel(id);
+            cancelled++;
+        } else if (rc == STORE_ECONFLICT || rc == STORE_ENOTFOUND) {
+            rc = STORE_OK; /* already terminal, or deleted: nothing to cancel */
+        } else {
+            break;
+        }
+    }
+    store_batch_free(&b);
+    if (rc != STORE_OK) return store_failure(out, rc, false);
+    log_info("batch %s: %zu item%s cancelled", batch_id, cancelled, cancelled == 1 ? "" : "s");
+    return gen_service_batch_get(batch_id, caller, out);
 }

@@ -50,6 +50,7 @@ typedef enum gen_service_status {
     GEN_SVC_EUNAVAILABLE = -11, /* 503 SERVICE_UNAVAILABLE: the store is unreachable now */
     GEN_SVC_ERATE = -20,        /* 429 RATE_LIMIT_EXCEEDED: nothing charged, no unit used */
     GEN_SVC_EQUEUE_FULL = -12,  /* 503 QUEUE_FULL: --queue-max reached; nothing charged */
+    GEN_SVC_ENOBATCH = -13,     /* 404 NOT_FOUND: no batch with that id */
 } gen_service_status;
 
 /* The SPEC §1 code of a status: NULL for GEN_SVC_OK,
@@ -157,5 +158,48 @@ int gen_service_retry(const gen_service_req *req, const user_record *caller,
  * 200 {id, deleted}. */
 int gen_service_delete(const gen_service_req *req, const user_record *caller,
                        gen_service_result *out);
+
+/* ---- batches (SPEC §4): up to GEN_SERVICE_BATCH_MAX creates, all or none ---- */
+
+#define GEN_SERVICE_BATCH_MAX 20
+
+/* A decoded batch create. The caller fills body ({items, start}), and
+ * idem_key + request_hash as for a create; gen_service_batch_prepare sets
+ * start and items (one prepared gen_service_req per item, in item order).
+ * The struct owns every pointer in it (gen_service_batch_free). */
+typedef struct gen_service_batch {
+    json_t *body;
+    char *idem_key;
+    char request_hash[SECRET_HASH_LEN];
+    char request_id[ID_LEN];
+    bool start;
+    gen_service_req *items;
+    size_t n;
+} gen_service_batch;
+
+void gen_service_batch_free(gen_service_batch *b);
+/* Phase 1: the Idempotency-Key, the batch's shape and every item validated
+ * as a create body; the errors of all items at once, each field named by
+ * its item (items[3].style). */
+int gen_service_batch_prepare(gen_service_batch *b, const user_record *caller,
+                              gen_service_result *out);
+/* True when phase 2 must fetch an image from another host. */
+bool gen_service_batch_needs_fetch(const gen_service_batch *b);
+/* Phase 2: QUEUE_FULL when it starts and n more do not fit; n rate-limit
+ * units taken at once (none used unless the batch is created); every
+ * item's images checked; then one store transaction charges the total,
+ * writes the generations (pending, or processing when start) each with
+ * its charge row, the batch row and the idempotency row, or nothing
+ * (INSUFFICIENT_TOKENS). OK: 201 {batchId, generationIds, estimatedCost,
+ * status}, or the first answer in out->replay. */
+int gen_service_batch_finish(const gen_service_batch *b, const user_record *caller,
+                             gen_service_result *out);
+/* The batch: 200 {_id, userId, createdAt, total, tokensUsed, counts,
+ * generationIds}. NOT_FOUND, or UNAUTHORIZED for another user's. */
+int gen_service_batch_get(const char *batch_id, const user_record *caller, gen_service_result *out);
+/* Cancels every item not yet terminal (each in its own transaction,
+ * refunded once; running jobs aborted) and answers the batch as get. */
+int gen_service_batch_cancel(const char *batch_id, const user_record *caller,
+                             gen_service_result *out);
 
 #endif

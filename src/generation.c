@@ -14,9 +14,10 @@
  *  - JSON null for an optional field (modelImages, customPrompt, parameters,
  *    parameters.*, priority) means absent. Unknown fields are ignored.
  *  - Numbers. Booleans are never numbers. guidance_scale and strength take
- *    any JSON number. num_inference_steps and seed take integers, and also
- *    reals with no fractional part (7.0 → 7), since many JSON encoders write
- *    every number as a double; 7.5 is refused.
+ *    any JSON number. num_inference_steps and seed take integer literals
+ *    only (50, not 50.0, 5e1 or 7.5): a real is refused even when integral,
+ *    because one that underflows (1e-400) decodes as 0.0 and would be
+ *    stored as a value the client never sent.
  *  - customPrompt is trimmed of surrounding whitespace; empty after trimming
  *    means absent; the limit (500) counts Unicode code points of the trimmed
  *    text, not bytes.
@@ -226,8 +227,8 @@ static void check_number(const json_t *params, const char *name, double lo, doub
     *out = d;
 }
 
-/* An integer in [lo, hi] (an integral real such as 50.0 counts); *out keeps
- * its default and *given stays false when absent. */
+/* An integer literal in [lo, hi]; *out keeps its default and *given stays
+ * false when absent. */
 static void check_integer(const json_t *params, const char *name, long long lo, long long hi,
                           int64_t *out, bool *given, json_t *errors)
 {
@@ -235,21 +236,8 @@ static void check_integer(const json_t *params, const char *name, long long lo, 
     if (!v || json_is_null(v)) return;
     char path[48];
     snprintf(path, sizeof path, "parameters.%s", name);
-    long long x;
-    if (json_is_integer(v)) {
-        x = (long long)json_integer_value(v);
-    } else if (json_is_real(v)) {
-        double d = json_real_value(v);
-        if (d != floor(d) || d < (double)lo || d > (double)hi) {
-            add_errorf(errors, path, "must be an integer from %lld to %lld", lo, hi);
-            return;
-        }
-        x = (long long)d;
-    } else {
-        add_errorf(errors, path, "must be an integer from %lld to %lld", lo, hi);
-        return;
-    }
-    if (x < lo || x > hi) {
+    long long x = json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+    if (!json_is_integer(v) || x < lo || x > hi) {
         add_errorf(errors, path, "must be an integer from %lld to %lld", lo, hi);
         return;
     }

@@ -290,11 +290,6 @@ static int cmd_run(bool with_http)
         return 1;
     }
     gen_service_init(s);
-    api_init(s); /* from here on requests are served */
-    if (with_http) {
-        printf("listening on %s\n", listening);
-        fflush(stdout);
-    }
     if (queue_start(s) != 0) {
         fputs("stylestudio: cannot start the workers\n", stderr);
         return 1;
@@ -302,6 +297,16 @@ static int cmd_run(bool with_http)
     if (webhook_start(s) != 0) {
         fputs("stylestudio: cannot start the webhook dispatcher\n", stderr);
         return 1;
+    }
+    int hold = provider_faults_start_delay_ms(); /* tests: widen the start-up window */
+    if (hold > 0) usleep((useconds_t)hold * 1000);
+    /* Until here requests are answered 503 SERVICE_UNAVAILABLE with
+     * Retry-After (api.c); "listening on" is printed only once they are
+     * served. */
+    api_init(s);
+    if (with_http) {
+        printf("listening on %s\n", listening);
+        fflush(stdout);
     }
     log_info("started: %s, %d workers, data %s", with_http ? "serve" : "worker", cfg.workers,
              cfg.data_dir);
@@ -338,8 +343,13 @@ int main(int argc, char **argv)
         fputs("stylestudio: libsodium failed to initialise\n", stderr);
         return 1;
     }
+    /* The flags each subcommand reads itself (word_flag / word_present). */
+    static const char *const user_flags[] = {"--email",  "--name", "--tokens", "--admin",
+                                             "--amount", "--plan", "--help",   NULL};
+    static const char *const other_flags[] = {"--help", NULL};
     char **words = NULL, *err = NULL;
-    if (config_load(argc, argv, 1, &words, &err) != 0) {
+    const char *const *sub_flags = strcmp(argv[1], "user") == 0 ? user_flags : other_flags;
+    if (config_load(argc, argv, 1, sub_flags, &words, &err) != 0) {
         fprintf(stderr, "stylestudio: %s (see --help)\n", err);
         free(err);
         return 2;
@@ -356,7 +366,19 @@ int main(int argc, char **argv)
     }
 
     const char *cmd = words[0] ? words[0] : "";
-    if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "worker") == 0) {
+    bool runs = strcmp(cmd, "serve") == 0 || strcmp(cmd, "worker") == 0;
+    if ((runs || strcmp(cmd, "migrate") == 0) && words[1]) {
+        fprintf(stderr, "stylestudio %s: unexpected argument '%s' (see --help)\n", cmd, words[1]);
+        free(words);
+        return 2;
+    }
+    if (runs && net_check_allow_hosts(cfg.allow_hosts, &err) != 0) {
+        fprintf(stderr, "stylestudio: %s\n", err);
+        free(err);
+        free(words);
+        return 2;
+    }
+    if (runs) {
         provider_secrets_load(); /* OPENAI_API_KEY, REPLICATE_*: once, never logged */
         /* A catalogue with any problem stops the process here. */
         if (provider_catalog_load(cfg.models_file, &err) != 0) {

@@ -189,10 +189,22 @@ static bool host_allowlisted(const char *host)
     return false;
 }
 
-static void allow_add(const char *item)
+/* Host-name characters (letters, digits, '-', '.', '_'). */
+static bool host_chars_ok(const char *h)
+{
+    if (!*h) return false;
+    for (; *h; h++)
+        if (!isalnum((unsigned char)*h) && *h != '-' && *h != '.' && *h != '_') return false;
+    return true;
+}
+
+/* Parses one allow-list entry into *out (out->host owned by the caller).
+ * 0, or -1 when the entry is malformed. */
+static int allow_parse(const char *item, allow_rule *out)
 {
     allow_rule r;
     memset(&r, 0, sizeof r);
+    if (strlen(item) >= 256) return -1;
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s", item);
     char *slash = strchr(tmp, '/');
@@ -218,7 +230,7 @@ static void allow_add(const char *item)
         r.family = AF_INET6;
         r.prefix = bits < 0 ? 128 : bits;
         if (r.prefix > 128) goto bad;
-    } else if (bits < 0) {
+    } else if (bits < 0 && host_chars_ok(h)) {
         r.host = xstrdup(h);
         for (char *c = r.host; *c; c++)
             *c = (char)tolower((unsigned char)*c);
@@ -228,11 +240,40 @@ static void allow_add(const char *item)
     } else {
         goto bad;
     }
+    *out = r;
+    return 0;
+bad:
+    return -1;
+}
+
+static void allow_add(const char *item)
+{
+    allow_rule r;
+    if (allow_parse(item, &r) != 0) {
+        log_warn("allow-hosts: ignoring malformed entry \"%s\"", item);
+        return;
+    }
     allow_rules = xrealloc(allow_rules, (n_allow + 1) * sizeof *allow_rules);
     allow_rules[n_allow++] = r;
-    return;
-bad:
-    log_warn("allow-hosts: ignoring malformed entry \"%s\"", item);
+}
+
+int net_check_allow_hosts(const char *allow_hosts, char **err)
+{
+    char *list = xstrdup(allow_hosts ? allow_hosts : ""), *save = NULL;
+    int rc = 0;
+    for (char *tok = strtok_r(list, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        allow_rule r;
+        if (allow_parse(tok, &r) != 0) {
+            *err = xasprintf("--allow-hosts: malformed entry \"%s\" (expected a host name, an "
+                             "address or a CIDR such as 10.0.0.0/8)",
+                             tok);
+            rc = -1;
+            break;
+        }
+        free(r.host);
+    }
+    free(list);
+    return rc;
 }
 
 static void allow_clear(void)

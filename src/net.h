@@ -67,6 +67,9 @@ typedef void (*net_done_fn)(net_request *r, net_response *resp, void *ctx);
 /* Starts the loop thread. allow_hosts: comma-separated host names or
  * CIDRs exempt from the address rules (NULL or "" for none). 0, or -1. */
 int net_start(const char *allow_hosts);
+/* Checks every entry of an --allow-hosts list without applying it: 0, or
+ * -1 with *err (caller frees) naming the first malformed entry. */
+int net_check_allow_hosts(const char *allow_hosts, char **err);
 /* Cancels every transfer still in flight (their on_done run with
  * NET_ECANCELLED), then joins the thread. Safe when not running. */
 void net_stop(void);

@@ -195,6 +195,8 @@ const char *provider_secret(provider_secret_id id);
 extern const provider_ops provider_faults_ops;
 /* Whether cfg.test_faults asks for any fault (re-read when it changes). */
 bool provider_faults_enabled(void);
+/* start_delay_ms of --test-faults (0 when unset): serve's start-up window. */
+int provider_faults_start_delay_ms(void);
 
 /* ---- hosted models (provider_openai.c, provider_replicate.c) ---- */
 

@@ -13,6 +13,8 @@
  *                     reporting progress up to 60 % and honouring cancel)
  *   retry_after_ms=N  injected transient failures ask for this Retry-After
  *                     (provider_job.retry_after_ms)
+ *   start_delay_ms=N  `serve` holds its start-up N ms after binding the
+ *                     port and before it serves (the start-up window)
  *
  * Unknown items are logged and ignored. The wrapper shares the job with
  * the real provider and keeps no per-job state (job->state stays the real
@@ -37,6 +39,7 @@ typedef struct faults {
     int malformed;
     bool permanent;
     int delay_ms;
+    int start_delay_ms;
     int retry_after_ms;
 } faults;
 
@@ -73,7 +76,8 @@ static faults parse(const char *spec)
         else if (!fault_int(tok, "transient", 1000000, &f.transient) &&
                  !fault_int(tok, "malformed", 1000000, &f.malformed) &&
                  !fault_int(tok, "delay_ms", 3600000, &f.delay_ms) &&
-                 !fault_int(tok, "retry_after_ms", 3600000, &f.retry_after_ms))
+                 !fault_int(tok, "retry_after_ms", 3600000, &f.retry_after_ms) &&
+                 !fault_int(tok, "start_delay_ms", 60000, &f.start_delay_ms))
             log_warn("test-faults: ignoring unknown item \"%s\"", tok);
     }
     free(copy);
@@ -105,6 +109,11 @@ bool provider_faults_enabled(void)
 {
     faults f = current();
     return f.permanent || f.transient > 0 || f.malformed > 0 || f.delay_ms > 0;
+}
+
+int provider_faults_start_delay_ms(void)
+{
+    return current().start_delay_ms;
 }
 
 static void sleep_ms(int64_t ms)

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "store_impl.h"
 #include "util.h"
@@ -194,7 +195,27 @@ int store_ledger_totals(store_t *s, int64_t *charged, int64_t *refunded)
 int store_gen_create(store_t *s, const gen_record *g, bool start, const store_idem *idem,
                      char **replay_response, int *replay_status)
 {
-    return s->ops->gen_create(s, g, start, idem, replay_response, replay_status);
+    return s->ops->gen_create(s, g, 1, start, idem, replay_response, replay_status);
+}
+
+int store_gen_create_many(store_t *s, const gen_record *gens, size_t n, bool start,
+                          const store_idem *idem, char **replay_response, int *replay_status)
+{
+    if (n == 0) return STORE_ERR;
+    return s->ops->gen_create(s, gens, n, start, idem, replay_response, replay_status);
+}
+
+void store_batch_free(store_batch *b)
+{
+    if (!b) return;
+    json_decref(b->generation_ids);
+    memset(b, 0, sizeof *b);
+}
+
+int store_batch_get(store_t *s, const char *batch_id, store_batch *out)
+{
+    memset(out, 0, sizeof *out);
+    return s->ops->batch_get(s, batch_id, out);
 }
 
 int store_gen_get(store_t *s, const char *gen_id, gen_record *out)

@@ -191,6 +191,30 @@ typedef struct store_idem {
  * STORE_EIDEM_MISMATCH: key seen with another hash. */
 int store_gen_create(store_t *s, const gen_record *g, bool start, const store_idem *idem,
                      char **replay_response, int *replay_status);
+/* The same for n generations of one user at once, all or none, in one
+ * transaction: one conditional debit of the sum of their tokens_used, then
+ * each generation with its own charge row and event, one idempotency row
+ * and one balance event. When gens[0].batch_id is set (every item then
+ * carries it) the batch row is written too: that id, the user, created_at
+ * of gens[0], total n and the ids in array order. store_gen_create is this
+ * with n = 1. STORE_EINSUFFICIENT when the balance is below the sum. */
+int store_gen_create_many(store_t *s, const gen_record *gens, size_t n, bool start,
+                          const store_idem *idem, char **replay_response, int *replay_status);
+
+/* A batch (SPEC §4): what it was made of, and its items as they are now. */
+typedef struct store_batch {
+    char id[ID_LEN];
+    char user_id[ID_LEN];
+    int64_t created_at;
+    int total;                        /* items created */
+    json_t *generation_ids;           /* array of strings, in item order (owned) */
+    int64_t counts[GEN_STATUS_COUNT]; /* the items that still exist, by status */
+    int64_t tokens_used;              /* what those items hold now */
+} store_batch;
+
+void store_batch_free(store_batch *b);
+/* Loads a batch. STORE_ENOTFOUND when there is none. Caller frees *out. */
+int store_batch_get(store_t *s, const char *batch_id, store_batch *out);
 /* Loads one record (queue_position computed when queued). */
 int store_gen_get(store_t *s, const char *gen_id, gen_record *out);
 /* The user's generations newest first; status_filter < 0 means all.

@@ -42,8 +42,9 @@ typedef struct store_ops {
                        store_ledger_row **out, size_t *n, char **next_cursor);
     int (*ledger_totals)(store_t *s, int64_t *charged, int64_t *refunded);
 
-    int (*gen_create)(store_t *s, const gen_record *g, bool start, const store_idem *idem,
-                      char **replay_response, int *replay_status);
+    int (*gen_create)(store_t *s, const gen_record *gens, size_t n, bool start,
+                      const store_idem *idem, char **replay_response, int *replay_status);
+    int (*batch_get)(store_t *s, const char *batch_id, store_batch *out);
     int (*gen_get)(store_t *s, const char *gen_id, gen_record *out);
     int (*gen_list)(store_t *s, const char *user_id, int status_filter, const char *cursor,
                     int limit, gen_record **out, size_t *n, char **next_cursor);

@@ -946,6 +946,7 @@ static const store_ops pg_ops = {
     .ledger_list = store_pg_ledger_list,
     .ledger_totals = store_pg_ledger_totals,
     .gen_create = store_pg_gen_create,
+    .batch_get = store_pg_batch_get,
     .gen_get = store_pg_gen_get,
     .gen_list = store_pg_gen_list,
     .gen_delete = store_pg_gen_delete,

@@ -287,18 +287,41 @@ static int gen_insert(pg_tx *t, const gen_record *g, bool start, int64_t now)
     return rc < 0 ? rc : STORE_OK;
 }
 
-int store_pg_gen_create(store_t *s, const gen_record *g, bool start, const store_idem *idem,
-                        char **replay_response, int *replay_status)
+/* The batch row of the generations gens[0..n) (store_gen_create_many). */
+static int batch_insert(pg_tx *t, const gen_record *gens, size_t n, int64_t now)
 {
-    int64_t now = g->created_at ? g->created_at : now_ms();
+    json_t *ids = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(ids, json_string(gens[i].id));
+    char *text = json_array_text(ids);
+    json_decref(ids);
+    int rc = pg_exec(t,
+                     "INSERT INTO batches (id, user_id, created_at, total, generation_ids)"
+                     " VALUES ($1, $2, $3, $4, $5)",
+                     "ssIis", gens[0].batch_id, gens[0].user_id, now, (int)n, text);
+    free(text);
+    return rc < 0 ? rc : STORE_OK;
+}
+
+int store_pg_gen_create(store_t *s, const gen_record *gens, size_t n, bool start,
+                        const store_idem *idem, char **replay_response, int *replay_status)
+{
+    const char *user_id = gens[0].user_id;
+    int64_t now = gens[0].created_at ? gens[0].created_at : now_ms();
     pg_tx t;
     int rc = pg_begin(s, &t);
     if (rc != STORE_OK) return rc;
-    if (idem) rc = idem_check(&t, g->user_id, idem, replay_response, replay_status);
-    if (rc == STORE_OK) rc = gen_debit(&t, g->user_id, g->tokens_used);
-    if (rc == STORE_OK) rc = gen_insert(&t, g, start, now);
-    if (rc == STORE_OK)
-        rc = pg_ledger_add(&t, g->user_id, "charge", -(int64_t)g->tokens_used, g->id, NULL, now);
+    if (idem) rc = idem_check(&t, user_id, idem, replay_response, replay_status);
+    /* Item by item, so each charge row's balance_after is the running
+     * balance; one short item rolls the whole transaction back. */
+    for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+        rc = gen_debit(&t, user_id, gens[i].tokens_used);
+        if (rc == STORE_OK) rc = gen_insert(&t, &gens[i], start, now);
+        if (rc == STORE_OK)
+            rc = pg_ledger_add(&t, user_id, "charge", -(int64_t)gens[i].tokens_used, gens[i].id,
+                               NULL, now);
+    }
+    if (rc == STORE_OK && gens[0].batch_id[0]) rc = batch_insert(&t, gens, n, now);
     if (rc == STORE_OK && idem) {
         rc = pg_exec(&t,
                      "INSERT INTO idempotency_keys (user_id, key, request_hash, response,"
@@ -306,17 +329,55 @@ int store_pg_gen_create(store_t *s, const gen_record *g, bool start, const store
                      " ON CONFLICT (user_id, key) DO UPDATE SET"
                      " request_hash = excluded.request_hash, response = excluded.response,"
                      " http_status = excluded.http_status, created_at = excluded.created_at",
-                     "ssssiI", g->user_id, idem->key, idem->request_hash,
+                     "ssssiI", user_id, idem->key, idem->request_hash,
                      idem->response ? idem->response : "{}", idem->http_status, now);
         rc = rc < 0 ? rc : STORE_OK;
     }
-    if (rc == STORE_OK) rc = gen_event(&t, g->id, now, NULL);
-    if (rc == STORE_OK) rc = pg_balance_event(&t, g->user_id, now);
+    for (size_t i = 0; i < n && rc == STORE_OK; i++)
+        rc = gen_event(&t, gens[i].id, now, NULL);
+    if (rc == STORE_OK) rc = pg_balance_event(&t, user_id, now);
     if (rc != STORE_OK) {
         pg_rollback(&t);
         return rc;
     }
     return pg_commit(&t);
+}
+
+int store_pg_batch_get(store_t *s, const char *batch_id, store_batch *out)
+{
+    pg_tx t;
+    int rc = pg_borrow(s, &t);
+    if (rc != STORE_OK) return rc;
+    PGresult *r = NULL;
+    rc = pg_query(&t, &r,
+                  "SELECT id, user_id, created_at, total, generation_ids FROM batches"
+                  " WHERE id = $1",
+                  "s", batch_id);
+    if (rc == STORE_OK && PQntuples(r) != 1) rc = STORE_ENOTFOUND;
+    if (rc == STORE_OK) {
+        pg_col_copy(r, 0, 0, out->id, sizeof out->id);
+        pg_col_copy(r, 0, 1, out->user_id, sizeof out->user_id);
+        out->created_at = pg_col_int(r, 0, 2);
+        out->total = (int)pg_col_int(r, 0, 3);
+        out->generation_ids = json_array_col(r, 0, 4);
+    }
+    PQclear(r);
+    r = NULL;
+    if (rc == STORE_OK)
+        rc = pg_query(&t, &r,
+                      "SELECT status, COUNT(*), COALESCE(SUM(tokens_used), 0) FROM generations"
+                      " WHERE batch_id = $1 GROUP BY status",
+                      "s", batch_id);
+    for (int i = 0; rc == STORE_OK && i < PQntuples(r); i++) {
+        gen_status status;
+        if (gen_status_parse(PQgetvalue(r, i, 0), &status) == 0)
+            out->counts[status] = pg_col_int(r, i, 1);
+        out->tokens_used += pg_col_int(r, i, 2);
+    }
+    PQclear(r);
+    pg_rollback(&t);
+    if (rc != STORE_OK) store_batch_free(out);
+    return rc;
 }
 
 int store_pg_gen_get(store_t *s, const char *gen_id, gen_record *out)

@@ -621,6 +621,7 @@ static const store_ops sq_ops = {
     .ledger_list = sq_ledger_list,
     .ledger_totals = sq_ledger_totals,
     .gen_create = sq_gen_create,
+    .batch_get = sq_batch_get,
     .gen_get = sq_gen_get,
     .gen_list = sq_gen_list,
     .gen_delete = sq_gen_delete,

@@ -229,50 +229,78 @@ static int idem_check(sq_tx *t, const char *user_id, const store_idem *idem, cha
     return rc;
 }
 
-int sq_gen_create(store_t *s, const gen_record *g, bool start, const store_idem *idem,
-                  char **replay_response, int *replay_status)
+/* One new generation inside t: the conditional debit of its cost
+ * (concurrent creates can never overdraw), the row, and its charge row. */
+static int gen_insert(sq_tx *t, const gen_record *g, bool start, int64_t now)
 {
-    int64_t now = g->created_at ? g->created_at : now_ms();
-    int64_t cost = g->tokens_used;
-    char *product = json_array_text(g->product_images);
-    char *model = json_array_text(g->model_images);
-    sq_tx t;
-    int rc = sq_begin(s, &t, true);
-    if (rc != STORE_OK) goto cleanup;
-    if (idem) {
-        rc = idem_check(&t, g->user_id, idem, replay_response, replay_status);
-        if (rc != STORE_OK) goto fail;
-    }
-    /* The conditional debit: concurrent creates can never overdraw. */
-    rc = sq_exec(&t,
-                 "UPDATE users SET token_balance = token_balance - ?1,"
-                 " total_tokens_used = total_tokens_used + ?1"
-                 " WHERE id = ?2 AND token_balance >= ?1",
-                 "Is", cost, g->user_id);
-    if (rc < 0) goto fail;
+    int rc = sq_exec(t,
+                     "UPDATE users SET token_balance = token_balance - ?1,"
+                     " total_tokens_used = total_tokens_used + ?1"
+                     " WHERE id = ?2 AND token_balance >= ?1",
+                     "Is", (int64_t)g->tokens_used, g->user_id);
+    if (rc < 0) return rc;
     if (rc == 0) {
         int64_t one;
-        rc = sq_int(&t, &one, "SELECT 1 FROM users WHERE id = ?", "s", g->user_id);
-        if (rc == STORE_OK) rc = STORE_EINSUFFICIENT;
-        goto fail;
+        rc = sq_int(t, &one, "SELECT 1 FROM users WHERE id = ?", "s", g->user_id);
+        return rc == STORE_OK ? STORE_EINSUFFICIENT : rc;
     }
-    rc = sq_exec(&t,
+    char *product = json_array_text(g->product_images);
+    char *model = json_array_text(g->model_images);
+    rc = sq_exec(t,
                  "INSERT INTO generations (id, user_id, status, product_images, model_images,"
                  " result_images, prompt, custom_prompt, model, style, quality, aspect_ratio,"
                  " guidance_scale, num_inference_steps, strength, seed, priority, tokens_used,"
                  " retry_count, progress, stage, created_at, started_at, batch_id, retry_of,"
                  " queued_at)"
-                 " VALUES (?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?,"
-                 " ?, ?, ?)",
+                 " VALUES (?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?,"
+                 " ?, ?, ?, ?)",
                  "sssssssssssdidIiIsIZssZ", g->id, g->user_id, start ? "processing" : "pending",
                  product, model, g->prompt ? g->prompt : "", g->custom_prompt, g->params.model,
                  g->params.style, g->params.quality, g->params.aspect_ratio,
                  g->params.guidance_scale, g->params.num_inference_steps, g->params.strength,
-                 (int64_t)g->params.seed, g->priority, cost, start ? STAGE_QUEUED : "pending", now,
-                 start ? now : (int64_t)0, g->batch_id[0] ? g->batch_id : NULL,
-                 g->retry_of[0] ? g->retry_of : NULL, start ? now : (int64_t)0);
-    if (rc < 0) goto fail;
-    rc = sq_ledger_add(&t, g->user_id, "charge", -cost, g->id, NULL, now);
+                 (int64_t)g->params.seed, g->priority, (int64_t)g->tokens_used,
+                 start ? STAGE_QUEUED : "pending", now, start ? now : (int64_t)0,
+                 g->batch_id[0] ? g->batch_id : NULL, g->retry_of[0] ? g->retry_of : NULL,
+                 start ? now : (int64_t)0);
+    free(product);
+    free(model);
+    if (rc < 0) return rc;
+    return sq_ledger_add(t, g->user_id, "charge", -(int64_t)g->tokens_used, g->id, NULL, now);
+}
+
+/* The batch row of the generations gens[0..n) (store_gen_create_many). */
+static int batch_insert(sq_tx *t, const gen_record *gens, size_t n, int64_t now)
+{
+    json_t *ids = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(ids, json_string(gens[i].id));
+    char *text = json_array_text(ids);
+    json_decref(ids);
+    int rc = sq_exec(t,
+                     "INSERT INTO batches (id, user_id, created_at, total, generation_ids)"
+                     " VALUES (?, ?, ?, ?, ?)",
+                     "ssIis", gens[0].batch_id, gens[0].user_id, now, (int)n, text);
+    free(text);
+    return rc < 0 ? rc : STORE_OK;
+}
+
+int sq_gen_create(store_t *s, const gen_record *gens, size_t n, bool start, const store_idem *idem,
+                  char **replay_response, int *replay_status)
+{
+    const char *user_id = gens[0].user_id;
+    int64_t now = gens[0].created_at ? gens[0].created_at : now_ms();
+    sq_tx t;
+    int rc = sq_begin(s, &t, true);
+    if (rc != STORE_OK) return rc;
+    if (idem) {
+        rc = idem_check(&t, user_id, idem, replay_response, replay_status);
+        if (rc != STORE_OK) goto fail;
+    }
+    /* Item by item, so each charge row's balance_after is the running
+     * balance; one short item rolls the whole transaction back. */
+    for (size_t i = 0; i < n && rc >= 0; i++)
+        rc = gen_insert(&t, &gens[i], start, now);
+    if (rc >= 0 && gens[0].batch_id[0]) rc = batch_insert(&t, gens, n, now);
     if (rc < 0) goto fail;
     if (idem) {
         rc = sq_exec(
@@ -282,21 +310,57 @@ int sq_gen_create(store_t *s, const gen_record *g, bool start, const store_idem 
             " ON CONFLICT (user_id, key) DO UPDATE SET request_hash = excluded.request_hash,"
             " response = excluded.response, http_status = excluded.http_status,"
             " created_at = excluded.created_at",
-            "ssssiI", g->user_id, idem->key, idem->request_hash,
+            "ssssiI", user_id, idem->key, idem->request_hash,
             idem->response ? idem->response : "{}", idem->http_status, now);
         if (rc < 0) goto fail;
     }
-    rc = gen_event(&t, g->id, now, NULL);
+    for (size_t i = 0; i < n && rc >= 0; i++)
+        rc = gen_event(&t, gens[i].id, now, NULL);
     if (rc < 0) goto fail;
-    rc = sq_balance_event(&t, g->user_id, now);
+    rc = sq_balance_event(&t, user_id, now);
     if (rc < 0) goto fail;
-    rc = sq_commit(&t);
-    goto cleanup;
+    return sq_commit(&t);
 fail:
     sq_rollback(&t);
-cleanup:
-    free(product);
-    free(model);
+    return rc;
+}
+
+int sq_batch_get(store_t *s, const char *batch_id, store_batch *out)
+{
+    sq_tx t;
+    if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
+    sqlite3_stmt *st = sq_query(&t,
+                                "SELECT id, user_id, created_at, total, generation_ids FROM batches"
+                                " WHERE id = ?",
+                                "s", batch_id);
+    int rc = st ? sq_step(st) : STORE_ERR;
+    if (rc == SQLITE_ROW) {
+        sq_col_copy(st, 0, out->id, sizeof out->id);
+        sq_col_copy(st, 1, out->user_id, sizeof out->user_id);
+        out->created_at = sqlite3_column_int64(st, 2);
+        out->total = sqlite3_column_int(st, 3);
+        out->generation_ids = json_array_col(st, 4);
+        rc = STORE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = STORE_ENOTFOUND;
+    }
+    if (st) sq_done(st);
+    if (rc == STORE_OK) {
+        st = sq_query(&t,
+                      "SELECT status, COUNT(*), SUM(tokens_used) FROM generations"
+                      " WHERE batch_id = ? GROUP BY status",
+                      "s", batch_id);
+        while (st && (rc = sq_step(st)) == SQLITE_ROW) {
+            gen_status status;
+            if (gen_status_parse((const char *)sqlite3_column_text(st, 0), &status) == 0)
+                out->counts[status] = sqlite3_column_int64(st, 1);
+            out->tokens_used += sqlite3_column_int64(st, 2);
+        }
+        rc = st && rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
+        if (st) sq_done(st);
+    }
+    sq_rollback(&t);
+    if (rc != STORE_OK) store_batch_free(out);
     return rc;
 }
 

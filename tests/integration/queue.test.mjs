@@ -57,6 +57,35 @@ test('a user with many queued items does not delay another user past the running
   for (const id of as) await api(srv, 'POST', `/api/generations/${id}/cancel`, { key: a.key });
 });
 
+test('the user stream (/api/events) repeats queuePosition and eta of each queued item as they fall', async (t) => {
+  const srv = await serverFor(t, { workers: 1, args: ['--test-faults', 'delay_ms=400'] });
+  const u = await srv.createUser({ tokens: 50 });
+  const other = await srv.createUser({ tokens: 50 });
+  const url = await uploadFixture(srv, u.key);
+  const ourl = await uploadFixture(srv, other.key);
+  for (let i = 0; i < 3; i++) await generate(srv, other.key, createBody(ourl));
+  const mine = [];
+  for (let i = 0; i < 2; i++) mine.push((await generate(srv, u.key, createBody(url))).generationId);
+  // Connected after the items were queued: the stream finds them itself.
+  const stream = await sse(srv, '/api/events', { key: u.key, timeout: 40000 });
+  try {
+    for (const id of mine) await stream.until((f) => f.json?._id === id && f.json.status === 'completed', 30000);
+    for (const id of mine) {
+      const seen = stream.frames.filter((f) => f.json?._id === id && f.json.queuePosition)
+        .map((f) => [f.json.queuePosition, f.json.eta]);
+      assert.ok(new Set(seen.map((p) => p[0])).size >= 2, `${id}: positions seen ${JSON.stringify(seen)}`);
+      for (let i = 1; i < seen.length; i++) assert.ok(seen[i][0] <= seen[i - 1][0], `positions fall: ${JSON.stringify(seen)}`);
+      // The ETA follows the moving average of processing times, which the
+      // finishing jobs move too: it falls overall, not at every step.
+      assert.ok(seen.at(-1)[1] < seen[0][1], `etas fall: ${JSON.stringify(seen)}`);
+    }
+    // Position frames carry no id: Last-Event-ID resumes are unaffected.
+    assert.ok(stream.frames.filter((f) => f.json?.queuePosition && f.id == null).length > 0);
+  } finally {
+    stream.close();
+  }
+});
+
 test('QUEUE_FULL at --queue-max: 503 with Retry-After, nothing created or charged', async (t) => {
   const srv = await serverFor(t, { workers: 0, args: ['--queue-max', '2'] });
   const u = await srv.createUser({ tokens: 50 });
@@ -118,11 +147,10 @@ test('queuePosition and eta in events fall as the queue drains; GET /api/queue s
   const seen = stream.frames.filter((f) => f.json?.queuePosition).map((f) => [f.json.queuePosition, f.json.eta]);
   const positions = seen.map((p) => p[0]);
   assert.ok(new Set(positions).size >= 2, `positions seen: ${JSON.stringify(seen)}`);
-  for (let i = 1; i < seen.length; i++) {
-    assert.ok(seen[i][0] <= seen[i - 1][0], `positions fall: ${JSON.stringify(seen)}`);
-    assert.ok(seen[i][1] <= seen[i - 1][1], `etas fall: ${JSON.stringify(seen)}`);
-  }
+  for (let i = 1; i < seen.length; i++) assert.ok(seen[i][0] <= seen[i - 1][0], `positions fall: ${JSON.stringify(seen)}`);
   assert.ok(positions.at(-1) < positions[0]);
+  // The ETA also follows the moving average that finishing jobs move.
+  assert.ok(seen.at(-1)[1] < seen[0][1], `etas fall: ${JSON.stringify(seen)}`);
   const after = assertOk(await api(srv, 'GET', '/api/queue', { key: u.key }), 200);
   assert.deepEqual(after.items, []);
 });

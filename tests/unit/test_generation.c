@@ -676,15 +676,20 @@ Test(generation, num_inference_steps)
     expect_ok(&r);
     cr_assert_eq(r.req.params.num_inference_steps, 100);
     done(&r);
-    /* An integral real is accepted. */
-    r = run_str("{\"productImages\":[\"" IMG
-                "\"],\"model\":\"local-studio\",\"style\":\"realistic\","
-                "\"quality\":\"auto\",\"aspectRatio\":\"1:1\",\"parameters\":"
-                "{\"num_inference_steps\":30.0}}",
-                false);
-    expect_ok(&r);
-    cr_assert_eq(r.req.params.num_inference_steps, 30);
-    done(&r);
+    /* Integer literals only: an integral real (30.0, 3e1) is refused, and so
+     * is one that underflows to 0.0 (1e-400) — it must not be stored as 0. */
+    const char *reals[] = {"{\"num_inference_steps\":30.0}", "{\"num_inference_steps\":3e1}",
+                           "{\"seed\":1e-400}", "{\"seed\":0.0}"};
+    for (size_t i = 0; i < ARRAY_LEN(reals); i++) {
+        char *text = xasprintf("{\"productImages\":[\"" IMG
+                               "\"],\"model\":\"local-studio\",\"style\":\"realistic\","
+                               "\"quality\":\"auto\",\"aspectRatio\":\"1:1\",\"parameters\":%s}",
+                               reals[i]);
+        r = run_str(text, false);
+        free(text);
+        cr_assert_eq(r.rc, GEN_EINVALID, "%s must be refused", reals[i]);
+        done(&r);
+    }
 
     json_t *bad[] = {json_integer(19), json_integer(101), json_real(50.5),   json_real(19.0),
                      json_true(),      json_string("50"), json_integer(-50), json_real(1e300)};
@@ -726,14 +731,11 @@ Test(generation, seed)
         cr_assert_eq(r.req.params.seed, (int64_t)ok[i]);
         done(&r);
     }
-    result r = run(body_with("parameters.seed", json_real(1234.0)), false);
-    expect_ok(&r);
-    cr_assert_eq(r.req.params.seed, 1234);
-    done(&r);
-
-    json_t *bad[] = {json_integer(-1), json_integer(2147483648LL),
-                     json_real(1.5),   json_real(-0.5),
-                     json_real(3e9),   json_true(),
+    result r;
+    json_t *bad[] = {json_integer(-1),  json_integer(2147483648LL),
+                     json_real(1.5),    json_real(-0.5),
+                     json_real(1234.0), json_real(0.0),
+                     json_real(3e9),    json_true(),
                      json_string("42")};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         r = run(body_with("parameters.seed", bad[i]), false);

@@ -355,6 +355,7 @@ Test(ratelimit_sqlite, migrates_from_version_4)
                      "DROP TABLE rate_limits; DROP TABLE templates;"
                      " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
                      " DROP TABLE queue_workers;"
+                     " DROP TABLE batches; DROP INDEX generations_batch;"
                      " DELETE FROM schema_migrations WHERE"
                      " version > 4; PRAGMA user_version = 4;",
                      NULL, NULL, NULL),

@@ -402,6 +402,65 @@ Test(store, insufficient_tokens_writes_nothing)
     check_ledger();
 }
 
+/* A batch: n generations charged in one transaction, all or none, each
+ * with its own charge row (running balance) and event; the batch row. */
+Test(store, batch_create_all_or_none_and_counts)
+{
+    char uid[ID_LEN];
+    make_user("batch@example.com", 10, uid);
+    gen_record g[3];
+    for (int i = 0; i < 3; i++) {
+        fixture_gen(&g[i], uid, 2 + i, PRIORITY_NORMAL, T0);
+        snprintf(g[i].batch_id, sizeof g[i].batch_id, "bat_TEST");
+    }
+    /* 2 + 3 + 4 = 9 of 10; with a fourth of 5 it does not fit: nothing. */
+    gen_record extra;
+    fixture_gen(&extra, uid, 5, PRIORITY_NORMAL, T0);
+    snprintf(extra.batch_id, sizeof extra.batch_id, "bat_TEST");
+    gen_record four[4] = {g[0], g[1], g[2], extra};
+    int64_t ev = last_event();
+    cr_assert_eq(store_gen_create_many(st, four, 4, false, NULL, NULL, NULL), STORE_EINSUFFICIENT);
+    cr_assert_eq(balance(uid), 10);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM generations"), 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM batches"), 0);
+    cr_assert_eq(last_event(), ev);
+    store_batch b;
+    cr_assert_eq(store_batch_get(st, "bat_TEST", &b), STORE_ENOTFOUND);
+
+    cr_assert_eq(store_gen_create_many(st, g, 3, true, NULL, NULL, NULL), STORE_OK);
+    cr_assert_eq(balance(uid), 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM token_transactions WHERE kind = 'charge'"), 3);
+    /* Each charge row shows the balance after it: 8, 5, 1. */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM token_transactions WHERE kind = 'charge' AND"
+                         " balance_after IN (8, 5, 1)"),
+                 3);
+    check_ledger();
+    cr_assert_eq(store_batch_get(st, "bat_TEST", &b), STORE_OK);
+    cr_assert_str_eq(b.user_id, uid);
+    cr_assert_eq(b.total, 3);
+    cr_assert_eq(b.created_at, T0);
+    cr_assert_eq(b.tokens_used, 9);
+    cr_assert_eq(b.counts[GEN_PROCESSING], 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_str_eq(json_string_value(json_array_get(b.generation_ids, i)), g[i].id);
+    store_batch_free(&b);
+    gen_record r = get_gen(g[1].id);
+    cr_assert_str_eq(r.batch_id, "bat_TEST");
+    cr_assert_str_eq(r.stage, "queued");
+    gen_record_free(&r);
+
+    cr_assert_eq(gen_state_cancel(st, g[1].id, "cancelled", T0 + 5), STORE_OK);
+    cr_assert_eq(store_batch_get(st, "bat_TEST", &b), STORE_OK);
+    cr_assert_eq(b.counts[GEN_PROCESSING], 2);
+    cr_assert_eq(b.counts[GEN_CANCELLED], 1);
+    cr_assert_eq(b.tokens_used, 6);
+    store_batch_free(&b);
+    check_ledger();
+    for (int i = 0; i < 3; i++)
+        gen_record_free(&g[i]);
+    gen_record_free(&extra);
+}
+
 Test(store, idempotent_replay_and_mismatch)
 {
     char uid[ID_LEN];
@@ -1755,8 +1814,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 7); /* the newest migration */
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 7);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 8); /* the newest migration */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 8);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -1798,6 +1857,7 @@ Test(store, migrates_from_previous_version)
                      " DROP TABLE rate_limits;"
                      " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
                      " DROP TABLE queue_workers;"
+                     " DROP TABLE batches; DROP INDEX generations_batch;"
                      " DELETE FROM schema_migrations WHERE version > 1;"
                      " PRAGMA user_version = 1;",
                      NULL, NULL, NULL),
@@ -1806,7 +1866,7 @@ Test(store, migrates_from_previous_version)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 7); /* the newest migration */
+    cr_assert_eq(sql_int("PRAGMA user_version"), 8); /* the newest migration */
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
@@ -1831,6 +1891,7 @@ Test(store, migrates_error_code_from_version_2)
                      " DROP TABLE rate_limits;"
                      " DROP INDEX generations_user_leased; DROP INDEX generations_claim_fair;"
                      " DROP TABLE queue_workers;"
+                     " DROP TABLE batches; DROP INDEX generations_batch;"
                      " DELETE FROM schema_migrations WHERE version > 2;"
                      " PRAGMA user_version = 2;",
                      NULL, NULL, NULL),
@@ -1839,7 +1900,7 @@ Test(store, migrates_error_code_from_version_2)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 7);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 8);
     gen_record g = get_gen(gid);
     cr_assert_str_eq(g.error_code, "");
     gen_record_free(&g);
