@@ -113,6 +113,7 @@ on('user', (u) => {
 
 /** Prefill the studio from an existing generation (History → "Use these settings"). */
 export function loadSettings(rec) {
+  restoredFor = storeKey(); // these settings win over what a reload kept
   const p = rec.parameters || {};
   const img = (url) => ({ key: `k${++seq}`, name: url.split('/').pop(), previewUrl: url, url, status: 'done', progress: 1 });
   S.product = (rec.productImages || []).map(img);
