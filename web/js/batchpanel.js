@@ -66,7 +66,7 @@ export function createBatchPanel({ onGone } = {}) {
       h('a', { href: `#/history/${id}`, class: 'batch-tile-link', 'aria-label': `Item ${i + 1}: ${STYLE_NAME[p.style] || p.style || ''} ${p.aspectRatio || ''}, ${r ? r.status : 'loading'}` },
         h('span', { class: 'batch-thumb' }, src ? h('img', { src, alt: '', loading: 'lazy' }) : icon('image')),
         h('span', { class: 'batch-tile-body' },
-          h('span', { class: 'batch-tile-name' }, `${i + 1}. ${STYLE_NAME[p.style] || p.style || '…'} · ${p.aspectRatio || ''}`),
+          h('span', { class: 'batch-tile-name' }, `${i + 1}. ${STYLE_NAME[p.style] || p.style || '…'}`, h('span', { class: 'batch-tile-ratio' }, ` ${p.aspectRatio || ''}`)),
           r ? statusBadge(r.status) : null,
           r && !TERMINAL.has(r.status) ? h('span', { class: 'mini-progress' }, h('span', { style: { width: `${Math.max(4, prog)}%` } })) : null)));
   }
@@ -88,8 +88,10 @@ export function createBatchPanel({ onGone } = {}) {
     const progress = ids.length ? Math.round(sum / ids.length) : 0;
     fill.style.width = `${progress}%`;
     bar.setAttribute('aria-valuenow', String(progress));
-    bar.classList.toggle('is-done', done === ids.length);
-    pct.textContent = `${progress}%`;
+    // Finished with nothing made (all cancelled or failed) is not a green bar.
+    bar.classList.toggle('is-done', done === ids.length && c.completed > 0);
+    bar.classList.toggle('is-failed', done === ids.length && c.completed === 0);
+    pct.textContent = done === ids.length && c.completed === 0 ? '—' : `${progress}%`;
     summary.textContent = done === ids.length
       ? `Done — ${c.completed} of ${ids.length} completed${c.failed ? `, ${c.failed} failed` : ''}${c.cancelled ? `, ${c.cancelled} cancelled` : ''}`
       : `${done} of ${ids.length} done${c.processing ? ` · ${c.processing} running` : ''}${c.pending ? ` · ${c.pending} not started` : ''}`;
