@@ -65,6 +65,13 @@ for (const [label, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
       await shot(page, `${label}-90-batch-setup`, { fullPage: label === 'desktop' });
       await page.locator('[data-batch-per-product]').uncheck();
 
+      // A template keeps one generation's settings: the batch's first style and format.
+      await page.locator('[data-tpl="save"]').click();
+      await page.locator('dialog.modal #tpl-name').waitFor();
+      assert.equal(await page.locator('dialog.modal #tpl-name').inputValue(), 'Realistic · 1:1');
+      await page.locator('dialog.modal').getByRole('button', { name: 'Cancel' }).click();
+      await page.locator('dialog.modal').waitFor({ state: 'detached' });
+
       // Over the limit: 3 styles × 8 formats = 24.
       for (const s of ['artistic']) await page.locator(`.opts-style .opt-card[data-value="${s}"]`).click();
       for (const r of ['3:4', '2:3', '9:16', '4:3', '3:2', '16:9']) await page.locator(`.opts-ratio .opt-card[data-value="${r}"]`).click();

@@ -831,6 +831,7 @@ export async function render(container) {
     });
     S.advOpen = typeof p.seed === 'number';
     S.priorityHigh = b.priority === 'high';
+    if (S.batch.on) { S.batch.styles = [S.style]; S.batch.ratios = [S.aspect]; }
     prompt.value = S.prompt;
     updCounter();
     seedInput.value = S.seed;
@@ -842,8 +843,17 @@ export async function render(container) {
     renderPage();
   }
   const templates = templatesBar({
-    getBody: () => (S.product.length && [...S.product, ...S.model].every((x) => x.status === 'done') ? buildBody() : null),
-    suggestName: () => `${(STYLES.find((x) => x.id === S.style) || { name: S.style }).name} · ${S.aspect}`,
+    // A template is one create body: in batch mode, the first style and format chosen.
+    getBody: () => {
+      if (!S.product.length || ![...S.product, ...S.model].every((x) => x.status === 'done')) return null;
+      const b = buildBody();
+      if (S.batch.on) { b.style = S.batch.styles[0] || S.style; b.aspectRatio = S.batch.ratios[0] || S.aspect; }
+      return b;
+    },
+    suggestName: () => {
+      const st = S.batch.on ? S.batch.styles[0] || S.style : S.style;
+      return `${(STYLES.find((x) => x.id === st) || { name: st }).name} · ${S.batch.on ? S.batch.ratios[0] || S.aspect : S.aspect}`;
+    },
     apply: applyBody,
     onGenerated: (created, t) => {
       S.currentGen = created.generationId;
