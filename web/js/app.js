@@ -1,8 +1,9 @@
 // Style Studio web app: boot, app shell and a small hash router.
 import { h, icon, clear, toast, tokens } from './dom.js';
 import { onUnauthorized } from './api.js';
-import { session, on, loadMe, signOut, forget, maybeSignedIn } from './session.js';
+import { session, on, loadMe, signOut, forget, maybeSignedIn, returning } from './session.js';
 import * as auth from './auth.js';
+import * as welcome from './welcome.js';
 import * as studio from './studio.js';
 import * as dashboard from './dashboard.js';
 import * as history from './history.js';
@@ -10,6 +11,7 @@ import * as detail from './detail.js';
 import * as keys from './keys.js';
 
 const ROUTES = [
+  { re: /^\/welcome$/, view: welcome.render, title: 'Product shots without the studio', public: true },
   { re: /^\/signin$/, view: auth.signin, title: 'Sign in', public: true },
   { re: /^\/signup$/, view: auth.signup, title: 'Create account', public: true },
   { re: /^\/studio$/, view: studio.render, title: 'Studio', nav: 'studio' },
@@ -125,12 +127,13 @@ async function doSignOut() {
 async function route() {
   const seq = ++renderSeq;
   const path = currentPath();
-  if (!path) { navigate(session.user ? '/studio' : '/signin'); return; }
+  const signedOutHome = returning() ? '/signin' : '/welcome';
+  if (!path) { navigate(session.user ? '/studio' : signedOutHome); return; }
   let match = null;
   let r = null;
   for (const cand of ROUTES) { match = path.match(cand.re); if (match) { r = cand; break; } }
-  if (!r) { navigate(session.user ? '/studio' : '/signin'); return; }
-  if (!r.public && !session.user) { sessionStorage.setItem('ss.after', path); navigate('/signin'); return; }
+  if (!r) { navigate(session.user ? '/studio' : signedOutHome); return; }
+  if (!r.public && !session.user) { sessionStorage.setItem('ss.after', path); navigate(signedOutHome); return; }
   if (r.public && session.user) { navigate('/studio'); return; }
 
   if (cleanup) { try { cleanup(); } catch (e) { console.warn(e); } cleanup = null; }
@@ -215,7 +218,7 @@ export function afterSignIn() {
   shell = null;
   const to = sessionStorage.getItem('ss.after');
   sessionStorage.removeItem('ss.after');
-  navigate(to && to !== '/signin' && to !== '/signup' ? to : '/studio');
+  navigate(to && to !== '/signin' && to !== '/signup' && to !== '/welcome' ? to : '/studio');
 }
 
 export function balanceText() { return session.balance == null ? '—' : tokens(session.balance); }

@@ -57,17 +57,19 @@ function layout(container, title, subtitle, form, footer) {
         h('p', { class: 'eyebrow' }, 'For fashion & accessory shops'),
         h('p', { class: 'auth-hero-title' }, 'Studio-quality product shots, without the studio.'),
         h('p', { class: 'auth-hero-text' }, 'Upload a product photo, pick a look, and get campaign-ready images in seconds. Realistic sweeps, artistic light or clean minimal — on your own model shots.')),
+      // Real local-studio outputs (web/examples/, scripts/make-examples.mjs).
       h('div', { class: 'auth-collage' },
-        h('div', { class: 'collage-card c1' }, h('span', {}, 'Realistic')),
-        h('div', { class: 'collage-card c2' }, h('span', {}, 'Artistic')),
-        h('div', { class: 'collage-card c3' }, h('span', {}, 'Minimal')))),
+        h('div', { class: 'collage-card c1 has-img' }, h('img', { src: '/examples/realistic-tee.jpg', alt: '' }), h('span', {}, 'Realistic')),
+        h('div', { class: 'collage-card c2 has-img' }, h('img', { src: '/examples/artistic-cap.jpg', alt: '' }), h('span', {}, 'Artistic')),
+        h('div', { class: 'collage-card c3 has-img' }, h('img', { src: '/examples/minimal-tee.jpg', alt: '' }), h('span', {}, 'Minimal')))),
     h('section', { class: 'auth-panel' },
       h('div', { class: 'auth-card' },
         h('a', { class: 'brand auth-brand', href: '#/signin' }, h('img', { src: '/favicon.svg', alt: '', width: 28, height: 28 }), h('span', {}, 'Style Studio')),
         h('h1', { class: 'auth-title' }, title),
         h('p', { class: 'auth-sub' }, subtitle),
         form,
-        h('p', { class: 'auth-footer' }, footer)))));
+        h('p', { class: 'auth-footer' }, footer),
+        h('p', { class: 'auth-footer auth-tour' }, h('a', { href: '#/welcome' }, 'What Style Studio does, with examples'))))));
 }
 
 export function signin(container, _params, ctx) {

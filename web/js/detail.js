@@ -45,7 +45,7 @@ export async function render(container, [id], ctx) {
         TERMINAL.has(r.status) ? h('button', { type: 'button', class: 'btn btn-danger-ghost', 'data-action': 'delete', onclick: remove }, icon('trash'), 'Delete') : null));
 
     const results = r.resultImages && r.resultImages.length
-      ? gallery(r.resultImages, { name: r._id, ratio: p.aspectRatio })
+      ? gallery(r.resultImages, { name: r._id, ratio: p.aspectRatio, zipId: r._id })
       : r.status === 'completed' ? h('p', { class: 'muted' }, 'This generation produced no images.')
         : !TERMINAL.has(r.status) ? h('p', { class: 'muted' }, 'Results appear here as soon as they are ready.')
           : emptyState({ iconName: 'image', title: r.status === 'failed' ? 'No results — it failed' : 'No results — it was cancelled', text: 'Its tokens were refunded.' });

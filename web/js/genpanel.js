@@ -220,7 +220,7 @@ export function createPanel({ onRecord, onNewGeneration, onEdit, onStarted, onGo
     if (showResults) {
       clear(results);
       if (r.status === 'completed' && r.resultImages && r.resultImages.length) {
-        results.append(h('h3', { class: 'section-label' }, 'Results'), gallery(r.resultImages, { name: genId, ratio: r.parameters && r.parameters.aspectRatio }));
+        results.append(h('h3', { class: 'section-label' }, 'Results'), gallery(r.resultImages, { name: genId, ratio: r.parameters && r.parameters.aspectRatio, zipId: genId }));
       }
     }
     if (onRecord) onRecord(r);

@@ -1,5 +1,6 @@
 // Result gallery and lightbox (previous/next, keyboard, download, copy link).
 import { h, icon, toast, copyText } from './dom.js';
+import { zipButton } from './zip.js';
 
 function absUrl(u) { try { return new URL(u, location.href).href; } catch { return u; } }
 
@@ -13,8 +14,9 @@ export async function copyLink(url) {
   toast(ok ? 'Link copied to clipboard' : 'Could not copy — long-press the image to copy its address', ok ? 'success' : 'error');
 }
 
-/** A grid of result images; each opens the lightbox. */
-export function gallery(images, { name = 'style-studio', label = 'Result', ratio = null, small = false } = {}) {
+/** A grid of result images; each opens the lightbox. With zipId and more than
+ * one image, a "Download all (ZIP)" button comes first. */
+export function gallery(images, { name = 'style-studio', label = 'Result', ratio = null, small = false, zipId = null } = {}) {
   const grid = h('ul', { class: `gallery${small ? ' gallery-sm' : ''}`, role: 'list' });
   const ar = ratio && /^\d+:\d+$/.test(ratio) ? ratio.replace(':', ' / ') : null;
   images.forEach((url, i) => {
@@ -29,7 +31,8 @@ export function gallery(images, { name = 'style-studio', label = 'Result', ratio
         h('a', { class: 'btn btn-ghost btn-sm', href: url, download: fileName(url, name, i), 'aria-label': `Download ${label.toLowerCase()} ${i + 1}` }, icon('download'), 'Download'),
         h('button', { type: 'button', class: 'btn btn-ghost btn-sm', 'aria-label': `Copy link to ${label.toLowerCase()} ${i + 1}`, onclick: () => copyLink(url) }, icon('link'), 'Copy link'))));
   });
-  return grid;
+  if (!zipId || images.length < 2) return grid;
+  return h('div', { class: 'gallery-wrap' }, h('div', { class: 'gallery-bar' }, zipButton(zipId, images)), grid);
 }
 
 export function openLightbox(images, start = 0, { name = 'style-studio', label = 'Result' } = {}) {

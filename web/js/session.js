@@ -2,6 +2,7 @@
 import { get, post, parseEvent } from './api.js';
 
 const HINT = 'ss.signedIn';
+const RETURNING = 'ss.returning';
 const state = { user: null, balance: null, stats: null };
 const subs = { balance: new Set(), generation: new Set(), user: new Set() };
 let es = null;
@@ -16,7 +17,15 @@ export function maybeSignedIn() {
   try { return localStorage.getItem(HINT) === '1'; } catch { return false; }
 }
 function setHint(on) {
-  try { if (on) localStorage.setItem(HINT, '1'); else localStorage.removeItem(HINT); } catch { /* private mode */ }
+  try {
+    if (on) { localStorage.setItem(HINT, '1'); localStorage.setItem(RETURNING, '1'); } else localStorage.removeItem(HINT);
+  } catch { /* private mode */ }
+}
+
+/** True when someone has signed in on this browser before (kept after sign-out):
+ * they get the sign-in page; a first-time visitor gets the welcome page. */
+export function returning() {
+  try { return localStorage.getItem(RETURNING) === '1' || localStorage.getItem(HINT) === '1'; } catch { return false; }
 }
 
 export function setBalance(n) {

@@ -3,6 +3,10 @@ import { h, icon, clear, toast, tokens, fmtBytes } from './dom.js';
 import { get, post, uploadImage, idempotencyKey } from './api.js';
 import { session, on } from './session.js';
 import { createPanel, errorView, actionsFor, describeError, buyTokensDialog, fmtWait } from './genpanel.js';
+import { templatesBar } from './templates.js';
+import { createBatchPanel } from './batchpanel.js';
+
+const BATCH_MAX = 20; // items per POST /api/generation/batch (SPEC §4)
 
 const MAX_BYTES = 10 * 1024 * 1024;
 const TYPES = ['image/jpeg', 'image/png', 'image/webp'];
@@ -43,6 +47,10 @@ const S = {
   style: 'realistic', quality: 'auto', modelId: 'local-studio', aspect: '1:1', prompt: '',
   adv: { guidance_scale: 7.5, num_inference_steps: 50, strength: 0.8 }, seed: '', advOpen: false,
   currentGen: null,
+  // Batch mode: several generations at once — the chosen styles × formats ×
+  // product sets (all product images together, or one set per image).
+  batch: { on: false, styles: ['realistic'], ratios: ['1:1'], perProduct: false },
+  currentBatch: null,
   focusNext: null, // 'prompt' | 'image': what to focus when the studio opens next
 };
 let models = null;
@@ -63,6 +71,7 @@ function persist() {
     model: S.model.filter((x) => x.status === 'done' && x.url).map(img),
     style: S.style, quality: S.quality, modelId: S.modelId, aspect: S.aspect, prompt: S.prompt,
     adv: S.adv, seed: S.seed, advOpen: S.advOpen, currentGen: S.currentGen, priorityHigh: !!S.priorityHigh,
+    batch: S.batch, currentBatch: S.currentBatch,
   };
   try { sessionStorage.setItem(k, JSON.stringify(snap)); } catch { /* private mode or full: not kept */ }
 }
@@ -81,6 +90,12 @@ function restore() {
   if (snap.adv && typeof snap.adv === 'object') for (const a of Object.keys(ADV)) if (typeof snap.adv[a] === 'number') S.adv[a] = snap.adv[a];
   S.advOpen = !!snap.advOpen;
   S.priorityHigh = !!snap.priorityHigh;
+  if (typeof snap.currentBatch === 'string') S.currentBatch = snap.currentBatch;
+  const b = snap.batch;
+  if (b && typeof b === 'object') {
+    const ok = (list, all) => (Array.isArray(list) ? list.filter((x) => all.some((a) => a.id === x)) : []);
+    S.batch = { on: !!b.on, styles: ok(b.styles, STYLES), ratios: ok(b.ratios, RATIOS), perProduct: !!b.perProduct };
+  }
 }
 
 // A different account must not inherit the previous one's images or generation.
@@ -92,11 +107,13 @@ on('user', (u) => {
   Object.assign(S, {
     product: [], model: [], style: 'realistic', quality: 'auto', aspect: '1:1', prompt: '',
     adv: { guidance_scale: 7.5, num_inference_steps: 50, strength: 0.8 }, seed: '', advOpen: false, currentGen: null,
+    batch: { on: false, styles: ['realistic'], ratios: ['1:1'], perProduct: false }, currentBatch: null,
   });
 });
 
 /** Prefill the studio from an existing generation (History → "Use these settings"). */
 export function loadSettings(rec) {
+  restoredFor = storeKey(); // these settings win over what a reload kept
   const p = rec.parameters || {};
   const img = (url) => ({ key: `k${++seq}`, name: url.split('/').pop(), previewUrl: url, url, status: 'done', progress: 1 });
   S.product = (rec.productImages || []).map(img);
@@ -211,6 +228,9 @@ export async function render(container) {
     onNewGeneration: (id, created) => { S.currentGen = id; persist(); panel.track(id, { tokensUsed: created.estimatedCost, status: 'processing', stage: 'queued' }); },
   });
   panel.el.hidden = true;
+  const batchPanel = createBatchPanel({
+    onGone: (id) => { if (S.currentBatch === id) { S.currentBatch = null; persist(); } },
+  });
 
   // ---- Images ----------------------------------------------------------------
   function uploader(kind, title, desc, required) {
@@ -390,11 +410,13 @@ export async function render(container) {
   }
 
   // ---- Option cards ----------------------------------------------------------
+  /** Option cards: radios, or checkboxes when `current` is an array (batch mode: onPick(id, checked)). */
   function radioGroup(name, label, options, current, onPick, cls) {
-    const group = h('div', { class: `options ${cls}`, role: 'radiogroup', 'aria-label': label, id: `grp-${name}` });
+    const multi = Array.isArray(current);
+    const group = h('div', { class: `options ${cls}${multi ? ' is-multi' : ''}`, role: multi ? 'group' : 'radiogroup', 'aria-label': multi ? `${label} (one or more)` : label, id: `grp-${name}` });
     for (const o of options) {
-      const input = h('input', { type: 'radio', name, value: o.id, class: 'sr-only', checked: o.id === current, disabled: o.disabled, 'aria-describedby': o.describedBy });
-      input.addEventListener('change', () => { if (input.checked) onPick(o.id); });
+      const input = h('input', { type: multi ? 'checkbox' : 'radio', name, value: o.id, class: 'sr-only', checked: multi ? current.includes(o.id) : o.id === current, disabled: o.disabled, 'aria-describedby': o.describedBy });
+      input.addEventListener('change', () => { if (multi) onPick(o.id, input.checked); else if (input.checked) onPick(o.id); });
       group.append(h('label', { class: `opt-card ${o.disabled ? 'is-disabled' : ''}`, 'data-value': o.id }, input, o.body));
     }
     return group;
@@ -405,7 +427,15 @@ export async function render(container) {
       id: s.id,
       body: [h('span', { class: `style-swatch sw-${s.id}`, 'aria-hidden': 'true' }, h('span', { class: 'sw-item' })),
         h('span', { class: 'opt-text' }, h('span', { class: 'opt-name' }, s.name), h('span', { class: 'opt-desc' }, s.desc))],
-    })), S.style, (v) => { S.style = v; update(); }, 'opts-style');
+    })), S.batch.on ? S.batch.styles : S.style, S.batch.on ? (v, on) => pickMany('styles', STYLES, v, on) : (v) => { S.style = v; update(); }, 'opts-style');
+  }
+
+  /** Batch mode: add or drop a style or format; the list keeps the cards' order. */
+  function pickMany(key, all, v, on) {
+    const set = new Set(S.batch[key]);
+    if (on) set.add(v); else set.delete(v);
+    S.batch[key] = all.map((x) => x.id).filter((id) => set.has(id));
+    update();
   }
 
   function qualityCards() {
@@ -465,7 +495,7 @@ export async function render(container) {
         body: [h('span', { class: 'shape-box', 'aria-hidden': 'true' }, h('span', { class: 'shape', style: { width: `${Math.round(w * k)}px`, height: `${Math.round(hh * k)}px` } })),
           h('span', { class: 'opt-name' }, r.id), h('span', { class: 'opt-desc' }, r.name)],
       };
-    }), S.aspect, (v) => { S.aspect = v; update(); }, 'opts-ratio');
+    }), S.batch.on ? S.batch.ratios : S.aspect, S.batch.on ? (v, on) => pickMany('ratios', RATIOS, v, on) : (v) => { S.aspect = v; update(); }, 'opts-ratio');
   }
 
   function refreshQuality() { ui.qualityWrap.replaceChildren(qualityCards()); }
@@ -577,16 +607,51 @@ export async function render(container) {
     prioInput.checked = !!S.priorityHigh;
   }
   renderPriority();
+  const modeOne = h('button', { type: 'button', class: 'mode-btn', 'data-mode': 'single', onclick: () => setBatch(false) }, 'One generation');
+  const modeBatch = h('button', { type: 'button', class: 'mode-btn', 'data-mode': 'batch', onclick: () => setBatch(true) }, icon('grid'), 'Batch');
+  const modeSwitch = h('div', { class: 'mode-switch', role: 'group', 'aria-label': 'One generation or a batch' }, modeOne, modeBatch);
+  const costLabel = h('dt', { 'data-cost-label': '' }, 'This generation');
+  /** Batch mode on or off: styles and formats become one-or-more, the cost the total. */
+  function setBatch(on) {
+    S.batch.on = on;
+    if (on) { S.batch.styles = [S.style]; S.batch.ratios = [S.aspect]; } else {
+      if (S.batch.styles.length) S.style = S.batch.styles[0];
+      if (S.batch.ratios.length) S.aspect = S.batch.ratios[0];
+    }
+    clear(summaryErr);
+    renderPage();
+  }
   const summary = h('section', { class: 'card summary', 'aria-label': 'Cost and generate' },
+    modeSwitch,
     h('dl', { class: 'summary-list' },
       h('div', {}, h('dt', {}, 'Your balance'), h('dd', {}, balEl)),
-      h('div', {}, h('dt', {}, 'This generation'), h('dd', {}, costEl, costNote)),
+      h('div', {}, costLabel, h('dd', {}, costEl, costNote)),
       h('div', { class: 'summary-after' }, h('dt', {}, 'Balance after'), h('dd', {}, afterEl))),
     prioWrap, genBtn, reason, summaryErr);
 
+  /** How many generations a Generate makes now (1, or the batch's product sets × styles × formats). */
+  function batchCount() {
+    if (!S.batch.on) return 1;
+    const n = S.product.length;
+    return (S.batch.perProduct && n > 1 ? n : 1) * S.batch.styles.length * S.batch.ratios.length;
+  }
+  function totalCost() {
+    const unit = costOf(selectedModel(), S.quality);
+    return unit == null ? null : unit * batchCount();
+  }
+  /** The batch's create bodies, in order: product set, then style, then format. */
+  function batchItems() {
+    const base = buildBody();
+    const imgs = base.productImages;
+    const sets = S.batch.perProduct && imgs.length > 1 ? imgs.map((u) => [u]) : [imgs];
+    const items = [];
+    for (const set of sets) for (const style of S.batch.styles) for (const aspectRatio of S.batch.ratios) items.push({ ...base, productImages: set, style, aspectRatio });
+    return items;
+  }
+
   function blockReason() {
     const m = selectedModel();
-    const cost = costOf(m, S.quality);
+    const cost = totalCost();
     if (!models) return { text: 'Loading models…' };
     if (!m) return { text: 'Choose a model.' };
     if (!m.available) return { text: `${m.name || m.id} is unavailable: ${m.unavailableReason || 'not configured on this server'}.` };
@@ -597,6 +662,9 @@ export async function render(container) {
     const lp = limitProblems();
     if (lp.product || lp.model) return { text: lp.product || lp.model, limit: true };
     if (seedInput.getAttribute('aria-invalid') && honours('seed')) return { text: 'Fix the seed in Advanced settings.' };
+    if (S.batch.on && !S.batch.styles.length) return { text: 'Pick at least one style for the batch.' };
+    if (S.batch.on && !S.batch.ratios.length) return { text: 'Pick at least one format for the batch.' };
+    if (S.batch.on && batchCount() > BATCH_MAX) return { text: `A batch holds up to ${BATCH_MAX} generations — this one would make ${batchCount()}. Pick fewer styles or formats.`, limit: true };
     const left = Math.ceil((waitUntil - Date.now()) / 1000);
     if (left > 0) return { text: waitCode === 'QUEUE_FULL' ? `The queue is full — you can try again in ${fmtWait(left)}.` : `Generation limit reached — you can generate again in ${fmtWait(left)}.`, limit: true };
     if (session.balance != null && cost != null && session.balance < cost) return { text: `Not enough tokens: this needs ${tokens(cost)}, you have ${session.balance}.`, tokens: true };
@@ -606,11 +674,17 @@ export async function render(container) {
   function update() {
     persist();
     const m = selectedModel();
-    const cost = costOf(m, S.quality);
+    const cost = totalCost();
+    const n = batchCount();
     balEl.textContent = session.balance == null ? '—' : tokens(session.balance);
     costEl.textContent = cost == null ? '—' : tokens(cost);
     const q = QUALITIES.find((x) => x.id === S.quality);
-    costNote.textContent = m ? `${m.name || m.id} · ${q ? q.name : S.quality}` : '';
+    costLabel.textContent = S.batch.on ? 'This batch' : 'This generation';
+    costNote.textContent = m ? `${S.batch.on ? `${n} generation${n === 1 ? '' : 's'} · ` : ''}${m.name || m.id} · ${q ? q.name : S.quality}` : '';
+    summary.classList.toggle('is-batch', S.batch.on);
+    modeOne.setAttribute('aria-pressed', String(!S.batch.on));
+    modeBatch.setAttribute('aria-pressed', String(S.batch.on));
+    if (ui.perProduct) ui.perProduct.hidden = !S.batch.on || S.product.length < 2;
     afterEl.textContent = cost == null || session.balance == null ? '—'
       : session.balance >= cost ? tokens(session.balance - cost) : `short by ${tokens(cost - session.balance)}`;
     afterEl.classList.toggle('neg', cost != null && session.balance != null && session.balance < cost);
@@ -618,7 +692,8 @@ export async function render(container) {
     for (const kind of ['product', 'model']) if (ui[kind]) ui[kind].limit.textContent = lp[kind] || '';
     const r = blockReason();
     genBtn.disabled = !!r || busy;
-    genBtn.querySelector('[data-gen-label]').textContent = busy ? 'Starting…' : cost != null ? `Generate · ${tokens(cost)}` : 'Generate';
+    genBtn.querySelector('[data-gen-label]').textContent = busy ? 'Starting…' : cost == null ? 'Generate'
+      : S.batch.on ? `Generate ${n} · ${tokens(cost)}` : `Generate · ${tokens(cost)}`;
     genBtn.classList.toggle('loading', busy);
     clear(reason);
     if (r) {
@@ -718,7 +793,14 @@ export async function render(container) {
     busy = true;
     update();
     try {
-      if (pendingStart) {
+      if (S.batch.on) {
+        const res = await post('/api/generation/batch', { items: batchItems(), start: true }, { headers: { 'Idempotency-Key': idempotencyKey() } });
+        S.currentBatch = res.batchId;
+        persist();
+        if (ui.tips) ui.tips.hidden = true;
+        batchPanel.track(res.batchId, res);
+        if (window.matchMedia('(max-width: 1023px)').matches) batchPanel.el.scrollIntoView({ behavior: 'smooth', block: 'start' });
+      } else if (pendingStart) {
         await start(pendingStart);
       } else {
         const created = await post('/api/generation/create', buildBody(), { headers: { 'Idempotency-Key': idempotencyKey() } });
@@ -738,6 +820,55 @@ export async function render(container) {
       update();
     }
   }
+
+  // ---- Templates ---------------------------------------------------------------------
+  /** Load a saved create body (a template) into the form. */
+  function applyBody(b) {
+    const p = b.parameters || {};
+    loadSettings({
+      productImages: b.productImages || [], modelImages: b.modelImages || [], customPrompt: b.customPrompt || '',
+      parameters: { ...p, model: b.model, style: b.style, quality: b.quality, aspectRatio: b.aspectRatio },
+    });
+    S.advOpen = typeof p.seed === 'number';
+    S.priorityHigh = b.priority === 'high';
+    if (S.batch.on) { S.batch.styles = [S.style]; S.batch.ratios = [S.aspect]; }
+    prompt.value = S.prompt;
+    updCounter();
+    seedInput.value = S.seed;
+    validateSeed();
+    resetters.forEach((fn) => fn());
+    advanced.open = S.advOpen;
+    renderPriority();
+    clear(summaryErr);
+    renderPage();
+  }
+  const templates = templatesBar({
+    // A template is one create body: in batch mode, the first style and format chosen.
+    getBody: () => {
+      if (!S.product.length || ![...S.product, ...S.model].every((x) => x.status === 'done')) return null;
+      const b = buildBody();
+      if (S.batch.on) { b.style = S.batch.styles[0] || S.style; b.aspectRatio = S.batch.ratios[0] || S.aspect; }
+      return b;
+    },
+    suggestName: () => {
+      const st = S.batch.on ? S.batch.styles[0] || S.style : S.style;
+      return `${(STYLES.find((x) => x.id === st) || { name: st }).name} · ${S.batch.on ? S.batch.ratios[0] || S.aspect : S.aspect}`;
+    },
+    apply: applyBody,
+    onGenerated: (created, t) => {
+      S.currentGen = created.generationId;
+      persist();
+      panel.track(created.generationId, { status: created.status || 'processing', stage: 'queued', tokensUsed: created.estimatedCost, prompt: created.prompt, createdAt: Date.now() });
+      toast(`Generating from “${t.name}” · ${tokens(created.estimatedCost)}`, 'info');
+      if (window.matchMedia('(max-width: 1023px)').matches) panel.el.scrollIntoView({ behavior: 'smooth', block: 'start' });
+    },
+    onError: (err) => {
+      clear(summaryErr).append(errorView(err.code, describeError(err), actionsFor(err, {})));
+      if ((err.code === 'RATE_LIMIT_EXCEEDED' || err.code === 'QUEUE_FULL') && err.retryAfter) startWait(err.code, err.retryAfter);
+      summaryErr.scrollIntoView({ block: 'nearest' });
+    },
+  });
+  templates.refresh();
 
   // ---- Page ---------------------------------------------------------------------------
   function section(id, num, title, sub, ...body) {
@@ -760,21 +891,27 @@ export async function render(container) {
         h('li', {}, icon('user'), h('span', {}, 'Add a model photo to show the product worn or held.')),
         h('li', {}, icon('coin'), h('span', {}, 'Tokens are reserved when you generate and refunded automatically if it fails or you cancel.'))));
     ui.tips = tips;
-    const side = h('aside', { class: 'studio-side' }, summary, panel.el, tips);
+    const side = h('aside', { class: 'studio-side' }, summary, batchPanel.el, panel.el, tips);
+    if (!batchPanel.el.hidden) tips.hidden = true;
+    const perInput = h('input', { type: 'checkbox', id: 'batch-per-product', 'data-batch-per-product': '', checked: S.batch.perProduct, onchange: () => { S.batch.perProduct = perInput.checked; update(); } });
+    ui.perProduct = h('label', { class: 'batch-opt', for: 'batch-per-product', hidden: true }, perInput,
+      h('span', {}, h('strong', {}, 'One generation per product image'), ' ', h('span', { class: 'muted small' }, 'instead of all of them in one')));
     container.append(h('div', { class: 'page page-studio' },
       h('div', { class: 'page-head' },
         h('div', {}, h('h1', {}, 'Studio'), h('p', { class: 'page-sub' }, 'Upload your product, pick a look, and generate styled shots in seconds.'))),
       h('div', { class: 'studio' },
         h('div', { class: 'studio-main' },
+          templates.el,
           section('sec-images', 1, 'Images', 'Your product photos, and optionally a model to wear or hold it.',
             h('div', { class: 'uploaders' },
               uploader('product', 'Product images', 'Up to 5. The first one is the main product.', true),
-              uploader('model', 'Model images', 'Up to 3 photos of a person or mannequin.', false))),
-          section('sec-style', 2, 'Style', 'The look and light of your shot.', styleCards(), h('p', { class: 'field-error', 'data-error-for': 'style' })),
+              uploader('model', 'Model images', 'Up to 3 photos of a person or mannequin.', false)),
+            ui.perProduct),
+          section('sec-style', 2, 'Style', S.batch.on ? 'Batch: pick one or more — each style makes its own generation.' : 'The look and light of your shot.', styleCards(), h('p', { class: 'field-error', 'data-error-for': 'style' })),
           section('sec-model', 3, 'Model & quality', 'Cost is in tokens per generation.',
             ui.modelWrap, ui.modelErr,
             h('h3', { class: 'section-label' }, 'Quality'), ui.qualityWrap, h('p', { class: 'field-error', 'data-error-for': 'quality' })),
-          section('sec-format', 4, 'Format', 'Aspect ratio of the result.', ratioCards(), h('p', { class: 'field-error', 'data-error-for': 'aspectRatio' })),
+          section('sec-format', 4, 'Format', S.batch.on ? 'Batch: pick one or more — each format makes its own generation.' : 'Aspect ratio of the result.', ratioCards(), h('p', { class: 'field-error', 'data-error-for': 'aspectRatio' })),
           section('sec-prompt', 5, 'Prompt', 'Optional. Add details in your own words.',
             h('div', { class: 'field' },
               h('div', { class: 'label-row' }, h('label', { for: 'custom-prompt', class: 'label' }, 'Custom prompt'), counter),
@@ -814,6 +951,7 @@ export async function render(container) {
   if (models) update(); else loadModels();
 
   if (S.currentGen) panel.track(S.currentGen);
+  if (S.currentBatch) { batchPanel.track(S.currentBatch); if (ui.tips) ui.tips.hidden = true; }
 
   // Arrived from "Change the prompt" / "Replace the image": focus what to change.
   if (S.focusNext) {
@@ -829,5 +967,5 @@ export async function render(container) {
     requestAnimationFrame(() => target.focus({ preventScroll: true }));
   }
 
-  return () => { unsubs.forEach((u) => u()); panel.stop(); };
+  return () => { unsubs.forEach((u) => u()); panel.stop(); batchPanel.stop(); };
 }
