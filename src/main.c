@@ -206,6 +206,7 @@ static void raise_fd_limit(void)
  * dispatcher. */
 static void on_commit(int64_t last_event_id, const char *user_id, void *ctx)
 {
+    auth_forget(user_id); /* NULL: a commit for many users */
     events_committed(last_event_id, user_id, ctx);
     queue_notify();
     webhook_notify();
