@@ -26,11 +26,13 @@
 #include "store_sqlite.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -65,6 +67,7 @@ typedef struct sq_store {
     pthread_cond_t pool_cv;
     sq_conn conns[POOL_SIZE];
     pthread_mutex_t write_mu; /* one writer at a time inside the process */
+    int presence_fd;          /* <path>-procs, read-locked while open; -1: none */
 } sq_store;
 
 /* ---- connections ---- */
@@ -316,7 +319,7 @@ static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 
-int sq_begin(store_t *base, sq_tx *t, bool write)
+static int begin(store_t *base, sq_tx *t, bool write, bool soft)
 {
     sq_store *s = (sq_store *)base;
     memset(t, 0, sizeof *t);
@@ -325,7 +328,10 @@ int sq_begin(store_t *base, sq_tx *t, bool write)
     if (write) pthread_mutex_lock(&s->write_mu);
     t->c = pool_get(s);
     if (!t->c) goto fail;
+    /* The safety level cannot change inside a transaction: set it first. */
+    if (soft) t->nosync = exec_simple(t->c, "PRAGMA synchronous = NORMAL") == STORE_OK;
     if (exec_simple(t->c, write ? SQL_BEGIN_IMMEDIATE : SQL_BEGIN) != STORE_OK) {
+        if (t->nosync) exec_simple(t->c, "PRAGMA synchronous = FULL");
         pool_put(s, t->c);
         goto fail;
     }
@@ -336,9 +342,21 @@ fail:
     return STORE_ERR;
 }
 
+int sq_begin(store_t *base, sq_tx *t, bool write)
+{
+    return begin(base, t, write, false);
+}
+
+int sq_begin_soft(store_t *base, sq_tx *t)
+{
+    return begin(base, t, true, true);
+}
+
 static void tx_finish(sq_tx *t)
 {
     sq_store *s = (sq_store *)t->s;
+    if (t->nosync) exec_simple(t->c, "PRAGMA synchronous = FULL");
+    t->nosync = false;
     pool_put(s, t->c);
     if (t->write) pthread_mutex_unlock(&s->write_mu);
     t->c = NULL;
@@ -449,9 +467,39 @@ static void sq_close(store_t *base)
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->write_mu);
+    if (s->presence_fd >= 0) close(s->presence_fd);
     store_base_destroy(base);
     free(s->path);
     free(s);
+}
+
+/* ---- process presence ----
+ * Every process that opens the database holds a POSIX read lock on byte 0
+ * of <path>-procs for as long as it has it open. POSIX locks belong to the
+ * process, so F_GETLK for a write lock reports a lock of *another* process
+ * only: one system call tells a lone process from a split deployment (serve
+ * + worker, or a CLI command running now). The kernel drops the lock when a
+ * process dies, crash included. */
+static void presence_open(sq_store *s)
+{
+    char *p = xasprintf("%s-procs", s->path);
+    s->presence_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(p);
+    if (s->presence_fd < 0) return; /* then shared() says "maybe": polls stay on */
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    if (fcntl(s->presence_fd, F_SETLK, &fl) != 0) {
+        close(s->presence_fd);
+        s->presence_fd = -1;
+    }
+}
+
+static bool sq_shared(store_t *base)
+{
+    sq_store *s = (sq_store *)base;
+    if (s->presence_fd < 0) return true;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    if (fcntl(s->presence_fd, F_GETLK, &fl) != 0) return true;
+    return fl.l_type != F_UNLCK;
 }
 
 static int sq_ping(store_t *s)
@@ -604,6 +652,7 @@ static const store_ops sq_ops = {
     .close = sq_close,
     .migrate = sq_migrate,
     .ping = sq_ping,
+    .shared = sq_shared,
     .user_create = sq_user_create,
     .user_get = sq_user_get,
     .user_by_email = sq_user_by_email,
@@ -689,9 +738,11 @@ int store_sqlite_open(const char *path, const store_options *opt, store_t **out,
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
     pthread_mutex_init(&s->write_mu, NULL);
+    s->presence_fd = -1;
     /* Open the first connection eagerly so a bad path fails here. */
     if (conn_open(s->path, &s->conns[0], err) != STORE_OK) goto fail;
     if (migrate(&s->base, err) != STORE_OK) goto fail;
+    presence_open(s);
     *out = &s->base;
     return STORE_OK;
 fail:
