@@ -110,7 +110,7 @@ typedef struct sq_tx {
     int64_t last_event;      /* newest event id written, for the commit hook */
     char event_user[ID_LEN]; /* whose events; "" when none */
     bool event_users_many;   /* events of more than one user */
-    bool nosync;             /* sq_begin_soft: synchronous=NORMAL until finished */
+    uint64_t batch;          /* write: the group commit it is part of */
 } sq_tx;
 
 int sq_begin(store_t *s, sq_tx *t, bool write);
