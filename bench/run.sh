@@ -32,9 +32,9 @@ LG=$ROOT/build/loadgen
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 if [ $SMOKE = 1 ]; then
-  DUR=0.5 CONNS="1 16" STREAMS=200 FUSERS=10 USERS=4 IDLE=1 RUNS=1 CEIL=0.3
+  DUR=0.3 CONNS="1 16" STREAMS=100 FUSERS=4 USERS=2 IDLE=1 RUNS=1 CEIL=0.3 LCONNS=4 LUSERS=2 QUALITIES=auto
 else
-  DUR=5 CONNS="1 16 64 256" STREAMS=10000 FUSERS=100 USERS=16 IDLE=5 RUNS=9 CEIL=3
+  DUR=5 CONNS="1 16 64 256" STREAMS=10000 FUSERS=100 USERS=16 IDLE=5 RUNS=9 CEIL=3 LCONNS=32 LUSERS=8 QUALITIES="auto high"
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ss-bench-XXXXXX")      # on disk: durable commits
@@ -91,7 +91,7 @@ status_of() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 # --- 1. create throughput and latency, durable --------------------------------
 if want create; then
-  echo "== create" >&2
+  echo "== create (at ${SECONDS}s)" >&2
   d=$WORK/create && mkdir -p "$d"
   if start_server "$d" && make_users "$d" "$USERS" 100000000 "$WORK/keys.create"; then
     url=$(upload "$PORT" "$(head -1 "$WORK/keys.create")")
@@ -123,7 +123,7 @@ fi
 
 # --- 6. storage ceiling (same disk, same schema and pragmas) ------------------
 if want ceiling; then
-  echo "== ceiling" >&2
+  echo "== ceiling (at ${SECONDS}s)" >&2
   d=$WORK/ceiling && mkdir -p "$d"
   o=$WORK/ceiling.out
   if "$ROOT/build/store_ceiling" --seconds "$CEIL" --batch 64 "$d" >"$o" 2>/dev/null; then
@@ -141,16 +141,16 @@ fi
 
 # --- 2. lifecycle create → generate → completed, bench-instant ----------------
 if want lifecycle; then
-  echo "== lifecycle" >&2
+  echo "== lifecycle (at ${SECONDS}s)" >&2
   d=$WORK/lifecycle && mkdir -p "$d"
   if start_server "$d" --enable-bench-model --workers 2 &&
-    make_users "$d" 8 100000000 "$WORK/keys.life"; then
+    make_users "$d" "$LUSERS" 100000000 "$WORK/keys.life"; then
     url=$(upload "$PORT" "$(head -1 "$WORK/keys.life")")
     body="{\"productImages\":[\"$url\"],\"model\":\"bench-instant\",\"style\":\"minimal\",\"quality\":\"auto\",\"aspectRatio\":\"1:1\"}"
     o=$WORK/life.out
     if "$LG" delay --port "$PORT" --keys "$WORK/keys.life" --status completed --rate 0 \
-      --conns 32 --duration "$DUR" --path /api/generate --body "$body" >"$o"; then
-      row lifecycle "generations completed (8 users, 32 conns, a stream each)" \
+      --conns "$LCONNS" --duration "$DUR" --path /api/generate --body "$body" >"$o"; then
+      row lifecycle "generations completed ($LUSERS users, $LCONNS conns, a stream each)" \
         "$(val "$o" completed_rate)" generations/s ">= 10000"
       row lifecycle "create → completed on the stream, p50 / p99" \
         "$(val "$o" commit_to_sse_p50) / $(val "$o" commit_to_sse_p99)" ms "-"
@@ -161,7 +161,7 @@ fi
 
 # --- 3. commit → SSE delivery at 1,000 events/s -------------------------------
 if want delay; then
-  echo "== delay" >&2
+  echo "== delay (at ${SECONDS}s)" >&2
   d=$WORK/delay && mkdir -p "$d"
   if start_server "$d" && make_users "$d" 1 100000000 "$WORK/keys.delay"; then
     url=$(upload "$PORT" "$(head -1 "$WORK/keys.delay")")
@@ -179,7 +179,7 @@ fi
 
 # --- 4. fan-out: many SSE streams in one process ------------------------------
 if want fanout; then
-  echo "== fanout" >&2
+  echo "== fanout (at ${SECONDS}s)" >&2
   d=$SHM/fanout && mkdir -p "$d"
   if start_server "$d" && make_users "$d" "$FUSERS" 1000 "$WORK/keys.fan"; then
     url=$(upload "$PORT" "$(head -1 "$WORK/keys.fan")")
@@ -200,8 +200,8 @@ fi
 
 # --- 5. render local-studio, one core ------------------------------------------
 if want render; then
-  echo "== render" >&2
-  for q in auto high; do
+  echo "== render (at ${SECONDS}s)" >&2
+  for q in $QUALITIES; do
     o=$WORK/render.$q
     if VIPS_CONCURRENCY=1 taskset -c 0 "$ROOT/build/render_bench" --style realistic --quality "$q" \
       --runs "$RUNS" tests/fixtures/product.jpg >"$o" 2>&1; then
@@ -214,7 +214,7 @@ fi
 
 # --- 7. idle server -------------------------------------------------------------
 if want idle; then
-  echo "== idle" >&2
+  echo "== idle (at ${SECONDS}s)" >&2
   d=$WORK/idle && mkdir -p "$d"
   if start_server "$d"; then
     sleep 1
