@@ -33,7 +33,7 @@ LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all test unit clean format bench fuzz
+.PHONY: all test unit clean format bench bench-all bench-tools fuzz
 all: $(BUILD)/stylestudio
 
 $(BUILD)/stylestudio: $(OBJS)
@@ -96,6 +96,20 @@ $(BUILD)/obj $(BUILD)/unit $(BUILD)/gen:
 # (1600x1600) and high (2048x2048), and on a model photo (bench/render_bench.c).
 $(BUILD)/render_bench: bench/render_bench.c $(LIB_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The benchmark suite's tools (bench/run.sh): the load generator (epoll,
+# keep-alive, Debian's http-parser) and the storage ceiling.
+$(BUILD)/loadgen: bench/loadgen.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lhttp_parser
+
+$(BUILD)/store_ceiling: bench/store_ceiling.c $(LIB_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-tools: $(BUILD)/stylestudio $(BUILD)/render_bench $(BUILD)/loadgen $(BUILD)/store_ceiling
+
+# Every benchmark, one table (bench/README.md); BENCH_ARGS=--smoke for seconds.
+bench-all: bench-tools
+	bash bench/run.sh $(BENCH_ARGS)
 
 bench: $(BUILD)/render_bench
 	@for q in low auto high; do for s in realistic artistic minimal; do \

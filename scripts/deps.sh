@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential pkg-config
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev
   libcurl4-openssl-dev libvips-dev libsodium-dev
-  libcriterion-dev sqlite3 curl ca-certificates
+  libcriterion-dev libhttp-parser-dev sqlite3 curl ca-certificates
   clang libclang-rt-14-dev clang-format
   chromium postgresql fonts-dejavu-core fonts-inter
 )

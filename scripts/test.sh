@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every test suite against the real binary:
 #   unit         Criterion, tests/unit/
+#   bench-smoke  every benchmark for a moment (bench/run.sh --smoke)
 #   integration  node:test over HTTP/SSE, tests/integration/
 #   integration-pg  the same on PostgreSQL
 #   (one throwaway PostgreSQL cluster, from scripts/pg.sh, serves the
@@ -48,6 +49,16 @@ format_check() { # house style: the checked-in .clang-format
     echo "format: 1 passed, 0 failed"
 }
 run format format_check
+# The benchmark suite, briefly (bench/run.sh --smoke): asserts only that every
+# benchmark runs and prints a number, never how fast.
+bench_smoke() {
+  local out
+  out=$(bash bench/run.sh --smoke) || { echo "$out"; return 1; }
+  echo "$out"
+  echo "$out" | awk -F'|' '/^\| [a-z]/ && $2 !~ /bench/ && $4 !~ /[0-9]/ { bad++; print "no figure: " $0 }
+    END { exit bad > 0 }' && echo "bench-smoke: 1 passed, 0 failed"
+}
+run bench-smoke bench_smoke
 run unit make -j2 unit
 run integration node --test --test-concurrency=2 --test-reporter=spec tests/integration/
 
@@ -80,6 +91,7 @@ for f in "$logs"/*.log; do
       /^ℹ pass / { p += $3 } /^ℹ fail / { f += $3 }
       /^Done [0-9]+ runs in/ { p += 1 }
       /^format: 1 passed/ { p += 1 }
+      /^bench-smoke: 1 passed/ { p += 1 }
       END { print p + 0, f + 0 }')
 done
 [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1

@@ -227,7 +227,10 @@ static int64_t month_start_ms(void)
 void api_me(api_call *c)
 {
     user_stats st;
-    int rc = store_user_stats(api_store, c->user.id, month_start_ms(), &st);
+    /* The caller's record as stored now: the credential cache may be up to
+     * a second behind a change made by another process (a CLI grant). */
+    int rc = store_user_get(api_store, c->user.id, &c->user);
+    if (rc == STORE_OK) rc = store_user_stats(api_store, c->user.id, month_start_ms(), &st);
     if (rc != STORE_OK) {
         api_store_error(c, rc, "user");
         return;
@@ -311,6 +314,7 @@ void api_keys_list(api_call *c)
 void api_keys_delete(api_call *c)
 {
     int rc = store_key_delete(api_store, c->user.id, c->param, now_ms());
+    auth_forget(c->user.id); /* the credential cache drops the user's keys */
     if (rc != STORE_OK)
         api_store_error(c, rc, "API key");
     else
@@ -336,6 +340,7 @@ void api_admin_tokens(api_call *c)
     const char *reason = jr ? json_string_value(jr) : "admin grant";
     int rc = store_user_credit(api_store, c->param, amount, amount > 0 ? "grant" : "adjustment",
                                reason, &balance);
+    auth_forget(c->param);
     if (rc == STORE_EINSUFFICIENT)
         http_reply_error(c->req, 400, "INSUFFICIENT_TOKENS",
                          "the adjustment would make the balance negative", NULL);
@@ -355,10 +360,14 @@ void api_admin_plan(api_call *c)
     if (!body) return;
     const char *plan = json_string_value(json_object_get(body, "plan"));
     user_record u;
-    int rc;
-    if (!plan || (!str_eq(plan, "free") && !str_eq(plan, "pro")))
+    if (!plan || (!str_eq(plan, "free") && !str_eq(plan, "pro"))) {
         api_field_error(c, "plan", "plan must be \"free\" or \"pro\"");
-    else if ((rc = store_user_set_plan(api_store, c->param, plan, &u)) != STORE_OK)
+        json_decref(body);
+        return;
+    }
+    int rc = store_user_set_plan(api_store, c->param, plan, &u);
+    auth_forget(c->param); /* the credential cache holds the plan */
+    if (rc != STORE_OK)
         api_store_error(c, rc, "user");
     else
         http_reply_json(c->req, 200, api_user_json(&u));

@@ -22,8 +22,12 @@ enum {
     AUTH_EUNAVAILABLE = -4, /* the store cannot be reached now */
 };
 
-/* Authenticates the request into *user. */
+/* Authenticates the request into *user, from the credential cache when it
+ * has a fresh entry (at most 1 s old; see auth.c). */
 int auth_request(store_t *s, http_req *r, user_record *user);
+/* Tells the credential cache that the user's record, keys or sessions
+ * changed (NULL: anyone's): entries filled before the call are not used. */
+void auth_forget(const char *user_id);
 /* True when the request's Origin (or Referer) is this server's own. */
 bool auth_same_origin(http_req *r);
 

@@ -125,14 +125,16 @@ void events_unwait(events_waiter *w)
 
 /* Asks the store for its newest event id; fires every waiter when it
  * moved. Called with the lock held; drops it around the query. */
-static void poll_store(void)
+static int64_t poll_store(void)
 {
     int64_t id = 0;
     pthread_mutex_unlock(&lock);
-    bool moved = poll_fn(poll_ctx, &id) == 0 && id != polled_id;
+    int rc = poll_fn(poll_ctx, &id);
+    bool moved = rc == 0 && id != polled_id;
     if (moved) polled_id = id; /* only the timer thread touches it */
     if (moved) events_committed(id, NULL, NULL);
     pthread_mutex_lock(&lock);
+    return rc == EVENTS_ALONE ? EVENTS_ALONE_MS : EVENTS_POLL_MS;
 }
 
 static void *timer_main(void *unused)
@@ -143,8 +145,7 @@ static void *timer_main(void *unused)
     while (!stopping) {
         int64_t now = mono_ms();
         if (poll_fn && head && now >= next_poll) {
-            poll_store();
-            next_poll = now + EVENTS_POLL_MS;
+            next_poll = now + poll_store();
             continue;
         }
         int64_t next = 0;

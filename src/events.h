@@ -18,7 +18,9 @@
  * other processes on SQLite (a `stylestudio worker` on the same file) fire
  * no hook here, so while anyone waits the timer thread also polls the
  * store's newest event id every EVENTS_POLL_MS and wakes everyone when it
- * moved.
+ * moved — only while another process has the store open: a lone process
+ * (the poll answers EVENTS_ALONE) asks again every EVENTS_ALONE_MS, which
+ * costs a system call, not a query.
  */
 #ifndef SS_EVENTS_H
 #define SS_EVENTS_H
@@ -39,9 +41,12 @@ typedef struct events_waiter {
 } events_waiter;
 
 #define EVENTS_POLL_MS 250
+#define EVENTS_ALONE_MS 1000
+#define EVENTS_ALONE 1 /* poll's answer: no other process has the store open */
 
-/* poll returns the store's newest event id (or a negative error); may be
- * NULL when no other process writes to the store. last_event_id: its value
+/* poll returns the store's newest event id (0, or a negative error), or
+ * EVENTS_ALONE without asking the store; may be NULL when no other process
+ * writes to the store. last_event_id: its value
  * now. */
 int events_start(int64_t last_event_id, int (*poll)(void *ctx, int64_t *id), void *poll_ctx);
 void events_stop(void); /* fires every waiter, stops the timer thread */

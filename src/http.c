@@ -23,8 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -650,7 +651,8 @@ int http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (
     s->task.run = sse_fill_task;
     buf_append(&s->out, "retry: 2000\n\n", 13);
     struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, sse_read, s, sse_free);
+        /* block size: small, the frames go straight into the pool's buffer */
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, sse_read, s, sse_free);
     MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
     MHD_add_response_header(resp, "Cache-Control", "no-cache, no-store");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
@@ -945,6 +947,24 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, char **
     return 0;
 }
 
+/* Each connection's libmicrohttpd memory pool (request headers, read and
+ * write buffers; bodies stream through it to the handlers). It is most of
+ * what an open SSE stream costs, so it is kept small: 16 KiB still takes an
+ * 8 KB header line (the 256 KiB it was cost ~143 KiB of RSS per stream; 8
+ * KiB refuses an 8 KB bearer key with MHD's own 431), and a stream's frames
+ * are written through it in pieces (bench/README.md, fan-out). */
+#define CONN_MEMORY (16 * 1024)
+
+/* Connections at once: what the descriptor limit allows (main.c raises the
+ * soft limit to the hard one), less a reserve for the store, media files and
+ * outbound transfers. */
+static unsigned conn_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 4000;
+    return rl.rlim_cur > 1280 ? (unsigned)(rl.rlim_cur - 256) : 1024;
+}
+
 int http_start(const char *listen, int io_threads, int handler_threads, http_handler_fn dispatch,
                http_limit_fn limit, uint16_t *port, char **err)
 {
@@ -958,16 +978,19 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-    max_streams = cfg.max_connections / 4 * 3;
+    /* --max-connections, within what the descriptor limit allows. */
+    unsigned conns = conn_limit();
+    if ((unsigned)cfg.max_connections < conns) conns = (unsigned)cfg.max_connections;
+    max_streams = (int)(conns / 4 * 3);
     reaper_stop = false;
     reaper_running = pthread_create(&reaper, NULL, reaper_main, NULL) == 0;
     daemon_ = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)io_threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)cfg.max_connections_per_address, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)io_threads, MHD_OPTION_CONNECTION_LIMIT, conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg.max_connections_per_address,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
     if (!daemon_) {
         *err = xasprintf("cannot listen on %s: %s", listen, strerror(errno));
         return -1;

@@ -206,6 +206,7 @@ static void raise_fd_limit(void)
  * dispatcher. */
 static void on_commit(int64_t last_event_id, const char *user_id, void *ctx)
 {
+    auth_forget(user_id); /* NULL: a commit for many users */
     events_committed(last_event_id, user_id, ctx);
     queue_notify();
     webhook_notify();
@@ -214,6 +215,7 @@ static void on_commit(int64_t last_event_id, const char *user_id, void *ctx)
 /* events.c's view of commits by other processes on the same store. */
 static int poll_last_event(void *store, int64_t *id)
 {
+    if (!store_shared(store)) return EVENTS_ALONE; /* nobody else commits */
     return store_events_last_id(store, id);
 }
 

@@ -778,6 +778,8 @@ static void *loop_main(void *arg)
             }
         t = mono_ms();
         int64_t wait = (next_reap < loop.next_due ? next_reap : loop.next_due) - t;
+        /* Nothing in flight: nothing to reap; net_submit and net_stop wake us. */
+        if (!loop.active && !loop.delayed) wait = 60000;
         long ct = -1;
         curl_multi_timeout(loop.multi, &ct);
         if (ct >= 0 && ct < wait) wait = ct;

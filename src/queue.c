@@ -1058,7 +1058,8 @@ static void *housekeeper_main(void *arg)
     pthread_mutex_lock(&q.mu);
     while (!q.hk_stop) {
         int64_t t = mono_ms();
-        if (t >= next_flush) {
+        bool busy = q.inflight != NULL; /* no jobs: nothing to flush or renew */
+        if (busy && t >= next_flush) {
             pthread_mutex_unlock(&q.mu);
             flush_progress();
             pthread_mutex_lock(&q.mu);
@@ -1068,14 +1069,15 @@ static void *housekeeper_main(void *arg)
             sweep();
             pthread_mutex_lock(&q.mu);
             next_sweep = mono_ms() + SWEEP_EVERY_MS;
-        } else if (t >= next_renew) {
+        } else if (busy && t >= next_renew) {
             pthread_mutex_unlock(&q.mu);
             renew_all();
             pthread_mutex_lock(&q.mu);
             next_renew = mono_ms() + renew_every;
         } else {
-            int64_t next = next_sweep < next_renew ? next_sweep : next_renew;
-            if (next_flush < next) next = next_flush;
+            int64_t next = next_sweep;
+            if (busy && next_renew < next) next = next_renew;
+            if (busy && next_flush < next) next = next_flush;
             cond_wait_ms(&q.hk_cond, next - t);
         }
     }

@@ -95,6 +95,11 @@ int store_ping(store_t *s)
     return s->ops->ping(s);
 }
 
+bool store_shared(store_t *s)
+{
+    return !s->ops->shared || s->ops->shared(s);
+}
+
 const char *store_backend(const store_t *s)
 {
     return s->ops->name;

@@ -18,6 +18,8 @@ typedef struct store_ops {
     void (*close)(store_t *s);
     int (*migrate)(store_t *s);
     int (*ping)(store_t *s);
+    /* true when another process may have the store open now (NULL: always) */
+    bool (*shared)(store_t *s);
 
     int (*user_create)(store_t *s, const user_record *u, const char *password_hash, int64_t grant);
     int (*user_get)(store_t *s, const char *user_id, user_record *out);

@@ -10,14 +10,24 @@
  * share a small pool of connections; each connection caches its prepared
  * statements, keyed by the address of the SQL string literal.
  *
- * Writers are serialised inside the process by one mutex taken *before* a
- * connection is borrowed, then BEGIN IMMEDIATE: at most one pooled
- * connection waits on SQLite's write lock, the others stay free for readers
- * (WAL readers never block), and contention costs a mutex hand-off rather
- * than SQLite's sleep-and-retry busy loop. Because the order is always
- * writer mutex → connection, and a read never turns into a write, the two
- * cannot deadlock. Reads that need several statements to agree use a plain
- * BEGIN (one snapshot).
+ * Writers are serialised inside the process by one mutex (write_mu) and
+ * write on one dedicated connection; readers use the pool (WAL readers never
+ * block) and never turn into writers, so the two cannot deadlock. Reads
+ * that need several statements to agree use a plain BEGIN (one snapshot).
+ *
+ * Group commit. Concurrent write transactions share one durable COMMIT:
+ * the writing connection holds a batch open (BEGIN IMMEDIATE), and each
+ * write transaction is a SAVEPOINT inside it — released when it commits,
+ * rolled back to when it fails, so each keeps its own all-or-nothing effect
+ * and sees the effects of those before it (the conditional debit stays
+ * exact). A member that commits lets go of write_mu and waits until its
+ * batch is on disk; only then does sq_commit return (and the commit hook
+ * run), so a reply is never sent for data that is not durable. The member
+ * that leaves write_mu when no other writer is queued for it commits the
+ * batch (BATCH_MAX bounds a batch). If SQLite rolls the batch back (an I/O
+ * error), or its COMMIT fails, every member of it fails: none of it is on
+ * disk. Soft transactions (the heartbeat) that find no batch open commit
+ * alone with synchronous=NORMAL.
  *
  * Migrations are the files in schema/sqlite/, compiled in by the Makefile
  * (store_sqlite_migrations[]); each runs in its own transaction that also
@@ -26,11 +36,14 @@
 #include "store_sqlite.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -45,7 +58,9 @@ extern const struct store_sql_migration store_sqlite_migrations[];
 extern const size_t store_sqlite_migrations_count;
 
 #define POOL_SIZE 8
-#define STMT_CACHE 128
+#define STMT_CACHE 256
+#define BATCH_MAX 256   /* members of one group commit at most */
+#define BATCH_RING 1024 /* outcomes kept for members still to wake */
 #define BUSY_TIMEOUT_MS 10000
 
 struct sq_conn {
@@ -65,6 +80,19 @@ typedef struct sq_store {
     pthread_cond_t pool_cv;
     sq_conn conns[POOL_SIZE];
     pthread_mutex_t write_mu; /* one writer at a time inside the process */
+    int presence_fd;          /* <path>-procs, read-locked while open; -1: none */
+    /* group commit (DESIGN): the batch is write_mu's */
+    sq_conn wconn;     /* the one writing connection */
+    bool batch_open;   /* wconn is inside the batch's BEGIN IMMEDIATE */
+    bool batch_soft;   /* opened by a soft transaction: commits alone, no fsync */
+    bool batch_dead;   /* SQLite rolled it back: its members fail */
+    int batch_members; /* savepoints released into it */
+    uint64_t batch_no; /* the open (or last) batch */
+    atomic_int queued; /* writers waiting for write_mu: they will join */
+    pthread_mutex_t done_mu;
+    pthread_cond_t done_cv;
+    uint64_t done_no;         /* batches finished, in order (done_mu) */
+    bool done_ok[BATCH_RING]; /* their outcome, by number */
 } sq_store;
 
 /* ---- connections ---- */
@@ -316,55 +344,155 @@ static const char SQL_BEGIN[] = "BEGIN";
 static const char SQL_COMMIT[] = "COMMIT";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 
-int sq_begin(store_t *base, sq_tx *t, bool write)
+/* ---- group commit ----
+ * See DESIGN (top of file). Lock order: write_mu → done_mu. */
+
+/* Ends the open batch: COMMIT (the one fsync its members share), or nothing
+ * when SQLite already rolled it back; records the outcome and wakes the
+ * members waiting for it. write_mu held. */
+static void batch_finish(sq_store *s)
+{
+    bool ok = !s->batch_dead && exec_simple(&s->wconn, SQL_COMMIT) == STORE_OK;
+    if (!ok && !sqlite3_get_autocommit(s->wconn.db)) exec_simple(&s->wconn, SQL_ROLLBACK);
+    if (s->batch_soft) exec_simple(&s->wconn, "PRAGMA synchronous = FULL");
+    s->batch_open = false;
+    pthread_mutex_lock(&s->done_mu);
+    s->done_ok[s->batch_no % BATCH_RING] = ok;
+    s->done_no = s->batch_no;
+    pthread_cond_broadcast(&s->done_cv);
+    pthread_mutex_unlock(&s->done_mu);
+}
+
+/* Before write_mu is let go: the last member out commits the batch — when
+ * no writer is queued to join it, when it is full, or at once for a soft
+ * batch or one SQLite rolled back. write_mu held; released on return. */
+static void writer_leave(sq_store *s)
+{
+    if (s->batch_open && (s->batch_soft || s->batch_dead || s->batch_members >= BATCH_MAX ||
+                          atomic_load(&s->queued) == 0))
+        batch_finish(s);
+    pthread_mutex_unlock(&s->write_mu);
+}
+
+static int begin_write(sq_store *s, sq_tx *t, bool soft)
+{
+    atomic_fetch_add(&s->queued, 1);
+    pthread_mutex_lock(&s->write_mu);
+    atomic_fetch_sub(&s->queued, 1);
+    if (!s->wconn.db && conn_open(s->path, &s->wconn, NULL) != STORE_OK) goto fail;
+    if (s->batch_open && sqlite3_get_autocommit(s->wconn.db)) {
+        s->batch_dead = true; /* rolled back under an earlier member */
+        batch_finish(s);
+    }
+    if (!s->batch_open) {
+        /* The safety level cannot change inside a transaction: set it first. */
+        if (soft && exec_simple(&s->wconn, "PRAGMA synchronous = NORMAL") != STORE_OK) soft = false;
+        if (exec_simple(&s->wconn, SQL_BEGIN_IMMEDIATE) != STORE_OK) {
+            if (soft) exec_simple(&s->wconn, "PRAGMA synchronous = FULL");
+            goto fail;
+        }
+        s->batch_open = true;
+        s->batch_soft = soft;
+        s->batch_dead = false;
+        s->batch_members = 0;
+        s->batch_no++;
+    }
+    if (exec_simple(&s->wconn, "SAVEPOINT tx") != STORE_OK) goto fail;
+    t->c = &s->wconn;
+    t->batch = s->batch_no;
+    return STORE_OK;
+fail:
+    writer_leave(s);
+    return STORE_ERR;
+}
+
+/* Closes the member's savepoint: kept (RELEASE) or undone (ROLLBACK TO).
+ * Returns true when its changes are in the batch. write_mu held. */
+static bool member_close(sq_store *s, sq_tx *t, bool keep)
+{
+    sq_conn *c = t->c;
+    for (int i = 0; i < c->nstmt; i++)
+        if (sqlite3_stmt_busy(c->stmt[i].st)) sqlite3_reset(c->stmt[i].st);
+    if (sqlite3_get_autocommit(c->db)) {
+        s->batch_dead = true; /* SQLite rolled the whole batch back (I/O error...) */
+        return false;
+    }
+    if (keep && exec_simple(c, "RELEASE tx") == STORE_OK) {
+        s->batch_members++;
+        return true;
+    }
+    exec_simple(c, "ROLLBACK TO tx");
+    exec_simple(c, "RELEASE tx");
+    if (sqlite3_get_autocommit(c->db)) s->batch_dead = true;
+    return false;
+}
+
+static int begin(store_t *base, sq_tx *t, bool write, bool soft)
 {
     sq_store *s = (sq_store *)base;
     memset(t, 0, sizeof *t);
     t->s = base;
     t->write = write;
-    if (write) pthread_mutex_lock(&s->write_mu);
+    if (write) return begin_write(s, t, soft);
     t->c = pool_get(s);
-    if (!t->c) goto fail;
-    if (exec_simple(t->c, write ? SQL_BEGIN_IMMEDIATE : SQL_BEGIN) != STORE_OK) {
+    if (!t->c) return STORE_ERR;
+    if (exec_simple(t->c, SQL_BEGIN) != STORE_OK) {
         pool_put(s, t->c);
-        goto fail;
+        t->c = NULL;
+        return STORE_ERR;
     }
     return STORE_OK;
-fail:
-    if (write) pthread_mutex_unlock(&s->write_mu);
-    t->c = NULL;
-    return STORE_ERR;
 }
 
-static void tx_finish(sq_tx *t)
+int sq_begin(store_t *base, sq_tx *t, bool write)
 {
-    sq_store *s = (sq_store *)t->s;
-    pool_put(s, t->c);
-    if (t->write) pthread_mutex_unlock(&s->write_mu);
-    t->c = NULL;
+    return begin(base, t, write, false);
+}
+
+int sq_begin_soft(store_t *base, sq_tx *t)
+{
+    return begin(base, t, true, true);
 }
 
 int sq_commit(sq_tx *t)
 {
-    if (exec_simple(t->c, SQL_COMMIT) != STORE_OK) {
-        sq_rollback(t);
-        return STORE_ERR;
+    sq_store *s = (sq_store *)t->s;
+    if (!t->write) {
+        int rc = exec_simple(t->c, SQL_COMMIT);
+        if (rc != STORE_OK) exec_simple(t->c, SQL_ROLLBACK);
+        pool_put(s, t->c);
+        t->c = NULL;
+        return rc;
     }
-    int64_t last = t->last_event;
-    char user[ID_LEN];
-    snprintf(user, sizeof user, "%s", t->event_user);
-    bool many = t->event_users_many;
-    store_t *s = t->s;
-    tx_finish(t);
-    store_base_committed(s, last, many ? NULL : user);
+    bool kept = member_close(s, t, true);
+    uint64_t b = t->batch;
+    t->c = NULL;
+    writer_leave(s);
+    if (!kept) return STORE_ERR;
+    /* Durable once the batch is: wait for its COMMIT (ours or a later member's). */
+    pthread_mutex_lock(&s->done_mu);
+    while (s->done_no < b)
+        pthread_cond_wait(&s->done_cv, &s->done_mu);
+    bool ok = s->done_ok[b % BATCH_RING];
+    pthread_mutex_unlock(&s->done_mu);
+    if (!ok) return STORE_ERR;
+    store_base_committed(t->s, t->last_event, t->event_users_many ? NULL : t->event_user);
     return STORE_OK;
 }
 
 void sq_rollback(sq_tx *t)
 {
     if (!t->c) return;
-    if (sqlite3_get_autocommit(t->c->db) == 0) exec_simple(t->c, SQL_ROLLBACK);
-    tx_finish(t);
+    sq_store *s = (sq_store *)t->s;
+    if (!t->write) {
+        if (sqlite3_get_autocommit(t->c->db) == 0) exec_simple(t->c, SQL_ROLLBACK);
+        pool_put(s, t->c);
+        t->c = NULL;
+        return;
+    }
+    member_close(s, t, false);
+    t->c = NULL;
+    writer_leave(s);
 }
 
 /* ---- migrations ---- */
@@ -449,9 +577,42 @@ static void sq_close(store_t *base)
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->write_mu);
+    conn_close(&s->wconn);
+    pthread_mutex_destroy(&s->done_mu);
+    pthread_cond_destroy(&s->done_cv);
+    if (s->presence_fd >= 0) close(s->presence_fd);
     store_base_destroy(base);
     free(s->path);
     free(s);
+}
+
+/* ---- process presence ----
+ * Every process that opens the database holds a POSIX read lock on byte 0
+ * of <path>-procs for as long as it has it open. POSIX locks belong to the
+ * process, so F_GETLK for a write lock reports a lock of *another* process
+ * only: one system call tells a lone process from a split deployment (serve
+ * + worker, or a CLI command running now). The kernel drops the lock when a
+ * process dies, crash included. */
+static void presence_open(sq_store *s)
+{
+    char *p = xasprintf("%s-procs", s->path);
+    s->presence_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(p);
+    if (s->presence_fd < 0) return; /* then shared() says "maybe": polls stay on */
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    if (fcntl(s->presence_fd, F_SETLK, &fl) != 0) {
+        close(s->presence_fd);
+        s->presence_fd = -1;
+    }
+}
+
+static bool sq_shared(store_t *base)
+{
+    sq_store *s = (sq_store *)base;
+    if (s->presence_fd < 0) return true;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    if (fcntl(s->presence_fd, F_GETLK, &fl) != 0) return true;
+    return fl.l_type != F_UNLCK;
 }
 
 static int sq_ping(store_t *s)
@@ -604,6 +765,7 @@ static const store_ops sq_ops = {
     .close = sq_close,
     .migrate = sq_migrate,
     .ping = sq_ping,
+    .shared = sq_shared,
     .user_create = sq_user_create,
     .user_get = sq_user_get,
     .user_by_email = sq_user_by_email,
@@ -690,9 +852,13 @@ int store_sqlite_open(const char *path, const store_options *opt, store_t **out,
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
     pthread_mutex_init(&s->write_mu, NULL);
+    pthread_mutex_init(&s->done_mu, NULL);
+    pthread_cond_init(&s->done_cv, NULL);
+    s->presence_fd = -1;
     /* Open the first connection eagerly so a bad path fails here. */
     if (conn_open(s->path, &s->conns[0], err) != STORE_OK) goto fail;
     if (migrate(&s->base, err) != STORE_OK) goto fail;
+    presence_open(s);
     *out = &s->base;
     return STORE_OK;
 fail:

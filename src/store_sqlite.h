@@ -111,6 +111,7 @@ typedef struct sq_tx {
     int64_t last_event;      /* newest event id written, for the commit hook */
     char event_user[ID_LEN]; /* whose events; "" when none */
     bool event_users_many;   /* events of more than one user */
+    uint64_t batch;          /* write: the group commit it is part of */
 } sq_tx;
 
 int sq_begin(store_t *s, sq_tx *t, bool write);
@@ -118,6 +119,9 @@ int sq_begin(store_t *s, sq_tx *t, bool write);
  * were written. On failure the transaction is rolled back. */
 int sq_commit(sq_tx *t);
 void sq_rollback(sq_tx *t);
+/* A write transaction whose commit does not wait for the disk (soft state
+ * only: a crash may lose it; the next durable commit syncs it along). */
+int sq_begin_soft(store_t *s, sq_tx *t);
 
 /* Prepares (once per connection; sql must be a string literal, it is the
  * cache key) and binds parameters from fmt, one letter each:

@@ -906,7 +906,10 @@ int sq_queue_stats(store_t *s, int64_t alive_after, store_queue_figures *out)
 int sq_queue_heartbeat(store_t *s, const char *process_id, int slots, int64_t now)
 {
     sq_tx t;
-    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    /* Soft state renewed every second: its commit need not wait for the
+     * disk (WAL, synchronous=NORMAL for this one; the next durable commit
+     * syncs it along). An idle server then does no fsync at all. */
+    if (sq_begin_soft(s, &t) != STORE_OK) return STORE_ERR;
     int rc = slots > 0
                  ? sq_exec(&t,
                            "INSERT INTO queue_workers (process_id, slots, seen_at)"

@@ -35,8 +35,9 @@
  * Wake-ups: the store's commit hook (main.c's on_commit → webhook_notify,
  * which on PostgreSQL also relays other processes' commits), an attempt
  * ending, or a timer: the earliest due delivery (store_delivery_next_due),
- * the next housekeeping, and at most POLL_MS in any case (SQLite commits of
- * other processes fire no hook here). All state that matters is in the
+ * the next housekeeping, and at most POLL_MS in any case while another
+ * process has the store open (SQLite commits of other processes fire no
+ * hook here; store_shared). All state that matters is in the
  * store, so a restart just carries on.
  */
 #include "webhook.h"
@@ -423,7 +424,8 @@ static void housekeeping(void)
 /* How long to sleep (ms) before the next pass with nothing else waking us. */
 static int64_t idle_ms(void)
 {
-    int64_t now = now_ms(), wait = POLL_MS, due = 0;
+    /* Alone on the store, every commit fires our hook: no poll needed. */
+    int64_t now = now_ms(), wait = store_shared(W.store) ? POLL_MS : HOUSEKEEPING_MS, due = 0;
     if (store_delivery_next_due(W.store, &due) == STORE_OK && due > 0 && due - now < wait)
         wait = due - now;
     if (W.next_housekeeping - now < wait) wait = W.next_housekeeping - now;
