@@ -7,6 +7,7 @@
 #   PostgreSQL store's unit tests and integration-pg)
 #   browser      playwright-core driving Debian's Chromium, tests/browser/
 #   unit and integration again on an ASan+UBSan build
+#   chaos        SIGKILLs under mixed load, tests/chaos/ (SQLite, PostgreSQL)
 #   fuzz         libFuzzer targets in tests/fuzz/, 20 s each
 # Ends with one line "tests: N passed, N failed".
 set -uo pipefail
@@ -53,6 +54,10 @@ run integration node --test --test-concurrency=2 --test-reporter=spec tests/inte
 
 run integration-pg env STYLESTUDIO_TEST_PG="$pg_dir" \
   node --test --test-concurrency=2 --test-reporter=spec tests/integration/
+
+# Crash test, short form (6 SIGKILLs; tests/chaos/README.md has the long one).
+run chaos env CHAOS_KILLS=6 node --test --test-reporter=spec tests/chaos/
+run chaos-pg env CHAOS_KILLS=6 STYLESTUDIO_TEST_PG="$pg_dir" node --test --test-reporter=spec tests/chaos/
 
 # The same unit and integration suites on an ASan+UBSan build: memory and
 # undefined-behaviour errors and leaks (at clean exits) fail the run.
