@@ -125,7 +125,7 @@ function follow(srv, path, key, { untilTerminal = false } = {}) {
   return v;
 }
 
-test(`chaos: ${KILLS} SIGKILLs under mixed load${PG ? ' on PostgreSQL (serve + worker kills, a database restart)' : ''}`, { timeout: Math.max(300000, KILLS * 8000) }, async (t) => {
+test(`chaos: ${KILLS} SIGKILLs under mixed load${PG ? ' on PostgreSQL (serve + worker kills, a database restart)' : ''}`, { timeout: 300000 + KILLS * 15000 }, async (t) => {
   t.diagnostic(`CHAOS_SEED=${SEED} CHAOS_KILLS=${KILLS}`);
   const dataDir = mkdtempSync(join(tmpdir(), 'ss-chaos-'));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -152,11 +152,17 @@ test(`chaos: ${KILLS} SIGKILLs under mixed load${PG ? ' on PostgreSQL (serve + w
     users.push(u);
   }
   await sleep(300);
-
   let loading = true, keyN = 0;
+  // On a failure too: stop the load and the reconnecting streams, so the
+  // process can end (the harness then stops the server).
+  t.after(() => {
+    loading = false;
+    for (const u of users) { u.view.stopped = true; for (const v of u.genViews) v.stopped = true; }
+  });
+
   // Mostly bench-instant (no image work: the store, queue and events are
-  // what is under test), one in five rendered by the local compositor.
-  const body = (u) => createBody(u.product, { model: rand() < 0.8 ? 'bench-instant' : 'local-studio', style: pick(['realistic', 'artistic', 'minimal']), aspectRatio: pick(['1:1', '4:5', '16:9']), quality: 'low' });
+  // what is under test), one in ten rendered by the local compositor.
+  const body = (u) => createBody(u.product, { model: rand() < 0.9 ? 'bench-instant' : 'local-studio', style: pick(['realistic', 'artistic', 'minimal']), aspectRatio: pick(['1:1', '4:5', '16:9']), quality: 'low' });
   const actions = {
     async create(u) {
       const k = `k-${u.userId}-${++keyN}`, b = body(u);
@@ -270,11 +276,15 @@ test(`chaos: ${KILLS} SIGKILLs under mixed load${PG ? ' on PostgreSQL (serve + w
       assert.ok(r, `drain ${id}: no answer`);
     }
   }
-  const deadline = Date.now() + 180000;
+  // The backlog of a long run takes a while: what fails is a queue that
+  // stops moving (60 s without one more generation ending), not a slow one.
+  let left = Infinity, moved = Date.now();
   for (;;) {
     const [row] = await query(store, "SELECT COUNT(*) AS n FROM generations WHERE status NOT IN ('completed','failed','cancelled')");
-    if (Number(row.n) === 0) break;
-    assert.ok(Date.now() < deadline, `${row.n} generations not terminal 180 s after the load stopped\n${srv.stderr.slice(-3000)}`);
+    const n = Number(row.n);
+    if (n === 0) break;
+    if (n < left) { left = n; moved = Date.now(); }
+    assert.ok(Date.now() - moved < 60000, `${n} generations not terminal, none ended in 60 s\n${srv.stderr.slice(-3000)}`);
     await sleep(250);
   }
   await sleep(500); // the last events reach the streams
