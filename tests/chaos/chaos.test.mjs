@@ -75,10 +75,16 @@ function workerProcess(dataDir, db, publicUrl) {
 }
 
 // One request; null when the outcome is unknown (refused, reset, timed out,
-// 503 while the server or the database restarts).
+// 503 while the server or the database restarts). While our server is down
+// its port is free, and on a shared machine another process may get it and
+// answer (another Style Studio answers 401 to our keys): an answer is ours
+// only when our server was up, the same process, from before the request
+// until after the answer (srv.proc identifies the process).
 async function attempt(srv, stats, method, path, opts) {
+  const proc = srv.dead ? null : srv.proc;
   try {
     const r = await api(srv, method, path, { ...opts, timeout: REQUEST_MS });
+    if (!proc || srv.dead || srv.proc !== proc) { stats.notOurs++; return null; }
     if (r.status === 503 || r.status === 500) { stats[`http${r.status}`]++; return null; }
     return r;
   } catch {
@@ -138,7 +144,7 @@ test(`chaos: ${KILLS} SIGKILLs under mixed load${PG ? ' on PostgreSQL (serve + w
   t.after(() => { if (worker && worker.proc.exitCode === null) worker.proc.kill('SIGKILL'); });
   const store = db || srv.dbPath;
 
-  const stats = { http500: 0, http503: 0, lost: 0, creates: 0, replays: 0, generates: 0, oneStep: 0, cancels: 0, retries: 0, uploads: 0, serveKills: 0, workerKills: 0, dbRestarts: 0 };
+  const stats = { http500: 0, http503: 0, lost: 0, notOurs: 0, creates: 0, replays: 0, generates: 0, oneStep: 0, cancels: 0, retries: 0, uploads: 0, serveKills: 0, workerKills: 0, dbRestarts: 0 };
   const users = [];
   for (let i = 0; i < USERS; i++) {
     const u = await createUser(dataDir, { tokens: 100000, db });
@@ -219,7 +225,9 @@ test(`chaos: ${KILLS} SIGKILLs under mixed load${PG ? ' on PostgreSQL (serve + w
     },
     async upload(u) {
       let r;
+      const proc = srv.dead ? null : srv.proc;
       try { r = await upload(srv, u.key, fixture(pick(['product.jpg', 'product2.png']))); } catch { stats.lost++; return; }
+      if (!proc || srv.dead || srv.proc !== proc) { stats.notOurs++; return; }
       if (r.status === 503 || r.status === 500) { stats[`http${r.status}`]++; return; }
       assert.equal(r.status, 201, `upload: ${r.text}`);
       u.uploads.push(r.data.url);
