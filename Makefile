@@ -33,7 +33,7 @@ LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all test unit clean format bench bench-all bench-tools fuzz
+.PHONY: all test unit clean format bench bench-all bench-tools fuzz fuzz-long
 all: $(BUILD)/stylestudio
 
 $(BUILD)/stylestudio: $(OBJS)
@@ -142,8 +142,8 @@ clean:
 FUZZ         := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN     := $(FUZZ:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 20
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_OBJS) | $(BUILD)/fuzz
-	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_OBJS) $(wildcard tests/fuzz/*.h) | $(BUILD)/fuzz
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(filter-out %.h,$^) $(LDLIBS)
 $(BUILD)/fuzz:
 	mkdir -p $@
 fuzz: $(FUZZ_BIN)
@@ -151,3 +151,13 @@ fuzz: $(FUZZ_BIN)
 	  c=$$(mktemp -d); cp tests/fuzz/corpus/$$n/* $$c/; \
 	  if ! $$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 $$c > $$c.log 2>&1; \
 	  then tail -40 $$c.log; exit 1; fi; tail -1 $$c.log; rm -rf $$c $$c.log; done
+# The long run (tests/fuzz/README.md): FUZZ_RUNS executions per target
+# (default 10M), on the seeds plus FUZZ_CORPUS/<target>/ when given (kept,
+# so a later run goes on from there); FUZZ_TARGETS picks targets.
+FUZZ_RUNS    ?= 10000000
+FUZZ_TARGETS ?= $(notdir $(FUZZ_BIN))
+fuzz-long: $(FUZZ_BIN)
+	@set -e; for n in $(FUZZ_TARGETS); do t=$(BUILD)/fuzz/$$n; echo "== $$n"; \
+	  c=$${FUZZ_CORPUS:-$$(mktemp -d)}/$$n; mkdir -p $$c; cp tests/fuzz/corpus/$$n/* $$c/; \
+	  if ! $$t -runs=$(FUZZ_RUNS) -max_len=65536 -rss_limit_mb=4096 -print_final_stats=1 $$c > $$c.log 2>&1; \
+	  then tail -40 $$c.log; exit 1; fi; grep -E '^Done|stat::number_of_executed_units' $$c.log; done

@@ -8,6 +8,8 @@
 #   PostgreSQL store's unit tests and integration-pg)
 #   browser      playwright-core driving Debian's Chromium, tests/browser/
 #   unit and integration again on an ASan+UBSan build
+#   integration-tsan  the worker, event, SSE and provider tests on a TSan build
+#   chaos        SIGKILLs under mixed load, tests/chaos/ (SQLite, PostgreSQL)
 #   fuzz         libFuzzer targets in tests/fuzz/, 20 s each
 # Ends with one line "tests: N passed, N failed".
 set -uo pipefail
@@ -65,6 +67,10 @@ run integration node --test --test-concurrency=2 --test-reporter=spec tests/inte
 run integration-pg env STYLESTUDIO_TEST_PG="$pg_dir" \
   node --test --test-concurrency=2 --test-reporter=spec tests/integration/
 
+# Crash test, short form (6 SIGKILLs; tests/chaos/README.md has the long one).
+run chaos env CHAOS_KILLS=6 node --test --test-reporter=spec tests/chaos/
+run chaos-pg env CHAOS_KILLS=6 STYLESTUDIO_TEST_PG="$pg_dir" node --test --test-reporter=spec tests/chaos/
+
 # The same unit and integration suites on an ASan+UBSan build: memory and
 # undefined-behaviour errors and leaks (at clean exits) fail the run.
 if make -j2 SAN=asan >/dev/null; then
@@ -75,6 +81,30 @@ if make -j2 SAN=asan >/dev/null; then
   unset ASAN_OPTIONS UBSAN_OPTIONS
 else
   echo "== asan build failed"; status=1
+fi
+# The worker, event, SSE and provider tests on a ThreadSanitizer build (the
+# unit tests cannot: Criterion's arena does not start under TSan). Every
+# report fails the run except those tests/tsan.supp explains (libraries
+# that are not instrumented). One libvips thread per operation keeps TSan's
+# cost down; the harness waits 4× as long for the slower binary.
+if make -j2 SAN=tsan >/dev/null; then
+  tsan_logs=$(mktemp -d)
+  run integration-tsan env VIPS_CONCURRENCY=1 STYLESTUDIO_TEST_TIME_SCALE=4 \
+    TSAN_OPTIONS="suppressions=$(pwd)/tests/tsan.supp log_path=$tsan_logs/tsan" \
+    STYLESTUDIO_BIN="$(pwd)/build-tsan/stylestudio" \
+    node --test --test-concurrency=2 --test-reporter=spec tests/integration/sse.test.mjs \
+    tests/integration/worker.test.mjs tests/integration/faults.test.mjs \
+    tests/integration/providers.test.mjs
+  tsan_check() {
+    local n
+    n=$(cat "$tsan_logs"/tsan.* 2>/dev/null | grep -c '^WARNING: ThreadSanitizer')
+    echo "tsan: $n reports"
+    [ "$n" -eq 0 ] || { cat "$tsan_logs"/tsan.* | head -200; return 1; }
+  }
+  run tsan-reports tsan_check
+  rm -rf "$tsan_logs"
+else
+  echo "== tsan build failed"; status=1
 fi
 # libFuzzer on request validation and image probing, briefly.
 run fuzz make -j2 SAN=fuzz fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
@@ -92,6 +122,7 @@ for f in "$logs"/*.log; do
       /^Done [0-9]+ runs in/ { p += 1 }
       /^format: 1 passed/ { p += 1 }
       /^bench-smoke: 1 passed/ { p += 1 }
+      /^tsan: 0 reports/ { p += 1 } /^tsan: [1-9][0-9]* reports/ { f += 1 }
       END { print p + 0, f + 0 }')
 done
 [ "$status" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1

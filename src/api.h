@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "gen_service.h"
 #include "http.h"
 #include "store.h"
 
@@ -83,6 +84,11 @@ void api_gen_create(api_call *c, json_t *body, bool start);
 void api_batch_create(api_call *c);
 void api_batch_get(api_call *c);
 void api_batch_cancel(api_call *c);
+/* The headers parsed here (pure, for tests and fuzzing): the seconds of a
+ * Prefer header's "wait=N" clamped to 0..60, -1 when absent; and a
+ * Last-Event-ID (decimal digits only, within int64): 0 and *out, or -1. */
+int api_prefer_wait(const char *prefer);
+int api_last_event_id(const char *value, int64_t *out);
 void api_gen_events(api_call *c);
 void api_user_events(api_call *c);
 /* Handler (api_queue.c) */
@@ -90,6 +96,12 @@ void api_queue(api_call *c);
 
 /* Handlers (api_webhook.c) */
 void api_webhook_create(api_call *c);
+/* Decodes a webhook registration body {url, events, description?}: the
+ * VALIDATION_ERROR list (new), or NULL when every field is valid; *url
+ * (NULL when missing), *events (comma-separated, each once; NULL when any
+ * is invalid) and *description ("" when absent) are new strings, set
+ * either way. The URL's address rules (net_check_url) are the caller's. */
+json_t *api_webhook_decode(const json_t *body, char **url, char **events, char **description);
 void api_webhook_list(api_call *c);
 void api_webhook_delete(api_call *c);
 void api_webhook_deliveries(api_call *c);
@@ -102,5 +114,16 @@ void api_template_get(api_call *c);
 void api_template_update(api_call *c);
 void api_template_delete(api_call *c);
 void api_template_generate(api_call *c);
+/* A template body {name, body} validated as POST /api/templates does:
+ * the VALIDATION_ERROR list (new; body errors under "body."), or NULL
+ * when valid, with req prepared (req->body is a new reference to the
+ * body's "body"; the caller frees req). res: the service's answer for the
+ * body (a MODEL_ERROR there when errs is NULL and res->status != 0);
+ * the caller frees it. */
+json_t *api_template_validate(const json_t *body, const user_record *caller, gen_service_req *req,
+                              gen_service_result *res);
+/* The saved body with the overrides applied: each field replaced (null
+ * removes it), `parameters` merged key by key. A new object. */
+json_t *api_template_merge(const json_t *saved, const json_t *overrides);
 
 #endif

@@ -23,14 +23,46 @@
 
 /* ---- helpers ---- */
 
+int api_prefer_wait(const char *prefer)
+{
+    if (!prefer) return -1;
+    /* The preference "wait" (RFC 7240): at the start or after a separator,
+     * so "nowait=5" is not it. */
+    const char *w = prefer;
+    for (;;) {
+        w = strcasestr(w, "wait=");
+        if (!w) return -1;
+        if (w == prefer || strchr(",; \t", w[-1])) break;
+        w += 5;
+    }
+    const char *d = w + 5;
+    long n = 0;
+    while (*d == ' ' || *d == '\t')
+        d++;
+    if (*d == '-') return 0;
+    if (*d == '+') d++;
+    for (; *d >= '0' && *d <= '9'; d++) /* saturates: no overflow */
+        if ((n = n * 10 + (*d - '0')) > MAX_WAIT_SECONDS) return MAX_WAIT_SECONDS;
+    return (int)n;
+}
+
+int api_last_event_id(const char *value, int64_t *out)
+{
+    int64_t v = 0;
+    if (!value || !*value) return -1;
+    for (const char *c = value; *c; c++) {
+        if (*c < '0' || *c > '9') return -1;
+        if (v > (INT64_MAX - (*c - '0')) / 10) return -1; /* out of range */
+        v = v * 10 + (*c - '0');
+    }
+    *out = v;
+    return 0;
+}
+
 /* "wait=N" from a Prefer header; -1 when absent. */
 static int prefer_wait(http_req *r)
 {
-    const char *p = http_header(r, "Prefer");
-    const char *w = p ? strcasestr(p, "wait=") : NULL;
-    if (!w) return -1;
-    int n = atoi(w + 5);
-    return n < 0 ? 0 : n > MAX_WAIT_SECONDS ? MAX_WAIT_SECONDS : n;
+    return api_prefer_wait(http_header(r, "Prefer"));
 }
 
 typedef struct wait_state {
@@ -695,9 +727,7 @@ static void start_stream(api_call *c, const char *gen_id)
     if (!resume) resume = http_query(c->req, "lastEventId");
     int64_t last = -1;
     if (resume && *resume) {
-        char *end;
-        last = strtoll(resume, &end, 10);
-        if (*end || last < 0) {
+        if (api_last_event_id(resume, &last) != 0) {
             api_field_error(c, "Last-Event-ID", "Last-Event-ID must be an event id");
             return;
         }

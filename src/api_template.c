@@ -152,29 +152,39 @@ static void save_job_run(http_req *r, void *ctx)
         api_store_error(&c, rc, j->tpl_id[0] ? "template" : "user");
 }
 
+json_t *api_template_validate(const json_t *body, const user_record *caller, gen_service_req *req,
+                              gen_service_result *res)
+{
+    json_t *errs = NULL, *jn = json_object_get(body, "name"), *jb = json_object_get(body, "body");
+    const char *name = json_string_value(jn);
+    memset(res, 0, sizeof *res);
+    if (!name || !*name || utf8_len(name) > TEMPLATE_NAME_MAX)
+        add_error(&errs, "name", "name is required: a string of 1 to 100 characters");
+    if (!json_is_object(jb)) {
+        add_error(&errs, "body", "body is required: a create body (an object)");
+    } else {
+        req->body = json_incref(jb);
+        if (gen_service_prepare(req, caller, res) == GEN_SVC_EVALIDATION)
+            add_body_errors(&errs, res->validation_errors);
+    }
+    return errs;
+}
+
 /* Validates {name, body} like a create (the body under "body.") and goes
  * on with save_job_run; tpl_id NULL for a create. Steals body. */
 static void save_template(api_call *c, json_t *body, const char *tpl_id)
 {
-    json_t *errs = NULL, *jn = json_object_get(body, "name"), *jb = json_object_get(body, "body");
-    const char *name = json_string_value(jn);
-    if (!name || !*name || utf8_len(name) > TEMPLATE_NAME_MAX)
-        add_error(&errs, "name", "name is required: a string of 1 to 100 characters");
+    json_t *jb = json_object_get(body, "body");
+    const char *name = json_string_value(json_object_get(body, "name"));
     save_job *j = xcalloc(1, sizeof *j);
     j->caller = c->user;
     if (tpl_id) snprintf(j->tpl_id, sizeof j->tpl_id, "%s", tpl_id);
-    gen_service_result res = {0};
-    if (!json_is_object(jb)) {
-        add_error(&errs, "body", "body is required: a create body (an object)");
-    } else {
-        j->req.body = json_incref(jb);
-        snprintf(j->req.request_id, sizeof j->req.request_id, "%s", http_request_id(c->req));
-        if (gen_service_prepare(&j->req, &c->user, &res) == GEN_SVC_EVALIDATION) {
-            add_body_errors(&errs, res.validation_errors);
-        } else if (res.status != GEN_SVC_OK && !errs) {
-            reply_service_error(c->req, &res); /* MODEL_ERROR, as create answers */
-            goto done;
-        }
+    snprintf(j->req.request_id, sizeof j->req.request_id, "%s", http_request_id(c->req));
+    gen_service_result res;
+    json_t *errs = api_template_validate(body, &c->user, &j->req, &res);
+    if (!errs && res.status != GEN_SVC_OK) {
+        reply_service_error(c->req, &res); /* MODEL_ERROR, as create answers */
+        goto done;
     }
     if (errs) {
         http_reply_error(c->req, 400, "VALIDATION_ERROR", "some fields are invalid", errs);
@@ -254,11 +264,9 @@ void api_template_delete(api_call *c)
 
 /* ---- generate ---- */
 
-/* The saved body with the overrides applied: each field replaced (null
- * removes it), `parameters` merged key by key. A new object. */
-static json_t *merge_overrides(json_t *saved, json_t *overrides)
+json_t *api_template_merge(const json_t *saved, const json_t *overrides_in)
 {
-    json_t *out = json_deep_copy(saved), *v;
+    json_t *out = json_deep_copy(saved), *v, *overrides = (json_t *)overrides_in; /* read only */
     const char *k;
     json_object_foreach(overrides, k, v)
     {
@@ -309,7 +317,7 @@ void api_template_generate(api_call *c)
     if (errs) {
         http_reply_error(c->req, 400, "VALIDATION_ERROR", "some fields are invalid", errs);
     } else {
-        json_t *merged = json_is_object(jo) ? merge_overrides(saved, jo) : json_incref(saved);
+        json_t *merged = json_is_object(jo) ? api_template_merge(saved, jo) : json_incref(saved);
         api_gen_create(c, merged, json_is_true(js)); /* the create path, answers and all */
     }
     json_decref(saved);

@@ -115,21 +115,19 @@ static void create_job_run(http_req *r, void *ctx)
     memset(secret, 0, sizeof secret);
 }
 
-void api_webhook_create(api_call *c)
+json_t *api_webhook_decode(const json_t *body, char **url, char **events, char **description)
 {
-    json_t *body = api_json_body(c);
-    if (!body) return;
-    create_job *j = xcalloc(1, sizeof *j);
-    snprintf(j->user_id, sizeof j->user_id, "%s", c->user.id);
+    json_t *errs = NULL;
+    *url = *events = *description = NULL;
     json_t *ju = json_object_get(body, "url"), *je = json_object_get(body, "events"),
            *jd = json_object_get(body, "description");
     if (!json_is_string(ju))
-        add_error(&j->errs, "url", "url is required and must be a string");
+        add_error(&errs, "url", "url is required and must be a string");
     else
-        j->url = xstrdup(json_string_value(ju));
+        *url = xstrdup(json_string_value(ju));
 
     if (!json_is_array(je) || json_array_size(je) == 0) {
-        add_error(&j->errs, "events",
+        add_error(&errs, "events",
                   "events is required: a non-empty array of generation.processing, "
                   "generation.completed, generation.failed, generation.cancelled, "
                   "balance.changed");
@@ -144,7 +142,7 @@ void api_webhook_create(api_call *c)
                 char field[32];
                 snprintf(field, sizeof field, "events[%zu]", i);
                 if (++broken <= EVENT_ERRORS_MAX) /* a bounded answer to any body */
-                    add_error(&j->errs, field,
+                    add_error(&errs, field,
                               "not an event type: expected generation.processing, "
                               "generation.completed, generation.failed, generation.cancelled or "
                               "balance.changed");
@@ -157,17 +155,27 @@ void api_webhook_create(api_call *c)
             char *m = xasprintf("%zu more elements are not event types (only the first %d are "
                                 "listed)",
                                 broken - EVENT_ERRORS_MAX, EVENT_ERRORS_MAX);
-            add_error(&j->errs, "events", m);
+            add_error(&errs, "events", m);
             free(m);
         }
-        if (list.len && !j->errs) j->events = xstrndup(list.data, list.len);
+        if (list.len && !errs) *events = xstrndup(list.data, list.len);
         buf_free(&list);
     }
     if (jd && !json_is_null(jd) && !json_is_string(jd))
-        add_error(&j->errs, "description", "description must be a string");
+        add_error(&errs, "description", "description must be a string");
     else if (json_is_string(jd) && strlen(json_string_value(jd)) > DESCRIPTION_MAX)
-        add_error(&j->errs, "description", "description must be at most 500 characters");
-    j->description = xstrdup(json_is_string(jd) ? json_string_value(jd) : "");
+        add_error(&errs, "description", "description must be at most 500 characters");
+    *description = xstrdup(json_is_string(jd) ? json_string_value(jd) : "");
+    return errs;
+}
+
+void api_webhook_create(api_call *c)
+{
+    json_t *body = api_json_body(c);
+    if (!body) return;
+    create_job *j = xcalloc(1, sizeof *j);
+    snprintf(j->user_id, sizeof j->user_id, "%s", c->user.id);
+    j->errs = api_webhook_decode(body, &j->url, &j->events, &j->description);
     json_decref(body);
     http_offload(c->req, create_job_run, j, create_job_free);
 }

@@ -255,15 +255,22 @@ static int session_auth(store_t *s, const char *hash, user_record *user, int64_t
     return rc;
 }
 
+const char *auth_bearer_token(const char *authorization)
+{
+    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) return NULL;
+    const char *key = authorization + 7;
+    while (*key == ' ')
+        key++;
+    return key;
+}
+
 int auth_request(store_t *s, http_req *r, user_record *user)
 {
     const char *authz = http_header(r, "Authorization");
     char hash[SECRET_HASH_LEN];
     if (authz) {
-        if (strncasecmp(authz, "Bearer ", 7) != 0) return AUTH_ENONE;
-        const char *key = authz + 7;
-        while (*key == ' ')
-            key++;
+        const char *key = auth_bearer_token(authz);
+        if (!key) return AUTH_ENONE;
         ids_hash_secret(key, hash);
         return key_auth(s, hash, now_ms(), user);
     }

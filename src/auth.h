@@ -22,6 +22,9 @@ enum {
     AUTH_EUNAVAILABLE = -4, /* the store cannot be reached now */
 };
 
+/* The key of an "Authorization: Bearer KEY" header (a pointer into it,
+ * spaces after "Bearer" skipped), or NULL for any other scheme. Pure. */
+const char *auth_bearer_token(const char *authorization);
 /* Authenticates the request into *user, from the credential cache when it
  * has a fresh entry (at most 1 s old; see auth.c). */
 int auth_request(store_t *s, http_req *r, user_record *user);

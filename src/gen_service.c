@@ -356,11 +356,16 @@ int gen_service_queue_room(int n, gen_service_result *out)
 
 /* ---- create ---- */
 
+bool gen_service_idem_key_ok(const char *key)
+{
+    return key && *key && strlen(key) <= GEN_SERVICE_IDEM_KEY_MAX;
+}
+
 int gen_service_prepare(gen_service_req *req, const user_record *caller, gen_service_result *out)
 {
     memset(out, 0, sizeof *out);
     const char *key = req->idem_key;
-    if (key && (!*key || strlen(key) > GEN_SERVICE_IDEM_KEY_MAX)) {
+    if (key && !gen_service_idem_key_ok(key)) {
         const char *m = "Idempotency-Key must be 1 to 255 characters";
         return fail(out, GEN_SVC_EVALIDATION,
                     json_pack("[{s:s, s:s}]", "field", "Idempotency-Key", "message", m), "%s", m);

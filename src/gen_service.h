@@ -33,6 +33,8 @@
 #include "store.h"
 
 #define GEN_SERVICE_IDEM_KEY_MAX 255
+/* Whether an Idempotency-Key header value is acceptable (1 to 255 bytes). */
+bool gen_service_idem_key_ok(const char *key);
 
 /* Statuses: GEN_SVC_OK or a negative error, each one SPEC §1 code. */
 typedef enum gen_service_status {

@@ -154,14 +154,18 @@ static bool sockaddr_bytes(const struct sockaddr *sa, int *family, unsigned char
 
 static bool addr_allowlisted(int family, const unsigned char *a)
 {
+    static const unsigned char zero[12] = {0};
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+    static const unsigned char nat64[12] = {0, 0x64, 0xFF, 0x9B, 0, 0, 0, 0, 0, 0, 0, 0};
+    /* An IPv4 rule also covers the IPv6 forms v6_blocked judges as that
+     * IPv4 (mapped, NAT64, compatible): the same address, the same answer. */
+    bool v4_inside = family == AF_INET6 && (memcmp(a, mapped, 12) == 0 ||
+                                            memcmp(a, nat64, 12) == 0 || memcmp(a, zero, 12) == 0);
     for (size_t i = 0; i < n_allow; i++) {
         const allow_rule *r = &allow_rules[i];
         if (r->host) continue;
         if (r->family == family && prefix_match(a, r->addr, r->prefix)) return true;
-        /* An IPv4 rule also covers the IPv4-mapped IPv6 form. */
-        if (r->family == AF_INET && family == AF_INET6 && memcmp(a, mapped, 12) == 0 &&
-            prefix_match(a + 12, r->addr, r->prefix))
+        if (r->family == AF_INET && v4_inside && prefix_match(a + 12, r->addr, r->prefix))
             return true;
     }
     return false;

@@ -33,6 +33,12 @@ let emailCounter = 0;
 
 // The cluster's socket directory, or '' (SQLite).
 export const PG = process.env.STYLESTUDIO_TEST_PG || '';
+// Slow builds (TSan, valgrind: scripts/test.sh, tests/valgrind/) stretch
+// the harness's waits by STYLESTUDIO_TEST_TIME_SCALE (default 1): a
+// server's start, each test's limit, CLI calls, waitFor/waitGen and SSE
+// waits.
+const SCALE = Math.max(1, Number(process.env.STYLESTUDIO_TEST_TIME_SCALE || 1));
+const START_MS = 15000 * SCALE;
 
 const pgDatabases = new Map(); // name → promise of its creation, in this process
 
@@ -168,7 +174,7 @@ export function withTimeout(promise, ms, message, onTimeout) {
 // A test utility only — the server's own behaviour is asserted to be push-based
 // where the spec says so (SSE tests never poll).
 export async function waitFor(fn, { timeout = 10000, interval = 40, what = 'condition' } = {}) {
-  const end = Date.now() + timeout;
+  const end = Date.now() + timeout * SCALE;
   let last;
   for (;;) {
     try {
@@ -257,7 +263,7 @@ class Server {
     failed.catch(() => {}); // only meaningful inside the race below
     let line;
     try {
-      line = await withTimeout(Promise.race([gotLine, failed]), 15000, `server printed no listening line within 15 s\n${this.stderr.slice(-4000)}`);
+      line = await withTimeout(Promise.race([gotLine, failed]), START_MS, `server printed no listening line within ${START_MS} ms\n${this.stderr.slice(-4000)}`);
     } catch (e) {
       this.kill();
       throw e;
@@ -368,7 +374,7 @@ export async function runCli(args, { timeout = 20000 } = {}) {
     }
   }
   return new Promise((res) => {
-    execFile(BIN, args, { cwd: ROOT, env: childEnv(), timeout }, (err, stdout, stderr) => {
+    execFile(BIN, args, { cwd: ROOT, env: childEnv(), timeout: timeout * SCALE }, (err, stdout, stderr) => {
       res({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
     });
   });
@@ -673,7 +679,7 @@ export async function sse(server, path, { key, cookie, lastEventId, headers = {}
       if (f) { cleanup(); resolveP(f); return; }
       if (client.done) { cleanup(); rejectP(new Error(`SSE ${path} ended without a matching frame; frames: ${summarize(client.frames)}`)); }
     };
-    const t = setTimeout(() => { cleanup(); rejectP(new Error(`SSE ${path}: no matching frame within ${ms} ms; frames: ${summarize(client.frames)}`)); }, ms);
+    const t = setTimeout(() => { cleanup(); rejectP(new Error(`SSE ${path}: no matching frame within ${ms} ms; frames: ${summarize(client.frames)}`)); }, ms * SCALE);
     const cleanup = () => { clearTimeout(t); client.waiters.delete(check); };
     client.waiters.add(check);
     check();
@@ -683,7 +689,7 @@ export async function sse(server, path, { key, cookie, lastEventId, headers = {}
     return client.frames.slice(0, client.frames.indexOf(f) + 1);
   };
   // Waits for the server to close the stream (rejects after ms).
-  client.waitEnd = (ms = 10000) => withTimeout(client.ended, ms, '', () => { throw new Error(`SSE ${path} not closed by the server within ${ms} ms; frames: ${summarize(client.frames)}`); });
+  client.waitEnd = (ms = 10000) => withTimeout(client.ended, ms * SCALE, '', () => { throw new Error(`SSE ${path} not closed by the server within ${ms} ms; frames: ${summarize(client.frames)}`); });
   return client;
 }
 
@@ -815,7 +821,7 @@ export async function checkLedger(server) {
 // every live server is checked (a broken invariant fails the test).
 export function test(name, opts, fn) {
   if (typeof opts === 'function') { fn = opts; opts = {}; }
-  return nodeTest(name, { timeout: 60000, ...opts }, async (t) => {
+  return nodeTest(name, { ...opts, timeout: (opts.timeout ?? 60000) * SCALE }, async (t) => {
     const before = new Map([...servers].map((s) => [s, s.stderr.length]));
     try {
       await fn(t);

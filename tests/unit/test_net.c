@@ -291,6 +291,38 @@ Test(net, the_address_rule_refuses_what_is_not_allowed)
     free(err);
 }
 
+/* Found by fuzz_url (tests/fuzz/corpus/fuzz_url/regress-nat64-allowlisted):
+ * an allow-listed IPv4 address was refused in its NAT64 form
+ * (64:ff9b::a.b.c.d, what DNS64 resolves it to) while loopback inside
+ * NAT64 is refused like loopback: every IPv6 form of an IPv4 address gets
+ * that address's answer. */
+static bool refused6(const char *text)
+{
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6};
+    cr_assert_eq(inet_pton(AF_INET6, text, &sa.sin6_addr), 1, "%s", text);
+    return net_addr_refused((struct sockaddr *)&sa);
+}
+
+Test(net, ipv6_forms_of_an_ipv4_address_get_its_answer)
+{
+    net_stop();
+    cr_assert_eq(net_start("127.0.0.1,10.9.0.0/16"), 0);
+    for (int i = 0; i < 3; i++) {
+        const char *pre = (const char *[]){"::ffff:", "64:ff9b::", "::"}[i];
+        char a[64];
+        snprintf(a, sizeof a, "%s10.9.10.1", pre);
+        cr_assert_not(refused6(a), "%s is allow-listed (10.9.0.0/16)", a);
+        snprintf(a, sizeof a, "%s127.0.0.1", pre);
+        cr_assert_not(refused6(a), "%s is allow-listed (127.0.0.1)", a);
+        snprintf(a, sizeof a, "%s10.8.0.1", pre);
+        cr_assert(refused6(a), "%s is private and not allow-listed", a);
+        snprintf(a, sizeof a, "%s127.0.0.2", pre);
+        cr_assert(refused6(a), "%s is loopback and not allow-listed", a);
+    }
+    cr_assert(refused6("::1"));
+    cr_assert_not(refused6("2606:2800:220:1::1"));
+}
+
 static atomic_int n_done, n_ok;
 
 static void count_done(net_request *r, net_response *resp, void *ctx)
