@@ -153,10 +153,12 @@ static int status_error(gen_service_result *out, const gen_record *g, const char
                 gen_status_name(g->status), allowed);
 }
 
-static int insufficient(gen_service_result *out, int cost, const user_record *caller)
+/* INSUFFICIENT_TOKENS for `what` ("generation" or "batch") costing cost. */
+static int insufficient(gen_service_result *out, const char *what, int64_t cost,
+                        const user_record *caller)
 {
     return fail(out, GEN_SVC_EINSUFFICIENT, NULL,
-                "this generation costs %d token%s but the balance is %lld", cost,
+                "this %s costs %lld token%s but the balance is %lld", what, (long long)cost,
                 cost == 1 ? "" : "s", (long long)caller->token_balance);
 }
 
@@ -396,25 +398,36 @@ bool gen_service_needs_fetch(const gen_service_req *req)
     return false;
 }
 
-/* The charged write of a filled record, with its idempotency row when the
- * request has a key; fills *out (data is stolen). */
-static int write_create(const gen_service_req *req, const user_record *caller, gen_record *g,
-                        bool start, json_t *data, gen_service_result *out)
+/* The keyed part of a charged write: the Idempotency-Key and the hash of
+ * the request it came with (key NULL: none). */
+typedef struct idem_key {
+    const char *key;
+    const char *request_hash;
+} idem_key;
+
+/* The charged write of n filled records (a create: one; a batch: its
+ * items, batch_id set) with the idempotency row when keyed, answering
+ * status with data (stolen) on success; a single create's record then
+ * moves into out->gen. Or the first answer (a replay), or the error. */
+static int write_charged(idem_key k, const user_record *caller, gen_record *gens, size_t n,
+                         bool start, int status, json_t *data, gen_service_result *out)
 {
-    int status = start ? 202 : 201, replay_status = 0;
-    char *text = req->idem_key ? replay_envelope(data) : NULL, *replay = NULL;
-    store_idem idem = {.key = req->idem_key,
-                       .request_hash = req->request_hash,
+    int replay_status = 0;
+    char *text = k.key ? replay_envelope(data) : NULL, *replay = NULL;
+    store_idem idem = {.key = k.key,
+                       .request_hash = k.request_hash,
                        .response = text,
                        .http_status = status,
-                       .not_before = g->created_at - GEN_IDEMPOTENCY_KEEP_MS};
+                       .not_before = gens[0].created_at - GEN_IDEMPOTENCY_KEEP_MS};
     int rc =
-        store_gen_create(store, g, start, req->idem_key ? &idem : NULL, &replay, &replay_status);
+        store_gen_create_many(store, gens, n, start, k.key ? &idem : NULL, &replay, &replay_status);
+    bool batch = gens[0].batch_id[0] != '\0';
     if (rc == STORE_OK) {
-        rlog_info(log_id(req), "created %s (%d tokens)%s", g->id, g->tokens_used,
-                  start ? ", started" : "");
         if (start) queue_notify();
-        succeed_with(out, status, json_incref(data), g);
+        if (batch)
+            succeed(out, status, json_incref(data));
+        else
+            succeed_with(out, status, json_incref(data), &gens[0]);
     } else if (rc == STORE_EREPLAY) {
         succeed(out, replay_status, NULL);
         out->replay = replay;
@@ -423,7 +436,10 @@ static int write_create(const gen_service_req *req, const user_record *caller, g
         fail(out, GEN_SVC_EIDEM_REUSED, NULL,
              "this Idempotency-Key was used with a different request body");
     } else if (rc == STORE_EINSUFFICIENT) {
-        insufficient(out, g->tokens_used, caller);
+        int64_t cost = 0;
+        for (size_t i = 0; i < n; i++)
+            cost += gens[i].tokens_used;
+        insufficient(out, batch ? "batch" : "generation", cost, caller);
     } else {
         store_failure(out, rc, false);
     }
@@ -431,6 +447,20 @@ static int write_create(const gen_service_req *req, const user_record *caller, g
     free(text);
     free(replay);
     return out->status;
+}
+
+/* A create's charged write (write_charged of its one record). */
+static int write_create(const gen_service_req *req, const user_record *caller, gen_record *g,
+                        bool start, json_t *data, gen_service_result *out)
+{
+    idem_key k = {req->idem_key, req->request_hash};
+    int tokens = g->tokens_used;
+    char id[ID_LEN];
+    memcpy(id, g->id, ID_LEN);
+    int rc = write_charged(k, caller, g, 1, start, start ? 202 : 201, data, out);
+    if (rc == GEN_SVC_OK && !out->replay)
+        rlog_info(log_id(req), "created %s (%d tokens)%s", id, tokens, start ? ", started" : "");
+    return rc;
 }
 
 int gen_service_finish(const gen_service_req *req, const user_record *caller, bool start,
@@ -574,7 +604,7 @@ static int write_retry(const gen_record *old, const model_info *m, const user_re
     int rc = store_gen_create(store, &g, false, NULL, NULL, NULL);
     if (rc != STORE_OK) rate_give_back(caller, 1, out);
     if (rc == STORE_EINSUFFICIENT) {
-        insufficient(out, g.tokens_used, caller);
+        insufficient(out, "generation", g.tokens_used, caller);
     } else if (rc != STORE_OK) {
         store_failure(out, rc, false);
     } else {
@@ -763,44 +793,18 @@ static json_t *batch_created_data(const gen_record *gens, size_t n, bool start)
                      "estimatedCost", (json_int_t)cost, "status", start ? "processing" : "pending");
 }
 
-/* The charged write of the filled records; fills *out (data is stolen). */
-static int batch_write(const gen_service_batch *b, const user_record *caller,
-                       const gen_record *gens, json_t *data, gen_service_result *out)
+/* A batch's charged write (write_charged of its items). */
+static int batch_write(const gen_service_batch *b, const user_record *caller, gen_record *gens,
+                       json_t *data, gen_service_result *out)
 {
-    int replay_status = 0;
-    char *text = b->idem_key ? replay_envelope(data) : NULL, *replay = NULL;
-    store_idem idem = {.key = b->idem_key,
-                       .request_hash = b->request_hash,
-                       .response = text,
-                       .http_status = 201,
-                       .not_before = gens[0].created_at - GEN_IDEMPOTENCY_KEEP_MS};
-    int rc = store_gen_create_many(store, gens, b->n, b->start, b->idem_key ? &idem : NULL, &replay,
-                                   &replay_status);
-    int64_t cost = json_integer_value(json_object_get(data, "estimatedCost"));
-    if (rc == STORE_OK) {
+    idem_key k = {b->idem_key, b->request_hash};
+    json_int_t cost = json_integer_value(json_object_get(data, "estimatedCost"));
+    int rc = write_charged(k, caller, gens, b->n, b->start, 201, data, out);
+    if (rc == GEN_SVC_OK && !out->replay)
         rlog_info(b->request_id[0] ? b->request_id : NULL,
                   "created batch %s: %zu items (%lld tokens)%s", gens[0].batch_id, b->n,
                   (long long)cost, b->start ? ", started" : "");
-        if (b->start) queue_notify();
-        succeed(out, 201, json_incref(data));
-    } else if (rc == STORE_EREPLAY) {
-        succeed(out, replay_status, NULL);
-        out->replay = replay;
-        replay = NULL;
-    } else if (rc == STORE_EIDEM_MISMATCH) {
-        fail(out, GEN_SVC_EIDEM_REUSED, NULL,
-             "this Idempotency-Key was used with a different request body");
-    } else if (rc == STORE_EINSUFFICIENT) {
-        fail(out, GEN_SVC_EINSUFFICIENT, NULL,
-             "this batch costs %lld tokens but the balance is %lld; nothing was charged",
-             (long long)cost, (long long)caller->token_balance);
-    } else {
-        store_failure(out, rc, false);
-    }
-    json_decref(data);
-    free(text);
-    free(replay);
-    return out->status;
+    return rc;
 }
 
 int gen_service_batch_finish(const gen_service_batch *b, const user_record *caller,

@@ -5,12 +5,10 @@
 // status; batch cancel refunds exactly the unfinished items; records and
 // SSE events carry batchId. Every test ends with the harness's ledger check.
 import { before, after } from 'node:test';
-import { createServer } from 'node:http';
-import { readFileSync } from 'node:fs';
 import {
   test, assert, startServer, serverFor, api, assertOk, assertError, errorFields, createUser,
-  uploadFixture, fixture, createBody, getGen, waitGen, balance, countGenerations, transactions,
-  start, sse, query,
+  uploadFixture, createBody, getGen, waitGen, balance, countGenerations, transactions,
+  start, sse, query, startImageHost,
 } from './harness.mjs';
 
 let srv, u, productUrl, imageHost, imageBase;
@@ -18,15 +16,8 @@ before(async () => {
   srv = await startServer();
   u = await createUser(srv.dataDir, { tokens: 0 });
   productUrl = await uploadFixture(srv, u.key, 'product.jpg');
-  // A remote image host (127.0.0.1 is on the fetch allow-list): /ok.jpg
-  // serves the fixture, anything else 404.
-  const jpg = readFileSync(fixture('product.jpg'));
-  imageHost = createServer((req, res) => {
-    if (req.url === '/ok.jpg') { res.writeHead(200, { 'content-type': 'image/jpeg' }); res.end(jpg); return; }
-    res.writeHead(404); res.end('no');
-  });
-  await new Promise((r) => imageHost.listen(0, '127.0.0.1', r));
-  imageBase = `http://127.0.0.1:${imageHost.address().port}`;
+  imageHost = await startImageHost(); // /ok.jpg serves the fixture, anything else 404
+  imageBase = imageHost.base;
 });
 after(() => { srv?.stop(); imageHost?.close(); });
 

@@ -14,6 +14,7 @@
 // directory shares a database, exactly as it shares the SQLite file.
 import { spawn, execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
 import { mkdtempSync, rmSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve, basename } from 'node:path';
@@ -590,6 +591,19 @@ export async function transactions(server, key) {
     cursor = d.nextCursor;
   } while (cursor);
   return out;
+}
+
+// A remote image host on 127.0.0.1 (on the tests' fetch allow-list):
+// /ok.jpg serves the product fixture, anything else 404. Resolves to
+// {base, close}.
+export async function startImageHost() {
+  const jpg = readFileSync(fixture('product.jpg'));
+  const host = createHttpServer((req, res) => {
+    if (req.url === '/ok.jpg') { res.writeHead(200, { 'content-type': 'image/jpeg' }); res.end(jpg); return; }
+    res.writeHead(404); res.end('no');
+  });
+  await new Promise((r) => host.listen(0, '127.0.0.1', r));
+  return { base: `http://127.0.0.1:${host.address().port}`, close: () => host.close() };
 }
 
 // ---------------------------------------------------------------- SSE

@@ -3,11 +3,10 @@
 // replace, delete; generate from one with overrides (parameters merged key
 // by key), answering exactly as create (201) or the one-step form (202).
 import { before, after } from 'node:test';
-import { createServer } from 'node:http';
-import { readFileSync } from 'node:fs';
 import {
   test, assert, startServer, api, assertOk, assertError, errorFields, createUser, uploadFixture,
   fixture, createBody, getGen, waitGen, balance, countGenerations,
+  startImageHost,
 } from './harness.mjs';
 
 let srv, productUrl, imageHost, imageBase;
@@ -15,15 +14,8 @@ before(async () => {
   srv = await startServer();
   const u = await createUser(srv.dataDir, { tokens: 0 });
   productUrl = await uploadFixture(srv, u.key, 'product.jpg');
-  // A remote image host (127.0.0.1 is on the fetch allow-list): /ok.jpg
-  // serves the fixture, anything else 404.
-  const jpg = readFileSync(fixture('product.jpg'));
-  imageHost = createServer((req, res) => {
-    if (req.url === '/ok.jpg') { res.writeHead(200, { 'content-type': 'image/jpeg' }); res.end(jpg); return; }
-    res.writeHead(404); res.end('no');
-  });
-  await new Promise((r) => imageHost.listen(0, '127.0.0.1', r));
-  imageBase = `http://127.0.0.1:${imageHost.address().port}`;
+  imageHost = await startImageHost(); // /ok.jpg serves the fixture, anything else 404
+  imageBase = imageHost.base;
 });
 after(() => { srv?.stop(); imageHost?.close(); });
 
