@@ -25,6 +25,9 @@ import assert from 'node:assert/strict';
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = process.env.STYLESTUDIO_BIN || join(ROOT, 'build', 'stylestudio');
 export const FIXTURES = join(ROOT, 'tests', 'fixtures');
+// A sanitizer build (ASan keeps freed memory in its quarantine, TSan
+// shadows every byte): figures of the process's memory mean nothing there.
+export const SANITIZED = /build-(asan|tsan)\//.test(BIN);
 export const fixture = (name) => join(FIXTURES, name);
 
 const servers = new Set();
