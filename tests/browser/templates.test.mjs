@@ -95,7 +95,9 @@ for (const [label, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
       await dlg.locator('[data-confirm]').filter({ hasText: 'Replace template' }).waitFor();
       assert.match(await dlg.locator('#tpl-name-hint').textContent(), /exists: saving replaces it/);
       await dlg.locator('[data-confirm]').click();
-      await page.locator('.toast', { hasText: 'Saved template “story, NEON”' }).first().waitFor();
+      // A regex: a string hasText matches case-insensitively, so it would
+      // also find the first save's toast, still on screen.
+      await page.locator('.toast', { hasText: /Saved template “story, NEON”/ }).first().waitFor();
       assert.deepEqual(await bar.locator('[data-tpl-select] option').allTextContents(), ['story, NEON']);
       const list = await page.evaluate(async () => (await (await fetch('/api/templates')).json()).data.items);
       assert.equal(list.length, 1);
