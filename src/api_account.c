@@ -168,7 +168,12 @@ static void login_hashed(http_req *r)
         api_store_error(&c, rc, "user");
         return;
     }
-    auth_login_result(j->email, j->ip, ok);
+    rc = auth_login_result(api_store, j->email, j->ip, ok);
+    if (rc != STORE_OK && !ok) { /* an uncounted failure would be a free guess */
+        api_store_error(&c, rc, "sign-in");
+        return;
+    }
+    if (rc != STORE_OK) log_warn("could not clear the sign-in failures of a signed-in user");
     if (ok)
         reply_signed_in(&c, 200, u.id);
     else
@@ -194,7 +199,13 @@ void api_login(api_call *c)
     http_client_ip(c->req, j->ip, sizeof j->ip);
     j->password = xstrdup(password);
     json_decref(body);
-    int wait = auth_login_throttled(j->email, j->ip);
+    int wait = 0;
+    int rc = auth_login_throttled(api_store, j->email, j->ip, &wait);
+    if (rc != STORE_OK) {
+        api_store_error(c, rc, "sign-in");
+        pw_job_free(j);
+        return;
+    }
     if (wait > 0) {
         char secs[16];
         snprintf(secs, sizeof secs, "%d", wait);

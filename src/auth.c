@@ -9,10 +9,9 @@
  * the requests behind them are parked (http_park: no thread held) in a FIFO
  * of at most HASH_QUEUE_MAX, and past that answered 503 at once. A leaving
  * hash hands its slot straight to the first parked request. Failed
- * sign-ins are counted per email and per client address over
- * --login-window in a fixed in-process table (per process: with several
- * `serve` processes each counts its own); past the limits sign-in answers
- * 429 before any hash is computed. An unknown email is verified against a
+ * sign-ins are counted in the store over --login-window, per address and
+ * email, per address and per email (see "failed sign-ins" below); past a
+ * limit sign-in answers 429 before any hash is computed. An unknown email is verified against a
  * dummy hash, so it costs what a wrong password costs.
  *
  * DESIGN (the credential cache). A request's key or cookie is looked up in
@@ -30,6 +29,7 @@
  */
 #include "auth.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -367,94 +367,126 @@ void auth_hash_stats(long long *total, int *running, int *waiting, int *peak)
     pthread_mutex_unlock(&gate_mu);
 }
 
-/* ---- failed sign-ins ---- */
+/* ---- failed sign-ins ----
+ * Each counter is a fixed window kept in a store bucket (store.h "rate
+ * limits"): tokens = the failures, updated_at = when the window began. So
+ * every process on one database counts together, and a restart forgets
+ * nothing. Keys (fail_key):
+ *   pair     one address's failures on one email   --login-failures-account
+ *   address  one address's failures on any email   --login-failures-address
+ *   email    every address's failures on one email --login-failures-email
+ * The pair limit stops one guesser at five; the email limit, much higher,
+ * is what stops a guesser with many addresses, and only it can lock the
+ * owner out — one address alone never can. An IPv6 client counts by its
+ * /64, which one subscriber typically holds whole. */
 
-#define FAIL_SLOTS 4096
-#define FAIL_PROBE 8
+enum fail_kind { FAIL_PAIR, FAIL_ADDRESS, FAIL_EMAIL, FAIL_KINDS };
 
-typedef struct fail_slot {
-    char key[280]; /* "e:" email or "a:" address; "" free */
-    int64_t first; /* ms of the first failure in the window */
-    int failures;
-} fail_slot;
-
-static fail_slot fail_table[FAIL_SLOTS];
-static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
-
-/* The slot of key (made when create), or NULL. Caller holds fail_mu. */
-static fail_slot *fail_find(const char *key, int64_t now, bool create)
+static int fail_limit(enum fail_kind k)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = key; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    int64_t window = (int64_t)cfg.login_window * 1000;
-    fail_slot *victim = NULL; /* a free or expired slot, else the oldest */
-    bool victim_idle = false;
-    for (int i = 0; i < FAIL_PROBE; i++) {
-        fail_slot *f = &fail_table[(h + (uint32_t)i) % FAIL_SLOTS];
-        if (f->key[0] && strcmp(f->key, key) == 0) {
-            if (now - f->first >= window) {
-                f->failures = 0;
-                f->first = now;
-            }
-            return f;
+    return k == FAIL_PAIR      ? cfg.login_failures_account
+           : k == FAIL_ADDRESS ? cfg.login_failures_address
+                               : cfg.login_failures_email;
+}
+
+void auth_throttle_address(const char *ip, char *out, size_t n)
+{
+    struct in6_addr a6;
+    if (!strchr(ip, ':') || inet_pton(AF_INET6, ip, &a6) != 1) {
+        snprintf(out, n, "%s", ip);
+        return;
+    }
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) { /* an IPv4 client of a dual-stack socket */
+        inet_ntop(AF_INET, a6.s6_addr + 12, out, (socklen_t)n);
+        return;
+    }
+    memset(a6.s6_addr + 8, 0, 8);
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, &a6, text, sizeof text);
+    snprintf(out, n, "%s/64", text);
+}
+
+static void fail_key(enum fail_kind k, const char *email, const char *ip, char *out, size_t n)
+{
+    char addr[INET6_ADDRSTRLEN + 4];
+    auth_throttle_address(ip, addr, sizeof addr);
+    if (k == FAIL_PAIR)
+        snprintf(out, n, "login:p:%s|%s", addr, email);
+    else if (k == FAIL_ADDRESS)
+        snprintf(out, n, "login:a:%s", addr);
+    else
+        snprintf(out, n, "login:e:%s", email);
+}
+
+typedef struct fail_step {
+    int64_t now, window; /* ms */
+    int limit;
+    enum { FAIL_LOOK, FAIL_COUNT, FAIL_CLEAR } op;
+    int wait; /* FAIL_LOOK: seconds until the window ends when over the limit */
+} fail_step;
+
+/* store_bucket_fn: one look at, or change of, one counter. */
+static bool fail_apply(store_bucket *b, void *ctx)
+{
+    fail_step *f = ctx;
+    if (b->updated_at <= 0 || f->now - b->updated_at >= f->window) { /* a new window */
+        b->tokens = 0;
+        b->updated_at = f->now;
+    }
+    switch (f->op) {
+    case FAIL_LOOK:
+        if (b->tokens >= f->limit) {
+            int64_t left = b->updated_at + f->window - f->now;
+            f->wait = left < 1000 ? 1 : (int)((left + 999) / 1000);
         }
-        bool idle = !f->key[0] || now - f->first >= window;
-        if (!victim || (idle && !victim_idle) ||
-            (!idle && !victim_idle && f->first < victim->first)) {
-            victim = f;
-            victim_idle = idle;
-        }
+        return false;
+    case FAIL_COUNT:
+        b->tokens += 1;
+        return true;
+    case FAIL_CLEAR:
+        if (b->tokens == 0) return false;
+        b->tokens = 0;
+        return true;
     }
-    if (!create) return NULL;
-    snprintf(victim->key, sizeof victim->key, "%s", key);
-    victim->first = now;
-    victim->failures = 0;
-    return victim;
+    return false;
 }
 
-/* Seconds until key may try again, 0 when it may now. */
-static int fail_wait(const char *key, int limit, int64_t now)
+static int fail_run(store_t *s, enum fail_kind k, const char *email, const char *ip, fail_step *f)
 {
-    if (limit <= 0) return 0;
-    pthread_mutex_lock(&fail_mu);
-    fail_slot *f = fail_find(key, now, false);
-    int wait = 0;
-    if (f && f->failures >= limit) {
-        int64_t left = f->first + (int64_t)cfg.login_window * 1000 - now;
-        wait = (int)((left + 999) / 1000);
-        if (wait < 1) wait = 1;
-    }
-    pthread_mutex_unlock(&fail_mu);
-    return wait;
+    char key[400];
+    fail_key(k, email, ip, key, sizeof key);
+    f->now = now_ms();
+    f->window = (int64_t)cfg.login_window * 1000;
+    f->limit = fail_limit(k);
+    return store_bucket_update(s, key, fail_apply, f);
 }
 
-int auth_login_throttled(const char *email, const char *ip)
+int auth_login_throttled(store_t *s, const char *email, const char *ip, int *wait)
 {
-    char ka[300], ke[300];
-    snprintf(ke, sizeof ke, "e:%s", email);
-    snprintf(ka, sizeof ka, "a:%s", ip);
-    int64_t now = now_ms();
-    int a = fail_wait(ke, cfg.login_failures_account, now);
-    int b = fail_wait(ka, cfg.login_failures_address, now);
-    return a > b ? a : b;
+    *wait = 0;
+    for (enum fail_kind k = 0; k < FAIL_KINDS; k++) {
+        if (fail_limit(k) <= 0) continue;
+        fail_step f = {.op = FAIL_LOOK};
+        int rc = fail_run(s, k, email, ip, &f);
+        if (rc != STORE_OK) return rc;
+        if (f.wait > *wait) *wait = f.wait;
+    }
+    return STORE_OK;
 }
 
-void auth_login_result(const char *email, const char *ip, bool ok)
+int auth_login_result(store_t *s, const char *email, const char *ip, bool ok)
 {
-    char ka[300], ke[300];
-    snprintf(ke, sizeof ke, "e:%s", email);
-    snprintf(ka, sizeof ka, "a:%s", ip);
-    int64_t now = now_ms();
-    pthread_mutex_lock(&fail_mu);
-    if (ok) {
-        fail_slot *f = fail_find(ke, now, false);
-        if (f) f->failures = 0;
-    } else {
-        fail_find(ke, now, true)->failures++;
-        fail_find(ka, now, true)->failures++;
+    if (ok) { /* the owner, from here: this address's count on it starts again */
+        fail_step f = {.op = FAIL_CLEAR};
+        return fail_limit(FAIL_PAIR) > 0 ? fail_run(s, FAIL_PAIR, email, ip, &f) : STORE_OK;
     }
-    pthread_mutex_unlock(&fail_mu);
+    for (enum fail_kind k = 0; k < FAIL_KINDS; k++) {
+        if (fail_limit(k) <= 0) continue;
+        fail_step f = {.op = FAIL_COUNT};
+        int rc = fail_run(s, k, email, ip, &f);
+        if (rc != STORE_OK) return rc;
+    }
+    return STORE_OK;
 }
 
 /* ---- passwords ---- */

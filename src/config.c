@@ -85,8 +85,14 @@ static const option_row options[] = {
      1, 64},
     {"login-failures-account", "STYLESTUDIO_LOGIN_FAILURES_ACCOUNT", "5", OPT_INT,
      O(login_failures_account),
-     "failed sign-ins per email per --login-window before RATE_LIMIT_EXCEEDED (0: no limit)", 0,
-     1000000},
+     "failed sign-ins per email from one client address per --login-window before"
+     " RATE_LIMIT_EXCEEDED (0: no limit)",
+     0, 1000000},
+    {"login-failures-email", "STYLESTUDIO_LOGIN_FAILURES_EMAIL", "100", OPT_INT,
+     O(login_failures_email),
+     "failed sign-ins per email from all addresses per --login-window before RATE_LIMIT_EXCEEDED"
+     " (0: no limit)",
+     0, 1000000},
     {"login-failures-address", "STYLESTUDIO_LOGIN_FAILURES_ADDRESS", "50", OPT_INT,
      O(login_failures_address),
      "failed sign-ins per client address per --login-window before RATE_LIMIT_EXCEEDED (0: no"

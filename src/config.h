@@ -42,8 +42,9 @@ typedef struct config {
     int header_timeout;              /* seconds to send the headers (slow clients) */
     int body_timeout;                /* seconds to send the body */
     int hash_concurrency;            /* Argon2id hashes at once (auth.c) */
-    int login_failures_account;      /* failed sign-ins per email per window; 0: no limit */
-    int login_failures_address;      /* ... per client address */
+    int login_failures_account;      /* failed sign-ins per email and address per window; 0: off */
+    int login_failures_address;      /* ... per client address, any email */
+    int login_failures_email;        /* ... per email, any address */
     int login_window;                /* seconds */
     char *openai_base_url;           /* SPEC §7 */
     char *replicate_base_url;

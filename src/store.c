@@ -497,6 +497,12 @@ int store_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *c
     return s->ops->bucket_update(s, key, fn, ctx);
 }
 
+int store_buckets_prune(store_t *s, const char *prefix, int64_t before, int limit, int64_t *deleted)
+{
+    *deleted = 0;
+    return s->ops->buckets_prune(s, prefix, before, limit, deleted);
+}
+
 int store_idem_peek(store_t *s, const char *user_id, const store_idem *idem, char **replay_response,
                     int *replay_status)
 {

@@ -528,6 +528,11 @@ typedef bool (*store_bucket_fn)(store_bucket *b, void *ctx);
  * absent), runs fn on it, and stores what fn leaves when it says so.
  * Concurrent updates of one key, from any process, run one after another. */
 int store_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+/* Deletes at most limit buckets whose key starts with prefix (no LIKE
+ * wildcards in it) and that were last written before `before` (ms);
+ * *deleted gets how many. */
+int store_buckets_prune(store_t *s, const char *prefix, int64_t before, int limit,
+                        int64_t *deleted);
 /* The idempotency check of store_gen_create alone, writing nothing (a
  * request refused by its rate limit may still be a replay): STORE_OK when
  * the key is unknown (or older than idem->not_before), STORE_EREPLAY with

@@ -107,6 +107,8 @@ typedef struct store_ops {
                            const char *name, const char *body, int64_t now, store_template *out);
     int (*template_delete)(store_t *s, const char *user_id, const char *template_id);
     int (*bucket_update)(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+    int (*buckets_prune)(store_t *s, const char *prefix, int64_t before, int limit,
+                         int64_t *deleted);
     int (*idem_peek)(store_t *s, const char *user_id, const store_idem *idem,
                      char **replay_response, int *replay_status);
     /* the fair queue */

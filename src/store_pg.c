@@ -987,6 +987,7 @@ static const store_ops pg_ops = {
     .template_update = store_pg_template_update,
     .template_delete = store_pg_template_delete,
     .bucket_update = store_pg_bucket_update,
+    .buckets_prune = store_pg_buckets_prune,
     .idem_peek = store_pg_idem_peek,
     .gen_claim_fair = store_pg_gen_claim_fair,
     .queue_stats = store_pg_queue_stats,

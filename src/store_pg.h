@@ -219,6 +219,8 @@ int store_pg_template_update(store_t *s, const char *user_id, const char *templa
 int store_pg_template_delete(store_t *s, const char *user_id, const char *template_id);
 /* store_pg_rate.c */
 int store_pg_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+int store_pg_buckets_prune(store_t *s, const char *prefix, int64_t before, int limit,
+                           int64_t *deleted);
 int store_pg_idem_peek(store_t *s, const char *user_id, const store_idem *idem,
                        char **replay_response, int *replay_status);
 int store_pg_gen_claim_fair(store_t *s, const char *worker_id, int64_t now, int64_t lease_ms,

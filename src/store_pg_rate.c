@@ -43,6 +43,18 @@ fail:
     return rc;
 }
 
+int store_pg_buckets_prune(store_t *s, const char *prefix, int64_t before, int limit,
+                           int64_t *deleted)
+{
+    int rc = pg_exec1(s,
+                      "DELETE FROM rate_limits WHERE bucket IN (SELECT bucket FROM rate_limits"
+                      " WHERE starts_with(bucket, $1) AND updated_at < $2 LIMIT $3)",
+                      "sIi", prefix, before, limit);
+    if (rc < 0) return rc;
+    *deleted = rc;
+    return STORE_OK;
+}
+
 int store_pg_idem_peek(store_t *s, const char *user_id, const store_idem *idem,
                        char **replay_response, int *replay_status)
 {

@@ -824,6 +824,7 @@ static const store_ops sq_ops = {
     .template_update = sq_template_update,
     .template_delete = sq_template_delete,
     .bucket_update = sq_bucket_update,
+    .buckets_prune = sq_buckets_prune,
     .idem_peek = sq_idem_peek,
     .gen_claim_fair = sq_gen_claim_fair,
     .queue_stats = sq_queue_stats,

@@ -95,6 +95,7 @@ int sq_template_update(store_t *s, const char *user_id, const char *template_id,
 int sq_template_delete(store_t *s, const char *user_id, const char *template_id);
 /* store_sqlite_rate.c */
 int sq_bucket_update(store_t *s, const char *key, store_bucket_fn fn, void *ctx);
+int sq_buckets_prune(store_t *s, const char *prefix, int64_t before, int limit, int64_t *deleted);
 int sq_idem_peek(store_t *s, const char *user_id, const store_idem *idem, char **replay_response,
                  int *replay_status);
 

@@ -44,6 +44,23 @@ fail:
     return rc;
 }
 
+int sq_buckets_prune(store_t *s, const char *prefix, int64_t before, int limit, int64_t *deleted)
+{
+    sq_tx t;
+    int rc = sq_begin(s, &t, true);
+    if (rc != STORE_OK) return rc;
+    rc = sq_exec(&t,
+                 "DELETE FROM rate_limits WHERE bucket IN (SELECT bucket FROM rate_limits"
+                 " WHERE substr(bucket, 1, length(?1)) = ?1 AND updated_at < ?2 LIMIT ?3)",
+                 "sIi", prefix, before, limit);
+    if (rc < 0) {
+        sq_rollback(&t);
+        return rc;
+    }
+    *deleted = rc;
+    return sq_commit(&t);
+}
+
 int sq_idem_peek(store_t *s, const char *user_id, const store_idem *idem, char **replay_response,
                  int *replay_status)
 {

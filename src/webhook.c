@@ -30,7 +30,8 @@
  *  4. Housekeeping, every HOUSEKEEPING_MS: the events retention deletes
  *     events older than --events-keep-hours (0: never) that every webhook
  *     of their user has processed, keeping each generation's newest event
- *     (the current record an SSE stream starts from).
+ *     (the current record an SSE stream starts from). And the sign-in
+ *     counters (auth.c) whose --login-window has long ended are deleted.
  *
  * Wake-ups: the store's commit hook (main.c's on_commit → webhook_notify,
  * which on PostgreSQL also relays other processes' commits), an attempt
@@ -404,14 +405,20 @@ static void send_due(void)
     store_deliveries_free(d, n);
 }
 
-/* Step 4: the events retention. */
+/* Step 4: the retention of events and of ended sign-in counters. */
 static void housekeeping(void)
 {
     int64_t now = now_ms();
     if (now < W.next_housekeeping) return;
     W.next_housekeeping = now + HOUSEKEEPING_MS;
+    int64_t before = now - 2 * (int64_t)cfg.login_window * 1000, total = 0;
+    for (int i = 0; i < PRUNE_ROUNDS; i++) {
+        int64_t n = 0;
+        if (store_buckets_prune(W.store, "login:", before, PRUNE_BATCH, &n) != STORE_OK) break;
+        if (n < PRUNE_BATCH) break;
+    }
     if (cfg.events_keep_hours <= 0) return; /* 0: keep them forever */
-    int64_t before = now - (int64_t)cfg.events_keep_hours * 3600 * 1000, total = 0;
+    before = now - (int64_t)cfg.events_keep_hours * 3600 * 1000;
     for (int i = 0; i < PRUNE_ROUNDS; i++) {
         int64_t n = 0;
         if (store_events_prune(W.store, before, PRUNE_BATCH, &n) != STORE_OK) break;

@@ -8,6 +8,7 @@ import { before, after } from 'node:test';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import http from 'node:http';
 import net from 'node:net';
 import {
   test, assert, startServer, api, assertOk, assertError, errorFields, createUser, uniqueEmail,
@@ -178,6 +179,29 @@ test('amplification: 500,000 non-strings in productImages get a short answer (bo
 
 const login = (server, email, password) => api(server, 'POST', '/api/auth/login', { origin: server.baseUrl, body: { email, password } });
 
+// The same sign-in from another loopback address (another client as far as
+// the server can tell), answered in api()'s shape.
+function loginFrom(server, localAddress, email, password) {
+  const body = JSON.stringify({ email, password });
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1', port: server.port, localAddress, method: 'POST', path: '/api/auth/login',
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), origin: server.baseUrl },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => {
+        let json;
+        try { json = JSON.parse(text); } catch { json = undefined; }
+        resolve({ status: res.statusCode, headers: new Headers(res.headers), json, text });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 async function metric(server, name) {
   const r = await api(server, 'GET', '/metrics');
   const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(r.text);
@@ -194,6 +218,28 @@ test('sign-in: 5 failures for one email → 429 RATE_LIMIT_EXCEEDED with Retry-A
   assert.ok(Number(locked.headers.get('retry-after')) >= 1, 'Retry-After set');
   assertError(await login(srv, victim.email.toUpperCase(), victim.password), 429, 'RATE_LIMIT_EXCEEDED', 'right password while locked');
   assertOk(await login(srv, other.email, other.password), 200, 'another account from the same address');
+});
+
+test('sign-in: one address cannot lock the owner out: another address still signs in, and a success there clears only its own failures', async () => {
+  const victim = await signup();
+  for (let i = 0; i < 5; i++) assertError(await login(srv, victim.email, `guess ${i}`), 401, 'AUTHENTICATION_REQUIRED', `guess ${i + 1}`);
+  assertError(await login(srv, victim.email, victim.password), 429, 'RATE_LIMIT_EXCEEDED', 'the guessing address is locked out');
+  assertOk(await loginFrom(srv, '127.0.0.2', victim.email, victim.password), 200, 'the owner from another address');
+  assertError(await login(srv, victim.email, victim.password), 429, 'RATE_LIMIT_EXCEEDED', 'the guessing address stays locked');
+});
+
+test('sign-in: failures on one email from all addresses are capped too (--login-failures-email), and the counts are kept over a restart', async (t) => {
+  const s = await startServer({ args: ['--login-failures-email', '4', '--login-failures-account', '3'] });
+  t.after(() => s.stop());
+  const victim = await signup(s);
+  for (let i = 0; i < 3; i++) assertError(await login(s, victim.email, `guess ${i}`), 401, 'AUTHENTICATION_REQUIRED', `127.0.0.1 guess ${i + 1}`);
+  assertError(await loginFrom(s, '127.0.0.2', victim.email, 'another guess'), 401, 'AUTHENTICATION_REQUIRED', '127.0.0.2 guess');
+  await s.restart();
+  const r = await loginFrom(s, '127.0.0.3', victim.email, victim.password);
+  assertError(r, 429, 'RATE_LIMIT_EXCEEDED', 'a third address after the restart: the email is over its limit');
+  assert.ok(Number(r.headers.get('retry-after')) >= 1, 'Retry-After set');
+  const other = await signup(s);
+  assertOk(await loginFrom(s, '127.0.0.3', other.email, other.password), 200, 'another email from that address');
 });
 
 test('sign-in: only failures count: 12 good sign-ins in a row all succeed, and a success clears the failures', async () => {

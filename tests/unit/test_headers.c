@@ -66,3 +66,18 @@ Test(headers, bearer_and_idempotency_key)
     cr_assert_not(gen_service_idem_key_ok(key));
     cr_assert_not(gen_service_idem_key_ok(""));
 }
+
+Test(headers, throttle_address_ipv6_by_64)
+{
+    char a[64], b[64];
+    auth_throttle_address("203.0.113.7", a, sizeof a);
+    cr_assert_str_eq(a, "203.0.113.7");
+    auth_throttle_address("2001:db8:1:2:aaaa::1", a, sizeof a);
+    auth_throttle_address("2001:db8:1:2:ffff:ffff:ffff:fffe", b, sizeof b);
+    cr_assert_str_eq(a, "2001:db8:1:2::/64");
+    cr_assert_str_eq(a, b, "one /64 counts as one address");
+    auth_throttle_address("2001:db8:1:3::1", b, sizeof b);
+    cr_assert_str_neq(a, b, "the next /64 is another");
+    auth_throttle_address("::ffff:198.51.100.1", a, sizeof a);
+    cr_assert_str_eq(a, "198.51.100.1", "an IPv4 client of a dual-stack socket is itself");
+}

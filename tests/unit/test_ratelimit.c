@@ -412,3 +412,54 @@ Test(ratelimit_pg, idem_peek)
     PG_REQUIRE();
     idem_peek();
 }
+
+/* ---- pruning (the sign-in counters' retention) ---- */
+
+static bool set_now(store_bucket *b, void *ctx)
+{
+    b->tokens = 1;
+    b->updated_at = *(int64_t *)ctx;
+    return true;
+}
+
+static bool look(store_bucket *b, void *ctx)
+{
+    *(store_bucket *)ctx = *b;
+    return false;
+}
+
+/* When key was last written; 0 when it has no row (after a PostgreSQL look
+ * it has one, written at 0). */
+static int64_t bucket_written_at(const char *key)
+{
+    store_bucket seen = {0};
+    cr_assert_eq(store_bucket_update(st, key, look, &seen), STORE_OK);
+    return seen.updated_at;
+}
+
+static void prune_by_prefix_and_age(void)
+{
+    int64_t old = 1000, fresh = 5000, n = -1;
+    cr_assert_eq(store_bucket_update(st, "login:e:a@example.com", set_now, &old), STORE_OK);
+    cr_assert_eq(store_bucket_update(st, "login:a:127.0.0.1", set_now, &fresh), STORE_OK);
+    cr_assert_eq(store_bucket_update(st, "gen:usr_old", set_now, &old), STORE_OK);
+    cr_assert_eq(store_buckets_prune(st, "login:", 2000, 100, &n), STORE_OK);
+    cr_assert_eq(n, 1, "only the old login: bucket goes");
+    cr_assert_eq(bucket_written_at("login:e:a@example.com"), 0, "pruned");
+    cr_assert_eq(bucket_written_at("login:a:127.0.0.1"), fresh, "a fresh one stays");
+    cr_assert_eq(bucket_written_at("gen:usr_old"), old, "another prefix stays");
+    cr_assert_eq(store_buckets_prune(st, "login:", 9000, 100, &n), STORE_OK);
+    cr_assert_geq(n, 1, "the fresh one is old by 9000");
+    cr_assert_eq(bucket_written_at("login:a:127.0.0.1"), 0, "pruned");
+}
+
+Test(ratelimit_sqlite, prune_by_prefix_and_age)
+{
+    prune_by_prefix_and_age();
+}
+
+Test(ratelimit_pg, prune_by_prefix_and_age)
+{
+    PG_REQUIRE();
+    prune_by_prefix_and_age();
+}
