@@ -78,6 +78,34 @@ char *store_base_balance_json(store_t *s, int64_t token_balance)
     return j ? j : xstrdup("{}");
 }
 
+json_t *store_base_json_array(const char *text)
+{
+    json_t *a = text ? json_loads(text, 0, NULL) : NULL;
+    if (!json_is_array(a)) {
+        json_decref(a);
+        a = json_array();
+    }
+    return a;
+}
+
+char *store_base_json_array_text(const json_t *a)
+{
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    char *out = xstrdup(text ? text : "[]");
+    free(text);
+    return out;
+}
+
+char *store_base_gen_ids_json(const gen_record *gens, size_t n)
+{
+    json_t *ids = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(ids, json_string(gens[i].id));
+    char *text = store_base_json_array_text(ids);
+    json_decref(ids);
+    return text;
+}
+
 /* ---- dispatch ---- */
 
 void store_close(store_t *s)

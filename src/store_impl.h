@@ -136,6 +136,14 @@ void store_base_committed(store_t *s, int64_t last_event_id, const char *user_id
 /* Event data through the codec: new strings, never NULL. */
 char *store_base_gen_json(store_t *s, const gen_record *g);
 char *store_base_balance_json(store_t *s, int64_t token_balance);
+/* A stored JSON array column: text → a new array (an empty one for NULL
+ * or anything but an array), and an array (NULL: empty) → new compact
+ * text. */
+json_t *store_base_json_array(const char *text);
+char *store_base_json_array_text(const json_t *a);
+/* The batches row's generation_ids: the JSON array of gens' ids, a new
+ * string. */
+char *store_base_gen_ids_json(const gen_record *gens, size_t n);
 
 /* Backends' open functions, called by store_open. `target` is the URL
  * with the scheme handled: a path for SQLite, the libpq URL for

@@ -38,20 +38,7 @@
 
 static json_t *json_array_col(const PGresult *r, int row, int col)
 {
-    json_t *a = pg_col_null(r, row, col) ? NULL : json_loads(PQgetvalue(r, row, col), 0, NULL);
-    if (!json_is_array(a)) {
-        json_decref(a);
-        a = json_array();
-    }
-    return a;
-}
-
-static char *json_array_text(const json_t *a)
-{
-    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
-    char *out = xstrdup(text ? text : "[]");
-    free(text);
-    return out;
+    return store_base_json_array(pg_col_null(r, row, col) ? NULL : PQgetvalue(r, row, col));
 }
 
 /* A GEN_MASK set as a PostgreSQL text[] literal, e.g. "{pending,processing}". */
@@ -268,8 +255,8 @@ static int gen_debit(pg_tx *t, const char *user_id, int64_t cost)
 
 static int gen_insert(pg_tx *t, const gen_record *g, bool start, int64_t now)
 {
-    char *product = json_array_text(g->product_images);
-    char *model = json_array_text(g->model_images);
+    char *product = store_base_json_array_text(g->product_images);
+    char *model = store_base_json_array_text(g->model_images);
     int rc = pg_exec(
         t,
         "INSERT INTO generations (id, user_id, status, product_images, model_images,"
@@ -294,11 +281,7 @@ static int gen_insert(pg_tx *t, const gen_record *g, bool start, int64_t now)
 /* The batch row of the generations gens[0..n) (store_gen_create_many). */
 static int batch_insert(pg_tx *t, const gen_record *gens, size_t n, int64_t now)
 {
-    json_t *ids = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(ids, json_string(gens[i].id));
-    char *text = json_array_text(ids);
-    json_decref(ids);
+    char *text = store_base_gen_ids_json(gens, n);
     int rc = pg_exec(t,
                      "INSERT INTO batches (id, user_id, created_at, total, generation_ids)"
                      " VALUES ($1, $2, $3, $4, $5)",
@@ -558,7 +541,7 @@ int store_pg_gen_end(store_t *s, const store_end *e)
 int store_pg_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
                           const json_t *result_images, int64_t now)
 {
-    char *results = json_array_text(result_images);
+    char *results = store_base_json_array_text(result_images);
     pg_tx t;
     int rc = pg_begin(s, &t);
     if (rc != STORE_OK) goto cleanup;

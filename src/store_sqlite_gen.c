@@ -41,21 +41,7 @@
 
 static json_t *json_array_col(sqlite3_stmt *st, int col)
 {
-    const char *text = (const char *)sqlite3_column_text(st, col);
-    json_t *a = text ? json_loads(text, 0, NULL) : NULL;
-    if (!json_is_array(a)) {
-        json_decref(a);
-        a = json_array();
-    }
-    return a;
-}
-
-static char *json_array_text(const json_t *a)
-{
-    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
-    char *out = xstrdup(text ? text : "[]");
-    free(text);
-    return out;
+    return store_base_json_array((const char *)sqlite3_column_text(st, col));
 }
 
 static void gen_from_row(sqlite3_stmt *st, gen_record *g, int64_t *queued_at, bool *leased)
@@ -247,8 +233,8 @@ static int gen_insert(sq_tx *t, const gen_record *g, bool start, int64_t now)
         rc = sq_int(t, &one, "SELECT 1 FROM users WHERE id = ?", "s", g->user_id);
         return rc == STORE_OK ? STORE_EINSUFFICIENT : rc;
     }
-    char *product = json_array_text(g->product_images);
-    char *model = json_array_text(g->model_images);
+    char *product = store_base_json_array_text(g->product_images);
+    char *model = store_base_json_array_text(g->model_images);
     rc = sq_exec(t,
                  "INSERT INTO generations (id, user_id, status, product_images, model_images,"
                  " result_images, prompt, custom_prompt, model, style, quality, aspect_ratio,"
@@ -274,11 +260,7 @@ static int gen_insert(sq_tx *t, const gen_record *g, bool start, int64_t now)
 /* The batch row of the generations gens[0..n) (store_gen_create_many). */
 static int batch_insert(sq_tx *t, const gen_record *gens, size_t n, int64_t now)
 {
-    json_t *ids = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(ids, json_string(gens[i].id));
-    char *text = json_array_text(ids);
-    json_decref(ids);
+    char *text = store_base_gen_ids_json(gens, n);
     int rc = sq_exec(t,
                      "INSERT INTO batches (id, user_id, created_at, total, generation_ids)"
                      " VALUES (?, ?, ?, ?, ?)",
@@ -725,7 +707,7 @@ int sq_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t 
 int sq_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
                     const json_t *result_images, int64_t now)
 {
-    char *results = json_array_text(result_images);
+    char *results = store_base_json_array_text(result_images);
     sq_tx t;
     int rc = sq_begin(s, &t, true);
     if (rc != STORE_OK) goto cleanup;
