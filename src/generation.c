@@ -313,6 +313,117 @@ void gen_request_free(gen_request *r)
     memset(r, 0, sizeof *r);
 }
 
+/* The model field; a known model sets the image limits. *model_id is the
+ * id as given (NULL when missing or not a string), *model its catalogue
+ * entry (NULL when unknown). */
+static void parse_model(const json_t *body, const model_info **model, const char **model_id,
+                        json_t *errs)
+{
+    *model = NULL;
+    *model_id = NULL;
+    const json_t *mv = json_object_get(body, "model");
+    if (!mv)
+        add_error(errs, "model", "is required: a model id from GET /api/models");
+    else if (!json_is_string(mv))
+        add_error(errs, "model", "must be a string: a model id from GET /api/models");
+    else if (json_string_length(mv) == 0)
+        add_error(errs, "model", "must not be empty: a model id from GET /api/models");
+    else {
+        *model_id = json_string_value(mv);
+        *model = provider_model_find(*model_id);
+    }
+}
+
+/* productImages and modelImages within the model's limits (the defaults
+ * for an unknown model, whose own error comes later). */
+static void parse_images(const json_t *body, const model_info *model, gen_request *r, json_t *errs)
+{
+    int max_products = model && model->max_product_images > 0 ? model->max_product_images
+                                                              : DEFAULT_MAX_PRODUCT_IMAGES;
+    int max_models =
+        model && model->max_model_images >= 0 ? model->max_model_images : DEFAULT_MAX_MODEL_IMAGES;
+    r->product_images = check_images(body, "productImages", true, 1, max_products, errs);
+    int min_models = model && model->min_model_images > 0 ? model->min_model_images : 0;
+    if (min_models > max_models) min_models = max_models;
+    r->model_images =
+        check_images(body, "modelImages", min_models > 0, min_models, max_models, errs);
+}
+
+static void parse_custom_prompt(const json_t *body, gen_request *r, json_t *errs)
+{
+    const json_t *cp = json_object_get(body, "customPrompt");
+    if (!cp || json_is_null(cp)) return;
+    if (!json_is_string(cp)) {
+        add_error(errs, "customPrompt", "must be a string of at most 500 characters");
+        return;
+    }
+    char *t = trim_dup(json_string_value(cp), json_string_length(cp));
+    if (t && utf8_len(t, strlen(t)) > MAX_CUSTOM_PROMPT) {
+        add_errorf(errs, "customPrompt", "must be at most 500 characters (got %zu)",
+                   utf8_len(t, strlen(t)));
+        free(t);
+        return;
+    }
+    r->custom_prompt = t;
+}
+
+/* The parameters object; *seed_given says whether it named a seed. */
+static void parse_parameters(const json_t *body, gen_request *r, bool *seed_given, json_t *errs)
+{
+    *seed_given = false;
+    const json_t *pv = json_object_get(body, "parameters");
+    if (!pv || json_is_null(pv)) return;
+    if (!json_is_object(pv)) {
+        add_error(errs, "parameters",
+                  "must be an object with guidance_scale, num_inference_steps, strength, seed, "
+                  "background, output_format");
+        return;
+    }
+    int64_t steps = r->params.num_inference_steps;
+    check_number(pv, "guidance_scale", 1, 20, "1 to 20", &r->params.guidance_scale, errs);
+    check_integer(pv, "num_inference_steps", 20, 100, &steps, NULL, errs);
+    check_number(pv, "strength", 0.1, 1, "0.1 to 1", &r->params.strength, errs);
+    check_integer(pv, "seed", 0, SEED_MAX, &r->params.seed, seed_given, errs);
+    check_param_enum(pv, "background", backgrounds, ARRAY_LEN(backgrounds), r->params.background,
+                     sizeof r->params.background, errs);
+    check_param_enum(pv, "output_format", output_formats, ARRAY_LEN(output_formats),
+                     r->params.output_format, sizeof r->params.output_format, errs);
+    if (str_eq(r->params.background, "transparent") && str_eq(r->params.output_format, "jpeg"))
+        add_error(errs, "parameters.output_format",
+                  "jpeg has no transparency: use png or webp with background \"transparent\"");
+    r->params.num_inference_steps = (int)steps;
+}
+
+static void parse_priority(const json_t *body, bool user_is_pro, gen_request *r, json_t *errs)
+{
+    char prio[8] = "";
+    check_enum(body, "priority", priorities, ARRAY_LEN(priorities), false, prio, sizeof prio, errs);
+    if (!str_eq(prio, "high")) return;
+    if (user_is_pro)
+        r->priority = PRIORITY_HIGH;
+    else
+        add_error(errs, "priority", "high priority requires the pro plan; use \"normal\"");
+}
+
+/* A well-formed request's model must exist and be available here: 0, or
+ * GEN_EMODEL with *message (caller frees). */
+static int check_model(const model_info *model, const char *model_id, char **message)
+{
+    const char *why = NULL;
+    if (!model) {
+        char *shown = model_for_message(model_id);
+        *message = xasprintf("unknown model '%s'", shown);
+        free(shown);
+        return GEN_EMODEL;
+    }
+    if (!provider_model_available(model, &why)) {
+        *message = why && *why ? xstrdup(why)
+                               : xasprintf("model '%s' is not available on this server", model->id);
+        return GEN_EMODEL;
+    }
+    return 0;
+}
+
 int gen_request_parse(const json_t *body, bool user_is_pro, gen_request *out, json_t **errors,
                       char **message)
 {
@@ -320,7 +431,6 @@ int gen_request_parse(const json_t *body, bool user_is_pro, gen_request *out, js
     *errors = NULL;
     *message = NULL;
     json_t *errs = json_array();
-
     if (!json_is_object(body)) {
         add_error(errs, "body", "must be a JSON object");
         *errors = errs;
@@ -332,90 +442,20 @@ int gen_request_parse(const json_t *body, bool user_is_pro, gen_request *out, js
     r.params.num_inference_steps = 50;
     r.params.strength = 0.8;
     r.priority = PRIORITY_NORMAL;
-
-    /* model first: a known model sets the image limits. */
-    const model_info *model = NULL;
-    const char *model_id = NULL;
-    const json_t *mv = json_object_get(body, "model");
-    if (!mv)
-        add_error(errs, "model", "is required: a model id from GET /api/models");
-    else if (!json_is_string(mv))
-        add_error(errs, "model", "must be a string: a model id from GET /api/models");
-    else if (json_string_length(mv) == 0)
-        add_error(errs, "model", "must not be empty: a model id from GET /api/models");
-    else {
-        model_id = json_string_value(mv);
-        model = provider_model_find(model_id);
-    }
-    int max_products = model && model->max_product_images > 0 ? model->max_product_images
-                                                              : DEFAULT_MAX_PRODUCT_IMAGES;
-    int max_models =
-        model && model->max_model_images >= 0 ? model->max_model_images : DEFAULT_MAX_MODEL_IMAGES;
-
-    r.product_images = check_images(body, "productImages", true, 1, max_products, errs);
-    int min_models = model && model->min_model_images > 0 ? model->min_model_images : 0;
-    if (min_models > max_models) min_models = max_models;
-    r.model_images =
-        check_images(body, "modelImages", min_models > 0, min_models, max_models, errs);
-
+    const model_info *model;
+    const char *model_id;
+    bool seed_given;
+    parse_model(body, &model, &model_id, errs);
+    parse_images(body, model, &r, errs);
     check_enum(body, "style", styles, ARRAY_LEN(styles), true, r.params.style,
                sizeof r.params.style, errs);
     check_enum(body, "quality", qualities, ARRAY_LEN(qualities), true, r.params.quality,
                sizeof r.params.quality, errs);
     check_enum(body, "aspectRatio", ratios, ARRAY_LEN(ratios), true, r.params.aspect_ratio,
                sizeof r.params.aspect_ratio, errs);
-
-    const json_t *cp = json_object_get(body, "customPrompt");
-    if (cp && !json_is_null(cp)) {
-        if (!json_is_string(cp)) {
-            add_error(errs, "customPrompt", "must be a string of at most 500 characters");
-        } else {
-            char *t = trim_dup(json_string_value(cp), json_string_length(cp));
-            if (t && utf8_len(t, strlen(t)) > MAX_CUSTOM_PROMPT) {
-                add_errorf(errs, "customPrompt", "must be at most 500 characters (got %zu)",
-                           utf8_len(t, strlen(t)));
-                free(t);
-            } else {
-                r.custom_prompt = t;
-            }
-        }
-    }
-
-    bool seed_given = false;
-    int64_t steps = r.params.num_inference_steps;
-    const json_t *pv = json_object_get(body, "parameters");
-    if (pv && !json_is_null(pv)) {
-        if (!json_is_object(pv)) {
-            add_error(errs, "parameters",
-                      "must be an object with guidance_scale, num_inference_steps, strength, seed, "
-                      "background, output_format");
-        } else {
-            check_number(pv, "guidance_scale", 1, 20, "1 to 20", &r.params.guidance_scale, errs);
-            check_integer(pv, "num_inference_steps", 20, 100, &steps, NULL, errs);
-            check_number(pv, "strength", 0.1, 1, "0.1 to 1", &r.params.strength, errs);
-            check_integer(pv, "seed", 0, SEED_MAX, &r.params.seed, &seed_given, errs);
-            check_param_enum(pv, "background", backgrounds, ARRAY_LEN(backgrounds),
-                             r.params.background, sizeof r.params.background, errs);
-            check_param_enum(pv, "output_format", output_formats, ARRAY_LEN(output_formats),
-                             r.params.output_format, sizeof r.params.output_format, errs);
-            if (str_eq(r.params.background, "transparent") &&
-                str_eq(r.params.output_format, "jpeg"))
-                add_error(errs, "parameters.output_format",
-                          "jpeg has no transparency: use png or webp with background "
-                          "\"transparent\"");
-        }
-    }
-    r.params.num_inference_steps = (int)steps;
-
-    char prio[8] = "";
-    check_enum(body, "priority", priorities, ARRAY_LEN(priorities), false, prio, sizeof prio, errs);
-    if (str_eq(prio, "high")) {
-        if (user_is_pro)
-            r.priority = PRIORITY_HIGH;
-        else
-            add_error(errs, "priority", "high priority requires the pro plan; use \"normal\"");
-    }
-
+    parse_custom_prompt(body, &r, errs);
+    parse_parameters(body, &r, &seed_given, errs);
+    parse_priority(body, user_is_pro, &r, errs);
     if (json_array_size(errs) > 0) {
         gen_request_free(&r);
         *errors = errs;
@@ -423,21 +463,11 @@ int gen_request_parse(const json_t *body, bool user_is_pro, gen_request *out, js
     }
     json_decref(errs);
 
-    const char *why = NULL;
-    if (!model) {
-        char *shown = model_for_message(model_id);
-        *message = xasprintf("unknown model '%s'", shown);
-        free(shown);
+    int rc = check_model(model, model_id, message);
+    if (rc != 0) {
         gen_request_free(&r);
-        return GEN_EMODEL;
+        return rc;
     }
-    if (!provider_model_available(model, &why)) {
-        *message = why && *why ? xstrdup(why)
-                               : xasprintf("model '%s' is not available on this server", model->id);
-        gen_request_free(&r);
-        return GEN_EMODEL;
-    }
-
     snprintf(r.params.model, sizeof r.params.model, "%s", model->id);
     if (!seed_given) r.params.seed = ids_random_below((uint32_t)SEED_MAX + 1u);
     *out = r;

@@ -152,8 +152,8 @@ static bool owner_name_ok(const char *s)
     return slash && slash != s && slash[1] && !strchr(slash + 1, '/');
 }
 
-/* Validates one entry into *m (strings borrowed from e). 0, or -1 with *why. */
-static int read_entry(const json_t *e, model_info *m, char **why)
+/* Every key of e is a known field. 0, or -1 with *why. */
+static int read_keys(const json_t *e, char **why)
 {
     const char *key;
     const json_t *v;
@@ -164,11 +164,13 @@ static int read_entry(const json_t *e, model_info *m, char **why)
             return -1;
         }
     }
-    memset(m, 0, sizeof *m);
-    if (get_string(e, "name", true, &m->name, why) ||
-        get_string(e, "description", true, &m->description, why) ||
-        get_string(e, "provider", true, &m->provider, why))
-        return -1;
+    return 0;
+}
+
+/* provider, providerModel and version, and how they go together. */
+static int read_provider(const json_t *e, model_info *m, char **why)
+{
+    if (get_string(e, "provider", true, &m->provider, why)) return -1;
     if (!in_list(m->provider, providers, ARRAY_LEN(providers))) {
         *why = xasprintf("field \"provider\": unknown provider \"%s\" (local, openai, replicate "
                          "or bench)",
@@ -209,15 +211,12 @@ static int read_entry(const json_t *e, model_info *m, char **why)
             return -1;
         }
     }
-    if (get_int(e, "baseCost", true, 0, 1000, &m->base_cost, why) ||
-        get_int(e, "outputs", true, 1, 10, &m->outputs, why) ||
-        get_int(e, "maxProductImages", true, 1, 5, &m->max_product_images, why) ||
-        get_int(e, "maxModelImages", true, 0, 3, &m->max_model_images, why) ||
-        get_int(e, "minModelImages", false, 0, m->max_model_images, &m->min_model_images, why) ||
-        get_int(e, "maxInFlight", true, 1, 10000, &m->max_in_flight, why) ||
-        get_int(e, "typicalSeconds", true, 1, 3600, &m->typical_seconds, why))
-        return -1;
+    return 0;
+}
 
+/* The parameters the model honours: an array of known names, each once. */
+static int read_parameters(const json_t *e, model_info *m, char **why)
+{
     json_t *params = json_object_get(e, "parameters");
     if (!params) {
         *why = xstrdup("field \"parameters\": missing (an array, possibly empty)");
@@ -245,14 +244,12 @@ static int read_entry(const json_t *e, model_info *m, char **why)
             }
     }
     m->parameters = params;
+    return 0;
+}
 
-    const json_t *hidden = json_object_get(e, "hidden");
-    if (hidden && !json_is_boolean(hidden)) {
-        *why = xstrdup("field \"hidden\": must be true or false");
-        return -1;
-    }
-    m->hidden = hidden && json_is_true(hidden);
-
+/* A replicate model's input template (and no other model's). */
+static int read_input(const json_t *e, model_info *m, char **why)
+{
     json_t *input = json_object_get(e, "input");
     if (input && !str_eq(m->provider, "replicate")) {
         *why = xstrdup("field \"input\": only replicate models take an input template");
@@ -262,23 +259,47 @@ static int read_entry(const json_t *e, model_info *m, char **why)
         *why = xstrdup("field \"input\": missing (how our fields map to the model's input)");
         return -1;
     }
-    if (input) {
-        if (!json_is_object(input)) {
-            *why = xstrdup("field \"input\": must be an object");
-            return -1;
-        }
-        char *tw = NULL;
-        if (provider_template_check(input, m, &tw) != 0) {
-            /* tw is "input.key: what is wrong" */
-            const char *colon = strstr(tw, ": ");
-            *why = colon ? xasprintf("field \"%.*s\": %s", (int)(colon - tw), tw, colon + 2)
-                         : xasprintf("field \"input\": %s", tw);
-            free(tw);
-            return -1;
-        }
-        m->input = input;
+    if (!input) return 0;
+    if (!json_is_object(input)) {
+        *why = xstrdup("field \"input\": must be an object");
+        return -1;
     }
+    char *tw = NULL;
+    if (provider_template_check(input, m, &tw) != 0) {
+        /* tw is "input.key: what is wrong" */
+        const char *colon = strstr(tw, ": ");
+        *why = colon ? xasprintf("field \"%.*s\": %s", (int)(colon - tw), tw, colon + 2)
+                     : xasprintf("field \"input\": %s", tw);
+        free(tw);
+        return -1;
+    }
+    m->input = input;
     return 0;
+}
+
+/* Validates one entry into *m (strings borrowed from e). 0, or -1 with *why. */
+static int read_entry(const json_t *e, model_info *m, char **why)
+{
+    memset(m, 0, sizeof *m);
+    if (read_keys(e, why) || get_string(e, "name", true, &m->name, why) ||
+        get_string(e, "description", true, &m->description, why) || read_provider(e, m, why))
+        return -1;
+    if (get_int(e, "baseCost", true, 0, 1000, &m->base_cost, why) ||
+        get_int(e, "outputs", true, 1, 10, &m->outputs, why) ||
+        get_int(e, "maxProductImages", true, 1, 5, &m->max_product_images, why) ||
+        get_int(e, "maxModelImages", true, 0, 3, &m->max_model_images, why) ||
+        get_int(e, "minModelImages", false, 0, m->max_model_images, &m->min_model_images, why) ||
+        get_int(e, "maxInFlight", true, 1, 10000, &m->max_in_flight, why) ||
+        get_int(e, "typicalSeconds", true, 1, 3600, &m->typical_seconds, why))
+        return -1;
+    if (read_parameters(e, m, why)) return -1;
+    const json_t *hidden = json_object_get(e, "hidden");
+    if (hidden && !json_is_boolean(hidden)) {
+        *why = xstrdup("field \"hidden\": must be true or false");
+        return -1;
+    }
+    m->hidden = hidden && json_is_true(hidden);
+    return read_input(e, m, why);
 }
 
 /* Parses and validates a whole catalogue. 0 and *out (caller frees with
