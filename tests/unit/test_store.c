@@ -1473,18 +1473,14 @@ Test(store, webhook_create_list_get_delete)
     cr_assert_eq(store_webhook_create(st, &bad), STORE_ENOTFOUND);
 }
 
-Test(store, webhook_cursor_deliveries_claim_and_record)
+/* The webhook scenario's phases (one webhook wid of user uid). */
+
+/* A create and a start: three events pending for wid, the start's with its
+ * previous record. Returns the start's event id. */
+static int64_t webhook_events_pending(const char *uid, const char *wid, char *gid)
 {
-    char uid[ID_LEN], gid[ID_LEN], wid[ID_LEN];
-    make_user("whd@example.com", 10, uid);
-    cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0, false, NULL), STORE_OK);
-    make_webhook(uid, "generation.processing", wid);
     store_webhook_event *ev;
     size_t n;
-    cr_assert_eq(store_webhook_pending(st, 100, &ev, &n), STORE_OK);
-    cr_assert_eq(n, 0, "a new webhook starts after the events already committed");
-    store_webhook_events_free(ev, n);
-
     cr_assert_eq(create_gen(uid, 3, PRIORITY_NORMAL, T0 + 1, false, gid), STORE_OK);
     cr_assert_eq(store_gen_start(st, gid, T0 + 2), STORE_OK);
     cr_assert_eq(store_webhook_pending(st, 100, &ev, &n), STORE_OK);
@@ -1501,9 +1497,15 @@ Test(store, webhook_cursor_deliveries_claim_and_record)
     cr_assert_eq(ev[2].created_at, T0 + 2);
     int64_t start_event = ev[2].ev.id;
     store_webhook_events_free(ev, n);
+    return start_event;
+}
 
+/* The cursor passes the three events; only the start becomes delivery mid. */
+static void webhook_cursor_advances(const char *wid, int64_t start_event, char *mid)
+{
+    store_webhook_event *ev;
+    size_t n;
     /* Only the start becomes a delivery; the cursor passes all three. */
-    char mid[ID_LEN];
     ids_new("msg", mid);
     store_delivery_new d = {mid, start_event, "generation.processing", "{\"type\":\"x\"}"};
     cr_assert_eq(store_webhook_advance(st, wid, start_event, &d, 1, T0 + 10), STORE_OK);
@@ -1514,7 +1516,12 @@ Test(store, webhook_cursor_deliveries_claim_and_record)
     cr_assert_eq(n, 0, "the cursor never moves back");
     store_webhook_events_free(ev, n);
     cr_assert_eq(store_webhook_advance(st, "whk_gone", 1, NULL, 0, T0), STORE_ENOTFOUND);
+}
 
+/* Claims, leases, a retry after a lost lease, and success. */
+static void delivery_claims_and_leases(const char *wid, const char *mid)
+{
+    size_t n;
     int64_t due = -1;
     cr_assert_eq(store_delivery_next_due(st, &due), STORE_OK);
     cr_assert_eq(due, T0 + 10);
@@ -1561,7 +1568,13 @@ Test(store, webhook_cursor_deliveries_claim_and_record)
     cr_assert_eq(store_delivery_record(st, mid, "lease-d", &ok), STORE_OK);
     cr_assert_eq(store_delivery_next_due(st, &due), STORE_OK);
     cr_assert_eq(due, 0, "nothing pending");
+}
 
+/* The log of wid, a redelivery with the same id and body, and a failure. */
+static void delivery_log_and_redelivery(const char *wid, const char *mid)
+{
+    size_t n;
+    store_delivery *got;
     store_delivery *list;
     char *next = NULL;
     cr_assert_eq(store_delivery_list(st, wid, NULL, 20, &list, &n, &next), STORE_OK);
@@ -1593,7 +1606,24 @@ Test(store, webhook_cursor_deliveries_claim_and_record)
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'failed'"
                          " AND last_status_code IS NULL AND next_attempt_at IS NULL"),
                  1);
+}
 
+Test(store, webhook_cursor_deliveries_claim_and_record)
+{
+    char uid[ID_LEN], gid[ID_LEN], wid[ID_LEN], mid[ID_LEN];
+    make_user("whd@example.com", 10, uid);
+    cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0, false, NULL), STORE_OK);
+    make_webhook(uid, "generation.processing", wid);
+    store_webhook_event *ev;
+    size_t n;
+    cr_assert_eq(store_webhook_pending(st, 100, &ev, &n), STORE_OK);
+    cr_assert_eq(n, 0, "a new webhook starts after the events already committed");
+    store_webhook_events_free(ev, n);
+
+    int64_t start_event = webhook_events_pending(uid, wid, gid);
+    webhook_cursor_advances(wid, start_event, mid);
+    delivery_claims_and_leases(wid, mid);
+    delivery_log_and_redelivery(wid, mid);
     cr_assert_eq(store_webhook_delete(st, uid, wid), STORE_OK);
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM webhook_deliveries"), 0, "deleted with it");
 }
