@@ -415,6 +415,14 @@ test('framing: Content-Length with Transfer-Encoding, two Content-Lengths, or an
 // libmicrohttpd 0.9.75 refuses these itself, before the server sees the
 // request: its answer is HTML, with the header block written twice (a
 // library bug; fixed upstream). What matters here holds: 400 and closed.
+test('framing: a header block larger than the connection memory (20 KB) → 431 and the connection closed; 12 KB is served', async () => {
+  const big = await rawExchange(srv, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+  assert.match(big, /^HTTP\/1\.1 431 /, big.slice(0, 200));
+  assert.doesNotMatch(big, /"status":"ok"/, 'nothing behind it is served');
+  const fits = await rawExchange(srv, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(12000)}\r\nConnection: close\r\n\r\n`);
+  assert.match(fits, /^HTTP\/1\.1 200 /, fits.slice(0, 200));
+});
+
 test('framing: Content-Length -1 or abc → 400 and the connection closed', async () => {
   for (const v of ['-1', 'abc']) {
     const out = await rawExchange(srv, `POST /api/auth/logout HTTP/1.1\r\nHost: x\r\nContent-Length: ${v}\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
