@@ -26,8 +26,9 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const BIN = process.env.STYLESTUDIO_BIN || join(ROOT, 'build', 'stylestudio');
 export const FIXTURES = join(ROOT, 'tests', 'fixtures');
 // A sanitizer build (ASan keeps freed memory in its quarantine, TSan
-// shadows every byte): figures of the process's memory mean nothing there.
-export const SANITIZED = /build-(asan|tsan)\//.test(BIN);
+// shadows every byte) or the valgrind wrapper (its allocator never hands
+// memory back): figures of the process's memory mean nothing there.
+export const SANITIZED = /build-(asan|tsan)\/|tests\/valgrind\//.test(BIN);
 export const fixture = (name) => join(FIXTURES, name);
 
 const servers = new Set();
