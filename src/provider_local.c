@@ -16,7 +16,10 @@
  *                     transparent canvas (background "transparent")
  *   add_shadows       silhouette shadows from the matte, drawn at 1/qscale
  *                     (finer for high quality), blurred, multiplied in
- *   composite_products  the cut-outs over the base
+ *   composite_products  the cut-outs over the base; worn on the model, a
+ *                     garment first takes the light of the body beneath it
+ *                     and covers the model's own top where it would leave
+ *                     it showing (provider_local_worn.c)
  *   grade             neutral light and vignette (artistic: dramatic), so a
  *                     product keeps its own colours
  *   encode            JPEG, PNG or WebP (output_format), with alpha for a
@@ -128,6 +131,7 @@ void provider_local_size(const char *aspect_ratio, const char *quality, int *wid
 typedef struct placed {
     const cutout *c;
     int x, y, w, h; /* in output pixels */
+    int kind;       /* worn on the model: its enum placement_kind; else -1 */
 } placed;
 
 /* ---- shadows ---- */
@@ -354,6 +358,7 @@ typedef struct render_state {
     unsigned char *cv; /* the picture so far: W×H×nb bytes, sRGB (straight alpha) */
     int nb;            /* 3, or 4 for a transparent cut-out */
     float *q;          /* the shadow mask (add_shadows) */
+    worn_person person; /* on a model photo: the person found (place_on_model) */
 } render_state;
 
 /* A slot for one intermediate image: what is stored there is unreffed
@@ -454,7 +459,7 @@ static int plan(render_state *rs, rng *r)
     placement_rect pr[PLACEMENT_MAX];
     placement_arrange(&q, pr, &rs->sp.floor_y);
     for (size_t i = 0; i < n; i++)
-        rs->pl[i] = (placed){&rs->cuts[i], pr[i].x, pr[i].y, pr[i].w, pr[i].h};
+        rs->pl[i] = (placed){&rs->cuts[i], pr[i].x, pr[i].y, pr[i].w, pr[i].h, -1};
     return checkpoint(rs, 45);
 }
 
@@ -553,37 +558,20 @@ static int layer_of(enum placement_kind k)
     return order[k];
 }
 
-/* Phase 3b on a model photo: finds the person (the matte of a copy of the
- * photo at ≤ 512 px) and dresses them — each product placed by its kind
- * (placement.c), drawn in layer order. When no person is found the
- * products keep the plan's box placement. */
+/* Phase 3b on a model photo: finds the person (provider_local_worn.c:
+ * the matte of a copy of the photo at ≤ 512 px) and dresses them — each
+ * product placed by its kind (placement.c), drawn in layer order. When no
+ * person is found the products keep the plan's box placement. */
 static void place_on_model(render_state *rs)
 {
-    int W = rs->W, H = rs->H, f = ((W > H ? W : H) + 511) / 512;
-    if (f < 1) f = 1;
-    int sw = W / f, sh = H / f;
-    unsigned char *small = xmalloc((size_t)sw * sh * 3);
-    for (int y = 0; y < sh; y++)
-        for (int x = 0; x < sw; x++) {
-            const unsigned char *src = rs->cv + ((size_t)y * f * W + (size_t)x * f) * 3;
-            memcpy(small + ((size_t)y * sw + x) * 3, src, 3);
-        }
-    unsigned char *work = xmalloc((size_t)sw * sh * 3);
-    memcpy(work, small, (size_t)sw * sh * 3);
-    float *a = xmalloc((size_t)sw * sh * sizeof *a);
-    placement_body body;
-    bool found = matte_compute(work, sw, sh, 3, a, NULL) == MATTE_OK &&
-                 placement_find_body(a, small, sw, sh, f, &body);
-    free(work);
-    free(small);
-    free(a);
-    if (!found) return;
+    if (!worn_find(rs->cv, rs->W, rs->H, &rs->person)) return;
+    const placement_body body = rs->person.body;
     int layer[MAX_PRODUCTS];
     for (size_t i = 0; i < rs->n_products; i++) {
         placed *pp = &rs->pl[i];
         enum placement_kind k = placement_kind_of(pp->c->alpha, pp->c->w, pp->c->h);
         placement_rect r = placement_on_body(&body, k, (double)pp->c->w / pp->c->h);
-        *pp = (placed){pp->c, r.x, r.y, r.w, r.h};
+        *pp = (placed){pp->c, r.x, r.y, r.w, r.h, (int)k};
         layer[i] = layer_of(k);
     }
     /* Insertion sort by layer, stable. */
@@ -726,6 +714,14 @@ static int composite_products(render_state *rs)
         size_t size;
         float *px = vips_image_write_to_memory(*fl, &size);
         if (!px) return render_vips_failed(rs);
+        if (rs->dressed && pp->kind >= 0) {
+            /* Worn: the garment takes the body's light and covers the
+             * model's own top where it would leave it showing. */
+            placement_rect r = {pp->x, pp->y, (*fl)->Xsize, (*fl)->Ysize};
+            worn_shade(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h);
+            worn_cover(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h, rs->cv, rs->W,
+                       rs->H);
+        }
         blend_over(rs->cv, rs->W, rs->H, rs->nb, px, (*fl)->Xsize, (*fl)->Ysize, pp->x, pp->y);
         g_free(px);
     }
@@ -865,6 +861,7 @@ cleanup:
     g_object_unref(rs.ctx);
     free(rs.q);
     free(rs.cv);
+    worn_free(&rs.person);
     for (size_t i = 0; i < n_products; i++)
         cutout_free(&rs.cuts[i]);
     vips_thread_shutdown();
