@@ -12,7 +12,9 @@
  *                     grade, texture from the style, the prompt's words and
  *                     the seed) and the arrangement (placement.c)
  *   build_base        the style backdrop with contact shadows attached to
- *                     each product's footprint, or the model photo, or a
+ *                     each product's footprint, or the model photo (with
+ *                     a person found: the style's backdrop behind the
+ *                     person, contact shadow at the feet), or a
  *                     transparent canvas (background "transparent")
  *   add_shadows       silhouette shadows from the matte, drawn at 1/qscale
  *                     (finer for high quality), blurred, multiplied in
@@ -352,12 +354,12 @@ typedef struct render_state {
     cutout cuts[MAX_PRODUCTS];
     placed pl[MAX_PRODUCTS];
     style_plan sp;
-    int hero;          /* seed-picked: the product drawn a little larger, */
-    double fill;       /* how much of its box the group fills (0..1), */
-    double shift;      /* and its sideways shift (-1..1) */
-    unsigned char *cv; /* the picture so far: W×H×nb bytes, sRGB (straight alpha) */
-    int nb;            /* 3, or 4 for a transparent cut-out */
-    float *q;          /* the shadow mask (add_shadows) */
+    int hero;           /* seed-picked: the product drawn a little larger, */
+    double fill;        /* how much of its box the group fills (0..1), */
+    double shift;       /* and its sideways shift (-1..1) */
+    unsigned char *cv;  /* the picture so far: W×H×nb bytes, sRGB (straight alpha) */
+    int nb;             /* 3, or 4 for a transparent cut-out */
+    float *q;           /* the shadow mask (add_shadows) */
     worn_person person; /* on a model photo: the person found (place_on_model) */
 } render_state;
 
@@ -587,6 +589,35 @@ static void place_on_model(render_state *rs)
     rs->dressed = true;
 }
 
+/* Phase 3c on a model photo with a person found: the style's backdrop
+ * behind the person instead of the photo's (worn_backdrop) — minimal pure
+ * white, realistic the studio sweep with its floor at the feet,
+ * artistic the graded backdrop (its light comes in grade) — with a soft
+ * contact shadow under the feet (realistic, minimal). */
+static void restyle_backdrop(render_state *rs)
+{
+    const placement_body *b = &rs->person.body;
+    int hp = b->bottom - b->top;
+    double fw = fmax(b->feet_w, b->head_w) / 2;
+    contact cts[2];
+    size_t ncts = 0;
+    if (rs->kind == 0) {
+        rs->sp.floor_y = clampd((b->bottom + 0.01 * hp) / rs->H, 0.55, 0.98);
+        cts[ncts++] =
+            (contact){b->cx, b->bottom - 0.004 * hp, fw * 1.05, fmax(3, hp * 0.012), 0.50};
+        cts[ncts++] = (contact){b->cx + rs->sp.side * -fw * 0.08, b->bottom + 0.006 * hp, fw * 1.5,
+                                fmax(6, hp * 0.03), 0.24};
+    } else if (rs->kind == 2) {
+        cts[ncts++] =
+            (contact){b->cx, b->bottom + 0.002 * hp, fw * 1.05, fmax(3, hp * 0.010), 0.30};
+        cts[ncts++] = (contact){b->cx, b->bottom + 0.008 * hp, fw * 1.4, fmax(5, hp * 0.022), 0.10};
+    }
+    unsigned char *bd = look_backdrop(&rs->sp, rs->W, rs->H, cts, ncts,
+                                      (uint32_t)rs->p->seed ^ (uint32_t)rs->variant * 7919u);
+    worn_backdrop(&rs->person, rs->cv, bd, rs->W, rs->H);
+    free(bd);
+}
+
 /* Phase 3 (55 %): the base image — the model photo, a style backdrop or a
  * clear canvas. */
 static int build_base(render_state *rs, const provider_image *models, size_t n_models)
@@ -596,6 +627,7 @@ static int build_base(render_state *rs, const provider_image *models, size_t n_m
                              : base_backdrop(rs);
     if (rc != PROVIDER_OK) return rc;
     if (rs->on_model && !rs->transparent) place_on_model(rs);
+    if (rs->dressed) restyle_backdrop(rs);
     return checkpoint(rs, 55);
 }
 
@@ -729,18 +761,21 @@ static int composite_products(render_state *rs)
 }
 
 /* Phase 6 (80 %): neutral light over the whole picture — artistic: the
- * dramatic directional light and vignette; on a model photo: a vignette,
- * minimal lifted. The light is one factor for all three channels, so a
- * product takes the light but keeps its hue (the artistic colour grade
+ * dramatic directional light and vignette (on a model too); on a model
+ * photo kept as it is (no person found): a vignette, minimal lifted. The light is one factor for
+ * all three channels, so a product takes the light but keeps its hue (the artistic colour grade
  * lives in its backdrop). */
 static int grade(render_state *rs)
 {
     int W = rs->W, H = rs->H, kind = rs->kind;
     const style_plan *sp = &rs->sp;
     if (rs->transparent) return checkpoint(rs, 80);
-    if (kind == 1 && !rs->on_model) {
+    if (kind == 1 && (!rs->on_model || rs->dressed)) {
         light_canvas(rs->cv, W, H, rs->nb, sp->light_angle + M_PI, 0.10 * sp->contrast,
                      fmin(0.30 * sp->vignette, 0.6));
+    } else if (rs->dressed) {
+        /* On the style's own backdrop (restyle_backdrop): realistic's
+         * sweep has its light already, minimal stays pure white. */
     } else if (rs->on_model) {
         light_canvas(rs->cv, W, H, rs->nb, 0, 0, kind == 0 ? 0.16 : 0.10);
         if (kind == 2) {

@@ -3,7 +3,8 @@
  * photo (the geometry is placement.c's; provider_local.c runs the render).
  *
  *   worn_find      the person: the matte of the photo reduced to ≤ 512 px
- *                  (matte.c), the body from it (placement_find_body), the
+ *                  (matte.c, no shadow separation: dark grey trousers on a
+ *                  grey sweep look like a cast shadow), the body from it (placement_find_body), the
  *                  colour of the model's own top at the chest, and a smooth
  *                  estimate of the backdrop's colour around the person.
  *   worn_shade     a garment takes the photo's light: the low-frequency
@@ -150,7 +151,7 @@ bool worn_find(const unsigned char *cv, int W, int H, worn_person *wp)
     unsigned char *work = xmalloc((size_t)sw * sh * 3);
     memcpy(work, small, (size_t)sw * sh * 3);
     float *a = xmalloc((size_t)sw * sh * sizeof *a);
-    bool found = matte_compute(work, sw, sh, 3, a, NULL) == MATTE_OK &&
+    bool found = matte_compute_flags(work, sw, sh, 3, a, NULL, MATTE_NO_SHADOWS) == MATTE_OK &&
                  placement_find_body(a, small, sw, sh, f, &wp->body);
     if (!found) {
         free(small);
@@ -443,50 +444,67 @@ void worn_cover(const worn_person *wp, enum placement_kind k, const placement_re
     free(m);
 }
 
+/* True when every pixel of the reduced matte around (ix, iy) is solid. */
+static bool solid_around(const worn_person *wp, int ix, int iy)
+{
+    for (int yy = iy - 1; yy <= iy + 2; yy++)
+        for (int xx = ix - 1; xx <= ix + 2; xx++) {
+            if (xx < 0 || yy < 0 || xx >= wp->sw || yy >= wp->sh) continue;
+            if (wp->alpha[(size_t)yy * wp->sw + xx] < 0.999f) return false;
+        }
+    return true;
+}
+
+/* The alpha of canvas pixel C at the reduced position (fx, fy), refined
+ * from its colour: its projection on F − B, F the person's own colour
+ * near it (the matte's unmixed colours, weighted by their alpha), B the
+ * backdrop's. a is the matte's (bilinear) alpha there. */
+static double refine_alpha(const worn_person *wp, const unsigned char *C, double fx, double fy,
+                           double a, const double B[3])
+{
+    double F[3] = {0, 0, 0}, sa = 0, fb = 0, cb = 0;
+    int ix = (int)fx, iy = (int)fy;
+    for (int yy = iy - 1; yy <= iy + 2; yy++)
+        for (int xx = ix - 1; xx <= ix + 2; xx++) {
+            if (xx < 0 || yy < 0 || xx >= wp->sw || yy >= wp->sh) continue;
+            size_t j = (size_t)yy * wp->sw + xx;
+            float aj = wp->alpha[j] * wp->alpha[j];
+            for (int c = 0; c < 3; c++)
+                F[c] += aj * wp->fg[j * 3 + c];
+            sa += aj;
+        }
+    if (sa < 1e-3) return a;
+    for (int c = 0; c < 3; c++) {
+        F[c] /= sa;
+        fb += (F[c] - B[c]) * (F[c] - B[c]);
+        cb += (C[c] - B[c]) * (F[c] - B[c]);
+    }
+    double p = clampd(cb / fmax(fb, 1), 0, 1);
+    if (a >= 0.999) return p < 0.25 && fb > 40 * 40 ? p : a; /* a sliver of backdrop */
+    if (fb > 40 * 40) return p;
+    return fb > 20 * 20 ? 0.5 * a + 0.5 * p : a;
+}
+
 /* Contract in provider_local.h. */
 void worn_backdrop(const worn_person *wp, unsigned char *cv, const unsigned char *bd, int W, int H)
 {
-    int sw = wp->sw, sh = wp->sh;
     double f = wp->f;
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
             size_t i = (size_t)y * W + x;
             double fx = x / f, fy = y / f;
-            double a = map_at(wp->alpha, sw, sh, 1, 0, fx, fy);
+            double a = map_at(wp->alpha, wp->sw, wp->sh, 1, 0, fx, fy);
             unsigned char *d = cv + i * 3;
             const unsigned char *n = bd + i * 3;
-            if (a >= 0.999) continue;
+            if (a >= 0.999 && solid_around(wp, (int)fx, (int)fy)) continue;
             if (a <= 0.001) {
                 memcpy(d, n, 3);
                 continue;
             }
-            double B[3], F[3], fb = 0, cb = 0;
+            double B[3];
             for (int c = 0; c < 3; c++)
-                B[c] = map_at(wp->bg, sw, sh, 4, c, fx, fy);
-            /* The person's own colour near the edge: the matte's unmixed
-             * colours, weighted by their alpha. */
-            double sa = 0;
-            int ix = (int)fx, iy = (int)fy;
-            F[0] = F[1] = F[2] = 0;
-            for (int yy = iy - 1; yy <= iy + 2; yy++)
-                for (int xx = ix - 1; xx <= ix + 2; xx++) {
-                    if (xx < 0 || yy < 0 || xx >= sw || yy >= sh) continue;
-                    size_t j = (size_t)yy * sw + xx;
-                    float aj = wp->alpha[j];
-                    aj *= aj;
-                    for (int c = 0; c < 3; c++)
-                        F[c] += aj * wp->fg[j * 3 + c];
-                    sa += aj;
-                }
-            /* Refined alpha: the pixel's colour projected on F − B. */
-            if (sa > 1e-3) {
-                for (int c = 0; c < 3; c++) {
-                    F[c] /= sa;
-                    fb += (F[c] - B[c]) * (F[c] - B[c]);
-                    cb += (d[c] - B[c]) * (F[c] - B[c]);
-                }
-                if (fb > 30 * 30) a = 0.5 * a + 0.5 * clampd(cb / fb, 0, 1);
-            }
+                B[c] = map_at(wp->bg, wp->sw, wp->sh, 4, c, fx, fy);
+            a = refine_alpha(wp, d, fx, fy, a, B);
             if (a < 0.02) {
                 memcpy(d, n, 3);
                 continue;

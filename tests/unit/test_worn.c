@@ -224,3 +224,75 @@ Test(worn, garment_takes_the_bodys_light)
     cr_expect(rel_slope > 0.5 && rel_slope < 1.2, "relative slope %.2f", rel_slope);
     g_free(px);
 }
+
+/* The mean colour of the backdrop: the strips left and right of the
+ * person (the photo's x < 120 and x ≥ 480, above the floor). */
+static void backdrop_mean(const unsigned char *px, int w, int h, double mean[3], size_t *n_off)
+{
+    double k = (double)w / PW, s[3] = {0, 0, 0};
+    size_t n = 0, off = 0;
+    for (int y = 0; y < h * 85 / 100; y++)
+        for (int x = 0; x < w; x++) {
+            if (x >= 120 * k && x < 480 * k) continue;
+            const unsigned char *q = px + ((size_t)y * w + x) * 3;
+            for (int c = 0; c < 3; c++)
+                s[c] += q[c];
+            off += q[0] != 255 || q[1] != 255 || q[2] != 255;
+            n++;
+        }
+    for (int c = 0; c < 3; c++)
+        mean[c] = s[c] / n;
+    *n_off = off;
+}
+
+/* The chromaticity of the tee's navy just below the print. */
+static void chest_chroma(const unsigned char *px, int w, double ch[3])
+{
+    double k = (double)w / PW, s[3] = {0, 0, 0};
+    for (int y = (int)(345 * k); y < (int)(375 * k); y++)
+        for (int x = (int)(250 * k); x < (int)(280 * k); x++)
+            for (int c = 0; c < 3; c++)
+                s[c] += px[((size_t)y * w + x) * 3 + c];
+    double sum = s[0] + s[1] + s[2];
+    for (int c = 0; c < 3; c++)
+        ch[c] = s[c] / sum;
+}
+
+Test(worn, styles_differ_on_a_model_photo)
+{
+    static const char *styles[] = {"minimal", "realistic", "artistic"};
+    double mean[3][3], chroma[3][3];
+    for (int s = 0; s < 3; s++) {
+        int w, h;
+        unsigned char *px = render_worn(styles[s], &w, &h);
+        size_t off;
+        backdrop_mean(px, w, h, mean[s], &off);
+        chest_chroma(px, w, chroma[s]);
+        fprintf(stderr, "worn %-9s backdrop mean %5.1f %5.1f %5.1f  tee chroma %.3f %.3f %.3f\n",
+                styles[s], mean[s][0], mean[s][1], mean[s][2], chroma[s][0], chroma[s][1],
+                chroma[s][2]);
+        if (s == 0) {
+            fprintf(stderr, "worn minimal: %zu backdrop pixels not #FFFFFF\n", off);
+            cr_expect_eq(off, 0, "minimal: %zu backdrop pixels are not #FFFFFF", off);
+        }
+        /* The person is still dressed: navy at the chest. */
+        const unsigned char *q = px + ((size_t)(h * 360 / PH) * w + w * 265 / PW) * 3;
+        cr_expect(q[2] > q[0] + 20, "%s: chest is %d,%d,%d", styles[s], q[0], q[1], q[2]);
+        g_free(px);
+    }
+    for (int a = 0; a < 3; a++)
+        for (int b = a + 1; b < 3; b++) {
+            double d = 0, dc = 0;
+            for (int c = 0; c < 3; c++) {
+                d += fabs(mean[a][c] - mean[b][c]) / 3;
+                dc = fmax(dc, fabs(chroma[a][c] - chroma[b][c]));
+            }
+            fprintf(stderr,
+                    "worn %s vs %s: backdrop differs by %.1f (mean |Δ| per channel), "
+                    "tee chroma by %.4f\n",
+                    styles[a], styles[b], d, dc);
+            cr_expect_gt(d, 20, "%s and %s backdrops alike (%.1f)", styles[a], styles[b], d);
+            cr_expect_lt(dc, 0.015, "%s and %s: the tee's colour shifts by %.4f", styles[a],
+                         styles[b], dc);
+        }
+}
