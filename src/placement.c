@@ -10,11 +10,10 @@
  * (head top, shoulder line where the silhouette first grows to twice the
  * head's width, waist and hips by proportion, the feet, the right hand);
  * a product's kind comes from its silhouette (sleeves wider than the hem: a
- * top; two legs: trousers; long: a dress; low and wide: shoes, or a hat
- * when it is a dome; else an accessory), and each kind has its place: a
- * top from the shoulders, a dress from the shoulders down, trousers from
- * the waist, shoes at the feet, a hat on the head, an accessory at the
- * hand.
+ * top; two legs: trousers; long: a dress; low and wide: shoes — a pair
+ * side by side always — or a hat when it is a dome; else an accessory), and each kind has its
+ * place: a top from the shoulders, a dress from the shoulders down, trousers from the waist, shoes
+ * at the feet, a hat on the head, an accessory at the hand.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -361,7 +360,15 @@ enum placement_kind placement_kind_of(const float *a, int w, int h)
         if (n && r - l + 1 > n + w / 20) gap_rows++;
     }
     if (aspect >= 1.5 && h > 0) {
-        /* Low and wide: a dome narrower at the top is a hat, else shoes. */
+        /* Low and wide: a pair side by side (two parts through the middle
+         * rows) is shoes, whatever their tops; else a dome narrower at
+         * the top is a hat, and the rest shoes. */
+        int split = 0, mid_rows = 0;
+        for (int y = h * 30 / 100; y < h * 70 / 100; y++, mid_rows++) {
+            int n = row_extent(a, w, y, &l, &r);
+            if (n && r - l + 1 > n + w / 20) split++;
+        }
+        if (mid_rows && split > mid_rows / 2) return PLACEMENT_SHOES;
         return top_w < 0.75 * low_w ? PLACEMENT_HAT : PLACEMENT_SHOES;
     }
     if (rows && gap_rows > rows / 2 && aspect < 0.9) return PLACEMENT_TROUSERS;
