@@ -12,11 +12,12 @@
  *                  model's own clothing there, blurred, relative to their
  *                  mean under the garment) multiplies the garment softly,
  *                  one factor for all three channels, so it keeps its hue.
- *   worn_cover     the model's own top where a top or dress leaves it
- *                  showing (square shoulders above a flat-laid tee's
- *                  sloping ones, the collar opening) is painted over with
- *                  the garment's colour from the nearest part of the
- *                  garment, so the garment covers the model's clothing.
+ *   worn_cover     the model's own top where a top or dress with shoulders
+ *                  leaves it showing (square shoulders above a flat-laid
+ *                  tee's sloping ones, the collar opening) is painted over
+ *                  with the garment's colour from the nearest part of the
+ *                  garment, so the garment covers the model's clothing; a
+ *                  strappy dress leaves it, as a top worn under it.
  *   worn_backdrop  the photo's background behind the person replaced by a
  *                  style backdrop: edge pixels unmixed from the old
  *                  background (C + (1 − α)(N − B)), the matte's edge
@@ -335,6 +336,23 @@ static bool extension_colour(const float *px, int pw, int ph, const solid_index 
     return garment_colour(px, pw, ph, x, row, 2 * inset, out);
 }
 
+/* Whether a garment (premultiplied RGBA, pw×ph) has shoulders: rows
+ * between 12% and 20% of its height at least half covered, as a tee's or
+ * a sleeved dress's are; a strappy dress's are not (two straps), and the
+ * model's top shows between and beside them as a top under a pinafore
+ * would, rather than being painted over into a tabard. */
+static bool has_shoulders(const float *px, int pw, int ph)
+{
+    int wide = 0, rows = 0;
+    for (int y = ph * 12 / 100; y < ph * 20 / 100; y++, rows++) {
+        int n = 0;
+        for (int x = 0; x < pw; x++)
+            n += px[((size_t)y * pw + x) * 4 + 3] >= 0.5f * 255;
+        wide += n * 2 >= pw;
+    }
+    return rows && wide * 2 > rows;
+}
+
 /* How much each canvas pixel of the box [x0, x1) × [y0, y1) is the
  * model's own top (colour ref) on the person: 0..1, row-major. Caller
  * frees. */
@@ -383,7 +401,7 @@ static float *erode(const float *m, int w, int h)
 void worn_cover(const worn_person *wp, enum placement_kind k, const placement_rect *r,
                 const float *px, int pw, int ph, unsigned char *cv, int W, int H)
 {
-    if (k != PLACEMENT_TOP && k != PLACEMENT_DRESS) return;
+    if ((k != PLACEMENT_TOP && k != PLACEMENT_DRESS) || !has_shoulders(px, pw, ph)) return;
     const placement_body *b = &wp->body;
     int hp = b->bottom - b->top, f = wp->f;
     double cx, cy, ref[3];
