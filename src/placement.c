@@ -403,12 +403,12 @@ placement_rect placement_on_body(const placement_body *b, enum placement_kind k,
         x = b->cx - w / 2;
         break;
     case PLACEMENT_TROUSERS:
+        /* From the waist to just above the feet, and at least as wide as
+         * the hips — stretched sideways by up to a third rather than made
+         * longer than the legs (the hips' width can take in the hands
+         * hanging beside them). */
         h = b->bottom - b->waist_y - 0.03 * hp;
-        w = h * aspect;
-        if (w < b->hip_w * 1.08) {
-            w = b->hip_w * 1.08;
-            h = w / aspect;
-        }
+        w = fmax(h * aspect, fmin(b->hip_w * 1.08, h * aspect * 1.35));
         x = b->cx - w / 2;
         y = b->waist_y;
         break;

@@ -119,7 +119,7 @@ static double same_cloth(const double p[3], const double ref[3])
     for (int c = 0; c < 3; c++)
         d += fabs(p[c] / ps - ref[c] / rs);
     double lr = ps / rs;
-    double gate = smoothstep(0.30, 0.45, lr) * (1 - smoothstep(1.6, 1.9, lr));
+    double gate = smoothstep(0.45, 0.60, lr) * (1 - smoothstep(1.5, 1.8, lr));
     return exp(-(d / 0.035) * (d / 0.035)) * gate;
 }
 
