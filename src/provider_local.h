@@ -131,10 +131,11 @@ unsigned char *look_backdrop(const style_plan *s, int w, int h, const contact *c
  * output's pixels, ≤ 512 px on the long side). */
 typedef struct worn_person {
     int sw, sh, f;
-    unsigned char *rgb;  /* sw×sh×3: the photo, reduced */
-    unsigned char *fg;   /* sw×sh×3: the same with the person's edge colours unmixed */
-    float *alpha;        /* sw×sh: the person's matte */
-    float *bg;           /* sw×sh×4: the backdrop's colour around the person (4th band unused) */
+    unsigned char *rgb; /* sw×sh×3: the photo, reduced */
+    unsigned char *fg;  /* sw×sh×3: the same with the person's edge colours unmixed */
+    float *alpha;       /* sw×sh: the person's matte */
+    float *bg;          /* bw×bh×4, cells of 4×4: the backdrop's colour around the person */
+    int bw, bh;
     placement_body body; /* in output pixels */
 } worn_person;
 

@@ -34,6 +34,8 @@
 #include "provider_local.h"
 #include "util.h"
 
+#define BG_CELL 4 /* the backdrop colour map's cell, in reduced pixels */
+
 /* Bilinear sample of a w×h map m (nb floats a pixel, band c) at the
  * reduced-resolution position (fx, fy), clamped to the map. */
 static float map_at(const float *m, int w, int h, int nb, int c, double fx, double fy)
@@ -51,26 +53,51 @@ static float map_at(const float *m, int w, int h, int nb, int c, double fx, doub
     return top + (bot - top) * ty;
 }
 
-/* One box blur of radius r along rows (dx 1) or columns, band by band,
- * from src into dst (both w×h×nb). */
-static void box_pass(const float *src, float *dst, int w, int h, int nb, int r, bool rows)
+/* One box blur of radius r along the rows of src into dst (both
+ * w×h×nb), band by band; the window is cut at the ends. */
+static void box_rows(const float *src, float *dst, int w, int h, int nb, int r)
 {
-    int n = rows ? w : h, lines = rows ? h : w;
-    size_t step = rows ? (size_t)nb : (size_t)w * nb, lstep = rows ? (size_t)w * nb : (size_t)nb;
-    for (int l = 0; l < lines; l++)
+    for (int y = 0; y < h; y++)
         for (int c = 0; c < nb; c++) {
-            const float *s = src + l * lstep + c;
-            float *d = dst + l * lstep + c;
+            const float *s = src + (size_t)y * w * nb + c;
+            float *d = dst + (size_t)y * w * nb + c;
             double acc = 0;
             int cnt = 0;
-            for (int i = 0; i <= r && i < n; i++, cnt++)
-                acc += s[i * step];
-            for (int i = 0; i < n; i++) {
-                d[i * step] = (float)(acc / cnt);
-                if (i + r + 1 < n) acc += s[(i + r + 1) * step], cnt++;
-                if (i - r >= 0) acc -= s[(i - r) * step], cnt--;
+            for (int i = 0; i <= r && i < w; i++, cnt++)
+                acc += s[i * nb];
+            for (int i = 0; i < w; i++) {
+                d[i * nb] = (float)(acc / cnt);
+                if (i + r + 1 < w) acc += s[(i + r + 1) * nb], cnt++;
+                if (i - r >= 0) acc -= s[(i - r) * nb], cnt--;
             }
         }
+}
+
+/* The same along the columns, a whole row of sums at a time (in memory
+ * order). */
+static void box_cols(const float *src, float *dst, int w, int h, int nb, int r)
+{
+    size_t rw = (size_t)w * nb;
+    double *acc = xcalloc(rw, sizeof *acc);
+    int cnt = 0;
+    for (int i = 0; i <= r && i < h; i++, cnt++)
+        for (size_t k = 0; k < rw; k++)
+            acc[k] += src[i * rw + k];
+    for (int y = 0; y < h; y++) {
+        for (size_t k = 0; k < rw; k++)
+            dst[y * rw + k] = (float)(acc[k] / cnt);
+        if (y + r + 1 < h) {
+            for (size_t k = 0; k < rw; k++)
+                acc[k] += src[(y + r + 1) * rw + k];
+            cnt++;
+        }
+        if (y - r >= 0) {
+            for (size_t k = 0; k < rw; k++)
+                acc[k] -= src[(y - r) * rw + k];
+            cnt--;
+        }
+    }
+    free(acc);
 }
 
 /* Blurs m (w×h×nb) in place: three box passes each way, about a gaussian
@@ -79,8 +106,8 @@ static void blur(float *m, int w, int h, int nb, int r)
 {
     float *t = xmalloc((size_t)w * h * nb * sizeof *t);
     for (int it = 0; it < 3; it++) {
-        box_pass(m, t, w, h, nb, r, true);
-        box_pass(t, m, w, h, nb, r, false);
+        box_rows(m, t, w, h, nb, r);
+        box_cols(t, m, w, h, nb, r);
     }
     free(t);
 }
@@ -162,28 +189,40 @@ bool worn_find(const unsigned char *cv, int W, int H, worn_person *wp)
     }
     *wp = (worn_person){
         .sw = sw, .sh = sh, .f = f, .rgb = small, .fg = work, .alpha = a, .body = wp->body};
-    /* The backdrop's colour around the person: the background pixels,
-     * blurred (normalised by their share). */
-    size_t n = (size_t)sw * sh;
-    float *bg = wp->bg = xcalloc(n * 4, sizeof *bg);
+    /* The backdrop's colour around the person: the background pixels
+     * summed into cells of BG_CELL², blurred, normalised by their share
+     * (it varies slowly: a quarter of the resolution is plenty). */
+    int bw = wp->bw = (sw + BG_CELL - 1) / BG_CELL, bh = wp->bh = (sh + BG_CELL - 1) / BG_CELL;
+    float *bg = wp->bg = xcalloc((size_t)bw * bh * 4, sizeof *bg);
     double mean[3] = {0, 0, 0}, nbg = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (a[i] > 0.02f) continue;
-        for (int c = 0; c < 3; c++) {
-            bg[i * 4 + c] = small[i * 3 + c];
-            mean[c] += small[i * 3 + c];
+    for (int y = 0; y < sh; y++)
+        for (int x = 0; x < sw; x++) {
+            size_t i = (size_t)y * sw + x;
+            if (a[i] > 0.02f) continue;
+            float *o = bg + ((size_t)(y / BG_CELL) * bw + x / BG_CELL) * 4;
+            for (int c = 0; c < 3; c++) {
+                o[c] += small[i * 3 + c];
+                mean[c] += small[i * 3 + c];
+            }
+            o[3] += 1;
+            nbg++;
         }
-        bg[i * 4 + 3] = 1;
-        nbg++;
-    }
-    blur(bg, sw, sh, 4, (sw > sh ? sw : sh) / 60 + 1);
-    for (size_t i = 0; i < n; i++) {
+    blur(bg, bw, bh, 4, (sw > sh ? sw : sh) / (60 * BG_CELL) + 1);
+    for (size_t i = 0; i < (size_t)bw * bh; i++) {
         float wgt = bg[i * 4 + 3];
         for (int c = 0; c < 3; c++)
             bg[i * 4 + c] =
                 wgt > 1e-3f ? bg[i * 4 + c] / wgt : (float)(nbg > 0 ? mean[c] / nbg : 128);
     }
     return true;
+}
+
+/* The backdrop's colour around the person at the reduced position
+ * (fx, fy), band c. */
+static float bg_at(const worn_person *wp, int c, double fx, double fy)
+{
+    double k = 0.5 * (BG_CELL - 1);
+    return map_at(wp->bg, wp->bw, wp->bh, 4, c, (fx - k) / BG_CELL, (fy - k) / BG_CELL);
 }
 
 /* Contract in provider_local.h. */
@@ -296,6 +335,14 @@ static void solid_index_free(solid_index *si)
     free(si->below);
     free(si->left);
     free(si->right);
+}
+
+/* Whether the garment is solid at (gx, gy) (garment coordinates): the
+ * canvas there is covered by the garment itself. */
+static bool solid_at(const float *px, int pw, int ph, int gx, int gy)
+{
+    return gx >= 0 && gy >= 0 && gx < pw && gy < ph &&
+           px[((size_t)gy * pw + gx) * 4 + 3] >= 0.999f * 255;
 }
 
 /* The mean straight colour of the solid garment pixels in the window of
@@ -435,7 +482,7 @@ void worn_cover(const worn_person *wp, enum placement_kind k, const placement_re
             for (int dy = -1; dy <= 1; dy++)
                 for (int dx = -1; dx <= 1; dx++)
                     if (mr[dy * (bw + 2) + dx] > wn) wn = mr[dy * (bw + 2) + dx], nx = dx, ny = dy;
-            if (wn < 0.5) continue;
+            if (wn < 0.5 || solid_at(px, pw, ph, x - r->x, y - r->y)) continue;
             double g[3], a = wgt;
             if (!extension_colour(px, pw, ph, &si, x - r->x, y - r->y, inset, g)) continue;
             if (wgt < 0.5) {
@@ -444,7 +491,7 @@ void worn_cover(const worn_person *wp, enum placement_kind k, const placement_re
                     orig + ((size_t)(y - y0 + 1 + ny) * (bw + 2) + (x - x0 + 1 + nx)) * 3;
                 double kb = 0, cb = 0;
                 for (int c = 0; c < 3; c++) {
-                    double B = map_at(wp->bg, wp->sw, wp->sh, 4, c, (double)x / f, (double)y / f);
+                    double B = bg_at(wp, c, (double)x / f, (double)y / f);
                     kb += (K[c] - B) * (K[c] - B);
                     cb += (d[c] - B) * (K[c] - B);
                 }
@@ -462,15 +509,27 @@ void worn_cover(const worn_person *wp, enum placement_kind k, const placement_re
     free(m);
 }
 
-/* True when every pixel of the reduced matte around (ix, iy) is solid. */
-static bool solid_around(const worn_person *wp, int ix, int iy)
+/* Per cell (ix, iy) of the reduced matte, 0..sw × 0..sh: 2 when every
+ * pixel of the matte from (ix − 1, iy − 1) to (ix + 2, iy + 2) is solid,
+ * 0 when every one is clear, 1 otherwise (an edge near). The canvas
+ * pixels of a solid or clear cell need no more look. Caller frees. */
+static unsigned char *cell_states(const worn_person *wp)
 {
-    for (int yy = iy - 1; yy <= iy + 2; yy++)
-        for (int xx = ix - 1; xx <= ix + 2; xx++) {
-            if (xx < 0 || yy < 0 || xx >= wp->sw || yy >= wp->sh) continue;
-            if (wp->alpha[(size_t)yy * wp->sw + xx] < 0.999f) return false;
+    int cw = wp->sw + 1, ch = wp->sh + 1;
+    unsigned char *st = xmalloc((size_t)cw * ch);
+    for (int iy = 0; iy < ch; iy++)
+        for (int ix = 0; ix < cw; ix++) {
+            bool solid = true, clear = true;
+            for (int yy = iy - 1; yy <= iy + 2; yy++)
+                for (int xx = ix - 1; xx <= ix + 2; xx++) {
+                    if (xx < 0 || yy < 0 || xx >= wp->sw || yy >= wp->sh) continue;
+                    float a = wp->alpha[(size_t)yy * wp->sw + xx];
+                    solid = solid && a >= 0.999f;
+                    clear = clear && a <= 0.001f;
+                }
+            st[(size_t)iy * cw + ix] = solid ? 2 : clear ? 0 : 1;
         }
-    return true;
+    return st;
 }
 
 /* The alpha of canvas pixel C at the reduced position (fx, fy), refined
@@ -503,31 +562,49 @@ static double refine_alpha(const worn_person *wp, const unsigned char *C, double
     return fb > 20 * 20 ? 0.5 * a + 0.5 * p : a;
 }
 
-/* Contract in provider_local.h. */
+/* One canvas pixel d of an edge cell: the backdrop n behind the person,
+ * d unmixed from the old background. */
+static void backdrop_px(const worn_person *wp, unsigned char *d, const unsigned char *n, double fx,
+                        double fy)
+{
+    double a = map_at(wp->alpha, wp->sw, wp->sh, 1, 0, fx, fy);
+    if (a <= 0.001) {
+        memcpy(d, n, 3);
+        return;
+    }
+    double B[3];
+    for (int c = 0; c < 3; c++)
+        B[c] = bg_at(wp, c, fx, fy);
+    a = refine_alpha(wp, d, fx, fy, a, B);
+    if (a < 0.02) {
+        memcpy(d, n, 3);
+        return;
+    }
+    for (int c = 0; c < 3; c++)
+        d[c] = (unsigned char)lrint(clampd(d[c] + (1 - a) * (n[c] - B[c]), 0, 255));
+}
+
+/* Contract in provider_local.h. Cell by cell of the reduced matte: a
+ * solid cell's pixels stay, a clear cell's become the backdrop, an edge
+ * cell's are unmixed pixel by pixel. */
 void worn_backdrop(const worn_person *wp, unsigned char *cv, const unsigned char *bd, int W, int H)
 {
-    double f = wp->f;
-    for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            size_t i = (size_t)y * W + x;
-            double fx = x / f, fy = y / f;
-            double a = map_at(wp->alpha, wp->sw, wp->sh, 1, 0, fx, fy);
-            unsigned char *d = cv + i * 3;
-            const unsigned char *n = bd + i * 3;
-            if (a >= 0.999 && solid_around(wp, (int)fx, (int)fy)) continue;
-            if (a <= 0.001) {
-                memcpy(d, n, 3);
+    int f = wp->f;
+    unsigned char *st = cell_states(wp);
+    for (int y = 0; y < H; y++) {
+        int iy = y / f < wp->sh ? y / f : wp->sh;
+        for (int x0 = 0; x0 < W; x0 += f) {
+            int ix = x0 / f < wp->sw ? x0 / f : wp->sw, x1 = x0 + f < W ? x0 + f : W;
+            int state = st[(size_t)iy * (wp->sw + 1) + ix];
+            size_t i = (size_t)y * W + x0;
+            if (state == 2) continue;
+            if (state == 0) {
+                memcpy(cv + i * 3, bd + i * 3, (size_t)(x1 - x0) * 3);
                 continue;
             }
-            double B[3];
-            for (int c = 0; c < 3; c++)
-                B[c] = map_at(wp->bg, wp->sw, wp->sh, 4, c, fx, fy);
-            a = refine_alpha(wp, d, fx, fy, a, B);
-            if (a < 0.02) {
-                memcpy(d, n, 3);
-                continue;
-            }
-            for (int c = 0; c < 3; c++)
-                d[c] = (unsigned char)lrint(clampd(d[c] + (1 - a) * (n[c] - B[c]), 0, 255));
+            for (int x = x0; x < x1; x++, i++)
+                backdrop_px(wp, cv + i * 3, bd + i * 3, (double)x / f, (double)y / f);
         }
+    }
+    free(st);
 }
