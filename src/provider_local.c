@@ -465,15 +465,35 @@ static int plan(render_state *rs, rng *r)
     return checkpoint(rs, 45);
 }
 
-/* Phase 3 on a model photo: the photo the variant picks, cover-cropped to
- * the frame, as the canvas. */
-static int base_from_model(render_state *rs, const provider_image *models, size_t n_models)
+/* Whether the model photo mi would lose more than 8% of its height to a
+ * cover crop into the frame (a portrait photo in a square or landscape
+ * frame: the head or the feet cut, and the body's proportions no longer
+ * those of a standing figure). */
+static bool model_fits_inside(render_state *rs, const provider_image *mi)
+{
+    VipsImage **hd = next_slot(rs);
+    *hd = vips_image_new_from_buffer(mi->data, mi->len, "", NULL);
+    if (!*hd) {
+        vips_error_clear();
+        return false;
+    }
+    double photo = (double)(*hd)->Xsize / (*hd)->Ysize, frame = (double)rs->W / rs->H;
+    return photo / frame < 0.92;
+}
+
+/* Phase 3 on a model photo: the photo the variant picks as the canvas,
+ * cover-cropped to the frame, or (inside) fitted inside it, centred, its
+ * edges extended to the frame's sides — the whole figure stays, and the
+ * backdrop behind it is replaced when the person is found. */
+static int base_from_model(render_state *rs, const provider_image *models, size_t n_models,
+                           bool inside)
 {
     int W = rs->W, H = rs->H;
     const provider_image *mi = &models[(size_t)rs->variant % n_models];
     VipsImage **th = next_slot(rs), **cs = next_slot(rs), **u = next_slot(rs);
     if (vips_thumbnail_buffer(mi->data, mi->len, th, W, "height", H, "crop",
-                              VIPS_INTERESTING_ATTENTION, "size", VIPS_SIZE_BOTH, NULL) ||
+                              inside ? VIPS_INTERESTING_NONE : VIPS_INTERESTING_ATTENTION, "size",
+                              VIPS_SIZE_BOTH, NULL) ||
         vips_colourspace(*th, cs, VIPS_INTERPRETATION_sRGB, NULL) ||
         vips_cast_uchar(*cs, u, NULL)) {
         vips_error_clear();
@@ -486,6 +506,13 @@ static int base_from_model(render_state *rs, const provider_image *models, size_
         VipsImage **fl = next_slot(rs);
         if (vips_flatten(base, fl, NULL)) return render_vips_failed(rs);
         base = *fl;
+    }
+    if (inside && (base->Xsize < W || base->Ysize < H)) {
+        VipsImage **em = next_slot(rs);
+        if (vips_embed(base, em, (W - base->Xsize) / 2, (H - base->Ysize) / 2, W, H, "extend",
+                       VIPS_EXTEND_COPY, NULL))
+            return render_vips_failed(rs);
+        base = *em;
     }
     if (base->Xsize != W || base->Ysize != H) {
         VipsImage **cr = next_slot(rs);
@@ -622,11 +649,21 @@ static void restyle_backdrop(render_state *rs)
  * clear canvas. */
 static int build_base(render_state *rs, const provider_image *models, size_t n_models)
 {
-    int rc = rs->transparent ? base_transparent(rs)
-             : rs->on_model  ? base_from_model(rs, models, n_models)
-                             : base_backdrop(rs);
+    if (rs->transparent || !rs->on_model) {
+        int rc = rs->transparent ? base_transparent(rs) : base_backdrop(rs);
+        return rc != PROVIDER_OK ? rc : checkpoint(rs, 55);
+    }
+    bool inside = model_fits_inside(rs, &models[(size_t)rs->variant % n_models]);
+    int rc = base_from_model(rs, models, n_models, inside);
     if (rc != PROVIDER_OK) return rc;
-    if (rs->on_model && !rs->transparent) place_on_model(rs);
+    place_on_model(rs);
+    if (!rs->dressed && inside) {
+        /* No person found: the photo as it is, cover-cropped, rather than
+         * with its edges smeared out to the frame. */
+        free(rs->cv);
+        rs->cv = NULL;
+        if ((rc = base_from_model(rs, models, n_models, false)) != PROVIDER_OK) return rc;
+    }
     if (rs->dressed) restyle_backdrop(rs);
     return checkpoint(rs, 55);
 }

@@ -102,15 +102,15 @@ static provider_image load_fixture(const char *name)
 }
 
 /* Renders the tee on the person (3:4, low: 768×1024, the photo scaled by
- * 1.28) and decodes it; the caller g_frees. */
-static unsigned char *render_worn(const char *style, int *w, int *h)
+ * 1.28; or another aspect) and decodes it; the caller g_frees. */
+static unsigned char *render_worn_at(const char *style, const char *aspect, int *w, int *h)
 {
     provider_image person = person_photo(), tee = load_fixture("product.jpg");
     gen_params p;
     memset(&p, 0, sizeof p);
     snprintf(p.model, sizeof p.model, "local-studio");
     snprintf(p.style, sizeof p.style, "%s", style);
-    snprintf(p.aspect_ratio, sizeof p.aspect_ratio, "3:4");
+    snprintf(p.aspect_ratio, sizeof p.aspect_ratio, "%s", aspect);
     snprintf(p.quality, sizeof p.quality, "low");
     p.seed = 3;
     provider_image out = {0};
@@ -142,6 +142,11 @@ static unsigned char *render_worn(const char *style, int *w, int *h)
     free(person.data);
     free(tee.data);
     return px;
+}
+
+static unsigned char *render_worn(const char *style, int *w, int *h)
+{
+    return render_worn_at(style, "3:4", w, h);
 }
 
 static bool cream_like(const unsigned char *q)
@@ -295,4 +300,27 @@ Test(worn, styles_differ_on_a_model_photo)
             cr_expect_lt(dc, 0.015, "%s and %s: the tee's colour shifts by %.4f", styles[a],
                          styles[b], dc);
         }
+}
+
+Test(worn, whole_figure_in_a_landscape_frame)
+{
+    /* A portrait photo in a 16:9 frame is fitted inside it (a cover crop
+     * would cut it at the chest and the tee would go on the face): the
+     * photo is scaled to the height (0.72) and centred. */
+    int w, h;
+    unsigned char *px = render_worn_at("minimal", "16:9", &w, &h);
+    cr_assert(w == 1024 && h == 576);
+    double k = 576.0 / PH, ox = (1024 - PW * k) / 2;
+#define AT(X, Y) (px + ((size_t)lround((Y)*k) * w + (size_t)lround(ox + (X)*k)) * 3)
+    const unsigned char *chest = AT(265, 360), *face = AT(300, 130), *shin = AT(260, 650);
+    cr_expect(navy_like(chest), "chest is %d,%d,%d: not the tee", chest[0], chest[1], chest[2]);
+    cr_expect(face[0] > 180 && face[0] > face[2] + 40, "face is %d,%d,%d: not skin", face[0],
+              face[1], face[2]);
+    cr_expect(shin[0] < 90, "shin is %d,%d,%d: not the trousers", shin[0], shin[1], shin[2]);
+    /* The sides beyond the photo are minimal's white, not smeared edges. */
+    const unsigned char *side = px + ((size_t)(h / 2) * w + 20) * 3;
+    cr_expect(side[0] == 255 && side[1] == 255 && side[2] == 255, "side is %d,%d,%d", side[0],
+              side[1], side[2]);
+#undef AT
+    g_free(px);
 }
