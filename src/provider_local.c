@@ -361,6 +361,7 @@ typedef struct render_state {
     int nb;             /* 3, or 4 for a transparent cut-out */
     float *q;           /* the shadow mask (add_shadows) */
     worn_person person; /* on a model photo: the person found (place_on_model) */
+    unsigned char *bd;  /* with the person found: the style backdrop behind them */
 } render_state;
 
 /* A slot for one intermediate image: what is stored there is unreffed
@@ -642,7 +643,7 @@ static void restyle_backdrop(render_state *rs)
     unsigned char *bd = look_backdrop(&rs->sp, rs->W, rs->H, cts, ncts,
                                       (uint32_t)rs->p->seed ^ (uint32_t)rs->variant * 7919u);
     worn_backdrop(&rs->person, rs->cv, bd, rs->W, rs->H);
-    free(bd);
+    rs->bd = bd;
 }
 
 /* Phase 3 (55 %): the base image — the model photo, a style backdrop or a
@@ -790,6 +791,8 @@ static int composite_products(render_state *rs)
             worn_shade(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h);
             worn_cover(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h, rs->cv, rs->W,
                        rs->H);
+            worn_reveal(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h, rs->cv,
+                        rs->bd, rs->W, rs->H);
         }
         blend_over(rs->cv, rs->W, rs->H, rs->nb, px, (*fl)->Xsize, (*fl)->Ysize, pp->x, pp->y);
         g_free(px);
@@ -933,6 +936,7 @@ cleanup:
     g_object_unref(rs.ctx);
     free(rs.q);
     free(rs.cv);
+    free(rs.bd);
     worn_free(&rs.person);
     for (size_t i = 0; i < n_products; i++)
         cutout_free(&rs.cuts[i]);

@@ -160,6 +160,14 @@ void worn_shade(const worn_person *wp, enum placement_kind k, const placement_re
 void worn_cover(const worn_person *wp, enum placement_kind k, const placement_rect *r,
                 const float *px, int pw, int ph, unsigned char *cv, int W, int H);
 
+/* Where trousers of kind k (px as for worn_shade) leave the model's own
+ * trousers showing between their legs, shows the backdrop bd (W×H×3, as
+ * given to worn_backdrop; NULL: nothing) instead, on the canvas cv. Other
+ * kinds: nothing. */
+void worn_reveal(const worn_person *wp, enum placement_kind k, const placement_rect *r,
+                 const float *px, int pw, int ph, unsigned char *cv, const unsigned char *bd, int W,
+                 int H);
+
 /* Replaces the background behind the person in cv (W×H×3) with the
  * backdrop bd (W×H×3): exactly bd where the matte is clear, the person's
  * edges unmixed from the old background. */

@@ -18,6 +18,8 @@
  *                  with the garment's colour from the nearest part of the
  *                  garment, so the garment covers the model's clothing; a
  *                  strappy dress leaves it, as a top worn under it.
+ *   worn_reveal    between the legs of trousers, the model's own trousers
+ *                  give way to the new backdrop.
  *   worn_backdrop  the photo's background behind the person replaced by a
  *                  style backdrop: edge pixels unmixed from the old
  *                  background (C + (1 − α)(N − B)), the matte's edge
@@ -560,6 +562,58 @@ static double refine_alpha(const worn_person *wp, const unsigned char *C, double
     if (a >= 0.999) return p < 0.25 && fb > 40 * 40 ? p : a; /* a sliver of backdrop */
     if (fb > 40 * 40) return p;
     return fb > 20 * 20 ? 0.5 * a + 0.5 * p : a;
+}
+
+/* Contract in provider_local.h. Between the legs of the trousers, from
+ * 15% of their height down, the pixels of the model's own trousers (the
+ * cloth at the left thigh; lines a pixel or two wide left out, as in
+ * worn_cover) give way to the backdrop, by how much they are that cloth
+ * around them. */
+void worn_reveal(const worn_person *wp, enum placement_kind k, const placement_rect *r,
+                 const float *px, int pw, int ph, unsigned char *cv, const unsigned char *bd, int W,
+                 int H)
+{
+    if (k != PLACEMENT_TROUSERS || !bd) return;
+    const placement_body *b = &wp->body;
+    int f = wp->f;
+    double cx, cy, ref[3];
+    cloth_point(b, PLACEMENT_TROUSERS, &cx, &cy);
+    if (!person_colour(wp, (int)(cx / f), (int)(cy / f), b->head_w / (4 * f) + 1, ref)) return;
+    int y0 = r->y + r->h * 15 / 100, y1 = r->y + r->h, x0 = r->x, x1 = r->x + r->w;
+    y0 = y0 < 1 ? 1 : y0;
+    x0 = x0 < 1 ? 1 : x0;
+    y1 = y1 > H - 1 ? H - 1 : y1;
+    x1 = x1 > W - 1 ? W - 1 : x1;
+    if (x1 <= x0 || y1 <= y0) return;
+    int bw = x1 - x0;
+    float *m = cloth_map(wp, cv, W, ref, x0 - 1, y0 - 1, x1 + 1, y1 + 1);
+    float *me = erode(m, bw + 2, y1 - y0 + 2);
+    solid_index si;
+    solid_index_build(px, pw, ph, &si);
+    for (int y = y0; y < y1; y++) {
+        int gy = y - r->y;
+        if (gy < 0 || gy >= ph || si.left[gy] < 0) continue;
+        for (int x = x0; x < x1; x++) {
+            int gx = x - r->x;
+            if (gx <= si.left[gy] || gx >= si.right[gy] || solid_at(px, pw, ph, gx, gy)) continue;
+            size_t at = (size_t)(y - y0 + 1) * (bw + 2) + (x - x0 + 1);
+            float wn = 0, mean = 0;
+            for (int dy = -1; dy <= 1; dy++)
+                for (int dx = -1; dx <= 1; dx++) {
+                    wn = fmaxf(wn, me[at + dy * (bw + 2) + dx]);
+                    mean += m[at + dy * (bw + 2) + dx] / 9;
+                }
+            if (wn < 0.5f) continue;
+            /* The 3×3 mean: a dark cloth's chromaticity is noisy. */
+            double a = smoothstep(0.15, 0.6, mean);
+            size_t i = ((size_t)y * W + x) * 3;
+            for (int c = 0; c < 3; c++)
+                cv[i + c] = (unsigned char)lrint(cv[i + c] * (1 - a) + bd[i + c] * a);
+        }
+    }
+    solid_index_free(&si);
+    free(me);
+    free(m);
 }
 
 /* One canvas pixel d of an edge cell: the backdrop n behind the person,
