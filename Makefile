@@ -33,7 +33,7 @@ LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 UNIT     := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all test unit clean format bench bench-all bench-tools fuzz fuzz-long
+.PHONY: all test unit clean format bench bench-all bench-tools fuzz fuzz-long contact-sheet
 all: $(BUILD)/stylestudio
 
 $(BUILD)/stylestudio: $(OBJS)
@@ -104,6 +104,14 @@ $(BUILD)/loadgen: bench/loadgen.c | $(BUILD)/obj
 
 $(BUILD)/store_ceiling: bench/store_ceiling.c $(LIB_OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# A contact sheet of local-studio's output: every style x product kind x
+# without / with a model photo (scripts/contact_sheet.c), to look at.
+$(BUILD)/contact_sheet: scripts/contact_sheet.c $(LIB_OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+contact-sheet: $(BUILD)/contact_sheet
+	$(BUILD)/contact_sheet $(BUILD)/contact-sheet.png
 
 bench-tools: $(BUILD)/stylestudio $(BUILD)/render_bench $(BUILD)/loadgen $(BUILD)/store_ceiling
 

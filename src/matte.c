@@ -315,7 +315,7 @@ static void bg_norm_row(const bgmodel *bm, int y, float *nb)
     }
 }
 
-static void maps_build(const unsigned char *px, int nb, const bgmodel *bm, maps *m)
+static void maps_build(const unsigned char *px, int nb, const bgmodel *bm, bool no_shadows, maps *m)
 {
     int w = bm->w, h = bm->h;
     size_t n = (size_t)w * h;
@@ -350,7 +350,7 @@ static void maps_build(const unsigned char *px, int nb, const bgmodel *bm, maps 
     bg_norm_row(bm, h / 2, nbr);
     for (int x = 0; x < w; x++)
         lum += nbr[x] / w;
-    bool shadows = lum > 80;
+    bool shadows = lum > 80 && !no_shadows;
     m->step = (float)(0.03 + 1.2 * bm->noise / fmax(lum, 1));
     for (int y = 0; y < h; y++) {
         bg_norm_row(bm, y, nbr);
@@ -736,6 +736,13 @@ static void remove_specks(float *a, int w, int h)
 /* Contract in matte.h. */
 int matte_compute(unsigned char *px, int w, int h, int nb, float *a, matte_info *info)
 {
+    return matte_compute_flags(px, w, h, nb, a, info, 0);
+}
+
+/* Contract in matte.h. */
+int matte_compute_flags(unsigned char *px, int w, int h, int nb, float *a, matte_info *info,
+                        unsigned flags)
+{
     size_t n = (size_t)w * h;
     bgmodel bm;
     if (info) memset(info, 0, sizeof *info);
@@ -748,7 +755,7 @@ int matte_compute(unsigned char *px, int w, int h, int nb, float *a, matte_info 
     }
     if (bm.plain < 0.6 || bm.noise > 12) return MATTE_ENOTPLAIN;
     maps m;
-    maps_build(px, nb, &bm, &m);
+    maps_build(px, nb, &bm, (flags & MATTE_NO_SHADOWS) != 0, &m);
     size_t shadow_px;
     unsigned char *lab = label_regions(&m, &shadow_px);
     size_t fg = 0;

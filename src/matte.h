@@ -32,4 +32,17 @@ typedef struct matte_info {
  * untouched (px untouched too). Deterministic, single-threaded. */
 int matte_compute(unsigned char *px, int w, int h, int nb, float *a, matte_info *info);
 
+/* Flags of matte_compute_flags. */
+enum {
+    /* No cast-shadow separation: whatever is darker than the background
+     * is foreground. For a person, whose dark clothes can be the
+     * backdrop's hue at a shadow's darkness (dark grey trousers on a grey
+     * sweep), where a shadow kept is better than legs lost. */
+    MATTE_NO_SHADOWS = 1u << 0,
+};
+
+/* matte_compute with flags (MATTE_*); matte_compute is flags 0. */
+int matte_compute_flags(unsigned char *px, int w, int h, int nb, float *a, matte_info *info,
+                        unsigned flags);
+
 #endif

@@ -10,11 +10,10 @@
  * (head top, shoulder line where the silhouette first grows to twice the
  * head's width, waist and hips by proportion, the feet, the right hand);
  * a product's kind comes from its silhouette (sleeves wider than the hem: a
- * top; two legs: trousers; long: a dress; low and wide: shoes, or a hat
- * when it is a dome; else an accessory), and each kind has its place: a
- * top from the shoulders, a dress from the shoulders down, trousers from
- * the waist, shoes at the feet, a hat on the head, an accessory at the
- * hand.
+ * top; two legs: trousers; long: a dress; low and wide: shoes — a pair
+ * side by side always — or a hat when it is a dome; else an accessory), and each kind has its
+ * place: a top from the shoulders, a dress from the shoulders down, trousers from the waist, shoes
+ * at the feet, a hat on the head, an accessory at the hand.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -168,114 +167,174 @@ static int row_extent(const float *a, int w, int y, int *x0, int *x1)
     return n;
 }
 
+/* The silhouette row by row: per row the first and last covered columns
+ * and the count, the figure's top and bottom rows and its height. */
+typedef struct silhouette {
+    const float *a;
+    int w, h;
+    int *x0, *x1, *cnt;
+    int top, bottom, hp;
+} silhouette;
+
+/* Fills s's rows from a (w×h). false when there is no figure at least a
+ * third of the photo tall (s's buffers are allocated either way). */
+static bool silhouette_scan(const float *a, int w, int h, silhouette *s)
+{
+    *s = (silhouette){.a = a, .w = w, .h = h, .top = -1, .bottom = -1};
+    s->x0 = malloc((size_t)h * sizeof *s->x0);
+    s->x1 = malloc((size_t)h * sizeof *s->x1);
+    s->cnt = malloc((size_t)h * sizeof *s->cnt);
+    if (!s->x0 || !s->x1 || !s->cnt) return false;
+    for (int y = 0; y < h; y++) {
+        s->cnt[y] = row_extent(a, w, y, &s->x0[y], &s->x1[y]);
+        if (s->cnt[y] > w / 200 + 1) {
+            if (s->top < 0) s->top = y;
+            s->bottom = y;
+        }
+    }
+    s->hp = s->bottom - s->top;
+    return s->top >= 0 && s->hp >= h / 3;
+}
+
+static void silhouette_free(silhouette *s)
+{
+    free(s->x0);
+    free(s->x1);
+    free(s->cnt);
+}
+
+/* The head's width: the mean count of its rows. */
+static int head_width(const silhouette *s)
+{
+    int hw = 0, k = 0;
+    for (int y = s->top + s->hp / 50; y < s->top + s->hp / 14 && y < s->h; y++, k++)
+        hw += s->cnt[y];
+    return k ? hw / k : 1;
+}
+
+/* The shoulder line: the first row below the head more than 2.2 times as
+ * wide as it (18% of the height when none is), and its width. */
+static void shoulders(const silhouette *s, int hw, int *sy_out, int *sw_out)
+{
+    int sy = -1, sw = 0;
+    for (int y = s->top + s->hp / 16; y < s->top + s->hp / 3; y++)
+        if (s->cnt[y] > 2.2 * hw) {
+            sy = y;
+            break;
+        }
+    if (sy < 0) sy = s->top + (int)(0.18 * s->hp);
+    for (int y = sy; y < sy + s->hp / 25 + 1 && y < s->h; y++)
+        if (s->x1[y] - s->x0[y] + 1 > sw) sw = s->x1[y] - s->x0[y] + 1;
+    *sy_out = sy;
+    *sw_out = sw;
+}
+
+/* The body's centre line: the mean middle of the rows from the shoulders
+ * to the hips. */
+static double centre_line(const silhouette *s, int sy, int hy)
+{
+    double cx = 0;
+    int nc = 0;
+    for (int y = sy; y < hy; y++)
+        if (s->cnt[y]) {
+            cx += (s->x0[y] + s->x1[y]) / 2.0;
+            nc++;
+        }
+    return nc ? cx / nc : s->w / 2.0;
+}
+
+/* The hips: the torso's width there, not the hands beside it — the
+ * covered run through the centre line. */
+static int hip_width(const silhouette *s, int hy, double cx)
+{
+    int hx0 = (int)cx, hx1 = (int)cx;
+    const float *hr = s->a + (size_t)hy * s->w;
+    while (hx0 > 0 && hr[hx0 - 1] >= 0.5f)
+        hx0--;
+    while (hx1 < s->w - 1 && hr[hx1 + 1] >= 0.5f)
+        hx1++;
+    return hx1 - hx0 + 1;
+}
+
+/* Both feet: the widest of the bottom rows. */
+static int feet_width(const silhouette *s)
+{
+    int fw = 0;
+    for (int y = s->bottom - s->hp / 40; y <= s->bottom; y++)
+        if (y >= 0 && s->x1[y] - s->x0[y] + 1 > fw) fw = s->x1[y] - s->x0[y] + 1;
+    return fw;
+}
+
+/* The hand: the outermost covered column on the right between the waist
+ * and the hips' level plus a bit. */
+static void right_hand(const silhouette *s, int wy, double cx, int hy, int *hand_x, int *hand_y)
+{
+    *hand_x = (int)cx;
+    *hand_y = hy;
+    for (int y = wy; y < s->top + (int)(0.62 * s->hp) && y < s->h; y++)
+        if (s->x1[y] > *hand_x) {
+            *hand_x = s->x1[y];
+            *hand_y = y;
+        }
+}
+
+/* The hem of the model's own top: down the centre line from the chest
+ * while the colour stays the chest's (so a garment can cover it); hy when
+ * rgb is NULL or says nothing. */
+static int top_hem(const silhouette *s, const unsigned char *rgb, double cx, int sy, int hy)
+{
+    int hem = hy, w = s->w;
+    if (!rgb) return hem;
+    int ccx = (int)lround(cx), chest = sy + s->hp / 10;
+    if (ccx < 0 || ccx >= w || chest >= s->h) return hem;
+    const unsigned char *c0 = rgb + ((size_t)chest * w + ccx) * 3;
+    int miss = 0;
+    for (int y = chest; y < s->top + (int)(0.75 * s->hp) && y < s->h; y++) {
+        const unsigned char *c = rgb + ((size_t)y * w + ccx) * 3;
+        int d = abs(c[0] - c0[0]) + abs(c[1] - c0[1]) + abs(c[2] - c0[2]);
+        if (d > 60) {
+            if (++miss >= 3) break;
+        } else {
+            miss = 0;
+            hem = y;
+        }
+    }
+    return hem;
+}
+
 /* Contract in placement.h. Proportions where the silhouette says nothing
  * clear: shoulders at 18% of the height below the head top, the waist at
  * 42%, the hips at 52% (an adult standing, the head about 1/7.5). */
 bool placement_find_body(const float *a, const unsigned char *rgb, int w, int h, double scale,
                          placement_body *b)
 {
-    int top = -1, bottom = -1;
-    int *x0 = malloc((size_t)h * sizeof *x0), *x1 = malloc((size_t)h * sizeof *x1),
-        *cnt = malloc((size_t)h * sizeof *cnt);
-    if (!x0 || !x1 || !cnt) {
-        free(x0);
-        free(x1);
-        free(cnt);
-        return false;
-    }
-    for (int y = 0; y < h; y++) {
-        cnt[y] = row_extent(a, w, y, &x0[y], &x1[y]);
-        if (cnt[y] > w / 200 + 1) {
-            if (top < 0) top = y;
-            bottom = y;
-        }
-    }
+    silhouette s;
     bool ok = false;
-    int hp = bottom - top;
-    if (top < 0 || hp < h / 3) goto done;
-    /* The head: the median width of its rows. */
-    int hw = 0, k = 0;
-    for (int y = top + hp / 50; y < top + hp / 14 && y < h; y++, k++)
-        hw += cnt[y];
-    hw = k ? hw / k : 1;
+    if (!silhouette_scan(a, w, h, &s)) goto done;
+    int hw = head_width(&s);
     if (hw < 2) goto done;
-    /* Shoulders: the first row below the head twice as wide as it. */
-    int sy = -1;
-    for (int y = top + hp / 16; y < top + hp / 3; y++)
-        if (cnt[y] > 2.2 * hw) {
-            sy = y;
-            break;
-        }
-    if (sy < 0) sy = top + (int)(0.18 * hp);
-    int sw = 0;
-    for (int y = sy; y < sy + hp / 25 + 1 && y < h; y++)
-        if (x1[y] - x0[y] + 1 > sw) sw = x1[y] - x0[y] + 1;
-    int wy = top + (int)(0.42 * hp), hy = top + (int)(0.52 * hp);
-    double cx = 0;
-    int nc = 0;
-    for (int y = sy; y < hy; y++)
-        if (cnt[y]) {
-            cx += (x0[y] + x1[y]) / 2.0;
-            nc++;
-        }
-    cx = nc ? cx / nc : w / 2.0;
-    /* The hips: the torso's width there, not the hands beside it — the
-     * covered run through the centre line. */
-    int hx0 = (int)cx, hx1 = (int)cx;
-    const float *hr = a + (size_t)hy * w;
-    while (hx0 > 0 && hr[hx0 - 1] >= 0.5f)
-        hx0--;
-    while (hx1 < w - 1 && hr[hx1 + 1] >= 0.5f)
-        hx1++;
-    int fw = 0;
-    for (int y = bottom - hp / 40; y <= bottom; y++)
-        if (y >= 0 && x1[y] - x0[y] + 1 > fw) fw = x1[y] - x0[y] + 1;
-    /* The hand: the outermost covered column on the right between the
-     * waist and the hips' level plus a bit. */
-    int hand_x = (int)cx, hand_y = hy;
-    for (int y = wy; y < top + (int)(0.62 * hp) && y < h; y++)
-        if (x1[y] > hand_x) {
-            hand_x = x1[y];
-            hand_y = y;
-        }
-    /* The hem of the model's own top: down the centre line from the chest
-     * while the colour stays the chest's (so a garment can cover it). */
-    int hem = hy;
-    if (rgb) {
-        int ccx = (int)lround(cx), chest = sy + hp / 10;
-        if (ccx >= 0 && ccx < w && chest < h) {
-            const unsigned char *c0 = rgb + ((size_t)chest * w + ccx) * 3;
-            int miss = 0;
-            for (int y = chest; y < top + (int)(0.75 * hp) && y < h; y++) {
-                const unsigned char *c = rgb + ((size_t)y * w + ccx) * 3;
-                int d = abs(c[0] - c0[0]) + abs(c[1] - c0[1]) + abs(c[2] - c0[2]);
-                if (d > 60) {
-                    if (++miss >= 3) break;
-                } else {
-                    miss = 0;
-                    hem = y;
-                }
-            }
-        }
-    }
-    b->top_hem_y = (int)lround(hem * scale);
-    b->top = (int)lround(top * scale);
-    b->bottom = (int)lround(bottom * scale);
+    int sy, sw;
+    shoulders(&s, hw, &sy, &sw);
+    int wy = s.top + (int)(0.42 * s.hp), hy = s.top + (int)(0.52 * s.hp);
+    double cx = centre_line(&s, sy, hy);
+    int hand_x, hand_y;
+    right_hand(&s, wy, cx, hy, &hand_x, &hand_y);
+    b->top_hem_y = (int)lround(top_hem(&s, rgb, cx, sy, hy) * scale);
+    b->top = (int)lround(s.top * scale);
+    b->bottom = (int)lround(s.bottom * scale);
     b->cx = cx * scale;
     b->head_w = (int)lround(hw * scale);
     b->shoulder_y = (int)lround(sy * scale);
     b->shoulder_w = (int)lround(sw * scale);
     b->waist_y = (int)lround(wy * scale);
     b->hip_y = (int)lround(hy * scale);
-    b->hip_w = (int)lround((hx1 - hx0 + 1) * scale);
-    b->feet_w = (int)lround(fw * scale);
+    b->hip_w = (int)lround(hip_width(&s, hy, cx) * scale);
+    b->feet_w = (int)lround(feet_width(&s) * scale);
     b->hand_x = (int)lround(hand_x * scale);
     b->hand_y = (int)lround(hand_y * scale);
     ok = sw > hw;
 done:
-    free(x0);
-    free(x1);
-    free(cnt);
+    silhouette_free(&s);
     return ok;
 }
 
@@ -301,7 +360,15 @@ enum placement_kind placement_kind_of(const float *a, int w, int h)
         if (n && r - l + 1 > n + w / 20) gap_rows++;
     }
     if (aspect >= 1.5 && h > 0) {
-        /* Low and wide: a dome narrower at the top is a hat, else shoes. */
+        /* Low and wide: a pair side by side (two parts through the middle
+         * rows) is shoes, whatever their tops; else a dome narrower at
+         * the top is a hat, and the rest shoes. */
+        int split = 0, mid_rows = 0;
+        for (int y = h * 30 / 100; y < h * 70 / 100; y++, mid_rows++) {
+            int n = row_extent(a, w, y, &l, &r);
+            if (n && r - l + 1 > n + w / 20) split++;
+        }
+        if (mid_rows && split > mid_rows / 2) return PLACEMENT_SHOES;
         return top_w < 0.75 * low_w ? PLACEMENT_HAT : PLACEMENT_SHOES;
     }
     if (rows && gap_rows > rows / 2 && aspect < 0.9) return PLACEMENT_TROUSERS;
@@ -336,12 +403,12 @@ placement_rect placement_on_body(const placement_body *b, enum placement_kind k,
         x = b->cx - w / 2;
         break;
     case PLACEMENT_TROUSERS:
+        /* From the waist to just above the feet, and at least as wide as
+         * the hips — stretched sideways by up to a third rather than made
+         * longer than the legs (the hips' width can take in the hands
+         * hanging beside them). */
         h = b->bottom - b->waist_y - 0.03 * hp;
-        w = h * aspect;
-        if (w < b->hip_w * 1.08) {
-            w = b->hip_w * 1.08;
-            h = w / aspect;
-        }
+        w = fmax(h * aspect, fmin(b->hip_w * 1.08, h * aspect * 1.35));
         x = b->cx - w / 2;
         y = b->waist_y;
         break;

@@ -12,11 +12,16 @@
  *                     grade, texture from the style, the prompt's words and
  *                     the seed) and the arrangement (placement.c)
  *   build_base        the style backdrop with contact shadows attached to
- *                     each product's footprint, or the model photo, or a
+ *                     each product's footprint, or the model photo (with
+ *                     a person found: the style's backdrop behind the
+ *                     person, contact shadow at the feet), or a
  *                     transparent canvas (background "transparent")
  *   add_shadows       silhouette shadows from the matte, drawn at 1/qscale
  *                     (finer for high quality), blurred, multiplied in
- *   composite_products  the cut-outs over the base
+ *   composite_products  the cut-outs over the base; worn on the model, a
+ *                     garment first takes the light of the body beneath it
+ *                     and covers the model's own top where it would leave
+ *                     it showing (provider_local_worn.c)
  *   grade             neutral light and vignette (artistic: dramatic), so a
  *                     product keeps its own colours
  *   encode            JPEG, PNG or WebP (output_format), with alpha for a
@@ -128,6 +133,7 @@ void provider_local_size(const char *aspect_ratio, const char *quality, int *wid
 typedef struct placed {
     const cutout *c;
     int x, y, w, h; /* in output pixels */
+    int kind;       /* worn on the model: its enum placement_kind; else -1 */
 } placed;
 
 /* ---- shadows ---- */
@@ -348,12 +354,14 @@ typedef struct render_state {
     cutout cuts[MAX_PRODUCTS];
     placed pl[MAX_PRODUCTS];
     style_plan sp;
-    int hero;          /* seed-picked: the product drawn a little larger, */
-    double fill;       /* how much of its box the group fills (0..1), */
-    double shift;      /* and its sideways shift (-1..1) */
-    unsigned char *cv; /* the picture so far: W×H×nb bytes, sRGB (straight alpha) */
-    int nb;            /* 3, or 4 for a transparent cut-out */
-    float *q;          /* the shadow mask (add_shadows) */
+    int hero;           /* seed-picked: the product drawn a little larger, */
+    double fill;        /* how much of its box the group fills (0..1), */
+    double shift;       /* and its sideways shift (-1..1) */
+    unsigned char *cv;  /* the picture so far: W×H×nb bytes, sRGB (straight alpha) */
+    int nb;             /* 3, or 4 for a transparent cut-out */
+    float *q;           /* the shadow mask (add_shadows) */
+    worn_person person; /* on a model photo: the person found (place_on_model) */
+    unsigned char *bd;  /* with the person found: the style backdrop behind them */
 } render_state;
 
 /* A slot for one intermediate image: what is stored there is unreffed
@@ -454,19 +462,39 @@ static int plan(render_state *rs, rng *r)
     placement_rect pr[PLACEMENT_MAX];
     placement_arrange(&q, pr, &rs->sp.floor_y);
     for (size_t i = 0; i < n; i++)
-        rs->pl[i] = (placed){&rs->cuts[i], pr[i].x, pr[i].y, pr[i].w, pr[i].h};
+        rs->pl[i] = (placed){&rs->cuts[i], pr[i].x, pr[i].y, pr[i].w, pr[i].h, -1};
     return checkpoint(rs, 45);
 }
 
-/* Phase 3 on a model photo: the photo the variant picks, cover-cropped to
- * the frame, as the canvas. */
-static int base_from_model(render_state *rs, const provider_image *models, size_t n_models)
+/* Whether the model photo mi would lose more than 8% of its height to a
+ * cover crop into the frame (a portrait photo in a square or landscape
+ * frame: the head or the feet cut, and the body's proportions no longer
+ * those of a standing figure). */
+static bool model_fits_inside(render_state *rs, const provider_image *mi)
+{
+    VipsImage **hd = next_slot(rs);
+    *hd = vips_image_new_from_buffer(mi->data, mi->len, "", NULL);
+    if (!*hd) {
+        vips_error_clear();
+        return false;
+    }
+    double photo = (double)(*hd)->Xsize / (*hd)->Ysize, frame = (double)rs->W / rs->H;
+    return photo / frame < 0.92;
+}
+
+/* Phase 3 on a model photo: the photo the variant picks as the canvas,
+ * cover-cropped to the frame, or (inside) fitted inside it, centred, its
+ * edges extended to the frame's sides — the whole figure stays, and the
+ * backdrop behind it is replaced when the person is found. */
+static int base_from_model(render_state *rs, const provider_image *models, size_t n_models,
+                           bool inside)
 {
     int W = rs->W, H = rs->H;
     const provider_image *mi = &models[(size_t)rs->variant % n_models];
     VipsImage **th = next_slot(rs), **cs = next_slot(rs), **u = next_slot(rs);
     if (vips_thumbnail_buffer(mi->data, mi->len, th, W, "height", H, "crop",
-                              VIPS_INTERESTING_ATTENTION, "size", VIPS_SIZE_BOTH, NULL) ||
+                              inside ? VIPS_INTERESTING_NONE : VIPS_INTERESTING_ATTENTION, "size",
+                              VIPS_SIZE_BOTH, NULL) ||
         vips_colourspace(*th, cs, VIPS_INTERPRETATION_sRGB, NULL) ||
         vips_cast_uchar(*cs, u, NULL)) {
         vips_error_clear();
@@ -479,6 +507,13 @@ static int base_from_model(render_state *rs, const provider_image *models, size_
         VipsImage **fl = next_slot(rs);
         if (vips_flatten(base, fl, NULL)) return render_vips_failed(rs);
         base = *fl;
+    }
+    if (inside && (base->Xsize < W || base->Ysize < H)) {
+        VipsImage **em = next_slot(rs);
+        if (vips_embed(base, em, (W - base->Xsize) / 2, (H - base->Ysize) / 2, W, H, "extend",
+                       VIPS_EXTEND_COPY, NULL))
+            return render_vips_failed(rs);
+        base = *em;
     }
     if (base->Xsize != W || base->Ysize != H) {
         VipsImage **cr = next_slot(rs);
@@ -553,37 +588,20 @@ static int layer_of(enum placement_kind k)
     return order[k];
 }
 
-/* Phase 3b on a model photo: finds the person (the matte of a copy of the
- * photo at ≤ 512 px) and dresses them — each product placed by its kind
- * (placement.c), drawn in layer order. When no person is found the
- * products keep the plan's box placement. */
+/* Phase 3b on a model photo: finds the person (provider_local_worn.c:
+ * the matte of a copy of the photo at ≤ 512 px) and dresses them — each
+ * product placed by its kind (placement.c), drawn in layer order. When no
+ * person is found the products keep the plan's box placement. */
 static void place_on_model(render_state *rs)
 {
-    int W = rs->W, H = rs->H, f = ((W > H ? W : H) + 511) / 512;
-    if (f < 1) f = 1;
-    int sw = W / f, sh = H / f;
-    unsigned char *small = xmalloc((size_t)sw * sh * 3);
-    for (int y = 0; y < sh; y++)
-        for (int x = 0; x < sw; x++) {
-            const unsigned char *src = rs->cv + ((size_t)y * f * W + (size_t)x * f) * 3;
-            memcpy(small + ((size_t)y * sw + x) * 3, src, 3);
-        }
-    unsigned char *work = xmalloc((size_t)sw * sh * 3);
-    memcpy(work, small, (size_t)sw * sh * 3);
-    float *a = xmalloc((size_t)sw * sh * sizeof *a);
-    placement_body body;
-    bool found = matte_compute(work, sw, sh, 3, a, NULL) == MATTE_OK &&
-                 placement_find_body(a, small, sw, sh, f, &body);
-    free(work);
-    free(small);
-    free(a);
-    if (!found) return;
+    if (!worn_find(rs->cv, rs->W, rs->H, &rs->person)) return;
+    const placement_body body = rs->person.body;
     int layer[MAX_PRODUCTS];
     for (size_t i = 0; i < rs->n_products; i++) {
         placed *pp = &rs->pl[i];
         enum placement_kind k = placement_kind_of(pp->c->alpha, pp->c->w, pp->c->h);
         placement_rect r = placement_on_body(&body, k, (double)pp->c->w / pp->c->h);
-        *pp = (placed){pp->c, r.x, r.y, r.w, r.h};
+        *pp = (placed){pp->c, r.x, r.y, r.w, r.h, (int)k};
         layer[i] = layer_of(k);
     }
     /* Insertion sort by layer, stable. */
@@ -599,15 +617,55 @@ static void place_on_model(render_state *rs)
     rs->dressed = true;
 }
 
+/* Phase 3c on a model photo with a person found: the style's backdrop
+ * behind the person instead of the photo's (worn_backdrop) — minimal pure
+ * white, realistic the studio sweep with its floor at the feet,
+ * artistic the graded backdrop (its light comes in grade) — with a soft
+ * contact shadow under the feet (realistic, minimal). */
+static void restyle_backdrop(render_state *rs)
+{
+    const placement_body *b = &rs->person.body;
+    int hp = b->bottom - b->top;
+    double fw = fmax(b->feet_w, b->head_w) / 2;
+    contact cts[2];
+    size_t ncts = 0;
+    if (rs->kind == 0) {
+        rs->sp.floor_y = clampd((b->bottom + 0.01 * hp) / rs->H, 0.55, 0.98);
+        cts[ncts++] =
+            (contact){b->cx, b->bottom - 0.004 * hp, fw * 1.05, fmax(3, hp * 0.012), 0.50};
+        cts[ncts++] = (contact){b->cx + rs->sp.side * -fw * 0.08, b->bottom + 0.006 * hp, fw * 1.5,
+                                fmax(6, hp * 0.03), 0.24};
+    } else if (rs->kind == 2) {
+        cts[ncts++] =
+            (contact){b->cx, b->bottom + 0.002 * hp, fw * 1.05, fmax(3, hp * 0.010), 0.30};
+        cts[ncts++] = (contact){b->cx, b->bottom + 0.008 * hp, fw * 1.4, fmax(5, hp * 0.022), 0.10};
+    }
+    unsigned char *bd = look_backdrop(&rs->sp, rs->W, rs->H, cts, ncts,
+                                      (uint32_t)rs->p->seed ^ (uint32_t)rs->variant * 7919u);
+    worn_backdrop(&rs->person, rs->cv, bd, rs->W, rs->H);
+    rs->bd = bd;
+}
+
 /* Phase 3 (55 %): the base image — the model photo, a style backdrop or a
  * clear canvas. */
 static int build_base(render_state *rs, const provider_image *models, size_t n_models)
 {
-    int rc = rs->transparent ? base_transparent(rs)
-             : rs->on_model  ? base_from_model(rs, models, n_models)
-                             : base_backdrop(rs);
+    if (rs->transparent || !rs->on_model) {
+        int rc = rs->transparent ? base_transparent(rs) : base_backdrop(rs);
+        return rc != PROVIDER_OK ? rc : checkpoint(rs, 55);
+    }
+    bool inside = model_fits_inside(rs, &models[(size_t)rs->variant % n_models]);
+    int rc = base_from_model(rs, models, n_models, inside);
     if (rc != PROVIDER_OK) return rc;
-    if (rs->on_model && !rs->transparent) place_on_model(rs);
+    place_on_model(rs);
+    if (!rs->dressed && inside) {
+        /* No person found: the photo as it is, cover-cropped, rather than
+         * with its edges smeared out to the frame. */
+        free(rs->cv);
+        rs->cv = NULL;
+        if ((rc = base_from_model(rs, models, n_models, false)) != PROVIDER_OK) return rc;
+    }
+    if (rs->dressed) restyle_backdrop(rs);
     return checkpoint(rs, 55);
 }
 
@@ -726,6 +784,16 @@ static int composite_products(render_state *rs)
         size_t size;
         float *px = vips_image_write_to_memory(*fl, &size);
         if (!px) return render_vips_failed(rs);
+        if (rs->dressed && pp->kind >= 0) {
+            /* Worn: the garment takes the body's light and covers the
+             * model's own top where it would leave it showing. */
+            placement_rect r = {pp->x, pp->y, (*fl)->Xsize, (*fl)->Ysize};
+            worn_shade(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h);
+            worn_cover(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h, rs->cv, rs->W,
+                       rs->H);
+            worn_reveal(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h, rs->cv,
+                        rs->bd, rs->W, rs->H);
+        }
         blend_over(rs->cv, rs->W, rs->H, rs->nb, px, (*fl)->Xsize, (*fl)->Ysize, pp->x, pp->y);
         g_free(px);
     }
@@ -733,18 +801,21 @@ static int composite_products(render_state *rs)
 }
 
 /* Phase 6 (80 %): neutral light over the whole picture — artistic: the
- * dramatic directional light and vignette; on a model photo: a vignette,
- * minimal lifted. The light is one factor for all three channels, so a
- * product takes the light but keeps its hue (the artistic colour grade
+ * dramatic directional light and vignette (on a model too); on a model
+ * photo kept as it is (no person found): a vignette, minimal lifted. The light is one factor for
+ * all three channels, so a product takes the light but keeps its hue (the artistic colour grade
  * lives in its backdrop). */
 static int grade(render_state *rs)
 {
     int W = rs->W, H = rs->H, kind = rs->kind;
     const style_plan *sp = &rs->sp;
     if (rs->transparent) return checkpoint(rs, 80);
-    if (kind == 1 && !rs->on_model) {
+    if (kind == 1 && (!rs->on_model || rs->dressed)) {
         light_canvas(rs->cv, W, H, rs->nb, sp->light_angle + M_PI, 0.10 * sp->contrast,
                      fmin(0.30 * sp->vignette, 0.6));
+    } else if (rs->dressed) {
+        /* On the style's own backdrop (restyle_backdrop): realistic's
+         * sweep has its light already, minimal stays pure white. */
     } else if (rs->on_model) {
         light_canvas(rs->cv, W, H, rs->nb, 0, 0, kind == 0 ? 0.16 : 0.10);
         if (kind == 2) {
@@ -865,6 +936,8 @@ cleanup:
     g_object_unref(rs.ctx);
     free(rs.q);
     free(rs.cv);
+    free(rs.bd);
+    worn_free(&rs.person);
     for (size_t i = 0; i < n_products; i++)
         cutout_free(&rs.cuts[i]);
     vips_thread_shutdown();

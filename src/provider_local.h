@@ -4,7 +4,8 @@
  * matte.c, trim), the look (provider_local_look.c: style plan from the
  * style, the prompt and the seed; the backdrop), the deterministic random
  * stream and small math helpers. The render itself is in provider_local.c,
- * the arrangement in placement.c. Included by provider_local*.c only; the
+ * the arrangement in placement.c, the pixel work of wearing a product on
+ * the model in provider_local_worn.c. Included by provider_local*.c only; the
  * public interface is in provider.h.
  */
 #ifndef SS_PROVIDER_LOCAL_H
@@ -12,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "placement.h"
 #include "provider.h"
 
 /* A product cut out of its background, trimmed to its bounding box. */
@@ -122,5 +124,53 @@ typedef struct contact {
  * reaches. */
 unsigned char *look_backdrop(const style_plan *s, int w, int h, const contact *cts, size_t ncts,
                              uint32_t salt);
+
+/* ---- worn on the model (provider_local_worn.c) ---- */
+
+/* The person in a model photo, at a reduced resolution (1/f of the
+ * output's pixels, ≤ 512 px on the long side). */
+typedef struct worn_person {
+    int sw, sh, f;
+    unsigned char *rgb; /* sw×sh×3: the photo, reduced */
+    unsigned char *fg;  /* sw×sh×3: the same with the person's edge colours unmixed */
+    float *alpha;       /* sw×sh: the person's matte */
+    float *bg;          /* bw×bh×4, cells of 4×4: the backdrop's colour around the person */
+    int bw, bh;
+    placement_body body; /* in output pixels */
+} worn_person;
+
+/* Finds the person in the canvas cv (W×H×3, the model photo). true with
+ * *wp owning its buffers (release with worn_free); false, *wp zeroed, when
+ * the photo has no plain background or no person-like figure. */
+bool worn_find(const unsigned char *cv, int W, int H, worn_person *wp);
+
+/* Frees wp's buffers and zeroes it; a zeroed worn_person is fine too. */
+void worn_free(worn_person *wp);
+
+/* Gives a garment of kind k placed at r the light of the body beneath it:
+ * px is its premultiplied RGBA float image (pw×ph, 0..255) at (r->x,
+ * r->y), changed in place. Tops, dresses and trousers only. */
+void worn_shade(const worn_person *wp, enum placement_kind k, const placement_rect *r, float *px,
+                int pw, int ph);
+
+/* Paints over the model's own top where a top or dress of kind k (px as
+ * for worn_shade) leaves it showing, with the garment's colour, on the
+ * canvas cv (W×H×3). Other kinds, and a garment without shoulders (a
+ * strappy dress): nothing. */
+void worn_cover(const worn_person *wp, enum placement_kind k, const placement_rect *r,
+                const float *px, int pw, int ph, unsigned char *cv, int W, int H);
+
+/* Where trousers of kind k (px as for worn_shade) leave the model's own
+ * trousers showing between their legs, shows the backdrop bd (W×H×3, as
+ * given to worn_backdrop; NULL: nothing) instead, on the canvas cv. Other
+ * kinds: nothing. */
+void worn_reveal(const worn_person *wp, enum placement_kind k, const placement_rect *r,
+                 const float *px, int pw, int ph, unsigned char *cv, const unsigned char *bd, int W,
+                 int H);
+
+/* Replaces the background behind the person in cv (W×H×3) with the
+ * backdrop bd (W×H×3): exactly bd where the matte is clear, the person's
+ * edges unmixed from the old background. */
+void worn_backdrop(const worn_person *wp, unsigned char *cv, const unsigned char *bd, int W, int H);
 
 #endif

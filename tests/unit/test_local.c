@@ -651,6 +651,15 @@ Test(local, kinds_from_silhouettes)
     for (int i = 0; i < 100 * 40; i++)
         a[i] = 1;
     cr_expect_eq(placement_kind_of(a, 100, 40), PLACEMENT_SHOES);
+    /* A pair of sneakers, 100×30, side by side: each low at the toe and
+     * high at the ankle, so the top rows are narrow — still shoes. */
+    memset(a, 0, S * S * sizeof *a);
+    for (int y = 0; y < 30; y++)
+        for (int x = 0; x < 100; x++) {
+            int u = x < 50 ? x : x - 54; /* 4 px between the shoes */
+            a[y * 100 + x] = u >= 0 && u < 46 && (y >= 12 || u < 18);
+        }
+    cr_expect_eq(placement_kind_of(a, 100, 30), PLACEMENT_SHOES);
     /* A dress, 50×100, widening downwards. */
     for (int y = 0; y < 100; y++)
         for (int x = 0; x < 50; x++)

@@ -80,15 +80,10 @@ static double urand(uint64_t *s)
     return (double)(*s >> 11) / 9007199254740992.0;
 }
 
-static void make_scene(const scene *sc, truth *t)
+/* The shapes, supersampled: the true alpha, the product colour and the
+ * strap mask into t; the coverage also into cover (for the shadow). */
+static void draw_shapes(const scene *sc, truth *t, float *cover)
 {
-    size_t n = (size_t)W * H;
-    t->px = xmalloc(n * 3);
-    t->alpha = xcalloc(n, sizeof *t->alpha);
-    t->fg = xcalloc(n * 3, sizeof *t->fg);
-    t->dark = xcalloc(n, sizeof *t->dark);
-    t->strap = xcalloc(n, 1);
-    float *cover = xcalloc(n, sizeof *cover);
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
             size_t i = (size_t)y * W + x;
@@ -116,8 +111,34 @@ static void make_scene(const scene *sc, truth *t)
                         : 0;
             }
         }
-    /* The cast shadow: the silhouette moved down-right, blurred (a box
-     * blur three times ≈ a gaussian of sigma 9 px). */
+}
+
+/* One box blur of radius r of sh (W×H) along rows (horizontal) or
+ * columns, through tmp. */
+static void box_blur(float *sh, float *tmp, int r, bool horizontal)
+{
+    const float *src = horizontal ? sh : tmp;
+    float *dst = horizontal ? tmp : sh;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            double s = 0;
+            int c = 0;
+            for (int k = -r; k <= r; k++) {
+                int xx = horizontal ? x + k : x, yy = horizontal ? y : y + k;
+                if (xx >= 0 && xx < W && yy >= 0 && yy < H) {
+                    s += src[(size_t)yy * W + xx];
+                    c++;
+                }
+            }
+            dst[(size_t)y * W + x] = (float)(s / c);
+        }
+}
+
+/* The cast shadow: the silhouette moved down-right, blurred (a box blur
+ * three times ≈ a gaussian of sigma 9 px). Caller frees. */
+static float *cast_shadow(const float *cover)
+{
+    size_t n = (size_t)W * H;
     float *sh = xcalloc(n, sizeof *sh), *tmp = xcalloc(n, sizeof *tmp);
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
@@ -125,30 +146,16 @@ static void make_scene(const scene *sc, truth *t)
             if (sx >= 0 && sy >= 0) sh[(size_t)y * W + x] = cover[(size_t)sy * W + sx];
         }
     for (int it = 0; it < 3; it++) {
-        int r = 9;
-        for (int y = 0; y < H; y++)
-            for (int x = 0; x < W; x++) {
-                double s = 0;
-                int c = 0;
-                for (int k = -r; k <= r; k++)
-                    if (x + k >= 0 && x + k < W) {
-                        s += sh[(size_t)y * W + x + k];
-                        c++;
-                    }
-                tmp[(size_t)y * W + x] = (float)(s / c);
-            }
-        for (int y = 0; y < H; y++)
-            for (int x = 0; x < W; x++) {
-                double s = 0;
-                int c = 0;
-                for (int k = -r; k <= r; k++)
-                    if (y + k >= 0 && y + k < H) {
-                        s += tmp[(size_t)(y + k) * W + x];
-                        c++;
-                    }
-                sh[(size_t)y * W + x] = (float)(s / c);
-            }
+        box_blur(sh, tmp, 9, true);
+        box_blur(sh, tmp, 9, false);
     }
+    free(tmp);
+    return sh;
+}
+
+/* The photo: the product over the lit, shadowed background, plus noise. */
+static void compose(const scene *sc, const float *sh, truth *t)
+{
     uint64_t seed = 12345;
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
@@ -164,26 +171,44 @@ static void make_scene(const scene *sc, truth *t)
                 t->px[i * 3 + c] = (unsigned char)lround(fmin(fmax(p, 0), 255));
             }
         }
+}
+
+/* The photo through a JPEG encode and decode at quality q, in place. */
+static void jpeg_roundtrip(unsigned char *px, int q)
+{
+    size_t n = (size_t)W * H;
+    VipsImage *im = vips_image_new_from_memory_copy(px, n * 3, W, H, 3, VIPS_FORMAT_UCHAR), *back;
+    void *jpg;
+    size_t len;
+    cr_assert_eq(vips_jpegsave_buffer(im, &jpg, &len, "Q", q, NULL), 0);
+    back = vips_image_new_from_buffer(jpg, len, "", NULL);
+    cr_assert_not_null(back);
+    size_t sz;
+    unsigned char *dec = vips_image_write_to_memory(back, &sz);
+    cr_assert_eq(sz, n * 3);
+    memcpy(px, dec, n * 3);
+    g_free(dec);
+    g_free(jpg);
+    g_object_unref(back);
+    g_object_unref(im);
+}
+
+/* The scene's photo and its truth, into t (release with truth_free). */
+static void make_scene(const scene *sc, truth *t)
+{
+    size_t n = (size_t)W * H;
+    t->px = xmalloc(n * 3);
+    t->alpha = xcalloc(n, sizeof *t->alpha);
+    t->fg = xcalloc(n * 3, sizeof *t->fg);
+    t->dark = xcalloc(n, sizeof *t->dark);
+    t->strap = xcalloc(n, 1);
+    float *cover = xcalloc(n, sizeof *cover);
+    draw_shapes(sc, t, cover);
+    float *sh = cast_shadow(cover);
+    compose(sc, sh, t);
     free(sh);
-    free(tmp);
     free(cover);
-    if (sc->jpeg_q) {
-        VipsImage *im = vips_image_new_from_memory_copy(t->px, n * 3, W, H, 3, VIPS_FORMAT_UCHAR),
-                  *back;
-        void *jpg;
-        size_t len;
-        cr_assert_eq(vips_jpegsave_buffer(im, &jpg, &len, "Q", sc->jpeg_q, NULL), 0);
-        back = vips_image_new_from_buffer(jpg, len, "", NULL);
-        cr_assert_not_null(back);
-        size_t sz;
-        unsigned char *dec = vips_image_write_to_memory(back, &sz);
-        cr_assert_eq(sz, n * 3);
-        memcpy(t->px, dec, n * 3);
-        g_free(dec);
-        g_free(jpg);
-        g_object_unref(back);
-        g_object_unref(im);
-    }
+    if (sc->jpeg_q) jpeg_roundtrip(t->px, sc->jpeg_q);
 }
 
 static void truth_free(truth *t)

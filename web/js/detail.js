@@ -9,10 +9,39 @@ import { failureView, retryGeneration } from './failure.js';
 
 const QUALITY_NAME = { auto: 'Auto', low: 'Draft', medium: 'Standard', high: 'High' };
 
+// The tunable create parameters a model may honour, in the order shown.
+const TUNABLES = [
+  ['guidance_scale', 'Guidance', (v) => v ?? '—'],
+  ['num_inference_steps', 'Steps', (v) => v ?? '—'],
+  ['strength', 'Strength', (v) => v ?? '—'],
+  ['seed', 'Seed', (v) => v ?? 'random'],
+];
+
+let modelsCache = null;
+/** GET /api/models once per page load; null when it cannot be read. */
+async function loadModels() {
+  if (!modelsCache) {
+    modelsCache = get('/api/models').then((d) => d.items || d || []).catch(() => { modelsCache = null; return null; });
+  }
+  return modelsCache;
+}
+
+/**
+ * The tunables a record's model honours (GET /api/models `parameters`):
+ * only those are listed; a model the catalogue does not describe (or no
+ * catalogue) shows them all, as before.
+ */
+function honouredTunables(models, modelId) {
+  const m = Array.isArray(models) ? models.find((x) => x.id === modelId) : null;
+  if (!m || !Array.isArray(m.parameters)) return TUNABLES;
+  return TUNABLES.filter(([key]) => m.parameters.includes(key));
+}
+
 export async function render(container, [id], ctx) {
   let rec;
+  let models = null;
   try {
-    rec = await get(`/api/generations/${encodeURIComponent(id)}`);
+    [rec, models] = await Promise.all([get(`/api/generations/${encodeURIComponent(id)}`), loadModels()]);
   } catch (err) {
     container.append(h('div', { class: 'page' },
       h('a', { class: 'back-link', href: '#/history' }, icon('left'), 'History'),
@@ -64,8 +93,9 @@ export async function render(container, [id], ctx) {
           h('h2', { class: 'card-title', id: 'set-t' }, 'Settings'),
           h('dl', { class: 'kvs' },
             kv('Model', p.model || '—'), kv('Style', p.style || '—'), kv('Quality', QUALITY_NAME[p.quality] || p.quality || '—'),
-            kv('Aspect ratio', p.aspectRatio || '—'), kv('Guidance', p.guidance_scale ?? '—'), kv('Steps', p.num_inference_steps ?? '—'),
-            kv('Strength', p.strength ?? '—'), kv('Seed', p.seed ?? 'random'), kv('Priority', r.priority || 'normal'))),
+            kv('Aspect ratio', p.aspectRatio || '—'),
+            ...honouredTunables(models, p.model).map(([key, label, fmt]) => kv(label, fmt(p[key]))),
+            kv('Priority', r.priority || 'normal'))),
         h('section', { class: 'card', 'aria-labelledby': 'run-t' },
           h('h2', { class: 'card-title', id: 'run-t' }, 'Run'),
           h('dl', { class: 'kvs' },

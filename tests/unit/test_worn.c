@@ -1,0 +1,326 @@
+/*
+ * Unit tests for wearing a product on the model (placement.c,
+ * provider_local_worn.c) against a person photo the test constructs with a
+ * known geometry and a known light: a head, a cream top with sloping
+ * shoulders and a crew neck, shaded like a lit cylinder (light from the
+ * viewer's left, darker towards the hem), arms, trousers, shoes, on a grey
+ * studio gradient. The product is the navy T-shirt fixture. Measured: the
+ * share of the model's own top still showing inside the torso band, and
+ * how the garment's luminance follows the body's shading (Pearson r and
+ * the slope). The figures are printed; WORN_DUMP=DIR writes the renders.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vips/vips.h>
+
+#include "provider.h"
+#include "util.h"
+
+#define PW 600
+#define PH 800
+
+static const unsigned char skin[3] = {205, 160, 130}, cream[3] = {234, 226, 212};
+
+/* The light on the model's top at photo pixel (x, y): a cylinder lit from
+ * the left (brightest at x 280, 0.72 at the right side), 15% darker
+ * towards the hem. */
+static double body_light(double x, double y)
+{
+    double t = (x - 280) / 115 * M_PI / 2;
+    double across = 0.70 + 0.30 * cos(fmin(fabs(t), M_PI / 2));
+    return across * (1 - 0.15 * fmax(0, y - 200) / 230);
+}
+
+/* In the model's own top: shoulders sloping from a crew neck under the
+ * chin (y 186, open 20 px either side of the centre down to y 196) to the
+ * shoulder points (y 250, 195..405), the body straight down to the hips
+ * (y 430). A flat-laid tee's shoulders slope less: placed from the
+ * shoulder line, it leaves the top's upper shoulders showing. */
+static bool in_top(int x, int y)
+{
+    if (y < 186 || y >= 430 || (abs(x - 300) < 20 && y < 196)) return false;
+    double half = y < 250 ? 40 + (y - 186) * 65.0 / 64 : 105;
+    return fabs(x + 0.5 - 300) < half;
+}
+
+static void paint(unsigned char *p, const unsigned char c[3], double k)
+{
+    for (int i = 0; i < 3; i++)
+        p[i] = (unsigned char)lround(fmin(255, c[i] * k));
+}
+
+static provider_image encode_jpeg(unsigned char *px)
+{
+    VipsImage *im =
+        vips_image_new_from_memory(px, (size_t)PW * PH * 3, PW, PH, 3, VIPS_FORMAT_UCHAR);
+    void *data;
+    size_t len;
+    cr_assert_eq(vips_jpegsave_buffer(im, &data, &len, "Q", 92, NULL), 0);
+    g_object_unref(im);
+    provider_image img = {.data = data, .len = len};
+    return img;
+}
+
+/* The person photo, PW×PH, as a JPEG. */
+static provider_image person_photo(void)
+{
+    static const unsigned char trousers[3] = {52, 56, 66}, shoes[3] = {20, 20, 22};
+    unsigned char *px = xmalloc((size_t)PW * PH * 3);
+    for (int y = 0; y < PH; y++)
+        for (int x = 0; x < PW; x++) {
+            unsigned char *p = px + ((size_t)y * PW + x) * 3;
+            int g = 190 - y * 50 / PH;
+            p[0] = (unsigned char)g, p[1] = (unsigned char)(g + 4), p[2] = (unsigned char)(g + 12);
+            double dx = x - 300, dy = y - 130;
+            if (dx * dx + dy * dy < 50 * 50) paint(p, skin, 1);
+            if (x >= 285 && x < 315 && y >= 175 && y < 205) paint(p, skin, 1);
+            if (((x >= 172 && x < 200) || (x >= 400 && x < 428)) && y >= 250 && y < 440)
+                paint(p, skin, 1);
+            if (in_top(x, y)) paint(p, cream, body_light(x, y));
+            if (((x >= 225 && x < 296) || (x >= 304 && x < 375)) && y >= 430 && y < 740)
+                paint(p, trousers, 1);
+            if (((x >= 215 && x < 296) || (x >= 304 && x < 385)) && y >= 740 && y < 762)
+                paint(p, shoes, 1);
+        }
+    provider_image img = encode_jpeg(px);
+    free(px);
+    return img;
+}
+
+static provider_image load_fixture(const char *name)
+{
+    const char *dir = getenv("FIXTURES") ? getenv("FIXTURES") : "tests/fixtures";
+    char *path = xasprintf("%s/%s", dir, name);
+    buf b = {0};
+    cr_assert_eq(util_read_file(path, 32 << 20, &b), 0, "cannot read %s", path);
+    free(path);
+    provider_image img = {.data = (unsigned char *)b.data, .len = b.len};
+    return img;
+}
+
+/* Renders the tee on the person (3:4, low: 768×1024, the photo scaled by
+ * 1.28; or another aspect) and decodes it; the caller g_frees. */
+static unsigned char *render_worn_at(const char *style, const char *aspect, int *w, int *h)
+{
+    provider_image person = person_photo(), tee = load_fixture("product.jpg");
+    gen_params p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.model, sizeof p.model, "local-studio");
+    snprintf(p.style, sizeof p.style, "%s", style);
+    snprintf(p.aspect_ratio, sizeof p.aspect_ratio, "%s", aspect);
+    snprintf(p.quality, sizeof p.quality, "low");
+    p.seed = 3;
+    provider_image out = {0};
+    char *err = NULL;
+    int rc = provider_local_render(&p, NULL, &tee, 1, &person, 1, 0, NULL, NULL, NULL, &out, &err);
+    cr_assert_eq(rc, PROVIDER_OK, "%s", err ? err : "");
+    VipsImage *im = vips_image_new_from_buffer(out.data, out.len, "", NULL);
+    cr_assert_not_null(im);
+    if (getenv("WORN_DUMP")) {
+        /* The render and the photo, for a look. */
+        char *p1 = xasprintf("%s/worn_%s.png", getenv("WORN_DUMP"), style);
+        char *p2 = xasprintf("%s/worn_person.jpg", getenv("WORN_DUMP"));
+        vips_image_write_to_file(im, p1, NULL);
+        FILE *f = fopen(p2, "wb");
+        if (f) {
+            fwrite(person.data, 1, person.len, f);
+            fclose(f);
+        }
+        free(p1);
+        free(p2);
+    }
+    cr_assert_eq(im->Bands, 3);
+    size_t size;
+    unsigned char *px = vips_image_write_to_memory(im, &size);
+    *w = im->Xsize;
+    *h = im->Ysize;
+    g_object_unref(im);
+    provider_image_free(&out);
+    free(person.data);
+    free(tee.data);
+    return px;
+}
+
+static unsigned char *render_worn(const char *style, int *w, int *h)
+{
+    return render_worn_at(style, "3:4", w, h);
+}
+
+static bool cream_like(const unsigned char *q)
+{
+    return q[0] > 120 && q[0] > q[2] + 8 && q[1] > 0.88 * q[0] && q[1] < 1.02 * q[0];
+}
+
+static bool navy_like(const unsigned char *q)
+{
+    return q[2] > q[0] + 20 && q[0] < 120;
+}
+
+static void init(void)
+{
+    cr_assert_eq(VIPS_INIT("test_worn"), 0);
+}
+
+TestSuite(worn, .init = init);
+
+Test(worn, garment_covers_the_models_top)
+{
+    int w, h;
+    unsigned char *px = render_worn("realistic", &w, &h);
+    cr_assert(w == 768 && h == 1024);
+    double k = 768.0 / PW;
+    /* The torso band: the model's own top, shoulders and sleeves included. */
+    size_t band = 0, showing = 0, shoulders = 0, shoulders_showing = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int X = (int)(x / k), Y = (int)(y / k);
+            if (!in_top(X, Y)) continue;
+            const unsigned char *q = px + ((size_t)y * w + x) * 3;
+            band++;
+            showing += cream_like(q);
+            if (Y < 250) {
+                shoulders++;
+                shoulders_showing += cream_like(q);
+            }
+        }
+    double share = (double)showing / band, sshare = (double)shoulders_showing / shoulders;
+    fprintf(stderr,
+            "worn: model's own top still showing: %.2f%% of the torso band (%zu of %zu px), "
+            "%.2f%% of the shoulder rows\n",
+            100 * share, showing, band, 100 * sshare);
+    cr_expect_lt(share, 0.02, "%.2f%% of the model's top still shows", 100 * share);
+    cr_expect_lt(sshare, 0.03, "%.2f%% of the shoulders still show", 100 * sshare);
+    g_free(px);
+}
+
+Test(worn, garment_takes_the_bodys_light)
+{
+    int w, h;
+    unsigned char *px = render_worn("realistic", &w, &h);
+    double k = 768.0 / PW;
+    /* The tee's plain navy over the body (not its print, not beyond the
+     * model's top): its luminance against the light painted on the body. */
+    double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+    size_t n = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            double X = x / k, Y = y / k;
+            if (!(X >= 200 && X < 400 && Y >= 255 && Y < 415)) continue;
+            const unsigned char *q = px + ((size_t)y * w + x) * 3;
+            if (!navy_like(q)) continue;
+            double L = 0.2126 * q[0] + 0.7152 * q[1] + 0.0722 * q[2], s = body_light(X, Y);
+            sx += s, sy += L, sxx += s * s, syy += L * L, sxy += s * L;
+            n++;
+        }
+    cr_assert_gt(n, 10000, "only %zu navy pixels over the body", n);
+    double vs = sxx / n - (sx / n) * (sx / n), vl = syy / n - (sy / n) * (sy / n);
+    double cov = sxy / n - (sx / n) * (sy / n);
+    double r = cov / sqrt(vs * vl);
+    /* The slope relative to the mean: 1 would be the body's full light. */
+    double rel_slope = cov / vs / (sy / n) * (sx / n);
+    fprintf(stderr,
+            "worn: garment luminance vs the body's shading: Pearson r %.3f, relative slope %.2f "
+            "over %zu px (light %.2f..1, garment mean L %.1f)\n",
+            r, rel_slope, n, 0.72 * 0.85, sy / n);
+    cr_expect_gt(r, 0.8, "garment luminance does not follow the body's light (r %.3f)", r);
+    cr_expect(rel_slope > 0.5 && rel_slope < 1.2, "relative slope %.2f", rel_slope);
+    g_free(px);
+}
+
+/* The mean colour of the backdrop: the strips left and right of the
+ * person (the photo's x < 120 and x ≥ 480, above the floor). */
+static void backdrop_mean(const unsigned char *px, int w, int h, double mean[3], size_t *n_off)
+{
+    double k = (double)w / PW, s[3] = {0, 0, 0};
+    size_t n = 0, off = 0;
+    for (int y = 0; y < h * 85 / 100; y++)
+        for (int x = 0; x < w; x++) {
+            if (x >= 120 * k && x < 480 * k) continue;
+            const unsigned char *q = px + ((size_t)y * w + x) * 3;
+            for (int c = 0; c < 3; c++)
+                s[c] += q[c];
+            off += q[0] != 255 || q[1] != 255 || q[2] != 255;
+            n++;
+        }
+    for (int c = 0; c < 3; c++)
+        mean[c] = s[c] / n;
+    *n_off = off;
+}
+
+/* The chromaticity of the tee's navy just below the print. */
+static void chest_chroma(const unsigned char *px, int w, double ch[3])
+{
+    double k = (double)w / PW, s[3] = {0, 0, 0};
+    for (int y = (int)(345 * k); y < (int)(375 * k); y++)
+        for (int x = (int)(250 * k); x < (int)(280 * k); x++)
+            for (int c = 0; c < 3; c++)
+                s[c] += px[((size_t)y * w + x) * 3 + c];
+    double sum = s[0] + s[1] + s[2];
+    for (int c = 0; c < 3; c++)
+        ch[c] = s[c] / sum;
+}
+
+Test(worn, styles_differ_on_a_model_photo)
+{
+    static const char *styles[] = {"minimal", "realistic", "artistic"};
+    double mean[3][3], chroma[3][3];
+    for (int s = 0; s < 3; s++) {
+        int w, h;
+        unsigned char *px = render_worn(styles[s], &w, &h);
+        size_t off;
+        backdrop_mean(px, w, h, mean[s], &off);
+        chest_chroma(px, w, chroma[s]);
+        fprintf(stderr, "worn %-9s backdrop mean %5.1f %5.1f %5.1f  tee chroma %.3f %.3f %.3f\n",
+                styles[s], mean[s][0], mean[s][1], mean[s][2], chroma[s][0], chroma[s][1],
+                chroma[s][2]);
+        if (s == 0) {
+            fprintf(stderr, "worn minimal: %zu backdrop pixels not #FFFFFF\n", off);
+            cr_expect_eq(off, 0, "minimal: %zu backdrop pixels are not #FFFFFF", off);
+        }
+        /* The person is still dressed: navy at the chest. */
+        const unsigned char *q = px + ((size_t)(h * 360 / PH) * w + w * 265 / PW) * 3;
+        cr_expect(q[2] > q[0] + 20, "%s: chest is %d,%d,%d", styles[s], q[0], q[1], q[2]);
+        g_free(px);
+    }
+    for (int a = 0; a < 3; a++)
+        for (int b = a + 1; b < 3; b++) {
+            double d = 0, dc = 0;
+            for (int c = 0; c < 3; c++) {
+                d += fabs(mean[a][c] - mean[b][c]) / 3;
+                dc = fmax(dc, fabs(chroma[a][c] - chroma[b][c]));
+            }
+            fprintf(stderr,
+                    "worn %s vs %s: backdrop differs by %.1f (mean |Δ| per channel), "
+                    "tee chroma by %.4f\n",
+                    styles[a], styles[b], d, dc);
+            cr_expect_gt(d, 20, "%s and %s backdrops alike (%.1f)", styles[a], styles[b], d);
+            cr_expect_lt(dc, 0.015, "%s and %s: the tee's colour shifts by %.4f", styles[a],
+                         styles[b], dc);
+        }
+}
+
+Test(worn, whole_figure_in_a_landscape_frame)
+{
+    /* A portrait photo in a 16:9 frame is fitted inside it (a cover crop
+     * would cut it at the chest and the tee would go on the face): the
+     * photo is scaled to the height (0.72) and centred. */
+    int w, h;
+    unsigned char *px = render_worn_at("minimal", "16:9", &w, &h);
+    cr_assert(w == 1024 && h == 576);
+    double k = 576.0 / PH, ox = (1024 - PW * k) / 2;
+#define AT(X, Y) (px + ((size_t)lround((Y)*k) * w + (size_t)lround(ox + (X)*k)) * 3)
+    const unsigned char *chest = AT(265, 360), *face = AT(300, 130), *shin = AT(260, 650);
+    cr_expect(navy_like(chest), "chest is %d,%d,%d: not the tee", chest[0], chest[1], chest[2]);
+    cr_expect(face[0] > 180 && face[0] > face[2] + 40, "face is %d,%d,%d: not skin", face[0],
+              face[1], face[2]);
+    cr_expect(shin[0] < 90, "shin is %d,%d,%d: not the trousers", shin[0], shin[1], shin[2]);
+    /* The sides beyond the photo are minimal's white, not smeared edges. */
+    const unsigned char *side = px + ((size_t)(h / 2) * w + 20) * 3;
+    cr_expect(side[0] == 255 && side[1] == 255 && side[2] == 255, "side is %d,%d,%d", side[0],
+              side[1], side[2]);
+#undef AT
+    g_free(px);
+}
