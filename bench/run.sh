@@ -26,7 +26,7 @@ done
 want() { [ -z "$ONLY" ] || [[ $ONLY == *",$1,"* ]]; }
 
 make -j2 bench-tools >/dev/null || { echo "bench: build failed" >&2; exit 1; }
-BIN=$ROOT/build/stylestudio
+BIN=${BENCH_BIN:-$ROOT/build/stylestudio} # BENCH_BIN: another build, for before/after in one run
 LG=$ROOT/build/loadgen
 # 10,000 streams need 10,000 descriptors in the server and in the load generator.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
