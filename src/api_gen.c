@@ -586,6 +586,17 @@ static int stream_snapshot(stream *s, buf *out)
     return 0;
 }
 
+/* A "generation" frame without an id: the current record of a queued
+ * generation whose position moved (nothing persisted, see below). */
+static void send_position_frame(buf *out, const gen_record *g)
+{
+    json_t *j = gen_record_to_json(g);
+    char *data = json_dumps(j, UTIL_JSON_FLAGS);
+    buf_printf(out, "event: generation\ndata: %s\n\n", data);
+    free(data);
+    json_decref(j);
+}
+
 /* Queue positions (and ETAs) move when other generations are claimed or
  * finish, which writes no event of this one: writing an event per queued
  * record per claim would cost O(queue) rows per claim. Instead a
@@ -602,13 +613,7 @@ static int stream_refresh(stream *s, buf *out)
     gen_record g;
     if (store_gen_get(api_store, s->gen_id, &g) != STORE_OK) return 0;
     int pos = g.queue_position, rc = pos > 0 ? HTTP_SSE_SOON : 0;
-    if (pos > 0 && pos != s->last_position) {
-        json_t *j = gen_record_to_json(&g);
-        char *data = json_dumps(j, UTIL_JSON_FLAGS);
-        buf_printf(out, "event: generation\ndata: %s\n\n", data);
-        free(data);
-        json_decref(j);
-    }
+    if (pos > 0 && pos != s->last_position) send_position_frame(out, &g);
     s->last_position = pos;
     gen_record_free(&g);
     return rc;
@@ -642,13 +647,7 @@ static int stream_refresh_user(stream *s, buf *out)
             store_gen_get(api_store, items[i].id, &g) != STORE_OK)
             continue;
         now[i].position = g.queue_position;
-        if (g.queue_position > 0) {
-            json_t *j = gen_record_to_json(&g);
-            char *data = json_dumps(j, JSON_COMPACT);
-            buf_printf(out, "event: generation\ndata: %s\n\n", data);
-            free(data);
-            json_decref(j);
-        }
+        if (g.queue_position > 0) send_position_frame(out, &g);
         gen_record_free(&g);
     }
     free(items);
