@@ -17,8 +17,11 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t timer_cond; /* timer thread sleeps here */
 static pthread_cond_t fired_cond; /* events_unwait waits for a firing callback */
 static events_waiter *head;
-static _Atomic int64_t stamp; /* commits noticed so far */
-static int64_t polled_id;     /* the store's newest id at the last poll */
+static _Atomic int64_t stamp;                            /* commits noticed so far */
+static _Atomic int64_t topic_stamps[EVENTS_TOPIC_SLOTS]; /* commits per slot of users */
+static _Atomic int64_t any_stamp; /* commits naming no user (they touch every topic) */
+static int64_t polled_id;         /* the store's newest id at the last poll */
+static int64_t timer_at;          /* when the timer thread wakes next (mono_ms); 0 = running */
 static bool stopping;
 static pthread_t timer_thread;
 static int (*poll_fn)(void *ctx, int64_t *id);
@@ -69,10 +72,25 @@ static events_waiter *collect(bool news_now, const char *topic, int64_t now, boo
     return batch;
 }
 
+/* FNV-1a of a topic, folded onto the slots. */
+static size_t topic_slot(const char *topic)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % EVENTS_TOPIC_SLOTS;
+}
+
 void events_committed(int64_t id, const char *user_id, void *ctx)
 {
     (void)ctx, (void)id;
     pthread_mutex_lock(&lock);
+    /* The topic's stamp first: a reader that sees the global stamp move
+     * must also see its topic's. */
+    if (user_id)
+        atomic_fetch_add(&topic_stamps[topic_slot(user_id)], 1);
+    else
+        atomic_fetch_add(&any_stamp, 1);
     atomic_fetch_add(&stamp, 1);
     events_waiter *batch = collect(true, user_id, 0, false);
     pthread_mutex_unlock(&lock);
@@ -82,6 +100,11 @@ void events_committed(int64_t id, const char *user_id, void *ctx)
 int64_t events_stamp(void)
 {
     return atomic_load(&stamp);
+}
+
+int64_t events_topic_stamp(const char *topic)
+{
+    return atomic_load(&any_stamp) + atomic_load(&topic_stamps[topic_slot(topic)]);
 }
 
 bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
@@ -106,7 +129,11 @@ bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t 
     w->next = head;
     if (head) head->prev = w;
     head = w;
-    pthread_cond_signal(&timer_cond); /* new deadline, or polling to start */
+    /* Wake the timer thread only when it would sleep past this deadline,
+     * or polling must start: with thousands of streams re-arming after a
+     * commit, waking it for each (it walks the list) cost O(streams²). */
+    if ((deadline && deadline + EVENTS_SLACK_MS < timer_at) || (poll_fn && !w->next))
+        pthread_cond_signal(&timer_cond);
     pthread_mutex_unlock(&lock);
     return true;
 }
@@ -143,6 +170,7 @@ static void *timer_main(void *unused)
     int64_t next_poll = 0;
     pthread_mutex_lock(&lock);
     while (!stopping) {
+        timer_at = 0; /* awake: arming need not signal */
         int64_t now = mono_ms();
         if (poll_fn && head && now >= next_poll) {
             next_poll = now + poll_store();
@@ -167,7 +195,11 @@ static void *timer_main(void *unused)
         if (poll_fn && head && (!next || next_poll < next)) next = next_poll;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t wait = next ? next - now : 60000;
+        /* Deadlines a little apart fire together (late by at most the
+         * slack): thousands of streams' heartbeats then cost a few walks of
+         * the list, not one each. */
+        int64_t wait = next ? next - now + EVENTS_SLACK_MS : 60000;
+        timer_at = now + wait;
         ts.tv_sec += wait / 1000;
         ts.tv_nsec += (wait % 1000) * 1000000;
         if (ts.tv_nsec >= 1000000000) {

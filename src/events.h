@@ -11,7 +11,9 @@
  * id) is the committing user's, so a change wakes only that user's streams.
  * Waiters compare stamps, not event ids: ids need not arrive in order
  * across users and processes, a stamp taken before looking at the store
- * always does. A timer thread fires waiters whose deadline passed. A
+ * always does. A timer thread fires waiters whose deadline passed (up to
+ * EVENTS_SLACK_MS late, so nearby deadlines share one walk of the list),
+ * and is signalled only when a new deadline comes before its wake-up. A
  * waiter fires once per events_wait; its callback runs outside the lock and
  * must be quick (it resumes a suspended connection). events_unwait
  * guarantees the callback is neither running nor will run. Commits by
@@ -40,6 +42,7 @@ typedef struct events_waiter {
     struct events_waiter *next, *prev;
 } events_waiter;
 
+#define EVENTS_SLACK_MS 20 /* a deadline fires up to this late, batched with others */
 #define EVENTS_POLL_MS 250
 #define EVENTS_ALONE_MS 1000
 #define EVENTS_ALONE 1 /* poll's answer: no other process has the store open */
@@ -57,6 +60,15 @@ void events_committed(int64_t last_event_id, const char *user_id, void *ctx);
 /* The number of commits this process has heard of: read it before looking
  * at the store, then wait with it. */
 int64_t events_stamp(void);
+
+/* The commits heard of for one user (topic): those naming it, plus those
+ * naming no user. Read it before looking at the store; while it has not
+ * moved, what was read then is still current for that user, so the reads
+ * of the user's many streams can be shared (api_gen.c). Counters are
+ * hashed into EVENTS_TOPIC_SLOTS slots: two users that share a slot bump
+ * each other's stamp (a needless re-read), never hide a commit. */
+#define EVENTS_TOPIC_SLOTS 1024
+int64_t events_topic_stamp(const char *topic);
 
 /* Arms w: fn(arg) runs once when a commit for topic (NULL: any) is heard
  * of after stamp `after_id` was read, or the deadline passes. Returns false
