@@ -771,9 +771,11 @@ static bool shared_publish(shared_read *r, store_event *ev, int *position, size_
 
 /* The user stream's new events: from the user's shared read when it is
  * current, else from the store (shared with the user's other streams when
- * the slot is free). 0 ok, 1 when the store failed. */
-static int user_stream_events(stream *s, buf *out)
+ * the slot is free). 0 ok, 1 when the store failed; *more when the read
+ * stopped at its limit. */
+static int user_stream_events(stream *s, buf *out, bool *more)
 {
+    *more = false;
     int64_t stamp = events_topic_stamp(s->user_id);
     shared_read *r = shared_slot(s->user_id);
     pthread_mutex_lock(&shared_mu);
@@ -799,6 +801,7 @@ static int user_stream_events(stream *s, buf *out)
     for (size_t i = 0; ok && i < n; i++)
         if (str_eq(ev[i].type, "generation")) position[i] = position_of(ev[i].data);
     if (ok) send_user_events(s, out, ev, position, n);
+    *more = ok && n == STREAM_READ_MAX;
     bool kept = false;
     if (claimed) {
         pthread_mutex_lock(&shared_mu);
@@ -813,7 +816,7 @@ static int user_stream_events(stream *s, buf *out)
 }
 
 /* A per-generation stream's new events, read on its own. 0 go on, 1 the
- * generation ended (or the store failed). */
+ * generation ended (or the store failed), or a refresh's answer. */
 static int gen_stream_events(stream *s, buf *out)
 {
     store_event *ev = NULL;
@@ -829,6 +832,7 @@ static int gen_stream_events(stream *s, buf *out)
         s->last_position = position_of(ev[i].data);
     }
     store_events_free(ev, n);
+    if (!done && n == STREAM_READ_MAX) return HTTP_SSE_MORE;
     if (!done && n == 0) {
         /* Resuming after the end: nothing newer will come. */
         store_event last;
@@ -854,7 +858,9 @@ static int stream_fill(void *ctx, buf *out)
         }
     }
     if (s->gen_id[0]) return gen_stream_events(s, out);
-    if (user_stream_events(s, out) != 0) return 1;
+    bool more;
+    if (user_stream_events(s, out, &more) != 0) return 1;
+    if (more) return HTTP_SSE_MORE;
     return s->watching ? stream_refresh_user(s, out) : 0;
 }
 
