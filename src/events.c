@@ -16,7 +16,12 @@ enum { W_IDLE, W_ARMED, W_FIRING };
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t timer_cond; /* timer thread sleeps here */
 static pthread_cond_t fired_cond; /* events_unwait waits for a firing callback */
-static events_waiter *head;
+/* Armed waiters, one list per topic slot (topic_slot) and one more, the
+ * last, for waiters of every topic: a commit walks its user's slot and
+ * that one, not every stream of every user. */
+#define ANY_LIST EVENTS_TOPIC_SLOTS
+static events_waiter *heads[EVENTS_TOPIC_SLOTS + 1];
+static size_t n_armed;
 static _Atomic int64_t stamp;                            /* commits noticed so far */
 static _Atomic int64_t topic_stamps[EVENTS_TOPIC_SLOTS]; /* commits per slot of users */
 static _Atomic int64_t any_stamp; /* commits naming no user (they touch every topic) */
@@ -27,12 +32,22 @@ static pthread_t timer_thread;
 static int (*poll_fn)(void *ctx, int64_t *id);
 static void *poll_ctx;
 
+/* FNV-1a of a topic, folded onto the slots. */
+static size_t topic_slot(const char *topic)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % EVENTS_TOPIC_SLOTS;
+}
+
 static void unlink_waiter(events_waiter *w)
 {
+    n_armed--;
     if (w->prev)
         w->prev->next = w->next;
     else
-        head = w->next;
+        heads[w->list] = w->next;
     if (w->next) w->next->prev = w->prev;
     w->next = w->prev = NULL;
 }
@@ -56,10 +71,10 @@ static void fire_batch(events_waiter *batch)
 /* Moves every waiter that is due onto a batch: all of them, those with news
  * (a commit on their topic; topic NULL = any) when `news` is set, or those
  * whose deadline passed. Lock held. */
-static events_waiter *collect(bool news_now, const char *topic, int64_t now, bool all)
+static events_waiter *collect_list(events_waiter *batch, size_t list, bool news_now,
+                                   const char *topic, int64_t now, bool all)
 {
-    events_waiter *batch = NULL;
-    for (events_waiter *w = head, *next; w; w = next) {
+    for (events_waiter *w = heads[list], *next; w; w = next) {
         next = w->next;
         bool news = news_now && (!topic || !w->topic[0] || strcmp(w->topic, topic) == 0);
         bool due = all || news || (w->deadline && w->deadline <= now);
@@ -72,13 +87,16 @@ static events_waiter *collect(bool news_now, const char *topic, int64_t now, boo
     return batch;
 }
 
-/* FNV-1a of a topic, folded onto the slots. */
-static size_t topic_slot(const char *topic)
+static events_waiter *collect(bool news_now, const char *topic, int64_t now, bool all)
 {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h % EVENTS_TOPIC_SLOTS;
+    events_waiter *batch = NULL;
+    if (news_now && topic && !all) { /* only that user's slot and the any-topic list */
+        batch = collect_list(batch, topic_slot(topic), true, topic, now, false);
+        return collect_list(batch, ANY_LIST, true, topic, now, false);
+    }
+    for (size_t i = 0; i <= ANY_LIST; i++)
+        batch = collect_list(batch, i, news_now, topic, now, all);
+    return batch;
 }
 
 void events_committed(int64_t id, const char *user_id, void *ctx)
@@ -125,14 +143,16 @@ bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t 
     snprintf(w->topic, sizeof w->topic, "%s", topic ? topic : "");
     w->deadline = deadline;
     w->state = W_ARMED;
+    w->list = w->topic[0] ? topic_slot(w->topic) : ANY_LIST;
     w->prev = NULL;
-    w->next = head;
-    if (head) head->prev = w;
-    head = w;
+    w->next = heads[w->list];
+    if (w->next) w->next->prev = w;
+    heads[w->list] = w;
+    n_armed++;
     /* Wake the timer thread only when it would sleep past this deadline,
      * or polling must start: with thousands of streams re-arming after a
      * commit, waking it for each (it walks the list) cost O(streams²). */
-    if ((deadline && deadline + EVENTS_SLACK_MS < timer_at) || (poll_fn && !w->next))
+    if ((deadline && deadline + EVENTS_SLACK_MS < timer_at) || (poll_fn && n_armed == 1))
         pthread_cond_signal(&timer_cond);
     pthread_mutex_unlock(&lock);
     return true;
@@ -172,19 +192,20 @@ static void *timer_main(void *unused)
     while (!stopping) {
         timer_at = 0; /* awake: arming need not signal */
         int64_t now = mono_ms();
-        if (poll_fn && head && now >= next_poll) {
+        if (poll_fn && n_armed && now >= next_poll) {
             next_poll = now + poll_store();
             continue;
         }
         int64_t next = 0;
         bool expired = false;
-        for (events_waiter *w = head; w; w = w->next) {
-            if (!w->deadline) continue;
-            if (w->deadline <= now)
-                expired = true;
-            else if (!next || w->deadline < next)
-                next = w->deadline;
-        }
+        for (size_t i = 0; i <= ANY_LIST && n_armed; i++)
+            for (events_waiter *w = heads[i]; w; w = w->next) {
+                if (!w->deadline) continue;
+                if (w->deadline <= now)
+                    expired = true;
+                else if (!next || w->deadline < next)
+                    next = w->deadline;
+            }
         if (expired) {
             events_waiter *batch = collect(false, NULL, now, false);
             pthread_mutex_unlock(&lock);
@@ -192,7 +213,7 @@ static void *timer_main(void *unused)
             pthread_mutex_lock(&lock);
             continue;
         }
-        if (poll_fn && head && (!next || next_poll < next)) next = next_poll;
+        if (poll_fn && n_armed && (!next || next_poll < next)) next = next_poll;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         /* Deadlines a little apart fire together (late by at most the

@@ -4,7 +4,9 @@
  * the truth; this module only says "something newer than id N was
  * committed, look again" or "your deadline passed".
  *
- * DESIGN. Waiters are caller-owned structs on one list under one mutex.
+ * DESIGN. Waiters are caller-owned structs on lists under one mutex: one
+ * list per slot of users (EVENTS_TOPIC_SLOTS, hashed) and one for waiters
+ * of every topic, so a commit walks only its user's slot and that one.
  * Every commit the process hears of (events_committed: the store's commit
  * hook, which on PostgreSQL also relays other processes' commits from
  * LISTEN/NOTIFY) bumps a stamp and fires the waiters whose topic (a user
@@ -39,6 +41,7 @@ typedef struct events_waiter {
     char topic[ID_LEN]; /* a user id; "" = woken by every commit */
     int64_t deadline;   /* mono_ms(); 0 = none */
     int state;          /* private to events.c */
+    size_t list;        /* private: the list it is armed on */
     struct events_waiter *next, *prev;
 } events_waiter;
 

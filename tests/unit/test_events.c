@@ -135,3 +135,16 @@ Test(events, topic_stamp_moves_for_its_user_and_for_everyone)
     events_committed(112, "usr_A", NULL);
     cr_assert_geq(events_topic_stamp("usr_B"), b1);
 }
+
+Test(events, any_topic_waiter_wakes_on_every_user)
+{
+    events_waiter any = {0}, a = {0};
+    int64_t seen = events_stamp();
+    cr_assert(events_wait(&any, seen, NULL, 0, on_fire, NULL));
+    cr_assert(events_wait(&a, seen, "usr_A", 0, on_fire, NULL));
+    events_committed(120, "usr_B", NULL);
+    cr_assert_eq(atomic_load(&fired), 1, "only the waiter of every topic");
+    events_unwait(&a);
+    events_committed(121, "usr_A", NULL);
+    cr_assert_eq(atomic_load(&fired), 1, "an unarmed waiter never fires");
+}
