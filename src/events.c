@@ -125,14 +125,17 @@ int64_t events_topic_stamp(const char *topic)
     return atomic_load(&any_stamp) + atomic_load(&topic_stamps[topic_slot(topic)]);
 }
 
-bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
-                 void (*fn)(void *), void *arg)
+/* events_wait and events_wait_topic; by_topic: after_id is the topic's
+ * stamp. */
+static bool arm(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
+                void (*fn)(void *), void *arg, bool by_topic)
 {
     pthread_mutex_lock(&lock);
     while (w->state == W_FIRING)
         pthread_cond_wait(&fired_cond, &lock);
     if (w->state == W_ARMED) unlink_waiter(w);
-    if (atomic_load(&stamp) > after_id || stopping) {
+    int64_t now_stamp = by_topic ? events_topic_stamp(topic) : atomic_load(&stamp);
+    if (now_stamp > after_id || stopping) {
         w->state = W_IDLE;
         pthread_mutex_unlock(&lock);
         return false;
@@ -156,6 +159,18 @@ bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t 
         pthread_cond_signal(&timer_cond);
     pthread_mutex_unlock(&lock);
     return true;
+}
+
+bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
+                 void (*fn)(void *), void *arg)
+{
+    return arm(w, after_id, topic, deadline, fn, arg, false);
+}
+
+bool events_wait_topic(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
+                       void (*fn)(void *), void *arg)
+{
+    return arm(w, after_id, topic, deadline, fn, arg, true);
 }
 
 void events_unwait(events_waiter *w)

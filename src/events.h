@@ -78,6 +78,11 @@ int64_t events_topic_stamp(const char *topic);
  * without arming when a commit came since (look again). */
 bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
                  void (*fn)(void *), void *arg);
+/* The same with after_id = events_topic_stamp(topic) read before looking
+ * (topic not NULL): only a commit that may concern topic refuses the
+ * arming, so a stream is not re-filled for every other user's commit. */
+bool events_wait_topic(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
+                       void (*fn)(void *), void *arg);
 /* Disarms w; on return fn is not running and will not run. */
 void events_unwait(events_waiter *w);
 

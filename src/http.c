@@ -113,7 +113,7 @@ typedef struct sse_stream {
     size_t off;
     bool finished;
     enum sse_state state;
-    int64_t seen; /* events_stamp() before the last fill */
+    int64_t seen; /* the topic's (or the global) stamp before the last fill */
     int64_t next_ping;
     bool soon;          /* the last fill asked to be called again soon */
     bool more;          /* ... or at once (also before the first fill) */
@@ -520,7 +520,9 @@ void http_wait(http_req *r, int64_t after_id, const char *topic, int64_t deadlin
 static void sse_fill_task(pool_task *t)
 {
     sse_stream *s = OWNER_OF(t, sse_stream, task);
-    s->seen = events_stamp(); /* read before looking, so no wake-up is lost */
+    /* read before looking, so no wake-up is lost; a stream of one user
+     * goes by that user's stamp (other users' commits do not re-fill it) */
+    s->seen = s->topic[0] ? events_topic_stamp(s->topic) : events_stamp();
     int rc = s->fill(s->ctx, &s->out);
     if (rc != 0 && rc != HTTP_SSE_SOON && rc != HTTP_SSE_MORE) s->finished = true;
     s->soon = rc == HTTP_SSE_SOON;
@@ -574,8 +576,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
         suspend_conn(s->conn);
         int64_t deadline = s->next_ping;
         if (s->soon && now + HTTP_SSE_SOON_MS < deadline) deadline = now + HTTP_SSE_SOON_MS;
-        if (!events_wait(&s->waiter, s->seen, s->topic, deadline, sse_wake, s))
-            pool_push(&streams, &s->task); /* a commit came since the last fill */
+        bool armed = s->topic[0]
+                         ? events_wait_topic(&s->waiter, s->seen, s->topic, deadline, sse_wake, s)
+                         : events_wait(&s->waiter, s->seen, NULL, deadline, sse_wake, s);
+        if (!armed) pool_push(&streams, &s->task); /* a commit came since the last fill */
         return 0;
     }
 }

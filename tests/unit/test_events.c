@@ -148,3 +148,18 @@ Test(events, any_topic_waiter_wakes_on_every_user)
     events_committed(121, "usr_A", NULL);
     cr_assert_eq(atomic_load(&fired), 1, "an unarmed waiter never fires");
 }
+
+Test(events, wait_topic_ignores_other_users_commits)
+{
+    events_waiter w = {0};
+    int64_t seen = events_topic_stamp("usr_A");
+    events_committed(130, "usr_B", NULL);
+    /* usr_B's commit refuses a global arming, not one by usr_A's stamp
+     * (unless the two share a slot, which these names do not) */
+    cr_assert_not(events_wait(&w, events_stamp() - 1, "usr_A", 0, on_fire, NULL));
+    cr_assert(events_wait_topic(&w, seen, "usr_A", 0, on_fire, NULL));
+    events_committed(131, "usr_A", NULL);
+    cr_assert_eq(atomic_load(&fired), 1);
+    cr_assert_not(events_wait_topic(&w, seen, "usr_A", 0, on_fire, NULL),
+                  "usr_A's commit since the stamp refuses the arming");
+}
