@@ -5,16 +5,17 @@
  * the request into a gen_service_req, call gen_service.c, and encode its
  * result; `Prefer: wait` (holding the connection) stays here.
  *
- * DESIGN (event streams). Each stream's fill runs on an HTTP handler
- * thread (http.c). A commit wakes every stream of its user at once, so the
- * user streams (/api/events) share their store read: one slot per user
- * (hashed into SHARED_SLOTS, under one mutex) holds the last read of that
- * user's events, tagged with events_topic_stamp() taken before it. A fill
- * whose user's stamp has not moved since takes the events past its own
- * cursor from the slot; while one fill reads, the others of that user
- * wait for it on a condition variable instead of reading too. A read
- * larger than SHARED_MAX events, or a stream whose cursor is behind the
- * slot's, reads on its own, as every stream did before.
+ * DESIGN (event streams). Each stream's fill runs on http.c's stream pool
+ * (2 threads; a fill waiting for another's read holds one). A commit wakes
+ * every stream of its user at once, so the user streams (/api/events)
+ * share their store read: one slot per user (hashed into SHARED_SLOTS,
+ * under one mutex) holds the last read of that user's events, tagged with
+ * events_topic_stamp() taken before it. A fill whose user's stamp has not
+ * moved since takes the events past its own cursor from the slot; while
+ * one fill reads, the others of that user wait for it on a condition
+ * variable instead of reading too. A read larger than SHARED_MAX events,
+ * or a stream whose cursor is behind the slot's, reads on its own, as
+ * every stream did before.
  */
 #include <pthread.h>
 #include <stdio.h>
