@@ -4,7 +4,20 @@
  * retry, delete, and the live event streams. The generation routes decode
  * the request into a gen_service_req, call gen_service.c, and encode its
  * result; `Prefer: wait` (holding the connection) stays here.
+ *
+ * DESIGN (event streams). Each stream's fill runs on http.c's stream pool
+ * (2 threads; a fill waiting for another's read holds one). A commit wakes
+ * every stream of its user at once, so the user streams (/api/events)
+ * share their store read: one slot per user (hashed into SHARED_SLOTS,
+ * under one mutex) holds the last read of that user's events, tagged with
+ * events_topic_stamp() taken before it. A fill whose user's stamp has not
+ * moved since takes the events past its own cursor from the slot; while
+ * one fill reads, the others of that user wait for it on a condition
+ * variable instead of reading too. A read larger than SHARED_MAX events,
+ * or a stream whose cursor is behind the slot's, reads on its own, as
+ * every stream did before.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -586,6 +599,17 @@ static int stream_snapshot(stream *s, buf *out)
     return 0;
 }
 
+/* A "generation" frame without an id: the current record of a queued
+ * generation whose position moved (nothing persisted, see below). */
+static void send_position_frame(buf *out, const gen_record *g)
+{
+    json_t *j = gen_record_to_json(g);
+    char *data = json_dumps(j, UTIL_JSON_FLAGS);
+    buf_printf(out, "event: generation\ndata: %s\n\n", data);
+    free(data);
+    json_decref(j);
+}
+
 /* Queue positions (and ETAs) move when other generations are claimed or
  * finish, which writes no event of this one: writing an event per queued
  * record per claim would cost O(queue) rows per claim. Instead a
@@ -602,13 +626,7 @@ static int stream_refresh(stream *s, buf *out)
     gen_record g;
     if (store_gen_get(api_store, s->gen_id, &g) != STORE_OK) return 0;
     int pos = g.queue_position, rc = pos > 0 ? HTTP_SSE_SOON : 0;
-    if (pos > 0 && pos != s->last_position) {
-        json_t *j = gen_record_to_json(&g);
-        char *data = json_dumps(j, UTIL_JSON_FLAGS);
-        buf_printf(out, "event: generation\ndata: %s\n\n", data);
-        free(data);
-        json_decref(j);
-    }
+    if (pos > 0 && pos != s->last_position) send_position_frame(out, &g);
     s->last_position = pos;
     gen_record_free(&g);
     return rc;
@@ -642,13 +660,7 @@ static int stream_refresh_user(stream *s, buf *out)
             store_gen_get(api_store, items[i].id, &g) != STORE_OK)
             continue;
         now[i].position = g.queue_position;
-        if (g.queue_position > 0) {
-            json_t *j = gen_record_to_json(&g);
-            char *data = json_dumps(j, JSON_COMPACT);
-            buf_printf(out, "event: generation\ndata: %s\n\n", data);
-            free(data);
-            json_decref(j);
-        }
+        if (g.queue_position > 0) send_position_frame(out, &g);
         gen_record_free(&g);
     }
     free(items);
@@ -660,11 +672,11 @@ static int stream_refresh_user(stream *s, buf *out)
 }
 
 /* A user stream notes the position each generation frame it sends shows
- * (so the refresh sends only changes) and starts watching on a queued one. */
-static void note_user_frame(stream *s, const store_event *ev)
+ * (pos: its queuePosition) so the refresh sends only changes, and starts
+ * watching on a queued one. */
+static void note_user_frame(stream *s, const store_event *ev, int pos)
 {
     if (!str_eq(ev->type, "generation")) return;
-    int pos = position_of(ev->data);
     for (size_t i = 0; i < s->n_queued; i++)
         if (str_eq(s->queued[i].id, ev->generation_id)) {
             s->queued[i].position = pos;
@@ -679,6 +691,161 @@ static void note_user_frame(stream *s, const store_event *ev)
     if (pos != 0) s->watching = true;
 }
 
+/* ---- one store read for all of a user's streams (see the DESIGN above) ---- */
+
+#define SHARED_SLOTS 1024
+#define SHARED_MAX 8 /* events a shared read may hold: at most ~12 MB in all */
+#define STREAM_READ_MAX 100
+
+typedef struct shared_read {
+    char user_id[ID_LEN]; /* "" when the slot is empty */
+    int64_t stamp;        /* events_topic_stamp(user_id) before the read */
+    int64_t after_id;     /* the read's cursor */
+    bool reading;         /* a fill is reading; fills with this stamp wait */
+    store_event *ev;      /* every event of the user past after_id, as of stamp */
+    int *position;        /* each one's queuePosition (0 for balance events) */
+    size_t n;
+} shared_read;
+
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t shared_cv = PTHREAD_COND_INITIALIZER;
+static shared_read shared[SHARED_SLOTS];
+
+static shared_read *shared_slot(const char *user_id)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)user_id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return &shared[h % SHARED_SLOTS];
+}
+
+static void shared_clear(shared_read *r)
+{
+    store_events_free(r->ev, r->n);
+    free(r->position);
+    r->ev = NULL;
+    r->position = NULL;
+    r->n = 0;
+    r->user_id[0] = '\0';
+}
+
+/* Sends the events of ev[0..n) past the stream's cursor. */
+static void send_user_events(stream *s, buf *out, const store_event *ev, const int *position,
+                             size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].id <= s->last_id) continue;
+        frame(out, ev[i].type, ev[i].id, ev[i].data);
+        s->last_id = ev[i].id;
+        note_user_frame(s, &ev[i], position[i]);
+    }
+}
+
+/* Under shared_mu: true when r answers a fill of s at stamp (waiting out
+ * a read in progress for that stamp), with the events sent. */
+static bool shared_answer(shared_read *r, stream *s, int64_t stamp, buf *out)
+{
+    while (r->reading && r->stamp == stamp && str_eq(r->user_id, s->user_id))
+        pthread_cond_wait(&shared_cv, &shared_mu);
+    if (r->reading || r->stamp != stamp || !str_eq(r->user_id, s->user_id) ||
+        r->after_id > s->last_id)
+        return false;
+    send_user_events(s, out, r->ev, r->position, r->n);
+    return true;
+}
+
+/* Publishes a read claimed with r->reading (takes ev, position when it
+ * keeps them: returns true), or empties the slot. Under shared_mu. */
+static bool shared_publish(shared_read *r, store_event *ev, int *position, size_t n, bool ok)
+{
+    r->reading = false;
+    pthread_cond_broadcast(&shared_cv);
+    if (!ok || n > SHARED_MAX) {
+        r->user_id[0] = '\0';
+        return false;
+    }
+    r->ev = ev;
+    r->position = position;
+    r->n = n;
+    return true;
+}
+
+/* The user stream's new events: from the user's shared read when it is
+ * current, else from the store (shared with the user's other streams when
+ * the slot is free). 0 ok, 1 when the store failed; *more when the read
+ * stopped at its limit. */
+static int user_stream_events(stream *s, buf *out, bool *more)
+{
+    *more = false;
+    int64_t stamp = events_topic_stamp(s->user_id);
+    shared_read *r = shared_slot(s->user_id);
+    pthread_mutex_lock(&shared_mu);
+    if (shared_answer(r, s, stamp, out)) {
+        pthread_mutex_unlock(&shared_mu);
+        return 0;
+    }
+    bool claimed = !r->reading;
+    if (claimed) {
+        shared_clear(r);
+        snprintf(r->user_id, sizeof r->user_id, "%s", s->user_id);
+        r->stamp = stamp;
+        r->after_id = s->last_id;
+        r->reading = true;
+    }
+    pthread_mutex_unlock(&shared_mu);
+
+    store_event *ev = NULL;
+    size_t n = 0;
+    bool ok = store_events_after(api_store, s->user_id, NULL, s->last_id, STREAM_READ_MAX, &ev,
+                                 &n) == STORE_OK;
+    int *position = n ? xcalloc(n, sizeof *position) : NULL;
+    for (size_t i = 0; ok && i < n; i++)
+        if (str_eq(ev[i].type, "generation")) position[i] = position_of(ev[i].data);
+    if (ok) send_user_events(s, out, ev, position, n);
+    *more = ok && n == STREAM_READ_MAX;
+    bool kept = false;
+    if (claimed) {
+        pthread_mutex_lock(&shared_mu);
+        kept = shared_publish(r, ev, position, n, ok);
+        pthread_mutex_unlock(&shared_mu);
+    }
+    if (!kept) {
+        store_events_free(ev, n);
+        free(position);
+    }
+    return ok ? 0 : 1;
+}
+
+/* A per-generation stream's new events, read on its own. 0 go on, 1 the
+ * generation ended (or the store failed), or a refresh's answer. */
+static int gen_stream_events(stream *s, buf *out)
+{
+    store_event *ev = NULL;
+    size_t n = 0;
+    if (store_events_after(api_store, s->user_id, s->gen_id, s->last_id, STREAM_READ_MAX, &ev,
+                           &n) != STORE_OK)
+        return 1;
+    int done = 0;
+    for (size_t i = 0; i < n; i++) {
+        frame(out, ev[i].type, ev[i].id, ev[i].data);
+        s->last_id = ev[i].id;
+        if (data_is_terminal(ev[i].data)) done = 1;
+        s->last_position = position_of(ev[i].data);
+    }
+    store_events_free(ev, n);
+    if (!done && n == STREAM_READ_MAX) return HTTP_SSE_MORE;
+    if (!done && n == 0) {
+        /* Resuming after the end: nothing newer will come. */
+        store_event last;
+        if (store_events_latest(api_store, s->gen_id, &last) == STORE_OK) {
+            done = last.id <= s->last_id && data_is_terminal(last.data);
+            free(last.data);
+        }
+    }
+    if (!done && s->last_position > 0) return stream_refresh(s, out);
+    return done;
+}
+
 static int stream_fill(void *ctx, buf *out)
 {
     stream *s = ctx;
@@ -691,33 +858,11 @@ static int stream_fill(void *ctx, buf *out)
             return s->watching ? stream_refresh_user(s, out) : 0;
         }
     }
-    store_event *ev = NULL;
-    size_t n = 0;
-    if (store_events_after(api_store, s->user_id, s->gen_id[0] ? s->gen_id : NULL, s->last_id, 100,
-                           &ev, &n) != STORE_OK)
-        return 1;
-    int done = 0;
-    for (size_t i = 0; i < n; i++) {
-        frame(out, ev[i].type, ev[i].id, ev[i].data);
-        s->last_id = ev[i].id;
-        if (s->gen_id[0] && data_is_terminal(ev[i].data)) done = 1;
-        if (s->gen_id[0])
-            s->last_position = position_of(ev[i].data);
-        else
-            note_user_frame(s, &ev[i]);
-    }
-    store_events_free(ev, n);
-    if (!done && n == 0 && s->gen_id[0]) {
-        /* Resuming after the end: nothing newer will come. */
-        store_event last;
-        if (store_events_latest(api_store, s->gen_id, &last) == STORE_OK) {
-            done = last.id <= s->last_id && data_is_terminal(last.data);
-            free(last.data);
-        }
-    }
-    if (!done && s->gen_id[0] && s->last_position > 0) return stream_refresh(s, out);
-    if (!s->gen_id[0] && s->watching) return stream_refresh_user(s, out);
-    return done;
+    if (s->gen_id[0]) return gen_stream_events(s, out);
+    bool more;
+    if (user_stream_events(s, out, &more) != 0) return 1;
+    if (more) return HTTP_SSE_MORE;
+    return s->watching ? stream_refresh_user(s, out) : 0;
 }
 
 /* Starts a stream; Last-Event-ID (header or ?lastEventId) resumes. */

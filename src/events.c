@@ -16,20 +16,38 @@ enum { W_IDLE, W_ARMED, W_FIRING };
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t timer_cond; /* timer thread sleeps here */
 static pthread_cond_t fired_cond; /* events_unwait waits for a firing callback */
-static events_waiter *head;
-static _Atomic int64_t stamp; /* commits noticed so far */
-static int64_t polled_id;     /* the store's newest id at the last poll */
+/* Armed waiters, one list per topic slot (topic_slot) and one more, the
+ * last, for waiters of every topic: a commit walks its user's slot and
+ * that one, not every stream of every user. */
+#define ANY_LIST EVENTS_TOPIC_SLOTS
+static events_waiter *heads[EVENTS_TOPIC_SLOTS + 1];
+static size_t n_armed;
+static _Atomic int64_t stamp;                            /* commits noticed so far */
+static _Atomic int64_t topic_stamps[EVENTS_TOPIC_SLOTS]; /* commits per slot of users */
+static _Atomic int64_t any_stamp; /* commits naming no user (they touch every topic) */
+static int64_t polled_id;         /* the store's newest id at the last poll */
+static int64_t timer_at;          /* when the timer thread wakes next (mono_ms); 0 = running */
 static bool stopping;
 static pthread_t timer_thread;
 static int (*poll_fn)(void *ctx, int64_t *id);
 static void *poll_ctx;
 
+/* FNV-1a of a topic, folded onto the slots. */
+static size_t topic_slot(const char *topic)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % EVENTS_TOPIC_SLOTS;
+}
+
 static void unlink_waiter(events_waiter *w)
 {
+    n_armed--;
     if (w->prev)
         w->prev->next = w->next;
     else
-        head = w->next;
+        heads[w->list] = w->next;
     if (w->next) w->next->prev = w->prev;
     w->next = w->prev = NULL;
 }
@@ -53,10 +71,10 @@ static void fire_batch(events_waiter *batch)
 /* Moves every waiter that is due onto a batch: all of them, those with news
  * (a commit on their topic; topic NULL = any) when `news` is set, or those
  * whose deadline passed. Lock held. */
-static events_waiter *collect(bool news_now, const char *topic, int64_t now, bool all)
+static events_waiter *collect_list(events_waiter *batch, size_t list, bool news_now,
+                                   const char *topic, int64_t now, bool all)
 {
-    events_waiter *batch = NULL;
-    for (events_waiter *w = head, *next; w; w = next) {
+    for (events_waiter *w = heads[list], *next; w; w = next) {
         next = w->next;
         bool news = news_now && (!topic || !w->topic[0] || strcmp(w->topic, topic) == 0);
         bool due = all || news || (w->deadline && w->deadline <= now);
@@ -69,10 +87,28 @@ static events_waiter *collect(bool news_now, const char *topic, int64_t now, boo
     return batch;
 }
 
+static events_waiter *collect(bool news_now, const char *topic, int64_t now, bool all)
+{
+    events_waiter *batch = NULL;
+    if (news_now && topic && !all) { /* only that user's slot and the any-topic list */
+        batch = collect_list(batch, topic_slot(topic), true, topic, now, false);
+        return collect_list(batch, ANY_LIST, true, topic, now, false);
+    }
+    for (size_t i = 0; i <= ANY_LIST; i++)
+        batch = collect_list(batch, i, news_now, topic, now, all);
+    return batch;
+}
+
 void events_committed(int64_t id, const char *user_id, void *ctx)
 {
     (void)ctx, (void)id;
     pthread_mutex_lock(&lock);
+    /* The topic's stamp first: a reader that sees the global stamp move
+     * must also see its topic's. */
+    if (user_id)
+        atomic_fetch_add(&topic_stamps[topic_slot(user_id)], 1);
+    else
+        atomic_fetch_add(&any_stamp, 1);
     atomic_fetch_add(&stamp, 1);
     events_waiter *batch = collect(true, user_id, 0, false);
     pthread_mutex_unlock(&lock);
@@ -84,14 +120,22 @@ int64_t events_stamp(void)
     return atomic_load(&stamp);
 }
 
-bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
-                 void (*fn)(void *), void *arg)
+int64_t events_topic_stamp(const char *topic)
+{
+    return atomic_load(&any_stamp) + atomic_load(&topic_stamps[topic_slot(topic)]);
+}
+
+/* events_wait and events_wait_topic; by_topic: after_id is the topic's
+ * stamp. */
+static bool arm(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
+                void (*fn)(void *), void *arg, bool by_topic)
 {
     pthread_mutex_lock(&lock);
     while (w->state == W_FIRING)
         pthread_cond_wait(&fired_cond, &lock);
     if (w->state == W_ARMED) unlink_waiter(w);
-    if (atomic_load(&stamp) > after_id || stopping) {
+    int64_t now_stamp = by_topic ? events_topic_stamp(topic) : atomic_load(&stamp);
+    if (now_stamp > after_id || stopping) {
         w->state = W_IDLE;
         pthread_mutex_unlock(&lock);
         return false;
@@ -102,13 +146,31 @@ bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t 
     snprintf(w->topic, sizeof w->topic, "%s", topic ? topic : "");
     w->deadline = deadline;
     w->state = W_ARMED;
+    w->list = w->topic[0] ? topic_slot(w->topic) : ANY_LIST;
     w->prev = NULL;
-    w->next = head;
-    if (head) head->prev = w;
-    head = w;
-    pthread_cond_signal(&timer_cond); /* new deadline, or polling to start */
+    w->next = heads[w->list];
+    if (w->next) w->next->prev = w;
+    heads[w->list] = w;
+    n_armed++;
+    /* Wake the timer thread only when it would sleep past this deadline,
+     * or polling must start: with thousands of streams re-arming after a
+     * commit, waking it for each (it walks the list) cost O(streams²). */
+    if ((deadline && deadline + EVENTS_SLACK_MS < timer_at) || (poll_fn && n_armed == 1))
+        pthread_cond_signal(&timer_cond);
     pthread_mutex_unlock(&lock);
     return true;
+}
+
+bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
+                 void (*fn)(void *), void *arg)
+{
+    return arm(w, after_id, topic, deadline, fn, arg, false);
+}
+
+bool events_wait_topic(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
+                       void (*fn)(void *), void *arg)
+{
+    return arm(w, after_id, topic, deadline, fn, arg, true);
 }
 
 void events_unwait(events_waiter *w)
@@ -143,20 +205,22 @@ static void *timer_main(void *unused)
     int64_t next_poll = 0;
     pthread_mutex_lock(&lock);
     while (!stopping) {
+        timer_at = 0; /* awake: arming need not signal */
         int64_t now = mono_ms();
-        if (poll_fn && head && now >= next_poll) {
+        if (poll_fn && n_armed && now >= next_poll) {
             next_poll = now + poll_store();
             continue;
         }
         int64_t next = 0;
         bool expired = false;
-        for (events_waiter *w = head; w; w = w->next) {
-            if (!w->deadline) continue;
-            if (w->deadline <= now)
-                expired = true;
-            else if (!next || w->deadline < next)
-                next = w->deadline;
-        }
+        for (size_t i = 0; i <= ANY_LIST && n_armed; i++)
+            for (events_waiter *w = heads[i]; w; w = w->next) {
+                if (!w->deadline) continue;
+                if (w->deadline <= now)
+                    expired = true;
+                else if (!next || w->deadline < next)
+                    next = w->deadline;
+            }
         if (expired) {
             events_waiter *batch = collect(false, NULL, now, false);
             pthread_mutex_unlock(&lock);
@@ -164,10 +228,14 @@ static void *timer_main(void *unused)
             pthread_mutex_lock(&lock);
             continue;
         }
-        if (poll_fn && head && (!next || next_poll < next)) next = next_poll;
+        if (poll_fn && n_armed && (!next || next_poll < next)) next = next_poll;
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t wait = next ? next - now : 60000;
+        /* Deadlines a little apart fire together (late by at most the
+         * slack): thousands of streams' heartbeats then cost a few walks of
+         * the list, not one each. */
+        int64_t wait = next ? next - now + EVENTS_SLACK_MS : 60000;
+        timer_at = now + wait;
         ts.tv_sec += wait / 1000;
         ts.tv_nsec += (wait % 1000) * 1000000;
         if (ts.tv_nsec >= 1000000000) {

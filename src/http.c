@@ -38,7 +38,8 @@
 #define DISCARD_LIMIT (64 * 1024 * 1024) /* beyond this, answer 413 and close */
 #define HEARTBEAT_MS 15000
 #define MAX_EXTRA_HEADERS 8
-#define SLOW_THREADS 16 /* mostly asleep on the network */
+#define SLOW_THREADS 16  /* mostly asleep on the network */
+#define STREAM_THREADS 2 /* SSE fills: short reads, shared among a user's streams */
 /* A body at least this large was decoded into many small allocations; once
  * it is freed, glibc is asked to hand the pages back (malloc_trim), or every
  * thread's arena would keep its high-water mark for good. */
@@ -93,11 +94,14 @@ struct http_req {
 };
 
 /* One SSE stream; lives as long as its MHD response. Its fill callback
- * (which reads the store) runs on the quick pool, never on the event loop:
- *   SSE_FILL   the buffer was sent; fill it again
+ * (which reads the store) runs on the stream pool, never on the event loop:
+ *   SSE_FILL   the last fill found frames; once they are sent, fill again
+ *              at once if it asked for more, else wait as SSE_EMPTY does
  *   SSE_BUSY   the connection is suspended: a fill is queued or running,
  *              or a waiter is armed for the next commit or ping
- *   SSE_EMPTY  the last fill found nothing: ping or wait */
+ *   SSE_EMPTY  the last fill found nothing: ping or wait
+ * Waiting with the stamp read before the fill re-fills at once when a
+ * commit came meanwhile, so nothing is missed without a fill per send. */
 enum sse_state { SSE_FILL, SSE_BUSY, SSE_EMPTY };
 
 typedef struct sse_stream {
@@ -109,9 +113,10 @@ typedef struct sse_stream {
     size_t off;
     bool finished;
     enum sse_state state;
-    int64_t seen; /* events_stamp() before the last fill */
+    int64_t seen; /* the topic's (or the global) stamp before the last fill */
     int64_t next_ping;
     bool soon;          /* the last fill asked to be called again soon */
+    bool more;          /* ... or at once (also before the first fill) */
     char topic[ID_LEN]; /* wake on commits of this user only */
     events_waiter waiter;
     pool_task task;
@@ -127,10 +132,14 @@ static atomic_int suspended; /* connections suspended right now */
 static int max_streams;      /* open streams in all; the rest of the connections stay for the API */
 
 /* ---- the handler pools ----
- * Two pools with one queue each: `quick` runs every handler first; a
+ * Three pools with one queue each: `quick` runs every handler first; a
  * handler that must wait on the network (fetching a remote image) hands
  * the rest of its work to `slow` with http_offload, so a slow or hostile
- * remote host cannot tie up the threads every other request needs. */
+ * remote host cannot tie up the threads every other request needs.
+ * `streams` runs SSE fills only: short store reads that must not wait
+ * behind handlers held by a durable commit (that queue was most of the
+ * commit → frame delay), and that cannot take the API's threads when a
+ * commit wakes thousands of streams. */
 
 typedef struct pool {
     pthread_mutex_t lock;
@@ -143,6 +152,7 @@ typedef struct pool {
 
 static pool quick = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 static pool slow = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+static pool streams = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 static void suspend_conn(struct MHD_Connection *c)
 {
@@ -505,15 +515,18 @@ void http_wait(http_req *r, int64_t after_id, const char *topic, int64_t deadlin
 
 /* ---- Server-Sent Events ---- */
 
-/* On the quick pool: fills the stream's buffer from the store, then lets
+/* On the stream pool: fills the stream's buffer from the store, then lets
  * the event loop send it. */
 static void sse_fill_task(pool_task *t)
 {
     sse_stream *s = OWNER_OF(t, sse_stream, task);
-    s->seen = events_stamp(); /* read before looking, so no wake-up is lost */
+    /* read before looking, so no wake-up is lost; a stream of one user
+     * goes by that user's stamp (other users' commits do not re-fill it) */
+    s->seen = s->topic[0] ? events_topic_stamp(s->topic) : events_stamp();
     int rc = s->fill(s->ctx, &s->out);
-    if (rc != 0 && rc != HTTP_SSE_SOON) s->finished = true;
+    if (rc != 0 && rc != HTTP_SSE_SOON && rc != HTTP_SSE_MORE) s->finished = true;
     s->soon = rc == HTTP_SSE_SOON;
+    s->more = rc == HTTP_SSE_MORE;
     s->state = s->out.len || s->finished ? SSE_FILL : SSE_EMPTY;
     resume_conn(s->conn);
 }
@@ -523,13 +536,13 @@ static void sse_refill(sse_stream *s)
 {
     s->state = SSE_BUSY;
     suspend_conn(s->conn);
-    pool_push(&quick, &s->task);
+    pool_push(&streams, &s->task);
 }
 
 static void sse_wake(void *arg)
 {
     sse_stream *s = arg;
-    pool_push(&quick, &s->task); /* still suspended: the fill resumes it */
+    pool_push(&streams, &s->task); /* still suspended: the fill resumes it */
 }
 
 /* MHD's content reader, on the event loop: sends what the buffer holds;
@@ -549,7 +562,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
         s->out.len = 0;
         s->off = 0;
         if (s->finished || atomic_load(&stopping)) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (s->state == SSE_FILL) {
+        if (s->state == SSE_FILL && s->more) {
             sse_refill(s);
             return 0;
         }
@@ -563,8 +576,10 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
         suspend_conn(s->conn);
         int64_t deadline = s->next_ping;
         if (s->soon && now + HTTP_SSE_SOON_MS < deadline) deadline = now + HTTP_SSE_SOON_MS;
-        if (!events_wait(&s->waiter, s->seen, s->topic, deadline, sse_wake, s))
-            pool_push(&quick, &s->task); /* a commit came since the last fill */
+        bool armed = s->topic[0]
+                         ? events_wait_topic(&s->waiter, s->seen, s->topic, deadline, sse_wake, s)
+                         : events_wait(&s->waiter, s->seen, NULL, deadline, sse_wake, s);
+        if (!armed) pool_push(&streams, &s->task); /* a commit came since the last fill */
         return 0;
     }
 }
@@ -648,6 +663,7 @@ int http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (
     s->ctx = ctx;
     s->next_ping = mono_ms() + HEARTBEAT_MS;
     s->state = SSE_FILL;
+    s->more = true; /* the first fill */
     s->task.run = sse_fill_task;
     buf_append(&s->out, "retry: 2000\n\n", 13);
     struct MHD_Response *resp =
@@ -974,6 +990,7 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
     limit_fn = limit;
     pool_start(&quick, handler_threads);
     pool_start(&slow, SLOW_THREADS);
+    pool_start(&streams, STREAM_THREADS);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
@@ -1014,6 +1031,7 @@ void http_stop(void)
         usleep(10 * 1000);
     pool_stop(&quick);
     pool_stop(&slow);
+    pool_stop(&streams);
     MHD_stop_daemon(daemon_);
     daemon_ = NULL;
     if (reaper_running) {

@@ -12,8 +12,10 @@
  * it cannot starve the first. A handler that must wait for a change calls
  * http_wait: the connection stays suspended, holding no thread, until
  * events.c wakes it. An SSE stream's data comes from its fill callback,
- * which runs on the handler pool (it reads the store); the event loop only
- * sends the buffer it left. With nothing to send the connection stays
+ * which runs on a third pool of its own (it reads the store: a short read,
+ * so a fill never queues behind handlers waiting on a durable commit, and
+ * thousands of woken streams never hold up API requests); the event loop
+ * only sends the buffer it left. With nothing to send the connection stays
  * suspended under an events.c waiter, so idle streams hold no thread
  * either, and a commit queues the next fill.
  */
@@ -110,16 +112,21 @@ void http_client_ip(http_req *r, char *out, size_t n);
 void http_wait(http_req *r, int64_t after_id, const char *topic, int64_t deadline,
                http_handler_fn fn);
 
-/* An SSE stream. fill appends whole frames to out; it returns 0 to go on,
- * 1 when the stream is finished (closed after out is sent). It runs on a
- * handler-pool thread, one call at a time per stream, and may block on the
- * store. free_fn releases ctx when the connection ends. */
+/* An SSE stream. fill appends whole frames to out; it returns 0 to go on
+ * (it is called again after the next commit of the topic, or at once when
+ * one came during the fill), 1 when the stream is finished (closed after
+ * out is sent). It runs on the stream pool, one call at a time per stream,
+ * and may block on the store. free_fn releases ctx when the connection
+ * ends. */
 typedef int (*http_sse_fill_fn)(void *ctx, buf *out);
 /* A fill's third answer: go on, and fill again within HTTP_SSE_SOON_MS
  * even when no commit wakes the stream (state that moves without events
  * of this user, e.g. a queue position). */
 #define HTTP_SSE_SOON 2
 #define HTTP_SSE_SOON_MS 1000
+/* A fill's fourth answer: go on, and fill again as soon as out is sent
+ * (it stopped at a limit: more is there now). */
+#define HTTP_SSE_MORE 3
 /* topic: the user whose commits wake the stream (NULL: every commit).
  * 0 when the stream is the reply (ctx is then owned by it); otherwise
  * nothing is replied and ctx stays the caller's: HTTP_SSE_EUSER when the

@@ -330,8 +330,21 @@ static int cmd_run(bool with_http)
     return 0;
 }
 
+/* libvips loads its optional modules (HEIF, JPEG XL, ImageMagick,
+ * OpenSlide, PDF through poppler) from $VIPSHOME/lib at start-up: 26 more
+ * shared libraries, 5.3 MB of an idle server's 35 MB RSS. Inputs are JPEG,
+ * PNG or WebP only (SPEC §5; media.c refuses every other loader), which
+ * libvips decodes without any module, so unless the operator set VIPSHOME
+ * it points where there are none. The formats that are refused anyway are
+ * then not even loaded into the process. */
+static void vips_without_modules(void)
+{
+    setenv("VIPSHOME", "/nonexistent/stylestudio-no-vips-modules", 0);
+}
+
 int main(int argc, char **argv)
 {
+    vips_without_modules(); /* before anything starts libvips */
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);

@@ -1,6 +1,7 @@
 /*
  * events — waiters fire on news for their topic, on their deadline, or at
- * stop; never twice per arming, and never after events_unwait.
+ * stop; never twice per arming, and never after events_unwait. A topic's
+ * stamp moves with every commit that may concern it.
  */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
@@ -118,4 +119,47 @@ Test(events, stop_fires_every_waiter)
     events_stop();
     cr_assert_eq(atomic_load(&fired), 3);
     cr_assert_eq(events_start(100, NULL, NULL), 0); /* for teardown */
+}
+
+Test(events, topic_stamp_moves_for_its_user_and_for_everyone)
+{
+    int64_t a = events_topic_stamp("usr_A"), b = events_topic_stamp("usr_B");
+    events_committed(110, "usr_A", NULL);
+    cr_assert_gt(events_topic_stamp("usr_A"), a, "a commit of the user moves its stamp");
+    int64_t a1 = events_topic_stamp("usr_A");
+    events_committed(111, NULL, NULL);
+    cr_assert_gt(events_topic_stamp("usr_A"), a1, "a commit naming no user moves every stamp");
+    cr_assert_gt(events_topic_stamp("usr_B"), b);
+    /* Another user's commit leaves it alone unless the two share a slot. */
+    int64_t b1 = events_topic_stamp("usr_B");
+    events_committed(112, "usr_A", NULL);
+    cr_assert_geq(events_topic_stamp("usr_B"), b1);
+}
+
+Test(events, any_topic_waiter_wakes_on_every_user)
+{
+    events_waiter any = {0}, a = {0};
+    int64_t seen = events_stamp();
+    cr_assert(events_wait(&any, seen, NULL, 0, on_fire, NULL));
+    cr_assert(events_wait(&a, seen, "usr_A", 0, on_fire, NULL));
+    events_committed(120, "usr_B", NULL);
+    cr_assert_eq(atomic_load(&fired), 1, "only the waiter of every topic");
+    events_unwait(&a);
+    events_committed(121, "usr_A", NULL);
+    cr_assert_eq(atomic_load(&fired), 1, "an unarmed waiter never fires");
+}
+
+Test(events, wait_topic_ignores_other_users_commits)
+{
+    events_waiter w = {0};
+    int64_t seen = events_topic_stamp("usr_A");
+    events_committed(130, "usr_B", NULL);
+    /* usr_B's commit refuses a global arming, not one by usr_A's stamp
+     * (unless the two share a slot, which these names do not) */
+    cr_assert_not(events_wait(&w, events_stamp() - 1, "usr_A", 0, on_fire, NULL));
+    cr_assert(events_wait_topic(&w, seen, "usr_A", 0, on_fire, NULL));
+    events_committed(131, "usr_A", NULL);
+    cr_assert_eq(atomic_load(&fired), 1);
+    cr_assert_not(events_wait_topic(&w, seen, "usr_A", 0, on_fire, NULL),
+                  "usr_A's commit since the stamp refuses the arming");
 }
