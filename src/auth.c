@@ -380,7 +380,9 @@ void auth_hash_stats(long long *total, int *running, int *waiting, int *peak)
  * owner out — one address alone never can. An IPv6 client counts by its
  * /64, which one subscriber typically holds whole. */
 
-enum fail_kind { FAIL_PAIR, FAIL_ADDRESS, FAIL_EMAIL, FAIL_KINDS };
+/* In the order they are looked at: an address over its limit is refused
+ * before its attempt touches the other two (a flood writes no rows). */
+enum fail_kind { FAIL_ADDRESS, FAIL_PAIR, FAIL_EMAIL, FAIL_KINDS };
 
 static int fail_limit(enum fail_kind k)
 {
@@ -464,12 +466,12 @@ static int fail_run(store_t *s, enum fail_kind k, const char *email, const char 
 int auth_login_throttled(store_t *s, const char *email, const char *ip, int *wait)
 {
     *wait = 0;
-    for (enum fail_kind k = 0; k < FAIL_KINDS; k++) {
+    for (enum fail_kind k = 0; k < FAIL_KINDS && *wait == 0; k++) {
         if (fail_limit(k) <= 0) continue;
         fail_step f = {.op = FAIL_LOOK};
         int rc = fail_run(s, k, email, ip, &f);
         if (rc != STORE_OK) return rc;
-        if (f.wait > *wait) *wait = f.wait;
+        *wait = f.wait;
     }
     return STORE_OK;
 }

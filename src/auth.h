@@ -50,14 +50,15 @@ void auth_hash_gate_leave(void);
 /* Hashes verified so far, and the gate's running / parked / peak running. */
 void auth_hash_stats(long long *total, int *running, int *waiting, int *peak);
 
-/* Sign-in throttling, counted in store s (auth.c "failed sign-ins"): sets
- * *wait to the seconds until the folded email may be tried from address ip
- * again (0: now); and records an attempt's outcome (only failures count; a
- * success clears that address's failures on the email). STORE_OK or a
- * STORE_E* code (then nothing was recorded). */
 /* The address sign-in throttling counts ip by: an IPv4 address (also one
  * mapped into IPv6) as it is, an IPv6 one by its /64 ("2001:db8:1:2::/64"). */
 void auth_throttle_address(const char *ip, char *out, size_t n);
+/* Sign-in throttling, counted in store s (auth.c "failed sign-ins"): sets
+ * *wait to the seconds until the folded email may be tried from address ip
+ * again (0: now; the first counter found over its limit answers); and
+ * records an attempt's outcome (only failures count; a
+ * success clears that address's failures on the email). STORE_OK or a
+ * STORE_E* code (then nothing was recorded). */
 int auth_login_throttled(store_t *s, const char *email, const char *ip, int *wait);
 int auth_login_result(store_t *s, const char *email, const char *ip, bool ok);
 
