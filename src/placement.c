@@ -243,17 +243,48 @@ static double centre_line(const silhouette *s, int sy, int hy)
     return nc ? cx / nc : s->w / 2.0;
 }
 
-/* The hips: the torso's width there, not the hands beside it — the
- * covered run through the centre line. */
-static int hip_width(const silhouette *s, int hy, double cx)
+/* The colour distance (sum of |Δ|) between two RGB pixels. */
+static int colour_dist(const unsigned char *a, const unsigned char *b)
 {
-    int hx0 = (int)cx, hx1 = (int)cx;
-    const float *hr = s->a + (size_t)hy * s->w;
-    while (hx0 > 0 && hr[hx0 - 1] >= 0.5f)
-        hx0--;
-    while (hx1 < s->w - 1 && hr[hx1 + 1] >= 0.5f)
-        hx1++;
-    return hx1 - hx0 + 1;
+    return abs(a[0] - b[0]) + abs(a[1] - b[1]) + abs(a[2] - b[2]);
+}
+
+/* The hips: the torso's width without the arms or hands beside it — the
+ * covered run through the centre line in row hy (across a gap between the
+ * legs up to gap px), and with rgb only as far as the cloth nearest the
+ * centre goes (hands touching the hips are skin, not cloth; two pixels of
+ * another colour end the run). */
+static int hip_width(const silhouette *s, const unsigned char *rgb, int hy, double cx, int gap)
+{
+    int w = s->w, c = (int)lround(cx);
+    if (c < 0 || c >= w || hy < 0 || hy >= s->h) return 1;
+    const float *hr = s->a + (size_t)hy * w;
+    const unsigned char *row = rgb ? rgb + (size_t)hy * w * 3 : NULL, *ref = NULL;
+    for (int d = 0; row && d <= gap && !ref; d++)
+        if (c + d < w && hr[c + d] >= 0.5f)
+            ref = row + (c + d) * 3;
+        else if (c - d >= 0 && hr[c - d] >= 0.5f)
+            ref = row + (c - d) * 3;
+    int ends[2];
+    for (int dir = -1, k = 0; dir <= 1; dir += 2, k++) {
+        int x = c, last = c, miss = 0, clear = 0;
+        while (x + dir >= 0 && x + dir < w) {
+            x += dir;
+            if (hr[x] < 0.5f) {
+                if (++clear > gap) break;
+                continue;
+            }
+            clear = 0;
+            if (ref && colour_dist(row + x * 3, ref) > 60) {
+                if (++miss >= 2) break;
+                continue;
+            }
+            miss = 0;
+            last = x;
+        }
+        ends[k] = last;
+    }
+    return ends[1] - ends[0] + 1;
 }
 
 /* Both feet: the widest of the bottom rows. */
@@ -319,7 +350,7 @@ bool placement_find_body(const float *a, const unsigned char *rgb, int w, int h,
     double cx = centre_line(&s, sy, hy);
     int hand_x, hand_y;
     right_hand(&s, wy, cx, hy, &hand_x, &hand_y);
-    b->top_hem_y = (int)lround(top_hem(&s, rgb, cx, sy, hy) * scale);
+
     b->top = (int)lround(s.top * scale);
     b->bottom = (int)lround(s.bottom * scale);
     b->cx = cx * scale;
@@ -328,7 +359,13 @@ bool placement_find_body(const float *a, const unsigned char *rgb, int w, int h,
     b->shoulder_w = (int)lround(sw * scale);
     b->waist_y = (int)lround(wy * scale);
     b->hip_y = (int)lround(hy * scale);
-    b->hip_w = (int)lround(hip_width(&s, hy, cx) * scale);
+    /* The hips below the model's own top's hem where it is long (a loose
+     * top is wider than the hips), above the crotch. */
+    int hem = top_hem(&s, rgb, cx, sy, hy), hrow = hem + s.hp / 50;
+    if (hrow < hy) hrow = hy;
+    if (hrow > s.top + (int)(0.64 * s.hp)) hrow = s.top + (int)(0.64 * s.hp);
+    b->top_hem_y = (int)lround(hem * scale);
+    b->hip_w = (int)lround(hip_width(&s, rgb, hrow, cx, hw / 3 + 1) * scale);
     b->feet_w = (int)lround(feet_width(&s) * scale);
     b->hand_x = (int)lround(hand_x * scale);
     b->hand_y = (int)lround(hand_y * scale);
@@ -378,10 +415,23 @@ enum placement_kind placement_kind_of(const float *a, int w, int h)
     return PLACEMENT_ACCESSORY;
 }
 
+/* The share of the width of a's box (w×h) the silhouette spans in the
+ * rows around height t (0 top .. 1 bottom), outermost columns; 1 when
+ * there is nothing there. */
+static double width_share(const float *a, int w, int h, double t)
+{
+    int y0 = (int)(t * h) - h / 100 - 1, y1 = (int)(t * h) + h / 100 + 1, best = 0, l, r;
+    for (int y = y0 < 0 ? 0 : y0; y <= y1 && y < h; y++)
+        if (row_extent(a, w, y, &l, &r) && r - l + 1 > best) best = r - l + 1;
+    return best ? (double)best / w : 1;
+}
+
 /* Contract in placement.h. */
-placement_rect placement_on_body(const placement_body *b, enum placement_kind k, double aspect)
+placement_rect placement_on_body(const placement_body *b, enum placement_kind k, const float *pa,
+                                 int pw, int ph)
 {
     int hp = b->bottom - b->top;
+    double aspect = (double)pw / ph;
     double w, h, x, y;
     switch (k) {
     case PLACEMENT_TOP:
@@ -403,14 +453,17 @@ placement_rect placement_on_body(const placement_body *b, enum placement_kind k,
         x = b->cx - w / 2;
         break;
     case PLACEMENT_TROUSERS:
-        /* From the waist to just above the feet, and at least as wide as
-         * the hips — stretched sideways by up to a third rather than made
-         * longer than the legs (the hips' width can take in the hands
-         * hanging beside them). */
-        h = b->bottom - b->waist_y - 0.03 * hp;
-        w = fmax(h * aspect, fmin(b->hip_w * 1.08, h * aspect * 1.35));
+        /* The waistband just under the hem of the model's own top (which
+         * is drawn over it: worn_tuck), not over the top; from the waist
+         * when the top is short, at most a little below the hips; down to
+         * just above the feet, and the waistband at least as wide as the hips (without
+         * the arms) — stretched sideways by up to a third rather than made
+         * longer than the legs. */
+        y = clampd(b->top_hem_y - 0.03 * hp, b->waist_y, b->hip_y + 0.08 * hp);
+        h = b->bottom - y - 0.03 * hp;
+        w = fmax(h * aspect, fmin(b->hip_w * 1.06 / fmax(width_share(pa, pw, ph, 0.03), 0.5),
+                                  h * aspect * 1.35));
         x = b->cx - w / 2;
-        y = b->waist_y;
         break;
     case PLACEMENT_SHOES:
         w = fmax(b->feet_w * 1.15, b->head_w * 1.6);

@@ -62,8 +62,11 @@ bool placement_find_body(const float *alpha, const unsigned char *rgb, int w, in
 /* The kind of a product from its alpha (w×h, trimmed to its box). */
 enum placement_kind placement_kind_of(const float *alpha, int w, int h);
 
-/* Where a product of kind k and aspect (width/height) is worn on body b. */
-placement_rect placement_on_body(const placement_body *b, enum placement_kind k, double aspect);
+/* Where a product of kind k is worn on body b; alpha (w×h, trimmed to its
+ * box) is its silhouette, for its aspect and its widths (a trouser's
+ * waist, a dress's skirt at the model's hem). */
+placement_rect placement_on_body(const placement_body *b, enum placement_kind k, const float *alpha,
+                                 int w, int h);
 
 /* Arranges req's products into out[0..n). For a studio floor a low group
  * stands on a floor raised towards the middle: *floor_y (in: the planned

@@ -160,6 +160,13 @@ void worn_shade(const worn_person *wp, enum placement_kind k, const placement_re
 void worn_cover(const worn_person *wp, enum placement_kind k, const placement_rect *r,
                 const float *px, int pw, int ph, unsigned char *cv, int W, int H);
 
+/* Trousers of kind k (px as for worn_shade, changed in place) go under
+ * the model's own top: their pixels over it, down to its hem, are taken
+ * out by how much the canvas cv (W×H×3) there is that top, so its hem
+ * overlaps the waistband. Other kinds: nothing. */
+void worn_tuck(const worn_person *wp, enum placement_kind k, const placement_rect *r, float *px,
+               int pw, int ph, const unsigned char *cv, int W, int H);
+
 /* Where trousers of kind k (px as for worn_shade) leave the model's own
  * trousers showing between their legs, shows the backdrop bd (W×H×3, as
  * given to worn_backdrop; NULL: nothing) instead, on the canvas cv. Other

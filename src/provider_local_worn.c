@@ -18,6 +18,8 @@
  *                  with the garment's colour from the nearest part of the
  *                  garment, so the garment covers the model's clothing; a
  *                  strappy dress leaves it, as a top worn under it.
+ *   worn_tuck      trousers go under the model's own top: its hem
+ *                  overlaps their waistband.
  *   worn_reveal    between the legs of trousers, the model's own trousers
  *                  give way to the new backdrop.
  *   worn_backdrop  the photo's background behind the person replaced by a
@@ -508,6 +510,32 @@ void worn_cover(const worn_person *wp, enum placement_kind k, const placement_re
     solid_index_free(&si);
     free(orig);
     free(me);
+    free(m);
+}
+
+/* Contract in provider_local.h. */
+void worn_tuck(const worn_person *wp, enum placement_kind k, const placement_rect *r, float *px,
+               int pw, int ph, const unsigned char *cv, int W, int H)
+{
+    if (k != PLACEMENT_TROUSERS) return;
+    const placement_body *b = &wp->body;
+    int hp = b->bottom - b->top, f = wp->f;
+    double cx, cy, ref[3];
+    cloth_point(b, PLACEMENT_TOP, &cx, &cy);
+    if (!person_colour(wp, (int)(cx / f), (int)(cy / f), b->head_w / (4 * f) + 1, ref)) return;
+    int x0 = r->x < 0 ? 0 : r->x, x1 = r->x + pw > W ? W : r->x + pw;
+    int y0 = r->y < 0 ? 0 : r->y, y1 = b->top_hem_y + (int)(0.01 * hp) + 2;
+    if (y1 > r->y + ph) y1 = r->y + ph;
+    if (y1 > H) y1 = H;
+    if (x1 <= x0 || y1 <= y0) return;
+    float *m = cloth_map(wp, cv, W, ref, x0, y0, x1, y1);
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++) {
+            float t = 1 - m[(size_t)(y - y0) * (x1 - x0) + x - x0];
+            float *s = px + ((size_t)(y - r->y) * pw + (x - r->x)) * 4;
+            for (int c = 0; c < 4; c++)
+                s[c] *= t;
+        }
     free(m);
 }
 

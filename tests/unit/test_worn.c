@@ -16,7 +16,9 @@
 #include <string.h>
 #include <vips/vips.h>
 
+#include "placement.h"
 #include "provider.h"
+#include "provider_local.h"
 #include "util.h"
 
 #define PW 600
@@ -64,8 +66,10 @@ static provider_image encode_jpeg(unsigned char *px)
     return img;
 }
 
-/* The person photo, PW×PH, as a JPEG. */
-static provider_image person_photo(void)
+/* The person's pixels, PW×PH×3 (caller frees); hands_on_hips: the hands
+ * below the arms touch the hips (x 196..225 and 375..404, y 430..480).
+ * The hips (the trousers) are x 225..375: 150 px. */
+static unsigned char *person_pixels(bool hands_on_hips)
 {
     static const unsigned char trousers[3] = {52, 56, 66}, shoes[3] = {20, 20, 22};
     unsigned char *px = xmalloc((size_t)PW * PH * 3);
@@ -79,11 +83,48 @@ static provider_image person_photo(void)
             if (x >= 285 && x < 315 && y >= 175 && y < 205) paint(p, skin, 1);
             if (((x >= 172 && x < 200) || (x >= 400 && x < 428)) && y >= 250 && y < 440)
                 paint(p, skin, 1);
+            if (hands_on_hips && ((x >= 196 && x < 225) || (x >= 375 && x < 404)) && y >= 430 &&
+                y < 480)
+                paint(p, skin, 1);
             if (in_top(x, y)) paint(p, cream, body_light(x, y));
             if (((x >= 225 && x < 296) || (x >= 304 && x < 375)) && y >= 430 && y < 740)
                 paint(p, trousers, 1);
             if (((x >= 215 && x < 296) || (x >= 304 && x < 385)) && y >= 740 && y < 762)
                 paint(p, shoes, 1);
+        }
+    return px;
+}
+
+/* The person photo as a JPEG. */
+static provider_image person_photo_with(bool hands_on_hips)
+{
+    unsigned char *px = person_pixels(hands_on_hips);
+    provider_image img = encode_jpeg(px);
+    free(px);
+    return img;
+}
+
+static provider_image person_photo(void)
+{
+    return person_photo_with(false);
+}
+
+/* A pair of khaki trousers (a waistband, two legs) on an off-white
+ * background, as a JPEG of PW×PH. */
+static provider_image trousers_photo(void)
+{
+    unsigned char *px = xmalloc((size_t)PW * PH * 3);
+    for (int y = 0; y < PH; y++)
+        for (int x = 0; x < PW; x++) {
+            unsigned char *p = px + ((size_t)y * PW + x) * 3;
+            p[0] = 236, p[1] = 236, p[2] = 233;
+            double t = (y - 100) / 600.0, half = 100 + 20 * t;
+            bool in = y >= 100 && y < 700 && fabs(x - 300.0) < half;
+            if (in && y > 300 && fabs(x - 300.0) < 12 + 8 * (y - 300) / 400.0) in = false;
+            if (in) {
+                static const unsigned char khaki[3] = {176, 146, 96}, belt[3] = {120, 96, 60};
+                paint(p, y < 125 ? belt : khaki, 1);
+            }
         }
     provider_image img = encode_jpeg(px);
     free(px);
@@ -101,11 +142,12 @@ static provider_image load_fixture(const char *name)
     return img;
 }
 
-/* Renders the tee on the person (3:4, low: 768×1024, the photo scaled by
- * 1.28; or another aspect) and decodes it; the caller g_frees. */
-static unsigned char *render_worn_at(const char *style, const char *aspect, int *w, int *h)
+/* Renders a product (the tee) on a person photo (3:4, low: 768×1024, the
+ * photo scaled by 1.28; or another aspect) and decodes it; takes both
+ * images; the caller g_frees the pixels. */
+static unsigned char *render_on(provider_image person, provider_image tee, const char *style,
+                                const char *aspect, int *w, int *h)
 {
-    provider_image person = person_photo(), tee = load_fixture("product.jpg");
     gen_params p;
     memset(&p, 0, sizeof p);
     snprintf(p.model, sizeof p.model, "local-studio");
@@ -142,6 +184,11 @@ static unsigned char *render_worn_at(const char *style, const char *aspect, int 
     free(person.data);
     free(tee.data);
     return px;
+}
+
+static unsigned char *render_worn_at(const char *style, const char *aspect, int *w, int *h)
+{
+    return render_on(person_photo(), load_fixture("product.jpg"), style, aspect, w, h);
 }
 
 static unsigned char *render_worn(const char *style, int *w, int *h)
@@ -322,5 +369,89 @@ Test(worn, whole_figure_in_a_landscape_frame)
     cr_expect(side[0] == 255 && side[1] == 255 && side[2] == 255, "side is %d,%d,%d", side[0],
               side[1], side[2]);
 #undef AT
+    g_free(px);
+}
+
+/* The person's matte from the constructed pixels: not the backdrop's
+ * gradient. */
+static float *person_alpha(const unsigned char *px)
+{
+    float *a = xmalloc((size_t)PW * PH * sizeof *a);
+    for (int y = 0; y < PH; y++)
+        for (int x = 0; x < PW; x++) {
+            const unsigned char *p = px + ((size_t)y * PW + x) * 3;
+            int g = 190 - y * 50 / PH;
+            a[(size_t)y * PW + x] = (p[0] != g || p[1] != g + 4 || p[2] != g + 12) ? 1.0f : 0.0f;
+        }
+    return a;
+}
+
+Test(worn, hips_measured_without_the_hands)
+{
+    for (int hands = 0; hands <= 1; hands++) {
+        unsigned char *px = person_pixels(hands);
+        float *a = person_alpha(px);
+        placement_body b;
+        cr_assert(placement_find_body(a, px, PW, PH, 1, &b));
+        fprintf(stderr, "worn: hips measured %d px (true 150), hands %s\n", b.hip_w,
+                hands ? "touching the hips" : "apart");
+        cr_expect(b.hip_w >= 142 && b.hip_w <= 160, "hips %d px, hands %d", b.hip_w, hands);
+        free(a);
+        free(px);
+    }
+    /* model.jpg (768×1024): the hands touch a long loose top, the
+     * trousers below it are x 300..470. */
+    provider_image m = load_fixture("model.jpg");
+    VipsImage *im = vips_image_new_from_buffer(m.data, m.len, "", NULL);
+    cr_assert_not_null(im);
+    size_t size;
+    unsigned char *cv = vips_image_write_to_memory(im, &size);
+    worn_person wp;
+    cr_assert(worn_find(cv, im->Xsize, im->Ysize, &wp));
+    fprintf(stderr, "worn: model.jpg hips measured %d px (trousers 170), top's hem at %d\n",
+            wp.body.hip_w, wp.body.top_hem_y);
+    cr_expect(wp.body.hip_w >= 160 && wp.body.hip_w <= 185, "model.jpg hips %d px", wp.body.hip_w);
+    worn_free(&wp);
+    g_free(cv);
+    g_object_unref(im);
+    free(m.data);
+}
+
+Test(worn, trousers_under_the_top_and_hip_wide)
+{
+    int w, h;
+    unsigned char *px =
+        render_on(person_photo_with(true), trousers_photo(), "minimal", "3:4", &w, &h);
+    double k = 768.0 / PW;
+    /* The model's top above its hem (y 380..428) stays the top: the
+     * waistband goes under it. */
+    size_t band = 0, cream = 0;
+    for (int y = (int)(380 * k); y < (int)(426 * k); y++)
+        for (int x = (int)(235 * k); x < (int)(365 * k); x++, band++)
+            cream += cream_like(px + ((size_t)y * w + x) * 3);
+    /* The trousers' width just below the hem against the hips (150). */
+    int row = (int)(470 * k), x0 = w, x1 = -1;
+    for (int x = 0; x < w; x++) {
+        const unsigned char *q = px + ((size_t)row * w + x) * 3;
+        if (q[0] > 130 && q[0] < 200 && q[1] > q[2] + 40) { /* khaki, not skin */
+            if (x < x0) x0 = x;
+            x1 = x;
+        }
+    }
+    double ratio = (x1 - x0 + 1) / k / 150;
+    fprintf(stderr,
+            "worn: trousers: the model's top above its hem still showing %.1f%%; trousers "
+            "%.2f× the hips' width below it\n",
+            100.0 * cream / band, ratio);
+    cr_expect_gt((double)cream / band, 0.97, "the waistband covers the top");
+    cr_expect(ratio > 1.0 && ratio < 1.2, "trousers %.2f× the hips", ratio);
+    if (getenv("WORN_DUMP")) {
+        VipsImage *im =
+            vips_image_new_from_memory(px, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
+        char *p = xasprintf("%s/worn_trousers.png", getenv("WORN_DUMP"));
+        vips_image_write_to_file(im, p, NULL);
+        free(p);
+        g_object_unref(im);
+    }
     g_free(px);
 }
