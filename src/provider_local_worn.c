@@ -40,6 +40,9 @@
 
 #define BG_CELL 4 /* the backdrop colour map's cell, in reduced pixels */
 
+struct worn_person;
+static float bg_at(const struct worn_person *wp, int c, double fx, double fy);
+
 /* Bilinear sample of a w×h map m (nb floats a pixel, band c) at the
  * reduced-resolution position (fx, fy), clamped to the map. */
 static float map_at(const float *m, int w, int h, int nb, int c, double fx, double fy)
@@ -168,6 +171,46 @@ static void cloth_point(const placement_body *b, enum placement_kind k, double *
     }
 }
 
+#define SLIVER_MAX 6 /* the widest sliver of old background cleared, reduced pixels */
+
+/* Whether reduced pixel i is the old backdrop's colour (within tol, the
+ * summed |Δ| of the three channels). */
+static bool backdrop_like(const worn_person *wp, size_t i, double tol)
+{
+    int x = (int)(i % (size_t)wp->sw), y = (int)(i / (size_t)wp->sw);
+    double d = 0;
+    for (int c = 0; c < 3; c++)
+        d += fabs(wp->rgb[i * 3 + c] - bg_at(wp, c, x, y));
+    return d < tol;
+}
+
+/* Slivers of the old backdrop the matte took for the person (the narrow
+ * gap between an arm and the torso or between the legs, too thin for its
+ * smoothed evidence, or given a little alpha at its edge): row by row, a
+ * run of at most SLIVER_MAX pixels of the backdrop's colour with the
+ * person on both sides is cleared. A wider patch of that colour stays (a print). */
+static void clear_slivers(worn_person *wp)
+{
+    int sw = wp->sw, sh = wp->sh;
+    for (int y = 0; y < sh; y++) {
+        float *a = wp->alpha + (size_t)y * sw;
+        size_t row = (size_t)y * sw;
+        for (int x = 1; x < sw - 1; x++) {
+            if (a[x - 1] <= 0.02f || !backdrop_like(wp, row + x, 24) ||
+                backdrop_like(wp, row + x - 1, 24))
+                continue;
+            int e = x + 1;
+            while (e < sw - 1 && e - x <= SLIVER_MAX && backdrop_like(wp, row + e, 24))
+                e++;
+            /* [x, e): the run; the person (or its edge) on both sides. */
+            if (e - x <= SLIVER_MAX && a[e] > 0.02f)
+                for (int k = x; k < e; k++)
+                    a[k] = 0;
+            x = e - 1;
+        }
+    }
+}
+
 /* Contract in provider_local.h. */
 bool worn_find(const unsigned char *cv, int W, int H, worn_person *wp)
 {
@@ -218,6 +261,7 @@ bool worn_find(const unsigned char *cv, int W, int H, worn_person *wp)
             bg[i * 4 + c] =
                 wgt > 1e-3f ? bg[i * 4 + c] / wgt : (float)(nbg > 0 ? mean[c] / nbg : 128);
     }
+    clear_slivers(wp);
     return true;
 }
 
@@ -592,11 +636,41 @@ static double refine_alpha(const worn_person *wp, const unsigned char *C, double
     return fb > 20 * 20 ? 0.5 * a + 0.5 * p : a;
 }
 
+/* The distance (RMS over the channels) of C from the line between the
+ * colours B and K, the mix of the two nearest it. */
+static double mix_residual(const unsigned char *C, const double B[3], const double K[3])
+{
+    double kb = 0, cb = 0, r = 0;
+    for (int c = 0; c < 3; c++) {
+        kb += (K[c] - B[c]) * (K[c] - B[c]);
+        cb += (C[c] - B[c]) * (K[c] - B[c]);
+    }
+    double t = kb > 1 ? clampd(cb / kb, 0, 1) : 0;
+    for (int c = 0; c < 3; c++) {
+        double d = C[c] - (B[c] + t * (K[c] - B[c]));
+        r += d * d;
+    }
+    return sqrt(r / 3);
+}
+
+/* How much canvas pixel C at (x, y) is a mix of the cloth ref and the old
+ * backdrop there or the new one (N): 1 on the line between them, 0 from
+ * 16 levels away. */
+static double cloth_mix(const worn_person *wp, const double ref[3], const unsigned char *C,
+                        const unsigned char *N, int x, int y)
+{
+    double B[3], Nd[3] = {N[0], N[1], N[2]};
+    for (int c = 0; c < 3; c++)
+        B[c] = bg_at(wp, c, (double)x / wp->f, (double)y / wp->f);
+    double r = fmin(mix_residual(C, B, ref), mix_residual(C, Nd, ref));
+    return 1 - smoothstep(8, 16, r);
+}
+
 /* Contract in provider_local.h. Between the legs of the trousers, from
  * 15% of their height down, the pixels of the model's own trousers (the
- * cloth at the left thigh; lines a pixel or two wide left out, as in
- * worn_cover) give way to the backdrop, by how much they are that cloth
- * around them. */
+ * cloth at the left thigh, specks and lines a pixel wide too) and their
+ * edge pixels beside them give way to the backdrop, by how much they are
+ * that cloth. */
 void worn_reveal(const worn_person *wp, enum placement_kind k, const placement_rect *r,
                  const float *px, int pw, int ph, unsigned char *cv, const unsigned char *bd, int W,
                  int H)
@@ -615,32 +689,52 @@ void worn_reveal(const worn_person *wp, enum placement_kind k, const placement_r
     if (x1 <= x0 || y1 <= y0) return;
     int bw = x1 - x0;
     float *m = cloth_map(wp, cv, W, ref, x0 - 1, y0 - 1, x1 + 1, y1 + 1);
-    float *me = erode(m, bw + 2, y1 - y0 + 2);
     solid_index si;
     solid_index_build(px, pw, ph, &si);
+    /* How much each pixel of the gap gives way (-1: not in the gap). */
+    float *rv = xmalloc((size_t)bw * (y1 - y0) * sizeof *rv);
     for (int y = y0; y < y1; y++) {
         int gy = y - r->y;
-        if (gy < 0 || gy >= ph || si.left[gy] < 0) continue;
+        float *o = rv + (size_t)(y - y0) * bw;
         for (int x = x0; x < x1; x++) {
             int gx = x - r->x;
-            if (gx <= si.left[gy] || gx >= si.right[gy] || solid_at(px, pw, ph, gx, gy)) continue;
+            o[x - x0] = -1;
+            if (gy < 0 || gy >= ph || si.left[gy] < 0 || gx <= si.left[gy] || gx >= si.right[gy] ||
+                solid_at(px, pw, ph, gx, gy))
+                continue;
             size_t at = (size_t)(y - y0 + 1) * (bw + 2) + (x - x0 + 1);
-            float wn = 0, mean = 0;
+            float mean = 0;
             for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    wn = fmaxf(wn, me[at + dy * (bw + 2) + dx]);
+                for (int dx = -1; dx <= 1; dx++)
                     mean += m[at + dy * (bw + 2) + dx] / 9;
-                }
-            if (wn < 0.5f) continue;
-            /* The 3×3 mean: a dark cloth's chromaticity is noisy. */
-            double a = smoothstep(0.15, 0.6, mean);
+            /* The 3×3 mean (a dark cloth's chromaticity is noisy), or the
+             * pixel's own for a speck of cloth; lines a pixel wide count
+             * here (in the gap there is nothing else to keep); and a mix
+             * of the cloth with the old or the new backdrop (the narrow
+             * top of the model's own gap). */
+            double a = smoothstep(0.15, 0.6, fmaxf(mean, m[at]));
+            o[x - x0] = (float)fmax(a, cloth_mix(wp, ref, cv + ((size_t)y * W + x) * 3,
+                                                 bd + ((size_t)y * W + x) * 3, x, y));
+        }
+    }
+    /* The cloth's edge pixels beside it (its colour mixed with the
+     * backdrop's, which the cloth test leaves out) give way as much: the
+     * most of the row's 5 neighbours in the gap. */
+    for (int y = y0; y < y1; y++) {
+        const float *o = rv + (size_t)(y - y0) * bw;
+        for (int x = x0; x < x1; x++) {
+            if (o[x - x0] < 0) continue;
+            float a = 0;
+            for (int dx = -2; dx <= 2; dx++)
+                if (x + dx >= x0 && x + dx < x1) a = fmaxf(a, o[x + dx - x0]);
+            if (a <= 0) continue;
             size_t i = ((size_t)y * W + x) * 3;
             for (int c = 0; c < 3; c++)
                 cv[i + c] = (unsigned char)lrint(cv[i + c] * (1 - a) + bd[i + c] * a);
         }
     }
+    free(rv);
     solid_index_free(&si);
-    free(me);
     free(m);
 }
 

@@ -66,9 +66,11 @@ static provider_image encode_jpeg(unsigned char *px)
     return img;
 }
 
-/* The person's pixels, PW×PH×3 (caller frees); hands_on_hips: the hands
- * below the arms touch the hips (x 196..225 and 375..404, y 430..480).
- * The hips (the trousers) are x 225..375: 150 px. */
+/* The person's pixels, PW×PH×3 (caller frees); hands_on_hips: the arms
+ * (x 167..191 and 409..433) hang with a slit of 4 px of backdrop beside
+ * the top (x 195..405 below its shoulders) and the hands below them touch
+ * the hips (x 191..225 and 375..409, y 430..480). The hips (the trousers)
+ * are x 225..375: 150 px; the legs' gap x 296..304. */
 static unsigned char *person_pixels(bool hands_on_hips)
 {
     static const unsigned char trousers[3] = {52, 56, 66}, shoes[3] = {20, 20, 22};
@@ -81,9 +83,12 @@ static unsigned char *person_pixels(bool hands_on_hips)
             double dx = x - 300, dy = y - 130;
             if (dx * dx + dy * dy < 50 * 50) paint(p, skin, 1);
             if (x >= 285 && x < 315 && y >= 175 && y < 205) paint(p, skin, 1);
-            if (((x >= 172 && x < 200) || (x >= 400 && x < 428)) && y >= 250 && y < 440)
+            int ax = hands_on_hips ? 5 : 0; /* a slit between the arms and the top */
+            if (((x >= 172 - ax && x < 200 - ax - 4 * (ax > 0)) ||
+                 (x >= 400 + ax + 4 * (ax > 0) && x < 428 + ax)) &&
+                y >= 250 && y < 440)
                 paint(p, skin, 1);
-            if (hands_on_hips && ((x >= 196 && x < 225) || (x >= 375 && x < 404)) && y >= 430 &&
+            if (hands_on_hips && ((x >= 191 && x < 225) || (x >= 375 && x < 409)) && y >= 430 &&
                 y < 480)
                 paint(p, skin, 1);
             if (in_top(x, y)) paint(p, cream, body_light(x, y));
@@ -439,6 +444,46 @@ Test(worn, trousers_under_the_top_and_hip_wide)
         }
     }
     double ratio = (x1 - x0 + 1) / k / 150;
+    /* The old backdrop left in the slits beside the top (photo x 191..195
+     * and 405..409, y 300..420: pixels not minimal's white) and between the
+     * trousers' legs (between their khaki runs, a pixel in from each, photo
+     * y 520..700: the old backdrop's or the model's trousers' colour). */
+    size_t slit = 0, slit_off = 0, gap = 0, gap_off = 0;
+    for (int y = (int)(300 * k); y < (int)(420 * k); y++)
+        for (int x = 0; x < w; x++) {
+            double X = x / k;
+            if (!((X >= 191.5 && X < 194.5) || (X >= 405.5 && X < 408.5))) continue;
+            const unsigned char *q = px + ((size_t)y * w + x) * 3;
+            slit++;
+            slit_off += q[0] < 245 || q[1] < 245 || q[2] < 245;
+        }
+    for (int y = (int)(520 * k); y < (int)(700 * k); y++) {
+        int l = -1, rr = -1; /* the inner edges of the two legs */
+        for (int x = (int)(260 * k); x < (int)(340 * k); x++) {
+            const unsigned char *q = px + ((size_t)y * w + x) * 3;
+            bool kh = q[0] > 130 && q[0] < 200 && q[1] > q[2] + 40;
+            if (kh && rr == -2) {
+                rr = x;
+                break;
+            }
+            if (kh) l = x;
+            if (!kh && l >= 0 && x > l + 1) rr = -2;
+        }
+        for (int x = l + 2; rr > 0 && x < rr - 1; x++) {
+            const unsigned char *q = px + ((size_t)y * w + x) * 3;
+            gap++;
+            /* The old backdrop is bluish grey, the model's trousers dark;
+             * a garment's soft shadow is neutral and light. */
+            gap_off += q[2] > q[0] + 5 || q[0] < 200;
+        }
+    }
+    fprintf(stderr,
+            "worn: old backdrop left: %zu of %zu slit px beside the top, %zu of %zu px between "
+            "the trousers' legs (old backdrop or model's trousers)\n",
+            slit_off, slit, gap_off, gap);
+    cr_expect_lt(slit_off, slit / 20 + 1, "%zu slit pixels not white", slit_off);
+    cr_expect_gt(gap, 500, "no gap between the legs found");
+    cr_expect_lt(gap_off, gap / 100 + 1, "%zu gap pixels not white", gap_off);
     fprintf(stderr,
             "worn: trousers: the model's top above its hem still showing %.1f%%; trousers "
             "%.2f× the hips' width below it\n",
