@@ -243,17 +243,23 @@ static double centre_line(const silhouette *s, int sy, int hy)
     return nc ? cx / nc : s->w / 2.0;
 }
 
-/* The colour distance (sum of |Δ|) between two RGB pixels. */
-static int colour_dist(const unsigned char *a, const unsigned char *b)
+/* Whether RGB pixel p is the same cloth as ref under another light: its
+ * chromaticity close (summed |Δ| under 0.06), its brightness within
+ * 0.5..1.8 of ref's (a shaded side of a garment is darker, not another
+ * hue; skin beside it is another hue). */
+static bool same_cloth(const unsigned char *p, const unsigned char *ref)
 {
-    return abs(a[0] - b[0]) + abs(a[1] - b[1]) + abs(a[2] - b[2]);
+    double ps = p[0] + p[1] + p[2] + 3, rs = ref[0] + ref[1] + ref[2] + 3, d = 0;
+    for (int c = 0; c < 3; c++)
+        d += fabs((p[c] + 1) / ps - (ref[c] + 1) / rs);
+    return d < 0.06 && ps / rs > 0.5 && ps / rs < 1.8;
 }
 
 /* The hips: the torso's width without the arms or hands beside it — the
  * covered run through the centre line in row hy (across a gap between the
  * legs up to gap px), and with rgb only as far as the cloth nearest the
  * centre goes (hands touching the hips are skin, not cloth; two pixels of
- * another colour end the run). */
+ * another cloth end the run). */
 static int hip_width(const silhouette *s, const unsigned char *rgb, int hy, double cx, int gap)
 {
     int w = s->w, c = (int)lround(cx);
@@ -275,7 +281,7 @@ static int hip_width(const silhouette *s, const unsigned char *rgb, int hy, doub
                 continue;
             }
             clear = 0;
-            if (ref && colour_dist(row + x * 3, ref) > 60) {
+            if (ref && !same_cloth(row + x * 3, ref)) {
                 if (++miss >= 2) break;
                 continue;
             }
@@ -365,6 +371,7 @@ bool placement_find_body(const float *a, const unsigned char *rgb, int w, int h,
     if (hrow < hy) hrow = hy;
     if (hrow > s.top + (int)(0.64 * s.hp)) hrow = s.top + (int)(0.64 * s.hp);
     b->top_hem_y = (int)lround(hem * scale);
+    b->top_hem_w = (int)lround(hip_width(&s, rgb, hem - s.hp / 50, cx, hw / 3 + 1) * scale);
     b->hip_w = (int)lround(hip_width(&s, rgb, hrow, cx, hw / 3 + 1) * scale);
     b->feet_w = (int)lround(feet_width(&s) * scale);
     b->hand_x = (int)lround(hand_x * scale);
@@ -445,11 +452,28 @@ placement_rect placement_on_body(const placement_body *b, enum placement_kind k,
         x = b->cx - w / 2;
         break;
     case PLACEMENT_DRESS:
-        /* From the shoulders down, at least past the hips. */
+        /* From the shoulders down, at least past the hips, and its skirt
+         * at the model's hem wider than the model's own top there (a
+         * strappy dress is narrow at the chest: its skirt would leave the
+         * top showing at the hips). */
         y = b->shoulder_y - 0.04 * hp;
         w = b->shoulder_w * 1.10;
         h = fmax(w / aspect, fmax(b->hip_y, b->top_hem_y) - y + 0.12 * hp);
         w = h * aspect;
+        if (b->top_hem_y > y) {
+            /* Longer by up to 15% (the skirt flares lower down), then wider
+             * by up to a third; what is still showing beside the skirt
+             * worn_cover paints over. */
+            double need = b->top_hem_w * 1.06, share;
+            for (int i = 0; i < 3; i++) {
+                share = width_share(pa, pw, ph, (b->top_hem_y - y) / h);
+                if (share * w >= need) break;
+                h *= 1.05;
+                w = h * aspect;
+            }
+            share = width_share(pa, pw, ph, (b->top_hem_y - y) / h);
+            w = fmax(w, fmin(need / share, w * 1.35));
+        }
         x = b->cx - w / 2;
         break;
     case PLACEMENT_TROUSERS:

@@ -39,6 +39,7 @@ typedef struct placement_body {
     int shoulder_y, shoulder_w; /* the shoulder line and width (arms included) */
     int waist_y, hip_y, hip_w;
     int top_hem_y;      /* where the model's own top ends (hip_y when unknown) */
+    int top_hem_w;      /* its width just above the hem, arms left out */
     int feet_w;         /* both feet */
     int hand_x, hand_y; /* the right hand (viewer's right) */
 } placement_body;

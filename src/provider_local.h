@@ -155,8 +155,8 @@ void worn_shade(const worn_person *wp, enum placement_kind k, const placement_re
 
 /* Paints over the model's own top where a top or dress of kind k (px as
  * for worn_shade) leaves it showing, with the garment's colour, on the
- * canvas cv (W×H×3). Other kinds, and a garment without shoulders (a
- * strappy dress): nothing. */
+ * canvas cv (W×H×3); a dress without shoulders (strappy) only below its
+ * waist, beside its skirt. Other kinds: nothing. */
 void worn_cover(const worn_person *wp, enum placement_kind k, const placement_rect *r,
                 const float *px, int pw, int ph, unsigned char *cv, int W, int H);
 

@@ -17,7 +17,8 @@
  *                  tee's sloping ones, the collar opening) is painted over
  *                  with the garment's colour from the nearest part of the
  *                  garment, so the garment covers the model's clothing; a
- *                  strappy dress leaves it, as a top worn under it.
+ *                  strappy dress leaves it above its waist, as a top worn
+ *                  under it, and covers it beside its skirt.
  *   worn_tuck      trousers go under the model's own top: its hem
  *                  overlaps their waistband.
  *   worn_reveal    between the legs of trousers, the model's own trousers
@@ -448,6 +449,34 @@ static bool has_shoulders(const float *px, int pw, int ph)
     return rows && wide * 2 > rows;
 }
 
+/* The solid width (outermost columns, alpha ≥ .5) of row y of px. */
+static int solid_width(const float *px, int pw, int y)
+{
+    int l = -1, r = -1;
+    for (int x = 0; x < pw; x++)
+        if (px[((size_t)y * pw + x) * 4 + 3] >= 0.5f * 255) {
+            if (l < 0) l = x;
+            r = x;
+        }
+    return l < 0 ? 0 : r - l + 1;
+}
+
+/* A dress's waist: the lowest of its narrowest rows between 25% and 55%
+ * of its height (where the skirt begins). */
+static int waist_row(const float *px, int pw, int ph)
+{
+    int y0 = ph * 25 / 100, y1 = ph * 55 / 100, best = ph / 2, bw = pw + 1;
+    for (int y = y0; y < y1; y++) {
+        int n = solid_width(px, pw, y);
+        if (n && n < bw) bw = n;
+    }
+    for (int y = y0; y < y1; y++) {
+        int n = solid_width(px, pw, y);
+        if (n && n <= bw + 2) best = y;
+    }
+    return best;
+}
+
 /* How much each canvas pixel of the box [x0, x1) × [y0, y1) is the
  * model's own top (colour ref) on the person: 0..1, row-major. Caller
  * frees. */
@@ -496,13 +525,16 @@ static float *erode(const float *m, int w, int h)
 void worn_cover(const worn_person *wp, enum placement_kind k, const placement_rect *r,
                 const float *px, int pw, int ph, unsigned char *cv, int W, int H)
 {
-    if ((k != PLACEMENT_TOP && k != PLACEMENT_DRESS) || !has_shoulders(px, pw, ph)) return;
+    if (k != PLACEMENT_TOP && k != PLACEMENT_DRESS) return;
+    bool shoulders = has_shoulders(px, pw, ph);
+    if (!shoulders && k != PLACEMENT_DRESS) return;
     const placement_body *b = &wp->body;
     int hp = b->bottom - b->top, f = wp->f;
     double cx, cy, ref[3];
     cloth_point(b, PLACEMENT_TOP, &cx, &cy);
     if (!person_colour(wp, (int)(cx / f), (int)(cy / f), b->head_w / (4 * f) + 1, ref)) return;
-    int y0 = b->shoulder_y - (int)(0.10 * hp), y1 = (int)(fmax(b->hip_y, b->top_hem_y) + 0.01 * hp);
+    int y0 = shoulders ? b->shoulder_y - (int)(0.10 * hp) : r->y + waist_row(px, pw, ph);
+    int y1 = (int)(fmax(b->hip_y, b->top_hem_y) + 0.01 * hp);
     int x0 = r->x - r->w / 4, x1 = r->x + r->w + r->w / 4;
     y0 = y0 < b->top ? b->top : y0;
     y0 = y0 < 1 ? 1 : y0;

@@ -114,6 +114,27 @@ static provider_image person_photo(void)
     return person_photo_with(false);
 }
 
+/* A strappy wine dress (two straps, a narrow bodice, a skirt flaring from
+ * the waist) on an off-white background, as a JPEG of PW×PH. */
+static provider_image dress_photo(void)
+{
+    static const unsigned char wine[3] = {128, 28, 52};
+    unsigned char *px = xmalloc((size_t)PW * PH * 3);
+    for (int y = 0; y < PH; y++)
+        for (int x = 0; x < PW; x++) {
+            unsigned char *p = px + ((size_t)y * PW + x) * 3;
+            p[0] = 236, p[1] = 236, p[2] = 233;
+            double dx = fabs(x - 300.0);
+            bool strap = y >= 80 && y < 170 && dx >= 40 && dx < 55;
+            bool bodice = y >= 170 && y < 330 && dx < 60;
+            bool skirt = y >= 330 && y < 720 && dx < 60 + (y - 330) * 0.4;
+            if (strap || bodice || skirt) paint(p, wine, 1);
+        }
+    provider_image img = encode_jpeg(px);
+    free(px);
+    return img;
+}
+
 /* A pair of khaki trousers (a waistband, two legs) on an off-white
  * background, as a JPEG of PW×PH. */
 static provider_image trousers_photo(void)
@@ -391,6 +412,17 @@ static float *person_alpha(const unsigned char *px)
     return a;
 }
 
+/* With WORN_DUMP=DIR: the render px (w×h×3) as DIR/worn_<name>.png. */
+static void dump(const unsigned char *px, int w, int h, const char *name)
+{
+    if (!getenv("WORN_DUMP")) return;
+    VipsImage *im = vips_image_new_from_memory(px, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
+    char *p = xasprintf("%s/worn_%s.png", getenv("WORN_DUMP"), name);
+    vips_image_write_to_file(im, p, NULL);
+    free(p);
+    g_object_unref(im);
+}
+
 Test(worn, hips_measured_without_the_hands)
 {
     for (int hands = 0; hands <= 1; hands++) {
@@ -490,13 +522,29 @@ Test(worn, trousers_under_the_top_and_hip_wide)
             100.0 * cream / band, ratio);
     cr_expect_gt((double)cream / band, 0.97, "the waistband covers the top");
     cr_expect(ratio > 1.0 && ratio < 1.2, "trousers %.2f× the hips", ratio);
-    if (getenv("WORN_DUMP")) {
-        VipsImage *im =
-            vips_image_new_from_memory(px, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
-        char *p = xasprintf("%s/worn_trousers.png", getenv("WORN_DUMP"));
-        vips_image_write_to_file(im, p, NULL);
-        free(p);
-        g_object_unref(im);
-    }
+    dump(px, w, h, "trousers");
+    g_free(px);
+}
+
+Test(worn, strappy_dress_covers_the_top_at_the_hips)
+{
+    int w, h;
+    unsigned char *px = render_on(person_photo(), dress_photo(), "minimal", "3:4", &w, &h);
+    double k = 768.0 / PW;
+    /* The model's own top in its lowest rows (y 412..430, the hips, below
+     * the dress's waist). */
+    size_t band = 0, showing = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int X = (int)(x / k), Y = (int)(y / k);
+            if (Y < 412 || !in_top(X, Y)) continue;
+            band++;
+            showing += cream_like(px + ((size_t)y * w + x) * 3);
+        }
+    fprintf(stderr, "worn: strappy dress: the model's top still showing at the hips %.2f%%\n",
+            100.0 * showing / band);
+    cr_expect_lt((double)showing / band, 0.02, "%.2f%% of the top shows at the hips",
+                 100.0 * showing / band);
+    dump(px, w, h, "dress");
     g_free(px);
 }
