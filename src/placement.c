@@ -96,6 +96,23 @@ static void extent(const placement_rect *pl, size_t n, int H, int *top, int *bot
     }
 }
 
+#define SMALL_SCALE 0.78 /* an accessory's size against a garment's */
+
+/* An accessory (a bag) fitted to the box like a garment fills a frame a
+ * garment of its size would not: it is drawn at SMALL_SCALE, about its
+ * bottom centre (the rows stay bottom-aligned). */
+static void shrink_small(const placement_req *q, placement_rect *pl)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        if (!q->small[i]) continue;
+        int w = (int)lround(pl[i].w * SMALL_SCALE), h = (int)lround(pl[i].h * SMALL_SCALE);
+        pl[i].x += (pl[i].w - w) / 2;
+        pl[i].y += pl[i].h - h;
+        pl[i].w = w > 1 ? w : 1;
+        pl[i].h = h > 1 ? h : 1;
+    }
+}
+
 /* Contract in placement.h. */
 void placement_arrange(const placement_req *q, placement_rect *pl, double *floor_y)
 {
@@ -129,6 +146,7 @@ void placement_arrange(const placement_req *q, placement_rect *pl, double *floor
     }
     double row_bias = kind == 0 && !q->on_model ? (n <= 3 ? 1e9 : 1.6) : 1.15;
     rows(q, bx, by, bw, bh, 0.10, row_bias, pl);
+    shrink_small(q, pl);
     int top, bottom;
     extent(pl, n, H, &top, &bottom);
     if (kind == 0 && !q->on_model) {
@@ -302,9 +320,14 @@ static int feet_width(const silhouette *s)
     return fw;
 }
 
-/* The hand: the outermost covered column on the right between the waist
- * and the hips' level plus a bit. */
-static void right_hand(const silhouette *s, int wy, double cx, int hy, int *hand_x, int *hand_y)
+/* The right hand (viewer's right): the arm is the part of the silhouette
+ * beyond the torso's edge (body_x1, from the centre line, the hips or the
+ * top's hem); from its outermost point between the waist and 62% of the
+ * height down to its lowest row beyond the edge (the fingertips), the
+ * hand is a quarter of a head above that, in the middle of the arm's run
+ * there. The outermost point when no arm stands clear of the torso. */
+static void right_hand(const silhouette *s, int wy, double cx, int hy, int body_x1, int hw,
+                       int *hand_x, int *hand_y)
 {
     *hand_x = (int)cx;
     *hand_y = hy;
@@ -313,6 +336,17 @@ static void right_hand(const silhouette *s, int wy, double cx, int hy, int *hand
             *hand_x = s->x1[y];
             *hand_y = y;
         }
+    int edge = body_x1 + hw / 5, tip = -1;
+    if (*hand_x <= edge) return;
+    for (int y = *hand_y; y < s->top + (int)(0.75 * s->hp) && y < s->h && s->x1[y] > edge; y++)
+        tip = y;
+    int gy = tip - hw / 4 > *hand_y ? tip - hw / 4 : *hand_y;
+    const float *row = s->a + (size_t)gy * s->w;
+    int l = s->x1[gy];
+    while (l - 1 > body_x1 && row[l - 1] >= 0.5f)
+        l--;
+    *hand_x = (l + s->x1[gy]) / 2;
+    *hand_y = gy;
 }
 
 /* The hem of the model's own top: down the centre line from the chest
@@ -354,8 +388,6 @@ bool placement_find_body(const float *a, const unsigned char *rgb, int w, int h,
     shoulders(&s, hw, &sy, &sw);
     int wy = s.top + (int)(0.42 * s.hp), hy = s.top + (int)(0.52 * s.hp);
     double cx = centre_line(&s, sy, hy);
-    int hand_x, hand_y;
-    right_hand(&s, wy, cx, hy, &hand_x, &hand_y);
 
     b->top = (int)lround(s.top * scale);
     b->bottom = (int)lround(s.bottom * scale);
@@ -371,9 +403,13 @@ bool placement_find_body(const float *a, const unsigned char *rgb, int w, int h,
     if (hrow < hy) hrow = hy;
     if (hrow > s.top + (int)(0.64 * s.hp)) hrow = s.top + (int)(0.64 * s.hp);
     b->top_hem_y = (int)lround(hem * scale);
-    b->top_hem_w = (int)lround(hip_width(&s, rgb, hem - s.hp / 50, cx, hw / 3 + 1) * scale);
-    b->hip_w = (int)lround(hip_width(&s, rgb, hrow, cx, hw / 3 + 1) * scale);
     b->feet_w = (int)lround(feet_width(&s) * scale);
+    int hem_w = hip_width(&s, rgb, hem - s.hp / 50, cx, hw / 3 + 1);
+    int hip_w = hip_width(&s, rgb, hrow, cx, hw / 3 + 1), hand_x, hand_y;
+    right_hand(&s, wy, cx, hy, (int)lround(cx + (hem_w > hip_w ? hem_w : hip_w) / 2.0), hw, &hand_x,
+               &hand_y);
+    b->top_hem_w = (int)lround(hem_w * scale);
+    b->hip_w = (int)lround(hip_w * scale);
     b->hand_x = (int)lround(hand_x * scale);
     b->hand_y = (int)lround(hand_y * scale);
     ok = sw > hw;
@@ -502,10 +538,12 @@ placement_rect placement_on_body(const placement_body *b, enum placement_kind k,
         y = b->top - h * 0.45;
         break;
     default:
+        /* Held: the top of the handle (the middle of the box's top) in
+         * the hand. */
         h = 0.22 * hp;
         w = h * aspect;
-        x = b->hand_x - w * 0.35;
-        y = b->hand_y - h * 0.15;
+        x = b->hand_x - w / 2;
+        y = b->hand_y - 0.01 * hp;
         break;
     }
     placement_rect r = {(int)lround(x), (int)lround(y), (int)lround(fmax(w, 1)),

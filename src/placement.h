@@ -23,6 +23,7 @@ typedef struct placement_req {
     bool on_model; /* over a model photo (the fallback when no body is found) */
     size_t n;      /* 1..PLACEMENT_MAX */
     double aspect[PLACEMENT_MAX]; /* each product's width / height */
+    bool small[PLACEMENT_MAX];    /* an accessory (a bag): drawn smaller than a garment */
     int hero;                     /* the product drawn a little larger */
     double fill;                  /* 0..1: how much of its box the group fills */
     double shift;                 /* -1..1: sideways shift of the box */

@@ -459,8 +459,11 @@ static int plan(render_state *rs, rng *r)
         .fill = rs->fill,
         .shift = rs->shift,
     };
-    for (size_t i = 0; i < n; i++)
-        q.aspect[i] = (double)rs->cuts[i].w / rs->cuts[i].h;
+    for (size_t i = 0; i < n; i++) {
+        const cutout *c = &rs->cuts[i];
+        q.aspect[i] = (double)c->w / c->h;
+        q.small[i] = placement_kind_of(c->alpha, c->w, c->h) == PLACEMENT_ACCESSORY;
+    }
     placement_rect pr[PLACEMENT_MAX];
     placement_arrange(&q, pr, &rs->sp.floor_y);
     for (size_t i = 0; i < n; i++)

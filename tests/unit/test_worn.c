@@ -548,3 +548,43 @@ Test(worn, strappy_dress_covers_the_top_at_the_hips)
     dump(px, w, h, "dress");
     g_free(px);
 }
+
+Test(worn, bag_held_in_the_hand)
+{
+    /* The constructed person's right hand: the arm x 400..428 ending at
+     * y 440 (the fingertips). */
+    unsigned char *px = person_pixels(false);
+    float *a = person_alpha(px);
+    placement_body b;
+    cr_assert(placement_find_body(a, px, PW, PH, 1, &b));
+    static const float bag[4] = {1, 1, 1, 1}; /* any silhouette: a 2×2 box */
+    placement_rect r = placement_on_body(&b, PLACEMENT_ACCESSORY, bag, 2, 2);
+    double hx = r.x + r.w / 2.0, hy = r.y;
+    fprintf(stderr,
+            "worn: bag: hand found at (%d, %d) (the arm x 400..428, fingertips y 440); the "
+            "handle's top at (%.0f, %.0f)\n",
+            b.hand_x, b.hand_y, hx, hy);
+    cr_expect(hx >= 400 && hx < 428 && hy >= 405 && hy < 440, "handle at (%.0f, %.0f)", hx, hy);
+    free(a);
+    free(px);
+}
+
+Test(worn, bag_without_a_model_in_line_with_a_garment)
+{
+    /* 3:4 minimal, one product: the share of the frame a bag (aspect 1.05,
+     * an accessory) takes against a tee's (aspect 1.3). */
+    double share[2];
+    for (int i = 0; i < 2; i++) {
+        placement_req q = {.W = 768, .H = 1024, .style = 2, .n = 1, .fill = 0.5};
+        q.aspect[0] = i ? 1.05 : 1.3;
+        q.small[0] = i == 1;
+        placement_rect r;
+        double floor_y = 0.8;
+        placement_arrange(&q, &r, &floor_y);
+        share[i] = (double)r.w * r.h / (768.0 * 1024);
+    }
+    fprintf(stderr, "worn: frame share without a model: tee %.1f%%, bag %.1f%% (%.2f× the tee)\n",
+            100 * share[0], 100 * share[1], share[1] / share[0]);
+    cr_expect(share[1] / share[0] < 1.0, "the bag takes %.2f× the tee's share",
+              share[1] / share[0]);
+}
