@@ -517,6 +517,41 @@ static float *erode(const float *m, int w, int h)
     return o;
 }
 
+#define CB 2 /* worn_cover's box border: how far an edge pixel looks for the top */
+
+/* Whether the model's top (eroded weight me ≥ .5) is beside box pixel at
+ * (row stride st): within its 3×3 neighbourhood, or for a pixel that is
+ * part the top's colour itself (m ≥ .2: a row of the top blurred by the
+ * photo's chroma with the skin beside it) within CB pixels; (*nx, *ny) the
+ * offset of the strongest such neighbour. */
+static bool top_beside(const float *me, const float *m, size_t at, int st, int *nx, int *ny)
+{
+    float wn = 0;
+    *nx = *ny = 0;
+    for (int rad = 1; rad <= CB && wn < 0.5f; rad++) {
+        if (rad > 1 && m[at] < 0.2f) break;
+        for (int dy = -rad; dy <= rad; dy++)
+            for (int dx = -rad; dx <= rad; dx++) {
+                float v = me[at + (ptrdiff_t)dy * st + dx];
+                if (v > wn) wn = v, *nx = dx, *ny = dy;
+            }
+    }
+    return wn >= 0.5f;
+}
+
+/* How much of the top (colour K) an edge pixel d between it and the
+ * colour B holds: the projection of d − B on K − B, at least wgt. */
+static double unmix_share(const unsigned char *d, const unsigned char *K, const double B[3],
+                          double wgt)
+{
+    double kb = 0, cb = 0;
+    for (int c = 0; c < 3; c++) {
+        kb += (K[c] - B[c]) * (K[c] - B[c]);
+        cb += (d[c] - B[c]) * (K[c] - B[c]);
+    }
+    return kb > 100 ? clampd(cb / kb, wgt, 1) : wgt;
+}
+
 /* Contract in provider_local.h. The pixels of the model's top take the
  * garment's colour by how much they are that top; an edge pixel next to
  * it (the top's colour mixed with the backdrop's or the skin's) has the
@@ -537,51 +572,48 @@ void worn_cover(const worn_person *wp, enum placement_kind k, const placement_re
     int y1 = (int)(fmax(b->hip_y, b->top_hem_y) + 0.01 * hp);
     int x0 = r->x - r->w / 4, x1 = r->x + r->w + r->w / 4;
     y0 = y0 < b->top ? b->top : y0;
-    y0 = y0 < 1 ? 1 : y0;
-    x0 = x0 < 1 ? 1 : x0;
-    y1 = y1 > H - 1 ? H - 1 : y1;
-    x1 = x1 > W - 1 ? W - 1 : x1;
+    y0 = y0 < CB ? CB : y0;
+    x0 = x0 < CB ? CB : x0;
+    y1 = y1 > H - CB ? H - CB : y1;
+    x1 = x1 > W - CB ? W - CB : x1;
     if (x1 <= x0 || y1 <= y0) return;
-    int inset = (int)(0.006 * hp) + 2, bw = x1 - x0;
-    float *m = cloth_map(wp, cv, W, ref, x0 - 1, y0 - 1, x1 + 1, y1 + 1);
-    float *me = erode(m, bw + 2, y1 - y0 + 2);
+    int inset = (int)(0.006 * hp) + 2, bw = x1 - x0, st = bw + 2 * CB;
+    float *m = cloth_map(wp, cv, W, ref, x0 - CB, y0 - CB, x1 + CB, y1 + CB);
+    float *me = erode(m, st, y1 - y0 + 2 * CB);
     /* The box as it was: edge pixels read their neighbours from it. */
-    unsigned char *orig = xmalloc((size_t)(bw + 2) * (y1 - y0 + 2) * 3);
-    for (int y = y0 - 1; y < y1 + 1; y++)
-        memcpy(orig + (size_t)(y - y0 + 1) * (bw + 2) * 3, cv + ((size_t)y * W + x0 - 1) * 3,
-               (size_t)(bw + 2) * 3);
+    unsigned char *orig = xmalloc((size_t)st * (y1 - y0 + 2 * CB) * 3);
+    for (int y = y0 - CB; y < y1 + CB; y++)
+        memcpy(orig + (size_t)(y - y0 + CB) * st * 3, cv + ((size_t)y * W + x0 - CB) * 3,
+               (size_t)st * 3);
     solid_index si;
     solid_index_build(px, pw, ph, &si);
     for (int y = y0; y < y1; y++)
         for (int x = x0; x < x1; x++) {
             unsigned char *d = cv + ((size_t)y * W + x) * 3;
-            size_t at = (size_t)(y - y0 + 1) * (bw + 2) + (x - x0 + 1);
-            const float *mr = me + at;
-            double wgt = mr[0] >= 0.5f ? m[at] : 0, wn = 0;
-            int nx = 0, ny = 0;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++)
-                    if (mr[dy * (bw + 2) + dx] > wn) wn = mr[dy * (bw + 2) + dx], nx = dx, ny = dy;
-            if (wn < 0.5 || solid_at(px, pw, ph, x - r->x, y - r->y)) continue;
-            double g[3], a = wgt;
+            size_t at = (size_t)(y - y0 + CB) * st + (x - x0 + CB);
+            double wgt = me[at] >= 0.5f ? m[at] : 0;
+            int nx, ny;
+            if (!top_beside(me, m, at, st, &nx, &ny) || solid_at(px, pw, ph, x - r->x, y - r->y))
+                continue;
+            double g[3];
             if (!extension_colour(px, pw, ph, &si, x - r->x, y - r->y, inset, g)) continue;
             if (wgt < 0.5) {
-                /* An edge pixel beside the top: unmix. */
-                const unsigned char *K =
-                    orig + ((size_t)(y - y0 + 1 + ny) * (bw + 2) + (x - x0 + 1 + nx)) * 3;
-                double kb = 0, cb = 0;
-                for (int c = 0; c < 3; c++) {
-                    double B = bg_at(wp, c, (double)x / f, (double)y / f);
-                    kb += (K[c] - B) * (K[c] - B);
-                    cb += (d[c] - B) * (K[c] - B);
-                }
-                a = kb > 100 ? clampd(cb / kb, wgt, 1) : wgt;
+                /* An edge pixel beside the top: unmix, from the colour on
+                 * its other side (the skin of the neck, the backdrop) when
+                 * that is not the top too, else the old backdrop's. */
+                const unsigned char *K = orig + (at + (ptrdiff_t)ny * st + nx) * 3;
+                size_t oo = at - (ptrdiff_t)ny * st - nx;
+                double B[3];
+                for (int c = 0; c < 3; c++)
+                    B[c] = m[oo] < 0.2f ? orig[oo * 3 + c]
+                                        : bg_at(wp, c, (double)x / f, (double)y / f);
+                double a = unmix_share(d, K, B, wgt);
                 for (int c = 0; c < 3; c++)
                     d[c] = (unsigned char)lrint(clampd(d[c] + a * (g[c] - K[c]), 0, 255));
                 continue;
             }
             for (int c = 0; c < 3; c++)
-                d[c] = (unsigned char)lrint(clampd(d[c] * (1 - a) + g[c] * a, 0, 255));
+                d[c] = (unsigned char)lrint(clampd(d[c] * (1 - wgt) + g[c] * wgt, 0, 255));
         }
     solid_index_free(&si);
     free(orig);

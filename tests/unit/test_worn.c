@@ -259,6 +259,20 @@ Test(worn, garment_covers_the_models_top)
                 shoulders_showing += cream_like(q);
             }
         }
+    /* The collar: the model's top in the rows just below the neck and
+     * beside it (photo x 270..330, y 186..212), where a light line of it
+     * can stay between the skin and the tee's neckline. */
+    size_t collar = 0, collar_showing = 0;
+    for (int y = (int)(186 * k); y < (int)(212 * k); y++)
+        for (int x = (int)(270 * k); x < (int)(330 * k); x++) {
+            if (!in_top((int)(x / k), (int)(y / k))) continue;
+            collar++;
+            collar_showing += cream_like(px + ((size_t)y * w + x) * 3);
+        }
+    fprintf(stderr, "worn: the model's top still showing at the collar: %zu of %zu px\n",
+            collar_showing, collar);
+    cr_expect_lt(collar_showing, collar / 50 + 1, "%zu collar pixels of the model's top",
+                 collar_showing);
     double share = (double)showing / band, sshare = (double)shoulders_showing / shoulders;
     fprintf(stderr,
             "worn: model's own top still showing: %.2f%% of the torso band (%zu of %zu px), "
