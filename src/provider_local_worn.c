@@ -284,39 +284,60 @@ void worn_free(worn_person *wp)
     memset(wp, 0, sizeof *wp);
 }
 
+/* A window of the reduced photo: the light map is computed only where
+ * the garment is, and as far around it as its blur reaches. */
+typedef struct window {
+    int x0, y0, w, h;
+} window;
+
 /* The light map of the cloth of kind k beneath rect r: per pixel of the
- * reduced photo, the factor a garment there is multiplied by (1 where the
- * body says nothing). Caller frees. */
-static float *shade_map(const worn_person *wp, enum placement_kind k, const placement_rect *r)
+ * window *win of the reduced photo (rect r and the blur's reach around it),
+ * the factor a garment there is multiplied by (1 where the body says
+ * nothing). Caller frees. */
+static float *shade_map(const worn_person *wp, enum placement_kind k, const placement_rect *r,
+                        window *win)
 {
     int sw = wp->sw, sh = wp->sh, f = wp->f;
-    size_t n = (size_t)sw * sh;
+    int hp = (wp->body.bottom - wp->body.top) / f, rad = (int)(0.02 * hp) + 2;
+    /* Three box passes of radius rad reach 3·rad; bilinear sampling one
+     * more. Beyond that the blur's result inside the rect is the same. */
+    int reach = 3 * rad + 2, x0 = r->x / f - reach, y0 = r->y / f - reach;
+    int x1 = (r->x + r->w) / f + reach + 1, y1 = (r->y + r->h) / f + reach + 1;
+    x0 = x0 < 0 ? 0 : x0, y0 = y0 < 0 ? 0 : y0;
+    x1 = x1 > sw ? sw : x1, y1 = y1 > sh ? sh : y1;
+    if (x1 <= x0) x1 = x0 + 1;
+    if (y1 <= y0) y1 = y0 + 1;
+    *win = (window){x0, y0, x1 - x0, y1 - y0};
+    int ww = win->w, wh = win->h;
+    size_t n = (size_t)ww * wh;
     double px, py, ref[3];
     cloth_point(&wp->body, k, &px, &py);
-    int rad = wp->body.head_w / (4 * f) + 1;
     float *m = xcalloc(n * 2, sizeof *m);
-    if (!person_colour(wp, (int)(px / f), (int)(py / f), rad, ref)) {
+    if (!person_colour(wp, (int)(px / f), (int)(py / f), wp->body.head_w / (4 * f) + 1, ref)) {
         for (size_t i = 0; i < n; i++)
             m[i] = 1;
         return m;
     }
     /* Numerator and weight: the luminance of the pixels of that cloth. */
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char *p = wp->rgb + i * 3;
-        double c[3] = {p[0], p[1], p[2]};
-        double wgt = wp->alpha[i] * same_cloth(c, ref);
-        m[i * 2] = (float)(wgt * luma(p));
-        m[i * 2 + 1] = (float)wgt;
-    }
-    int hp = (wp->body.bottom - wp->body.top) / f;
-    blur(m, sw, sh, 2, (int)(0.02 * hp) + 2);
+    for (int y = 0; y < wh; y++)
+        for (int x = 0; x < ww; x++) {
+            size_t i = (size_t)(y0 + y) * sw + x0 + x, o = (size_t)y * ww + x;
+            if (wp->alpha[i] <= 0) continue;
+            const unsigned char *p = wp->rgb + i * 3;
+            double c[3] = {p[0], p[1], p[2]};
+            double wgt = wp->alpha[i] * same_cloth(c, ref);
+            m[o * 2] = (float)(wgt * luma(p));
+            m[o * 2 + 1] = (float)wgt;
+        }
+    blur(m, ww, wh, 2, rad);
     /* Their mean under the garment. */
     double sn = 0, sd = 0;
-    int x0 = r->x / f, x1 = (r->x + r->w) / f, y0 = r->y / f, y1 = (r->y + r->h) / f;
-    for (int y = y0 < 0 ? 0 : y0; y < y1 && y < sh; y++)
-        for (int x = x0 < 0 ? 0 : x0; x < x1 && x < sw; x++) {
-            sn += m[((size_t)y * sw + x) * 2];
-            sd += m[((size_t)y * sw + x) * 2 + 1];
+    int rx0 = r->x / f, rx1 = (r->x + r->w) / f, ry0 = r->y / f, ry1 = (r->y + r->h) / f;
+    for (int y = ry0 < 0 ? 0 : ry0; y < ry1 && y < sh; y++)
+        for (int x = rx0 < 0 ? 0 : rx0; x < rx1 && x < sw; x++) {
+            size_t o = (size_t)(y - y0) * ww + (x - x0);
+            sn += m[o * 2];
+            sd += m[o * 2 + 1];
         }
     double mean = sd > 1e-6 ? sn / sd : 0;
     for (size_t i = 0; i < n; i++) {
@@ -335,13 +356,15 @@ void worn_shade(const worn_person *wp, enum placement_kind k, const placement_re
                 int pw, int ph)
 {
     if (k != PLACEMENT_TOP && k != PLACEMENT_DRESS && k != PLACEMENT_TROUSERS) return;
-    float *m = shade_map(wp, k, r);
+    window win;
+    float *m = shade_map(wp, k, r, &win);
     double f = wp->f;
     for (int y = 0; y < ph; y++)
         for (int x = 0; x < pw; x++) {
             float *s = px + ((size_t)y * pw + x) * 4;
             if (s[3] <= 0) continue;
-            float fac = map_at(m, wp->sw, wp->sh, 1, 0, (r->x + x) / f, (r->y + y) / f);
+            float fac =
+                map_at(m, win.w, win.h, 1, 0, (r->x + x) / f - win.x0, (r->y + y) / f - win.y0);
             for (int c = 0; c < 3; c++)
                 s[c] = fminf(s[c] * fac, s[3]);
         }
