@@ -366,7 +366,7 @@ void worn_shade(const worn_person *wp, enum placement_kind k, const placement_re
             float fac =
                 map_at(m, win.w, win.h, 1, 0, (r->x + x) / f - win.x0, (r->y + y) / f - win.y0);
             for (int c = 0; c < 3; c++)
-                s[c] = fminf(s[c] * fac, s[3]);
+                s[c] = s[c] * fac < s[3] ? s[c] * fac : s[3];
         }
     free(m);
 }
@@ -525,18 +525,31 @@ static float *cloth_map(const worn_person *wp, const unsigned char *cv, int W, c
  * Caller frees. */
 static float *erode(const float *m, int w, int h)
 {
-    float *o = xmalloc((size_t)w * h * sizeof *o);
-    for (int y = 0; y < h; y++)
+    /* Separable: the minimum along the rows, then of those along the
+     * columns (the maps are finite: plain comparisons, no fminf calls). */
+    float *t = xmalloc((size_t)w * h * sizeof *t), *o = xmalloc((size_t)w * h * sizeof *o);
+    for (int y = 0; y < h; y++) {
+        const float *r = m + (size_t)y * w;
+        float *d = t + (size_t)y * w;
         for (int x = 0; x < w; x++) {
-            float v = m[(size_t)y * w + x];
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int xx = x + dx, yy = y + dy;
-                    if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
-                    v = fminf(v, m[(size_t)yy * w + xx]);
-                }
-            o[(size_t)y * w + x] = v;
+            float v = r[x];
+            if (x > 0 && r[x - 1] < v) v = r[x - 1];
+            if (x + 1 < w && r[x + 1] < v) v = r[x + 1];
+            d[x] = v;
         }
+    }
+    for (int y = 0; y < h; y++) {
+        const float *up = t + (size_t)(y > 0 ? y - 1 : y) * w, *mid = t + (size_t)y * w;
+        const float *dn = t + (size_t)(y + 1 < h ? y + 1 : y) * w;
+        float *d = o + (size_t)y * w;
+        for (int x = 0; x < w; x++) {
+            float v = mid[x];
+            if (up[x] < v) v = up[x];
+            if (dn[x] < v) v = dn[x];
+            d[x] = v;
+        }
+    }
+    free(t);
     return o;
 }
 
