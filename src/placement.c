@@ -3,17 +3,23 @@
  * the frame. The products go in one to three rows, bottom-aligned, fitted
  * in a box whose size and position follow the style and the seed's draws
  * (fill, shift, hero); equal areas rather than equal heights, so a wide cap
- * is not drawn taller than a shirt. On a studio floor up to three products
- * share one row and the group stands on the floor line.
+ * is not drawn taller than a shirt; an accessory (a bag) smaller than a
+ * garment. On a studio floor up to three products share one row and the
+ * group stands on the floor line.
  *
  * Worn on the model: the person is found from the matte of the model photo
  * (head top, shoulder line where the silhouette first grows to twice the
- * head's width, waist and hips by proportion, the feet, the right hand);
- * a product's kind comes from its silhouette (sleeves wider than the hem: a
- * top; two legs: trousers; long: a dress; low and wide: shoes — a pair
- * side by side always — or a hat when it is a dome; else an accessory), and each kind has its
- * place: a top from the shoulders, a dress from the shoulders down, trousers from the waist, shoes
- * at the feet, a hat on the head, an accessory at the hand.
+ * head's width, waist and hips' height by proportion, the hem of the
+ * model's own top by its colour, the hips' and the hem's widths as the run
+ * of one cloth through the centre line — the arms and hands beside them
+ * left out —, the feet, the right hand at the lowest row of the arm beyond
+ * the torso); a product's kind comes from its silhouette (sleeves wider
+ * than the hem: a top; two legs: trousers; long: a dress; low and wide:
+ * shoes — a pair side by side always — or a hat when it is a dome; else an
+ * accessory), and each kind has its place: a top from the shoulders, a
+ * dress from the shoulders down with its skirt spanning the top's hem,
+ * trousers from under the top's hem, shoes at the feet, a hat on the head,
+ * an accessory with its handle in the hand.
  */
 #include <math.h>
 #include <stdlib.h>

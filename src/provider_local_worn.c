@@ -6,7 +6,9 @@
  *                  (matte.c, no shadow separation: dark grey trousers on a
  *                  grey sweep look like a cast shadow), the body from it (placement_find_body), the
  *                  colour of the model's own top at the chest, and a smooth
- *                  estimate of the backdrop's colour around the person.
+ *                  estimate of the backdrop's colour around the person;
+ *                  slivers of that backdrop the matte took for the person
+ *                  (between an arm and the torso, the legs) cleared.
  *   worn_shade     a garment takes the photo's light: the low-frequency
  *                  luminance of the body beneath it (the pixels of the
  *                  model's own clothing there, blurred, relative to their
@@ -16,13 +18,15 @@
  *                  leaves it showing (square shoulders above a flat-laid
  *                  tee's sloping ones, the collar opening) is painted over
  *                  with the garment's colour from the nearest part of the
- *                  garment, so the garment covers the model's clothing; a
+ *                  garment (edge pixels unmixed from the skin or backdrop
+ *                  beside them), so the garment covers the model's clothing; a
  *                  strappy dress leaves it above its waist, as a top worn
  *                  under it, and covers it beside its skirt.
  *   worn_tuck      trousers go under the model's own top: its hem
  *                  overlaps their waistband.
  *   worn_reveal    between the legs of trousers, the model's own trousers
- *                  give way to the new backdrop.
+ *                  (their specks and edge pixels too) give way to the new
+ *                  backdrop.
  *   worn_backdrop  the photo's background behind the person replaced by a
  *                  style backdrop: edge pixels unmixed from the old
  *                  background (C + (1 − α)(N − B)), the matte's edge
