@@ -4,6 +4,7 @@
  * the compositor done (issue 10).
  *
  *   make contact-sheet        → build/contact-sheet.png (and one PNG per row)
+ *   CONTACT_FULL=dir make contact-sheet   also each render at full size
  *
  * Rows, top to bottom: top (tests/fixtures/product.jpg), hat
  * (product2.png), and four product photos drawn here on a light studio
@@ -179,8 +180,11 @@ static provider_image load(const char *name)
     return (provider_image){.data = (unsigned char *)b.data, .len = b.len};
 }
 
-/* One tile: the render shrunk to TW×TH (caller unrefs). */
-static VipsImage *tile(const provider_image *prod, const provider_image *model, const char *style)
+/* One tile: the render shrunk to TW×TH (caller unrefs). With
+ * CONTACT_FULL=dir in the environment the full-size render is written
+ * there too, as <name>.png, for a closer look. */
+static VipsImage *tile(const provider_image *prod, const provider_image *model, const char *style,
+                       const char *name)
 {
     gen_params p;
     memset(&p, 0, sizeof p);
@@ -195,6 +199,17 @@ static VipsImage *tile(const provider_image *prod, const provider_image *model, 
                               &err) != PROVIDER_OK) {
         fprintf(stderr, "contact_sheet: %s: %s\n", style, err ? err : "?");
         exit(1);
+    }
+    const char *full = getenv("CONTACT_FULL");
+    if (full) {
+        char *path = xasprintf("%s/%s-%s%s.png", full, name, style, model ? "-model" : "");
+        VipsImage *fi = vips_image_new_from_buffer(out.data, out.len, "", NULL);
+        if (!fi || vips_image_write_to_file(fi, path, NULL)) {
+            fprintf(stderr, "contact_sheet: %s\n", vips_error_buffer());
+            exit(1);
+        }
+        g_object_unref(fi);
+        free(path);
     }
     VipsImage *im = NULL;
     if (vips_thumbnail_buffer(out.data, out.len, &im, TW, "height", TH, NULL)) {
@@ -219,7 +234,7 @@ int main(int argc, char **argv)
     VipsImage *tiles[6 * 6], *rows[6], *sheet;
     for (int k = 0; k < 6; k++) {
         for (int c = 0; c < 6; c++)
-            tiles[k * 6 + c] = tile(&prods[k], c < 3 ? NULL : &model, styles[c % 3]);
+            tiles[k * 6 + c] = tile(&prods[k], c < 3 ? NULL : &model, styles[c % 3], kinds[k]);
         if (vips_arrayjoin(tiles + k * 6, &rows[k], 6, "shim", 4, NULL)) return 1;
         char *path = xasprintf("%.*s-%s.png", (int)(strlen(out) - 4), out, kinds[k]);
         vips_image_write_to_file(rows[k], path, NULL);

@@ -159,10 +159,37 @@ static double residual(const sample *s, const double c[3][NBASIS])
     return sqrt(d2 / 3);
 }
 
-static int cmp_float(const void *a, const void *b)
+/* The k-th smallest of v[0..n) (k < n), as a sort would put it there;
+ * v is reordered. Hoare's selection, in place. */
+static float select_kth(float *v, size_t n, size_t k)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
+    if (!n) return 0;
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = v[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            break;
+    }
+    return v[k];
 }
 
 /* Fits the background model to the border frame of px. */
@@ -196,8 +223,7 @@ static bool fit_background(const unsigned char *px, int w, int h, int nb, bgmode
     for (int c = 0; c < 3; c++) {
         for (size_t i = 0; i < n; i++)
             sorted[i] = s[i].rgb[c];
-        qsort(sorted, n, sizeof *sorted, cmp_float);
-        med[c] = sorted[n / 2];
+        med[c] = select_kth(sorted, n, n / 2);
     }
     for (size_t i = 0; i < n; i++) {
         double d = 0;
@@ -210,8 +236,7 @@ static bool fit_background(const unsigned char *px, int w, int h, int nb, bgmode
     for (int iter = 0; ok && iter < 3; iter++) {
         for (size_t i = 0; i < n; i++)
             res[i] = sorted[i] = (float)residual(&s[i], bm->c);
-        qsort(sorted, n, sizeof *sorted, cmp_float);
-        sigma = fmax(1.4826 * sorted[n / 2], 0.6);
+        sigma = fmax(1.4826 * select_kth(sorted, n, n / 2), 0.6);
         double thr = fmax(3.5 * sigma, 5);
         for (size_t i = 0; i < n; i++)
             keep[i] = res[i] < thr;
@@ -326,6 +351,8 @@ static void maps_build(const unsigned char *px, int nb, const bgmodel *bm, bool 
     m->shl = xmalloc(n);
     m->t = (float)fmax(3.5 * bm->noise, 7);
     float tc = m->t * 1.3f, *ec = m->fs;
+    /* |B| per pixel, for the lightness step below (computed once here). */
+    float *bn = xmalloc(n * sizeof *bn);
     for (int y = 0; y < h; y++) {
         double row[3][3];
         bg_row(bm, (y + 0.5) / h - 0.5, row);
@@ -335,6 +362,7 @@ static void maps_build(const unsigned char *px, int nb, const bgmodel *bm, bool 
             float B[3];
             bg_at(row, (x + 0.5) / w - 0.5, B);
             float bb = B[0] * B[0] + B[1] * B[1] + B[2] * B[2] + 1;
+            bn[i] = sqrtf(bb / 3);
             float s = (p[0] * B[0] + p[1] * B[1] + p[2] * B[2]) / bb;
             float r0 = p[0] - s * B[0], r1 = p[1] - s * B[1], r2 = p[2] - s * B[2];
             m->s[i] = s;
@@ -353,16 +381,16 @@ static void maps_build(const unsigned char *px, int nb, const bgmodel *bm, bool 
     bool shadows = lum > 80 && !no_shadows;
     m->step = (float)(0.03 + 1.2 * bm->noise / fmax(lum, 1));
     for (int y = 0; y < h; y++) {
-        bg_norm_row(bm, y, nbr);
         for (int x = 0; x < w; x++) {
             size_t i = (size_t)y * w + x;
-            float s = m->s[i], e = ec[i], dl = (s - 1) * nbr[x];
+            float s = m->s[i], e = ec[i], dl = (s - 1) * bn[i];
             float adl = fabsf(dl) / m->t;
             m->shl[i] = shadows && e < 1 && dl < m->t && s >= 0.45f;
             m->fs[i] = e > adl ? e : adl;
         }
     }
     free(tmp);
+    free(bn);
 }
 
 static void maps_free(maps *m)

@@ -3,17 +3,23 @@
  * the frame. The products go in one to three rows, bottom-aligned, fitted
  * in a box whose size and position follow the style and the seed's draws
  * (fill, shift, hero); equal areas rather than equal heights, so a wide cap
- * is not drawn taller than a shirt. On a studio floor up to three products
- * share one row and the group stands on the floor line.
+ * is not drawn taller than a shirt; an accessory (a bag) smaller than a
+ * garment. On a studio floor up to three products share one row and the
+ * group stands on the floor line.
  *
  * Worn on the model: the person is found from the matte of the model photo
  * (head top, shoulder line where the silhouette first grows to twice the
- * head's width, waist and hips by proportion, the feet, the right hand);
- * a product's kind comes from its silhouette (sleeves wider than the hem: a
- * top; two legs: trousers; long: a dress; low and wide: shoes — a pair
- * side by side always — or a hat when it is a dome; else an accessory), and each kind has its
- * place: a top from the shoulders, a dress from the shoulders down, trousers from the waist, shoes
- * at the feet, a hat on the head, an accessory at the hand.
+ * head's width, waist and hips' height by proportion, the hem of the
+ * model's own top by its colour, the hips' and the hem's widths as the run
+ * of one cloth through the centre line — the arms and hands beside them
+ * left out —, the feet, the right hand at the lowest row of the arm beyond
+ * the torso); a product's kind comes from its silhouette (sleeves wider
+ * than the hem: a top; two legs: trousers; long: a dress; low and wide:
+ * shoes — a pair side by side always — or a hat when it is a dome; else an
+ * accessory), and each kind has its place: a top from the shoulders, a
+ * dress from the shoulders down with its skirt spanning the top's hem,
+ * trousers from under the top's hem, shoes at the feet, a hat on the head,
+ * an accessory with its handle in the hand.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -96,6 +102,23 @@ static void extent(const placement_rect *pl, size_t n, int H, int *top, int *bot
     }
 }
 
+#define SMALL_SCALE 0.78 /* an accessory's size against a garment's */
+
+/* An accessory (a bag) fitted to the box like a garment fills a frame a
+ * garment of its size would not: it is drawn at SMALL_SCALE, about its
+ * bottom centre (the rows stay bottom-aligned). */
+static void shrink_small(const placement_req *q, placement_rect *pl)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        if (!q->small[i]) continue;
+        int w = (int)lround(pl[i].w * SMALL_SCALE), h = (int)lround(pl[i].h * SMALL_SCALE);
+        pl[i].x += (pl[i].w - w) / 2;
+        pl[i].y += pl[i].h - h;
+        pl[i].w = w > 1 ? w : 1;
+        pl[i].h = h > 1 ? h : 1;
+    }
+}
+
 /* Contract in placement.h. */
 void placement_arrange(const placement_req *q, placement_rect *pl, double *floor_y)
 {
@@ -129,6 +152,7 @@ void placement_arrange(const placement_req *q, placement_rect *pl, double *floor
     }
     double row_bias = kind == 0 && !q->on_model ? (n <= 3 ? 1e9 : 1.6) : 1.15;
     rows(q, bx, by, bw, bh, 0.10, row_bias, pl);
+    shrink_small(q, pl);
     int top, bottom;
     extent(pl, n, H, &top, &bottom);
     if (kind == 0 && !q->on_model) {
@@ -243,17 +267,54 @@ static double centre_line(const silhouette *s, int sy, int hy)
     return nc ? cx / nc : s->w / 2.0;
 }
 
-/* The hips: the torso's width there, not the hands beside it — the
- * covered run through the centre line. */
-static int hip_width(const silhouette *s, int hy, double cx)
+/* Whether RGB pixel p is the same cloth as ref under another light: its
+ * chromaticity close (summed |Δ| under 0.06), its brightness within
+ * 0.5..1.8 of ref's (a shaded side of a garment is darker, not another
+ * hue; skin beside it is another hue). */
+static bool same_cloth(const unsigned char *p, const unsigned char *ref)
 {
-    int hx0 = (int)cx, hx1 = (int)cx;
-    const float *hr = s->a + (size_t)hy * s->w;
-    while (hx0 > 0 && hr[hx0 - 1] >= 0.5f)
-        hx0--;
-    while (hx1 < s->w - 1 && hr[hx1 + 1] >= 0.5f)
-        hx1++;
-    return hx1 - hx0 + 1;
+    double ps = p[0] + p[1] + p[2] + 3, rs = ref[0] + ref[1] + ref[2] + 3, d = 0;
+    for (int c = 0; c < 3; c++)
+        d += fabs((p[c] + 1) / ps - (ref[c] + 1) / rs);
+    return d < 0.06 && ps / rs > 0.5 && ps / rs < 1.8;
+}
+
+/* The hips: the torso's width without the arms or hands beside it — the
+ * covered run through the centre line in row hy (across a gap between the
+ * legs up to gap px), and with rgb only as far as the cloth nearest the
+ * centre goes (hands touching the hips are skin, not cloth; two pixels of
+ * another cloth end the run). */
+static int hip_width(const silhouette *s, const unsigned char *rgb, int hy, double cx, int gap)
+{
+    int w = s->w, c = (int)lround(cx);
+    if (c < 0 || c >= w || hy < 0 || hy >= s->h) return 1;
+    const float *hr = s->a + (size_t)hy * w;
+    const unsigned char *row = rgb ? rgb + (size_t)hy * w * 3 : NULL, *ref = NULL;
+    for (int d = 0; row && d <= gap && !ref; d++)
+        if (c + d < w && hr[c + d] >= 0.5f)
+            ref = row + (c + d) * 3;
+        else if (c - d >= 0 && hr[c - d] >= 0.5f)
+            ref = row + (c - d) * 3;
+    int ends[2];
+    for (int dir = -1, k = 0; dir <= 1; dir += 2, k++) {
+        int x = c, last = c, miss = 0, clear = 0;
+        while (x + dir >= 0 && x + dir < w) {
+            x += dir;
+            if (hr[x] < 0.5f) {
+                if (++clear > gap) break;
+                continue;
+            }
+            clear = 0;
+            if (ref && !same_cloth(row + x * 3, ref)) {
+                if (++miss >= 2) break;
+                continue;
+            }
+            miss = 0;
+            last = x;
+        }
+        ends[k] = last;
+    }
+    return ends[1] - ends[0] + 1;
 }
 
 /* Both feet: the widest of the bottom rows. */
@@ -265,9 +326,14 @@ static int feet_width(const silhouette *s)
     return fw;
 }
 
-/* The hand: the outermost covered column on the right between the waist
- * and the hips' level plus a bit. */
-static void right_hand(const silhouette *s, int wy, double cx, int hy, int *hand_x, int *hand_y)
+/* The right hand (viewer's right): the arm is the part of the silhouette
+ * beyond the torso's edge (body_x1, from the centre line, the hips or the
+ * top's hem); from its outermost point between the waist and 62% of the
+ * height down to its lowest row beyond the edge (the fingertips), the
+ * hand is a quarter of a head above that, in the middle of the arm's run
+ * there. The outermost point when no arm stands clear of the torso. */
+static void right_hand(const silhouette *s, int wy, double cx, int hy, int body_x1, int hw,
+                       int *hand_x, int *hand_y)
 {
     *hand_x = (int)cx;
     *hand_y = hy;
@@ -276,6 +342,17 @@ static void right_hand(const silhouette *s, int wy, double cx, int hy, int *hand
             *hand_x = s->x1[y];
             *hand_y = y;
         }
+    int edge = body_x1 + hw / 5, tip = -1;
+    if (*hand_x <= edge) return;
+    for (int y = *hand_y; y < s->top + (int)(0.75 * s->hp) && y < s->h && s->x1[y] > edge; y++)
+        tip = y;
+    int gy = tip - hw / 4 > *hand_y ? tip - hw / 4 : *hand_y;
+    const float *row = s->a + (size_t)gy * s->w;
+    int l = s->x1[gy];
+    while (l - 1 > body_x1 && row[l - 1] >= 0.5f)
+        l--;
+    *hand_x = (l + s->x1[gy]) / 2;
+    *hand_y = gy;
 }
 
 /* The hem of the model's own top: down the centre line from the chest
@@ -317,9 +394,7 @@ bool placement_find_body(const float *a, const unsigned char *rgb, int w, int h,
     shoulders(&s, hw, &sy, &sw);
     int wy = s.top + (int)(0.42 * s.hp), hy = s.top + (int)(0.52 * s.hp);
     double cx = centre_line(&s, sy, hy);
-    int hand_x, hand_y;
-    right_hand(&s, wy, cx, hy, &hand_x, &hand_y);
-    b->top_hem_y = (int)lround(top_hem(&s, rgb, cx, sy, hy) * scale);
+
     b->top = (int)lround(s.top * scale);
     b->bottom = (int)lround(s.bottom * scale);
     b->cx = cx * scale;
@@ -328,8 +403,19 @@ bool placement_find_body(const float *a, const unsigned char *rgb, int w, int h,
     b->shoulder_w = (int)lround(sw * scale);
     b->waist_y = (int)lround(wy * scale);
     b->hip_y = (int)lround(hy * scale);
-    b->hip_w = (int)lround(hip_width(&s, hy, cx) * scale);
+    /* The hips below the model's own top's hem where it is long (a loose
+     * top is wider than the hips), above the crotch. */
+    int hem = top_hem(&s, rgb, cx, sy, hy), hrow = hem + s.hp / 50;
+    if (hrow < hy) hrow = hy;
+    if (hrow > s.top + (int)(0.64 * s.hp)) hrow = s.top + (int)(0.64 * s.hp);
+    b->top_hem_y = (int)lround(hem * scale);
     b->feet_w = (int)lround(feet_width(&s) * scale);
+    int hem_w = hip_width(&s, rgb, hem - s.hp / 50, cx, hw / 3 + 1);
+    int hip_w = hip_width(&s, rgb, hrow, cx, hw / 3 + 1), hand_x, hand_y;
+    right_hand(&s, wy, cx, hy, (int)lround(cx + (hem_w > hip_w ? hem_w : hip_w) / 2.0), hw, &hand_x,
+               &hand_y);
+    b->top_hem_w = (int)lround(hem_w * scale);
+    b->hip_w = (int)lround(hip_w * scale);
     b->hand_x = (int)lround(hand_x * scale);
     b->hand_y = (int)lround(hand_y * scale);
     ok = sw > hw;
@@ -378,10 +464,23 @@ enum placement_kind placement_kind_of(const float *a, int w, int h)
     return PLACEMENT_ACCESSORY;
 }
 
+/* The share of the width of a's box (w×h) the silhouette spans in the
+ * rows around height t (0 top .. 1 bottom), outermost columns; 1 when
+ * there is nothing there. */
+static double width_share(const float *a, int w, int h, double t)
+{
+    int y0 = (int)(t * h) - h / 100 - 1, y1 = (int)(t * h) + h / 100 + 1, best = 0, l, r;
+    for (int y = y0 < 0 ? 0 : y0; y <= y1 && y < h; y++)
+        if (row_extent(a, w, y, &l, &r) && r - l + 1 > best) best = r - l + 1;
+    return best ? (double)best / w : 1;
+}
+
 /* Contract in placement.h. */
-placement_rect placement_on_body(const placement_body *b, enum placement_kind k, double aspect)
+placement_rect placement_on_body(const placement_body *b, enum placement_kind k, const float *pa,
+                                 int pw, int ph)
 {
     int hp = b->bottom - b->top;
+    double aspect = (double)pw / ph;
     double w, h, x, y;
     switch (k) {
     case PLACEMENT_TOP:
@@ -395,22 +494,42 @@ placement_rect placement_on_body(const placement_body *b, enum placement_kind k,
         x = b->cx - w / 2;
         break;
     case PLACEMENT_DRESS:
-        /* From the shoulders down, at least past the hips. */
+        /* From the shoulders down, at least past the hips, and its skirt
+         * at the model's hem wider than the model's own top there (a
+         * strappy dress is narrow at the chest: its skirt would leave the
+         * top showing at the hips). */
         y = b->shoulder_y - 0.04 * hp;
         w = b->shoulder_w * 1.10;
         h = fmax(w / aspect, fmax(b->hip_y, b->top_hem_y) - y + 0.12 * hp);
         w = h * aspect;
+        if (b->top_hem_y > y) {
+            /* Longer by up to 15% (the skirt flares lower down), then wider
+             * by up to a third; what is still showing beside the skirt
+             * worn_cover paints over. */
+            double need = b->top_hem_w * 1.06, share;
+            for (int i = 0; i < 3; i++) {
+                share = width_share(pa, pw, ph, (b->top_hem_y - y) / h);
+                if (share * w >= need) break;
+                h *= 1.05;
+                w = h * aspect;
+            }
+            share = width_share(pa, pw, ph, (b->top_hem_y - y) / h);
+            w = fmax(w, fmin(need / share, w * 1.35));
+        }
         x = b->cx - w / 2;
         break;
     case PLACEMENT_TROUSERS:
-        /* From the waist to just above the feet, and at least as wide as
-         * the hips — stretched sideways by up to a third rather than made
-         * longer than the legs (the hips' width can take in the hands
-         * hanging beside them). */
-        h = b->bottom - b->waist_y - 0.03 * hp;
-        w = fmax(h * aspect, fmin(b->hip_w * 1.08, h * aspect * 1.35));
+        /* The waistband just under the hem of the model's own top (which
+         * is drawn over it: worn_tuck), not over the top; from the waist
+         * when the top is short, at most a little below the hips; down to
+         * just above the feet, and the waistband at least as wide as the hips (without
+         * the arms) — stretched sideways by up to a third rather than made
+         * longer than the legs. */
+        y = clampd(b->top_hem_y - 0.03 * hp, b->waist_y, b->hip_y + 0.08 * hp);
+        h = b->bottom - y - 0.03 * hp;
+        w = fmax(h * aspect, fmin(b->hip_w * 1.06 / fmax(width_share(pa, pw, ph, 0.03), 0.5),
+                                  h * aspect * 1.35));
         x = b->cx - w / 2;
-        y = b->waist_y;
         break;
     case PLACEMENT_SHOES:
         w = fmax(b->feet_w * 1.15, b->head_w * 1.6);
@@ -425,10 +544,12 @@ placement_rect placement_on_body(const placement_body *b, enum placement_kind k,
         y = b->top - h * 0.45;
         break;
     default:
+        /* Held: the top of the handle (the middle of the box's top) in
+         * the hand. */
         h = 0.22 * hp;
         w = h * aspect;
-        x = b->hand_x - w * 0.35;
-        y = b->hand_y - h * 0.15;
+        x = b->hand_x - w / 2;
+        y = b->hand_y - 0.01 * hp;
         break;
     }
     placement_rect r = {(int)lround(x), (int)lround(y), (int)lround(fmax(w, 1)),

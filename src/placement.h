@@ -23,6 +23,7 @@ typedef struct placement_req {
     bool on_model; /* over a model photo (the fallback when no body is found) */
     size_t n;      /* 1..PLACEMENT_MAX */
     double aspect[PLACEMENT_MAX]; /* each product's width / height */
+    bool small[PLACEMENT_MAX];    /* an accessory (a bag): drawn smaller than a garment */
     int hero;                     /* the product drawn a little larger */
     double fill;                  /* 0..1: how much of its box the group fills */
     double shift;                 /* -1..1: sideways shift of the box */
@@ -39,6 +40,7 @@ typedef struct placement_body {
     int shoulder_y, shoulder_w; /* the shoulder line and width (arms included) */
     int waist_y, hip_y, hip_w;
     int top_hem_y;      /* where the model's own top ends (hip_y when unknown) */
+    int top_hem_w;      /* its width just above the hem, arms left out */
     int feet_w;         /* both feet */
     int hand_x, hand_y; /* the right hand (viewer's right) */
 } placement_body;
@@ -62,8 +64,11 @@ bool placement_find_body(const float *alpha, const unsigned char *rgb, int w, in
 /* The kind of a product from its alpha (w×h, trimmed to its box). */
 enum placement_kind placement_kind_of(const float *alpha, int w, int h);
 
-/* Where a product of kind k and aspect (width/height) is worn on body b. */
-placement_rect placement_on_body(const placement_body *b, enum placement_kind k, double aspect);
+/* Where a product of kind k is worn on body b; alpha (w×h, trimmed to its
+ * box) is its silhouette, for its aspect and its widths (a trouser's
+ * waist, a dress's skirt at the model's hem). */
+placement_rect placement_on_body(const placement_body *b, enum placement_kind k, const float *alpha,
+                                 int w, int h);
 
 /* Arranges req's products into out[0..n). For a studio floor a low group
  * stands on a floor raised towards the middle: *floor_y (in: the planned

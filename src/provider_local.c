@@ -148,12 +148,13 @@ static float sample_alpha(const cutout *c, double u, double v)
 enum shadow_kind { SHADOW_DROP, SHADOW_FLOOR };
 
 /* Adds one product's silhouette shadow (from its matte) to the mask q,
- * drawn at 1/qs resolution.
+ * drawn at 1/qs resolution; the product's rows above canvas row clip_y
+ * (trousers under the model's top) cast none.
  * DROP: the silhouette moved by (dx, dy). FLOOR: the silhouette flipped
  * down onto the floor from its base, squashed to `k` of its height and
  * sheared by `skew`, fading with distance. */
 static void shadow_add(float *q, int qw, int qh, int qs, const placed *p, enum shadow_kind kind,
-                       double dx, double dy, double k, double skew, float weight)
+                       double dx, double dy, double k, double skew, float weight, double clip_y)
 {
     double x0, x1, y0, y1;
     double base = p->y + p->h;
@@ -180,6 +181,7 @@ static void shadow_add(float *q, int qw, int qh, int qs, const placed *p, enum s
             double X = (qx + 0.5) * qs, Y = (qy + 0.5) * qs;
             float v;
             if (kind == SHADOW_DROP) {
+                if (Y - dy < clip_y) continue;
                 v = sample_alpha(p->c, (X - dx - p->x) / p->w, (Y - dy - p->y) / p->h);
             } else {
                 double t = (Y - base) / (k * p->h);
@@ -457,8 +459,11 @@ static int plan(render_state *rs, rng *r)
         .fill = rs->fill,
         .shift = rs->shift,
     };
-    for (size_t i = 0; i < n; i++)
-        q.aspect[i] = (double)rs->cuts[i].w / rs->cuts[i].h;
+    for (size_t i = 0; i < n; i++) {
+        const cutout *c = &rs->cuts[i];
+        q.aspect[i] = (double)c->w / c->h;
+        q.small[i] = placement_kind_of(c->alpha, c->w, c->h) == PLACEMENT_ACCESSORY;
+    }
     placement_rect pr[PLACEMENT_MAX];
     placement_arrange(&q, pr, &rs->sp.floor_y);
     for (size_t i = 0; i < n; i++)
@@ -600,7 +605,7 @@ static void place_on_model(render_state *rs)
     for (size_t i = 0; i < rs->n_products; i++) {
         placed *pp = &rs->pl[i];
         enum placement_kind k = placement_kind_of(pp->c->alpha, pp->c->w, pp->c->h);
-        placement_rect r = placement_on_body(&body, k, (double)pp->c->w / pp->c->h);
+        placement_rect r = placement_on_body(&body, k, pp->c->alpha, pp->c->w, pp->c->h);
         *pp = (placed){pp->c, r.x, r.y, r.w, r.h, (int)k};
         layer[i] = layer_of(k);
     }
@@ -707,8 +712,11 @@ static int add_shadows(render_state *rs)
     if (qs > 8) qs = 8;
     int qw = (W + qs - 1) / qs, qh = (H + qs - 1) / qs;
     float *q = rs->q = xcalloc((size_t)qw * qh, sizeof *q);
-    for (size_t i = 0; i < n_products; i++)
-        shadow_add(q, qw, qh, qs, &pl[i], sk, dx, dy, k, skew, 1);
+    for (size_t i = 0; i < n_products; i++) {
+        bool tucked = rs->dressed && pl[i].kind == PLACEMENT_TROUSERS;
+        shadow_add(q, qw, qh, qs, &pl[i], sk, dx, dy, k, skew, 1,
+                   tucked ? rs->person.body.top_hem_y : -1e9);
+    }
     if (blur_mask(q, qw, qh, fmax(blur / qs, 0.5))) return render_vips_failed(rs);
     /* Only where the blurred mask reaches: elsewhere the canvas stays as
      * it is (minimal's white stays exactly 255). */
@@ -786,11 +794,14 @@ static int composite_products(render_state *rs)
         if (!px) return render_vips_failed(rs);
         if (rs->dressed && pp->kind >= 0) {
             /* Worn: the garment takes the body's light and covers the
-             * model's own top where it would leave it showing. */
+             * model's own top where it would leave it showing; trousers
+             * go under it. */
             placement_rect r = {pp->x, pp->y, (*fl)->Xsize, (*fl)->Ysize};
             worn_shade(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h);
             worn_cover(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h, rs->cv, rs->W,
                        rs->H);
+            worn_tuck(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h, rs->cv, rs->W,
+                      rs->H);
             worn_reveal(&rs->person, (enum placement_kind)pp->kind, &r, px, r.w, r.h, rs->cv,
                         rs->bd, rs->W, rs->H);
         }

@@ -155,10 +155,17 @@ void worn_shade(const worn_person *wp, enum placement_kind k, const placement_re
 
 /* Paints over the model's own top where a top or dress of kind k (px as
  * for worn_shade) leaves it showing, with the garment's colour, on the
- * canvas cv (W×H×3). Other kinds, and a garment without shoulders (a
- * strappy dress): nothing. */
+ * canvas cv (W×H×3); a dress without shoulders (strappy) only below its
+ * waist, beside its skirt. Other kinds: nothing. */
 void worn_cover(const worn_person *wp, enum placement_kind k, const placement_rect *r,
                 const float *px, int pw, int ph, unsigned char *cv, int W, int H);
+
+/* Trousers of kind k (px as for worn_shade, changed in place) go under
+ * the model's own top: their pixels over it, down to its hem, are taken
+ * out by how much the canvas cv (W×H×3) there is that top, so its hem
+ * overlaps the waistband. Other kinds: nothing. */
+void worn_tuck(const worn_person *wp, enum placement_kind k, const placement_rect *r, float *px,
+               int pw, int ph, const unsigned char *cv, int W, int H);
 
 /* Where trousers of kind k (px as for worn_shade) leave the model's own
  * trousers showing between their legs, shows the backdrop bd (W×H×3, as

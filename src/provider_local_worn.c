@@ -6,7 +6,9 @@
  *                  (matte.c, no shadow separation: dark grey trousers on a
  *                  grey sweep look like a cast shadow), the body from it (placement_find_body), the
  *                  colour of the model's own top at the chest, and a smooth
- *                  estimate of the backdrop's colour around the person.
+ *                  estimate of the backdrop's colour around the person;
+ *                  slivers of that backdrop the matte took for the person
+ *                  (between an arm and the torso, the legs) cleared.
  *   worn_shade     a garment takes the photo's light: the low-frequency
  *                  luminance of the body beneath it (the pixels of the
  *                  model's own clothing there, blurred, relative to their
@@ -16,10 +18,15 @@
  *                  leaves it showing (square shoulders above a flat-laid
  *                  tee's sloping ones, the collar opening) is painted over
  *                  with the garment's colour from the nearest part of the
- *                  garment, so the garment covers the model's clothing; a
- *                  strappy dress leaves it, as a top worn under it.
+ *                  garment (edge pixels unmixed from the skin or backdrop
+ *                  beside them), so the garment covers the model's clothing; a
+ *                  strappy dress leaves it above its waist, as a top worn
+ *                  under it, and covers it beside its skirt.
+ *   worn_tuck      trousers go under the model's own top: its hem
+ *                  overlaps their waistband.
  *   worn_reveal    between the legs of trousers, the model's own trousers
- *                  give way to the new backdrop.
+ *                  (their specks and edge pixels too) give way to the new
+ *                  backdrop.
  *   worn_backdrop  the photo's background behind the person replaced by a
  *                  style backdrop: edge pixels unmixed from the old
  *                  background (C + (1 − α)(N − B)), the matte's edge
@@ -37,6 +44,9 @@
 #include "util.h"
 
 #define BG_CELL 4 /* the backdrop colour map's cell, in reduced pixels */
+
+struct worn_person;
+static float bg_at(const struct worn_person *wp, int c, double fx, double fy);
 
 /* Bilinear sample of a w×h map m (nb floats a pixel, band c) at the
  * reduced-resolution position (fx, fy), clamped to the map. */
@@ -166,6 +176,46 @@ static void cloth_point(const placement_body *b, enum placement_kind k, double *
     }
 }
 
+#define SLIVER_MAX 6 /* the widest sliver of old background cleared, reduced pixels */
+
+/* Whether reduced pixel i is the old backdrop's colour (within tol, the
+ * summed |Δ| of the three channels). */
+static bool backdrop_like(const worn_person *wp, size_t i, double tol)
+{
+    int x = (int)(i % (size_t)wp->sw), y = (int)(i / (size_t)wp->sw);
+    double d = 0;
+    for (int c = 0; c < 3; c++)
+        d += fabs(wp->rgb[i * 3 + c] - bg_at(wp, c, x, y));
+    return d < tol;
+}
+
+/* Slivers of the old backdrop the matte took for the person (the narrow
+ * gap between an arm and the torso or between the legs, too thin for its
+ * smoothed evidence, or given a little alpha at its edge): row by row, a
+ * run of at most SLIVER_MAX pixels of the backdrop's colour with the
+ * person on both sides is cleared. A wider patch of that colour stays (a print). */
+static void clear_slivers(worn_person *wp)
+{
+    int sw = wp->sw, sh = wp->sh;
+    for (int y = 0; y < sh; y++) {
+        float *a = wp->alpha + (size_t)y * sw;
+        size_t row = (size_t)y * sw;
+        for (int x = 1; x < sw - 1; x++) {
+            if (a[x - 1] <= 0.02f || !backdrop_like(wp, row + x, 24) ||
+                backdrop_like(wp, row + x - 1, 24))
+                continue;
+            int e = x + 1;
+            while (e < sw - 1 && e - x <= SLIVER_MAX && backdrop_like(wp, row + e, 24))
+                e++;
+            /* [x, e): the run; the person (or its edge) on both sides. */
+            if (e - x <= SLIVER_MAX && a[e] > 0.02f)
+                for (int k = x; k < e; k++)
+                    a[k] = 0;
+            x = e - 1;
+        }
+    }
+}
+
 /* Contract in provider_local.h. */
 bool worn_find(const unsigned char *cv, int W, int H, worn_person *wp)
 {
@@ -216,6 +266,7 @@ bool worn_find(const unsigned char *cv, int W, int H, worn_person *wp)
             bg[i * 4 + c] =
                 wgt > 1e-3f ? bg[i * 4 + c] / wgt : (float)(nbg > 0 ? mean[c] / nbg : 128);
     }
+    clear_slivers(wp);
     return true;
 }
 
@@ -237,39 +288,60 @@ void worn_free(worn_person *wp)
     memset(wp, 0, sizeof *wp);
 }
 
+/* A window of the reduced photo: the light map is computed only where
+ * the garment is, and as far around it as its blur reaches. */
+typedef struct window {
+    int x0, y0, w, h;
+} window;
+
 /* The light map of the cloth of kind k beneath rect r: per pixel of the
- * reduced photo, the factor a garment there is multiplied by (1 where the
- * body says nothing). Caller frees. */
-static float *shade_map(const worn_person *wp, enum placement_kind k, const placement_rect *r)
+ * window *win of the reduced photo (rect r and the blur's reach around it),
+ * the factor a garment there is multiplied by (1 where the body says
+ * nothing). Caller frees. */
+static float *shade_map(const worn_person *wp, enum placement_kind k, const placement_rect *r,
+                        window *win)
 {
     int sw = wp->sw, sh = wp->sh, f = wp->f;
-    size_t n = (size_t)sw * sh;
+    int hp = (wp->body.bottom - wp->body.top) / f, rad = (int)(0.02 * hp) + 2;
+    /* Three box passes of radius rad reach 3·rad; bilinear sampling one
+     * more. Beyond that the blur's result inside the rect is the same. */
+    int reach = 3 * rad + 2, x0 = r->x / f - reach, y0 = r->y / f - reach;
+    int x1 = (r->x + r->w) / f + reach + 1, y1 = (r->y + r->h) / f + reach + 1;
+    x0 = x0 < 0 ? 0 : x0, y0 = y0 < 0 ? 0 : y0;
+    x1 = x1 > sw ? sw : x1, y1 = y1 > sh ? sh : y1;
+    if (x1 <= x0) x1 = x0 + 1;
+    if (y1 <= y0) y1 = y0 + 1;
+    *win = (window){x0, y0, x1 - x0, y1 - y0};
+    int ww = win->w, wh = win->h;
+    size_t n = (size_t)ww * wh;
     double px, py, ref[3];
     cloth_point(&wp->body, k, &px, &py);
-    int rad = wp->body.head_w / (4 * f) + 1;
     float *m = xcalloc(n * 2, sizeof *m);
-    if (!person_colour(wp, (int)(px / f), (int)(py / f), rad, ref)) {
+    if (!person_colour(wp, (int)(px / f), (int)(py / f), wp->body.head_w / (4 * f) + 1, ref)) {
         for (size_t i = 0; i < n; i++)
             m[i] = 1;
         return m;
     }
     /* Numerator and weight: the luminance of the pixels of that cloth. */
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char *p = wp->rgb + i * 3;
-        double c[3] = {p[0], p[1], p[2]};
-        double wgt = wp->alpha[i] * same_cloth(c, ref);
-        m[i * 2] = (float)(wgt * luma(p));
-        m[i * 2 + 1] = (float)wgt;
-    }
-    int hp = (wp->body.bottom - wp->body.top) / f;
-    blur(m, sw, sh, 2, (int)(0.02 * hp) + 2);
+    for (int y = 0; y < wh; y++)
+        for (int x = 0; x < ww; x++) {
+            size_t i = (size_t)(y0 + y) * sw + x0 + x, o = (size_t)y * ww + x;
+            if (wp->alpha[i] <= 0) continue;
+            const unsigned char *p = wp->rgb + i * 3;
+            double c[3] = {p[0], p[1], p[2]};
+            double wgt = wp->alpha[i] * same_cloth(c, ref);
+            m[o * 2] = (float)(wgt * luma(p));
+            m[o * 2 + 1] = (float)wgt;
+        }
+    blur(m, ww, wh, 2, rad);
     /* Their mean under the garment. */
     double sn = 0, sd = 0;
-    int x0 = r->x / f, x1 = (r->x + r->w) / f, y0 = r->y / f, y1 = (r->y + r->h) / f;
-    for (int y = y0 < 0 ? 0 : y0; y < y1 && y < sh; y++)
-        for (int x = x0 < 0 ? 0 : x0; x < x1 && x < sw; x++) {
-            sn += m[((size_t)y * sw + x) * 2];
-            sd += m[((size_t)y * sw + x) * 2 + 1];
+    int rx0 = r->x / f, rx1 = (r->x + r->w) / f, ry0 = r->y / f, ry1 = (r->y + r->h) / f;
+    for (int y = ry0 < 0 ? 0 : ry0; y < ry1 && y < sh; y++)
+        for (int x = rx0 < 0 ? 0 : rx0; x < rx1 && x < sw; x++) {
+            size_t o = (size_t)(y - y0) * ww + (x - x0);
+            sn += m[o * 2];
+            sd += m[o * 2 + 1];
         }
     double mean = sd > 1e-6 ? sn / sd : 0;
     for (size_t i = 0; i < n; i++) {
@@ -288,15 +360,17 @@ void worn_shade(const worn_person *wp, enum placement_kind k, const placement_re
                 int pw, int ph)
 {
     if (k != PLACEMENT_TOP && k != PLACEMENT_DRESS && k != PLACEMENT_TROUSERS) return;
-    float *m = shade_map(wp, k, r);
+    window win;
+    float *m = shade_map(wp, k, r, &win);
     double f = wp->f;
     for (int y = 0; y < ph; y++)
         for (int x = 0; x < pw; x++) {
             float *s = px + ((size_t)y * pw + x) * 4;
             if (s[3] <= 0) continue;
-            float fac = map_at(m, wp->sw, wp->sh, 1, 0, (r->x + x) / f, (r->y + y) / f);
+            float fac =
+                map_at(m, win.w, win.h, 1, 0, (r->x + x) / f - win.x0, (r->y + y) / f - win.y0);
             for (int c = 0; c < 3; c++)
-                s[c] = fminf(s[c] * fac, s[3]);
+                s[c] = s[c] * fac < s[3] ? s[c] * fac : s[3];
         }
     free(m);
 }
@@ -402,6 +476,34 @@ static bool has_shoulders(const float *px, int pw, int ph)
     return rows && wide * 2 > rows;
 }
 
+/* The solid width (outermost columns, alpha ≥ .5) of row y of px. */
+static int solid_width(const float *px, int pw, int y)
+{
+    int l = -1, r = -1;
+    for (int x = 0; x < pw; x++)
+        if (px[((size_t)y * pw + x) * 4 + 3] >= 0.5f * 255) {
+            if (l < 0) l = x;
+            r = x;
+        }
+    return l < 0 ? 0 : r - l + 1;
+}
+
+/* A dress's waist: the lowest of its narrowest rows between 25% and 55%
+ * of its height (where the skirt begins). */
+static int waist_row(const float *px, int pw, int ph)
+{
+    int y0 = ph * 25 / 100, y1 = ph * 55 / 100, best = ph / 2, bw = pw + 1;
+    for (int y = y0; y < y1; y++) {
+        int n = solid_width(px, pw, y);
+        if (n && n < bw) bw = n;
+    }
+    for (int y = y0; y < y1; y++) {
+        int n = solid_width(px, pw, y);
+        if (n && n <= bw + 2) best = y;
+    }
+    return best;
+}
+
 /* How much each canvas pixel of the box [x0, x1) × [y0, y1) is the
  * model's own top (colour ref) on the person: 0..1, row-major. Caller
  * frees. */
@@ -427,19 +529,67 @@ static float *cloth_map(const worn_person *wp, const unsigned char *cv, int W, c
  * Caller frees. */
 static float *erode(const float *m, int w, int h)
 {
-    float *o = xmalloc((size_t)w * h * sizeof *o);
-    for (int y = 0; y < h; y++)
+    /* Separable: the minimum along the rows, then of those along the
+     * columns (the maps are finite: plain comparisons, no fminf calls). */
+    float *t = xmalloc((size_t)w * h * sizeof *t), *o = xmalloc((size_t)w * h * sizeof *o);
+    for (int y = 0; y < h; y++) {
+        const float *r = m + (size_t)y * w;
+        float *d = t + (size_t)y * w;
         for (int x = 0; x < w; x++) {
-            float v = m[(size_t)y * w + x];
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int xx = x + dx, yy = y + dy;
-                    if (xx < 0 || yy < 0 || xx >= w || yy >= h) continue;
-                    v = fminf(v, m[(size_t)yy * w + xx]);
-                }
-            o[(size_t)y * w + x] = v;
+            float v = r[x];
+            if (x > 0 && r[x - 1] < v) v = r[x - 1];
+            if (x + 1 < w && r[x + 1] < v) v = r[x + 1];
+            d[x] = v;
         }
+    }
+    for (int y = 0; y < h; y++) {
+        const float *up = t + (size_t)(y > 0 ? y - 1 : y) * w, *mid = t + (size_t)y * w;
+        const float *dn = t + (size_t)(y + 1 < h ? y + 1 : y) * w;
+        float *d = o + (size_t)y * w;
+        for (int x = 0; x < w; x++) {
+            float v = mid[x];
+            if (up[x] < v) v = up[x];
+            if (dn[x] < v) v = dn[x];
+            d[x] = v;
+        }
+    }
+    free(t);
     return o;
+}
+
+#define CB 2 /* worn_cover's box border: how far an edge pixel looks for the top */
+
+/* Whether the model's top (eroded weight me ≥ .5) is beside box pixel at
+ * (row stride st): within its 3×3 neighbourhood, or for a pixel that is
+ * part the top's colour itself (m ≥ .2: a row of the top blurred by the
+ * photo's chroma with the skin beside it) within CB pixels; (*nx, *ny) the
+ * offset of the strongest such neighbour. */
+static bool top_beside(const float *me, const float *m, size_t at, int st, int *nx, int *ny)
+{
+    float wn = 0;
+    *nx = *ny = 0;
+    for (int rad = 1; rad <= CB && wn < 0.5f; rad++) {
+        if (rad > 1 && m[at] < 0.2f) break;
+        for (int dy = -rad; dy <= rad; dy++)
+            for (int dx = -rad; dx <= rad; dx++) {
+                float v = me[at + (ptrdiff_t)dy * st + dx];
+                if (v > wn) wn = v, *nx = dx, *ny = dy;
+            }
+    }
+    return wn >= 0.5f;
+}
+
+/* How much of the top (colour K) an edge pixel d between it and the
+ * colour B holds: the projection of d − B on K − B, at least wgt. */
+static double unmix_share(const unsigned char *d, const unsigned char *K, const double B[3],
+                          double wgt)
+{
+    double kb = 0, cb = 0;
+    for (int c = 0; c < 3; c++) {
+        kb += (K[c] - B[c]) * (K[c] - B[c]);
+        cb += (d[c] - B[c]) * (K[c] - B[c]);
+    }
+    return kb > 100 ? clampd(cb / kb, wgt, 1) : wgt;
 }
 
 /* Contract in provider_local.h. The pixels of the model's top take the
@@ -450,64 +600,90 @@ static float *erode(const float *m, int w, int h)
 void worn_cover(const worn_person *wp, enum placement_kind k, const placement_rect *r,
                 const float *px, int pw, int ph, unsigned char *cv, int W, int H)
 {
-    if ((k != PLACEMENT_TOP && k != PLACEMENT_DRESS) || !has_shoulders(px, pw, ph)) return;
+    if (k != PLACEMENT_TOP && k != PLACEMENT_DRESS) return;
+    bool shoulders = has_shoulders(px, pw, ph);
+    if (!shoulders && k != PLACEMENT_DRESS) return;
     const placement_body *b = &wp->body;
     int hp = b->bottom - b->top, f = wp->f;
     double cx, cy, ref[3];
     cloth_point(b, PLACEMENT_TOP, &cx, &cy);
     if (!person_colour(wp, (int)(cx / f), (int)(cy / f), b->head_w / (4 * f) + 1, ref)) return;
-    int y0 = b->shoulder_y - (int)(0.10 * hp), y1 = (int)(fmax(b->hip_y, b->top_hem_y) + 0.01 * hp);
+    int y0 = shoulders ? b->shoulder_y - (int)(0.10 * hp) : r->y + waist_row(px, pw, ph);
+    int y1 = (int)(fmax(b->hip_y, b->top_hem_y) + 0.01 * hp);
     int x0 = r->x - r->w / 4, x1 = r->x + r->w + r->w / 4;
     y0 = y0 < b->top ? b->top : y0;
-    y0 = y0 < 1 ? 1 : y0;
-    x0 = x0 < 1 ? 1 : x0;
-    y1 = y1 > H - 1 ? H - 1 : y1;
-    x1 = x1 > W - 1 ? W - 1 : x1;
+    y0 = y0 < CB ? CB : y0;
+    x0 = x0 < CB ? CB : x0;
+    y1 = y1 > H - CB ? H - CB : y1;
+    x1 = x1 > W - CB ? W - CB : x1;
     if (x1 <= x0 || y1 <= y0) return;
-    int inset = (int)(0.006 * hp) + 2, bw = x1 - x0;
-    float *m = cloth_map(wp, cv, W, ref, x0 - 1, y0 - 1, x1 + 1, y1 + 1);
-    float *me = erode(m, bw + 2, y1 - y0 + 2);
+    int inset = (int)(0.006 * hp) + 2, bw = x1 - x0, st = bw + 2 * CB;
+    float *m = cloth_map(wp, cv, W, ref, x0 - CB, y0 - CB, x1 + CB, y1 + CB);
+    float *me = erode(m, st, y1 - y0 + 2 * CB);
     /* The box as it was: edge pixels read their neighbours from it. */
-    unsigned char *orig = xmalloc((size_t)(bw + 2) * (y1 - y0 + 2) * 3);
-    for (int y = y0 - 1; y < y1 + 1; y++)
-        memcpy(orig + (size_t)(y - y0 + 1) * (bw + 2) * 3, cv + ((size_t)y * W + x0 - 1) * 3,
-               (size_t)(bw + 2) * 3);
+    unsigned char *orig = xmalloc((size_t)st * (y1 - y0 + 2 * CB) * 3);
+    for (int y = y0 - CB; y < y1 + CB; y++)
+        memcpy(orig + (size_t)(y - y0 + CB) * st * 3, cv + ((size_t)y * W + x0 - CB) * 3,
+               (size_t)st * 3);
     solid_index si;
     solid_index_build(px, pw, ph, &si);
     for (int y = y0; y < y1; y++)
         for (int x = x0; x < x1; x++) {
             unsigned char *d = cv + ((size_t)y * W + x) * 3;
-            size_t at = (size_t)(y - y0 + 1) * (bw + 2) + (x - x0 + 1);
-            const float *mr = me + at;
-            double wgt = mr[0] >= 0.5f ? m[at] : 0, wn = 0;
-            int nx = 0, ny = 0;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++)
-                    if (mr[dy * (bw + 2) + dx] > wn) wn = mr[dy * (bw + 2) + dx], nx = dx, ny = dy;
-            if (wn < 0.5 || solid_at(px, pw, ph, x - r->x, y - r->y)) continue;
-            double g[3], a = wgt;
+            size_t at = (size_t)(y - y0 + CB) * st + (x - x0 + CB);
+            double wgt = me[at] >= 0.5f ? m[at] : 0;
+            int nx, ny;
+            if (!top_beside(me, m, at, st, &nx, &ny) || solid_at(px, pw, ph, x - r->x, y - r->y))
+                continue;
+            double g[3];
             if (!extension_colour(px, pw, ph, &si, x - r->x, y - r->y, inset, g)) continue;
             if (wgt < 0.5) {
-                /* An edge pixel beside the top: unmix. */
-                const unsigned char *K =
-                    orig + ((size_t)(y - y0 + 1 + ny) * (bw + 2) + (x - x0 + 1 + nx)) * 3;
-                double kb = 0, cb = 0;
-                for (int c = 0; c < 3; c++) {
-                    double B = bg_at(wp, c, (double)x / f, (double)y / f);
-                    kb += (K[c] - B) * (K[c] - B);
-                    cb += (d[c] - B) * (K[c] - B);
-                }
-                a = kb > 100 ? clampd(cb / kb, wgt, 1) : wgt;
+                /* An edge pixel beside the top: unmix, from the colour on
+                 * its other side (the skin of the neck, the backdrop) when
+                 * that is not the top too, else the old backdrop's. */
+                const unsigned char *K = orig + (at + (ptrdiff_t)ny * st + nx) * 3;
+                size_t oo = at - (ptrdiff_t)ny * st - nx;
+                double B[3];
+                for (int c = 0; c < 3; c++)
+                    B[c] = m[oo] < 0.2f ? orig[oo * 3 + c]
+                                        : bg_at(wp, c, (double)x / f, (double)y / f);
+                double a = unmix_share(d, K, B, wgt);
                 for (int c = 0; c < 3; c++)
                     d[c] = (unsigned char)lrint(clampd(d[c] + a * (g[c] - K[c]), 0, 255));
                 continue;
             }
             for (int c = 0; c < 3; c++)
-                d[c] = (unsigned char)lrint(clampd(d[c] * (1 - a) + g[c] * a, 0, 255));
+                d[c] = (unsigned char)lrint(clampd(d[c] * (1 - wgt) + g[c] * wgt, 0, 255));
         }
     solid_index_free(&si);
     free(orig);
     free(me);
+    free(m);
+}
+
+/* Contract in provider_local.h. */
+void worn_tuck(const worn_person *wp, enum placement_kind k, const placement_rect *r, float *px,
+               int pw, int ph, const unsigned char *cv, int W, int H)
+{
+    if (k != PLACEMENT_TROUSERS) return;
+    const placement_body *b = &wp->body;
+    int hp = b->bottom - b->top, f = wp->f;
+    double cx, cy, ref[3];
+    cloth_point(b, PLACEMENT_TOP, &cx, &cy);
+    if (!person_colour(wp, (int)(cx / f), (int)(cy / f), b->head_w / (4 * f) + 1, ref)) return;
+    int x0 = r->x < 0 ? 0 : r->x, x1 = r->x + pw > W ? W : r->x + pw;
+    int y0 = r->y < 0 ? 0 : r->y, y1 = b->top_hem_y + (int)(0.01 * hp) + 2;
+    if (y1 > r->y + ph) y1 = r->y + ph;
+    if (y1 > H) y1 = H;
+    if (x1 <= x0 || y1 <= y0) return;
+    float *m = cloth_map(wp, cv, W, ref, x0, y0, x1, y1);
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++) {
+            float t = 1 - m[(size_t)(y - y0) * (x1 - x0) + x - x0];
+            float *s = px + ((size_t)(y - r->y) * pw + (x - r->x)) * 4;
+            for (int c = 0; c < 4; c++)
+                s[c] *= t;
+        }
     free(m);
 }
 
@@ -564,11 +740,41 @@ static double refine_alpha(const worn_person *wp, const unsigned char *C, double
     return fb > 20 * 20 ? 0.5 * a + 0.5 * p : a;
 }
 
+/* The distance (RMS over the channels) of C from the line between the
+ * colours B and K, the mix of the two nearest it. */
+static double mix_residual(const unsigned char *C, const double B[3], const double K[3])
+{
+    double kb = 0, cb = 0, r = 0;
+    for (int c = 0; c < 3; c++) {
+        kb += (K[c] - B[c]) * (K[c] - B[c]);
+        cb += (C[c] - B[c]) * (K[c] - B[c]);
+    }
+    double t = kb > 1 ? clampd(cb / kb, 0, 1) : 0;
+    for (int c = 0; c < 3; c++) {
+        double d = C[c] - (B[c] + t * (K[c] - B[c]));
+        r += d * d;
+    }
+    return sqrt(r / 3);
+}
+
+/* How much canvas pixel C at (x, y) is a mix of the cloth ref and the old
+ * backdrop there or the new one (N): 1 on the line between them, 0 from
+ * 16 levels away. */
+static double cloth_mix(const worn_person *wp, const double ref[3], const unsigned char *C,
+                        const unsigned char *N, int x, int y)
+{
+    double B[3], Nd[3] = {N[0], N[1], N[2]};
+    for (int c = 0; c < 3; c++)
+        B[c] = bg_at(wp, c, (double)x / wp->f, (double)y / wp->f);
+    double r = fmin(mix_residual(C, B, ref), mix_residual(C, Nd, ref));
+    return 1 - smoothstep(8, 16, r);
+}
+
 /* Contract in provider_local.h. Between the legs of the trousers, from
  * 15% of their height down, the pixels of the model's own trousers (the
- * cloth at the left thigh; lines a pixel or two wide left out, as in
- * worn_cover) give way to the backdrop, by how much they are that cloth
- * around them. */
+ * cloth at the left thigh, specks and lines a pixel wide too) and their
+ * edge pixels beside them give way to the backdrop, by how much they are
+ * that cloth. */
 void worn_reveal(const worn_person *wp, enum placement_kind k, const placement_rect *r,
                  const float *px, int pw, int ph, unsigned char *cv, const unsigned char *bd, int W,
                  int H)
@@ -587,32 +793,52 @@ void worn_reveal(const worn_person *wp, enum placement_kind k, const placement_r
     if (x1 <= x0 || y1 <= y0) return;
     int bw = x1 - x0;
     float *m = cloth_map(wp, cv, W, ref, x0 - 1, y0 - 1, x1 + 1, y1 + 1);
-    float *me = erode(m, bw + 2, y1 - y0 + 2);
     solid_index si;
     solid_index_build(px, pw, ph, &si);
+    /* How much each pixel of the gap gives way (-1: not in the gap). */
+    float *rv = xmalloc((size_t)bw * (y1 - y0) * sizeof *rv);
     for (int y = y0; y < y1; y++) {
         int gy = y - r->y;
-        if (gy < 0 || gy >= ph || si.left[gy] < 0) continue;
+        float *o = rv + (size_t)(y - y0) * bw;
         for (int x = x0; x < x1; x++) {
             int gx = x - r->x;
-            if (gx <= si.left[gy] || gx >= si.right[gy] || solid_at(px, pw, ph, gx, gy)) continue;
+            o[x - x0] = -1;
+            if (gy < 0 || gy >= ph || si.left[gy] < 0 || gx <= si.left[gy] || gx >= si.right[gy] ||
+                solid_at(px, pw, ph, gx, gy))
+                continue;
             size_t at = (size_t)(y - y0 + 1) * (bw + 2) + (x - x0 + 1);
-            float wn = 0, mean = 0;
+            float mean = 0;
             for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    wn = fmaxf(wn, me[at + dy * (bw + 2) + dx]);
+                for (int dx = -1; dx <= 1; dx++)
                     mean += m[at + dy * (bw + 2) + dx] / 9;
-                }
-            if (wn < 0.5f) continue;
-            /* The 3×3 mean: a dark cloth's chromaticity is noisy. */
-            double a = smoothstep(0.15, 0.6, mean);
+            /* The 3×3 mean (a dark cloth's chromaticity is noisy), or the
+             * pixel's own for a speck of cloth; lines a pixel wide count
+             * here (in the gap there is nothing else to keep); and a mix
+             * of the cloth with the old or the new backdrop (the narrow
+             * top of the model's own gap). */
+            double a = smoothstep(0.15, 0.6, fmaxf(mean, m[at]));
+            o[x - x0] = (float)fmax(a, cloth_mix(wp, ref, cv + ((size_t)y * W + x) * 3,
+                                                 bd + ((size_t)y * W + x) * 3, x, y));
+        }
+    }
+    /* The cloth's edge pixels beside it (its colour mixed with the
+     * backdrop's, which the cloth test leaves out) give way as much: the
+     * most of the row's 5 neighbours in the gap. */
+    for (int y = y0; y < y1; y++) {
+        const float *o = rv + (size_t)(y - y0) * bw;
+        for (int x = x0; x < x1; x++) {
+            if (o[x - x0] < 0) continue;
+            float a = 0;
+            for (int dx = -2; dx <= 2; dx++)
+                if (x + dx >= x0 && x + dx < x1) a = fmaxf(a, o[x + dx - x0]);
+            if (a <= 0) continue;
             size_t i = ((size_t)y * W + x) * 3;
             for (int c = 0; c < 3; c++)
                 cv[i + c] = (unsigned char)lrint(cv[i + c] * (1 - a) + bd[i + c] * a);
         }
     }
+    free(rv);
     solid_index_free(&si);
-    free(me);
     free(m);
 }
 
