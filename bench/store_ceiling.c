@@ -109,7 +109,7 @@ int main(int argc, char **argv)
     check(sqlite3_open(path, &db), db, "open");
     check(sqlite3_exec(db,
                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                       " PRAGMA foreign_keys = ON;"
+                       " PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
                        " INSERT INTO users (id, email, token_balance, created_at)"
                        " VALUES ('usr_bench', 'bench@example.com', 1000000000, 0)",
                        0, 0, 0),

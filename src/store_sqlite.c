@@ -6,7 +6,10 @@
  *
  * DESIGN. The database runs in WAL mode with synchronous=FULL (a commit is
  * on disk before the call returns), foreign keys on and a busy timeout for
- * other processes (e.g. the `user` CLI next to a running server). Threads
+ * other processes (e.g. the `user` CLI next to a running server). Temporary
+ * files stay in memory (temp_store = MEMORY): a group commit's savepoints
+ * keep their undo pages in a sub-journal, which otherwise spills to a file
+ * past 64 KiB and costs a write per page. Threads
  * share a small pool of connections; each connection caches its prepared
  * statements, keyed by the address of the SQL string literal.
  *
@@ -112,7 +115,7 @@ static int conn_open(const char *path, sq_conn *c, char **err)
     char *emsg = NULL;
     rc = sqlite3_exec(c->db,
                       "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                      " PRAGMA foreign_keys = ON;",
+                      " PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
                       NULL, NULL, &emsg);
     if (rc != SQLITE_OK) {
         log_error("store: pragmas on %s: %s", path, emsg ? emsg : sqlite3_errstr(rc));
