@@ -835,8 +835,18 @@ static const store_ops sq_ops = {
     .queue_items = sq_queue_items,
 };
 
+/* SQLite keeps allocation statistics under one process-wide mutex, taken on
+ * every allocation by every connection; we never read them. Must run before
+ * the library initialises (the first sqlite3_open). */
+static void library_setup(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int store_sqlite_open(const char *path, const store_options *opt, store_t **out, char **err)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, library_setup);
     *out = NULL;
     if (err) *err = NULL;
     if (!path || !*path) {
