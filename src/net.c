@@ -10,9 +10,13 @@
  * connects to (CURLOPT_OPENSOCKETFUNCTION), on every redirect hop, so
  * neither DNS rebinding nor a redirect can slip past it.
  *
- * DESIGN (threads). The allow list is written by net_start before the loop
- * thread exists and is read-only afterwards. `loop.mu` guards the hand-off
- * list (`loop.incoming`) and the running flag; everything else — the multi
+ * DESIGN (threads). net_start only takes the allow list; the loop thread,
+ * the multi handle and curl itself (and with it the TLS library, about 2 MB
+ * of a process's memory) start with the first request (loop_ensure), so a
+ * server that never calls out never pays for them. The allow list is
+ * written by net_start before the loop thread exists and is read-only
+ * afterwards. `loop.mu` guards the start, the hand-off list
+ * (`loop.incoming`) and the enabled/running/stopping flags; everything else — the multi
  * handle, the delayed and active lists, the requests inside them — belongs
  * to the loop thread alone. A request is the caller's until net_submit and
  * the loop's afterwards, until on_done has returned and it is freed.
@@ -66,7 +70,8 @@ struct net_request {
 
 static struct {
     pthread_mutex_t mu;
-    bool running;
+    bool enabled; /* between net_start and net_stop */
+    bool running; /* the loop thread exists */
     bool stopping;
     pthread_t thread;
     CURLM *multi;
@@ -366,10 +371,14 @@ cleanup:
 
 /* ---- requests ---- */
 
+static bool loop_ensure(void);
+
 net_request *net_request_new(const char *method, const char *url)
 {
     net_request *r = xcalloc(1, sizeof *r);
-    r->easy = curl_easy_init();
+    /* Without the loop, easy stays NULL and the request ends as
+     * NET_EINTERNAL when submitted. */
+    if (loop_ensure()) r->easy = curl_easy_init();
     r->method = xstrdup(method ? method : "GET");
     r->url = xstrdup(url ? url : "");
     r->timeout_ms = NET_DEFAULT_TIMEOUT_MS;
@@ -808,13 +817,12 @@ static void *loop_main(void *arg)
 int net_start(const char *allow_hosts)
 {
     pthread_mutex_lock(&loop.mu);
-    bool running = loop.running;
+    bool enabled = loop.enabled;
     pthread_mutex_unlock(&loop.mu);
-    if (running) {
+    if (enabled) {
         log_error("net_start: already running");
         return -1;
     }
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return -1;
     allow_clear();
     if (allow_hosts) {
         char *list = xstrdup(allow_hosts), *save = NULL;
@@ -822,29 +830,46 @@ int net_start(const char *allow_hosts)
             allow_add(tok);
         free(list);
     }
-    loop.multi = curl_multi_init();
-    if (!loop.multi) goto fail;
-    loop.stopping = false;
-    loop.incoming = loop.delayed = loop.active = NULL;
-    loop.next_due = INT64_MAX;
-    if (pthread_create(&loop.thread, NULL, loop_main, NULL) != 0) goto fail;
     pthread_mutex_lock(&loop.mu);
-    loop.running = true;
+    loop.enabled = true;
+    loop.stopping = false;
     pthread_mutex_unlock(&loop.mu);
     return 0;
-fail:
-    log_error("net_start: could not start the HTTP loop");
-    if (loop.multi) curl_multi_cleanup(loop.multi);
-    loop.multi = NULL;
-    curl_global_cleanup();
-    return -1;
+}
+
+/* Starts curl and the loop thread on first use (see DESIGN). True when the
+ * loop runs; false before net_start, after net_stop, or when it cannot
+ * start (logged; a later request tries again). */
+static bool loop_ensure(void)
+{
+    pthread_mutex_lock(&loop.mu);
+    bool ok = loop.running;
+    if (!ok && loop.enabled && !loop.stopping) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) goto out;
+        loop.multi = curl_multi_init();
+        loop.incoming = loop.delayed = loop.active = NULL;
+        loop.next_due = INT64_MAX;
+        if (loop.multi && pthread_create(&loop.thread, NULL, loop_main, NULL) == 0) {
+            loop.running = ok = true;
+            goto out;
+        }
+        log_error("net: could not start the HTTP loop");
+        if (loop.multi) curl_multi_cleanup(loop.multi);
+        loop.multi = NULL;
+        curl_global_cleanup();
+    }
+out:
+    pthread_mutex_unlock(&loop.mu);
+    return ok;
 }
 
 void net_stop(void)
 {
     pthread_mutex_lock(&loop.mu);
+    loop.enabled = false;
     if (!loop.running) {
         pthread_mutex_unlock(&loop.mu);
+        allow_clear();
         return;
     }
     loop.stopping = true;

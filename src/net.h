@@ -64,8 +64,9 @@ typedef struct net_response {
  * response and request are freed when it returns. */
 typedef void (*net_done_fn)(net_request *r, net_response *resp, void *ctx);
 
-/* Starts the loop thread. allow_hosts: comma-separated host names or
- * CIDRs exempt from the address rules (NULL or "" for none). 0, or -1. */
+/* Enables outbound HTTP; the loop thread starts with the first request.
+ * allow_hosts: comma-separated host names or CIDRs exempt from the address
+ * rules (NULL or "" for none). 0, or -1. */
 int net_start(const char *allow_hosts);
 /* Checks every entry of an --allow-hosts list without applying it: 0, or
  * -1 with *err (caller frees) naming the first malformed entry. */
