@@ -522,6 +522,7 @@ void api_gen_delete(api_call *c)
 /* ---- event streams ---- */
 
 #define STREAM_QUEUED_MAX 100 /* the user's queued items a user stream follows */
+#define POSITION_EVERY_MS 250 /* a stream re-reads queue positions this often at most */
 
 /* A queued generation's position as a user stream last sent it. */
 typedef struct stream_pos {
@@ -540,6 +541,7 @@ typedef struct stream {
     bool watching;
     stream_pos *queued;
     size_t n_queued;
+    int64_t next_positions; /* mono ms: no position re-read before (see below) */
 } stream;
 
 static void stream_free(void *ctx)
@@ -614,15 +616,28 @@ static void send_position_frame(buf *out, const gen_record *g)
  * finish, which writes no event of this one: writing an event per queued
  * record per claim would cost O(queue) rows per claim. Instead a
  * per-generation stream re-reads its record while it is queued (its last
- * frame had a position), on every wake and at least every HTTP_SSE_SOON_MS
- * (one position count each), and
+ * frame had a position), on a wake and at least every HTTP_SSE_SOON_MS
+ * (one position count each) but not more often than POSITION_EVERY_MS
+ * (positions_due: a busy queue wakes a stream on every commit, and each
+ * re-read counts the queue ahead), and
  * when the position changed sends the current record as a "generation"
  * frame without an id: nothing is persisted, so Last-Event-ID and replay
  * are unaffected and a resumed stream gets the current figure from its
  * next refresh. The per-user stream (/api/events) does not do this; GET
  * /api/queue and GET of a record always compute them at read time. */
+/* Whether a stream may re-read positions now; if so, the next re-read is
+ * not before POSITION_EVERY_MS from now. */
+static bool positions_due(stream *s)
+{
+    int64_t now = mono_ms();
+    if (now < s->next_positions) return false;
+    s->next_positions = now + POSITION_EVERY_MS;
+    return true;
+}
+
 static int stream_refresh(stream *s, buf *out)
 {
+    if (!positions_due(s)) return HTTP_SSE_SOON;
     gen_record g;
     if (store_gen_get(api_store, s->gen_id, &g) != STORE_OK) return 0;
     int pos = g.queue_position, rc = pos > 0 ? HTTP_SSE_SOON : 0;
@@ -647,6 +662,7 @@ static int sent_position(const stream *s, const char *gen_id)
  * A stream whose user has nothing queued costs nothing. */
 static int stream_refresh_user(stream *s, buf *out)
 {
+    if (!positions_due(s)) return HTTP_SSE_SOON;
     store_queue_item *items = NULL;
     size_t n = 0;
     if (store_queue_items(api_store, s->user_id, STREAM_QUEUED_MAX, &items, &n) != STORE_OK)
