@@ -271,15 +271,15 @@ static int cmd_run(bool with_http)
     store_set_commit_hook(s, on_commit, NULL);
     /* SQLite: other processes' commits are found by polling. PostgreSQL's
      * listener relays them through the commit hook instead. */
-    bool poll = str_eq(store_backend(s), "sqlite");
-    events_start(last_event, poll ? poll_last_event : NULL, s);
+    bool on_sqlite = str_eq(store_backend(s), "sqlite");
+    events_start(last_event, on_sqlite ? poll_last_event : NULL, s);
 
     uint16_t port = 0;
     char listening[300] = "";
     if (with_http) {
         find_web_root();
         char *err = NULL;
-        int handlers = poll ? HANDLER_THREADS_SQLITE : HANDLER_THREADS_PG; /* poll: on SQLite */
+        int handlers = on_sqlite ? HANDLER_THREADS_SQLITE : HANDLER_THREADS_PG;
         if (http_start(cfg.listen, cfg.http_threads, handlers, api_dispatch, api_body_limit, &port,
                        &err) != 0) {
             fprintf(stderr, "stylestudio: %s\n", err);
