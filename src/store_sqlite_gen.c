@@ -909,48 +909,38 @@ int sq_queue_heartbeat(store_t *s, const char *process_id, int slots, int64_t no
     return sq_commit(&t);
 }
 
-/* The positions of the user's items arr[0..n) (in claim order): one walk
- * of the queue in claim order to the user's n-th row, O(last position),
- * where a count per item would be O(n × position). */
-static int queue_positions(sq_tx *t, const char *user_id, store_queue_item *arr, size_t n)
-{
-    sqlite3_stmt *st = sq_query(t,
-                                "SELECT user_id FROM generations INDEXED BY generations_claim_fair"
-                                " WHERE " QUEUED_WHERE " ORDER BY priority DESC, queued_at, id",
-                                NULL);
-    if (!st) return STORE_ERR;
-    int rc, pos = 0;
-    size_t found = 0;
-    while (found < n && (rc = sq_step(st)) == SQLITE_ROW) {
-        pos++;
-        if (str_eq((const char *)sqlite3_column_text(st, 0), user_id)) arr[found++].position = pos;
-    }
-    sq_done(st);
-    return found == n ? STORE_OK : STORE_ERR;
-}
-
 int sq_queue_items(store_t *s, const char *user_id, int limit, store_queue_item **out, size_t *n)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
     sqlite3_stmt *st = sq_query(&t,
-                                "SELECT id, model FROM generations"
+                                "SELECT id, model, priority, queued_at FROM generations"
                                 " INDEXED BY generations_user_status"
                                 " WHERE user_id = ? AND " QUEUED_WHERE
                                 " ORDER BY priority DESC, queued_at, id LIMIT ?",
                                 "si", user_id, limit);
     store_queue_item *arr = xcalloc((size_t)(limit > 0 ? limit : 1), sizeof *arr);
+    int *prio = xcalloc((size_t)(limit > 0 ? limit : 1), sizeof *prio);
+    int64_t *qat = xcalloc((size_t)(limit > 0 ? limit : 1), sizeof *qat);
     size_t cnt = 0;
     int rc = st ? SQLITE_ROW : STORE_ERR;
     while (st && (int)cnt < limit && (rc = sq_step(st)) == SQLITE_ROW) {
         sq_col_copy(st, 0, arr[cnt].id, sizeof arr[cnt].id);
         sq_col_copy(st, 1, arr[cnt].model, sizeof arr[cnt].model);
+        prio[cnt] = sqlite3_column_int(st, 2);
+        qat[cnt] = sq_col_int(st, 3);
         cnt++;
     }
     sq_done(st);
     rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? STORE_OK : STORE_ERR;
-    if (rc == STORE_OK && cnt) rc = queue_positions(&t, user_id, arr, cnt);
+    for (size_t i = 0; rc == STORE_OK && i < cnt; i++) {
+        gen_record g = {.priority = prio[i]};
+        memcpy(g.id, arr[i].id, sizeof g.id);
+        rc = queue_position(&t, &g, qat[i], &arr[i].position);
+    }
     sq_rollback(&t);
+    free(prio);
+    free(qat);
     if (rc != STORE_OK) {
         free(arr);
         return rc;
