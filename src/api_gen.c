@@ -658,7 +658,8 @@ static int sent_position(const stream *s, const char *gen_id)
 /* The user's stream (/api/events) does the same for every queued item of
  * the user (at most STREAM_QUEUED_MAX, in claim order), from the moment a
  * frame shows one queued until the user has none: one store_queue_items
- * per refresh, and a record read only for an item whose position moved.
+ * per refresh, and a record read only for an item whose position moved
+ * (store_gen_get_at: with that position, not counted again).
  * A stream whose user has nothing queued costs nothing. */
 static int stream_refresh_user(stream *s, buf *out)
 {
@@ -673,7 +674,7 @@ static int stream_refresh_user(stream *s, buf *out)
         now[i].position = items[i].position;
         gen_record g;
         if (items[i].position == sent_position(s, items[i].id) ||
-            store_gen_get(api_store, items[i].id, &g) != STORE_OK)
+            store_gen_get_at(api_store, items[i].id, items[i].position, &g) != STORE_OK)
             continue;
         now[i].position = g.queue_position;
         if (g.queue_position > 0) send_position_frame(out, &g);

@@ -253,7 +253,12 @@ int store_batch_get(store_t *s, const char *batch_id, store_batch *out)
 
 int store_gen_get(store_t *s, const char *gen_id, gen_record *out)
 {
-    return s->ops->gen_get(s, gen_id, out);
+    return s->ops->gen_get(s, gen_id, 0, out);
+}
+
+int store_gen_get_at(store_t *s, const char *gen_id, int position, gen_record *out)
+{
+    return s->ops->gen_get(s, gen_id, position > 0 ? position : 0, out);
 }
 
 int store_gen_list(store_t *s, const char *user_id, int status_filter, const char *cursor,

@@ -222,6 +222,10 @@ void store_batch_free(store_batch *b);
 int store_batch_get(store_t *s, const char *batch_id, store_batch *out);
 /* Loads one record (queue_position computed when queued). */
 int store_gen_get(store_t *s, const char *gen_id, gen_record *out);
+/* The same, taking position (a store_queue_items figure read just before)
+ * as the queue_position when the record is still queued instead of
+ * counting the queue ahead of it again. */
+int store_gen_get_at(store_t *s, const char *gen_id, int position, gen_record *out);
 /* The user's generations newest first; status_filter < 0 means all.
  * *out is a new array of n records (free each, then the array);
  * *next_cursor NULL on the last page. */

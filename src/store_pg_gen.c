@@ -99,9 +99,13 @@ static void gen_from_row(const PGresult *r, int row, gen_record *g, int64_t *que
 
 /* Sets g->queue_position (1 + the queued generations ahead of it in claim
  * order) when g is queued. */
-static int fill_queue_position(pg_tx *t, gen_record *g, int64_t queued_at, bool leased)
+static int fill_queue_position(pg_tx *t, gen_record *g, int64_t queued_at, bool leased, int known)
 {
     if (g->status != GEN_PROCESSING || !str_eq(g->stage, STAGE_QUEUED) || leased) return STORE_OK;
+    if (known > 0) { /* the caller's figure (store_gen_get_at) */
+        g->queue_position = known;
+        return STORE_OK;
+    }
     int64_t ahead = 0;
     int rc = pg_int(t, &ahead,
                     "SELECT COUNT(*) FROM generations WHERE " QUEUED_WHERE
@@ -113,8 +117,9 @@ static int fill_queue_position(pg_tx *t, gen_record *g, int64_t queued_at, bool 
     return STORE_OK;
 }
 
-/* Loads one record on t's connection. STORE_ENOTFOUND when absent. */
-static int gen_load(pg_tx *t, const char *gen_id, gen_record *out)
+/* Loads one record on t's connection (known: as fill_queue_position's).
+ * STORE_ENOTFOUND when absent. */
+static int gen_load_at(pg_tx *t, const char *gen_id, int known, gen_record *out)
 {
     PGresult *r = NULL;
     int rc = pg_query(t, &r, "SELECT " GEN_COLS " FROM generations WHERE id = $1", "s", gen_id);
@@ -127,9 +132,14 @@ static int gen_load(pg_tx *t, const char *gen_id, gen_record *out)
     }
     gen_from_row(r, 0, out, &queued_at, &leased);
     PQclear(r);
-    rc = fill_queue_position(t, out, queued_at, leased);
+    rc = fill_queue_position(t, out, queued_at, leased, known);
     if (rc != STORE_OK) gen_record_free(out);
     return rc;
+}
+
+static int gen_load(pg_tx *t, const char *gen_id, gen_record *out)
+{
+    return gen_load_at(t, gen_id, 0, out);
 }
 
 /* Queues a "generation" event carrying the record as it is now (re-read
@@ -367,12 +377,12 @@ int store_pg_batch_get(store_t *s, const char *batch_id, store_batch *out)
     return rc;
 }
 
-int store_pg_gen_get(store_t *s, const char *gen_id, gen_record *out)
+int store_pg_gen_get(store_t *s, const char *gen_id, int position, gen_record *out)
 {
     pg_tx t;
     int rc = pg_borrow(s, &t);
     if (rc != STORE_OK) return rc;
-    rc = gen_load(&t, gen_id, out);
+    rc = gen_load_at(&t, gen_id, position, out);
     pg_rollback(&t);
     return rc;
 }
@@ -411,7 +421,7 @@ int store_pg_gen_list(store_t *s, const char *user_id, int status_filter, const 
         int64_t queued_at = 0;
         bool leased = false;
         gen_from_row(r, (int)i, &arr[i], &queued_at, &leased);
-        rc = fill_queue_position(&t, &arr[i], queued_at, leased);
+        rc = fill_queue_position(&t, &arr[i], queued_at, leased, 0);
     }
     PQclear(r);
     pg_rollback(&t);

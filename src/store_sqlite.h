@@ -40,7 +40,7 @@ int sq_ledger_list(store_t *s, const char *user_id, const char *cursor, int limi
 int sq_gen_create(store_t *s, const gen_record *gens, size_t n, bool start, const store_idem *idem,
                   char **replay_response, int *replay_status);
 int sq_batch_get(store_t *s, const char *batch_id, store_batch *out);
-int sq_gen_get(store_t *s, const char *gen_id, gen_record *out);
+int sq_gen_get(store_t *s, const char *gen_id, int position, gen_record *out);
 int sq_gen_list(store_t *s, const char *user_id, int status_filter, const char *cursor, int limit,
                 gen_record **out, size_t *n, char **next_cursor);
 int sq_gen_delete(store_t *s, const char *gen_id, unsigned from, json_t **result_images);

@@ -100,14 +100,20 @@ static int queue_position(sq_tx *t, const gen_record *g, int64_t queued_at, int 
     return STORE_OK;
 }
 
-static int fill_queue_position(sq_tx *t, gen_record *g, int64_t queued_at, bool leased)
+/* known: the position when the caller has it (store_gen_get_at), else 0. */
+static int fill_queue_position(sq_tx *t, gen_record *g, int64_t queued_at, bool leased, int known)
 {
     if (g->status != GEN_PROCESSING || !str_eq(g->stage, STAGE_QUEUED) || leased) return STORE_OK;
+    if (known > 0) {
+        g->queue_position = known;
+        return STORE_OK;
+    }
     return queue_position(t, g, queued_at, &g->queue_position);
 }
 
-/* Loads one record inside t. STORE_ENOTFOUND when absent. */
-static int gen_load(sq_tx *t, const char *gen_id, gen_record *out)
+/* Loads one record inside t (known: as fill_queue_position's).
+ * STORE_ENOTFOUND when absent. */
+static int gen_load_at(sq_tx *t, const char *gen_id, int known, gen_record *out)
 {
     sqlite3_stmt *st =
         sq_query(t, "SELECT " GEN_COLS " FROM generations WHERE id = ?", "s", gen_id);
@@ -119,9 +125,14 @@ static int gen_load(sq_tx *t, const char *gen_id, gen_record *out)
     sq_done(st);
     if (rc == SQLITE_DONE) return STORE_ENOTFOUND;
     if (rc != SQLITE_ROW) return rc;
-    rc = fill_queue_position(t, out, queued_at, leased);
+    rc = fill_queue_position(t, out, queued_at, leased, known);
     if (rc != STORE_OK) gen_record_free(out);
     return rc;
+}
+
+static int gen_load(sq_tx *t, const char *gen_id, gen_record *out)
+{
+    return gen_load_at(t, gen_id, 0, out);
 }
 
 /* A "generation" event carrying the record as it is now (re-read inside
@@ -415,11 +426,11 @@ int sq_gen_end(store_t *s, const store_end *e)
     return sq_commit(&t);
 }
 
-int sq_gen_get(store_t *s, const char *gen_id, gen_record *out)
+int sq_gen_get(store_t *s, const char *gen_id, int position, gen_record *out)
 {
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
-    int rc = gen_load(&t, gen_id, out);
+    int rc = gen_load_at(&t, gen_id, position, out);
     sq_rollback(&t);
     return rc;
 }
@@ -464,7 +475,7 @@ int sq_gen_list(store_t *s, const char *user_id, int status_filter, const char *
     sq_done(st);
     rc = rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
     for (size_t i = 0; i < cnt && rc == STORE_OK; i++)
-        rc = fill_queue_position(&t, &arr[i], queued_at[i], leased[i]);
+        rc = fill_queue_position(&t, &arr[i], queued_at[i], leased[i], 0);
     sq_rollback(&t);
     free(queued_at);
     free(leased);

@@ -535,6 +535,16 @@ Test(store, claim_order_and_queue_position)
     g = get_gen(p);
     cr_assert_eq(g.queue_position, 0);
     gen_record_free(&g);
+    /* A position the caller already has is taken while queued, and only then. */
+    cr_assert_eq(store_gen_get_at(st, b, 7, &g), STORE_OK);
+    cr_assert_eq(g.queue_position, 7);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_get_at(st, b, 0, &g), STORE_OK);
+    cr_assert_eq(g.queue_position, 3);
+    gen_record_free(&g);
+    cr_assert_eq(store_gen_get_at(st, p, 7, &g), STORE_OK);
+    cr_assert_eq(g.queue_position, 0);
+    gen_record_free(&g);
 
     int64_t counts[GEN_STATUS_COUNT], queued;
     cr_assert_eq(store_gen_counts(st, counts, &queued), STORE_OK);
