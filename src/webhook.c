@@ -406,25 +406,37 @@ static void send_due(void)
 }
 
 /* Step 4: the retention of events and of ended sign-in counters. */
+
+typedef int (*prune_fn)(store_t *s, int64_t before, int limit, int64_t *deleted);
+
+static int prune_login_buckets(store_t *s, int64_t before, int limit, int64_t *deleted)
+{
+    return store_buckets_prune(s, "login:", before, limit, deleted);
+}
+
+/* Deletes in rounds of PRUNE_BATCH (at most PRUNE_ROUNDS) what prune finds
+ * older than before, until a round finds fewer; returns how many. */
+static int64_t prune_rounds(prune_fn prune, int64_t before)
+{
+    int64_t total = 0;
+    for (int i = 0; i < PRUNE_ROUNDS; i++) {
+        int64_t n = 0;
+        if (prune(W.store, before, PRUNE_BATCH, &n) != STORE_OK) break;
+        total += n;
+        if (n < PRUNE_BATCH) break;
+    }
+    return total;
+}
+
 static void housekeeping(void)
 {
     int64_t now = now_ms();
     if (now < W.next_housekeeping) return;
     W.next_housekeeping = now + HOUSEKEEPING_MS;
-    int64_t before = now - 2 * (int64_t)cfg.login_window * 1000, total = 0;
-    for (int i = 0; i < PRUNE_ROUNDS; i++) {
-        int64_t n = 0;
-        if (store_buckets_prune(W.store, "login:", before, PRUNE_BATCH, &n) != STORE_OK) break;
-        if (n < PRUNE_BATCH) break;
-    }
+    prune_rounds(prune_login_buckets, now - 2 * (int64_t)cfg.login_window * 1000);
     if (cfg.events_keep_hours <= 0) return; /* 0: keep them forever */
-    before = now - (int64_t)cfg.events_keep_hours * 3600 * 1000;
-    for (int i = 0; i < PRUNE_ROUNDS; i++) {
-        int64_t n = 0;
-        if (store_events_prune(W.store, before, PRUNE_BATCH, &n) != STORE_OK) break;
-        total += n;
-        if (n < PRUNE_BATCH) break;
-    }
+    int64_t total =
+        prune_rounds(store_events_prune, now - (int64_t)cfg.events_keep_hours * 3600 * 1000);
     if (total) log_info("webhook: events retention deleted %lld events", (long long)total);
 }
 
