@@ -16,16 +16,7 @@
 #include "provider_local.h"
 #include "util.h"
 
-static provider_image load_fixture(const char *name)
-{
-    const char *dir = getenv("FIXTURES") ? getenv("FIXTURES") : "tests/fixtures";
-    char *path = xasprintf("%s/%s", dir, name);
-    buf b = {0};
-    cr_assert_eq(util_read_file(path, 32 << 20, &b), 0, "cannot read %s", path);
-    free(path);
-    provider_image img = {.data = (unsigned char *)b.data, .len = b.len};
-    return img;
-}
+#include "image_fixture.h"
 
 static gen_params params(const char *style, const char *aspect, const char *quality, int64_t seed)
 {

@@ -21,6 +21,8 @@
 #include "provider_local.h"
 #include "util.h"
 
+#include "image_fixture.h"
+
 #define PW 600
 #define PH 800
 
@@ -154,17 +156,6 @@ static provider_image trousers_photo(void)
         }
     provider_image img = encode_jpeg(px);
     free(px);
-    return img;
-}
-
-static provider_image load_fixture(const char *name)
-{
-    const char *dir = getenv("FIXTURES") ? getenv("FIXTURES") : "tests/fixtures";
-    char *path = xasprintf("%s/%s", dir, name);
-    buf b = {0};
-    cr_assert_eq(util_read_file(path, 32 << 20, &b), 0, "cannot read %s", path);
-    free(path);
-    provider_image img = {.data = (unsigned char *)b.data, .len = b.len};
     return img;
 }
 
