@@ -898,15 +898,59 @@ Test(store, retry_or_fail_both_branches)
     cr_assert_float_eq(stats.success_rate, 0.0, 1e-9);
 }
 
+static const gen_retry_policy TWO_RETRIES = {.max_retries = 2, .base_ms = 1000};
+static const store_guard W1 = {.worker_id = "w1"};
+
+/* Claims and fails gid with kind until it ends (at *t, moved past each
+ * backoff): requeued `retries` times with a doubling delay, then failed
+ * with code; its last event carries the code too. */
+static void fail_until_ended(const char *gid, gen_failure kind, int retries, const char *code,
+                             int64_t *t)
+{
+    for (int attempt = 0;; attempt++) {
+        gen_record g;
+        *t += 400000; /* past any backoff */
+        cr_assert_eq(store_gen_claim(st, "w1", *t, LEASE, &g), STORE_OK);
+        cr_assert_str_eq(g.id, gid);
+        gen_record_free(&g);
+        gen_attempt a = {.kind = kind, .error = "it went wrong"};
+        bool failed = false;
+        int64_t delay = -1;
+        cr_assert_eq(
+            gen_state_attempt_failed(st, gid, attempt, &W1, &a, &TWO_RETRIES, *t, &failed, &delay),
+            STORE_OK);
+        g = get_gen(gid);
+        if (attempt < retries) {
+            cr_assert(!failed, "%s attempt %d", code, attempt);
+            cr_assert_eq(delay, 1000LL << attempt);
+            cr_assert_eq(g.status, GEN_PROCESSING);
+            cr_assert_str_eq(g.error_code, "");
+            gen_record_free(&g);
+            continue;
+        }
+        cr_assert(failed, "%s attempt %d", code, attempt);
+        cr_assert_eq(g.status, GEN_FAILED);
+        cr_assert_eq(g.retry_count, retries);
+        cr_assert_str_eq(g.error, "it went wrong");
+        cr_assert_str_eq(g.error_code, code);
+        gen_record_free(&g);
+        break;
+    }
+    store_event ev;
+    cr_assert_eq(store_events_latest(st, gid, &ev), STORE_OK);
+    json_t *j = json_loads(ev.data, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "errorCode")), code);
+    json_decref(j);
+    free(ev.data);
+}
+
 /* gen_state's failure table: which kinds retry, which end at once, and the
- * errorCode each ends with; a provider's Retry-After stretches the backoff.
- * Every read (get, list, the event data) returns the code. */
+ * errorCode each ends with. Every read (get, list, the event data) returns
+ * the code. */
 Test(store, failure_kinds_and_error_codes)
 {
     char uid[ID_LEN];
     make_user("codes@example.com", 20, uid);
-    gen_retry_policy two = {.max_retries = 2, .base_ms = 1000};
-    store_guard w1 = {.worker_id = "w1"};
     struct {
         gen_failure kind;
         int retries; /* requeues before it fails */
@@ -921,41 +965,7 @@ Test(store, failure_kinds_and_error_codes)
     for (size_t i = 0; i < ARRAY_LEN(rows); i++) {
         char gid[ID_LEN];
         cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, t, true, gid), STORE_OK);
-        for (int attempt = 0;; attempt++) {
-            gen_record g;
-            t += 400000; /* past any backoff */
-            cr_assert_eq(store_gen_claim(st, "w1", t, LEASE, &g), STORE_OK);
-            cr_assert_str_eq(g.id, gid);
-            gen_record_free(&g);
-            gen_attempt a = {.kind = rows[i].kind, .error = "it went wrong"};
-            bool failed = false;
-            int64_t delay = -1;
-            cr_assert_eq(
-                gen_state_attempt_failed(st, gid, attempt, &w1, &a, &two, t, &failed, &delay),
-                STORE_OK);
-            g = get_gen(gid);
-            if (attempt < rows[i].retries) {
-                cr_assert(!failed, "row %zu attempt %d", i, attempt);
-                cr_assert_eq(delay, 1000LL << attempt);
-                cr_assert_eq(g.status, GEN_PROCESSING);
-                cr_assert_str_eq(g.error_code, "");
-                gen_record_free(&g);
-                continue;
-            }
-            cr_assert(failed, "row %zu attempt %d", i, attempt);
-            cr_assert_eq(g.status, GEN_FAILED);
-            cr_assert_eq(g.retry_count, rows[i].retries);
-            cr_assert_str_eq(g.error, "it went wrong");
-            cr_assert_str_eq(g.error_code, rows[i].code);
-            gen_record_free(&g);
-            break;
-        }
-        store_event ev;
-        cr_assert_eq(store_events_latest(st, gid, &ev), STORE_OK);
-        json_t *j = json_loads(ev.data, 0, NULL);
-        cr_assert_str_eq(json_string_value(json_object_get(j, "errorCode")), rows[i].code);
-        json_decref(j);
-        free(ev.data);
+        fail_until_ended(gid, rows[i].kind, rows[i].retries, rows[i].code, &t);
     }
     gen_record *out = NULL;
     size_t n = 0;
@@ -968,9 +978,16 @@ Test(store, failure_kinds_and_error_codes)
     }
     free(out);
     free(next);
+    check_ledger();
+}
 
-    /* Retry-After: at least that long, capped; a complete clears nothing it should keep. */
-    char gid[ID_LEN];
+/* A provider's Retry-After stretches the backoff: at least that long,
+ * capped; a complete after such retries clears nothing it should keep. */
+Test(store, retry_after_stretches_the_backoff)
+{
+    char uid[ID_LEN], gid[ID_LEN];
+    make_user("later@example.com", 20, uid);
+    int64_t t = T0;
     cr_assert_eq(create_gen(uid, 1, PRIORITY_NORMAL, t, true, gid), STORE_OK);
     gen_record g;
     t += 400000;
@@ -979,7 +996,7 @@ Test(store, failure_kinds_and_error_codes)
     gen_attempt slow = {.kind = GEN_FAILURE_TRANSIENT, .error = "429", .retry_after_ms = 30000};
     bool failed = true;
     int64_t delay = 0;
-    cr_assert_eq(gen_state_attempt_failed(st, gid, 0, &w1, &slow, &two, t, &failed, &delay),
+    cr_assert_eq(gen_state_attempt_failed(st, gid, 0, &W1, &slow, &TWO_RETRIES, t, &failed, &delay),
                  STORE_OK);
     cr_assert(!failed);
     cr_assert_eq(delay, 30000);
@@ -990,7 +1007,7 @@ Test(store, failure_kinds_and_error_codes)
     cr_assert_eq(store_gen_claim(st, "w1", t, LEASE, &g), STORE_OK);
     gen_record_free(&g);
     slow.retry_after_ms = 10LL * GEN_RETRY_AFTER_CAP_MS;
-    cr_assert_eq(gen_state_attempt_failed(st, gid, 1, &w1, &slow, &two, t, &failed, &delay),
+    cr_assert_eq(gen_state_attempt_failed(st, gid, 1, &W1, &slow, &TWO_RETRIES, t, &failed, &delay),
                  STORE_OK);
     cr_assert_eq(delay, GEN_RETRY_AFTER_CAP_MS);
     t += GEN_RETRY_AFTER_CAP_MS;
