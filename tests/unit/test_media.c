@@ -21,6 +21,8 @@
 #include "net.h"
 #include "util.h"
 
+#include "image_fixture.h"
+
 static char data_dir[256];
 
 static void setup(void)
@@ -42,16 +44,6 @@ static void teardown(void)
 
 TestSuite(media, .init = setup, .fini = teardown);
 
-static buf fixture(const char *name)
-{
-    const char *dir = getenv("FIXTURES") ? getenv("FIXTURES") : "tests/fixtures";
-    char *path = xasprintf("%s/%s", dir, name);
-    buf b = {0};
-    cr_assert_eq(util_read_file(path, 32 << 20, &b), 0, "cannot read %s", path);
-    free(path);
-    return b;
-}
-
 static int probe(const void *d, size_t n, provider_image *info, char **err)
 {
     memset(info, 0, sizeof *info);
@@ -63,13 +55,13 @@ Test(media, probe_accepts_jpeg_png_webp)
 {
     provider_image info;
     char *err;
-    buf j = fixture("product.jpg");
+    buf j = read_fixture("product.jpg");
     cr_assert_eq(probe(j.data, j.len, &info, &err), 0, "%s", err ? err : "");
     cr_assert_str_eq(info.format, "jpeg");
     cr_assert(info.width == 800 && info.height == 800);
     cr_assert_null(info.data);
 
-    buf p = fixture("product2.png");
+    buf p = read_fixture("product2.png");
     cr_assert_eq(probe(p.data, p.len, &info, &err), 0, "%s", err ? err : "");
     cr_assert_str_eq(info.format, "png");
     cr_assert(info.width == 700 && info.height == 700);
@@ -92,19 +84,19 @@ Test(media, probe_rejects_text_truncated_empty)
 {
     provider_image info;
     char *err;
-    buf t = fixture("not-image.txt");
+    buf t = read_fixture("not-image.txt");
     cr_assert_eq(probe(t.data, t.len, &info, &err), MEDIA_EINVALID);
     cr_assert_not_null(err);
     cr_assert(strstr(err, "JPEG, PNG or WebP"), "%s", err);
     free(err);
 
-    buf tr = fixture("truncated.jpg");
+    buf tr = read_fixture("truncated.jpg");
     cr_assert_eq(probe(tr.data, tr.len, &info, &err), MEDIA_EINVALID);
     cr_assert_not_null(err);
     free(err);
 
     /* A PNG cut short fails too. */
-    buf p = fixture("product2.png");
+    buf p = read_fixture("product2.png");
     cr_assert_eq(probe(p.data, p.len * 2 / 3, &info, &err), MEDIA_EINVALID);
     free(err);
 
@@ -154,7 +146,7 @@ Test(media, probe_rejects_oversized)
     free(junk);
 
     /* A PNG whose header claims 8000×6000 (48 MP): refused from the header. */
-    buf p = fixture("product2.png");
+    buf p = read_fixture("product2.png");
     unsigned char *d = (unsigned char *)p.data;
     cr_assert_eq(memcmp(d + 12, "IHDR", 4), 0);
     put_be32(d + 16, 8000);
@@ -168,7 +160,7 @@ Test(media, probe_rejects_oversized)
 
 Test(media, upload_store_and_paths)
 {
-    buf j = fixture("product.jpg");
+    buf j = read_fixture("product.jpg");
     provider_image info;
     memset(&info, 0, sizeof info);
     char *url = NULL, *err = NULL;
@@ -397,7 +389,7 @@ static void *serve(void *arg)
 
 static void server_start(server *s, const char *addr)
 {
-    s->image = fixture("product.jpg");
+    s->image = read_fixture("product.jpg");
     s->fd = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_geq(s->fd, 0);
     int one = 1;
@@ -475,7 +467,7 @@ Test(media, fetch_over_http, .timeout = 60)
 
 Test(media, fit_aspect_crops_to_the_exact_ratio_and_never_scales)
 {
-    buf j = fixture("product.jpg"); /* 800×800 */
+    buf j = read_fixture("product.jpg"); /* 800×800 */
     static const struct {
         const char *ratio;
         int w, h;
@@ -497,7 +489,7 @@ Test(media, fit_aspect_crops_to_the_exact_ratio_and_never_scales)
         provider_image_free(&img);
     }
     /* Cut short: fails whether it is kept as it is or cropped. */
-    buf t = fixture("truncated.jpg");
+    buf t = read_fixture("truncated.jpg");
     for (int k = 0; k < 2; k++) {
         provider_image img = {.data = xmalloc(t.len), .len = t.len};
         memcpy(img.data, t.data, t.len);
