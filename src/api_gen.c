@@ -612,6 +612,16 @@ static void send_position_frame(buf *out, const gen_record *g)
     json_decref(j);
 }
 
+/* Whether a stream may re-read positions now; if so, the next re-read is
+ * not before POSITION_EVERY_MS from now. */
+static bool positions_due(stream *s)
+{
+    int64_t now = mono_ms();
+    if (now < s->next_positions) return false;
+    s->next_positions = now + POSITION_EVERY_MS;
+    return true;
+}
+
 /* Queue positions (and ETAs) move when other generations are claimed or
  * finish, which writes no event of this one: writing an event per queued
  * record per claim would cost O(queue) rows per claim. Instead a
@@ -625,16 +635,6 @@ static void send_position_frame(buf *out, const gen_record *g)
  * are unaffected and a resumed stream gets the current figure from its
  * next refresh. The per-user stream (/api/events) does not do this; GET
  * /api/queue and GET of a record always compute them at read time. */
-/* Whether a stream may re-read positions now; if so, the next re-read is
- * not before POSITION_EVERY_MS from now. */
-static bool positions_due(stream *s)
-{
-    int64_t now = mono_ms();
-    if (now < s->next_positions) return false;
-    s->next_positions = now + POSITION_EVERY_MS;
-    return true;
-}
-
 static int stream_refresh(stream *s, buf *out)
 {
     if (!positions_due(s)) return HTTP_SSE_SOON;

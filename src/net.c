@@ -16,8 +16,9 @@
  * server that never calls out never pays for them. The allow list is
  * written by net_start before the loop thread exists and is read-only
  * afterwards. `loop.mu` guards the start, the hand-off list
- * (`loop.incoming`) and the enabled/running/stopping flags; everything else — the multi
- * handle, the delayed and active lists, the requests inside them — belongs
+ * (`loop.incoming`) and the enabled/running/stopping flags; everything
+ * else — the multi handle, the delayed and active lists, the requests
+ * inside them — belongs
  * to the loop thread alone. A request is the caller's until net_submit and
  * the loop's afterwards, until on_done has returned and it is freed.
  * curl_multi_wakeup is the only call another thread makes on the multi

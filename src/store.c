@@ -258,7 +258,7 @@ int store_gen_get(store_t *s, const char *gen_id, gen_record *out)
 
 int store_gen_get_at(store_t *s, const char *gen_id, int position, gen_record *out)
 {
-    return s->ops->gen_get(s, gen_id, position > 0 ? position : 0, out);
+    return s->ops->gen_get(s, gen_id, position, out);
 }
 
 int store_gen_list(store_t *s, const char *user_id, int status_filter, const char *cursor,

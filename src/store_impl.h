@@ -47,7 +47,7 @@ typedef struct store_ops {
     int (*gen_create)(store_t *s, const gen_record *gens, size_t n, bool start,
                       const store_idem *idem, char **replay_response, int *replay_status);
     int (*batch_get)(store_t *s, const char *batch_id, store_batch *out);
-    /* position: queue_position when queued; 0 to count it */
+    /* position: queue_position when queued; 0 (or less) to count it */
     int (*gen_get)(store_t *s, const char *gen_id, int position, gen_record *out);
     int (*gen_list)(store_t *s, const char *user_id, int status_filter, const char *cursor,
                     int limit, gen_record **out, size_t *n, char **next_cursor);
