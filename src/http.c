@@ -32,6 +32,7 @@
 #include "config.h"
 #include "events.h"
 #include "ids.h"
+#include "intake.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -58,6 +59,7 @@ typedef struct pool_task {
 
 struct http_req {
     struct MHD_Connection *conn;
+    bool stream_lane; /* came in on the stream lane's daemon */
     enum req_state state;
     char method[16];
     char *path;
@@ -122,7 +124,9 @@ typedef struct sse_stream {
     pool_task task;
 } sse_stream;
 
-static struct MHD_Daemon *daemon_;
+/* Two daemons with one set of handlers; intake.c sorts connections into
+ * them (the stream lane has a small pool: see STREAM_CONN_MEMORY). */
+static struct MHD_Daemon *api_daemon, *stream_daemon;
 static http_handler_fn dispatch_fn;
 static http_limit_fn limit_fn;
 static char *csp_header;
@@ -425,6 +429,9 @@ static void set_response(http_req *r, int status, struct MHD_Response *resp)
     MHD_add_response_header(resp, "Content-Security-Policy", csp_header);
     for (int i = 0; i < r->n_extra; i++)
         MHD_add_response_header(resp, r->extra[i][0], r->extra[i][1]);
+    /* The stream lane's pool holds one stream's headers, not any request's:
+     * what comes after the stream goes on a new connection. */
+    if (r->stream_lane) MHD_add_response_header(resp, "Connection", "close");
     r->response = resp;
     r->status = status;
 }
@@ -691,6 +698,7 @@ enum conn_phase { CONN_HEADERS, CONN_BODY, CONN_ACTIVE, CONN_SHUT };
 
 typedef struct conn_track {
     int fd;
+    struct sockaddr_in6 addr; /* the peer (an IPv4 one fits too), for intake_release */
     enum conn_phase phase;
     int64_t since; /* mono_ms the phase began */
     struct conn_track *prev, *next;
@@ -710,10 +718,17 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         conn_track *t = xcalloc(1, sizeof *t);
         t->fd = ci ? ci->connect_fd : -1;
+        if (ai && ai->client_addr)
+            memcpy(&t->addr, ai->client_addr,
+                   ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                          : sizeof(struct sockaddr_in));
         t->phase = CONN_HEADERS;
-        t->since = mono_ms();
+        int64_t accepted = intake_accepted_at(t->fd); /* the header deadline runs from accept */
+        t->since = accepted >= 0 ? accepted : mono_ms();
         t->next = conns;
         if (conns) conns->prev = t;
         conns = t;
@@ -725,6 +740,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         else
             conns = t->next;
         if (t->next) t->next->prev = t->prev;
+        intake_release((struct sockaddr *)&t->addr);
         free(t);
         *socket_context = NULL;
     }
@@ -790,10 +806,12 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
     return MHD_YES;
 }
 
-static http_req *new_request(struct MHD_Connection *conn, const char *url, const char *method)
+static http_req *new_request(struct MHD_Connection *conn, const char *url, const char *method,
+                             bool stream_lane)
 {
     http_req *r = xcalloc(1, sizeof *r);
     r->conn = conn;
+    r->stream_lane = stream_lane;
     r->task.run = run_request_task;
     r->started = mono_ms();
     snprintf(r->method, sizeof r->method, "%s", method);
@@ -846,11 +864,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
 {
-    (void)cls, (void)version;
+    (void)version;
     http_req *r = *con_cls;
     if (!r) {
         conn_phase(conn, CONN_BODY);
-        r = *con_cls = new_request(conn, url, method);
+        r = *con_cls = new_request(conn, url, method, cls == &stream_daemon);
         const char *bad = framing_problem(conn);
         if (bad) { /* answer now, unread body and all, and close (RFC 9112 §6.3) */
             char *m = xasprintf("malformed request framing: %s", bad);
@@ -964,12 +982,14 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, char **
 }
 
 /* Each connection's libmicrohttpd memory pool (request headers, read and
- * write buffers; bodies stream through it to the handlers). It is most of
- * what an open SSE stream costs, so it is kept small: 16 KiB still takes an
- * 8 KB header line (the 256 KiB it was cost ~143 KiB of RSS per stream; 8
- * KiB refuses an 8 KB bearer key with MHD's own 431), and a stream's frames
- * are written through it in pieces (bench/README.md, fan-out). */
+ * write buffers; bodies stream through it to the handlers). 16 KiB takes an
+ * 8 KB header line (8 KiB refuses an 8 KB bearer key with MHD's own 431).
+ * It is most of what an open SSE stream costs (about 1 KiB of RSS per KiB
+ * of pool), so the stream lane's is much smaller: enough for a header block
+ * of INTAKE_STREAM_HEAD and the stream's response headers; its frames are
+ * written through it in pieces (bench/README.md, fan-out). */
 #define CONN_MEMORY (16 * 1024)
+#define STREAM_CONN_MEMORY (3 * 1024)
 
 /* Connections at once: what the descriptor limit allows (main.c raises the
  * soft limit to the hard one), less a reserve for the store, media files and
@@ -979,6 +999,26 @@ static unsigned conn_limit(void)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 4000;
     return rl.rlim_cur > 1280 ? (unsigned)(rl.rlim_cur - 256) : 1024;
+}
+
+/* intake.c's hand-off: the connection joins its lane's daemon. */
+static bool join_lane(int fd, const struct sockaddr *addr, socklen_t addr_len,
+                      enum intake_lane lane)
+{
+    struct MHD_Daemon *d = lane == INTAKE_STREAM ? stream_daemon : api_daemon;
+    return MHD_add_connection(d, fd, addr, addr_len) == MHD_YES;
+}
+
+/* Starts one lane's daemon; tag (&api_daemon or &stream_daemon) tells its
+ * requests which lane they came in on. */
+static struct MHD_Daemon *start_lane(void *tag, unsigned flags, int threads, unsigned conns,
+                                     size_t memory)
+{
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, tag, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+        MHD_OPTION_CONNECTION_LIMIT, conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
 }
 
 int http_start(const char *listen, int io_threads, int handler_threads, http_handler_fn dispatch,
@@ -993,7 +1033,7 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
     pool_start(&streams, STREAM_THREADS);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     /* --max-connections, within what the descriptor limit allows. */
     unsigned conns = conn_limit();
@@ -1001,39 +1041,45 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
     max_streams = (int)(conns / 4 * 3);
     reaper_stop = false;
     reaper_running = pthread_create(&reaper, NULL, reaper_main, NULL) == 0;
-    daemon_ = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)io_threads, MHD_OPTION_CONNECTION_LIMIT, conns,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg.max_connections_per_address,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
-    if (!daemon_) {
-        *err = xasprintf("cannot listen on %s: %s", listen, strerror(errno));
+    api_daemon = start_lane(&api_daemon, flags, io_threads, conns, CONN_MEMORY);
+    /* the stream's response headers carry the public URL (in the CSP) */
+    size_t stream_memory = STREAM_CONN_MEMORY + strlen(cfg.public_url);
+    stream_daemon = start_lane(&stream_daemon, flags, io_threads, conns, stream_memory);
+    if (!api_daemon || !stream_daemon) {
+        *err = xasprintf("cannot start the HTTP server: %s", strerror(errno));
         return -1;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
-    *port = info ? info->port : 0;
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    char *why = NULL;
+    if (intake_start((struct sockaddr *)&ss, len, conns, (unsigned)cfg.max_connections_per_address,
+                     cfg.header_timeout * 1000, join_lane, port, &why) != 0) {
+        *err = xasprintf("cannot listen on %s: %s", listen, why);
+        free(why);
+        return -1;
+    }
     return 0;
 }
 
 void http_quiesce(void)
 {
-    if (daemon_) MHD_quiesce_daemon(daemon_);
+    intake_quiesce();
 }
 
 void http_stop(void)
 {
-    if (!daemon_) return;
+    if (!api_daemon) return;
     atomic_store(&stopping, true);
+    intake_stop();
     events_stop(); /* wakes every stream and held request */
     for (int i = 0; i < 500 && atomic_load(&suspended) > 0; i++)
         usleep(10 * 1000);
     pool_stop(&quick);
     pool_stop(&slow);
     pool_stop(&streams);
-    MHD_stop_daemon(daemon_);
-    daemon_ = NULL;
+    MHD_stop_daemon(api_daemon);
+    MHD_stop_daemon(stream_daemon);
+    api_daemon = stream_daemon = NULL;
     if (reaper_running) {
         pthread_mutex_lock(&conns_mu);
         reaper_stop = true;
