@@ -18,6 +18,12 @@
  * only sends the buffer it left. With nothing to send the connection stays
  * suspended under an events.c waiter, so idle streams hold no thread
  * either, and a commit queues the next fill.
+ *
+ * Connections arrive through intake.c, which owns the listening socket and
+ * sorts each one into one of two daemons running the same handlers: event
+ * streams with small headers into a lane whose connections have a few KiB
+ * of memory (and close after their response), everything else into the API
+ * lane, sized for any request.
  */
 #ifndef SS_HTTP_H
 #define SS_HTTP_H
