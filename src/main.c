@@ -225,7 +225,8 @@ static void on_commit(int64_t last_event_id, const char *user_id, void *ctx)
 /* events.c's view of commits by other processes on the same store. */
 static int poll_last_event(void *store, int64_t *id)
 {
-    if (!store_shared(store)) return EVENTS_ALONE; /* nobody else commits */
+    static uint64_t visits;                                 /* only events.c's timer thread polls */
+    if (!store_shared(store, &visits)) return EVENTS_ALONE; /* nobody else commits */
     return store_events_last_id(store, id);
 }
 

@@ -123,9 +123,9 @@ int store_ping(store_t *s)
     return s->ops->ping(s);
 }
 
-bool store_shared(store_t *s)
+bool store_shared(store_t *s, uint64_t *visits)
 {
-    return !s->ops->shared || s->ops->shared(s);
+    return !s->ops->shared || s->ops->shared(s, visits);
 }
 
 const char *store_backend(const store_t *s)

@@ -68,11 +68,13 @@ void store_close(store_t *s);
 int store_migrate(store_t *s);
 /* Cheap liveness query for /readyz. */
 int store_ping(store_t *s);
-/* True when another process may have the store open right now, so its
- * commits can only be found by asking the store (SQLite: a process-presence
- * lock beside the database, one fcntl call; PostgreSQL: always true). Lets
- * a lone process skip its cross-process polls. */
-bool store_shared(store_t *s);
+/* True when another process may have the store open right now, or opened
+ * it since the caller last asked, so its commits can only be found by
+ * asking the store (SQLite: a process-presence lock and visit mark beside
+ * the database, two system calls; PostgreSQL: always true). Lets a lone
+ * process skip its cross-process polls. *visits is the caller's own cursor
+ * over the visits (start it at 0). */
+bool store_shared(store_t *s, uint64_t *visits);
 /* "sqlite" or "postgres". */
 const char *store_backend(const store_t *s);
 

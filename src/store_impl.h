@@ -19,7 +19,7 @@ typedef struct store_ops {
     int (*migrate)(store_t *s);
     int (*ping)(store_t *s);
     /* true when another process may have the store open now (NULL: always) */
-    bool (*shared)(store_t *s);
+    bool (*shared)(store_t *s, uint64_t *visits);
 
     int (*user_create)(store_t *s, const user_record *u, const char *password_hash, int64_t grant);
     int (*user_get)(store_t *s, const char *user_id, user_record *out);

@@ -84,6 +84,7 @@ typedef struct sq_store {
     sq_conn conns[POOL_SIZE];
     pthread_mutex_t write_mu; /* one writer at a time inside the process */
     int presence_fd;          /* <path>-procs, read-locked while open; -1: none */
+    uint64_t own_mark;        /* the visit mark this process wrote */
     /* group commit (DESIGN): the batch is write_mu's */
     sq_conn wconn;     /* the one writing connection */
     bool batch_open;   /* wconn is inside the batch's BEGIN IMMEDIATE */
@@ -570,6 +571,8 @@ static int sq_migrate(store_t *s)
 
 /* ---- open / close ---- */
 
+static void presence_mark(sq_store *s);
+
 static void sq_close(store_t *base)
 {
     sq_store *s = (sq_store *)base;
@@ -583,7 +586,10 @@ static void sq_close(store_t *base)
     conn_close(&s->wconn);
     pthread_mutex_destroy(&s->done_mu);
     pthread_cond_destroy(&s->done_cv);
-    if (s->presence_fd >= 0) close(s->presence_fd);
+    if (s->presence_fd >= 0) {
+        presence_mark(s); /* a visit since the others last looked */
+        close(s->presence_fd);
+    }
     store_base_destroy(base);
     free(s->path);
     free(s);
@@ -595,7 +601,22 @@ static void sq_close(store_t *base)
  * process, so F_GETLK for a write lock reports a lock of *another* process
  * only: one system call tells a lone process from a split deployment (serve
  * + worker, or a CLI command running now). The kernel drops the lock when a
- * process dies, crash included. */
+ * process dies, crash included.
+ *
+ * A short visit (a `user grant` takes milliseconds) can begin and end
+ * between two looks at the lock, so each process also writes a visit mark
+ * (8 bytes at offset 8, unique to it and the moment) when it opens and
+ * when it closes the database: a mark the caller has not seen means
+ * someone was here. */
+static void presence_mark(sq_store *s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s->own_mark = ((uint64_t)getpid() << 40) ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec;
+    if (pwrite(s->presence_fd, &s->own_mark, sizeof s->own_mark, 8) != sizeof s->own_mark)
+        log_warn("store: cannot write the visit mark: %s", strerror(errno));
+}
+
 static void presence_open(sq_store *s)
 {
     char *p = xasprintf("%s-procs", s->path);
@@ -606,16 +627,23 @@ static void presence_open(sq_store *s)
     if (fcntl(s->presence_fd, F_SETLK, &fl) != 0) {
         close(s->presence_fd);
         s->presence_fd = -1;
+        return;
     }
+    presence_mark(s);
 }
 
-static bool sq_shared(store_t *base)
+static bool sq_shared(store_t *base, uint64_t *visits)
 {
     sq_store *s = (sq_store *)base;
     if (s->presence_fd < 0) return true;
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    if (fcntl(s->presence_fd, F_GETLK, &fl) != 0) return true;
-    return fl.l_type != F_UNLCK;
+    if (fcntl(s->presence_fd, F_GETLK, &fl) != 0 || fl.l_type != F_UNLCK) return true;
+    uint64_t mark = 0;
+    if (pread(s->presence_fd, &mark, sizeof mark, 8) != sizeof mark) return true;
+    if (!*visits) *visits = s->own_mark; /* the caller's first look */
+    if (mark == *visits) return false;
+    *visits = mark;
+    return true;
 }
 
 static int sq_ping(store_t *s)

@@ -226,6 +226,7 @@ static struct {
     attempt *done;
     store_t *store;
     int64_t next_housekeeping; /* wall ms */
+    uint64_t visits;           /* store_shared's cursor */
 } W = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 void webhook_notify(void)
@@ -444,7 +445,8 @@ static void housekeeping(void)
 static int64_t idle_ms(void)
 {
     /* Alone on the store, every commit fires our hook: no poll needed. */
-    int64_t now = now_ms(), wait = store_shared(W.store) ? POLL_MS : HOUSEKEEPING_MS, due = 0;
+    int64_t now = now_ms(), wait = store_shared(W.store, &W.visits) ? POLL_MS : HOUSEKEEPING_MS,
+            due = 0;
     if (store_delivery_next_due(W.store, &due) == STORE_OK && due > 0 && due - now < wait)
         wait = due - now;
     if (W.next_housekeeping - now < wait) wait = W.next_housekeeping - now;

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
   test, assert, startServer, createUser, uploadFixture, createBody, api, sse, sleep, withTimeout,
-  ledgerProblems, query, BIN, ROOT, PG, TERMINAL,
+  ledgerProblems, query, runCli, BIN, ROOT, PG, TERMINAL,
 } from './harness.mjs';
 
 const run = promisify(execFile);
@@ -245,4 +245,22 @@ test('a key revoked through one process is refused by another within about a sec
   assert.ok(ms < 5000, `refused by the other process after ${ms} ms (the cache holds a key 1 s at most)`);
   t.diagnostic(`revocation seen by the other process after ${ms} ms`);
   assert.equal((await api(b, 'GET', '/api/me', { key: u.key })).status, 200, 'the owner\'s other key still works');
+});
+
+// A CLI command opens the database for milliseconds, between two of the
+// server's looks at who else has it open: its commit must still reach the
+// user's open stream (SQLite: the visit mark beside the database;
+// PostgreSQL: NOTIFY).
+test('a `user grant` run beside the server reaches the user\'s open event stream', { timeout: 60000 }, async (t) => {
+  const s = await startServer();
+  t.after(() => s.stop());
+  const u = await createUser(s.dataDir, { tokens: 5 });
+  const stream = await sse(s, '/api/events', { key: u.key });
+  t.after(() => stream.close());
+  await stream.until((f) => f.event === 'balance' && f.json?.tokenBalance === 5, 10000);
+  for (const [amount, balance] of [[3, 8], [2, 10]]) {
+    const r = await runCli(['user', 'grant', '--data', s.dataDir, '--email', u.email, '--amount', String(amount)]);
+    assert.equal(r.code, 0, r.stderr);
+    await stream.until((f) => f.event === 'balance' && f.json?.tokenBalance === balance, 10000);
+  }
 });
