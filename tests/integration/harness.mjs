@@ -15,6 +15,7 @@
 import { spawn, execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
+import net from 'node:net';
 import { mkdtempSync, rmSync, readFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve, basename } from 'node:path';
@@ -405,6 +406,19 @@ export async function createUser(dataDir, { email = uniqueEmail(), tokens = 10, 
 }
 
 // ---------------------------------------------------------------- HTTP
+
+// A raw TCP connection to the server, optionally from another loopback
+// address (127.0.0.2 is another client as far as the server can tell):
+// {sock, data (all received, latin1), closed, opened, ended}.
+export function rawConn(server, { localAddress } = {}) {
+  const sock = net.connect({ host: '127.0.0.1', port: server.port, localAddress });
+  const c = { sock, data: '', closed: false };
+  c.opened = new Promise((res, rej) => { sock.once('connect', res); sock.once('error', rej); });
+  c.ended = new Promise((res) => sock.once('close', () => { c.closed = true; res(); }));
+  sock.on('data', (d) => { c.data += d.toString('latin1'); });
+  sock.on('error', () => {});
+  return c;
+}
 
 // api(server, method, path, {key, cookie, body, rawBody, headers, origin})
 // → {status, headers, json, text}. `body` is JSON-encoded; `rawBody` is

@@ -3,21 +3,9 @@
 // or the API lane. Whatever lane a request lands in, it must get the same
 // answer; the connection limits must count connections in both lanes and
 // those not yet sorted, and give each one back when it closes.
-import net from 'node:net';
 import {
-  test, assert, serverFor, api, assertOk, createUser, sleep, waitFor,
+  test, assert, serverFor, api, assertOk, createUser, rawConn, sleep, waitFor,
 } from './harness.mjs';
-
-// A raw connection that collects what the server sends.
-function rawConn(server) {
-  const sock = net.connect({ host: '127.0.0.1', port: server.port });
-  const c = { sock, data: '', closed: false };
-  c.opened = new Promise((res, rej) => { sock.once('connect', res); sock.once('error', rej); });
-  c.ended = new Promise((res) => sock.once('close', () => { c.closed = true; res(); }));
-  sock.on('data', (d) => { c.data += d.toString('latin1'); });
-  sock.on('error', () => {});
-  return c;
-}
 
 const streamRequest = (key, extra = '') =>
   `GET /api/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${key}\r\n${extra}\r\n`;

@@ -12,7 +12,7 @@ import http from 'node:http';
 import net from 'node:net';
 import {
   test, assert, startServer, api, assertOk, assertError, errorFields, createUser, uniqueEmail,
-  uploadFixture, createBody, runCli, sse, SANITIZED,
+  uploadFixture, createBody, runCli, sse, rawConn, SANITIZED,
 } from './harness.mjs';
 
 let srv;
@@ -290,18 +290,6 @@ test('hash gate: 16 concurrent wrong sign-ins run at most --hash-concurrency has
 });
 
 // ---------------------------------------------------------------- connections
-
-// A raw TCP connection to the server, optionally from another loopback
-// address (127.0.0.2 is another client as far as the server can tell).
-function rawConn(server, { localAddress } = {}) {
-  const sock = net.connect({ host: '127.0.0.1', port: server.port, localAddress });
-  const c = { sock, data: '', closed: false };
-  c.opened = new Promise((res, rej) => { sock.once('connect', res); sock.once('error', rej); });
-  c.ended = new Promise((res) => sock.once('close', () => { c.closed = true; res(); }));
-  sock.on('data', (d) => { c.data += d.toString('latin1'); });
-  sock.on('error', () => {});
-  return c;
-}
 
 const settle = (p, ms, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(`${what} within ${ms} ms`)), ms).unref())]);
 
