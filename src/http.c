@@ -1047,7 +1047,7 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
     stream_daemon = start_lane(&stream_daemon, flags, io_threads, conns, stream_memory);
     if (!api_daemon || !stream_daemon) {
         *err = xasprintf("cannot start the HTTP server: %s", strerror(errno));
-        return -1;
+        goto fail;
     }
     socklen_t len =
         ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
@@ -1056,9 +1056,14 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
                      cfg.header_timeout * 1000, join_lane, port, &why) != 0) {
         *err = xasprintf("cannot listen on %s: %s", listen, why);
         free(why);
-        return -1;
+        goto fail;
     }
     return 0;
+fail: /* the caller exits: only the daemons' threads are stopped here */
+    if (api_daemon) MHD_stop_daemon(api_daemon);
+    if (stream_daemon) MHD_stop_daemon(stream_daemon);
+    api_daemon = stream_daemon = NULL;
+    return -1;
 }
 
 void http_quiesce(void)
