@@ -261,6 +261,9 @@ static void metrics(api_call *c)
                    "Generations running in this process.", NULL, (double)queue_running());
     metrics_sample(&out, "stylestudio_sse_clients", "gauge", "Open event streams.", NULL,
                    (double)http_sse_clients());
+    metrics_sample(&out, "stylestudio_connections_open", "gauge",
+                   "Open HTTP connections, event streams and those not yet read included.", NULL,
+                   (double)http_connections());
     long long hashes;
     int hrun, hwait, hpeak;
     auth_hash_stats(&hashes, &hrun, &hwait, &hpeak);

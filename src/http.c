@@ -390,6 +390,11 @@ int http_sse_clients(void)
     return atomic_load(&sse_clients);
 }
 
+unsigned http_connections(void)
+{
+    return intake_open();
+}
+
 /* ---- replies ---- */
 
 void http_add_header(http_req *r, const char *name, const char *value)

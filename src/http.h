@@ -56,6 +56,8 @@ void http_stop(void);
 bool http_stopping(void);
 /* Connections currently streaming SSE (for /metrics). */
 int http_sse_clients(void);
+/* HTTP connections open now, streams included (for /metrics). */
+unsigned http_connections(void);
 
 /* ---- the request (valid until the reply is sent) ---- */
 const char *http_method(const http_req *r);

@@ -123,6 +123,14 @@ void intake_release(const struct sockaddr *sa)
     pthread_mutex_unlock(&counts_mu);
 }
 
+unsigned intake_open(void)
+{
+    pthread_mutex_lock(&counts_mu);
+    unsigned n = open_total;
+    pthread_mutex_unlock(&counts_mu);
+    return n;
+}
+
 int64_t intake_accepted_at(int fd)
 {
     if (fd < 0 || (size_t)fd >= n_accepted_at) return -1;

@@ -46,6 +46,8 @@ int intake_start(const struct sockaddr *addr, socklen_t addr_len, unsigned max_t
 void intake_quiesce(void);
 /* Stops the thread and closes the connections not yet handed on. */
 void intake_stop(void);
+/* Connections open now, handed on or not yet (for /metrics). */
+unsigned intake_open(void);
 /* A handed-on connection from addr has closed: it no longer counts. */
 void intake_release(const struct sockaddr *addr);
 /* mono_ms when the connection now on fd was accepted (for the header

@@ -126,7 +126,8 @@ test('lanes: --max-connections counts connections not yet sorted and gives back 
         const r = await once(`/api/admin/users/${u.userId}/tokens`, { key: admin.key, body: { amount: 1, reason: 'wake' } });
         assert.match(r, /^HTTP\/1\.1 200 /, r.slice(0, 100));
       }
-      return /^stylestudio_sse_clients 0$/m.test(await once('/metrics'));
-    }, { timeout: 10000, interval: 200, what: `${round}: no streams left` });
+      // the only connection left is the one asking
+      return /^stylestudio_connections_open 1$/m.test(await once('/metrics'));
+    }, { timeout: 10000, interval: 200, what: `${round}: every connection given back` });
   }
 });
