@@ -26,6 +26,7 @@
 #include "api.h"
 #include "events.h"
 #include "gen_service.h"
+#include "log.h"
 #include "media.h"
 #include "provider.h"
 #include "ratelimit.h"
@@ -220,6 +221,21 @@ static void decode_create(api_call *c, json_t *body, gen_service_req *req)
     }
 }
 
+/* A create's answer leaves once its write is on disk (reply_early): the
+ * handler thread goes on meanwhile, and the group commit that makes it
+ * durable releases it. If that commit fails, nothing of it was kept. */
+static void release_when_durable(void *arg, bool durable)
+{
+    http_req *r = arg;
+    if (!durable) rlog_error(http_request_id(r), "the create's commit failed: answered 500");
+    http_release(r, durable, "the generation could not be saved; nothing was charged");
+}
+
+static void arm_durable(http_req *r, void *pending)
+{
+    store_when_durable(pending, release_when_durable, r);
+}
+
 /* The second phase of a create (image checks, then the store write) and
  * its answer. */
 static void finish_create(http_req *r, const gen_service_req *req, const user_record *caller,
@@ -228,6 +244,10 @@ static void finish_create(http_req *r, const gen_service_req *req, const user_re
     gen_service_result res;
     gen_service_finish(req, caller, start, &res);
     reply_result(r, &res, start);
+    if (res.pending) {
+        http_hold(r, arm_durable, res.pending);
+        res.pending = NULL;
+    }
     gen_service_result_free(&res);
 }
 
@@ -260,6 +280,7 @@ static void create_generation(api_call *c, json_t *body, bool start)
     gen_service_req req;
     gen_service_result res;
     decode_create(c, body, &req);
+    req.reply_early = !(start && prefer_wait(c->req) >= 0); /* a wait reads the record back */
     if (gen_service_prepare(&req, &c->user, &res) != GEN_SVC_OK) {
         rate_peek(c, &res); /* refused before a unit was taken: none is */
         reply_result(c->req, &res, false);

@@ -74,9 +74,16 @@ void gen_service_req_free(gen_service_req *req)
     memset(req, 0, sizeof *req);
 }
 
+static void durable_ignored(void *arg, bool durable)
+{
+    (void)arg;
+    (void)durable;
+}
+
 void gen_service_result_free(gen_service_result *res)
 {
     if (!res) return;
+    if (res->pending) store_when_durable(res->pending, durable_ignored, NULL);
     json_decref(res->data);
     free(res->replay);
     free(res->message);
@@ -410,7 +417,8 @@ typedef struct idem_key {
  * status with data (stolen) on success; a single create's record then
  * moves into out->gen. Or the first answer (a replay), or the error. */
 static int write_charged(idem_key k, const user_record *caller, gen_record *gens, size_t n,
-                         bool start, int status, json_t *data, gen_service_result *out)
+                         bool start, bool reply_early, int status, json_t *data,
+                         gen_service_result *out)
 {
     int replay_status = 0;
     char *text = k.key ? replay_envelope(data) : NULL, *replay = NULL;
@@ -419,8 +427,10 @@ static int write_charged(idem_key k, const user_record *caller, gen_record *gens
                        .response = text,
                        .http_status = status,
                        .not_before = gens[0].created_at - GEN_IDEMPOTENCY_KEEP_MS};
+    store_pending *pending = reply_early ? store_defer(store) : NULL;
     int rc =
         store_gen_create_many(store, gens, n, start, k.key ? &idem : NULL, &replay, &replay_status);
+    if (pending) store_defer_stop(pending);
     bool batch = gens[0].batch_id[0] != '\0';
     if (rc == STORE_OK) {
         if (start) queue_notify();
@@ -443,6 +453,7 @@ static int write_charged(idem_key k, const user_record *caller, gen_record *gens
     } else {
         store_failure(out, rc, false);
     }
+    out->pending = pending;
     json_decref(data);
     free(text);
     free(replay);
@@ -457,7 +468,7 @@ static int write_create(const gen_service_req *req, const user_record *caller, g
     int tokens = g->tokens_used;
     char id[ID_LEN];
     memcpy(id, g->id, ID_LEN);
-    int rc = write_charged(k, caller, g, 1, start, start ? 202 : 201, data, out);
+    int rc = write_charged(k, caller, g, 1, start, req->reply_early, start ? 202 : 201, data, out);
     if (rc == GEN_SVC_OK && !out->replay)
         rlog_info(log_id(req), "created %s (%d tokens)%s", id, tokens, start ? ", started" : "");
     return rc;
@@ -799,7 +810,7 @@ static int batch_write(const gen_service_batch *b, const user_record *caller, ge
 {
     idem_key k = {b->idem_key, b->request_hash};
     json_int_t cost = json_integer_value(json_object_get(data, "estimatedCost"));
-    int rc = write_charged(k, caller, gens, b->n, b->start, 201, data, out);
+    int rc = write_charged(k, caller, gens, b->n, b->start, false, 201, data, out);
     if (rc == GEN_SVC_OK && !out->replay)
         rlog_info(b->request_id[0] ? b->request_id : NULL,
                   "created batch %s: %zu items (%lld tokens)%s", gens[0].batch_id, b->n,

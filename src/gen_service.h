@@ -70,6 +70,8 @@ typedef struct gen_service_req {
     char request_hash[SECRET_HASH_LEN]; /* gen_service_request_hash, when idem_key */
     char *gen_id;                       /* the generation acted on */
     char request_id[ID_LEN];            /* for log lines; "" when none */
+    bool reply_early;                   /* a create: the caller holds its answer, not its
+                                         * thread, until the write is durable (pending) */
     gen_request parsed;                 /* set by gen_service_prepare */
     bool prepared;                      /* parsed is valid */
 } gen_service_req;
@@ -88,6 +90,9 @@ typedef struct gen_service_result {
     gen_record gen;            /* OK: the generation concerned (zeroed when none) */
     ratelimit_verdict rate;    /* a create's rate limit as it stands after the call
                                 * (rate.applies: send the RateLimit-* headers) */
+    store_pending *pending;    /* a create asked with reply_early: hold the answer until
+                                * store_when_durable says (freeing the result without
+                                * taking it waits for nothing) */
 } gen_service_result;
 
 void gen_service_result_free(gen_service_result *res);

@@ -46,7 +46,15 @@
  * thread's arena would keep its high-water mark for good. */
 #define TRIM_AFTER_BODY (128 * 1024)
 
-enum req_state { REQ_RECEIVING, REQ_RUNNING, REQ_OFFLOADING, REQ_WAITING, REQ_PARKED, REQ_READY };
+enum req_state {
+    REQ_RECEIVING,
+    REQ_RUNNING,
+    REQ_OFFLOADING,
+    REQ_WAITING,
+    REQ_PARKED,
+    REQ_HELD,
+    REQ_READY
+};
 
 /* A unit of work for a handler pool: a request's next step, or an SSE
  * stream that needs filling. Embedded in its owner. */
@@ -87,7 +95,7 @@ struct http_req {
     http_continue_fn cont; /* the offloaded rest of the handler, with its context */
     void *cont_ctx;
     void (*cont_free)(void *);
-    void (*park_fn)(http_req *r, void *arg); /* http_park: queues the request */
+    void (*park_fn)(http_req *r, void *arg); /* http_park, http_hold: hands the request on */
     void *park_arg;
     int64_t wait_after, wait_deadline;
     char wait_topic[ID_LEN];
@@ -213,8 +221,8 @@ static void run_request(http_req *r)
         push_request(r); /* now on the slow pool */
         return;
     }
-    if (r->state == REQ_PARKED) {
-        r->park_fn(r, r->park_arg); /* from here on another thread may unpark it */
+    if (r->state == REQ_PARKED || r->state == REQ_HELD) {
+        r->park_fn(r, r->park_arg); /* from here on another thread may unpark or release it */
         return;
     }
     if (r->state == REQ_WAITING) {
@@ -310,6 +318,24 @@ void http_park(http_req *r, http_handler_fn fn, void (*park)(http_req *r, void *
 void http_unpark(http_req *r)
 {
     push_request(r);
+}
+
+void http_hold(http_req *r, void (*arm)(http_req *r, void *arg), void *arg)
+{
+    r->state = REQ_HELD;
+    r->park_fn = arm;
+    r->park_arg = arg;
+}
+
+void http_release(http_req *r, bool send, const char *message)
+{
+    if (!send || !r->response) {
+        if (r->response) MHD_destroy_response(r->response);
+        r->response = NULL;
+        http_reply_error(r, 500, "INTERNAL_SERVER_ERROR", message, NULL);
+    }
+    r->state = REQ_READY;
+    resume_conn(r->conn);
 }
 
 /* ---- request accessors ---- */

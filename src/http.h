@@ -111,6 +111,14 @@ void http_offload(http_req *r, http_continue_fn fn, void *ctx, void (*free_ctx)(
  * password-hash gate). */
 void http_park(http_req *r, http_handler_fn fn, void (*park)(http_req *r, void *arg), void *arg);
 void http_unpark(http_req *r);
+/* Holds the reply the handler made, without holding a thread: once the
+ * handler returns, arm(r, arg) runs (it hands r to whoever decides, e.g.
+ * a store_when_durable callback), and http_release(r, true) then sends the
+ * reply, or http_release(r, false) replaces it with a 500 saying message.
+ * From any thread, exactly once. For answers that may only leave once
+ * their write is on disk (group commit). */
+void http_hold(http_req *r, void (*arm)(http_req *r, void *arg), void *arg);
+void http_release(http_req *r, bool send, const char *message);
 /* The client's address as text ("?" when unknown), into out. */
 void http_client_ip(http_req *r, char *out, size_t n);
 

@@ -66,6 +66,72 @@ void store_base_committed(store_t *s, int64_t last_event_id, const char *user_id
     if (fn) fn(last_event_id, user_id, ctx);
 }
 
+/* ---- deferred durability (store.h) ----
+ * A pending write is finished by two parties in either order: the backend
+ * (store_base_durable, when its batch ends) and the caller
+ * (store_when_durable, which says what to call). Whichever comes second
+ * fires it. */
+
+enum {
+    PENDING_CAUGHT = 1, /* a commit was deferred into it */
+    PENDING_DONE = 2,   /* its batch ended: durable says how */
+    PENDING_ARMED = 4,  /* fn and arg are set */
+};
+
+static _Thread_local store_pending *deferring; /* this thread's open bracket */
+
+store_pending *store_defer(store_t *s)
+{
+    store_pending *p = xcalloc(1, sizeof *p);
+    p->s = s;
+    atomic_init(&p->state, 0);
+    deferring = p;
+    return p;
+}
+
+void store_defer_stop(store_pending *p)
+{
+    if (deferring == p) deferring = NULL;
+}
+
+store_pending *store_base_deferring(store_t *s)
+{
+    store_pending *p = deferring;
+    return p && p->s == s && !(atomic_load(&p->state) & PENDING_CAUGHT) ? p : NULL;
+}
+
+void store_base_caught(store_pending *p, int64_t last_event_id, const char *user_id)
+{
+    p->last_event = last_event_id;
+    snprintf(p->event_user, sizeof p->event_user, "%s", user_id ? user_id : "");
+    atomic_fetch_or(&p->state, PENDING_CAUGHT);
+}
+
+static void pending_fire(store_pending *p, bool durable)
+{
+    if (durable) store_base_committed(p->s, p->last_event, p->event_user[0] ? p->event_user : NULL);
+    p->fn(p->arg, durable);
+    free(p);
+}
+
+void store_base_durable(store_pending *p, bool durable)
+{
+    p->durable = durable;
+    if (atomic_fetch_or(&p->state, PENDING_DONE) & PENDING_ARMED) pending_fire(p, durable);
+}
+
+void store_when_durable(store_pending *p, store_durable_fn fn, void *arg)
+{
+    store_defer_stop(p);
+    p->fn = fn;
+    p->arg = arg;
+    int was = atomic_fetch_or(&p->state, PENDING_ARMED);
+    if (!(was & PENDING_CAUGHT))
+        pending_fire(p, true); /* nothing was deferred: what was written is durable */
+    else if (was & PENDING_DONE)
+        pending_fire(p, p->durable);
+}
+
 char *store_base_gen_json(store_t *s, const gen_record *g)
 {
     char *j = s->codec && s->codec->generation ? s->codec->generation(g) : NULL;

@@ -83,6 +83,27 @@ const char *store_backend(const store_t *s);
 typedef void (*store_commit_hook)(int64_t last_event_id, const char *user_id, void *ctx);
 void store_set_commit_hook(store_t *s, store_commit_hook fn, void *ctx);
 
+/* ---- answering before the disk: deferred durability ----
+ * A durable write returns once its commit is on disk, holding the calling
+ * thread meanwhile. A caller that needs to hold only its answer, not its
+ * thread, brackets one store call with store_defer / store_defer_stop:
+ * the first durable write commit inside returns as soon as its changes
+ * are in the store's open group commit (SQLite), visible to later writes
+ * but not yet to reads nor on disk. store_when_durable(p, fn, arg) then
+ * calls fn(arg, durable) exactly once: durable when that commit reached the
+ * disk, false when it failed (none of it was kept). The commit hook of the
+ * deferred write runs first, so nothing is announced before it is durable.
+ * fn runs at once on the calling thread when nothing was deferred (a
+ * PostgreSQL store, a read-only call, a failed write) or the disk was
+ * quicker, else on the thread that commits the batch: it must be quick.
+ * Later write commits inside the bracket wait for the disk as usual. */
+typedef struct store_pending store_pending;
+typedef void (*store_durable_fn)(void *arg, bool durable);
+store_pending *store_defer(store_t *s);
+void store_defer_stop(store_pending *p);
+/* Consumes p (frees it after fn has run). */
+void store_when_durable(store_pending *p, store_durable_fn fn, void *arg);
+
 /* ---- users and credentials ---- */
 
 typedef struct user_record {

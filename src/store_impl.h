@@ -10,6 +10,7 @@
 #define SS_STORE_IMPL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "store.h"
 
@@ -134,6 +135,25 @@ void store_base_init(store_t *s, const store_ops *ops, const store_codec *codec)
 void store_base_destroy(store_t *s);
 /* Calls the commit hook (if any) after a commit that wrote events. */
 void store_base_committed(store_t *s, int64_t last_event_id, const char *user_id);
+
+/* Deferred durability (store.h), for a backend with group commit. */
+struct store_pending {
+    store_t *s;
+    atomic_int state; /* PENDING_* bits (store.c) */
+    bool durable;     /* the outcome, set before PENDING_DONE */
+    int64_t last_event;
+    char event_user[ID_LEN]; /* "" with last_event > 0: several users */
+    store_durable_fn fn;
+    void *arg;
+    struct store_pending *next; /* the backend's list of a batch's deferred members */
+};
+/* The write this thread may still defer in s, or NULL. */
+store_pending *store_base_deferring(store_t *s);
+/* A commit was deferred into p: its hook's arguments (user_id NULL:
+ * several users). */
+void store_base_caught(store_pending *p, int64_t last_event_id, const char *user_id);
+/* Its batch has ended (any thread; may run the caller's fn). */
+void store_base_durable(store_pending *p, bool durable);
 /* Event data through the codec: new strings, never NULL. */
 char *store_base_gen_json(store_t *s, const gen_record *g);
 char *store_base_balance_json(store_t *s, int64_t token_balance);

@@ -32,6 +32,13 @@
  * disk. Soft transactions (the heartbeat) that find no batch open commit
  * alone with synchronous=NORMAL.
  *
+ * A member deferred by its caller (store_defer: the API holds only the
+ * reply, not the thread) does not wait: it joins the batch's list of
+ * deferred members and returns, and whoever commits the batch tells each
+ * of them how it ended (tell_pending, after letting go of write_mu). So a
+ * batch is no longer bounded by the handler threads: it takes every
+ * create that arrives while the one before it is being committed.
+ *
  * Migrations are the files in schema/sqlite/, compiled in by the Makefile
  * (store_sqlite_migrations[]); each runs in its own transaction that also
  * records its version in schema_migrations and PRAGMA user_version.
@@ -86,13 +93,14 @@ typedef struct sq_store {
     int presence_fd;          /* <path>-procs, read-locked while open; -1: none */
     uint64_t own_mark;        /* the visit mark this process wrote */
     /* group commit (DESIGN): the batch is write_mu's */
-    sq_conn wconn;     /* the one writing connection */
-    bool batch_open;   /* wconn is inside the batch's BEGIN IMMEDIATE */
-    bool batch_soft;   /* opened by a soft transaction: commits alone, no fsync */
-    bool batch_dead;   /* SQLite rolled it back: its members fail */
-    int batch_members; /* savepoints released into it */
-    uint64_t batch_no; /* the open (or last) batch */
-    atomic_int queued; /* writers waiting for write_mu: they will join */
+    sq_conn wconn;                /* the one writing connection */
+    bool batch_open;              /* wconn is inside the batch's BEGIN IMMEDIATE */
+    bool batch_soft;              /* opened by a soft transaction: commits alone, no fsync */
+    bool batch_dead;              /* SQLite rolled it back: its members fail */
+    int batch_members;            /* savepoints released into it */
+    store_pending *batch_pending; /* its deferred members (store_defer), to tell at the end */
+    uint64_t batch_no;            /* the open (or last) batch */
+    atomic_int queued;            /* writers waiting for write_mu: they will join */
     pthread_mutex_t done_mu;
     pthread_cond_t done_cv;
     uint64_t done_no;         /* batches finished, in order (done_mu) */
@@ -351,20 +359,36 @@ static const char SQL_ROLLBACK[] = "ROLLBACK";
 /* ---- group commit ----
  * See DESIGN (top of file). Lock order: write_mu → done_mu. */
 
+/* Tells a finished batch's deferred members how it ended. */
+static void tell_pending(store_pending *p, bool ok)
+{
+    while (p) {
+        store_pending *next = p->next;
+        store_base_durable(p, ok); /* may free p */
+        p = next;
+    }
+}
+
 /* Ends the open batch: COMMIT (the one fsync its members share), or nothing
  * when SQLite already rolled it back; records the outcome and wakes the
- * members waiting for it. write_mu held. */
-static void batch_finish(sq_store *s)
+ * members waiting for it. Returns its deferred members and their outcome,
+ * for the caller to tell (tell_pending) once it has let go of write_mu.
+ * write_mu held. */
+static store_pending *batch_finish(sq_store *s, bool *ok_out)
 {
     bool ok = !s->batch_dead && exec_simple(&s->wconn, SQL_COMMIT) == STORE_OK;
     if (!ok && !sqlite3_get_autocommit(s->wconn.db)) exec_simple(&s->wconn, SQL_ROLLBACK);
     if (s->batch_soft) exec_simple(&s->wconn, "PRAGMA synchronous = FULL");
     s->batch_open = false;
+    store_pending *told = s->batch_pending;
+    s->batch_pending = NULL;
     pthread_mutex_lock(&s->done_mu);
     s->done_ok[s->batch_no % BATCH_RING] = ok;
     s->done_no = s->batch_no;
     pthread_cond_broadcast(&s->done_cv);
     pthread_mutex_unlock(&s->done_mu);
+    *ok_out = ok;
+    return told;
 }
 
 /* Before write_mu is let go: the last member out commits the batch — when
@@ -372,10 +396,13 @@ static void batch_finish(sq_store *s)
  * batch or one SQLite rolled back. write_mu held; released on return. */
 static void writer_leave(sq_store *s)
 {
+    store_pending *told = NULL;
+    bool ok = false;
     if (s->batch_open && (s->batch_soft || s->batch_dead || s->batch_members >= BATCH_MAX ||
                           atomic_load(&s->queued) == 0))
-        batch_finish(s);
+        told = batch_finish(s, &ok);
     pthread_mutex_unlock(&s->write_mu);
+    tell_pending(told, ok);
 }
 
 static int begin_write(sq_store *s, sq_tx *t, bool soft)
@@ -386,7 +413,8 @@ static int begin_write(sq_store *s, sq_tx *t, bool soft)
     if (!s->wconn.db && conn_open(s->path, &s->wconn, NULL) != STORE_OK) goto fail;
     if (s->batch_open && sqlite3_get_autocommit(s->wconn.db)) {
         s->batch_dead = true; /* rolled back under an earlier member */
-        batch_finish(s);
+        bool ok;
+        tell_pending(batch_finish(s, &ok), ok);
     }
     if (!s->batch_open) {
         /* The safety level cannot change inside a transaction: set it first. */
@@ -471,8 +499,16 @@ int sq_commit(sq_tx *t)
     bool kept = member_close(s, t, true);
     uint64_t b = t->batch;
     t->c = NULL;
+    /* Deferred (store_defer): the caller hears of the disk later. */
+    store_pending *p = kept ? store_base_deferring(t->s) : NULL;
+    if (p) {
+        store_base_caught(p, t->last_event, t->event_users_many ? NULL : t->event_user);
+        p->next = s->batch_pending;
+        s->batch_pending = p;
+    }
     writer_leave(s);
     if (!kept) return STORE_ERR;
+    if (p) return STORE_OK;
     /* Durable once the batch is: wait for its COMMIT (ours or a later member's). */
     pthread_mutex_lock(&s->done_mu);
     while (s->done_no < b)

@@ -12,6 +12,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <time.h>
@@ -1422,6 +1423,78 @@ Test(store, two_hundred_concurrent_creates, .timeout = 120)
     int64_t counts[GEN_STATUS_COUNT], queued;
     cr_assert_eq(store_gen_counts(st, counts, &queued), STORE_OK);
     cr_assert_eq(queued, 150);
+    check_ledger();
+}
+
+/* ---- deferred durability (store_defer) ---- */
+
+typedef struct told {
+    atomic_int calls;
+    bool durable;
+    bool visible; /* the generation could be read when the caller was told */
+    char id[ID_LEN];
+} told;
+
+static void on_durable(void *arg, bool durable)
+{
+    told *t = arg;
+    t->durable = durable;
+    gen_record g;
+    t->visible = store_gen_get(st, t->id, &g) == STORE_OK;
+    if (t->visible) gen_record_free(&g);
+    atomic_fetch_add(&t->calls, 1);
+}
+
+static void *create_deferred(void *arg)
+{
+    told *t = arg;
+    gen_record g;
+    fixture_gen(&g, conc_user, 1, PRIORITY_NORMAL, now_ms());
+    memcpy(t->id, g.id, ID_LEN);
+    store_pending *p = store_defer(st);
+    long rc = store_gen_create(st, &g, false, NULL, NULL, NULL);
+    store_defer_stop(p);
+    store_when_durable(p, on_durable, t);
+    gen_record_free(&g);
+    return (void *)rc;
+}
+
+/* 64 threads create at once without waiting for the disk, balance for 50:
+ * each caller is told exactly once, and a create it is told of as durable
+ * can be read by then; the refused ones are told at once (nothing was
+ * deferred) and left nothing. */
+Test(store, deferred_creates_are_told_once_durable, .timeout = 120)
+{
+    enum { N = 64 };
+    make_user("defer@example.com", 50, conc_user);
+    static told t[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, create_deferred, &t[i]), 0);
+    long rc[N];
+    for (int i = 0; i < N; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        rc[i] = (long)r;
+    }
+    /* Every batch ends before its last member's call returns. */
+    int ok = 0, poor = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(atomic_load(&t[i].calls), 1, "told %d times", atomic_load(&t[i].calls));
+        cr_assert(t[i].durable);
+        if (rc[i] == STORE_OK) {
+            ok++;
+            cr_assert(t[i].visible, "told of %s before it could be read", t[i].id);
+        } else {
+            cr_assert_eq(rc[i], STORE_EINSUFFICIENT);
+            poor++;
+            cr_assert_not(t[i].visible);
+        }
+    }
+    cr_assert_eq(ok, 50);
+    cr_assert_eq(poor, N - 50);
+    cr_assert_eq(balance(conc_user), 0);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM generations"), 50);
     check_ledger();
 }
 

@@ -543,3 +543,51 @@ Test(store_faults, a_create_on_a_full_disk_is_a_clean_500_charging_nothing)
     cr_assert_eq(sql_int("SELECT COUNT(*) FROM idempotency_keys"), 1);
     check_ledger();
 }
+
+/* The same create answered early (reply_early, as the API asks): the
+ * service says OK at once, and the durability callback then says the
+ * commit failed — the API turns that into the same clean 500. */
+static void record_durable(void *arg, bool durable)
+{
+    *(int *)arg = durable ? 1 : 0;
+}
+
+Test(store_faults, a_create_answered_early_on_a_full_disk_is_told_it_failed)
+{
+    char *before = snapshot();
+    gen_service_req req;
+    gen_service_result res;
+    user_record who;
+    cr_assert_eq(store_user_get(S, alice.id, &who), STORE_OK);
+    memset(&req, 0, sizeof req);
+    req.body =
+        json_pack("{s:[s], s:s, s:s, s:s, s:s}", "productImages", product_url, "model",
+                  "local-studio", "style", "minimal", "quality", "low", "aspectRatio", "1:1");
+    req.reply_early = true;
+
+    arm(0);
+    int rc = gen_service_create(&req, &who, &res);
+    cr_assert_gt(disarm(), 0, "the create wrote nothing?");
+    cr_assert_eq(rc, GEN_SVC_OK, "the write itself is answered before the disk");
+    cr_assert_not_null(res.pending);
+    int told = -1;
+    store_when_durable(res.pending, record_durable, &told);
+    res.pending = NULL;
+    cr_assert_eq(told, 0, "told the commit failed (%d)", told);
+    gen_service_result_free(&res);
+    char *after = snapshot();
+    cr_assert_str_eq(after, before, "a failed create leaves nothing behind");
+    free(after);
+    free(before);
+
+    /* Room again: told it is durable, and charged. */
+    cr_assert_eq(gen_service_create(&req, &who, &res), GEN_SVC_OK);
+    told = -1;
+    store_when_durable(res.pending, record_durable, &told);
+    res.pending = NULL;
+    cr_assert_eq(told, 1);
+    gen_service_result_free(&res);
+    gen_service_req_free(&req);
+    cr_assert_eq(sql_int("SELECT token_balance FROM users"), 99);
+    check_ledger();
+}
