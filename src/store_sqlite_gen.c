@@ -280,14 +280,46 @@ static int batch_insert(sq_tx *t, const gen_record *gens, size_t n, int64_t now)
     return rc < 0 ? rc : STORE_OK;
 }
 
+/* The event data of a pending record gen_insert writes: the record as
+ * gen_load would read it back, encoded before the write lock is taken so
+ * the batch does not wait for it. (A started one carries its queue
+ * position, which only the transaction knows.) */
+static char *pending_event_data(store_t *s, const gen_record *g, int64_t now)
+{
+    gen_record r = *g; /* shallow: borrows g's arrays and strings */
+    json_t *empty = json_array();
+    r.status = GEN_PENDING;
+    if (!r.product_images) r.product_images = empty;
+    if (!r.model_images) r.model_images = empty;
+    r.result_images = empty;
+    if (!r.prompt) r.prompt = "";
+    r.retry_count = 0;
+    r.progress = 0;
+    snprintf(r.stage, sizeof r.stage, "%s", "pending");
+    r.created_at = now;
+    r.started_at = r.completed_at = r.processing_time = 0;
+    r.error = NULL;
+    r.error_code[0] = '\0';
+    r.queue_position = 0;
+    char *data = store_base_gen_json(s, &r);
+    json_decref(empty);
+    return data;
+}
+
 int sq_gen_create(store_t *s, const gen_record *gens, size_t n, bool start, const store_idem *idem,
                   char **replay_response, int *replay_status)
 {
     const char *user_id = gens[0].user_id;
     int64_t now = gens[0].created_at ? gens[0].created_at : now_ms();
+    char **data = NULL;
+    if (!start) {
+        data = xcalloc(n, sizeof *data);
+        for (size_t i = 0; i < n; i++)
+            data[i] = pending_event_data(s, &gens[i], now);
+    }
     sq_tx t;
     int rc = sq_begin(s, &t, true);
-    if (rc != STORE_OK) return rc;
+    if (rc != STORE_OK) goto out;
     if (idem) {
         rc = idem_check(&t, user_id, idem, replay_response, replay_status);
         if (rc != STORE_OK) goto fail;
@@ -311,13 +343,19 @@ int sq_gen_create(store_t *s, const gen_record *gens, size_t n, bool start, cons
         if (rc < 0) goto fail;
     }
     for (size_t i = 0; i < n && rc >= 0; i++)
-        rc = gen_event(&t, gens[i].id, now, NULL);
+        rc = data ? sq_event(&t, user_id, gens[i].id, "generation", data[i], now)
+                  : gen_event(&t, gens[i].id, now, NULL);
     if (rc < 0) goto fail;
     rc = sq_balance_event(&t, user_id, now);
     if (rc < 0) goto fail;
-    return sq_commit(&t);
+    rc = sq_commit(&t);
+    goto out;
 fail:
     sq_rollback(&t);
+out:
+    for (size_t i = 0; data && i < n; i++)
+        free(data[i]);
+    free(data);
     return rc;
 }
 
