@@ -45,6 +45,12 @@
  *
  * Fairness is the store's: store_gen_claim_fair takes cfg.user_running_cap
  * and decides inside the claim transaction (SPEC §4 Priority).
+ *
+ * A worker never waits for the disk: its claim, progress and completion
+ * writes are deferred (store_defer) — it goes on at once, and their events
+ * (what a user sees) are announced only when the group commit holding them
+ * is durable. A completion is counted and logged then, and its result
+ * files are deleted if the commit fails.
  */
 #include "queue.h"
 
@@ -288,6 +294,67 @@ static bool job_stopped(job *j)
     return atomic_load(&j->pj.cancel_requested) || atomic_load(&j->stop_why) != 0;
 }
 
+/* ---- writes that do not hold the worker until they are on disk ----
+ * The claim, progress and the completion are deferred (store_defer): the
+ * worker goes on at once, their events are announced once durable, and a
+ * batch that fails loses them as a crash would — the lease then expires
+ * and the sweep brings the generation back. */
+
+static void durable_noted(void *arg, bool durable)
+{
+    (void)arg;
+    if (!durable) log_warn("a worker's write was not kept (the disk failed); the sweep retries it");
+}
+
+static int claim_deferred(const char *worker_id, gen_record *g)
+{
+    store_pending *p = store_defer(q.store);
+    int rc =
+        store_gen_claim_fair(q.store, worker_id, now_ms(), lease_ms(), cfg.user_running_cap, g);
+    store_defer_stop(p);
+    store_when_durable(p, durable_noted, NULL);
+    return rc;
+}
+
+static int progress_deferred(const job *j, const char *stage, int progress, int64_t now)
+{
+    store_pending *p = store_defer(q.store);
+    int rc = store_gen_progress(q.store, j->gen.id, j->worker_id, stage, progress, now + lease_ms(),
+                                now);
+    store_defer_stop(p);
+    store_when_durable(p, durable_noted, NULL);
+    return rc;
+}
+
+/* A completion on its way to the disk: counted and logged once there, its
+ * result files deleted if it never gets there. */
+typedef struct completion {
+    char gen_id[ID_LEN];
+    char model[64];
+    int64_t took_ms;
+    size_t n_outputs;
+    json_t *urls;
+} completion;
+
+static void completion_durable(void *arg, bool durable)
+{
+    completion *c = arg;
+    if (durable) {
+        atomic_fetch_add(&st.completed, 1);
+        queue_eta_record(c->model, c->took_ms);
+        log_info("generation %s: completed in %lld ms (%zu image%s)", c->gen_id,
+                 (long long)c->took_ms, c->n_outputs, c->n_outputs == 1 ? "" : "s");
+    } else {
+        log_error("generation %s: its completion was not kept (the disk failed); the sweep "
+                  "retries it",
+                  c->gen_id);
+        for (size_t k = 0; k < json_array_size(c->urls); k++)
+            media_delete_url(json_string_value(json_array_get(c->urls, k)));
+    }
+    json_decref(c->urls);
+    free(c);
+}
+
 /* Writes stage/progress (which also renews the lease). Throttled to one
  * write per PROGRESS_THROTTLE_MS unless the stage changes or force. A
  * conflict means the generation was cancelled or the lease lost: the job
@@ -303,9 +370,7 @@ static void job_progress(job *j, const char *stage, int progress, bool force)
     if (!force && !stage_changed &&
         (progress == j->progress || t - j->progress_at < PROGRESS_THROTTLE_MS))
         goto cleanup;
-    int64_t now = now_ms();
-    int rc = store_gen_progress(q.store, j->gen.id, j->worker_id, stage, progress, now + lease_ms(),
-                                now);
+    int rc = progress_deferred(j, stage, progress, now_ms());
     if (rc == STORE_OK) {
         snprintf(j->stage, sizeof j->stage, "%s", stage);
         j->progress = progress;
@@ -763,14 +828,19 @@ static void finish_ok(job *j)
         json_array_append_new(urls, json_string(url));
         free(url);
     }
+    store_pending *p = store_defer(q.store);
     int rc = gen_state_complete(q.store, j->gen.id, j->worker_id, urls, now_ms());
+    store_defer_stop(p);
     if (rc == STORE_OK) {
-        atomic_fetch_add(&st.completed, 1);
-        queue_eta_record(j->gen.params.model, mono_ms() - j->claimed_mono);
-        log_info("generation %s: completed in %lld ms (%zu image%s)", j->gen.id,
-                 (long long)(mono_ms() - j->claimed_mono), j->n_outputs,
-                 j->n_outputs == 1 ? "" : "s");
+        completion *c = xcalloc(1, sizeof *c);
+        snprintf(c->gen_id, sizeof c->gen_id, "%s", j->gen.id);
+        snprintf(c->model, sizeof c->model, "%s", j->gen.params.model);
+        c->took_ms = mono_ms() - j->claimed_mono;
+        c->n_outputs = j->n_outputs;
+        c->urls = json_incref(urls);
+        store_when_durable(p, completion_durable, c);
     } else {
+        store_when_durable(p, durable_noted, NULL); /* nothing was written */
         for (size_t k = 0; k < json_array_size(urls); k++)
             media_delete_url(json_string_value(json_array_get(urls, k)));
         if (rc == STORE_ECONFLICT) {
@@ -833,7 +903,7 @@ static job *claim_one(worker *w, int *rc)
 {
     gen_record g;
     memset(&g, 0, sizeof g);
-    *rc = store_gen_claim_fair(q.store, w->id, now_ms(), lease_ms(), cfg.user_running_cap, &g);
+    *rc = claim_deferred(w->id, &g);
     if (*rc != STORE_OK) return NULL;
 
     job *j = xcalloc(1, sizeof *j);
