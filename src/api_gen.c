@@ -236,6 +236,17 @@ static void arm_durable(http_req *r, void *pending)
     store_when_durable(pending, release_when_durable, r);
 }
 
+/* reply_result, with the answer held until its write is durable when the
+ * service deferred it (reply_early). */
+static void reply_when_durable(http_req *r, gen_service_result *res, bool hold)
+{
+    reply_result(r, res, hold);
+    if (res->pending) {
+        http_hold(r, arm_durable, res->pending);
+        res->pending = NULL;
+    }
+}
+
 /* The second phase of a create (image checks, then the store write) and
  * its answer. */
 static void finish_create(http_req *r, const gen_service_req *req, const user_record *caller,
@@ -243,11 +254,7 @@ static void finish_create(http_req *r, const gen_service_req *req, const user_re
 {
     gen_service_result res;
     gen_service_finish(req, caller, start, &res);
-    reply_result(r, &res, start);
-    if (res.pending) {
-        http_hold(r, arm_durable, res.pending);
-        res.pending = NULL;
-    }
+    reply_when_durable(r, &res, start);
     gen_service_result_free(&res);
 }
 
@@ -316,7 +323,7 @@ static void finish_batch(http_req *r, const gen_service_batch *b, const user_rec
 {
     gen_service_result res;
     gen_service_batch_finish(b, caller, &res);
-    reply_result(r, &res, false);
+    reply_when_durable(r, &res, false);
     gen_service_result_free(&res);
 }
 
@@ -337,7 +344,7 @@ void api_batch_create(api_call *c)
 {
     json_t *body = api_json_body(c);
     if (!body) return;
-    gen_service_batch b = {.body = body};
+    gen_service_batch b = {.body = body, .reply_early = true};
     gen_service_result res;
     snprintf(b.request_id, sizeof b.request_id, "%s", http_request_id(c->req));
     const char *key = http_header(c->req, "Idempotency-Key");

@@ -173,9 +173,18 @@ static int insufficient(gen_service_result *out, const char *what, int64_t cost,
 
 /* Takes the units of `units` creates into out->rate. GEN_SVC_OK, or the
  * failure (RATE_LIMIT_EXCEEDED, the store's) filled in *out. */
-static int rate_take(const user_record *caller, int units, gen_service_result *out)
+/* early: the caller answers once its create is durable (reply_early), so
+ * the unit's write need not hold this thread either: it is in the same
+ * group commit as the create or an earlier one (and a unit lost with a
+ * failed commit is one the user gets back). */
+static int rate_take(const user_record *caller, int units, bool early, gen_service_result *out)
 {
+    store_pending *pending = early ? store_defer(store) : NULL;
     int rc = ratelimit_take(store, caller, units, &out->rate);
+    if (pending) {
+        store_defer_stop(pending);
+        store_when_durable(pending, durable_ignored, NULL);
+    }
     if (rc == RATELIMIT_OK) return GEN_SVC_OK;
     if (rc != RATELIMIT_EEXCEEDED) return store_failure(out, rc, false);
     const ratelimit_rule *r = ratelimit_rule_for(caller->plan);
@@ -484,7 +493,7 @@ int gen_service_finish(const gen_service_req *req, const user_record *caller, bo
     if (start && gen_service_queue_room(1, out) != GEN_SVC_OK) return out->status;
     /* The unit first: past the limit nothing is fetched or charged (but a
      * replay still gets its first answer). */
-    if (rate_take(caller, 1, out) != GEN_SVC_OK) {
+    if (rate_take(caller, 1, req->reply_early, out) != GEN_SVC_OK) {
         if (out->status == GEN_SVC_ERATE) replay_at_limit(req, caller, out);
         return out->status;
     }
@@ -608,7 +617,7 @@ static int write_retry(const gen_record *old, const model_info *m, const user_re
     fill_record(&g, caller->id, old->product_images, old->model_images, old->custom_prompt,
                 &old->params, old->priority, gen_cost(m->base_cost, old->params.quality));
     snprintf(g.retry_of, sizeof g.retry_of, "%s", old->id);
-    if (rate_take(caller, 1, out) != GEN_SVC_OK) {
+    if (rate_take(caller, 1, false, out) != GEN_SVC_OK) {
         gen_record_free(&g);
         return out->status;
     }
@@ -810,7 +819,7 @@ static int batch_write(const gen_service_batch *b, const user_record *caller, ge
 {
     idem_key k = {b->idem_key, b->request_hash};
     json_int_t cost = json_integer_value(json_object_get(data, "estimatedCost"));
-    int rc = write_charged(k, caller, gens, b->n, b->start, false, 201, data, out);
+    int rc = write_charged(k, caller, gens, b->n, b->start, b->reply_early, 201, data, out);
     if (rc == GEN_SVC_OK && !out->replay)
         rlog_info(b->request_id[0] ? b->request_id : NULL,
                   "created batch %s: %zu items (%lld tokens)%s", gens[0].batch_id, b->n,
@@ -834,7 +843,7 @@ int gen_service_batch_finish(const gen_service_batch *b, const user_record *call
      * charged (a keyed replay still gets its first answer). */
     gen_service_req keyed = {.idem_key = b->idem_key};
     memcpy(keyed.request_hash, b->request_hash, sizeof keyed.request_hash);
-    if (rate_take(caller, (int)b->n, out) != GEN_SVC_OK) {
+    if (rate_take(caller, (int)b->n, b->reply_early, out) != GEN_SVC_OK) {
         if (out->status == GEN_SVC_ERATE) replay_at_limit(&keyed, caller, out);
         return out->status;
     }

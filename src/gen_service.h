@@ -180,6 +180,7 @@ typedef struct gen_service_batch {
     char request_hash[SECRET_HASH_LEN];
     char request_id[ID_LEN];
     bool start;
+    bool reply_early; /* as gen_service_req's: the answer waits for out->pending */
     gen_service_req *items;
     size_t n;
 } gen_service_batch;
