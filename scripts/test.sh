@@ -8,7 +8,8 @@
 #   PostgreSQL store's unit tests and integration-pg)
 #   browser      playwright-core driving Debian's Chromium, tests/browser/
 #   unit and integration again on an ASan+UBSan build
-#   integration-tsan  the worker, event, SSE and provider tests on a TSan build
+#   integration-tsan  the worker, event, SSE, provider and concurrent-create
+#                     tests on a TSan build
 #   chaos        SIGKILLs under mixed load, tests/chaos/ (SQLite, PostgreSQL)
 #   fuzz         libFuzzer targets in tests/fuzz/, 20 s each
 # Ends with one line "tests: N passed, N failed".
@@ -82,7 +83,8 @@ if make -j2 SAN=asan >/dev/null; then
 else
   echo "== asan build failed"; status=1
 fi
-# The worker, event, SSE and provider tests on a ThreadSanitizer build (the
+# The worker, event, SSE, provider and concurrent-create tests (replies
+# released by another thread's group commit) on a ThreadSanitizer build (the
 # unit tests cannot: Criterion's arena does not start under TSan). Every
 # report fails the run except those tests/tsan.supp explains (libraries
 # that are not instrumented). One libvips thread per operation keeps TSan's
@@ -94,7 +96,9 @@ if make -j2 SAN=tsan >/dev/null; then
     STYLESTUDIO_BIN="$(pwd)/build-tsan/stylestudio" \
     node --test --test-concurrency=2 --test-reporter=spec tests/integration/sse.test.mjs \
     tests/integration/worker.test.mjs tests/integration/faults.test.mjs \
-    tests/integration/providers.test.mjs
+    tests/integration/providers.test.mjs tests/integration/concurrency.test.mjs \
+    tests/integration/batches.test.mjs tests/integration/ratelimit.test.mjs \
+    tests/integration/benchmodel.test.mjs
   tsan_check() {
     local n
     n=$(cat "$tsan_logs"/tsan.* 2>/dev/null | grep -c '^WARNING: ThreadSanitizer')
