@@ -504,17 +504,23 @@ Test(store_faults, every_write_verb_leaves_nothing_half_done_on_a_full_disk)
     cr_assert_gt(points, 11, "each verb was refused at least once (%d failure points)", points);
 }
 
+/* A create of the product fixture by alice, and alice as she is now. */
+static void create_request(gen_service_req *req, user_record *who)
+{
+    cr_assert_eq(store_user_get(S, alice.id, who), STORE_OK);
+    memset(req, 0, sizeof *req);
+    req->body =
+        json_pack("{s:[s], s:s, s:s, s:s, s:s}", "productImages", product_url, "model",
+                  "local-studio", "style", "minimal", "quality", "low", "aspectRatio", "1:1");
+}
+
 Test(store_faults, a_create_on_a_full_disk_is_a_clean_500_charging_nothing)
 {
     char *before = snapshot();
     gen_service_req req;
     gen_service_result res;
     user_record who;
-    cr_assert_eq(store_user_get(S, alice.id, &who), STORE_OK);
-    memset(&req, 0, sizeof req);
-    req.body =
-        json_pack("{s:[s], s:s, s:s, s:s, s:s}", "productImages", product_url, "model",
-                  "local-studio", "style", "minimal", "quality", "low", "aspectRatio", "1:1");
+    create_request(&req, &who);
     req.idem_key = xstrdup("full-disk-key");
     gen_service_request_hash("/api/generation/create", req.body, req.request_hash);
 
@@ -558,11 +564,7 @@ Test(store_faults, a_create_answered_early_on_a_full_disk_is_told_it_failed)
     gen_service_req req;
     gen_service_result res;
     user_record who;
-    cr_assert_eq(store_user_get(S, alice.id, &who), STORE_OK);
-    memset(&req, 0, sizeof req);
-    req.body =
-        json_pack("{s:[s], s:s, s:s, s:s, s:s}", "productImages", product_url, "model",
-                  "local-studio", "style", "minimal", "quality", "low", "aspectRatio", "1:1");
+    create_request(&req, &who);
     req.reply_early = true;
 
     arm(0);
