@@ -120,7 +120,7 @@ int main(int argc, char **argv)
            p.style, p.aspect_ratio, p.quality, out.width, out.height, ms[runs / 2] / 1000.0,
            cpu[runs / 2] / 1000.0, runs, ms[0] / 1000.0, ms[runs - 1] / 1000.0, out.len,
            out.format);
-    if (out_path && util_write_file_atomic(out_path, out.data, out.len)) {
+    if (out_path && util_write_file_atomic(out_path, out.data, out.len, true)) {
         fprintf(stderr, "render_bench: cannot write %s\n", out_path);
         return 1;
     }

@@ -6,8 +6,11 @@
  * Files:   DATA/media/u/<32 random base32>.<ext>          uploads
  *          DATA/media/r/<gen_id>-<index>-<32 random>.<ext> results
  * URLs:    PUBLIC_URL/media/u/<file>, PUBLIC_URL/media/r/<file>
- * All writes go through util_write_file_atomic (temp file, fsync, rename),
- * so a reader never sees half an image.
+ * All writes go through util_write_file_atomic (temp file, rename), so a
+ * reader never sees half an image. An upload is on disk (file and name)
+ * before it is answered; result files are made durable in rounds, many at
+ * once, by media_sync_results, which the queue calls before it records
+ * the completions that name them.
  *
  * Image URLs from outside are checked and fetched through net.c, which
  * owns the address rules (no loopback, private or link-local targets
@@ -274,7 +277,7 @@ static int save_probed(const void *data, size_t len, const char *format, char **
     random_name(name);
     const char *ext = ext_for_format(format);
     char *path = xasprintf("%s/u/%s.%s", media_dir, name, ext);
-    if (util_write_file_atomic(path, data, len)) {
+    if (util_write_file_atomic(path, data, len, true)) {
         log_error("cannot write upload %s: %s", path, strerror(errno));
         free(path);
         return fail(error, MEDIA_EINTERNAL, "could not store the image");
@@ -369,7 +372,7 @@ int media_store_result(const char *gen_id, int index, const provider_image *img,
     char *file = xasprintf("%s-%d-%s.%s", gen_id, index, name, ext);
     char *path = xasprintf("%s/r/%s", media_dir, file);
     int rc = 0;
-    if (util_write_file_atomic(path, img->data, img->len)) {
+    if (util_write_file_atomic(path, img->data, img->len, false)) {
         log_error("cannot write result %s: %s", path, strerror(errno));
         rc = MEDIA_EINTERNAL;
     } else {
@@ -377,6 +380,15 @@ int media_store_result(const char *gen_id, int index, const provider_image *img,
     }
     free(file);
     free(path);
+    return rc;
+}
+
+int media_sync_results(void)
+{
+    if (!media_dir) return -1;
+    char *dir = xasprintf("%s/r", media_dir);
+    int rc = util_sync_fs(dir);
+    free(dir);
     return rc;
 }
 

@@ -77,8 +77,12 @@ int media_fit_aspect(provider_image *img, const char *aspect_ratio, char **error
  * 0, or MEDIA_EINVALID with *error (caller frees) when it does not decode. */
 int media_convert(provider_image *img, const char *format, char **error);
 
-/* Stores one result image of a generation; *url_out (caller frees). */
+/* Stores one result image of a generation; *url_out (caller frees). The
+ * file is not yet durable: media_sync_results makes it so. */
 int media_store_result(const char *gen_id, int index, const provider_image *img, char **url_out);
+/* Puts every result file stored so far on disk, names included (one
+ * syncfs for all of them). 0, or -1 with errno. */
+int media_sync_results(void);
 
 /* Removes the file behind an own /media URL (no-op for other URLs). */
 void media_delete_url(const char *url);

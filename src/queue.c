@@ -54,6 +54,7 @@
  */
 #include "queue.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -173,8 +174,12 @@ static struct {
     slot slots[MAX_SLOTS];
     int n_slots;
     job *done_head, *done_tail;
-    job *resume_head, *resume_tail; /* remote inputs in: continue on a worker */
-    char proc_id[96];               /* this process in the heartbeat table (queue_workers) */
+    job *resume_head, *resume_tail;           /* remote inputs in: continue on a worker */
+    struct completion *sync_head, *sync_tail; /* results waiting for the syncer */
+    pthread_cond_t sync_cond;
+    bool sync_stop, sync_created;
+    pthread_t sync_thread;
+    char proc_id[96]; /* this process in the heartbeat table (queue_workers) */
 } q = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static struct {
@@ -326,33 +331,114 @@ static int progress_deferred(const job *j, const char *stage, int progress, int6
     return rc;
 }
 
-/* A completion on its way to the disk: counted and logged once there, its
- * result files deleted if it never gets there. */
+/* ---- completions: result files made durable together ----
+ * A finished job's result files are written without an fsync each and the
+ * job is handed to the syncer thread as a completion; the worker goes on
+ * at once. Each round, the syncer puts every file handed to it on disk with
+ * one syncfs (media_sync_results), then records those completions
+ * (deferred, as the worker's other writes), so a completed record never
+ * names a file that is not on disk. A completion is counted and logged
+ * once its commit is durable; its files are deleted when it is not kept.
+ * When the files cannot be synced, nothing is recorded: the lease expires
+ * and the sweep retries the generation, as after a crash. queue_stop
+ * drains the syncer before it releases the workers' leases. */
 typedef struct completion {
+    struct completion *next; /* on the syncer's list, under q.mu */
     char gen_id[ID_LEN];
+    char worker_id[96];
     char model[64];
     int64_t took_ms;
     size_t n_outputs;
     json_t *urls;
 } completion;
 
+static void completion_drop(completion *c)
+{
+    for (size_t k = 0; k < json_array_size(c->urls); k++)
+        media_delete_url(json_string_value(json_array_get(c->urls, k)));
+    json_decref(c->urls);
+    free(c);
+}
+
 static void completion_durable(void *arg, bool durable)
 {
     completion *c = arg;
-    if (durable) {
-        atomic_fetch_add(&st.completed, 1);
-        queue_eta_record(c->model, c->took_ms);
-        log_info("generation %s: completed in %lld ms (%zu image%s)", c->gen_id,
-                 (long long)c->took_ms, c->n_outputs, c->n_outputs == 1 ? "" : "s");
-    } else {
+    if (!durable) {
         log_error("generation %s: its completion was not kept (the disk failed); the sweep "
                   "retries it",
                   c->gen_id);
-        for (size_t k = 0; k < json_array_size(c->urls); k++)
-            media_delete_url(json_string_value(json_array_get(c->urls, k)));
+        completion_drop(c);
+        return;
     }
+    atomic_fetch_add(&st.completed, 1);
+    queue_eta_record(c->model, c->took_ms);
+    log_info("generation %s: completed in %lld ms (%zu image%s)", c->gen_id, (long long)c->took_ms,
+             c->n_outputs, c->n_outputs == 1 ? "" : "s");
     json_decref(c->urls);
     free(c);
+}
+
+/* Records one completion whose files are on disk. */
+static void completion_record(completion *c)
+{
+    store_pending *p = store_defer(q.store);
+    int rc = gen_state_complete(q.store, c->gen_id, c->worker_id, c->urls, now_ms());
+    store_defer_stop(p);
+    if (rc == STORE_OK) {
+        store_when_durable(p, completion_durable, c);
+        return;
+    }
+    store_when_durable(p, durable_noted, NULL); /* nothing was written */
+    if (rc == STORE_ECONFLICT) {
+        atomic_fetch_add(&st.cancelled, 1);
+        log_info("generation %s: cancelled or lease lost before completion; result dropped",
+                 c->gen_id);
+    } else {
+        log_error("generation %s: could not record completion (store error %d)", c->gen_id, rc);
+    }
+    completion_drop(c);
+}
+
+static void completion_push(completion *c)
+{
+    pthread_mutex_lock(&q.mu);
+    if (q.sync_tail)
+        q.sync_tail->next = c;
+    else
+        q.sync_head = c;
+    q.sync_tail = c;
+    pthread_cond_signal(&q.sync_cond);
+    pthread_mutex_unlock(&q.mu);
+}
+
+static void *syncer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&q.mu);
+    for (;;) {
+        while (!q.sync_head && !q.sync_stop)
+            pthread_cond_wait(&q.sync_cond, &q.mu);
+        completion *round = q.sync_head;
+        q.sync_head = q.sync_tail = NULL;
+        if (!round) break; /* stopping, and drained */
+        pthread_mutex_unlock(&q.mu);
+        bool synced = media_sync_results() == 0;
+        if (!synced)
+            log_error("queue: result files could not be put on disk (%s); their generations are "
+                      "retried when their leases expire",
+                      strerror(errno));
+        while (round) {
+            completion *c = round;
+            round = c->next;
+            if (synced)
+                completion_record(c);
+            else
+                completion_drop(c);
+        }
+        pthread_mutex_lock(&q.mu);
+    }
+    pthread_mutex_unlock(&q.mu);
+    return NULL;
 }
 
 /* Writes stage/progress (which also renews the lease). Throttled to one
@@ -828,30 +914,14 @@ static void finish_ok(job *j)
         json_array_append_new(urls, json_string(url));
         free(url);
     }
-    store_pending *p = store_defer(q.store);
-    int rc = gen_state_complete(q.store, j->gen.id, j->worker_id, urls, now_ms());
-    store_defer_stop(p);
-    if (rc == STORE_OK) {
-        completion *c = xcalloc(1, sizeof *c);
-        snprintf(c->gen_id, sizeof c->gen_id, "%s", j->gen.id);
-        snprintf(c->model, sizeof c->model, "%s", j->gen.params.model);
-        c->took_ms = mono_ms() - j->claimed_mono;
-        c->n_outputs = j->n_outputs;
-        c->urls = json_incref(urls);
-        store_when_durable(p, completion_durable, c);
-    } else {
-        store_when_durable(p, durable_noted, NULL); /* nothing was written */
-        for (size_t k = 0; k < json_array_size(urls); k++)
-            media_delete_url(json_string_value(json_array_get(urls, k)));
-        if (rc == STORE_ECONFLICT) {
-            atomic_fetch_add(&st.cancelled, 1);
-            log_info("generation %s: cancelled or lease lost before completion; result dropped",
-                     j->gen.id);
-        } else {
-            log_error("generation %s: could not record completion (store error %d)", j->gen.id, rc);
-        }
-    }
-    json_decref(urls);
+    completion *c = xcalloc(1, sizeof *c);
+    snprintf(c->gen_id, sizeof c->gen_id, "%s", j->gen.id);
+    snprintf(c->worker_id, sizeof c->worker_id, "%s", j->worker_id);
+    snprintf(c->model, sizeof c->model, "%s", j->gen.params.model);
+    c->took_ms = mono_ms() - j->claimed_mono;
+    c->n_outputs = j->n_outputs;
+    c->urls = urls;
+    completion_push(c);
 }
 
 /* Writes a finished job's outcome, then removes it from the table. */
@@ -1198,12 +1268,15 @@ int queue_start(store_t *s)
         pthread_cond_init(&q.work_cond, &ca);
         pthread_cond_init(&q.idle_cond, &ca);
         pthread_cond_init(&q.hk_cond, &ca);
+        pthread_cond_init(&q.sync_cond, &ca);
         pthread_condattr_destroy(&ca);
         q.conds_ready = true;
     }
     q.store = s;
     q.stopping = q.aborting = q.hk_stop = q.hk_created = false;
+    q.sync_stop = q.sync_created = false;
     q.inflight = q.done_head = q.done_tail = q.resume_head = q.resume_tail = NULL;
+    q.sync_head = q.sync_tail = NULL;
     q.n_inflight = q.n_busy = q.n_fetching = 0;
     q.n_workers = cfg.workers > 0 ? cfg.workers : 0; /* 0: sweeps only (API-only serve) */
     build_slots();
@@ -1222,6 +1295,10 @@ int queue_start(store_t *s)
     host[sizeof host - 1] = '\0';
     unsigned tag = ids_random_below(1u << 20);
     snprintf(q.proc_id, sizeof q.proc_id, "%s:%ld:%05x", host, (long)getpid(), tag);
+    if (q.n_workers > 0) {
+        if (pthread_create(&q.sync_thread, NULL, syncer_main, NULL) != 0) goto fail;
+        q.sync_created = true;
+    }
     for (int i = 0; i < q.n_workers; i++) {
         worker *w = &q.workers[i];
         w->index = i;
@@ -1297,6 +1374,13 @@ void queue_stop(int grace_ms)
 
     for (int i = 0; i < q.n_workers; i++)
         if (q.workers[i].created) pthread_join(q.workers[i].thread, NULL);
+    /* The completions handed over are recorded before any lease is let go. */
+    pthread_mutex_lock(&q.mu);
+    q.sync_stop = true;
+    pthread_cond_signal(&q.sync_cond);
+    pthread_mutex_unlock(&q.mu);
+    if (q.sync_created) pthread_join(q.sync_thread, NULL);
+    q.sync_created = false;
     /* Every job is finished now; whatever was interrupted still holds a
      * lease under its worker's id. */
     for (int i = 0; i < q.n_workers; i++) {

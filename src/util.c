@@ -146,7 +146,20 @@ cleanup:
     return rc;
 }
 
-int util_write_file_atomic(const char *path, const void *data, size_t len)
+/* fsync of the directory holding path, so a rename into it is on disk. */
+static int sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? xstrndup(path, (size_t)(slash - path)) : xstrdup(".");
+    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int util_write_file_atomic(const char *path, const void *data, size_t len, bool durable)
 {
     char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
     int rc = -1;
@@ -165,13 +178,28 @@ int util_write_file_atomic(const char *path, const void *data, size_t len)
         p += w;
         left -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+    if ((durable && fsync(fd) != 0) || close(fd) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
+        goto cleanup;
+    }
+    if (durable && sync_parent_dir(path) != 0) {
+        unlink(path); /* the caller hears it failed: nothing is left behind */
         goto cleanup;
     }
     rc = 0;
 cleanup:
     free(tmp);
+    return rc;
+}
+
+int util_sync_fs(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = syncfs(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
     return rc;
 }
 

@@ -53,8 +53,14 @@ int64_t mono_ms(void);
 
 /* Reads a whole file; returns 0 and sets *out (caller frees) or -1. */
 int util_read_file(const char *path, size_t max, buf *out);
-/* Writes data to path atomically (temp file, fsync, rename). 0 or -1. */
-int util_write_file_atomic(const char *path, const void *data, size_t len);
+/* Writes data to path atomically: a temp file renamed over path, so a
+ * reader never sees half of it. durable: on disk when this returns (the
+ * file and then its directory fsynced); else the caller makes it so later,
+ * many files at once, with util_sync_fs. 0 or -1. */
+int util_write_file_atomic(const char *path, const void *data, size_t len, bool durable);
+/* Puts everything written on the file system holding path on disk (syncfs:
+ * file data, names and renames). 0 or -1 with errno. */
+int util_sync_fs(const char *path);
 /* mkdir -p. 0 or -1. */
 int util_mkdirs(const char *path);
 

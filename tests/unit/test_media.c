@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -205,6 +206,9 @@ Test(media, upload_store_and_paths)
     path = media_path_for_request(url + strlen("http://studio.test"), &ct);
     cr_assert_not_null(path);
     cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_size, (off_t)j.len);
+    /* Stored without an fsync of its own: one sync puts all results on disk. */
+    cr_assert_eq(media_sync_results(), 0);
     free(path);
     free(url);
     cr_assert_eq(media_store_result("gen_../../x", 0, &res, &url), MEDIA_EINVALID);
@@ -212,6 +216,27 @@ Test(media, upload_store_and_paths)
     cr_assert_eq(media_store_result("gen_01JD3V6Z8Q4W3T9X0M2N5P7R1S", 0, &res, &url),
                  MEDIA_EINVALID);
     buf_free(&j);
+}
+
+/* Where nothing can be written or synced, the caller hears so and
+ * nothing is left behind. */
+Test(media, atomic_writes_fail_cleanly)
+{
+    char *dir = xasprintf("%s/missing", data_dir);
+    char *file = xasprintf("%s/x.bin", dir);
+    cr_assert_eq(util_write_file_atomic(file, "abc", 3, true), -1);
+    cr_assert_eq(util_write_file_atomic(file, "abc", 3, false), -1);
+    errno = 0;
+    cr_assert_eq(util_sync_fs(dir), -1);
+    cr_assert_eq(errno, ENOENT);
+    cr_assert_eq(util_mkdirs(dir), 0);
+    cr_assert_eq(util_write_file_atomic(file, "abc", 3, true), 0);
+    struct stat st;
+    cr_assert_eq(stat(file, &st), 0);
+    cr_assert_eq(st.st_size, 3);
+    cr_assert_eq(util_sync_fs(dir), 0);
+    free(file);
+    free(dir);
 }
 
 Test(media, path_for_request_is_strict)
