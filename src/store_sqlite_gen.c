@@ -86,15 +86,35 @@ static void gen_from_row(sqlite3_stmt *st, gen_record *g, int64_t *queued_at, bo
     sq_col_copy(st, 32, g->params.output_format, sizeof g->params.output_format);
 }
 
-/* 1 + the queued generations ahead of g in claim order. */
+/* 1 + the queued generations ahead of g (queued) in claim order. Those
+ * ahead are the queued rows of its priority or higher (queue_depth, kept
+ * by triggers) less g and the rows behind it at its own priority: a short
+ * count in the usual case, a generation just queued at the back. When more
+ * than BEHIND_WINDOW rows are behind it (it is near the front of a long
+ * queue), the rows ahead are counted instead. */
+#define BEHIND_WINDOW 256
 static int queue_position(sq_tx *t, const gen_record *g, int64_t queued_at, int *pos)
 {
-    int64_t ahead = 0;
-    int rc = sq_int(t, &ahead,
-                    "SELECT COUNT(*) FROM " QUEUED_FROM " WHERE " QUEUED_WHERE
-                    " AND (priority > ?1 OR (priority = ?1 AND (queued_at < ?2"
-                    " OR (queued_at = ?2 AND id < ?3))))",
-                    "iIs", g->priority, queued_at, g->id);
+    int64_t queued = 0, behind = 0, ahead = 0;
+    int rc =
+        sq_int(t, &queued, "SELECT COALESCE(SUM(queued), 0) FROM queue_depth WHERE priority >= ?",
+               "i", g->priority);
+    if (rc == STORE_OK)
+        rc = sq_int(t, &behind,
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM " QUEUED_FROM " WHERE " QUEUED_WHERE
+                    " AND priority = ?1 AND (queued_at > ?2 OR (queued_at = ?2 AND id > ?3))"
+                    " LIMIT ?4)",
+                    "iIsi", g->priority, queued_at, g->id, BEHIND_WINDOW + 1);
+    if (rc != STORE_OK) return rc;
+    if (behind <= BEHIND_WINDOW && queued - 1 - behind >= 0) {
+        *pos = (int)(queued - behind);
+        return STORE_OK;
+    }
+    rc = sq_int(t, &ahead,
+                "SELECT COUNT(*) FROM " QUEUED_FROM " WHERE " QUEUED_WHERE
+                " AND (priority > ?1 OR (priority = ?1 AND (queued_at < ?2"
+                " OR (queued_at = ?2 AND id < ?3))))",
+                "iIs", g->priority, queued_at, g->id);
     if (rc != STORE_OK) return rc;
     *pos = (int)ahead + 1;
     return STORE_OK;
@@ -573,7 +593,7 @@ int sq_gen_counts(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queu
     rc = rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
     int64_t q = 0;
     if (rc == STORE_OK)
-        rc = sq_int(&t, &q, "SELECT COUNT(*) FROM " QUEUED_FROM " WHERE " QUEUED_WHERE, NULL);
+        rc = sq_int(&t, &q, "SELECT COALESCE(SUM(queued), 0) FROM queue_depth", NULL);
     sq_rollback(&t);
     if (rc == STORE_OK && queued) *queued = q;
     return rc;
@@ -921,7 +941,7 @@ int sq_queue_stats(store_t *s, int64_t alive_after, store_queue_figures *out)
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
     store_queue_figures q = {0};
-    int rc = sq_int(&t, &q.depth, "SELECT COUNT(*) FROM " QUEUED_FROM " WHERE " QUEUED_WHERE, NULL);
+    int rc = sq_int(&t, &q.depth, "SELECT COALESCE(SUM(queued), 0) FROM queue_depth", NULL);
     if (rc == STORE_OK)
         rc = sq_int(&t, &q.running,
                     "SELECT COUNT(*) FROM generations WHERE lease_owner IS NOT NULL", NULL);

@@ -361,6 +361,9 @@ Test(ratelimit_sqlite, migrates_from_version_4)
             " DROP TABLE batches; DROP INDEX generations_batch; DROP INDEX generations_user_queued;"
             " ALTER TABLE generations DROP COLUMN background;"
             " ALTER TABLE generations DROP COLUMN output_format;"
+            " DROP TABLE queue_depth; DROP TRIGGER queue_depth_insert;"
+            " DROP TRIGGER queue_depth_delete; DROP TRIGGER queue_depth_leave;"
+            " DROP TRIGGER queue_depth_enter;"
             " DELETE FROM schema_migrations WHERE"
             " version > 4; PRAGMA user_version = 4;",
             NULL, NULL, NULL),

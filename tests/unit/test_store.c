@@ -566,6 +566,121 @@ Test(store, claim_order_and_queue_position)
     cr_assert_eq(queued, 0);
 }
 
+/* A change made behind the store's back, on either backend. */
+static void sql_exec(const char *sql)
+{
+    if (on_pg) {
+        PGconn *c = pg_raw();
+        pg_raw_exec(c, sql);
+        PQfinish(c);
+        return;
+    }
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+/* 1 + the queued rows ahead of gen_id in claim order, counted in SQL. */
+static int position_by_count(const char *gen_id)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "SELECT 1 + COUNT(*) FROM generations a, generations g WHERE g.id = '%.*s'"
+             " AND a.status = 'processing' AND a.stage = 'queued' AND a.lease_owner IS NULL"
+             " AND (a.priority > g.priority OR (a.priority = g.priority AND (a.queued_at <"
+             " g.queued_at OR (a.queued_at = g.queued_at AND a.id < g.id))))",
+             ID_LEN, gen_id);
+    return (int)sql_int(sql);
+}
+
+/* Positions stay what a count says through everything that moves rows in
+ * and out of the queue: starts, claims, requeues, cancels, releases, a
+ * new priority and a deleted row, at both priorities, with ties on the queue time, and with
+ * more than 256 rows behind the front (the store then counts ahead). */
+Test(store, queue_positions_match_a_count_after_every_change, .timeout = 120)
+{
+    enum { FIRST = 300, STEPS = 150, MAX = FIRST + STEPS };
+    static char ids[MAX][ID_LEN];
+    int n = 0;
+    char uid[ID_LEN];
+    make_user("pos@example.com", 10 * MAX, uid);
+    for (; n < FIRST; n++)
+        cr_assert_eq(create_gen(uid, 1, n % 7 == 0, T0 + n / 2, true, ids[n]), STORE_OK);
+    unsigned seed = 12345;
+    int64_t now = T0 + FIRST;
+    for (int step = 1; step <= STEPS; step++, now++) {
+        seed = seed * 1103515245u + 12345u;
+        int pick = (int)((seed >> 16) % (unsigned)n);
+        const char *id = ids[pick];
+        gen_record g;
+        if (!id[0]) continue; /* deleted */
+        switch ((seed >> 8) % 8) {
+        case 0: /* a new one, queued or pending */
+            cr_assert_eq(create_gen(uid, 1, (seed >> 4) % 2, now, (seed >> 3) % 2, ids[n++]),
+                         STORE_OK);
+            break;
+        case 1:
+            store_gen_start(st, id, now);
+            break;
+        case 2:
+            if (store_gen_claim(st, "w1", now, LEASE, &g) == STORE_OK) gen_record_free(&g);
+            break;
+        case 3: {
+            g = get_gen(id);
+            store_guard w1 = {.worker_id = "w1"};
+            store_gen_requeue(st, id, &w1, g.retry_count, "boom", now, now);
+            gen_record_free(&g);
+            break;
+        }
+        case 4: {
+            store_end e = {.gen_id = id,
+                           .from = GEN_MASK(GEN_PROCESSING) | GEN_MASK(GEN_PENDING),
+                           .to = GEN_CANCELLED,
+                           .error = "cancelled",
+                           .now = now};
+            store_gen_end(st, &e);
+            break;
+        }
+        case 5:
+            if (step % 4 == 0) cr_assert_eq(store_gen_release(st, "w1", now), STORE_OK);
+            break;
+        case 6: {
+            char sql[256];
+            snprintf(sql, sizeof sql,
+                     "UPDATE generations SET priority = 1 - priority WHERE id = '%.*s'", ID_LEN,
+                     id);
+            sql_exec(sql);
+            break;
+        }
+        case 7: { /* gone from under the queue */
+            char sql[256];
+            snprintf(sql, sizeof sql, "DELETE FROM generations WHERE id = '%.*s'", ID_LEN, id);
+            sql_exec(sql);
+            ids[pick][0] = '\0';
+            break;
+        }
+        }
+        if (step % 30 != 0) continue;
+        int queued = 0;
+        for (int i = 0; i < n; i++) {
+            if (!ids[i][0]) continue;
+            g = get_gen(ids[i]);
+            if (g.queue_position > 0) {
+                queued++;
+                cr_assert_eq(g.queue_position, position_by_count(ids[i]), "step %d, %s", step,
+                             ids[i]);
+            }
+            gen_record_free(&g);
+        }
+        int64_t counts[GEN_STATUS_COUNT], in_queue;
+        cr_assert_eq(store_gen_counts(st, counts, &in_queue), STORE_OK);
+        cr_assert_eq(in_queue, queued, "step %d", step);
+    }
+    check_ledger();
+}
+
 /* SPEC §4 Priority: A has 20 queued, B 1 (queued last); with a cap of 2
  * A gets two slots, then B's is claimed before A's third; alone, A may use
  * every slot. High priority still overtakes; positions follow claim order. */
@@ -642,29 +757,21 @@ Test(store, fair_claim_user_cap_and_positions)
 static void bulk_copies(const char *tmpl, int n)
 {
     char sql[2048];
-    if (on_pg) {
+    if (on_pg)
         snprintf(sql, sizeof sql,
                  "INSERT INTO generations (id, " COPY_COLS ", queued_at)"
                  " SELECT 'gen_bulk' || lpad(i::text, 6, '0'), " COPY_COLS ", queued_at + i"
                  " FROM generations, generate_series(1, %d) i WHERE id = '%s'",
                  n, tmpl);
-        PGconn *c = pg_raw();
-        pg_raw_exec(c, sql);
-        pg_raw_exec(c, "VACUUM ANALYZE generations"); /* as autovacuum would, after a bulk load */
-        PQfinish(c);
-        return;
-    }
-    snprintf(sql, sizeof sql,
-             "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < %d)"
-             " INSERT INTO generations (id, " COPY_COLS ", queued_at)"
-             " SELECT printf('gen_bulk%%06d', i), " COPY_COLS ", queued_at + i"
-             " FROM generations, c WHERE id = '%s'",
-             n, tmpl);
-    sqlite3 *db;
-    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-    sqlite3_close(db);
+    else
+        snprintf(sql, sizeof sql,
+                 "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < %d)"
+                 " INSERT INTO generations (id, " COPY_COLS ", queued_at)"
+                 " SELECT printf('gen_bulk%%06d', i), " COPY_COLS ", queued_at + i"
+                 " FROM generations, c WHERE id = '%s'",
+                 n, tmpl);
+    sql_exec(sql);
+    if (on_pg) sql_exec("VACUUM ANALYZE generations"); /* as autovacuum would, after a bulk load */
 }
 
 static int64_t us_now(void)
@@ -1986,8 +2093,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 10); /* the newest migration */
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 10);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 11); /* the newest migration */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 11);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -2033,6 +2140,9 @@ Test(store, migrates_from_previous_version)
             " DROP TABLE batches; DROP INDEX generations_batch; DROP INDEX generations_user_queued;"
             " ALTER TABLE generations DROP COLUMN background;"
             " ALTER TABLE generations DROP COLUMN output_format;"
+            " DROP TABLE queue_depth; DROP TRIGGER queue_depth_insert;"
+            " DROP TRIGGER queue_depth_delete; DROP TRIGGER queue_depth_leave;"
+            " DROP TRIGGER queue_depth_enter;"
             " DELETE FROM schema_migrations WHERE version > 1;"
             " PRAGMA user_version = 1;",
             NULL, NULL, NULL),
@@ -2041,7 +2151,7 @@ Test(store, migrates_from_previous_version)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 10); /* the newest migration */
+    cr_assert_eq(sql_int("PRAGMA user_version"), 11); /* the newest migration */
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
@@ -2054,6 +2164,7 @@ Test(store, migrates_error_code_from_version_2)
     char uid[ID_LEN], gid[ID_LEN];
     make_user("v2@example.com", 7, uid);
     cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0, false, gid), STORE_OK);
+    cr_assert_eq(create_gen(uid, 2, PRIORITY_NORMAL, T0, true, NULL), STORE_OK);
     store_close(st);
     st = NULL;
     sqlite3 *db;
@@ -2070,6 +2181,9 @@ Test(store, migrates_error_code_from_version_2)
             " DROP TABLE batches; DROP INDEX generations_batch; DROP INDEX generations_user_queued;"
             " ALTER TABLE generations DROP COLUMN background;"
             " ALTER TABLE generations DROP COLUMN output_format;"
+            " DROP TABLE queue_depth; DROP TRIGGER queue_depth_insert;"
+            " DROP TRIGGER queue_depth_delete; DROP TRIGGER queue_depth_leave;"
+            " DROP TRIGGER queue_depth_enter;"
             " DELETE FROM schema_migrations WHERE version > 2;"
             " PRAGMA user_version = 2;",
             NULL, NULL, NULL),
@@ -2078,7 +2192,9 @@ Test(store, migrates_error_code_from_version_2)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 10);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 11);
+    /* 011 counts what was already queued. */
+    cr_assert_eq(sql_int("SELECT SUM(queued) FROM queue_depth"), 1);
     gen_record g = get_gen(gid);
     cr_assert_str_eq(g.error_code, "");
     gen_record_free(&g);
