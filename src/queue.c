@@ -9,17 +9,18 @@
  * provider_faults.c, which provider_for() puts around the real one.)
  *
  * DESIGN. One mutex (q.mu) guards the in-flight table (a list of jobs), the
- * completion list and the counters of busy slots; two condition variables
- * hang off it: work_cond wakes workers (queue_notify, a completion from a
- * provider thread, shutdown) and idle_cond tells queue_stop a slot was
- * freed. Completion is driven by the provider's on_done: it only records
- * the outcome in the job and appends the job to the completion list; the
- * store writes, result files and freeing happen on a worker thread that
- * pops the list (job_finish). The local provider calls on_done inside
- * start(), so its worker pops its own job right after start returns; a
- * remote provider calls on_done later from its transfer thread (the net
- * loop) while the worker goes on claiming — the table, not the thread,
- * holds the job, so a few threads carry many remote jobs.
+ * completion list, the syncer's list and the counters of busy slots; three
+ * condition variables hang off it: work_cond wakes workers (queue_notify, a
+ * completion from a provider thread, shutdown), idle_cond tells queue_stop
+ * a slot was freed and sync_cond wakes the syncer. Completion is driven by
+ * the provider's on_done: it only records the outcome in the job and
+ * appends the job to the completion list; the store writes, result files
+ * and freeing happen on a worker thread that pops the list (job_finish).
+ * The local provider calls on_done inside start(), so its worker pops its
+ * own job right after start returns; a remote provider calls on_done later
+ * from its transfer thread (the net loop) while the worker goes on
+ * claiming — the table, not the thread, holds the job, so a few threads
+ * carry many remote jobs.
  *
  * Bounds: q.max_inflight claims at once = the worker threads (a local
  * render holds its thread) plus, per remote provider that can run, its
@@ -46,11 +47,18 @@
  * Fairness is the store's: store_gen_claim_fair takes cfg.user_running_cap
  * and decides inside the claim transaction (SPEC §4 Priority).
  *
- * A worker never waits for the disk: its claim, progress and completion
- * writes are deferred (store_defer) — it goes on at once, and their events
- * (what a user sees) are announced only when the group commit holding them
- * is durable. A completion is counted and logged then, and its result
- * files are deleted if the commit fails.
+ * A worker never waits for the disk: its claim and progress writes are
+ * deferred (store_defer) — it goes on at once, and their events (what a
+ * user sees) are announced only when the group commit holding them is
+ * durable. A completion must not be recorded before its result files are
+ * on disk, and one fsync per file per generation would cost more than the
+ * generation: the worker writes the files without an fsync and pushes a
+ * completion onto q.sync_head; the syncer thread takes all that have
+ * gathered, puts them on disk with one syncfs, then records them
+ * (deferred). A completion is counted and logged when its commit is
+ * durable; its result files are deleted if the commit fails, and if the
+ * syncfs fails nothing is recorded — the leases expire and the sweep
+ * retries the generations.
  */
 #include "queue.h"
 
