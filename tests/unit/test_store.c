@@ -599,7 +599,7 @@ static int position_by_count(const char *gen_id)
  * and out of the queue: starts, claims, requeues, cancels, releases, a
  * new priority and a deleted row, at both priorities, with ties on the queue time, and with
  * more than 256 rows behind the front (the store then counts ahead). */
-Test(store, queue_positions_match_a_count_after_every_change, .timeout = 120)
+Test(store, queue_positions_match_a_count_after_every_change)
 {
     enum { FIRST = 300, STEPS = 150, MAX = FIRST + STEPS };
     static char ids[MAX][ID_LEN];
