@@ -239,8 +239,14 @@ void api_me(api_call *c)
 {
     user_stats st;
     /* The caller's record as stored now: the credential cache may be up to
-     * a second behind a change made by another process (a CLI grant). */
+     * a second behind a change made by another process (a CLI grant or
+     * plan). When the plan or role it holds is behind, it is dropped, so
+     * the next request is held to what this answer shows. */
+    user_record cached = c->user;
     int rc = store_user_get(api_store, c->user.id, &c->user);
+    if (rc == STORE_OK &&
+        (!str_eq(cached.plan, c->user.plan) || !str_eq(cached.role, c->user.role)))
+        auth_forget(c->user.id);
     if (rc == STORE_OK) rc = store_user_stats(api_store, c->user.id, month_start_ms(), &st);
     if (rc != STORE_OK) {
         api_store_error(c, rc, "user");
