@@ -86,37 +86,39 @@ static void gen_from_row(sqlite3_stmt *st, gen_record *g, int64_t *queued_at, bo
     sq_col_copy(st, 32, g->params.output_format, sizeof g->params.output_format);
 }
 
-/* 1 + the queued generations ahead of g (queued) in claim order. Those
- * ahead are the queued rows of its priority or higher (queue_depth, kept
- * by triggers) less g and the rows behind it at its own priority: a short
- * count in the usual case, a generation just queued at the back. When more
- * than BEHIND_WINDOW rows are behind it (it is near the front of a long
- * queue), the rows ahead are counted instead. */
+/* 1 + the queued generations ahead of g (queued) in claim order: those of
+ * a higher priority plus those of its own before it. The counts per
+ * priority are in queue_depth (kept by triggers); of its own priority,
+ * the rows behind g are counted when there are few (a generation just
+ * queued at the back, the usual case), else the rows ahead of it — a
+ * range of generations_claim either way (row values, so SQLite seeks to
+ * g instead of scanning the priority). */
 #define BEHIND_WINDOW 256
 static int queue_position(sq_tx *t, const gen_record *g, int64_t queued_at, int *pos)
 {
-    int64_t queued = 0, behind = 0, ahead = 0;
+    int64_t queued = 0, behind = 0, higher = 0, ahead = 0;
     int rc =
         sq_int(t, &queued, "SELECT COALESCE(SUM(queued), 0) FROM queue_depth WHERE priority >= ?",
                "i", g->priority);
     if (rc == STORE_OK)
         rc = sq_int(t, &behind,
                     "SELECT COUNT(*) FROM (SELECT 1 FROM " QUEUED_FROM " WHERE " QUEUED_WHERE
-                    " AND priority = ?1 AND (queued_at > ?2 OR (queued_at = ?2 AND id > ?3))"
-                    " LIMIT ?4)",
+                    " AND priority = ?1 AND (queued_at, id) > (?2, ?3) LIMIT ?4)",
                     "iIsi", g->priority, queued_at, g->id, BEHIND_WINDOW + 1);
     if (rc != STORE_OK) return rc;
     if (behind <= BEHIND_WINDOW && queued - 1 - behind >= 0) {
         *pos = (int)(queued - behind);
         return STORE_OK;
     }
-    rc = sq_int(t, &ahead,
-                "SELECT COUNT(*) FROM " QUEUED_FROM " WHERE " QUEUED_WHERE
-                " AND (priority > ?1 OR (priority = ?1 AND (queued_at < ?2"
-                " OR (queued_at = ?2 AND id < ?3))))",
-                "iIs", g->priority, queued_at, g->id);
+    rc = sq_int(t, &higher, "SELECT COALESCE(SUM(queued), 0) FROM queue_depth WHERE priority > ?",
+                "i", g->priority);
+    if (rc == STORE_OK)
+        rc = sq_int(t, &ahead,
+                    "SELECT COUNT(*) FROM " QUEUED_FROM " WHERE " QUEUED_WHERE
+                    " AND priority = ?1 AND (queued_at, id) < (?2, ?3)",
+                    "iIs", g->priority, queued_at, g->id);
     if (rc != STORE_OK) return rc;
-    *pos = (int)ahead + 1;
+    *pos = (int)(higher + ahead) + 1;
     return STORE_OK;
 }
 

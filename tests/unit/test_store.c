@@ -601,7 +601,7 @@ static int position_by_count(const char *gen_id)
  * more than 256 rows behind the front (the store then counts ahead). */
 Test(store, queue_positions_match_a_count_after_every_change)
 {
-    enum { FIRST = 300, STEPS = 150, MAX = FIRST + STEPS };
+    enum { FIRST = 400, STEPS = 150, MAX = FIRST + STEPS };
     static char ids[MAX][ID_LEN];
     int n = 0;
     char uid[ID_LEN];
@@ -825,6 +825,14 @@ Test(store, queue_figures_at_10000_queued, .timeout = 300)
     double items_us = timed_us(t0);
     cr_assert_eq(n, 1);
     free(items);
+    /* A user stream's refresh: the whale's first 100, at the front. */
+    t0 = us_now();
+    cr_assert_eq(store_queue_items(st, whale, 100, &items, &n), STORE_OK);
+    double front_us = timed_us(t0);
+    cr_assert_eq(n, 100);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(items[i].position, (int)i + 1);
+    free(items);
     /* The whale is at the cap: the claim skips its 9,997 queued rows. */
     t0 = us_now();
     cr_assert_eq(store_gen_claim_fair(st, "w1", T0 + N + 2, LEASE, 2, &g), STORE_OK);
@@ -838,9 +846,10 @@ Test(store, queue_figures_at_10000_queued, .timeout = 300)
     gen_record_free(&g);
     fprintf(stderr,
             "[queue figures %s] at %d queued: record with position (last) %.0f us, depth/running/"
-            "workers %.0f us, GET /api/queue items (1) %.0f us, fair claim past a capped whale "
-            "%.0f us, claim when only the capped user waits %.0f us\n",
-            store_backend(st), N, get_us, stats_us, items_us, skip_us, head_us);
+            "workers %.0f us, GET /api/queue items (1) %.0f us, the first 100 items of the "
+            "front user %.0f us, fair claim past a capped whale %.0f us, claim when only the "
+            "capped user waits %.0f us\n",
+            store_backend(st), N, get_us, stats_us, items_us, front_us, skip_us, head_us);
 }
 
 Test(store, progress_and_complete)
