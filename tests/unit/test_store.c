@@ -677,6 +677,15 @@ Test(store, queue_positions_match_a_count_after_every_change)
         int64_t counts[GEN_STATUS_COUNT], in_queue;
         cr_assert_eq(store_gen_counts(st, counts, &in_queue), STORE_OK);
         cr_assert_eq(in_queue, queued, "step %d", step);
+        /* A user stream's list: the first 100, placed one after another. */
+        store_queue_item *items = NULL;
+        size_t n_items = 0;
+        cr_assert_eq(store_queue_items(st, uid, 100, &items, &n_items), STORE_OK);
+        cr_assert_eq(n_items, queued < 100 ? (size_t)queued : 100);
+        for (size_t i = 0; i < n_items; i++)
+            cr_assert_eq(items[i].position, position_by_count(items[i].id), "step %d, item %zu",
+                         step, i);
+        free(items);
     }
     check_ledger();
 }
