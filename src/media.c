@@ -18,13 +18,16 @@
  *
  * DESIGN (threads). media_init runs once at start-up, before any worker or
  * HTTP thread, and initialises libvips there (thread-safe once
- * initialised). After that the module's state (paths) is read-only, and every function may be
+ * initialised). After that the module's state (paths) is read-only, but
+ * for the table of our own files' headers (own_headers, under its own
+ * mutex, held only to copy an entry in or out), and every function may be
  * called from any thread at once.
  */
 #include "media.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -127,9 +130,12 @@ static void free_state(void)
     media_dir = media_prefix = NULL;
 }
 
+static void headers_clear(void);
+
 void media_shutdown(void)
 {
     free_state();
+    headers_clear();
 }
 
 /* ---- probing and storing ---- */
@@ -464,6 +470,73 @@ int media_check_url(const char *url, char **error)
 #define FETCH_TIMEOUT_MS 20000
 #define FETCH_MAX_REDIRECTS 3
 
+/* ---- our own files' headers, remembered ----
+ * Every name under DATA/media is written once (it carries 32 random
+ * characters and is never reused) with bytes that were decoded in full
+ * before they were stored (upload, import, result). So what a read learns
+ * from a file's header — format and size; libvips's loader sniffing and
+ * header read cost more than reading the file — stays true while the file
+ * exists. A small direct-mapped table keeps it, by path, checked against
+ * the file's length: a generation reading the same product photo as the
+ * one before (a batch, a retry) does not ask libvips again. */
+#define OWN_HEADER_SLOTS 256
+typedef struct own_header {
+    char *path; /* NULL: empty */
+    size_t len;
+    char format[8];
+    int width, height;
+} own_header;
+static own_header own_headers[OWN_HEADER_SLOTS];
+static pthread_mutex_t own_headers_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static own_header *header_slot(const char *path)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return &own_headers[h % OWN_HEADER_SLOTS];
+}
+
+/* Fills info's format and size from the table; false when it has none. */
+static bool header_known(const char *path, size_t len, provider_image *info)
+{
+    pthread_mutex_lock(&own_headers_mu);
+    own_header *e = header_slot(path);
+    bool hit = e->path && e->len == len && str_eq(e->path, path);
+    if (hit) {
+        memcpy(info->format, e->format, sizeof info->format);
+        info->width = e->width;
+        info->height = e->height;
+    }
+    pthread_mutex_unlock(&own_headers_mu);
+    return hit;
+}
+
+static void header_remember(const char *path, size_t len, const provider_image *info)
+{
+    char *copy = xstrdup(path), *old;
+    pthread_mutex_lock(&own_headers_mu);
+    own_header *e = header_slot(path);
+    old = e->path;
+    e->path = copy;
+    e->len = len;
+    memcpy(e->format, info->format, sizeof e->format);
+    e->width = info->width;
+    e->height = info->height;
+    pthread_mutex_unlock(&own_headers_mu);
+    free(old);
+}
+
+static void headers_clear(void)
+{
+    pthread_mutex_lock(&own_headers_mu);
+    for (size_t i = 0; i < OWN_HEADER_SLOTS; i++) {
+        free(own_headers[i].path);
+        own_headers[i].path = NULL;
+    }
+    pthread_mutex_unlock(&own_headers_mu);
+}
+
 static int read_own(const char *url, provider_image *out, char **error)
 {
     char *path = own_path(url);
@@ -472,11 +545,14 @@ static int read_own(const char *url, provider_image *out, char **error)
         free(path);
         return fail(error, MEDIA_EINVALID, "image URL names no uploaded image on this server");
     }
+    /* The header is checked (or known, above); the pixels were decoded
+     * when the file was stored and are not decoded again on every read. */
+    int rc = 0;
+    if (!header_known(path, b.len, out)) {
+        rc = probe(b.data, b.len, out, false, error);
+        if (rc == 0) header_remember(path, b.len, out);
+    }
     free(path);
-    /* Our own media were decoded in full when they were stored (upload,
-     * import, result): the header is checked, the pixels are not decoded
-     * again on every read. */
-    int rc = probe(b.data, b.len, out, false, error);
     if (rc) {
         buf_free(&b);
         return rc;

@@ -218,6 +218,43 @@ Test(media, upload_store_and_paths)
     buf_free(&j);
 }
 
+/* A second read of one of our files gives what the first found (its
+ * header is remembered); bytes of another length under the name are
+ * looked at again. */
+Test(media, own_files_read_again_give_the_same_header)
+{
+    buf j = read_fixture("product.jpg"), p = read_fixture("product2.png");
+    provider_image info = {0}, first = {0}, again = {0}, other = {0};
+    char *url = NULL, *err = NULL;
+    cr_assert_eq(media_save_upload(j.data, j.len, &info, &url, &err), 0, "%s", err ? err : "");
+    cr_assert_eq(media_fetch(url, NULL, &first, &err), 0, "%s", err ? err : "");
+    cr_assert_eq(media_fetch(url, NULL, &again, &err), 0, "%s", err ? err : "");
+    cr_assert_str_eq(again.format, "jpeg");
+    cr_assert_str_eq(again.format, first.format);
+    cr_assert_eq(again.width, first.width);
+    cr_assert_eq(again.height, first.height);
+    cr_assert_eq(again.len, j.len);
+
+    char *path = media_path_for_request(url + strlen("http://studio.test"), NULL);
+    cr_assert_not_null(path);
+    cr_assert_neq(p.len, j.len);
+    cr_assert_eq(util_write_file_atomic(path, p.data, p.len, false), 0);
+    cr_assert_eq(media_fetch(url, NULL, &other, &err), 0, "%s", err ? err : "");
+    cr_assert_str_eq(other.format, "png");
+    provider_image png = {0};
+    cr_assert_eq(media_probe(p.data, p.len, &png, &err), 0);
+    cr_assert_eq(other.width, png.width);
+    cr_assert_eq(other.height, png.height);
+
+    provider_image_free(&first);
+    provider_image_free(&again);
+    provider_image_free(&other);
+    free(path);
+    free(url);
+    buf_free(&j);
+    buf_free(&p);
+}
+
 /* Where nothing can be written or synced, the caller hears so and
  * nothing is left behind. */
 Test(media, atomic_writes_fail_cleanly)
