@@ -584,25 +584,6 @@ static void frame(buf *out, const char *type, int64_t id, const char *data)
     buf_printf(out, "event: %s\nid: %lld\ndata: %s\n\n", type, (long long)id, data);
 }
 
-static bool data_is_terminal(const char *data)
-{
-    json_t *j = json_loads(data, 0, NULL);
-    gen_status st;
-    bool t = j && gen_status_parse(json_string_value(json_object_get(j, "status")), &st) == 0 &&
-             gen_status_terminal(st);
-    json_decref(j);
-    return t;
-}
-
-/* The queuePosition in event data, 0 when none. */
-static int position_of(const char *data)
-{
-    json_t *j = json_loads(data, 0, NULL);
-    int pos = (int)json_integer_value(json_object_get(j, "queuePosition"));
-    json_decref(j);
-    return pos;
-}
-
 /* The first frame of a stream that is not resuming: the current record
  * (its newest event, so the id and the state agree) or the balance. */
 static int stream_snapshot(stream *s, buf *out)
@@ -612,8 +593,8 @@ static int stream_snapshot(stream *s, buf *out)
         if (store_events_latest(api_store, s->gen_id, &ev) != STORE_OK) return 1;
         frame(out, "generation", ev.id, ev.data);
         s->last_id = ev.id;
-        s->last_position = position_of(ev.data);
-        bool done = data_is_terminal(ev.data);
+        s->last_position = ev.queue_position;
+        bool done = ev.terminal;
         free(ev.data);
         return done ? 1 : 0;
     }
@@ -748,7 +729,6 @@ typedef struct shared_read {
     int64_t after_id;     /* the read's cursor */
     bool reading;         /* a fill is reading; fills with this stamp wait */
     store_event *ev;      /* every event of the user past after_id, as of stamp */
-    int *position;        /* each one's queuePosition (0 for balance events) */
     size_t n;
 } shared_read;
 
@@ -767,22 +747,19 @@ static shared_read *shared_slot(const char *user_id)
 static void shared_clear(shared_read *r)
 {
     store_events_free(r->ev, r->n);
-    free(r->position);
     r->ev = NULL;
-    r->position = NULL;
     r->n = 0;
     r->user_id[0] = '\0';
 }
 
 /* Sends the events of ev[0..n) past the stream's cursor. */
-static void send_user_events(stream *s, buf *out, const store_event *ev, const int *position,
-                             size_t n)
+static void send_user_events(stream *s, buf *out, const store_event *ev, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (ev[i].id <= s->last_id) continue;
         frame(out, ev[i].type, ev[i].id, ev[i].data);
         s->last_id = ev[i].id;
-        note_user_frame(s, &ev[i], position[i]);
+        note_user_frame(s, &ev[i], ev[i].queue_position);
     }
 }
 
@@ -795,13 +772,13 @@ static bool shared_answer(shared_read *r, stream *s, int64_t stamp, buf *out)
     if (r->reading || r->stamp != stamp || !str_eq(r->user_id, s->user_id) ||
         r->after_id > s->last_id)
         return false;
-    send_user_events(s, out, r->ev, r->position, r->n);
+    send_user_events(s, out, r->ev, r->n);
     return true;
 }
 
-/* Publishes a read claimed with r->reading (takes ev, position when it
- * keeps them: returns true), or empties the slot. Under shared_mu. */
-static bool shared_publish(shared_read *r, store_event *ev, int *position, size_t n, bool ok)
+/* Publishes a read claimed with r->reading (takes ev when it keeps it:
+ * returns true), or empties the slot. Under shared_mu. */
+static bool shared_publish(shared_read *r, store_event *ev, size_t n, bool ok)
 {
     r->reading = false;
     pthread_cond_broadcast(&shared_cv);
@@ -810,7 +787,6 @@ static bool shared_publish(shared_read *r, store_event *ev, int *position, size_
         return false;
     }
     r->ev = ev;
-    r->position = position;
     r->n = n;
     return true;
 }
@@ -843,21 +819,15 @@ static int user_stream_events(stream *s, buf *out, bool *more)
     size_t n = 0;
     bool ok = store_events_after(api_store, s->user_id, NULL, s->last_id, STREAM_READ_MAX, &ev,
                                  &n) == STORE_OK;
-    int *position = n ? xcalloc(n, sizeof *position) : NULL;
-    for (size_t i = 0; ok && i < n; i++)
-        if (str_eq(ev[i].type, "generation")) position[i] = position_of(ev[i].data);
-    if (ok) send_user_events(s, out, ev, position, n);
+    if (ok) send_user_events(s, out, ev, n);
     *more = ok && n == STREAM_READ_MAX;
     bool kept = false;
     if (claimed) {
         pthread_mutex_lock(&shared_mu);
-        kept = shared_publish(r, ev, position, n, ok);
+        kept = shared_publish(r, ev, n, ok);
         pthread_mutex_unlock(&shared_mu);
     }
-    if (!kept) {
-        store_events_free(ev, n);
-        free(position);
-    }
+    if (!kept) store_events_free(ev, n);
     return ok ? 0 : 1;
 }
 
@@ -874,8 +844,8 @@ static int gen_stream_events(stream *s, buf *out)
     for (size_t i = 0; i < n; i++) {
         frame(out, ev[i].type, ev[i].id, ev[i].data);
         s->last_id = ev[i].id;
-        if (data_is_terminal(ev[i].data)) done = 1;
-        s->last_position = position_of(ev[i].data);
+        if (ev[i].terminal) done = 1;
+        s->last_position = ev[i].queue_position;
     }
     store_events_free(ev, n);
     if (!done && n == STREAM_READ_MAX) return HTTP_SSE_MORE;
@@ -883,7 +853,7 @@ static int gen_stream_events(stream *s, buf *out)
         /* Resuming after the end: nothing newer will come. */
         store_event last;
         if (store_events_latest(api_store, s->gen_id, &last) == STORE_OK) {
-            done = last.id <= s->last_id && data_is_terminal(last.data);
+            done = last.id <= s->last_id && last.terminal;
             free(last.data);
         }
     }

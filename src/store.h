@@ -351,6 +351,8 @@ typedef struct store_event {
     char type[16];              /* "generation" | "balance" */
     char generation_id[ID_LEN]; /* "" for balance events */
     char *data;                 /* JSON text from the codec */
+    int queue_position;         /* generation: the queuePosition in data, 0 when none */
+    bool terminal;              /* generation: data's status is terminal */
 } store_event;
 
 void store_events_free(store_event *ev, size_t n);

@@ -591,8 +591,8 @@ static int cmp_user(const void *a, const void *b)
 static const char SQL_EVENT_LOCK[] =
     "SELECT pg_advisory_xact_lock(" STR(STORE_PG_EVENT_LOCK_CLASS) ", hashtext($1))";
 static const char SQL_EVENT_INSERT[] =
-    "INSERT INTO events (user_id, generation_id, type, data, created_at)"
-    " VALUES ($1, $2, $3, $4, $5) RETURNING id";
+    "INSERT INTO events (user_id, generation_id, type, data, created_at, queue_position, terminal)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::integer <> 0) RETURNING id";
 static const char SQL_NOTIFY[] = "SELECT pg_notify('" STORE_PG_CHANNEL "', $1)";
 
 /* Takes the users' event locks (sorted, each once); *many when more than
@@ -626,8 +626,9 @@ static int events_flush(pg_tx *t, int64_t *last, char user[ID_LEN])
     int rc = events_lock(t, &many);
     for (size_t i = 0; i < t->nev && rc == STORE_OK; i++) {
         pg_pending_event *e = &t->ev[i];
-        rc = pg_int(t, last, SQL_EVENT_INSERT, "ssssI", e->user_id, e->gen_id[0] ? e->gen_id : NULL,
-                    e->type, e->data, e->now);
+        rc = pg_int(t, last, SQL_EVENT_INSERT, "ssssIii", e->user_id,
+                    e->gen_id[0] ? e->gen_id : NULL, e->type, e->data, e->now, e->queue_position,
+                    (int)e->terminal);
     }
     if (rc != STORE_OK) return rc;
     if (!many) pg_copy(user, ID_LEN, t->ev[0].user_id);
@@ -674,7 +675,16 @@ void pg_event(pg_tx *t, const char *user_id, const char *gen_id, const char *typ
     pg_copy(e->gen_id, sizeof e->gen_id, gen_id);
     e->type = type;
     e->data = data;
+    e->queue_position = 0;
+    e->terminal = false;
     e->now = now;
+}
+
+void pg_gen_event(pg_tx *t, const gen_record *g, char *data, int64_t now)
+{
+    pg_event(t, g->user_id, g->id, "generation", data, now);
+    t->ev[t->nev - 1].queue_position = g->queue_position;
+    t->ev[t->nev - 1].terminal = gen_status_terminal(g->status);
 }
 
 int pg_balance_event(pg_tx *t, const char *user_id, int64_t now)
@@ -698,7 +708,8 @@ int pg_ledger_add(pg_tx *t, const char *user_id, const char *kind, int64_t amoun
     return rc < 0 ? rc : STORE_OK;
 }
 
-/* One row of "SELECT id, type, generation_id, data FROM events". */
+/* One row of "SELECT " EVENT_COLS " FROM events". */
+#define EVENT_COLS "id, type, generation_id, data, queue_position, terminal::integer"
 static void event_from_row(const PGresult *r, int row, store_event *e)
 {
     memset(e, 0, sizeof *e);
@@ -707,14 +718,16 @@ static void event_from_row(const PGresult *r, int row, store_event *e)
     pg_col_copy(r, row, 2, e->generation_id, sizeof e->generation_id);
     e->data = pg_col_strdup(r, row, 3);
     if (!e->data) e->data = xstrdup("{}");
+    e->queue_position = (int)pg_col_int(r, row, 4);
+    e->terminal = pg_col_int(r, row, 5) != 0;
 }
 
 static int pg_events_after(store_t *s, const char *user_id, const char *generation_id,
                            int64_t after_id, int limit, store_event **out, size_t *n)
 {
-    static const char q_user[] = "SELECT id, type, generation_id, data FROM events"
+    static const char q_user[] = "SELECT " EVENT_COLS " FROM events"
                                  " WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3";
-    static const char q_gen[] = "SELECT id, type, generation_id, data FROM events"
+    static const char q_gen[] = "SELECT " EVENT_COLS " FROM events"
                                 " WHERE generation_id = $1 AND user_id = $2 AND id > $3"
                                 " ORDER BY id LIMIT $4";
     if (limit <= 0) limit = 100;
@@ -737,7 +750,7 @@ static int pg_events_latest(store_t *s, const char *generation_id, store_event *
 {
     PGresult *r = NULL;
     int rc = pg_query1(s, &r,
-                       "SELECT id, type, generation_id, data FROM events"
+                       "SELECT " EVENT_COLS " FROM events"
                        " WHERE generation_id = $1 ORDER BY id DESC LIMIT 1",
                        "s", generation_id);
     if (rc != STORE_OK) return rc;

@@ -41,6 +41,8 @@ typedef struct pg_pending_event {
     char gen_id[ID_LEN]; /* "" for balance events */
     const char *type;    /* a string literal: "generation" | "balance" */
     char *data;          /* owned */
+    int queue_position;  /* generation: its record's, beside the row (010) */
+    bool terminal;       /* generation: its record's status is terminal */
     int64_t now;
 } pg_pending_event;
 
@@ -112,6 +114,9 @@ bool pg_col_null(const PGresult *r, int row, int col);
  * the codec). gen_id NULL for balance events. */
 void pg_event(pg_tx *t, const char *user_id, const char *gen_id, const char *type, char *data,
               int64_t now);
+/* A "generation" event for g (data: its record, owned): pg_event, with the
+ * queue position and terminal status kept beside the row (010). */
+void pg_gen_event(pg_tx *t, const gen_record *g, char *data, int64_t now);
 /* A "balance" event with the user's current balance (read inside t). */
 int pg_balance_event(pg_tx *t, const char *user_id, int64_t now);
 /* A ledger row; balance_after is read from users after the balance update

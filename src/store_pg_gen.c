@@ -151,7 +151,7 @@ static int gen_event(pg_tx *t, const char *gen_id, int64_t now, gen_record *out)
     gen_record g;
     int rc = gen_load(t, gen_id, &g);
     if (rc != STORE_OK) return rc;
-    pg_event(t, g.user_id, g.id, "generation", store_base_gen_json(t->s, &g), now);
+    pg_gen_event(t, &g, store_base_gen_json(t->s, &g), now);
     if (out)
         *out = g;
     else

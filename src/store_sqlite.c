@@ -694,13 +694,13 @@ static int sq_ping(store_t *s)
 
 /* ---- events ---- */
 
-int sq_event(sq_tx *t, const char *user_id, const char *gen_id, const char *type, const char *data,
-             int64_t now)
+static int event_insert(sq_tx *t, const char *user_id, const char *gen_id, const char *type,
+                        const char *data, int queue_position, bool terminal, int64_t now)
 {
     int rc = sq_exec(t,
-                     "INSERT INTO events (user_id, generation_id, type, data, created_at)"
-                     " VALUES (?, ?, ?, ?, ?)",
-                     "ssssI", user_id, gen_id, type, data, now);
+                     "INSERT INTO events (user_id, generation_id, type, data, created_at,"
+                     " queue_position, terminal) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     "ssssIii", user_id, gen_id, type, data, now, queue_position, (int)terminal);
     if (rc < 0) return rc;
     t->last_event = sqlite3_last_insert_rowid(t->c->db);
     if (!t->event_user[0])
@@ -708,6 +708,18 @@ int sq_event(sq_tx *t, const char *user_id, const char *gen_id, const char *type
     else if (strcmp(t->event_user, user_id) != 0)
         t->event_users_many = true;
     return STORE_OK;
+}
+
+int sq_event(sq_tx *t, const char *user_id, const char *gen_id, const char *type, const char *data,
+             int64_t now)
+{
+    return event_insert(t, user_id, gen_id, type, data, 0, false, now);
+}
+
+int sq_gen_event(sq_tx *t, const gen_record *g, const char *data, int64_t now)
+{
+    return event_insert(t, g->user_id, g->id, "generation", data, g->queue_position,
+                        gen_status_terminal(g->status), now);
 }
 
 int sq_balance_event(sq_tx *t, const char *user_id, int64_t now)
@@ -733,7 +745,8 @@ int sq_ledger_add(sq_tx *t, const char *user_id, const char *kind, int64_t amoun
     return rc < 0 ? rc : STORE_OK;
 }
 
-/* One row of "SELECT id, type, generation_id, data FROM events". */
+/* One row of "SELECT " EVENT_COLS " FROM events". */
+#define EVENT_COLS "id, type, generation_id, data, queue_position, terminal"
 static void read_event(sqlite3_stmt *st, store_event *e)
 {
     memset(e, 0, sizeof *e);
@@ -742,14 +755,16 @@ static void read_event(sqlite3_stmt *st, store_event *e)
     sq_col_copy(st, 2, e->generation_id, sizeof e->generation_id);
     e->data = sq_col_strdup(st, 3);
     if (!e->data) e->data = xstrdup("{}");
+    e->queue_position = sqlite3_column_int(st, 4);
+    e->terminal = sqlite3_column_int(st, 5) != 0;
 }
 
 static int sq_events_after(store_t *s, const char *user_id, const char *generation_id,
                            int64_t after_id, int limit, store_event **out, size_t *n)
 {
-    static const char q_user[] = "SELECT id, type, generation_id, data FROM events"
+    static const char q_user[] = "SELECT " EVENT_COLS " FROM events"
                                  " WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?";
-    static const char q_gen[] = "SELECT id, type, generation_id, data FROM events"
+    static const char q_gen[] = "SELECT " EVENT_COLS " FROM events"
                                 " WHERE generation_id = ? AND user_id = ? AND id > ?"
                                 " ORDER BY id LIMIT ?";
     if (limit <= 0) limit = 100;
@@ -800,7 +815,7 @@ static int sq_events_latest(store_t *s, const char *generation_id, store_event *
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
     sqlite3_stmt *st = sq_query(&t,
-                                "SELECT id, type, generation_id, data FROM events"
+                                "SELECT " EVENT_COLS " FROM events"
                                 " WHERE generation_id = ? ORDER BY id DESC LIMIT 1",
                                 "s", generation_id);
     int rc = st ? sq_step(st) : STORE_ERR;

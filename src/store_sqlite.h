@@ -154,6 +154,9 @@ int64_t sq_col_int(sqlite3_stmt *st, int col);
 /* Appends an event row; remembers its id in t->last_event. data is JSON. */
 int sq_event(sq_tx *t, const char *user_id, const char *gen_id, const char *type, const char *data,
              int64_t now);
+/* A "generation" event for g, whose record data is: sq_event, with the
+ * queue position and terminal status kept beside it (012). */
+int sq_gen_event(sq_tx *t, const gen_record *g, const char *data, int64_t now);
 /* A "balance" event with the user's current balance. */
 int sq_balance_event(sq_tx *t, const char *user_id, int64_t now);
 /* A ledger row; balance_after is read from users after the balance update

@@ -166,7 +166,7 @@ static int gen_event(sq_tx *t, const char *gen_id, int64_t now, gen_record *out)
     int rc = gen_load(t, gen_id, &g);
     if (rc != STORE_OK) return rc;
     char *data = store_base_gen_json(t->s, &g);
-    rc = sq_event(t, g.user_id, g.id, "generation", data, now);
+    rc = sq_gen_event(t, &g, data, now);
     free(data);
     if (rc == STORE_OK && out)
         *out = g;
@@ -365,8 +365,7 @@ int sq_gen_create(store_t *s, const gen_record *gens, size_t n, bool start, cons
         if (rc < 0) goto fail;
     }
     for (size_t i = 0; i < n && rc >= 0; i++)
-        rc = data ? sq_event(&t, user_id, gens[i].id, "generation", data[i], now)
-                  : gen_event(&t, gens[i].id, now, NULL);
+        rc = data ? sq_gen_event(&t, &gens[i], data[i], now) : gen_event(&t, gens[i].id, now, NULL);
     if (rc < 0) goto fail;
     rc = sq_balance_event(&t, user_id, now);
     if (rc < 0) goto fail;

@@ -364,6 +364,8 @@ Test(ratelimit_sqlite, migrates_from_version_4)
             " DROP TABLE queue_depth; DROP TRIGGER queue_depth_insert;"
             " DROP TRIGGER queue_depth_delete; DROP TRIGGER queue_depth_leave;"
             " DROP TRIGGER queue_depth_enter;"
+            " ALTER TABLE events DROP COLUMN queue_position;"
+            " ALTER TABLE events DROP COLUMN terminal;"
             " DELETE FROM schema_migrations WHERE"
             " version > 4; PRAGMA user_version = 4;",
             NULL, NULL, NULL),

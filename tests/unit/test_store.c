@@ -1457,6 +1457,10 @@ Test(store, events_written_with_data)
         cr_assert_str_eq(ev[i].type, types[i], "event %zu", i);
         json_t *d = json_loads(ev[i].data, 0, NULL);
         cr_assert_not_null(d);
+        /* What streams read beside the data agrees with it. */
+        cr_assert_eq(ev[i].queue_position,
+                     (int)json_integer_value(json_object_get(d, "queuePosition")), "event %zu", i);
+        cr_assert_eq(ev[i].terminal, i == 6, "event %zu", i);
         if (statuses[i]) {
             cr_assert_str_eq(ev[i].generation_id, gid);
             cr_assert_str_eq(json_string_value(json_object_get(d, "_id")), gid);
@@ -2111,8 +2115,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 11); /* the newest migration */
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 11);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 12); /* the newest migration */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 12);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -2161,6 +2165,8 @@ Test(store, migrates_from_previous_version)
             " DROP TABLE queue_depth; DROP TRIGGER queue_depth_insert;"
             " DROP TRIGGER queue_depth_delete; DROP TRIGGER queue_depth_leave;"
             " DROP TRIGGER queue_depth_enter;"
+            " ALTER TABLE events DROP COLUMN queue_position;"
+            " ALTER TABLE events DROP COLUMN terminal;"
             " DELETE FROM schema_migrations WHERE version > 1;"
             " PRAGMA user_version = 1;",
             NULL, NULL, NULL),
@@ -2169,7 +2175,7 @@ Test(store, migrates_from_previous_version)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 11); /* the newest migration */
+    cr_assert_eq(sql_int("PRAGMA user_version"), 12); /* the newest migration */
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
     cr_assert_eq(balance(uid), 7);
@@ -2202,6 +2208,8 @@ Test(store, migrates_error_code_from_version_2)
             " DROP TABLE queue_depth; DROP TRIGGER queue_depth_insert;"
             " DROP TRIGGER queue_depth_delete; DROP TRIGGER queue_depth_leave;"
             " DROP TRIGGER queue_depth_enter;"
+            " ALTER TABLE events DROP COLUMN queue_position;"
+            " ALTER TABLE events DROP COLUMN terminal;"
             " DELETE FROM schema_migrations WHERE version > 2;"
             " PRAGMA user_version = 2;",
             NULL, NULL, NULL),
@@ -2210,9 +2218,12 @@ Test(store, migrates_error_code_from_version_2)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 11);
-    /* 011 counts what was already queued. */
+    cr_assert_eq(sql_int("PRAGMA user_version"), 12);
+    /* 011 counts what was already queued; 012 reads the queued one's
+     * position out of its event. */
     cr_assert_eq(sql_int("SELECT SUM(queued) FROM queue_depth"), 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM events WHERE queue_position = 1"), 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM events WHERE terminal"), 0);
     gen_record g = get_gen(gid);
     cr_assert_str_eq(g.error_code, "");
     gen_record_free(&g);
@@ -2220,6 +2231,11 @@ Test(store, migrates_error_code_from_version_2)
     g = get_gen(gid);
     cr_assert_str_eq(g.error_code, "CANCELLED");
     gen_record_free(&g);
+    store_event last;
+    cr_assert_eq(store_events_latest(st, gid, &last), STORE_OK);
+    cr_assert(last.terminal, "a cancel's event is terminal");
+    cr_assert_eq(last.queue_position, 0);
+    free(last.data);
 }
 
 Test(store, newer_schema_is_refused)

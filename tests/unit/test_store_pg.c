@@ -126,7 +126,7 @@ Test(store_pg, migrations_concurrent_idempotent_and_newer_refused)
         cr_assert_eq(pthread_create(&th[i], NULL, open_close, NULL), 0);
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
-    cr_assert_eq(pg_sql_int("SELECT COUNT(*) FROM schema_migrations"), 9);
+    cr_assert_eq(pg_sql_int("SELECT COUNT(*) FROM schema_migrations"), 10);
     st = pg_store_open(2);
     cr_assert_eq(store_migrate(st), STORE_OK);
 

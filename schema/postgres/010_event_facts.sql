@@ -1,0 +1,10 @@
+-- 010_event_facts: what a stream needs to know of a generation event
+-- without parsing its JSON again: the queue position its record shows (0:
+-- none) and whether its status is terminal (api_gen.c). Rows from before
+-- are filled from their data.
+ALTER TABLE events ADD COLUMN queue_position INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN terminal BOOLEAN NOT NULL DEFAULT false;
+UPDATE events
+    SET queue_position = COALESCE((data::jsonb ->> 'queuePosition')::integer, 0),
+        terminal = COALESCE(data::jsonb ->> 'status' IN ('completed', 'failed', 'cancelled'), false)
+    WHERE type = 'generation';
