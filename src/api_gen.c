@@ -698,11 +698,12 @@ static int stream_refresh_user(stream *s, buf *out)
 }
 
 /* A user stream notes the position each generation frame it sends shows
- * (pos: its queuePosition) so the refresh sends only changes, and starts
- * watching on a queued one. */
-static void note_user_frame(stream *s, const store_event *ev, int pos)
+ * (the event's queue_position) so the refresh sends only changes, and
+ * starts watching on a queued one. */
+static void note_user_frame(stream *s, const store_event *ev)
 {
     if (!str_eq(ev->type, "generation")) return;
+    int pos = ev->queue_position;
     for (size_t i = 0; i < s->n_queued; i++)
         if (str_eq(s->queued[i].id, ev->generation_id)) {
             s->queued[i].position = pos;
@@ -738,10 +739,7 @@ static shared_read shared[SHARED_SLOTS];
 
 static shared_read *shared_slot(const char *user_id)
 {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)user_id; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return &shared[h % SHARED_SLOTS];
+    return &shared[util_fnv1a(user_id) % SHARED_SLOTS];
 }
 
 static void shared_clear(shared_read *r)
@@ -759,7 +757,7 @@ static void send_user_events(stream *s, buf *out, const store_event *ev, size_t 
         if (ev[i].id <= s->last_id) continue;
         frame(out, ev[i].type, ev[i].id, ev[i].data);
         s->last_id = ev[i].id;
-        note_user_frame(s, &ev[i], ev[i].queue_position);
+        note_user_frame(s, &ev[i]);
     }
 }
 

@@ -137,17 +137,9 @@ static cache_entry *cache; /* AUTH_CACHE_SLOTS, allocated on first use */
 static _Atomic uint64_t cache_epoch = 1;
 static _Atomic uint64_t user_stamp[AUTH_STAMP_SLOTS];
 
-static uint32_t fnv1a(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
-
 static _Atomic uint64_t *stamp_of(const char *user_id)
 {
-    return &user_stamp[fnv1a(user_id) & (AUTH_STAMP_SLOTS - 1)];
+    return &user_stamp[util_fnv1a(user_id) & (AUTH_STAMP_SLOTS - 1)];
 }
 
 void auth_forget(const char *user_id)
@@ -162,7 +154,7 @@ void auth_forget(const char *user_id)
 static cache_entry *slot_of(const char *hash)
 {
     if (!cache) cache = xcalloc(AUTH_CACHE_SLOTS, sizeof *cache);
-    return &cache[fnv1a(hash) & (AUTH_CACHE_SLOTS - 1)];
+    return &cache[util_fnv1a(hash) & (AUTH_CACHE_SLOTS - 1)];
 }
 
 /* A fresh entry for the hash into *user and *when. */

@@ -32,13 +32,9 @@ static pthread_t timer_thread;
 static int (*poll_fn)(void *ctx, int64_t *id);
 static void *poll_ctx;
 
-/* FNV-1a of a topic, folded onto the slots. */
 static size_t topic_slot(const char *topic)
 {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h % EVENTS_TOPIC_SLOTS;
+    return util_fnv1a(topic) % EVENTS_TOPIC_SLOTS;
 }
 
 static void unlink_waiter(events_waiter *w)

@@ -491,10 +491,7 @@ static pthread_mutex_t own_headers_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static own_header *header_slot(const char *path)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return &own_headers[h % OWN_HEADER_SLOTS];
+    return &own_headers[util_fnv1a(path) % OWN_HEADER_SLOTS];
 }
 
 /* Fills info's format and size from the table; false when it has none. */

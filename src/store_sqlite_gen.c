@@ -38,6 +38,8 @@
  * processing row (a temp B-tree per claim); INDEXED BY keeps the claim an
  * index walk and the counts a range of the queued rows only. */
 #define QUEUED_FROM "generations INDEXED BY generations_claim"
+/* How many are queued, from the per-priority counts (011). */
+#define QUEUE_DEPTH_SUM "SELECT COALESCE(SUM(queued), 0) FROM queue_depth"
 
 static json_t *json_array_col(sqlite3_stmt *st, int col)
 {
@@ -97,9 +99,7 @@ static void gen_from_row(sqlite3_stmt *st, gen_record *g, int64_t *queued_at, bo
 static int queue_position(sq_tx *t, const gen_record *g, int64_t queued_at, int *pos)
 {
     int64_t queued = 0, behind = 0, higher = 0, ahead = 0;
-    int rc =
-        sq_int(t, &queued, "SELECT COALESCE(SUM(queued), 0) FROM queue_depth WHERE priority >= ?",
-               "i", g->priority);
+    int rc = sq_int(t, &queued, QUEUE_DEPTH_SUM " WHERE priority >= ?", "i", g->priority);
     if (rc == STORE_OK)
         rc = sq_int(t, &behind,
                     "SELECT COUNT(*) FROM (SELECT 1 FROM " QUEUED_FROM " WHERE " QUEUED_WHERE
@@ -110,8 +110,7 @@ static int queue_position(sq_tx *t, const gen_record *g, int64_t queued_at, int 
         *pos = (int)(queued - behind);
         return STORE_OK;
     }
-    rc = sq_int(t, &higher, "SELECT COALESCE(SUM(queued), 0) FROM queue_depth WHERE priority > ?",
-                "i", g->priority);
+    rc = sq_int(t, &higher, QUEUE_DEPTH_SUM " WHERE priority > ?", "i", g->priority);
     if (rc == STORE_OK)
         rc = sq_int(t, &ahead,
                     "SELECT COUNT(*) FROM " QUEUED_FROM " WHERE " QUEUED_WHERE
@@ -593,8 +592,7 @@ int sq_gen_counts(store_t *s, int64_t by_status[GEN_STATUS_COUNT], int64_t *queu
     sq_done(st);
     rc = rc == SQLITE_DONE ? STORE_OK : STORE_ERR;
     int64_t q = 0;
-    if (rc == STORE_OK)
-        rc = sq_int(&t, &q, "SELECT COALESCE(SUM(queued), 0) FROM queue_depth", NULL);
+    if (rc == STORE_OK) rc = sq_int(&t, &q, QUEUE_DEPTH_SUM, NULL);
     sq_rollback(&t);
     if (rc == STORE_OK && queued) *queued = q;
     return rc;
@@ -942,7 +940,7 @@ int sq_queue_stats(store_t *s, int64_t alive_after, store_queue_figures *out)
     sq_tx t;
     if (sq_begin(s, &t, false) != STORE_OK) return STORE_ERR;
     store_queue_figures q = {0};
-    int rc = sq_int(&t, &q.depth, "SELECT COALESCE(SUM(queued), 0) FROM queue_depth", NULL);
+    int rc = sq_int(&t, &q.depth, QUEUE_DEPTH_SUM, NULL);
     if (rc == STORE_OK)
         rc = sq_int(&t, &q.running,
                     "SELECT COUNT(*) FROM generations WHERE lease_owner IS NOT NULL", NULL);

@@ -218,6 +218,14 @@ int util_mkdirs(const char *path)
     return rc;
 }
 
+uint32_t util_fnv1a(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
 bool str_eq(const char *a, const char *b)
 {
     if (!a || !b) return a == b;

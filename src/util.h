@@ -65,6 +65,8 @@ int util_sync_fs(const char *path);
 int util_mkdirs(const char *path);
 
 bool str_eq(const char *a, const char *b); /* NULL-safe */
+/* FNV-1a of a string: spreads ids, paths and topics over a table's slots. */
+uint32_t util_fnv1a(const char *s);
 bool str_has_prefix(const char *s, const char *prefix);
 
 #endif

@@ -1413,6 +1413,41 @@ Test(store, a_create_event_is_the_record_as_read_back)
     }
 }
 
+/* The events of events_written_with_data's generation, in order: each of
+ * the right type, with the record (or balance) it should carry. */
+static void check_lifecycle_events(const store_event *ev, size_t n, const char *gid)
+{
+    /* create: gen + balance; start; claim; progress (once: the repeat
+     * changed nothing); fail: balance (refund) + gen */
+    const char *types[] = {"generation", "balance", "generation", "generation",
+                           "generation", "balance", "generation"};
+    const char *statuses[] = {"pending",    NULL, "processing", "processing",
+                              "processing", NULL, "failed"};
+    const char *stages[] = {"pending",    NULL, "queued", "fetching_inputs",
+                            "generating", NULL, "failed"};
+    cr_assert_eq(n, 7);
+    for (size_t i = 0; i < n; i++) {
+        if (i) cr_assert_gt(ev[i].id, ev[i - 1].id);
+        cr_assert_str_eq(ev[i].type, types[i], "event %zu", i);
+        json_t *d = json_loads(ev[i].data, 0, NULL);
+        cr_assert_not_null(d);
+        /* What streams read beside the data agrees with it. */
+        cr_assert_eq(ev[i].queue_position,
+                     (int)json_integer_value(json_object_get(d, "queuePosition")), "event %zu", i);
+        cr_assert_eq(ev[i].terminal, i == 6, "event %zu", i);
+        if (statuses[i]) {
+            cr_assert_str_eq(ev[i].generation_id, gid);
+            cr_assert_str_eq(json_string_value(json_object_get(d, "_id")), gid);
+            cr_assert_str_eq(json_string_value(json_object_get(d, "status")), statuses[i]);
+            cr_assert_str_eq(json_string_value(json_object_get(d, "stage")), stages[i]);
+        } else {
+            cr_assert_str_eq(ev[i].generation_id, "");
+            cr_assert(json_is_integer(json_object_get(d, "tokenBalance")));
+        }
+        json_decref(d);
+    }
+}
+
 Test(store, events_written_with_data)
 {
     char uid[ID_LEN], gid[ID_LEN], other[ID_LEN];
@@ -1443,35 +1478,7 @@ Test(store, events_written_with_data)
     store_event *ev;
     size_t n;
     cr_assert_eq(store_events_after(st, uid, NULL, before, 100, &ev, &n), STORE_OK);
-    /* create: gen + balance; start; claim; progress (once: the repeat
-     * changed nothing); fail: balance (refund) + gen */
-    const char *types[] = {"generation", "balance", "generation", "generation",
-                           "generation", "balance", "generation"};
-    const char *statuses[] = {"pending",    NULL, "processing", "processing",
-                              "processing", NULL, "failed"};
-    const char *stages[] = {"pending",    NULL, "queued", "fetching_inputs",
-                            "generating", NULL, "failed"};
-    cr_assert_eq(n, 7);
-    for (size_t i = 0; i < n; i++) {
-        if (i) cr_assert_gt(ev[i].id, ev[i - 1].id);
-        cr_assert_str_eq(ev[i].type, types[i], "event %zu", i);
-        json_t *d = json_loads(ev[i].data, 0, NULL);
-        cr_assert_not_null(d);
-        /* What streams read beside the data agrees with it. */
-        cr_assert_eq(ev[i].queue_position,
-                     (int)json_integer_value(json_object_get(d, "queuePosition")), "event %zu", i);
-        cr_assert_eq(ev[i].terminal, i == 6, "event %zu", i);
-        if (statuses[i]) {
-            cr_assert_str_eq(ev[i].generation_id, gid);
-            cr_assert_str_eq(json_string_value(json_object_get(d, "_id")), gid);
-            cr_assert_str_eq(json_string_value(json_object_get(d, "status")), statuses[i]);
-            cr_assert_str_eq(json_string_value(json_object_get(d, "stage")), stages[i]);
-        } else {
-            cr_assert_str_eq(ev[i].generation_id, "");
-            cr_assert(json_is_integer(json_object_get(d, "tokenBalance")));
-        }
-        json_decref(d);
-    }
+    check_lifecycle_events(ev, n, gid);
     json_t *d = json_loads(ev[1].data, 0, NULL);
     cr_assert_eq(json_integer_value(json_object_get(d, "tokenBalance")), 7);
     json_decref(d);
