@@ -282,11 +282,16 @@ static void conn_read(conn *c)
     }
 }
 
-/* Runs the loop for up to `ms`; returns the ready connections via callback. */
-static void loop_once(int timeout_ms, void (*idle)(conn *))
+/* Runs the loop for up to `timeout_ms` (to the microsecond: a paced run
+ * must sleep until its next send, not spin on a zero timeout and take a
+ * core from the server); returns the ready connections via callback. */
+static void loop_once(double timeout_ms, void (*idle)(conn *))
 {
     struct epoll_event evs[256];
-    int n = epoll_wait(epfd, evs, 256, timeout_ms);
+    if (timeout_ms < 0) timeout_ms = 0;
+    long long ns = (long long)(timeout_ms * 1e6);
+    struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+    int n = epoll_pwait2(epfd, evs, 256, &ts, NULL);
     for (int i = 0; i < n; i++) {
         conn *c = evs[i].data.ptr;
         if (evs[i].events & EPOLLOUT) conn_send(c);
@@ -356,6 +361,15 @@ static void pace(void)
     }
 }
 
+/* How long the loop may sleep before pace() has a request to send: until
+ * the next one is due when one is waiting for its time, else `cap`. */
+static double pace_timeout(double cap)
+{
+    if (rate <= 0 || !n_idle) return cap;
+    double next = t_start + scheduled * 1000.0 / rate - now_ms();
+    return next < cap ? next : cap;
+}
+
 static void print_lat(const char *name)
 {
     qsort(lat, nlat, sizeof *lat, cmp_d);
@@ -378,15 +392,8 @@ static int mode_req(int conns, double duration)
         bool any = false;
         for (int i = 0; i < conns && !any; i++)
             any = cs[i]->busy;
-        double now = now_ms();
-        if (!any && now >= t_end) break;
-        int timeout = 100;
-        if (rate > 0 && n_idle) {
-            double next = t_start + scheduled * 1000.0 / rate - now;
-            timeout = next < 0 ? 0 : (int)next;
-            if (timeout > 100) timeout = 100;
-        }
-        loop_once(timeout, req_idle);
+        if (!any && now_ms() >= t_end) break;
+        loop_once(pace_timeout(100), req_idle);
     }
     double secs = (now_ms() - t_start) / 1000;
     printf("requests %ld\nok %ld\nfailed %ld\n", n_ok + n_fail, n_ok, n_fail);
@@ -503,7 +510,7 @@ static int mode_delay(double duration, int conns)
                 now - (t_last_frame > t_drain ? t_last_frame : t_drain) > 2000)
                 break;
         }
-        loop_once(n_idle ? 1 : 50, req_idle);
+        loop_once(pace_timeout(50), req_idle);
     }
     long reqs = n_ok + n_fail;
     printf("creates %ld\nframes %zu\n", reqs, ndlat);
