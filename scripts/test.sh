@@ -8,7 +8,7 @@
 #   PostgreSQL store's unit tests and integration-pg)
 #   browser      playwright-core driving Debian's Chromium, tests/browser/
 #   unit and integration again on an ASan+UBSan build
-#   integration-tsan  the worker, event, SSE, provider and concurrent-create
+#   integration-tsan  the worker, event, SSE, provider, security and concurrent-create
 #                     tests on a TSan build
 #   chaos        SIGKILLs under mixed load, tests/chaos/ (SQLite, PostgreSQL)
 #   fuzz         libFuzzer targets in tests/fuzz/, 20 s each
@@ -98,7 +98,7 @@ if make -j2 SAN=tsan >/dev/null; then
     tests/integration/worker.test.mjs tests/integration/faults.test.mjs \
     tests/integration/providers.test.mjs tests/integration/concurrency.test.mjs \
     tests/integration/batches.test.mjs tests/integration/ratelimit.test.mjs \
-    tests/integration/benchmodel.test.mjs
+    tests/integration/benchmodel.test.mjs tests/integration/security.test.mjs
   tsan_check() {
     local n
     n=$(cat "$tsan_logs"/tsan.* 2>/dev/null | grep -c '^WARNING: ThreadSanitizer')

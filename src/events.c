@@ -169,6 +169,18 @@ bool events_wait_topic(events_waiter *w, int64_t after_id, const char *topic, in
     return arm(w, after_id, topic, deadline, fn, arg, true);
 }
 
+void events_fire(events_waiter *w)
+{
+    pthread_mutex_lock(&lock);
+    bool armed = w->state == W_ARMED;
+    if (armed) {
+        unlink_waiter(w);
+        w->state = W_FIRING;
+    }
+    pthread_mutex_unlock(&lock);
+    if (armed) fire_batch(w);
+}
+
 void events_unwait(events_waiter *w)
 {
     pthread_mutex_lock(&lock);

@@ -83,6 +83,9 @@ bool events_wait(events_waiter *w, int64_t after_id, const char *topic, int64_t 
  * arming, so a stream is not re-filled for every other user's commit. */
 bool events_wait_topic(events_waiter *w, int64_t after_id, const char *topic, int64_t deadline,
                        void (*fn)(void *), void *arg);
+/* Fires w now, as if its deadline had passed, when it is armed (else
+ * nothing: whoever has it idle looks again before arming it). */
+void events_fire(events_waiter *w);
 /* Disarms w; on return fn is not running and will not run. */
 void events_unwait(events_waiter *w);
 

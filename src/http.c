@@ -31,6 +31,7 @@
 
 #include "config.h"
 #include "events.h"
+#include "hangup.h"
 #include "ids.h"
 #include "intake.h"
 #include "log.h"
@@ -130,6 +131,8 @@ typedef struct sse_stream {
     char topic[ID_LEN]; /* wake on commits of this user only */
     events_waiter waiter;
     pool_task task;
+    hangup_watch *hangup; /* tells when the client has gone (hangup.h) */
+    atomic_bool gone;     /* ... which it has: end the stream, free the slot */
 } sse_stream;
 
 /* Two daemons with one set of handlers; intake.c sorts connections into
@@ -589,6 +592,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
 {
     (void)pos;
     sse_stream *s = cls;
+    if (atomic_load(&s->gone)) return MHD_CONTENT_READER_END_WITH_ERROR;
     for (;;) {
         if (s->off < s->out.len) {
             size_t n = s->out.len - s->off;
@@ -618,15 +622,27 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max)
                          ? events_wait_topic(&s->waiter, s->seen, s->topic, deadline, sse_wake, s)
                          : events_wait(&s->waiter, s->seen, NULL, deadline, sse_wake, s);
         if (!armed) pool_push(&streams, &s->task); /* a commit came since the last fill */
+        /* a hangup seen between the check above and the arming fired nothing */
+        if (armed && atomic_load(&s->gone)) events_fire(&s->waiter);
         return 0;
     }
 }
 
 static void topic_release(const char *topic);
 
+/* On hangup's thread: the client has gone. A waiting stream is woken as
+ * if its heartbeat were due; sse_read then ends it. */
+static void sse_hangup(void *arg)
+{
+    sse_stream *s = arg;
+    atomic_store(&s->gone, true);
+    events_fire(&s->waiter);
+}
+
 static void sse_free(void *cls)
 {
     sse_stream *s = cls;
+    hangup_remove(s->hangup); /* first: sse_hangup fires the waiter */
     events_unwait(&s->waiter);
     if (s->free_fn) s->free_fn(s->ctx);
     buf_free(&s->out);
@@ -703,6 +719,9 @@ int http_reply_sse(http_req *r, const char *topic, http_sse_fill_fn fill, void (
     s->state = SSE_FILL;
     s->more = true; /* the first fill */
     s->task.run = sse_fill_task;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) s->hangup = hangup_add(ci->connect_fd, sse_hangup, s);
     buf_append(&s->out, "retry: 2000\n\n", 13);
     struct MHD_Response *resp =
         /* block size: small, the frames go straight into the pool's buffer */
@@ -1057,11 +1076,28 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
 {
     struct sockaddr_storage ss;
     if (parse_listen(listen, &ss, err) != 0) return -1;
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    char *why = NULL;
+    if (intake_listen((struct sockaddr *)&ss, len, port, &why) != 0) {
+        *err = xasprintf("cannot listen on %s: %s", listen, why);
+        free(why);
+        return -1;
+    }
+    /* Settled before anything is accepted: a derived public URL (the CSP,
+     * the stream lane's memory) names the bound port from the first request. */
+    if (cfg.public_url_derived) {
+        const char *colon = strrchr(listen, ':');
+        free(cfg.public_url);
+        cfg.public_url = xasprintf("http://%.*s:%u", (int)(colon - listen), listen, *port);
+    }
     dispatch_fn = dispatch;
     limit_fn = limit;
     pool_start(&quick, handler_threads);
     pool_start(&slow, SLOW_THREADS);
     pool_start(&streams, STREAM_THREADS);
+    if (hangup_start() != 0) /* streams then end at a failed write, as before */
+        log_warn("cannot watch streams for hangups: %s", strerror(errno));
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC | MHD_USE_ERROR_LOG;
@@ -1080,17 +1116,15 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
         *err = xasprintf("cannot start the HTTP server: %s", strerror(errno));
         goto fail;
     }
-    socklen_t len =
-        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    char *why = NULL;
-    if (intake_start((struct sockaddr *)&ss, len, conns, (unsigned)cfg.max_connections_per_address,
-                     cfg.header_timeout * 1000, join_lane, port, &why) != 0) {
-        *err = xasprintf("cannot listen on %s: %s", listen, why);
+    if (intake_start(conns, (unsigned)cfg.max_connections_per_address, cfg.header_timeout * 1000,
+                     join_lane, &why) != 0) {
+        *err = xasprintf("cannot accept on %s: %s", listen, why);
         free(why);
         goto fail;
     }
     return 0;
-fail: /* the caller exits: only the daemons' threads are stopped here */
+fail:              /* the caller exits: only the daemons' threads are stopped here */
+    intake_stop(); /* the listening socket */
     if (api_daemon) MHD_stop_daemon(api_daemon);
     if (stream_daemon) MHD_stop_daemon(stream_daemon);
     api_daemon = stream_daemon = NULL;
@@ -1116,6 +1150,7 @@ void http_stop(void)
     MHD_stop_daemon(api_daemon);
     MHD_stop_daemon(stream_daemon);
     api_daemon = stream_daemon = NULL;
+    hangup_stop(); /* the daemons have freed every stream */
     if (reaper_running) {
         pthread_mutex_lock(&conns_mu);
         reaper_stop = true;

@@ -343,9 +343,16 @@ static int open_listener(const struct sockaddr *addr, socklen_t addr_len, uint16
     return fd;
 }
 
-int intake_start(const struct sockaddr *addr, socklen_t addr_len, unsigned total,
-                 unsigned per_address, int header_timeout_ms, intake_handoff_fn handoff,
-                 uint16_t *port, char **err)
+int intake_listen(const struct sockaddr *addr, socklen_t addr_len, uint16_t *port, char **err)
+{
+    listen_fd = open_listener(addr, addr_len, port);
+    if (listen_fd >= 0) return 0;
+    *err = xasprintf("%s", strerror(errno));
+    return -1;
+}
+
+int intake_start(unsigned total, unsigned per_address, int header_timeout_ms,
+                 intake_handoff_fn handoff, char **err)
 {
     max_total = total;
     max_per_address = per_address;
@@ -359,11 +366,10 @@ int intake_start(const struct sockaddr *addr, socklen_t addr_len, unsigned total
                         : 65536;
     free(accepted_at);
     accepted_at = xcalloc(n_accepted_at, sizeof *accepted_at); /* untouched pages cost nothing */
-    listen_fd = open_listener(addr, addr_len, port);
     epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (listen_fd < 0 || epoll_fd < 0 || wake_fd < 0) {
-        *err = xasprintf("%s", strerror(errno));
+        *err = xasprintf("%s", listen_fd < 0 ? "not listening" : strerror(errno));
         goto fail;
     }
     watch(listen_fd, &listen_fd, EPOLLIN);
@@ -401,7 +407,11 @@ void intake_quiesce(void)
 
 void intake_stop(void)
 {
-    if (!running) return;
+    if (!running) { /* listening only */
+        if (listen_fd >= 0) close(listen_fd);
+        listen_fd = -1;
+        return;
+    }
     atomic_store(&stopping, true);
     wake();
     pthread_join(thread, NULL);

@@ -35,16 +35,20 @@ enum intake_lane { INTAKE_API, INTAKE_STREAM };
 typedef bool (*intake_handoff_fn)(int fd, const struct sockaddr *addr, socklen_t addr_len,
                                   enum intake_lane lane);
 
-/* Listens on addr and starts the intake thread. max_total: connections
- * open at once; max_per_address: from one address (0: no limit);
- * header_timeout_ms: from accept until the connection is handed on.
- * *port gets the bound port. 0, or -1 with *err (caller frees). */
-int intake_start(const struct sockaddr *addr, socklen_t addr_len, unsigned max_total,
-                 unsigned max_per_address, int header_timeout_ms, intake_handoff_fn handoff,
-                 uint16_t *port, char **err);
+/* Listens on addr; *port gets the bound port. Nothing is accepted until
+ * intake_start, so what depends on the port (the derived public URL) can
+ * be settled first. 0, or -1 with *err (caller frees). */
+int intake_listen(const struct sockaddr *addr, socklen_t addr_len, uint16_t *port, char **err);
+/* Starts the intake thread on the socket intake_listen opened. max_total:
+ * connections open at once; max_per_address: from one address (0: no
+ * limit); header_timeout_ms: from accept until the connection is handed
+ * on. 0, or -1 with *err (caller frees). */
+int intake_start(unsigned max_total, unsigned max_per_address, int header_timeout_ms,
+                 intake_handoff_fn handoff, char **err);
 /* Closes the listening socket; connections already accepted go on. */
 void intake_quiesce(void);
-/* Stops the thread and closes the connections not yet handed on. */
+/* Stops the thread and closes the connections not yet handed on (or only
+ * the listening socket, when the thread never started). */
 void intake_stop(void);
 /* Connections open now, handed on or not yet (for /metrics). */
 unsigned intake_open(void);

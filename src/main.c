@@ -290,10 +290,6 @@ static int cmd_run(bool with_http)
         const char *colon = strrchr(cfg.listen, ':');
         snprintf(listening, sizeof listening, "http://%.*s:%u", (int)(colon - cfg.listen),
                  cfg.listen, port);
-        if (cfg.public_url_derived) {
-            free(cfg.public_url);
-            cfg.public_url = xstrdup(listening);
-        }
     }
     if (net_start(cfg.allow_hosts) != 0) {
         fputs("stylestudio: cannot start outbound HTTP\n", stderr);

@@ -363,6 +363,36 @@ test('event streams: one user past --max-streams-per-user gets 429 RATE_LIMIT_EX
   assertOk(await api(s, 'GET', '/api/me', { key: u.key }), 200, 'the API while streams are open');
 });
 
+test('event streams: a client that goes away frees its slot at once, not at the next heartbeat', async (t) => {
+  const s = await startServer({ args: ['--max-streams-per-user', '2'] });
+  t.after(() => s.stop());
+  const u = await createUser(s.dataDir, { tokens: 1 });
+  const open = [];
+  t.after(() => open.forEach((x) => x.close()));
+  for (let i = 0; i < 2; i++) {
+    const st = await sse(s, '/api/events', { key: u.key });
+    open.push(st);
+    assert.equal(st.status, 200, `stream ${i + 1}`);
+    await st.until((f) => f.event === 'balance', 5000); // idle: waiting for a change
+  }
+  const full = await sse(s, '/api/events', { key: u.key });
+  full.close();
+  assert.equal(full.status, 429, 'at the cap');
+  open[0].close(); // the tab is closed; the server writes nothing to it for 15 s
+  // The heartbeat (15 s) would find it only after two writes; the hangup must be seen now.
+  let again;
+  for (let i = 0; i < 40; i++) {
+    again = await sse(s, '/api/events', { key: u.key });
+    open.push(again);
+    if (again.status === 200) break;
+    again.close();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(again.status, 200, `a new stream within 4 s of the old one's close: ${again.status} ${again.text}`);
+  const me = await api(s, 'GET', '/api/me', { key: u.key });
+  assertOk(me, 200, 'the API');
+});
+
 // ---------------------------------------------------------------- request framing
 
 // Sends raw bytes; resolves with everything the server sent once it closes

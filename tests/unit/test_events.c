@@ -163,3 +163,16 @@ Test(events, wait_topic_ignores_other_users_commits)
     cr_assert_not(events_wait_topic(&w, seen, "usr_A", 0, on_fire, NULL),
                   "usr_A's commit since the stamp refuses the arming");
 }
+
+Test(events, fire_wakes_an_armed_waiter_once_and_an_idle_one_never)
+{
+    events_waiter w = {0};
+    events_fire(&w); /* idle: nothing to fire */
+    cr_assert_eq(atomic_load(&fired), 0);
+    cr_assert(events_wait(&w, events_stamp(), "usr_A", 0, on_fire, NULL));
+    events_fire(&w);
+    cr_assert_eq(atomic_load(&fired), 1, "armed: fired at once, as at its deadline");
+    events_fire(&w);
+    events_committed(101, "usr_A", NULL);
+    cr_assert_eq(atomic_load(&fired), 1, "one firing per arming");
+}
