@@ -253,7 +253,10 @@ test('Replicate: a cancel reaches the prediction\'s cancel URL and refunds once'
 
 test('Replicate webhook: a signed completion wakes the waiting job; a bad signature is refused', async (t) => {
   const { rep, srv, u } = await setup(t, { webhookSecret: true });
-  rep.script({ durationMs: 4000 });
+  // The create waits 5 s (Prefer: wait=5), then polls back off 0.5, 1, 2,
+  // 4 s: at 5.5, 6.5, 8.5 and 12.5 s. A prediction done at 9 s is polled
+  // 3.5 s later, so a completion within 3 s of it was the webhook's.
+  rep.script({ durationMs: 9000 });
   const url = await uploadFixture(srv, u.key);
   const g = await run(srv, u.key, createBody(url, { model: 'flux-kontext-pro' }));
   assert.equal(g.status, 'completed', JSON.stringify(g));
