@@ -942,19 +942,35 @@ int store_pg_queue_heartbeat(store_t *s, const char *process_id, int slots, int6
 int store_pg_queue_items(store_t *s, const char *user_id, int limit, store_queue_item **out,
                          size_t *n)
 {
-    /* One statement: the user's queued rows, each with its count of queued
-     * rows ahead (an index range on generations_claim per row). */
+    /* One statement: the user's first `limit` queued rows in claim order.
+     * The rows ahead of the first are counted once (MATERIALIZED: when
+     * inlined, the planner ran the count once per output row), and the
+     * queue from the first to the last is numbered once. A count for each
+     * row walked the rows ahead of every one: the front user's first 100
+     * of 10,000 queued took 121 ms, now about 5 ms; one row at the back
+     * went from 2.4 to 5.5 ms (test_store's queue figures). */
+    static const char sql[] =
+        "WITH mine AS (SELECT id, model, priority, queued_at FROM generations"
+        "  WHERE user_id = $1 AND " QUEUED_WHERE
+        "  ORDER BY priority DESC, queued_at, id LIMIT $2),"
+        " first AS (SELECT * FROM mine ORDER BY priority DESC, queued_at, id LIMIT 1),"
+        " last AS (SELECT * FROM mine ORDER BY priority, queued_at DESC, id DESC LIMIT 1),"
+        " before AS MATERIALIZED (SELECT (SELECT COUNT(*) FROM generations a"
+        "  WHERE a.status = 'processing' AND a.stage = 'queued' AND a.lease_owner IS NULL"
+        "  AND (a.priority > f.priority OR (a.priority = f.priority"
+        "  AND (a.queued_at, a.id) < (f.queued_at, f.id)))) AS n FROM first f),"
+        " span AS (SELECT a.id,"
+        "  ROW_NUMBER() OVER (ORDER BY a.priority DESC, a.queued_at, a.id) AS pos"
+        "  FROM generations a, first f, last l"
+        "  WHERE a.status = 'processing' AND a.stage = 'queued' AND a.lease_owner IS NULL"
+        "  AND (a.priority < f.priority OR (a.priority = f.priority"
+        "  AND (a.queued_at, a.id) >= (f.queued_at, f.id)))"
+        "  AND (a.priority > l.priority OR (a.priority = l.priority"
+        "  AND (a.queued_at, a.id) <= (l.queued_at, l.id))))"
+        " SELECT m.id, m.model, before.n + span.pos"
+        " FROM mine m JOIN span ON span.id = m.id, before ORDER BY span.pos";
     PGresult *r = NULL;
-    int rc =
-        pg_query1(s, &r,
-                  "SELECT g.id, g.model, 1 + (SELECT COUNT(*) FROM generations a WHERE "
-                  " a.status = 'processing' AND a.stage = 'queued' AND a.lease_owner IS NULL"
-                  " AND (a.priority > g.priority OR (a.priority = g.priority AND"
-                  " (a.queued_at < g.queued_at OR (a.queued_at = g.queued_at AND a.id < g.id)))))"
-                  " FROM generations g WHERE g.user_id = $1 AND g.status = 'processing'"
-                  " AND g.stage = 'queued' AND g.lease_owner IS NULL"
-                  " ORDER BY g.priority DESC, g.queued_at, g.id LIMIT $2",
-                  "si", user_id, limit);
+    int rc = pg_query1(s, &r, sql, "si", user_id, limit);
     if (rc != STORE_OK) return rc;
     size_t cnt = (size_t)PQntuples(r);
     store_queue_item *arr = xcalloc(cnt ? cnt : 1, sizeof *arr);
