@@ -261,11 +261,7 @@ int events_start(int64_t last_event_id, int (*poll)(void *ctx, int64_t *id), voi
     polled_id = last_event_id;
     poll_fn = poll;
     poll_ctx = ctx;
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&timer_cond, &attr);
-    pthread_condattr_destroy(&attr);
+    util_cond_init_mono(&timer_cond);
     pthread_cond_init(&fired_cond, NULL);
     stopping = false;
     return pthread_create(&timer_thread, NULL, timer_main, NULL) == 0 ? 0 : -1;

@@ -755,10 +755,26 @@ typedef struct conn_track {
 } conn_track;
 
 static pthread_mutex_t conns_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t reaper_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t reaper_cv; /* monotonic */
 static conn_track *conns;
 static pthread_t reaper;
 static bool reaper_running, reaper_stop;
+static int64_t reaper_at = INT64_MAX; /* when the reaper wakes next (mono_ms) */
+
+/* When t is late (mono_ms), or INT64_MAX: it is exempt. conns_mu held. */
+static int64_t conn_deadline(const conn_track *t)
+{
+    if (t->fd < 0) return INT64_MAX;
+    if (t->phase == CONN_HEADERS) return t->since + (int64_t)cfg.header_timeout * 1000;
+    if (t->phase == CONN_BODY) return t->since + (int64_t)cfg.body_timeout * 1000;
+    return INT64_MAX;
+}
+
+/* Wakes the reaper when t falls due before it would wake. conns_mu held. */
+static void reaper_watch(const conn_track *t)
+{
+    if (conn_deadline(t) < reaper_at) pthread_cond_signal(&reaper_cv);
+}
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
@@ -783,6 +799,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         if (conns) conns->prev = t;
         conns = t;
         *socket_context = t;
+        reaper_watch(t);
     } else if (*socket_context) {
         conn_track *t = *socket_context;
         if (t->prev)
@@ -807,6 +824,7 @@ static void conn_phase(struct MHD_Connection *conn, enum conn_phase phase)
     if (t->phase != CONN_SHUT) {
         t->phase = phase;
         t->since = mono_ms();
+        reaper_watch(t);
     }
     pthread_mutex_unlock(&conns_mu);
 }
@@ -816,23 +834,18 @@ static void *reaper_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&conns_mu);
     while (!reaper_stop) {
-        int64_t now = mono_ms();
+        int64_t now = mono_ms(), next = INT64_MAX;
         for (conn_track *t = conns; t; t = t->next) {
-            int64_t limit = t->phase == CONN_HEADERS ? (int64_t)cfg.header_timeout * 1000
-                            : t->phase == CONN_BODY  ? (int64_t)cfg.body_timeout * 1000
-                                                     : -1;
-            if (limit < 0 || now - t->since < limit || t->fd < 0) continue;
+            int64_t due = conn_deadline(t);
+            if (due > now) {
+                if (due < next) next = due;
+                continue;
+            }
             shutdown(t->fd, SHUT_RDWR);
             t->phase = CONN_SHUT;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 250 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&reaper_cv, &conns_mu, &ts);
+        reaper_at = next; /* idle: no deadline, no wake-up */
+        util_cond_wait_until(&reaper_cv, &conns_mu, next);
     }
     pthread_mutex_unlock(&conns_mu);
     return NULL;
@@ -1107,6 +1120,8 @@ int http_start(const char *listen, int io_threads, int handler_threads, http_han
     if ((unsigned)cfg.max_connections < conns) conns = (unsigned)cfg.max_connections;
     max_streams = (int)(conns / 4 * 3);
     reaper_stop = false;
+    reaper_at = INT64_MAX;
+    util_cond_init_mono(&reaper_cv);
     reaper_running = pthread_create(&reaper, NULL, reaper_main, NULL) == 0;
     api_daemon = start_lane(&api_daemon, flags, io_threads, conns, CONN_MEMORY);
     /* the stream's response headers carry the public URL (in the CSP) */
@@ -1157,6 +1172,7 @@ void http_stop(void)
         pthread_cond_signal(&reaper_cv);
         pthread_mutex_unlock(&conns_mu);
         pthread_join(reaper, NULL);
+        pthread_cond_destroy(&reaper_cv);
         reaper_running = false;
     }
     free(csp_header);

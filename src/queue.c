@@ -1270,14 +1270,10 @@ int queue_start(store_t *s)
         return -1;
     }
     if (!q.conds_ready) {
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&q.work_cond, &ca);
-        pthread_cond_init(&q.idle_cond, &ca);
-        pthread_cond_init(&q.hk_cond, &ca);
-        pthread_cond_init(&q.sync_cond, &ca);
-        pthread_condattr_destroy(&ca);
+        util_cond_init_mono(&q.work_cond);
+        util_cond_init_mono(&q.idle_cond);
+        util_cond_init_mono(&q.hk_cond);
+        util_cond_init_mono(&q.sync_cond);
         q.conds_ready = true;
     }
     q.store = s;

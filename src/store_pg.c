@@ -906,11 +906,7 @@ int store_pg_open(const char *url, const store_options *opt, store_t **out, char
     s->pool_size = opt && opt->pool_size > 0 ? opt->pool_size : POOL_DEFAULT;
     s->conns = xcalloc((size_t)s->pool_size, sizeof *s->conns);
     pthread_mutex_init(&s->pool_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->pool_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    util_cond_init_mono(&s->pool_cv);
     int rc = conn_params(s, url, err);
     /* The first connection eagerly, so an unreachable database fails here
      * with its reason; the others open on first use. */

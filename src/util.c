@@ -126,6 +126,26 @@ int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void util_cond_init_mono(pthread_cond_t *c)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+void util_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
+{
+    if (deadline == INT64_MAX) {
+        pthread_cond_wait(c, m);
+        return;
+    }
+    struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
+                          .tv_nsec = (long)(deadline % 1000) * 1000000L};
+    pthread_cond_timedwait(c, m, &ts);
+}
+
 int util_read_file(const char *path, size_t max, buf *out)
 {
     int rc = -1;

@@ -502,11 +502,7 @@ int webhook_start(store_t *s)
         pthread_mutex_unlock(&W.mu);
         return 0;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&W.cv, &ca);
-    pthread_condattr_destroy(&ca);
+    util_cond_init_mono(&W.cv);
     W.store = s;
     W.stop = W.wake = false;
     W.next_housekeeping = now_ms();
