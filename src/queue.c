@@ -86,7 +86,8 @@
 #define PROGRESS_STORING 92
 #define PROGRESS_THROTTLE_MS 150
 #define PROGRESS_FLUSH_MS 250 /* remote providers' progress is written this often at most */
-#define IDLE_WAIT_MAX_MS 1000
+#define IDLE_WAIT_MAX_MS 1000 /* while another process may queue work */
+#define WAIT_FOREVER INT64_MAX
 #define SWEEP_EVERY_MS 1000
 #define STORE_ERROR_PAUSE_MS 1000
 
@@ -188,7 +189,11 @@ static struct {
     bool sync_stop, sync_created;
     pthread_t sync_thread;
     char proc_id[96]; /* this process in the heartbeat table (queue_workers) */
-} q = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    /* Another process may have the store open (store_shared, asked by
+     * each sweep): only then do idle workers poll for its work. */
+    atomic_bool shared;
+    uint64_t visits; /* store_shared's cursor (the housekeeper's) */
+} q = {.mu = PTHREAD_MUTEX_INITIALIZER, .shared = true};
 
 static struct {
     _Atomic int64_t claimed, completed, failed, retried, cancelled, handed_back;
@@ -205,19 +210,12 @@ static int64_t lease_ms(void)
     return (int64_t)(cfg.lease_seconds > 0 ? cfg.lease_seconds : 30) * 1000;
 }
 
-/* Waits on c (q.mu held) for at most ms milliseconds. */
+/* Waits on c (q.mu held) for at most ms milliseconds (WAIT_FOREVER: until
+ * signalled). */
 static void cond_wait_ms(pthread_cond_t *c, int64_t ms)
 {
     if (ms < 1) ms = 1;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(c, &q.mu, &ts);
+    util_cond_wait_until(c, &q.mu, ms == WAIT_FOREVER ? WAIT_FOREVER : mono_ms() + ms);
 }
 
 static void images_free(provider_image *imgs, size_t n)
@@ -1018,11 +1016,12 @@ static job *claim_one(worker *w, int *rc)
     return j;
 }
 
-/* How long an idle worker may sleep: until the next retry is due, at most
- * IDLE_WAIT_MAX_MS (work queued by other processes is found by polling). */
+/* How long an idle worker may sleep: until the next retry is due, and at
+ * most IDLE_WAIT_MAX_MS while another process may queue work (found only
+ * by polling); alone, this process's own changes wake it (queue_notify). */
 static int64_t idle_wait_ms(void)
 {
-    int64_t at = 0, wait = IDLE_WAIT_MAX_MS;
+    int64_t at = 0, wait = atomic_load(&q.shared) ? IDLE_WAIT_MAX_MS : WAIT_FOREVER;
     if (store_gen_next_retry_at(q.store, &at) == STORE_OK && at > 0) {
         int64_t d = at - now_ms();
         if (d <= 0) d = 50; /* due, yet not claimable (e.g. a per-user cap): poll gently */
@@ -1183,6 +1182,9 @@ static void heartbeat(void)
 static void sweep(void)
 {
     heartbeat();
+    bool shared = store_shared(q.store, &q.visits);
+    if (shared && !atomic_exchange(&q.shared, true)) queue_notify(); /* start polling now */
+    if (!shared) atomic_store(&q.shared, false);
     int changed = 0;
     int64_t ttl = (int64_t)(cfg.pending_ttl > 0 ? cfg.pending_ttl : 1800) * 1000;
     gen_retry_policy policy = retry_policy();
@@ -1278,6 +1280,8 @@ int queue_start(store_t *s)
     }
     q.store = s;
     q.stopping = q.aborting = q.hk_stop = q.hk_created = false;
+    atomic_store(&q.shared, true); /* until the first sweep asks */
+    q.visits = 0;
     q.sync_stop = q.sync_created = false;
     q.inflight = q.done_head = q.done_tail = q.resume_head = q.resume_tail = NULL;
     q.sync_head = q.sync_tail = NULL;
