@@ -76,6 +76,12 @@ static double run(sqlite3 *db, sqlite3_stmt **st, int batch, double secs)
     return n / (t - t0);
 }
 
+static int usage(void)
+{
+    fputs("usage: store_ceiling [--seconds S] [--batch N] DIR\n", stderr);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     double secs = 3;
@@ -86,13 +92,13 @@ int main(int argc, char **argv)
             secs = atof(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             batch = atoi(argv[++i]);
+        else if (argv[i][0] == '-' || dir)
+            return usage(); /* not a directory named "--help" */
         else
             dir = argv[i];
     }
-    if (!dir) {
-        fputs("usage: store_ceiling [--seconds S] [--batch N] DIR\n", stderr);
-        return 2;
-    }
+    if (!dir) return usage();
+
     char path[4096], url[4200];
     snprintf(path, sizeof path, "%s/ceiling.db", dir);
     snprintf(url, sizeof url, "sqlite:%s", path);
