@@ -90,6 +90,8 @@ upload() { # PORT KEY → the media URL of the product fixture
 }
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# context switches of all of PID's threads: each is a wake-up (or a preemption)
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches:/ { s += $2 } END { print s }'; }
 status_of() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 # --- 1. create throughput and latency, durable --------------------------------
@@ -232,14 +234,17 @@ if want idle; then
   d=$WORK/idle && mkdir -p "$d"
   if start_server "$d"; then
     sleep 1
-    c0=$(cpu_ticks "$SRV_PID") t0=$(date +%s.%N)
+    c0=$(cpu_ticks "$SRV_PID") w0=$(switches "$SRV_PID") t0=$(date +%s.%N)
     sleep "$IDLE"
-    c1=$(cpu_ticks "$SRV_PID") t1=$(date +%s.%N)
+    c1=$(cpu_ticks "$SRV_PID") w1=$(switches "$SRV_PID") t1=$(date +%s.%N)
     hz=$(getconf CLK_TCK)
     row idle "RSS" "$(awk -v k="$(status_of "$SRV_PID" VmRSS)" 'BEGIN { printf "%.1f", k / 1024 }')" MiB "<= 30"
     row idle "threads" "$(status_of "$SRV_PID" Threads)" threads "-"
     row idle "CPU over ${IDLE}s" "$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v hz="$hz" \
       'BEGIN { printf "%.2f", 100 * (b - a) / hz / (e - s) }')" "% of a core" "~0"
+    # finer than CPU ticks: how often the idle server's threads wake at all
+    row idle "wake-ups over ${IDLE}s" "$(awk -v a="$w0" -v b="$w1" -v s="$t0" -v e="$t1" \
+      'BEGIN { printf "%.1f", (b - a) / (e - s) }')" "per s" "-"
   else fail idle; fi
   stop_server
 fi
