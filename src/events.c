@@ -237,20 +237,12 @@ static void *timer_main(void *unused)
             continue;
         }
         if (poll_fn && n_armed && (!next || next_poll < next)) next = next_poll;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
         /* Deadlines a little apart fire together (late by at most the
          * slack): thousands of streams' heartbeats then cost a few walks of
          * the list, not one each. */
         int64_t wait = next ? next - now + EVENTS_SLACK_MS : 60000;
         timer_at = now + wait;
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&timer_cond, &lock, &ts);
+        util_cond_wait_until(&timer_cond, &lock, timer_at);
     }
     pthread_mutex_unlock(&lock);
     return NULL;

@@ -1183,8 +1183,7 @@ static void sweep(void)
 {
     heartbeat();
     bool shared = store_shared(q.store, &q.visits);
-    if (shared && !atomic_exchange(&q.shared, true)) queue_notify(); /* start polling now */
-    if (!shared) atomic_store(&q.shared, false);
+    if (atomic_exchange(&q.shared, shared) != shared && shared) queue_notify(); /* poll now */
     int changed = 0;
     int64_t ttl = (int64_t)(cfg.pending_ttl > 0 ? cfg.pending_ttl : 1800) * 1000;
     gen_retry_policy policy = retry_policy();
