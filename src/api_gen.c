@@ -564,8 +564,8 @@ typedef struct stream {
     int64_t last_id;
     bool started;
     int last_position; /* queuePosition last sent (per-generation streams) */
-    /* The user's stream: the queued items' positions last sent, while
-     * the user has any (watching). */
+    /* The user's stream: the queued items it follows, each with the
+     * position last sent (0: none yet), while it has any (watching). */
     bool watching;
     stream_pos *queued;
     size_t n_queued;
@@ -656,19 +656,24 @@ static int stream_refresh(stream *s, buf *out)
     return rc;
 }
 
-/* The position a user stream last sent for gen_id, 0 when none. */
-static int sent_position(const stream *s, const char *gen_id)
+/* The stream's entry for gen_id, NULL when it has sent no frame of it. */
+static stream_pos *known_item(const stream *s, const char *gen_id)
 {
     for (size_t i = 0; i < s->n_queued; i++)
-        if (str_eq(s->queued[i].id, gen_id)) return s->queued[i].position;
-    return 0;
+        if (str_eq(s->queued[i].id, gen_id)) return &s->queued[i];
+    return NULL;
 }
 
-/* The user's stream (/api/events) does the same for every queued item of
- * the user (at most STREAM_QUEUED_MAX, in claim order), from the moment a
- * frame shows one queued until the user has none: one store_queue_items
- * per refresh, and a record read only for an item whose position moved
- * (store_gen_get_at: with that position, not counted again).
+/* The user's stream (/api/events) does the same for the user's queued
+ * items it has sent a queued frame of (at most STREAM_QUEUED_MAX, in
+ * claim order), from the moment a frame shows one queued until the user
+ * has none: one store_queue_items per refresh, and a record read only for
+ * an item whose position moved (store_gen_get_at: with that position, not
+ * counted again). The stream follows only items it knows: those queued
+ * before its cursor was set (adopt_queued), whose earlier events it will
+ * never send, and those it sent a queued frame of (note_user_frame). An
+ * item queued since is left out until its events bring it in: a position
+ * frame of it could arrive before its pending and processing events.
  * A stream whose user has nothing queued costs nothing. */
 static int stream_refresh_user(stream *s, buf *out)
 {
@@ -678,23 +683,44 @@ static int stream_refresh_user(stream *s, buf *out)
     if (store_queue_items(api_store, s->user_id, STREAM_QUEUED_MAX, &items, &n) != STORE_OK)
         return HTTP_SSE_SOON; /* try again on the next round */
     stream_pos *now = n ? xcalloc(n, sizeof *now) : NULL;
+    size_t kept = 0;
     for (size_t i = 0; i < n; i++) {
-        memcpy(now[i].id, items[i].id, ID_LEN);
-        now[i].position = items[i].position;
+        const stream_pos *known = known_item(s, items[i].id);
+        if (!known) continue;
+        stream_pos *p = &now[kept++];
+        memcpy(p->id, items[i].id, ID_LEN);
+        p->position = items[i].position;
         gen_record g;
-        if (items[i].position == sent_position(s, items[i].id) ||
+        if (items[i].position == known->position ||
             store_gen_get_at(api_store, items[i].id, items[i].position, &g) != STORE_OK)
             continue;
-        now[i].position = g.queue_position;
+        p->position = g.queue_position;
         if (g.queue_position > 0) send_position_frame(out, &g);
         gen_record_free(&g);
     }
     free(items);
     free(s->queued);
     s->queued = now;
+    s->n_queued = kept;
+    s->watching = kept > 0;
+    return s->watching ? HTTP_SSE_SOON : 0;
+}
+
+/* A user stream, before its cursor is set (the snapshot's last id, or
+ * the first read past Last-Event-ID), takes the user's queued items as
+ * known with no position sent, so its first refresh sends them. */
+static void adopt_queued(stream *s)
+{
+    store_queue_item *items = NULL;
+    size_t n = 0;
+    if (store_queue_items(api_store, s->user_id, STREAM_QUEUED_MAX, &items, &n) != STORE_OK)
+        return; /* none adopted: the stream finds them from their next events */
+    s->queued = n ? xcalloc(n, sizeof *s->queued) : NULL;
+    for (size_t i = 0; i < n; i++)
+        memcpy(s->queued[i].id, items[i].id, ID_LEN);
     s->n_queued = n;
     s->watching = n > 0;
-    return s->watching ? HTTP_SSE_SOON : 0;
+    free(items);
 }
 
 /* A user stream notes the position each generation frame it sends shows
@@ -704,12 +730,11 @@ static void note_user_frame(stream *s, const store_event *ev)
 {
     if (!str_eq(ev->type, "generation")) return;
     int pos = ev->queue_position;
-    for (size_t i = 0; i < s->n_queued; i++)
-        if (str_eq(s->queued[i].id, ev->generation_id)) {
-            s->queued[i].position = pos;
-            pos = -1;
-            break;
-        }
+    stream_pos *known = known_item(s, ev->generation_id);
+    if (known) {
+        known->position = pos;
+        pos = -1;
+    }
     if (pos > 0 && s->n_queued < STREAM_QUEUED_MAX) {
         s->queued = xrealloc(s->queued, (s->n_queued + 1) * sizeof *s->queued);
         memcpy(s->queued[s->n_queued].id, ev->generation_id, ID_LEN);
@@ -864,6 +889,7 @@ static int stream_fill(void *ctx, buf *out)
     stream *s = ctx;
     if (!s->started) {
         s->started = true;
+        if (!s->gen_id[0]) adopt_queued(s);
         if (s->last_id < 0) {
             int rc = stream_snapshot(s, out);
             if (rc != 0) return rc;
@@ -894,7 +920,6 @@ static void start_stream(api_call *c, const char *gen_id)
     snprintf(s->user_id, sizeof s->user_id, "%s", c->user.id);
     snprintf(s->gen_id, sizeof s->gen_id, "%s", gen_id ? gen_id : "");
     s->last_id = last;
-    s->watching = !gen_id; /* a user stream looks once for queued items */
     int rc = http_reply_sse(c->req, s->user_id, stream_fill, stream_free, s);
     if (rc == 0) return;
     stream_free(s);

@@ -154,3 +154,35 @@ test('queuePosition and eta in events fall as the queue drains; GET /api/queue s
   const after = assertOk(await api(srv, 'GET', '/api/queue', { key: u.key }), 200);
   assert.deepEqual(after.items, []);
 });
+
+// The stream's server (A, API only) learns of B's commits by its
+// cross-process poll or notification, later than its own queue reads see
+// them: the widest window for a position frame to run ahead of the events.
+test('a user stream never shows a generation before its own events: no status goes back while another process queues fast', async (t) => {
+  const a = await serverFor(t, { workers: 0 });
+  const b = await serverFor(t, { dataDir: a.dataDir, keepData: true, workers: 2, args: ['--test-faults', 'delay_ms=30'] });
+  const u = await a.createUser({ tokens: 200 });
+  const url = await uploadFixture(b, u.key);
+  const stream = await sse(a, '/api/events', { key: u.key, timeout: 60000 });
+  const twoStep = async () => {
+    const { generationId } = await create(b, u.key, createBody(url));
+    await generate(b, u.key, { generationId });
+    return generationId;
+  };
+  try {
+    const ids = [];
+    // The stream re-reads positions from the first queued item on; the
+    // later items are created and queued meanwhile.
+    for (let round = 0; round < 5; round++) ids.push(...await Promise.all(Array.from({ length: 6 }, twoStep)));
+    for (const id of ids) await stream.until((f) => f.json?._id === id && f.json.status === 'completed', 30000);
+    for (const id of ids) {
+      const statuses = [];
+      for (const f of stream.frames) {
+        if (f.event === 'generation' && f.json?._id === id && statuses.at(-1) !== f.json.status) statuses.push(f.json.status);
+      }
+      assert.deepEqual(statuses, ['pending', 'processing', 'completed'], `${id}: every state once, in order`);
+    }
+  } finally {
+    stream.close();
+  }
+});
