@@ -207,9 +207,7 @@ static bool may_connect(pg_store *s)
  * makes sure it works. STORE_OK or STORE_EUNAVAILABLE. */
 static int pool_get(pg_store *s, pg_conn **out)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += POOL_WAIT_MS / 1000;
+    int64_t until = mono_ms() + POOL_WAIT_MS;
     pthread_mutex_lock(&s->pool_mu);
     pg_conn *c = NULL;
     for (;;) {
@@ -218,7 +216,7 @@ static int pool_get(pg_store *s, pg_conn **out)
         for (int i = 0; i < s->pool_size && !c; i++)
             if (!s->conns[i].in_use) c = &s->conns[i];
         if (c) break;
-        if (pthread_cond_timedwait(&s->pool_cv, &s->pool_mu, &until) == ETIMEDOUT) {
+        if (util_cond_wait_until(&s->pool_cv, &s->pool_mu, until) == ETIMEDOUT) {
             pthread_mutex_unlock(&s->pool_mu);
             log_warn("store: no free PostgreSQL connection within %d ms (pool of %d)", POOL_WAIT_MS,
                      s->pool_size);

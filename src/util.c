@@ -135,15 +135,12 @@ void util_cond_init_mono(pthread_cond_t *c)
     pthread_condattr_destroy(&attr);
 }
 
-void util_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
+int util_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
 {
-    if (deadline == INT64_MAX) {
-        pthread_cond_wait(c, m);
-        return;
-    }
+    if (deadline == INT64_MAX) return pthread_cond_wait(c, m);
     struct timespec ts = {.tv_sec = (time_t)(deadline / 1000),
                           .tv_nsec = (long)(deadline % 1000) * 1000000L};
-    pthread_cond_timedwait(c, m, &ts);
+    return pthread_cond_timedwait(c, m, &ts);
 }
 
 int util_read_file(const char *path, size_t max, buf *out)

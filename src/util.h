@@ -53,9 +53,10 @@ void util_clock_shift_ms(int64_t delta);
 int64_t mono_ms(void);
 /* A condition variable whose timed waits count on the monotonic clock, and
  * a wait on one (m held) until mono_ms() reaches deadline, or until it is
- * signalled; INT64_MAX waits for the signal alone. */
+ * signalled (ETIMEDOUT when the deadline passed, else 0); INT64_MAX
+ * waits for the signal alone. */
 void util_cond_init_mono(pthread_cond_t *c);
-void util_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline);
+int util_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline);
 
 /* Reads a whole file; returns 0 and sets *out (caller frees) or -1. */
 int util_read_file(const char *path, size_t max, buf *out);

@@ -463,19 +463,10 @@ static void *dispatcher(void *arg)
         housekeeping();
         int64_t wait = idle_ms();
         pthread_mutex_lock(&W.mu);
-        if (!W.stop && !W.wake && !W.done && wait > 0) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_sec += wait / 1000;
-            until.tv_nsec += (wait % 1000) * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            while (!W.stop && !W.wake && !W.done &&
-                   pthread_cond_timedwait(&W.cv, &W.mu, &until) != ETIMEDOUT)
-                ;
-        }
+        int64_t until = mono_ms() + wait;
+        while (!W.stop && !W.wake && !W.done && wait > 0 &&
+               util_cond_wait_until(&W.cv, &W.mu, until) != ETIMEDOUT)
+            ;
         W.wake = false;
         bool stop = W.stop;
         pthread_mutex_unlock(&W.mu);
