@@ -34,9 +34,10 @@
 /* A queued generation: processing, stage queued, not leased. */
 #define QUEUED_WHERE "status = 'processing' AND stage = 'queued' AND lease_owner IS NULL"
 /* The queued rows through their partial index, in claim order. Without
- * statistics the planner prefers generations_status and sorts every
- * processing row (a temp B-tree per claim); INDEXED BY keeps the claim an
- * index walk and the counts a range of the queued rows only. */
+ * statistics the planner preferred an index on status alone (dropped in
+ * 013) and sorted every processing row (a temp B-tree per claim); INDEXED
+ * BY keeps the claim an index walk and the counts a range of the queued
+ * rows only, whatever indexes come and go. */
 #define QUEUED_FROM "generations INDEXED BY generations_claim"
 /* How many are queued, from the per-priority counts (011). */
 #define QUEUE_DEPTH_SUM "SELECT COALESCE(SUM(queued), 0) FROM queue_depth"

@@ -366,6 +366,8 @@ Test(ratelimit_sqlite, migrates_from_version_4)
             " DROP TRIGGER queue_depth_enter;"
             " ALTER TABLE events DROP COLUMN queue_position;"
             " ALTER TABLE events DROP COLUMN terminal;"
+            " CREATE INDEX generations_user_created ON generations (user_id, created_at);"
+            " CREATE INDEX generations_status ON generations (status);"
             " DELETE FROM schema_migrations WHERE"
             " version > 4; PRAGMA user_version = 4;",
             NULL, NULL, NULL),
