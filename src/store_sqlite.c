@@ -32,6 +32,18 @@
  * disk. Soft transactions (the heartbeat) that find no batch open commit
  * alone with synchronous=NORMAL.
  *
+ * A savepoint is not free: the first change of each page inside one copies
+ * the page aside, and a create touches a dozen pages (its rows and their
+ * index entries), which cost about a third of the create's time in the
+ * write lock. A plain member (sq_begin_plain) has none. It is for a
+ * transaction whose only expected failure comes before its first change
+ * (a create: the conditional debit that matches no row): a plain member
+ * that rolls back after a change has nothing to undo it with, so it kills
+ * the batch, and every member of that batch fails (nothing of it reaches
+ * the disk). All-or-nothing holds for every member either way; only a
+ * failure that should not happen (a broken constraint, an I/O error) costs
+ * the batch's other members their answer.
+ *
  * A member deferred by its caller (store_defer: the API holds only the
  * reply, not the thread) does not wait: it joins the batch's list of
  * deferred members and returns, and whoever commits the batch tells each
@@ -405,7 +417,7 @@ static void writer_leave(sq_store *s)
     tell_pending(told, ok);
 }
 
-static int begin_write(sq_store *s, sq_tx *t, bool soft)
+static int begin_write(sq_store *s, sq_tx *t, bool soft, bool plain)
 {
     atomic_fetch_add(&s->queued, 1);
     pthread_mutex_lock(&s->write_mu);
@@ -429,7 +441,11 @@ static int begin_write(sq_store *s, sq_tx *t, bool soft)
         s->batch_members = 0;
         s->batch_no++;
     }
-    if (exec_simple(&s->wconn, "SAVEPOINT tx") != STORE_OK) goto fail;
+    if (plain)
+        t->changes_before = sqlite3_total_changes64(s->wconn.db);
+    else if (exec_simple(&s->wconn, "SAVEPOINT tx") != STORE_OK)
+        goto fail;
+    t->plain = plain;
     t->c = &s->wconn;
     t->batch = s->batch_no;
     return STORE_OK;
@@ -439,7 +455,9 @@ fail:
 }
 
 /* Closes the member's savepoint: kept (RELEASE) or undone (ROLLBACK TO).
- * Returns true when its changes are in the batch. write_mu held. */
+ * A plain member has none: kept as it is, or undone with the whole batch
+ * when it changed anything (DESIGN). Returns true when its changes are in
+ * the batch. write_mu held. */
 static bool member_close(sq_store *s, sq_tx *t, bool keep)
 {
     sq_conn *c = t->c;
@@ -447,6 +465,18 @@ static bool member_close(sq_store *s, sq_tx *t, bool keep)
         if (sqlite3_stmt_busy(c->stmt[i].st)) sqlite3_reset(c->stmt[i].st);
     if (sqlite3_get_autocommit(c->db)) {
         s->batch_dead = true; /* SQLite rolled the whole batch back (I/O error...) */
+        return false;
+    }
+    if (t->plain) {
+        if (keep) {
+            s->batch_members++;
+            return true;
+        }
+        if (sqlite3_total_changes64(c->db) != t->changes_before) {
+            log_warn("store: a plain write failed after a change; its batch of %d fails with it",
+                     s->batch_members + 1);
+            s->batch_dead = true;
+        }
         return false;
     }
     if (keep && exec_simple(c, "RELEASE tx") == STORE_OK) {
@@ -459,13 +489,13 @@ static bool member_close(sq_store *s, sq_tx *t, bool keep)
     return false;
 }
 
-static int begin(store_t *base, sq_tx *t, bool write, bool soft)
+static int begin(store_t *base, sq_tx *t, bool write, bool soft, bool plain)
 {
     sq_store *s = (sq_store *)base;
     memset(t, 0, sizeof *t);
     t->s = base;
     t->write = write;
-    if (write) return begin_write(s, t, soft);
+    if (write) return begin_write(s, t, soft, plain);
     t->c = pool_get(s);
     if (!t->c) return STORE_ERR;
     if (exec_simple(t->c, SQL_BEGIN) != STORE_OK) {
@@ -478,12 +508,17 @@ static int begin(store_t *base, sq_tx *t, bool write, bool soft)
 
 int sq_begin(store_t *base, sq_tx *t, bool write)
 {
-    return begin(base, t, write, false);
+    return begin(base, t, write, false, false);
 }
 
 int sq_begin_soft(store_t *base, sq_tx *t)
 {
-    return begin(base, t, true, true);
+    return begin(base, t, true, true, false);
+}
+
+int sq_begin_plain(store_t *base, sq_tx *t)
+{
+    return begin(base, t, true, false, true);
 }
 
 int sq_commit(sq_tx *t)
@@ -733,15 +768,15 @@ int sq_balance_event(sq_tx *t, const char *user_id, int64_t now)
     return rc;
 }
 
-int sq_ledger_add(sq_tx *t, const char *user_id, const char *kind, int64_t amount,
+int sq_ledger_add(sq_tx *t, const char *user_id, const char *kind, int64_t amount, int64_t later,
                   const char *gen_id, const char *reason, int64_t now)
 {
     int rc = sq_exec(t,
                      "INSERT INTO token_transactions"
                      " (user_id, kind, amount, balance_after, generation_id, reason, created_at)"
-                     " VALUES (?1, ?2, ?3, (SELECT token_balance FROM users WHERE id = ?1),"
-                     " ?4, ?5, ?6)",
-                     "ssIssI", user_id, kind, amount, gen_id, reason, now);
+                     " VALUES (?1, ?2, ?3, (SELECT token_balance FROM users WHERE id = ?1) + ?4,"
+                     " ?5, ?6, ?7)",
+                     "ssIIssI", user_id, kind, amount, later, gen_id, reason, now);
     return rc < 0 ? rc : STORE_OK;
 }
 

@@ -113,6 +113,8 @@ typedef struct sq_tx {
     char event_user[ID_LEN]; /* whose events; "" when none */
     bool event_users_many;   /* events of more than one user */
     uint64_t batch;          /* write: the group commit it is part of */
+    bool plain;              /* write: no savepoint of its own (sq_begin_plain) */
+    int64_t changes_before;  /* plain: the connection's change count at the start */
 } sq_tx;
 
 int sq_begin(store_t *s, sq_tx *t, bool write);
@@ -123,6 +125,10 @@ void sq_rollback(sq_tx *t);
 /* A write transaction whose commit does not wait for the disk (soft state
  * only: a crash may lose it; the next durable commit syncs it along). */
 int sq_begin_soft(store_t *s, sq_tx *t);
+/* A write transaction without a savepoint of its own (store_sqlite.c's
+ * DESIGN): for one whose only expected failure comes before its first
+ * change. Rolled back after a change, it fails its whole group commit. */
+int sq_begin_plain(store_t *s, sq_tx *t);
 
 /* Prepares (once per connection; sql must be a string literal, it is the
  * cache key) and binds parameters from fmt, one letter each:
@@ -160,8 +166,9 @@ int sq_gen_event(sq_tx *t, const gen_record *g, const char *data, int64_t now);
 /* A "balance" event with the user's current balance. */
 int sq_balance_event(sq_tx *t, const char *user_id, int64_t now);
 /* A ledger row; balance_after is read from users after the balance update
- * the caller has already made in the same transaction. */
-int sq_ledger_add(sq_tx *t, const char *user_id, const char *kind, int64_t amount,
+ * the caller has already made in the same transaction, plus later: what
+ * that update also took for rows still to come (a batch's items). */
+int sq_ledger_add(sq_tx *t, const char *user_id, const char *kind, int64_t amount, int64_t later,
                   const char *gen_id, const char *reason, int64_t now);
 
 /* Copies src into dst[size], truncating, always NUL-terminated. */

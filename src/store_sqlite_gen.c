@@ -218,7 +218,7 @@ static int gen_refund(sq_tx *t, const char *gen_id, const char *reason, int64_t 
     if (rc < 0) return rc;
     rc = sq_exec(t, "UPDATE generations SET tokens_used = 0 WHERE id = ?", "s", gen_id);
     if (rc < 0) return rc;
-    rc = sq_ledger_add(t, user_id, "refund", tokens, gen_id, reason, now);
+    rc = sq_ledger_add(t, user_id, "refund", tokens, 0, gen_id, reason, now);
     if (rc < 0) return rc;
     return sq_balance_event(t, user_id, now);
 }
@@ -251,43 +251,49 @@ static int idem_check(sq_tx *t, const char *user_id, const store_idem *idem, cha
     return rc;
 }
 
-/* One new generation inside t: the conditional debit of its cost
- * (concurrent creates can never overdraw), the row, and its charge row. */
-static int gen_insert(sq_tx *t, const gen_record *g, bool start, int64_t now)
+/* The conditional debit of a create's whole cost (concurrent creates can
+ * never overdraw): a short balance fails here, before anything is written,
+ * as a plain transaction needs (sq_begin_plain). */
+static int gen_debit(sq_tx *t, const char *user_id, int64_t cost)
 {
     int rc = sq_exec(t,
                      "UPDATE users SET token_balance = token_balance - ?1,"
                      " total_tokens_used = total_tokens_used + ?1"
                      " WHERE id = ?2 AND token_balance >= ?1",
-                     "Is", (int64_t)g->tokens_used, g->user_id);
+                     "Is", cost, user_id);
     if (rc < 0) return rc;
-    if (rc == 0) {
-        int64_t one;
-        rc = sq_int(t, &one, "SELECT 1 FROM users WHERE id = ?", "s", g->user_id);
-        return rc == STORE_OK ? STORE_EINSUFFICIENT : rc;
-    }
-    char *product = store_base_json_array_text(g->product_images);
-    char *model = store_base_json_array_text(g->model_images);
-    rc = sq_exec(t,
-                 "INSERT INTO generations (id, user_id, status, product_images, model_images,"
-                 " result_images, prompt, custom_prompt, model, style, quality, aspect_ratio,"
-                 " guidance_scale, num_inference_steps, strength, seed, priority, tokens_used,"
-                 " retry_count, progress, stage, created_at, started_at, batch_id, retry_of,"
-                 " queued_at, background, output_format)"
-                 " VALUES (?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?,"
-                 " ?, ?, ?, ?, ?, ?)",
-                 "sssssssssssdidIiIsIZssZss", g->id, g->user_id, start ? "processing" : "pending",
-                 product, model, g->prompt ? g->prompt : "", g->custom_prompt, g->params.model,
-                 g->params.style, g->params.quality, g->params.aspect_ratio,
-                 g->params.guidance_scale, g->params.num_inference_steps, g->params.strength,
-                 (int64_t)g->params.seed, g->priority, (int64_t)g->tokens_used,
-                 start ? STAGE_QUEUED : "pending", now, start ? now : (int64_t)0,
-                 g->batch_id[0] ? g->batch_id : NULL, g->retry_of[0] ? g->retry_of : NULL,
-                 start ? now : (int64_t)0, g->params.background, g->params.output_format);
-    free(product);
-    free(model);
+    if (rc > 0) return STORE_OK;
+    int64_t one;
+    rc = sq_int(t, &one, "SELECT 1 FROM users WHERE id = ?", "s", user_id);
+    return rc == STORE_OK ? STORE_EINSUFFICIENT : rc;
+}
+
+/* One new generation inside t, already paid for (gen_debit): the row, and
+ * its charge row, whose balance_after is the running balance (later: the
+ * cost of the items after it, debited with it). product and model are its
+ * image lists as JSON text. */
+static int gen_insert(sq_tx *t, const gen_record *g, const char *product, const char *model,
+                      bool start, int64_t later, int64_t now)
+{
+    int rc = sq_exec(
+        t,
+        "INSERT INTO generations (id, user_id, status, product_images, model_images,"
+        " result_images, prompt, custom_prompt, model, style, quality, aspect_ratio,"
+        " guidance_scale, num_inference_steps, strength, seed, priority, tokens_used,"
+        " retry_count, progress, stage, created_at, started_at, batch_id, retry_of,"
+        " queued_at, background, output_format)"
+        " VALUES (?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?,"
+        " ?, ?, ?, ?, ?, ?)",
+        "sssssssssssdidIiIsIZssZss", g->id, g->user_id, start ? "processing" : "pending", product,
+        model, g->prompt ? g->prompt : "", g->custom_prompt, g->params.model, g->params.style,
+        g->params.quality, g->params.aspect_ratio, g->params.guidance_scale,
+        g->params.num_inference_steps, g->params.strength, (int64_t)g->params.seed, g->priority,
+        (int64_t)g->tokens_used, start ? STAGE_QUEUED : "pending", now, start ? now : (int64_t)0,
+        g->batch_id[0] ? g->batch_id : NULL, g->retry_of[0] ? g->retry_of : NULL,
+        start ? now : (int64_t)0, g->params.background, g->params.output_format);
     if (rc < 0) return rc;
-    return sq_ledger_add(t, g->user_id, "charge", -(int64_t)g->tokens_used, g->id, NULL, now);
+    return sq_ledger_add(t, g->user_id, "charge", -(int64_t)g->tokens_used, later, g->id, NULL,
+                         now);
 }
 
 /* The batch row of the generations gens[0..n) (store_gen_create_many). */
@@ -328,28 +334,37 @@ static char *pending_event_data(store_t *s, const gen_record *g, int64_t now)
     return data;
 }
 
+/* A create is a plain transaction (sq_begin_plain): the idempotency check
+ * and the debit of the whole cost come first and write nothing when they
+ * fail; what follows are inserts that cannot fail short of a broken
+ * constraint or the disk. Everything that can be encoded is encoded before
+ * the write lock is taken. */
 int sq_gen_create(store_t *s, const gen_record *gens, size_t n, bool start, const store_idem *idem,
                   char **replay_response, int *replay_status)
 {
     const char *user_id = gens[0].user_id;
     int64_t now = gens[0].created_at ? gens[0].created_at : now_ms();
-    char **data = NULL;
-    if (!start) {
-        data = xcalloc(n, sizeof *data);
-        for (size_t i = 0; i < n; i++)
-            data[i] = pending_event_data(s, &gens[i], now);
+    char **data = start ? NULL : xcalloc(n, sizeof *data);
+    char **images = xcalloc(2 * n, sizeof *images); /* product, model per item */
+    int64_t cost = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (data) data[i] = pending_event_data(s, &gens[i], now);
+        images[2 * i] = store_base_json_array_text(gens[i].product_images);
+        images[2 * i + 1] = store_base_json_array_text(gens[i].model_images);
+        cost += gens[i].tokens_used;
     }
     sq_tx t;
-    int rc = sq_begin(s, &t, true);
+    int rc = sq_begin_plain(s, &t);
     if (rc != STORE_OK) goto out;
     if (idem) {
         rc = idem_check(&t, user_id, idem, replay_response, replay_status);
         if (rc != STORE_OK) goto fail;
     }
-    /* Item by item, so each charge row's balance_after is the running
-     * balance; one short item rolls the whole transaction back. */
-    for (size_t i = 0; i < n && rc >= 0; i++)
-        rc = gen_insert(&t, &gens[i], start, now);
+    rc = gen_debit(&t, user_id, cost);
+    for (size_t i = 0; i < n && rc >= 0; i++) {
+        cost -= gens[i].tokens_used; /* now what the items after this one cost */
+        rc = gen_insert(&t, &gens[i], images[2 * i], images[2 * i + 1], start, cost, now);
+    }
     if (rc >= 0 && gens[0].batch_id[0]) rc = batch_insert(&t, gens, n, now);
     if (rc < 0) goto fail;
     if (idem) {
@@ -374,9 +389,13 @@ int sq_gen_create(store_t *s, const gen_record *gens, size_t n, bool start, cons
 fail:
     sq_rollback(&t);
 out:
-    for (size_t i = 0; data && i < n; i++)
-        free(data[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (data) free(data[i]);
+        free(images[2 * i]);
+        free(images[2 * i + 1]);
+    }
     free(data);
+    free(images);
     return rc;
 }
 

@@ -65,7 +65,7 @@ int sq_user_create(store_t *s, const user_record *u, const char *password_hash, 
                      " free_tokens_granted = free_tokens_granted + ?1 WHERE id = ?2",
                      "Is", grant, u->id);
         if (rc < 0) goto fail;
-        rc = sq_ledger_add(&t, u->id, "grant", grant, NULL, "signup grant", now);
+        rc = sq_ledger_add(&t, u->id, "grant", grant, 0, NULL, "signup grant", now);
         if (rc < 0) goto fail;
         rc = sq_balance_event(&t, u->id, now);
         if (rc < 0) goto fail;
@@ -163,7 +163,7 @@ int sq_user_credit(store_t *s, const char *user_id, int64_t amount, const char *
         if (rc == STORE_OK) rc = STORE_EINSUFFICIENT;
         goto fail;
     }
-    rc = sq_ledger_add(&t, user_id, kind, amount, NULL, reason, now);
+    rc = sq_ledger_add(&t, user_id, kind, amount, 0, NULL, reason, now);
     if (rc < 0) goto fail;
     rc = sq_balance_event(&t, user_id, now);
     if (rc < 0) goto fail;

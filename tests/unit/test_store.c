@@ -25,6 +25,7 @@
 #include "log.h"
 #include "pg_fixture.h"
 #include "store.h"
+#include "store_sqlite.h"
 #include "util.h"
 
 #define T0 1700000000000LL
@@ -2015,6 +2016,62 @@ Test(store, events_prune_keeps_unprocessed_and_latest)
     do {                                                                                           \
         if (on_pg) cr_skip_test("about the SQLite file; test_store_pg.c covers PostgreSQL");       \
     } while (0)
+
+/* ---- plain write transactions (store_sqlite.c's DESIGN) ---- */
+
+static char plain_uid[ID_LEN];
+static atomic_int plain_changed;
+
+/* Joins the batch the test holds open, changes a row, then fails. */
+static void *plain_fail(void *arg)
+{
+    (void)arg;
+    sq_tx t;
+    if (sq_begin_plain(st, &t) != STORE_OK) return NULL;
+    atomic_store(&plain_changed, sq_exec(&t,
+                                         "UPDATE users SET token_balance = token_balance - 1"
+                                         " WHERE id = ?",
+                                         "s", plain_uid));
+    sq_rollback(&t);
+    return NULL;
+}
+
+Test(store, plain_write_failing_after_a_change_fails_its_batch)
+{
+    SQLITE_ONLY();
+    make_user("plain@example.com", 10, plain_uid);
+    /* Alone: rolled back after its change, nothing of it stays. */
+    sq_tx t;
+    cr_assert_eq(sq_begin_plain(st, &t), STORE_OK);
+    cr_assert_eq(sq_exec(&t, "UPDATE users SET token_balance = 3 WHERE id = ?", "s", plain_uid), 1);
+    sq_rollback(&t);
+    cr_assert_eq(balance(plain_uid), 10);
+
+    /* A member before it in the same batch fails with it: neither is on disk. */
+    cr_assert_eq(sq_begin(st, &t, true), STORE_OK);
+    cr_assert_eq(sq_exec(&t, "UPDATE users SET token_balance = token_balance + 5 WHERE id = ?", "s",
+                         plain_uid),
+                 1);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, plain_fail, NULL), 0);
+    usleep(200 * 1000); /* it waits for the write lock: the batch stays open for it */
+    cr_assert_eq(sq_commit(&t), STORE_ERR, "the batch failed with its plain member");
+    pthread_join(th, NULL);
+    cr_assert_eq(atomic_load(&plain_changed), 1, "the plain member changed a row");
+    cr_assert_eq(balance(plain_uid), 10);
+
+    /* A plain member that fails before any change costs nobody anything,
+     * and the store goes on. */
+    cr_assert_eq(sq_begin_plain(st, &t), STORE_OK);
+    cr_assert_eq(sq_exec(&t, "UPDATE users SET token_balance = 0 WHERE id = 'usr_none'", NULL), 0);
+    sq_rollback(&t);
+    cr_assert_eq(sq_begin_plain(st, &t), STORE_OK);
+    cr_assert_eq(sq_exec(&t, "UPDATE users SET token_balance = token_balance + 1 WHERE id = ?", "s",
+                         plain_uid),
+                 1);
+    cr_assert_eq(sq_commit(&t), STORE_OK);
+    cr_assert_eq(balance(plain_uid), 11);
+}
 
 /* ---- templates ---- */
 
