@@ -214,11 +214,11 @@ static void raise_fd_limit(void)
  * other processes' too, relayed from NOTIFY): wake that user's streams and
  * held requests, idle workers, which may now have work, and the webhook
  * dispatcher. */
-static void on_commit(int64_t last_event_id, const char *user_id, void *ctx)
+static void on_commit(int64_t last_event_id, const char *user_id, bool queue, void *ctx)
 {
     auth_forget(user_id); /* NULL: a commit for many users */
     events_committed(last_event_id, user_id, ctx);
-    queue_notify();
+    if (queue) queue_notify(); /* a create (pending) gives the workers nothing to claim */
     webhook_notify();
 }
 

@@ -56,14 +56,14 @@ void store_set_commit_hook(store_t *s, store_commit_hook fn, void *ctx)
     pthread_mutex_unlock(&s->hook_mu);
 }
 
-void store_base_committed(store_t *s, int64_t last_event_id, const char *user_id)
+void store_base_committed(store_t *s, int64_t last_event_id, const char *user_id, bool queue)
 {
     if (last_event_id <= 0) return;
     pthread_mutex_lock(&s->hook_mu);
     store_commit_hook fn = s->hook;
     void *ctx = s->hook_ctx;
     pthread_mutex_unlock(&s->hook_mu);
-    if (fn) fn(last_event_id, user_id, ctx);
+    if (fn) fn(last_event_id, user_id, queue, ctx);
 }
 
 /* ---- deferred durability (store.h) ----
@@ -100,16 +100,19 @@ store_pending *store_base_deferring(store_t *s)
     return p && p->s == s && !(atomic_load(&p->state) & PENDING_CAUGHT) ? p : NULL;
 }
 
-void store_base_caught(store_pending *p, int64_t last_event_id, const char *user_id)
+void store_base_caught(store_pending *p, int64_t last_event_id, const char *user_id, bool queue)
 {
     p->last_event = last_event_id;
+    p->queue = queue;
     snprintf(p->event_user, sizeof p->event_user, "%s", user_id ? user_id : "");
     atomic_fetch_or(&p->state, PENDING_CAUGHT);
 }
 
 static void pending_fire(store_pending *p, bool durable)
 {
-    if (durable) store_base_committed(p->s, p->last_event, p->event_user[0] ? p->event_user : NULL);
+    if (durable)
+        store_base_committed(p->s, p->last_event, p->event_user[0] ? p->event_user : NULL,
+                             p->queue);
     p->fn(p->arg, durable);
     free(p);
 }

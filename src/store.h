@@ -79,8 +79,13 @@ bool store_shared(store_t *s, uint64_t *visits);
 const char *store_backend(const store_t *s);
 
 /* user_id: the one user whose events the transaction wrote, or NULL when
- * it wrote events of several users. */
-typedef void (*store_commit_hook)(int64_t last_event_id, const char *user_id, void *ctx);
+ * it wrote events of several users. queue: whether it may have changed what
+ * workers can claim: false only when it is known not to have (its events
+ * are balance changes and records created pending: a create); true for
+ * everything else, and always on PostgreSQL and for other processes'
+ * commits. */
+typedef void (*store_commit_hook)(int64_t last_event_id, const char *user_id, bool queue,
+                                  void *ctx);
 void store_set_commit_hook(store_t *s, store_commit_hook fn, void *ctx);
 
 /* ---- answering before the disk: deferred durability ----

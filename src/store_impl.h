@@ -134,7 +134,7 @@ struct store {
 void store_base_init(store_t *s, const store_ops *ops, const store_codec *codec);
 void store_base_destroy(store_t *s);
 /* Calls the commit hook (if any) after a commit that wrote events. */
-void store_base_committed(store_t *s, int64_t last_event_id, const char *user_id);
+void store_base_committed(store_t *s, int64_t last_event_id, const char *user_id, bool queue);
 
 /* Deferred durability (store.h), for a backend with group commit. */
 struct store_pending {
@@ -143,6 +143,7 @@ struct store_pending {
     bool durable;     /* the outcome, set before PENDING_DONE */
     int64_t last_event;
     char event_user[ID_LEN]; /* "" with last_event > 0: several users */
+    bool queue;              /* the commit hook's queue */
     store_durable_fn fn;
     void *arg;
     struct store_pending *next; /* the backend's list of a batch's deferred members */
@@ -151,7 +152,7 @@ struct store_pending {
 store_pending *store_base_deferring(store_t *s);
 /* A commit was deferred into p: its hook's arguments (user_id NULL:
  * several users). */
-void store_base_caught(store_pending *p, int64_t last_event_id, const char *user_id);
+void store_base_caught(store_pending *p, int64_t last_event_id, const char *user_id, bool queue);
 /* Its batch has ended (any thread; may run the caller's fn). */
 void store_base_durable(store_pending *p, bool durable);
 /* Event data through the codec: new strings, never NULL. */

@@ -655,7 +655,7 @@ int pg_commit(pg_tx *t)
     t->in_tx = false;
     store_t *s = t->s;
     pg_rollback(t); /* gives the connection back; nothing left to roll back */
-    store_base_committed(s, last, user[0] ? user : NULL);
+    store_base_committed(s, last, user[0] ? user : NULL, true);
     return STORE_OK;
 }
 

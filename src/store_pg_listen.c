@@ -78,7 +78,7 @@ static bool listen_subscribe(pg_listener *l, PGconn *pq)
     ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
     int64_t last = ok ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
     PQclear(r);
-    if (ok) store_base_committed(l->s, last, NULL);
+    if (ok) store_base_committed(l->s, last, NULL, true);
     return ok;
 }
 
@@ -95,7 +95,7 @@ static void listen_dispatch(pg_listener *l, const PGnotify *n)
         end++;
     char user[ID_LEN];
     pg_copy(user, sizeof user, end);
-    store_base_committed(l->s, id, user[0] ? user : NULL);
+    store_base_committed(l->s, id, user[0] ? user : NULL, true);
 }
 
 /* Waits for notifications until the connection drops (false) or the store

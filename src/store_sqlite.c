@@ -537,7 +537,7 @@ int sq_commit(sq_tx *t)
     /* Deferred (store_defer): the caller hears of the disk later. */
     store_pending *p = kept ? store_base_deferring(t->s) : NULL;
     if (p) {
-        store_base_caught(p, t->last_event, t->event_users_many ? NULL : t->event_user);
+        store_base_caught(p, t->last_event, t->event_users_many ? NULL : t->event_user, t->queue);
         p->next = s->batch_pending;
         s->batch_pending = p;
     }
@@ -551,7 +551,7 @@ int sq_commit(sq_tx *t)
     bool ok = s->done_ok[b % BATCH_RING];
     pthread_mutex_unlock(&s->done_mu);
     if (!ok) return STORE_ERR;
-    store_base_committed(t->s, t->last_event, t->event_users_many ? NULL : t->event_user);
+    store_base_committed(t->s, t->last_event, t->event_users_many ? NULL : t->event_user, t->queue);
     return STORE_OK;
 }
 
@@ -748,11 +748,13 @@ static int event_insert(sq_tx *t, const char *user_id, const char *gen_id, const
 int sq_event(sq_tx *t, const char *user_id, const char *gen_id, const char *type, const char *data,
              int64_t now)
 {
+    if (gen_id) t->queue = true; /* a generation's, state unknown here */
     return event_insert(t, user_id, gen_id, type, data, 0, false, now);
 }
 
 int sq_gen_event(sq_tx *t, const gen_record *g, const char *data, int64_t now)
 {
+    if (g->status != GEN_PENDING) t->queue = true; /* only a pending one is never claimable */
     return event_insert(t, g->user_id, g->id, "generation", data, g->queue_position,
                         gen_status_terminal(g->status), now);
 }

@@ -112,6 +112,7 @@ typedef struct sq_tx {
     int64_t last_event;      /* newest event id written, for the commit hook */
     char event_user[ID_LEN]; /* whose events; "" when none */
     bool event_users_many;   /* events of more than one user */
+    bool queue;              /* the commit hook's queue: a non-pending record's event */
     uint64_t batch;          /* write: the group commit it is part of */
     bool plain;              /* write: no savepoint of its own (sq_begin_plain) */
     int64_t changes_before;  /* plain: the connection's change count at the start */

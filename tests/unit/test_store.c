@@ -1357,17 +1357,19 @@ Test(store, list_pagination_and_filter)
 /* ---- events ---- */
 
 static int64_t hook_last;
+static bool hook_queue;
 static int hook_calls;
 static char hook_user[ID_LEN];
 static char hook_mine[2][ID_LEN]; /* this test's users */
 /* On PostgreSQL the listener also relays commits of tests running beside
  * this one (other schemas, one notification channel): count ours only. */
-static void hook(int64_t id, const char *user_id, void *ctx)
+static void hook(int64_t id, const char *user_id, bool queue, void *ctx)
 {
     (void)ctx;
     if (!user_id || (strcmp(user_id, hook_mine[0]) != 0 && strcmp(user_id, hook_mine[1]) != 0))
         return;
     hook_last = id;
+    hook_queue = queue;
     snprintf(hook_user, sizeof hook_user, "%s", user_id ? user_id : "");
     hook_calls++;
 }
@@ -1467,7 +1469,11 @@ Test(store, events_written_with_data)
     cr_assert_eq(create_gen(uid, 3, PRIORITY_NORMAL, T0, false, gid), STORE_OK);
     cr_assert_eq(hook_last, last_event());
     cr_assert_str_eq(hook_user, uid);
+    /* A pending record gives the workers nothing to claim (PostgreSQL
+     * always says it may have). */
+    cr_assert_eq(hook_queue, on_pg, "a create of a pending record: queue %d", hook_queue);
     cr_assert_eq(store_gen_start(st, gid, T0 + 1), STORE_OK);
+    cr_assert(hook_queue, "a start queues it");
     gen_record g;
     cr_assert_eq(store_gen_claim(st, "w1", T0 + 2, LEASE, &g), STORE_OK);
     gen_record_free(&g);

@@ -237,9 +237,10 @@ static char hook_user[ID_LEN];
 static int64_t hook_last;
 static int hook_calls;
 
-static void hook(int64_t id, const char *user, void *ctx)
+static void hook(int64_t id, const char *user, bool queue, void *ctx)
 {
     (void)ctx;
+    (void)queue;
     pthread_mutex_lock(&hook_mu);
     if (user && strcmp(user, hook_user) == 0) {
         if (id > hook_last) hook_last = id;
