@@ -656,7 +656,7 @@ static int stream_refresh(stream *s, buf *out)
     return rc;
 }
 
-/* The stream's entry for gen_id, NULL when it has sent no frame of it. */
+/* The stream's entry for gen_id, NULL when it does not follow it. */
 static stream_pos *known_item(const stream *s, const char *gen_id)
 {
     for (size_t i = 0; i < s->n_queued; i++)

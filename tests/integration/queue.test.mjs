@@ -164,6 +164,8 @@ test('a user stream never shows a generation before its own events: no status go
   const u = await a.createUser({ tokens: 200 });
   const url = await uploadFixture(b, u.key);
   const stream = await sse(a, '/api/events', { key: u.key, timeout: 60000 });
+  // Its first frame (the balance) sets its cursor: everything after is news.
+  await stream.until((f) => f.event === 'balance', 10000);
   const twoStep = async () => {
     const { generationId } = await create(b, u.key, createBody(url));
     await generate(b, u.key, { generationId });
