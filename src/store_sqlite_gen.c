@@ -10,6 +10,13 @@
  * changes the row (WHERE status = 'processing' AND lease_owner = ?), so a
  * lost lease or a cancel shows up as STORE_ECONFLICT.
  *
+ * The create, the start and the worker's changes (claim, progress, renew,
+ * complete, requeue) are plain transactions (sq_begin_plain, no savepoint):
+ * each finds out whether it may go on (the debit, a guarded UPDATE that
+ * matched no row, a read) before it changes anything, and what follows
+ * (the event, the ledger row) fails only with the disk. The rarer ends
+ * with a refund keep their savepoint.
+ *
  * The queue is the generations table itself: status processing, stage
  * queued, no lease. Claim order is priority DESC, queued_at, id (queued_at
  * is the first time it was queued, so a retry keeps its place).
@@ -441,7 +448,7 @@ int sq_batch_get(store_t *s, const char *batch_id, store_batch *out)
 int sq_gen_start(store_t *s, const char *gen_id, int64_t now)
 {
     sq_tx t;
-    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    if (sq_begin_plain(s, &t) != STORE_OK) return STORE_ERR;
     int rc = sq_exec(&t,
                      "UPDATE generations SET status = 'processing', stage = 'queued',"
                      " started_at = ?1, queued_at = ?1 WHERE id = ?2 AND status = 'pending'",
@@ -720,7 +727,7 @@ int sq_gen_claim_fair(store_t *s, const char *worker_id, int64_t now, int64_t le
     if (rc != STORE_OK) return rc;
     if (!id[0]) return STORE_ENOTFOUND;
 
-    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    if (sq_begin_plain(s, &t) != STORE_OK) return STORE_ERR;
     rc = next_fair(&t, now, cap, id);
     if (rc != STORE_OK) goto fail;
     if (!id[0]) {
@@ -752,7 +759,7 @@ int sq_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const
     if (progress < 0) progress = 0;
     if (progress > 100) progress = 100;
     sq_tx t;
-    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    if (sq_begin_plain(s, &t) != STORE_OK) return STORE_ERR;
     int64_t changed = 0;
     /* Whether stage or progress will actually change (an event only then). */
     int rc = sq_int(&t, &changed,
@@ -779,7 +786,7 @@ fail:
 int sq_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until)
 {
     sq_tx t;
-    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    if (sq_begin_plain(s, &t) != STORE_OK) return STORE_ERR;
     int rc = sq_exec(&t,
                      "UPDATE generations SET lease_expires = ?"
                      " WHERE id = ? AND status = 'processing' AND lease_owner = ?",
@@ -797,7 +804,7 @@ int sq_gen_complete(store_t *s, const char *gen_id, const char *worker_id,
 {
     char *results = store_base_json_array_text(result_images);
     sq_tx t;
-    int rc = sq_begin(s, &t, true);
+    int rc = sq_begin_plain(s, &t);
     if (rc != STORE_OK) goto cleanup;
     rc =
         sq_exec(&t,
@@ -824,7 +831,7 @@ int sq_gen_requeue(store_t *s, const char *gen_id, const store_guard *guard, int
                    const char *error, int64_t not_before, int64_t now)
 {
     sq_tx t;
-    if (sq_begin(s, &t, true) != STORE_OK) return STORE_ERR;
+    if (sq_begin_plain(s, &t) != STORE_OK) return STORE_ERR;
     int rc = sq_exec(&t,
                      "UPDATE generations SET retry_count = retry_count + 1, stage = 'queued',"
                      " error = ?1, retry_at = ?2, lease_owner = NULL, lease_expires = NULL"
