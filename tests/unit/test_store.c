@@ -2060,7 +2060,7 @@ Test(store, plain_write_failing_after_a_change_fails_its_batch)
                  1);
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, plain_fail, NULL), 0);
-    usleep(200 * 1000); /* it waits for the write lock: the batch stays open for it */
+    usleep(500 * 1000); /* it waits for the write lock: the batch stays open for it */
     cr_assert_eq(sq_commit(&t), STORE_ERR, "the batch failed with its plain member");
     pthread_join(th, NULL);
     cr_assert_eq(atomic_load(&plain_changed), 1, "the plain member changed a row");
