@@ -47,6 +47,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,7 +223,8 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* CLOCK_MONOTONIC */
     pthread_t thread;
-    bool running, stop, wake;
+    bool running, stop;
+    atomic_bool wake; /* a commit came since the last pass began; set without mu */
     int in_flight;
     attempt *done;
     store_t *store;
@@ -230,13 +232,15 @@ static struct {
     uint64_t visits;           /* store_shared's cursor */
 } W = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
+/* Called for every commit: only the first since the last pass began takes
+ * the lock and signals; the pass that follows sees the others' changes too.
+ * The dispatcher clears wake under mu before it reads, so a commit after
+ * that read finds it clear and signals again. */
 void webhook_notify(void)
 {
+    if (atomic_exchange(&W.wake, true)) return;
     pthread_mutex_lock(&W.mu);
-    if (W.running) {
-        W.wake = true;
-        pthread_cond_signal(&W.cv);
-    }
+    if (W.running) pthread_cond_signal(&W.cv);
     pthread_mutex_unlock(&W.mu);
 }
 
@@ -466,15 +470,15 @@ static void *dispatcher(void *arg)
         int64_t wait = idle_ms();
         pthread_mutex_lock(&W.mu);
         int64_t until = mono_ms() + wait;
-        while (!W.stop && !W.wake && !W.done && wait > 0 &&
+        while (!W.stop && !atomic_load(&W.wake) && !W.done && wait > 0 &&
                util_cond_wait_until(&W.cv, &W.mu, until) != ETIMEDOUT)
             ;
         /* Thousands of commits a second are taken in one pass each
          * PASS_SPACING_MS, not one pass (three store reads) per commit. */
-        while (W.wake && !W.stop && !W.done &&
+        while (atomic_load(&W.wake) && !W.stop && !W.done &&
                util_cond_wait_until(&W.cv, &W.mu, began + PASS_SPACING_MS) != ETIMEDOUT)
             ;
-        W.wake = false;
+        atomic_store(&W.wake, false);
         bool stop = W.stop;
         pthread_mutex_unlock(&W.mu);
         if (stop) break;
@@ -502,7 +506,8 @@ int webhook_start(store_t *s)
     }
     util_cond_init_mono(&W.cv);
     W.store = s;
-    W.stop = W.wake = false;
+    W.stop = false;
+    atomic_store(&W.wake, false);
     W.next_housekeeping = now_ms();
     W.running = true;
     pthread_mutex_unlock(&W.mu);
