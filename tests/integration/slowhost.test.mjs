@@ -87,19 +87,19 @@ async function oldStyleRecord(srv, u, url) {
 
 test('a remote input of an old record is fetched without holding the worker; a cancel drops the transfer', async (t) => {
   const jpeg = readFileSync(fixture('product.jpg'));
-  const held = [];
-  const host = createServer((req, res) => held.push(res));
+  const held = new Map(); // request path → the response it waits for
+  const host = createServer((req, res) => held.set(req.url, res));
   await new Promise((r) => host.listen(0, '127.0.0.1', r));
   t.after(() => host.closeAllConnections() || host.close());
-  const url = `http://127.0.0.1:${host.address().port}/product.jpg`;
+  const base = `http://127.0.0.1:${host.address().port}`;
 
   const srv = await serverFor(t, { workers: 1 });
   const u = await srv.createUser({ tokens: 10 });
-  const a = await oldStyleRecord(srv, u, url);
-  const b = await oldStyleRecord(srv, u, url);
+  const a = await oldStyleRecord(srv, u, `${base}/a.jpg`);
+  const b = await oldStyleRecord(srv, u, `${base}/b.jpg`);
   assert.equal((await api(srv, 'POST', '/api/generate', { key: u.key, body: { generationId: a } })).status, 202);
   assert.equal((await api(srv, 'POST', '/api/generate', { key: u.key, body: { generationId: b } })).status, 202);
-  await waitFor(() => held.length === 2, { timeout: 15000, what: 'both fetches at the image host' });
+  await waitFor(() => held.size === 2, { timeout: 15000, what: 'both fetches at the image host' });
 
   // The one worker is free while both fetches wait: a third generation completes.
   const own = await uploadFixture(srv, u.key);
@@ -108,13 +108,14 @@ test('a remote input of an old record is fetched without holding the worker; a c
   assert.equal(c.data.status, 'completed');
 
   // Cancel a: its transfer is dropped well before the 20 s fetch limit.
-  const closed = new Promise((r) => held[0].on('close', r));
+  const closed = new Promise((r) => held.get('/a.jpg').on('close', r));
   assert.equal((await api(srv, 'POST', `/api/generations/${a}/cancel`, { key: u.key })).status, 200);
   await withTimeout(closed, 5000, 'the cancelled fetch was not dropped');
 
   // Release b: the worker uses the fetched bytes and completes it.
-  held[1].writeHead(200, { 'content-type': 'image/jpeg', 'content-length': jpeg.length });
-  held[1].end(jpeg);
+  const release = held.get('/b.jpg');
+  release.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': jpeg.length });
+  release.end(jpeg);
   assert.equal((await waitGen(srv, u.key, b, { timeout: 20000 })).status, 'completed');
   assert.equal(await balance(srv, u.key), 10 - 2, 'a refunded; b and the third charged');
 });
