@@ -121,6 +121,11 @@ size_t api_body_limit(const char *method, const char *path, bool *files)
     return *files ? MEDIA_MAX_BYTES + MULTIPART_SLACK : (size_t)cfg.max_body;
 }
 
+bool api_runs_inline(http_req *r)
+{
+    return str_eq(http_method(r), "POST") && str_eq(http_path(r), "/api/generation/create");
+}
+
 void api_init(store_t *s)
 {
     api_store = s;

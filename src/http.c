@@ -5,6 +5,8 @@
  * A request moves through these states:
  *   RECEIVING  headers and body arrive on an event-loop thread
  *   RUNNING    the connection is suspended; a handler thread runs the handler
+ *              (or, for an inline request, the event-loop thread, which
+ *              suspends it only when the handler did not reply at once)
  *   WAITING    the handler asked to wait; an events.c waiter is armed
  *   READY      a reply is built; the connection is resumed to queue it
  */
@@ -139,6 +141,7 @@ typedef struct sse_stream {
  * them (the stream lane has a small pool: see STREAM_CONN_MEMORY). */
 static struct MHD_Daemon *api_daemon, *stream_daemon;
 static http_handler_fn dispatch_fn;
+static http_inline_fn inline_fn;
 static http_limit_fn limit_fn;
 static char *csp_header;
 static atomic_bool stopping;
@@ -210,15 +213,11 @@ static void wake_waiting(void *arg)
     push_request(arg);
 }
 
-/* Runs one step of a request on a handler thread, then resumes the
- * connection with its reply, arms the waiter the handler asked for, or
- * hands the request to the slow pool. */
-static void run_request(http_req *r)
+/* After a step of a request ran, its connection suspended: resumes it with
+ * its reply, arms the waiter the handler asked for, or hands the request to
+ * the slow pool. */
+static void after_step(http_req *r)
 {
-    http_handler_fn fn = r->next;
-    r->next = NULL;
-    r->state = REQ_RUNNING;
-    fn(r);
     if (r->state == REQ_OFFLOADING) {
         r->state = REQ_RUNNING;
         push_request(r); /* now on the slow pool */
@@ -240,6 +239,16 @@ static void run_request(http_req *r)
     }
     r->state = REQ_READY;
     resume_conn(r->conn);
+}
+
+/* Runs one step of a request on a handler thread. */
+static void run_request(http_req *r)
+{
+    http_handler_fn fn = r->next;
+    r->next = NULL;
+    r->state = REQ_RUNNING;
+    fn(r);
+    after_step(r);
 }
 
 static void run_request_task(pool_task *t)
@@ -971,6 +980,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_queue_response(conn, 400, r->response);
         }
         r->state = REQ_RUNNING;
+        if (inline_fn && inline_fn(r)) {
+            dispatch_fn(r);
+            if (r->state == REQ_RUNNING && r->response) { /* answered at once */
+                r->state = REQ_READY;
+                return MHD_queue_response(conn, (unsigned)r->status, r->response);
+            }
+            suspend_conn(conn); /* before anything armed can resume it */
+            after_step(r);
+            return MHD_YES;
+        }
         r->next = dispatch_fn;
         suspend_conn(conn);
         push_request(r);
@@ -1082,6 +1101,11 @@ static struct MHD_Daemon *start_lane(void *tag, unsigned flags, int threads, uns
         MHD_OPTION_CONNECTION_LIMIT, conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, memory, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
+}
+
+void http_set_inline(http_inline_fn fn)
+{
+    inline_fn = fn;
 }
 
 int http_start(const char *listen, int io_threads, int handler_threads, http_handler_fn dispatch,

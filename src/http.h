@@ -7,7 +7,11 @@
  * request is complete its connection is suspended and the handler runs on a
  * small pool of handler threads, so a slow handler (an fsync, a password
  * hash) never stalls other connections; the reply is queued when the
- * connection resumes. Work that waits on remote hosts moves to a second
+ * connection resumes. The exception is a request that http_set_inline's
+ * predicate names: its handler runs on the event-loop thread that read it,
+ * saving two thread hand-offs, so it must not wait on anything slow (a
+ * create on SQLite: it computes, joins the group commit and holds only its
+ * reply for the disk). Work that waits on remote hosts moves to a second
  * pool as a continuation (http_offload: a function and its context), so
  * it cannot starve the first. A handler that must wait for a change calls
  * http_wait: the connection stays suspended, holding no thread, until
@@ -42,12 +46,18 @@ typedef void (*http_handler_fn)(http_req *req);
  * `file` part (which then becomes the body). */
 typedef size_t (*http_limit_fn)(const char *method, const char *path, bool *files);
 
+/* Which complete requests run their handler on the event-loop thread
+ * (DESIGN); the rest go to the handler pool. */
+typedef bool (*http_inline_fn)(http_req *req);
+
 /* Starts listening on "HOST:PORT" (PORT 0 = any) with io_threads event-loop
  * threads and handler_threads handler threads; every complete request goes
  * to dispatch, bodies limited by limit. *port gets the bound port. 0, or
  * -1 with *err (caller frees). */
 int http_start(const char *listen, int io_threads, int handler_threads, http_handler_fn dispatch,
                http_limit_fn limit, uint16_t *port, char **err);
+/* Before http_start: requests fn says yes to run inline (NULL: none). */
+void http_set_inline(http_inline_fn fn);
 /* Stops accepting connections; open streams end at their next wake-up. */
 void http_quiesce(void);
 /* Ends every stream and held request, then stops the server. */

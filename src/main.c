@@ -281,6 +281,9 @@ static int cmd_run(bool with_http)
         find_web_root();
         char *err = NULL;
         int handlers = on_sqlite ? HANDLER_THREADS_SQLITE : HANDLER_THREADS_PG;
+        /* A create on SQLite skips the hand-off to a handler thread and
+         * back; on PostgreSQL its write is a network round trip. */
+        if (on_sqlite) http_set_inline(api_runs_inline);
         if (http_start(cfg.listen, cfg.http_threads, handlers, api_dispatch, api_body_limit, &port,
                        &err) != 0) {
             fprintf(stderr, "stylestudio: %s\n", err);
