@@ -230,7 +230,13 @@ static int key_auth(store_t *s, const char *hash, int64_t now, user_record *user
         if (rc == STORE_OK) cache_put(hash, false, mono, user, last_used, &t);
     }
     if (rc == STORE_OK && now - last_used >= KEY_TOUCH_MS) {
+        /* The stamp of last use holds no request for the disk (a create
+         * runs on an event-loop thread: see http_set_inline); one lost
+         * with a failed commit is written again at the next touch. */
+        store_pending *p = store_defer(s);
         rc = store_key_touch(s, hash, now);
+        store_defer_stop(p);
+        store_when_durable(p, store_durable_ignored, NULL);
         if (rc == STORE_OK) cache_touched(hash, now);
     }
     return auth_code(rc);

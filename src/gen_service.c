@@ -74,16 +74,10 @@ void gen_service_req_free(gen_service_req *req)
     memset(req, 0, sizeof *req);
 }
 
-static void durable_ignored(void *arg, bool durable)
-{
-    (void)arg;
-    (void)durable;
-}
-
 void gen_service_result_free(gen_service_result *res)
 {
     if (!res) return;
-    if (res->pending) store_when_durable(res->pending, durable_ignored, NULL);
+    if (res->pending) store_when_durable(res->pending, store_durable_ignored, NULL);
     json_decref(res->data);
     free(res->replay);
     free(res->message);
@@ -183,7 +177,7 @@ static int rate_take(const user_record *caller, int units, bool early, gen_servi
     int rc = ratelimit_take(store, caller, units, &out->rate);
     if (pending) {
         store_defer_stop(pending);
-        store_when_durable(pending, durable_ignored, NULL);
+        store_when_durable(pending, store_durable_ignored, NULL);
     }
     if (rc == RATELIMIT_OK) return GEN_SVC_OK;
     if (rc != RATELIMIT_EEXCEEDED) return store_failure(out, rc, false);

@@ -123,6 +123,12 @@ void store_base_durable(store_pending *p, bool durable)
     if (atomic_fetch_or(&p->state, PENDING_DONE) & PENDING_ARMED) pending_fire(p, durable);
 }
 
+void store_durable_ignored(void *arg, bool durable)
+{
+    (void)arg;
+    (void)durable;
+}
+
 void store_when_durable(store_pending *p, store_durable_fn fn, void *arg)
 {
     store_defer_stop(p);

@@ -108,6 +108,8 @@ store_pending *store_defer(store_t *s);
 void store_defer_stop(store_pending *p);
 /* Consumes p (frees it after fn has run). */
 void store_when_durable(store_pending *p, store_durable_fn fn, void *arg);
+/* A store_durable_fn for a write nobody waits to hear of. */
+void store_durable_ignored(void *arg, bool durable);
 
 /* ---- users and credentials ---- */
 
