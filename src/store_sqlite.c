@@ -123,8 +123,9 @@ typedef struct sq_store {
 
 static int conn_open(const char *path, sq_conn *c, char **err)
 {
-    int rc = sqlite3_open_v2(
-        path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(path, &c->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             sq_vfs_name());
     if (rc != SQLITE_OK) {
         const char *msg = c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
         log_error("store: cannot open %s: %s", path, msg);

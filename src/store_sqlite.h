@@ -6,6 +6,7 @@
  *   store_sqlite_gen.c   generations: API side, worker side, sweep
  *   store_sqlite_webhook.c  outbound webhooks, deliveries, events retention
  *   store_sqlite_tpl.c   templates (saved create bodies)
+ *   store_sqlite_vfs.c   the VFS that gathers the WAL's writes
  * Nothing outside these files includes it; everyone else uses store.h.
  */
 #ifndef SS_STORE_SQLITE_H
@@ -15,6 +16,10 @@
 #include <sqlite3.h>
 
 #include "store_impl.h"
+
+/* The VFS the store's connections open their files with
+ * (store_sqlite_vfs.c: the WAL's writes gathered). */
+const char *sq_vfs_name(void);
 
 /* The backend's entries of store_ops (store_impl.h; contracts in store.h),
  * defined in store_sqlite_user.c and store_sqlite_gen.c. */
