@@ -25,7 +25,7 @@ LG=$ROOT/build/loadgen
 MODEL=${MODEL:-local-studio}
 MODE=${MODE:-req}
 d=$(mktemp -d "$DP/cr-XXXXXX")
-trap 'kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; rm -rf "$d"' EXIT
+trap 'kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; [ -n "${SHOWERR:-}" ] && tail -${SHOWERR} "$d/err" >&2; rm -rf "$d"' EXIT
 "$BIN" serve --listen 127.0.0.1:0 --data "$d" --log-level warn --rate-free 0 \
   --max-connections 1000000 --max-connections-per-address 0 --max-streams-per-user 0 "$@" \
   >"$d/out" 2>"$d/err" &
