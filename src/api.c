@@ -123,7 +123,12 @@ size_t api_body_limit(const char *method, const char *path, bool *files)
 
 bool api_runs_inline(http_req *r)
 {
-    return str_eq(http_method(r), "POST") && str_eq(http_path(r), "/api/generation/create");
+    if (!str_eq(http_method(r), "POST")) return false;
+    const char *path = http_path(r);
+    /* A start, or a one-step create, with Prefer: wait reads the record
+     * back after a durable write: that waits, on the handler pool. */
+    return str_eq(path, "/api/generation/create") ||
+           (str_eq(path, "/api/generate") && !http_header(r, "Prefer"));
 }
 
 void api_init(store_t *s)

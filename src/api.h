@@ -21,9 +21,10 @@ void api_init(store_t *s);
 void api_dispatch(http_req *r);
 /* The http body limit: uploads take an image, everything else --max-body. */
 size_t api_body_limit(const char *method, const char *path, bool *files);
-/* For http_set_inline on SQLite: a create (step 1) computes, joins the
- * group commit and holds only its reply for the disk, so it runs on the
- * event-loop thread. Everything else may wait on the disk or the network. */
+/* For http_set_inline on SQLite: a create (step 1), and a start or a
+ * one-step create without Prefer: wait, compute, join the group commit and
+ * hold only their reply for the disk, so they run on the event-loop
+ * thread. Everything else may wait on the disk or the network. */
 bool api_runs_inline(http_req *r);
 
 /* ---- shared by the api_*.c files ---- */

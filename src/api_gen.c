@@ -196,14 +196,14 @@ typedef int (*gen_action_fn)(const gen_service_req *req, const user_record *call
 /* Decode → service → encode for the routes acting on one generation.
  * limited: a route that creates one (retry), whose every answer carries
  * the RateLimit-* headers. */
-static void run_action(api_call *c, const char *gen_id, gen_action_fn fn, bool hold, bool limited)
+static void run_action(api_call *c, const char *gen_id, gen_action_fn fn, bool limited)
 {
     gen_service_req req;
     gen_service_result res;
     decode_id(c, gen_id, &req);
     fn(&req, &c->user, &res);
     if (limited) rate_peek(c, &res);
-    reply_result(c->req, &res, hold);
+    reply_result(c->req, &res, false);
     gen_service_result_free(&res);
     gen_service_req_free(&req);
 }
@@ -245,6 +245,21 @@ static void reply_when_durable(http_req *r, gen_service_result *res, bool hold)
         http_hold(r, arm_durable, res->pending);
         res->pending = NULL;
     }
+}
+
+/* Start (step 2), answered once the start is durable without holding the
+ * thread meanwhile — unless Prefer: wait, which reads the record back
+ * after a durable start. */
+static void start_generation(api_call *c, const char *gen_id)
+{
+    gen_service_req req;
+    gen_service_result res;
+    decode_id(c, gen_id, &req);
+    req.reply_early = prefer_wait(c->req) < 0;
+    gen_service_start(&req, &c->user, &res);
+    reply_when_durable(c->req, &res, true);
+    gen_service_result_free(&res);
+    gen_service_req_free(&req);
 }
 
 /* The second phase of a create (image checks, then the store write) and
@@ -491,13 +506,13 @@ void api_generate(api_call *c)
     if (!json_is_string(jid))
         api_field_error(c, "generationId", "generationId must be a string");
     else
-        run_action(c, json_string_value(jid), gen_service_start, true, false);
+        start_generation(c, json_string_value(jid));
     json_decref(body);
 }
 
 void api_gen_get(api_call *c)
 {
-    run_action(c, c->param, gen_service_get, false, false);
+    run_action(c, c->param, gen_service_get, false);
 }
 
 void api_gen_list(api_call *c)
@@ -534,17 +549,17 @@ void api_gen_list(api_call *c)
 
 void api_gen_cancel(api_call *c)
 {
-    run_action(c, c->param, gen_service_cancel, false, false);
+    run_action(c, c->param, gen_service_cancel, false);
 }
 
 void api_gen_retry(api_call *c)
 {
-    run_action(c, c->param, gen_service_retry, false, true);
+    run_action(c, c->param, gen_service_retry, true);
 }
 
 void api_gen_delete(api_call *c)
 {
-    run_action(c, c->param, gen_service_delete, false, false);
+    run_action(c, c->param, gen_service_delete, false);
 }
 
 /* ---- event streams ---- */

@@ -565,7 +565,10 @@ int gen_service_start(const gen_service_req *req, const user_record *caller,
         gen_record_free(&g);
         return out->status;
     }
+    store_pending *pending = req->reply_early ? store_defer(store) : NULL;
     int rc = gen_state_start(store, g.id, now_ms());
+    if (pending) store_defer_stop(pending);
+    out->pending = pending; /* set before anything below fills *out */
     if (rc == STORE_ECONFLICT) {
         status_error(out, &g, "start", "pending");
     } else if (rc != STORE_OK) {

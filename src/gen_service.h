@@ -70,8 +70,9 @@ typedef struct gen_service_req {
     char request_hash[SECRET_HASH_LEN]; /* gen_service_request_hash, when idem_key */
     char *gen_id;                       /* the generation acted on */
     char request_id[ID_LEN];            /* for log lines; "" when none */
-    bool reply_early;                   /* a create: the caller holds its answer, not its
-                                         * thread, until the write is durable (pending) */
+    bool reply_early;                   /* a create or a start: the caller holds its
+                                         * answer, not its thread, until the write is
+                                         * durable (pending) */
     gen_request parsed;                 /* set by gen_service_prepare */
     bool prepared;                      /* parsed is valid */
 } gen_service_req;
