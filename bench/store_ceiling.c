@@ -1,8 +1,9 @@
 /*
  * store_ceiling — what the disk allows: the rows of one create (conditional
  * debit, generation, ledger row, generation and balance events) written
- * straight to SQLite with the service's schema and pragmas (WAL,
- * synchronous=FULL), one durable commit per create and then BATCH creates
+ * straight to SQLite with the service's schema, pragmas (WAL,
+ * synchronous=FULL) and VFS (store_sqlite_vfs.c: the WAL's writes
+ * gathered), one durable commit per create and then BATCH creates
  * per commit. The service's create figure is printed as a ratio of these.
  *
  *   store_ceiling [--seconds S] [--batch N] DIR
@@ -16,6 +17,7 @@
 #include <time.h>
 
 #include "store.h"
+#include "store_sqlite.h"
 
 static double now_s(void)
 {
@@ -112,7 +114,7 @@ int main(int argc, char **argv)
     }
     store_close(s);
     sqlite3 *db;
-    check(sqlite3_open(path, &db), db, "open");
+    check(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, sq_vfs_name()), db, "open");
     check(sqlite3_exec(db,
                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
                        " PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
