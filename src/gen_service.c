@@ -435,8 +435,7 @@ static int write_charged(idem_key k, const user_record *caller, gen_record *gens
         store_gen_create_many(store, gens, n, start, k.key ? &idem : NULL, &replay, &replay_status);
     if (pending) store_defer_stop(pending);
     bool batch = gens[0].batch_id[0] != '\0';
-    if (rc == STORE_OK) {
-        if (start) queue_notify();
+    if (rc == STORE_OK) { /* the commit hook wakes the workers once it is durable */
         if (batch)
             succeed(out, status, json_incref(data));
         else
@@ -573,8 +572,7 @@ int gen_service_start(const gen_service_req *req, const user_record *caller,
         status_error(out, &g, "start", "pending");
     } else if (rc != STORE_OK) {
         store_failure(out, rc, true);
-    } else {
-        queue_notify();
+    } else { /* the commit hook wakes the workers once it is durable */
         succeed_with(out, 202,
                      json_pack("{s:s, s:[], s:s, s:s}", "generationId", g.id, "resultImages",
                                "status", "processing", "message",

@@ -279,43 +279,50 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
 static int v_delete(sqlite3_vfs *vfs, const char *name, int sync)
 {
     (void)vfs;
-    return below()->xDelete(below(), name, sync);
+    sqlite3_vfs *b = below();
+    return b->xDelete(b, name, sync);
 }
 
 static int v_access(sqlite3_vfs *vfs, const char *name, int flags, int *out)
 {
     (void)vfs;
-    return below()->xAccess(below(), name, flags, out);
+    sqlite3_vfs *b = below();
+    return b->xAccess(b, name, flags, out);
 }
 
 static int v_full(sqlite3_vfs *vfs, const char *name, int n, char *out)
 {
     (void)vfs;
-    return below()->xFullPathname(below(), name, n, out);
+    sqlite3_vfs *b = below();
+    return b->xFullPathname(b, name, n, out);
 }
 
 static int v_random(sqlite3_vfs *vfs, int n, char *out)
 {
     (void)vfs;
-    return below()->xRandomness(below(), n, out);
+    sqlite3_vfs *b = below();
+    return b->xRandomness(b, n, out);
 }
 
 static int v_sleep(sqlite3_vfs *vfs, int us)
 {
     (void)vfs;
-    return below()->xSleep(below(), us);
+    sqlite3_vfs *b = below();
+    return b->xSleep(b, us);
 }
 
 static int v_time(sqlite3_vfs *vfs, double *out)
 {
     (void)vfs;
-    return below()->xCurrentTime(below(), out);
+    sqlite3_vfs *b = below();
+    return b->xCurrentTime(b, out);
 }
 
 static int v_error(sqlite3_vfs *vfs, int n, char *out)
 {
     (void)vfs;
-    return below()->xGetLastError(below(), n, out);
+    sqlite3_vfs *b = below();
+    return b->xGetLastError(b, n, out);
 }
 
 static int v_time64(sqlite3_vfs *vfs, sqlite3_int64 *out)
