@@ -147,6 +147,11 @@ char *store_base_gen_json(store_t *s, const gen_record *g)
     return j ? j : xstrdup("{}");
 }
 
+void store_base_gen_prepare(store_t *s, const gen_record *g)
+{
+    if (s->codec && s->codec->prepare) s->codec->prepare(g);
+}
+
 char *store_base_balance_json(store_t *s, int64_t token_balance)
 {
     char *j = s->codec && s->codec->balance ? s->codec->balance(token_balance) : NULL;

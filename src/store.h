@@ -45,10 +45,13 @@ enum {
 
 typedef struct store store_t; /* opaque */
 
-/* How records become event data. Both return a new JSON string (the store
- * frees it). gen_record.c provides the one used by the service
+/* How records become event data. generation and balance return a new
+ * JSON string (the store frees it); prepare, when set, may encode ahead
+ * what generation will need of g, so a write can call it before it takes
+ * the write lock. gen_record.c provides the one used by the service
  * (gen_record_codec). */
 typedef struct store_codec {
+    void (*prepare)(const gen_record *g);
     char *(*generation)(const gen_record *g);
     char *(*balance)(int64_t token_balance);
 } store_codec;

@@ -157,6 +157,8 @@ void store_base_caught(store_pending *p, int64_t last_event_id, const char *user
 void store_base_durable(store_pending *p, bool durable);
 /* Event data through the codec: new strings, never NULL. */
 char *store_base_gen_json(store_t *s, const gen_record *g);
+/* The codec's prepare for g, when it has one (before a write lock). */
+void store_base_gen_prepare(store_t *s, const gen_record *g);
 char *store_base_balance_json(store_t *s, int64_t token_balance);
 /* A stored JSON array column: text → a new array (an empty one for NULL
  * or anything but an array), and an array (NULL: empty) → new compact

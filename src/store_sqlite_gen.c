@@ -355,7 +355,10 @@ int sq_gen_create(store_t *s, const gen_record *gens, size_t n, bool start, cons
     char **images = xcalloc(2 * n, sizeof *images); /* product, model per item */
     int64_t cost = 0;
     for (size_t i = 0; i < n; i++) {
-        if (data) data[i] = pending_event_data(s, &gens[i], now);
+        if (data)
+            data[i] = pending_event_data(s, &gens[i], now);
+        else
+            store_base_gen_prepare(s, &gens[i]); /* the started event is encoded in the lock */
         images[2 * i] = store_base_json_array_text(gens[i].product_images);
         images[2 * i + 1] = store_base_json_array_text(gens[i].model_images);
         cost += gens[i].tokens_used;
