@@ -45,7 +45,7 @@
  * 013) and sorted every processing row (a temp B-tree per claim); INDEXED
  * BY keeps the claim an index walk and the counts a range of the queued
  * rows only, whatever indexes come and go. */
-#define QUEUED_FROM "generations INDEXED BY generations_claim"
+#define QUEUED_FROM "generations INDEXED BY generations_claim_fair"
 /* How many are queued, from the per-priority counts (011). */
 #define QUEUE_DEPTH_SUM "SELECT COALESCE(SUM(queued), 0) FROM queue_depth"
 
@@ -101,7 +101,7 @@ static void gen_from_row(sqlite3_stmt *st, gen_record *g, int64_t *queued_at, bo
  * priority are in queue_depth (kept by triggers); of its own priority,
  * the rows behind g are counted when there are few (a generation just
  * queued at the back, the usual case), else the rows ahead of it — a
- * range of generations_claim either way (row values, so SQLite seeks to
+ * range of generations_claim_fair either way (row values, so SQLite seeks to
  * g instead of scanning the priority). */
 #define BEHIND_WINDOW 256
 static int queue_position(sq_tx *t, const gen_record *g, int64_t queued_at, int *pos)
@@ -1032,7 +1032,7 @@ int sq_queue_items(store_t *s, const char *user_id, int limit, store_queue_item 
     sq_done(st);
     rc = rc == SQLITE_DONE || rc == SQLITE_ROW ? STORE_OK : STORE_ERR;
     /* In claim order: each after the first of its priority is placed by
-     * the rows between it and the one before, a range of generations_claim
+     * the rows between it and the one before, a range of generations_claim_fair
      * (the user's first 100 at the front of 10,000: one short scan). */
     for (size_t i = 0; rc == STORE_OK && i < cnt; i++) {
         if (i > 0 && prio[i] == prio[i - 1]) {

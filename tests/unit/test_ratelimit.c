@@ -368,6 +368,8 @@ Test(ratelimit_sqlite, migrates_from_version_4)
             " ALTER TABLE events DROP COLUMN terminal;"
             " CREATE INDEX generations_user_created ON generations (user_id, created_at);"
             " CREATE INDEX generations_status ON generations (status);"
+            " CREATE INDEX generations_claim ON generations (priority DESC, queued_at, id)"
+            "  WHERE status = 'processing' AND stage = 'queued' AND lease_owner IS NULL;"
             " DELETE FROM schema_migrations WHERE"
             " version > 4; PRAGMA user_version = 4;",
             NULL, NULL, NULL),

@@ -2185,8 +2185,8 @@ Test(store, reopen_and_urls)
     snprintf(url, sizeof url, "sqlite://%s", path); /* "sqlite://" + absolute path */
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
     cr_assert_eq(balance(uid), 5);
-    cr_assert_eq(sql_int("PRAGMA user_version"), 13); /* the newest migration */
-    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 13);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 14); /* the newest migration */
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM schema_migrations"), 14);
     char wal[160];
     snprintf(wal, sizeof wal, "%s-wal", path);
     cr_assert_eq(access(wal, F_OK), 0, "WAL mode");
@@ -2239,6 +2239,8 @@ Test(store, migrates_from_previous_version)
             " ALTER TABLE events DROP COLUMN terminal;"
             " CREATE INDEX generations_user_created ON generations (user_id, created_at);"
             " CREATE INDEX generations_status ON generations (status);"
+            " CREATE INDEX generations_claim ON generations (priority DESC, queued_at, id)"
+            "  WHERE status = 'processing' AND stage = 'queued' AND lease_owner IS NULL;"
             " DELETE FROM schema_migrations WHERE version > 1;"
             " PRAGMA user_version = 1;",
             NULL, NULL, NULL),
@@ -2247,9 +2249,10 @@ Test(store, migrates_from_previous_version)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 13); /* the newest migration */
+    cr_assert_eq(sql_int("PRAGMA user_version"), 14); /* the newest migration */
     cr_assert_eq(
         sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'token_transactions_kind'"), 1);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM sqlite_master WHERE name = 'generations_claim'"), 0);
     cr_assert_eq(balance(uid), 7);
 }
 
@@ -2284,6 +2287,8 @@ Test(store, migrates_error_code_from_version_2)
             " ALTER TABLE events DROP COLUMN terminal;"
             " CREATE INDEX generations_user_created ON generations (user_id, created_at);"
             " CREATE INDEX generations_status ON generations (status);"
+            " CREATE INDEX generations_claim ON generations (priority DESC, queued_at, id)"
+            "  WHERE status = 'processing' AND stage = 'queued' AND lease_owner IS NULL;"
             " DELETE FROM schema_migrations WHERE version > 2;"
             " PRAGMA user_version = 2;",
             NULL, NULL, NULL),
@@ -2292,7 +2297,7 @@ Test(store, migrates_error_code_from_version_2)
     char url[160], *err = NULL;
     snprintf(url, sizeof url, "sqlite:%s", path);
     cr_assert_eq(store_open(url, &opts, &st, &err), STORE_OK, "%s", err ? err : "");
-    cr_assert_eq(sql_int("PRAGMA user_version"), 13);
+    cr_assert_eq(sql_int("PRAGMA user_version"), 14);
     /* 011 counts what was already queued; 012 reads the queued one's
      * position out of its event. */
     cr_assert_eq(sql_int("SELECT SUM(queued) FROM queue_depth"), 1);
