@@ -756,6 +756,17 @@ fail:
     return rc;
 }
 
+/* Renews gen_id's lease while worker_id holds it: 1 when it did, else
+ * STORE_ENOTFOUND or STORE_ECONFLICT (changes nothing then). */
+static int lease_renew(sq_tx *t, const char *gen_id, const char *worker_id, int64_t lease_until)
+{
+    int rc = sq_exec(t,
+                     "UPDATE generations SET lease_expires = ?"
+                     " WHERE id = ? AND status = 'processing' AND lease_owner = ?",
+                     "Iss", lease_until, gen_id, worker_id);
+    return rc == 0 ? gen_missing_or_conflict(t, gen_id) : rc;
+}
+
 int sq_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const char *stage,
                     int progress, int64_t lease_until, int64_t now)
 {
@@ -763,38 +774,30 @@ int sq_gen_progress(store_t *s, const char *gen_id, const char *worker_id, const
     if (progress > 100) progress = 100;
     sq_tx t;
     if (sq_begin_plain(s, &t) != STORE_OK) return STORE_ERR;
-    int64_t changed = 0;
-    /* Whether stage or progress will actually change (an event only then). */
-    int rc = sq_int(&t, &changed,
-                    "SELECT COALESCE(?1, stage) <> stage OR progress < ?2 FROM generations"
-                    " WHERE id = ?3 AND status = 'processing' AND lease_owner = ?4",
-                    "siss", stage, progress, gen_id, worker_id);
-    if (rc == STORE_ENOTFOUND) rc = gen_missing_or_conflict(&t, gen_id);
-    if (rc < 0) goto fail;
-    rc = sq_exec(&t,
-                 "UPDATE generations SET stage = COALESCE(?1, stage), progress = MAX(progress, ?2),"
-                 " lease_expires = ?3 WHERE id = ?4",
-                 "siIs", stage, progress, lease_until, gen_id);
-    if (rc < 0) goto fail;
-    if (changed) {
+    /* The usual write changes the stage or the progress, and writes its
+     * event; one that changes neither only renews the lease. */
+    int rc = sq_exec(&t,
+                     "UPDATE generations SET stage = COALESCE(?1, stage),"
+                     " progress = MAX(progress, ?2), lease_expires = ?3"
+                     " WHERE id = ?4 AND status = 'processing' AND lease_owner = ?5"
+                     " AND (COALESCE(?1, stage) <> stage OR progress < ?2)",
+                     "siIss", stage, progress, lease_until, gen_id, worker_id);
+    if (rc > 0)
         rc = gen_event(&t, gen_id, now, NULL);
-        if (rc < 0) goto fail;
+    else if (rc == 0)
+        rc = lease_renew(&t, gen_id, worker_id, lease_until);
+    if (rc < 0) {
+        sq_rollback(&t);
+        return rc;
     }
     return sq_commit(&t);
-fail:
-    sq_rollback(&t);
-    return rc;
 }
 
 int sq_gen_renew(store_t *s, const char *gen_id, const char *worker_id, int64_t lease_until)
 {
     sq_tx t;
     if (sq_begin_plain(s, &t) != STORE_OK) return STORE_ERR;
-    int rc = sq_exec(&t,
-                     "UPDATE generations SET lease_expires = ?"
-                     " WHERE id = ? AND status = 'processing' AND lease_owner = ?",
-                     "Iss", lease_until, gen_id, worker_id);
-    if (rc == 0) rc = gen_missing_or_conflict(&t, gen_id);
+    int rc = lease_renew(&t, gen_id, worker_id, lease_until);
     if (rc < 0) {
         sq_rollback(&t);
         return rc;

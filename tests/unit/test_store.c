@@ -878,6 +878,15 @@ Test(store, progress_and_complete)
     gen_record_free(&g);
     cr_assert_eq(store_gen_progress(st, gid, "w2", STAGE_STORING, 60, T0 + 60000, T0),
                  STORE_ECONFLICT);
+    /* Neither stage nor progress changes: only the lease, and only the holder's. */
+    int64_t events = sql_int("SELECT COUNT(*) FROM events");
+    cr_assert_eq(store_gen_progress(st, gid, "w2", STAGE_STORING, 50, T0 + 60000, T0),
+                 STORE_ECONFLICT);
+    cr_assert_eq(store_gen_progress(st, gid, "w1", STAGE_STORING, 50, T0 + 70000, T0), STORE_OK);
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT lease_expires FROM generations WHERE id = '%s'", gid);
+    cr_assert_eq(sql_int(sql), T0 + 70000);
+    cr_assert_eq(sql_int("SELECT COUNT(*) FROM events"), events, "no event for no change");
     cr_assert_eq(store_gen_renew(st, gid, "w1", T0 + 90000), STORE_OK);
     cr_assert_eq(store_gen_renew(st, gid, "w2", T0 + 90000), STORE_ECONFLICT);
 
