@@ -6,7 +6,7 @@
 #   bash bench/run.sh            full run (a few minutes)
 #   bash bench/run.sh --smoke    seconds: every benchmark runs briefly (tests)
 #   bash bench/run.sh --only create,fanout   a subset
-#     (create lifecycle delay fanout render ceiling idle)
+#     (create lifecycle delay fanout render ceiling idle compare)
 #
 # Figures, never assertions: on a shared machine they are noisy; compare
 # ratios within one run. Exits non-zero only when a benchmark could not run.
@@ -142,6 +142,88 @@ if want ceiling; then
         "$(awk -v a="$CREATE_TOP" -v b="$b" 'BEGIN { printf "%.2f", a / b }')" ratio "-"
     fi
   else fail ceiling; fi
+fi
+
+# --- 8. side by side: the same create in Node.js + pg, on PostgreSQL ----------
+# The stack a team would pick instead (bench/compare/server.mjs: node:http on
+# node:cluster, one process per core, pg's pool) and the service, each on
+# its own database of one throwaway cluster (scripts/pg.sh, fsync on), 16
+# users, 64 connections, the same load generator and body. Also each one's
+# own CPU per create (the cluster's backends are not counted for either).
+tree_ticks() { # PID: CPU ticks of PID and its children
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1"); do t=$((t + $(cpu_ticks "$p"))); done
+  echo "$t"
+}
+if want compare; then
+  echo "== compare (at ${SECONDS}s)" >&2
+  PGD=$(mktemp -d)
+  [ -d bench/compare/node_modules/pg ] || (cd bench/compare && npm ci --no-audit --no-fund --silent) ||
+    echo "bench: npm ci in bench/compare failed" >&2
+  if bash scripts/pg.sh start "$PGD" >/dev/null &&
+    psql -X -q -h "$PGD" -U postgres -d postgres -c 'CREATE DATABASE ss' -c 'CREATE DATABASE cmp'; then
+    CC=64
+    [ $SMOKE = 1 ] && CC=16
+    # the service on PostgreSQL
+    d=$WORK/compare && mkdir -p "$d"
+    SSDB="postgres:///ss?host=$PGD&user=postgres"
+    if start_server "$d" --db "$SSDB" &&
+      seq "$USERS" | xargs -P 8 -I{} sh -c "'$BIN' user create --data '$d' --db '$SSDB' \
+        --log-level warn --email cmp{}@example.com --tokens 100000000 | sed -n 's/^api_key: //p'" \
+        >"$WORK/keys.cmp.ss"; then
+      url=$(upload "$PORT" "$(head -1 "$WORK/keys.cmp.ss")")
+      body="{\"productImages\":[\"$url\"],\"model\":\"local-studio\",\"style\":\"minimal\",\"quality\":\"auto\",\"aspectRatio\":\"1:1\"}"
+      o=$WORK/compare.ss t0=$(tree_ticks "$SRV_PID")
+      if "$LG" req --port "$PORT" --keys "$WORK/keys.cmp.ss" --conns "$CC" --duration "$DUR" \
+        --body "$body" >"$o"; then
+        echo "cpu_ticks $(($(tree_ticks "$SRV_PID") - t0))" >>"$o"
+      else fail "compare (service)"; fi
+    else fail "compare (service)"; fi
+    stop_server
+    # the Node.js app on the same cluster
+    CMPDB="postgres:///cmp?host=$PGD&user=postgres"
+    for i in $(seq "$USERS"); do echo "cmp_$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')"; done \
+      >"$WORK/keys.cmp.node"
+    if node bench/compare/server.mjs --db "$CMPDB" --schema &&
+      awk -v q="'" '{ printf "INSERT INTO cmp_users (id, token_balance, created_at) VALUES (%su%d%s, 100000000, 0);\n", q, NR, q
+        printf "INSERT INTO cmp_api_keys (key_hash, user_id) VALUES (encode(sha256(%s%s%s::bytea), %shex%s), %su%d%s);\n", q, $1, q, q, q, q, NR, q }' \
+        "$WORK/keys.cmp.node" | psql -X -q -h "$PGD" -U postgres -d cmp; then
+      node bench/compare/server.mjs --db "$CMPDB" >"$WORK/compare.node.srv" 2>>"$WORK/server.log" &
+      NPID=$!
+      PIDS+=("$NPID")
+      for _ in $(seq 100); do
+        grep -q '^listening on' "$WORK/compare.node.srv" 2>/dev/null && break
+        sleep 0.05
+      done
+      NPORT=$(sed -n 's/^listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$WORK/compare.node.srv")
+      body='{"productImages":["https://cdn.example.com/p/1.jpg"],"model":"local-studio","style":"minimal","quality":"auto","aspectRatio":"1:1"}'
+      o=$WORK/compare.node t0=$(tree_ticks "$NPID")
+      if [ -n "$NPORT" ] && "$LG" req --port "$NPORT" --keys "$WORK/keys.cmp.node" --conns "$CC" \
+        --duration "$DUR" --body "$body" >"$o"; then
+        echo "cpu_ticks $(($(tree_ticks "$NPID") - t0))" >>"$o"
+      else fail "compare (Node.js)"; fi
+      kill "$NPID" 2>/dev/null
+      wait "$NPID" 2>/dev/null
+    else fail "compare (Node.js)"; fi
+    hz=$(getconf CLK_TCK)
+    per() { awk -v t="$(val "$1" cpu_ticks)" -v n="$(val "$1" ok)" -v hz="$hz" \
+      'BEGIN { if (n > 0) printf "%.0f", 1e6 * t / hz / n; else print "?" }'; }
+    if [ -f "$WORK/compare.ss" ] && [ -f "$WORK/compare.node" ]; then
+      ss=$(val "$WORK/compare.ss" throughput) nd=$(val "$WORK/compare.node" throughput)
+      row compare "Node.js $(node --version) + pg, $(nproc) processes, PostgreSQL: create, $CC conns" \
+        "$nd" requests/s "-"
+      row compare "the service on the same PostgreSQL, $CC conns" "$ss" requests/s "-"
+      row compare "p99: Node.js / the service on PostgreSQL" \
+        "$(val "$WORK/compare.node" latency_p99) / $(val "$WORK/compare.ss" latency_p99)" ms "-"
+      row compare "the app's CPU per create: Node.js / the service on PostgreSQL" \
+        "$(per "$WORK/compare.node") / $(per "$WORK/compare.ss")" "µs" "-"
+      row compare "the service on PostgreSQL / Node.js" \
+        "$(awk -v a="$ss" -v b="$nd" 'BEGIN { printf "%.2f", a / b }')" ratio "-"
+      [ -f "$WORK/create.$CC" ] && row compare "the service on SQLite, its default ($CC conns above) / Node.js" \
+        "$(awk -v a="$(val "$WORK/create.$CC" throughput)" -v b="$nd" 'BEGIN { printf "%.2f", a / b }')" ratio "-"
+    fi
+  else fail compare; fi
+  bash scripts/pg.sh stop "$PGD" >/dev/null 2>&1
 fi
 
 # --- 2. lifecycle create → generate → completed, bench-instant ----------------

@@ -32,3 +32,7 @@ fi
 if [ "${1:-}" = "--test" ] && [ ! -d tests/node_modules/playwright-core ]; then
   (cd tests && npm ci --no-audit --no-fund --silent)
 fi
+# The benchmark suite's side-by-side app (bench/compare: Node.js + pg).
+if [ "${1:-}" = "--test" ] && [ ! -d bench/compare/node_modules/pg ]; then
+  (cd bench/compare && npm ci --no-audit --no-fund --silent)
+fi
