@@ -147,6 +147,28 @@ char *store_base_gen_json(store_t *s, const gen_record *g)
     return j ? j : xstrdup("{}");
 }
 
+char *store_base_pending_gen_json(store_t *s, const gen_record *g, int64_t now)
+{
+    gen_record r = *g; /* shallow: borrows g's arrays and strings */
+    json_t *empty = json_array();
+    r.status = GEN_PENDING;
+    if (!r.product_images) r.product_images = empty;
+    if (!r.model_images) r.model_images = empty;
+    r.result_images = empty;
+    if (!r.prompt) r.prompt = "";
+    r.retry_count = 0;
+    r.progress = 0;
+    snprintf(r.stage, sizeof r.stage, "%s", "pending");
+    r.created_at = now;
+    r.started_at = r.completed_at = r.processing_time = 0;
+    r.error = NULL;
+    r.error_code[0] = '\0';
+    r.queue_position = 0;
+    char *data = store_base_gen_json(s, &r);
+    json_decref(empty);
+    return data;
+}
+
 void store_base_gen_prepare(store_t *s, const gen_record *g)
 {
     if (s->codec && s->codec->prepare) s->codec->prepare(g);

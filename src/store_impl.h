@@ -157,6 +157,11 @@ void store_base_caught(store_pending *p, int64_t last_event_id, const char *user
 void store_base_durable(store_pending *p, bool durable);
 /* Event data through the codec: new strings, never NULL. */
 char *store_base_gen_json(store_t *s, const gen_record *g);
+/* The event data of the pending record a create of g writes at now: the
+ * record as the store would read it back, encoded before the transaction
+ * so it does not wait for it. (A started one carries its queue position,
+ * which only the transaction knows.) */
+char *store_base_pending_gen_json(store_t *s, const gen_record *g, int64_t now);
 /* The codec's prepare for g, when it has one (before a write lock). */
 void store_base_gen_prepare(store_t *s, const gen_record *g);
 char *store_base_balance_json(store_t *s, int64_t token_balance);

@@ -588,10 +588,22 @@ static int cmp_user(const void *a, const void *b)
 
 static const char SQL_EVENT_LOCK[] =
     "SELECT pg_advisory_xact_lock(" STR(STORE_PG_EVENT_LOCK_CLASS) ", hashtext($1))";
+#define EVENT_INSERT                                                                               \
+    "INSERT INTO events (user_id, generation_id, type, data, created_at, queue_position, "         \
+    "terminal)"
+#define EVENT_ROW(a, b, c, d, e, f, g)                                                             \
+    "($" a ", $" b ", $" c ", $" d ", $" e ", $" f ", $" g "::integer <> 0)"
+#define EVENT_NOTIFY(p)                                                                            \
+    " SELECT max(id), pg_notify('" STORE_PG_CHANNEL "', max(id)::text || $" p ") FROM ins"
 static const char SQL_EVENT_INSERT[] =
-    "INSERT INTO events (user_id, generation_id, type, data, created_at, queue_position, terminal)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7::integer <> 0) RETURNING id";
-static const char SQL_NOTIFY[] = "SELECT pg_notify('" STORE_PG_CHANNEL "', $1)";
+    EVENT_INSERT " VALUES " EVENT_ROW("1", "2", "3", "4", "5", "6", "7") " RETURNING id";
+/* The last one or two rows, and the notify that names the newest id. */
+static const char SQL_EVENT_INSERT_NOTIFY[] =
+    "WITH ins AS (" EVENT_INSERT
+    " VALUES " EVENT_ROW("1", "2", "3", "4", "5", "6", "7") " RETURNING id)" EVENT_NOTIFY("8");
+static const char SQL_EVENT_INSERT2_NOTIFY[] = "WITH ins AS (" EVENT_INSERT " VALUES " EVENT_ROW(
+    "1", "2", "3", "4", "5", "6", "7") ", " EVENT_ROW("8", "9", "10", "11", "12", "13",
+                                                      "14") " RETURNING id)" EVENT_NOTIFY("15");
 
 /* Takes the users' event locks (sorted, each once); *many when more than
  * one user. */
@@ -613,8 +625,10 @@ static int events_lock(pg_tx *t, bool *many)
     return rc;
 }
 
-/* The transaction's last writes: event locks, event rows, one notify.
- * *last gets the newest id, user the one user ("" when several). */
+/* The transaction's last writes: event locks, event rows, one notify (in
+ * the statement of the last one or two rows: a create's two events cost
+ * one round trip). *last gets the newest id, user the one user ("" when
+ * several). */
 static int events_flush(pg_tx *t, int64_t *last, char user[ID_LEN])
 {
     *last = 0;
@@ -622,18 +636,26 @@ static int events_flush(pg_tx *t, int64_t *last, char user[ID_LEN])
     if (!t->nev) return STORE_OK;
     bool many = false;
     int rc = events_lock(t, &many);
-    for (size_t i = 0; i < t->nev && rc == STORE_OK; i++) {
+    if (!many) pg_copy(user, ID_LEN, t->ev[0].user_id);
+    char suffix[1 + ID_LEN]; /* the notify payload after the id: " user", or "" */
+    snprintf(suffix, sizeof suffix, "%s%s", many ? "" : " ", user);
+    size_t tail = t->nev >= 2 ? 2 : 1;
+    for (size_t i = 0; i + tail < t->nev && rc == STORE_OK; i++) {
         pg_pending_event *e = &t->ev[i];
         rc = pg_int(t, last, SQL_EVENT_INSERT, "ssssIii", e->user_id,
                     e->gen_id[0] ? e->gen_id : NULL, e->type, e->data, e->now, e->queue_position,
                     (int)e->terminal);
     }
     if (rc != STORE_OK) return rc;
-    if (!many) pg_copy(user, ID_LEN, t->ev[0].user_id);
-    char payload[64 + ID_LEN];
-    snprintf(payload, sizeof payload, "%lld%s%s", (long long)*last, many ? "" : " ", user);
-    int n = pg_exec(t, SQL_NOTIFY, "s", payload);
-    return n < 0 ? n : STORE_OK;
+    pg_pending_event *a = &t->ev[t->nev - tail], *b = &t->ev[t->nev - 1];
+    if (tail == 1)
+        return pg_int(t, last, SQL_EVENT_INSERT_NOTIFY, "ssssIiis", a->user_id,
+                      a->gen_id[0] ? a->gen_id : NULL, a->type, a->data, a->now, a->queue_position,
+                      (int)a->terminal, suffix);
+    return pg_int(t, last, SQL_EVENT_INSERT2_NOTIFY, "ssssIiissssIiis", a->user_id,
+                  a->gen_id[0] ? a->gen_id : NULL, a->type, a->data, a->now, a->queue_position,
+                  (int)a->terminal, b->user_id, b->gen_id[0] ? b->gen_id : NULL, b->type, b->data,
+                  b->now, b->queue_position, (int)b->terminal, suffix);
 }
 
 int pg_commit(pg_tx *t)

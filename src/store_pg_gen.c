@@ -249,15 +249,16 @@ static int idem_check(pg_tx *t, const char *user_id, const store_idem *idem, cha
     return rc;
 }
 
-/* The conditional debit: concurrent creates can never overdraw. */
-static int gen_debit(pg_tx *t, const char *user_id, int64_t cost)
+/* The conditional debit: concurrent creates can never overdraw. *balance
+ * gets what is left. */
+static int gen_debit(pg_tx *t, const char *user_id, int64_t cost, int64_t *balance)
 {
-    int rc = pg_exec(t,
-                     "UPDATE users SET token_balance = token_balance - $1,"
-                     " total_tokens_used = total_tokens_used + $1"
-                     " WHERE id = $2 AND token_balance >= $1",
-                     "Is", cost, user_id);
-    if (rc != 0) return rc < 0 ? rc : STORE_OK;
+    int rc = pg_int(t, balance,
+                    "UPDATE users SET token_balance = token_balance - $1,"
+                    " total_tokens_used = total_tokens_used + $1"
+                    " WHERE id = $2 AND token_balance >= $1 RETURNING token_balance",
+                    "Is", cost, user_id);
+    if (rc != STORE_ENOTFOUND) return rc;
     int64_t one;
     rc = pg_int(t, &one, "SELECT 1 FROM users WHERE id = $1", "s", user_id);
     return rc == STORE_OK ? STORE_EINSUFFICIENT : rc;
@@ -300,19 +301,29 @@ static int batch_insert(pg_tx *t, const gen_record *gens, size_t n, int64_t now)
     return rc < 0 ? rc : STORE_OK;
 }
 
+/* The create's events are encoded before its transaction where they can
+ * be (a pending record is known in full; a started one's queue position
+ * is not), and its balance event takes the balance the debit returned. */
 int store_pg_gen_create(store_t *s, const gen_record *gens, size_t n, bool start,
                         const store_idem *idem, char **replay_response, int *replay_status)
 {
     const char *user_id = gens[0].user_id;
     int64_t now = gens[0].created_at ? gens[0].created_at : now_ms();
+    char **data = xcalloc(n, sizeof *data);
+    for (size_t i = 0; i < n; i++)
+        if (!start)
+            data[i] = store_base_pending_gen_json(s, &gens[i], now);
+        else
+            store_base_gen_prepare(s, &gens[i]);
     pg_tx t;
     int rc = pg_begin(s, &t);
-    if (rc != STORE_OK) return rc;
+    if (rc != STORE_OK) goto out;
     if (idem) rc = idem_check(&t, user_id, idem, replay_response, replay_status);
     /* Item by item, so each charge row's balance_after is the running
      * balance; one short item rolls the whole transaction back. */
+    int64_t balance = 0;
     for (size_t i = 0; i < n && rc == STORE_OK; i++) {
-        rc = gen_debit(&t, user_id, gens[i].tokens_used);
+        rc = gen_debit(&t, user_id, gens[i].tokens_used, &balance);
         if (rc == STORE_OK) rc = gen_insert(&t, &gens[i], start, now);
         if (rc == STORE_OK)
             rc = pg_ledger_add(&t, user_id, "charge", -(int64_t)gens[i].tokens_used, gens[i].id,
@@ -330,14 +341,26 @@ int store_pg_gen_create(store_t *s, const gen_record *gens, size_t n, bool start
                      idem->response ? idem->response : "{}", idem->http_status, now);
         rc = rc < 0 ? rc : STORE_OK;
     }
-    for (size_t i = 0; i < n && rc == STORE_OK; i++)
-        rc = gen_event(&t, gens[i].id, now, NULL);
-    if (rc == STORE_OK) rc = pg_balance_event(&t, user_id, now);
+    for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+        if (data[i]) {
+            pg_gen_event(&t, &gens[i], data[i], now); /* takes data[i] */
+            data[i] = NULL;
+        } else {
+            rc = gen_event(&t, gens[i].id, now, NULL);
+        }
+    }
+    if (rc == STORE_OK)
+        pg_event(&t, user_id, NULL, "balance", store_base_balance_json(s, balance), now);
     if (rc != STORE_OK) {
         pg_rollback(&t);
-        return rc;
+        goto out;
     }
-    return pg_commit(&t);
+    rc = pg_commit(&t);
+out:
+    for (size_t i = 0; i < n; i++)
+        free(data[i]);
+    free(data);
+    return rc;
 }
 
 int store_pg_batch_get(store_t *s, const char *batch_id, store_batch *out)

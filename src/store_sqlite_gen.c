@@ -315,32 +315,6 @@ static int batch_insert(sq_tx *t, const gen_record *gens, size_t n, int64_t now)
     return rc < 0 ? rc : STORE_OK;
 }
 
-/* The event data of a pending record gen_insert writes: the record as
- * gen_load would read it back, encoded before the write lock is taken so
- * the batch does not wait for it. (A started one carries its queue
- * position, which only the transaction knows.) */
-static char *pending_event_data(store_t *s, const gen_record *g, int64_t now)
-{
-    gen_record r = *g; /* shallow: borrows g's arrays and strings */
-    json_t *empty = json_array();
-    r.status = GEN_PENDING;
-    if (!r.product_images) r.product_images = empty;
-    if (!r.model_images) r.model_images = empty;
-    r.result_images = empty;
-    if (!r.prompt) r.prompt = "";
-    r.retry_count = 0;
-    r.progress = 0;
-    snprintf(r.stage, sizeof r.stage, "%s", "pending");
-    r.created_at = now;
-    r.started_at = r.completed_at = r.processing_time = 0;
-    r.error = NULL;
-    r.error_code[0] = '\0';
-    r.queue_position = 0;
-    char *data = store_base_gen_json(s, &r);
-    json_decref(empty);
-    return data;
-}
-
 /* A create is a plain transaction (sq_begin_plain): the idempotency check
  * and the debit of the whole cost come first and write nothing when they
  * fail; what follows are inserts that cannot fail short of a broken
@@ -356,7 +330,7 @@ int sq_gen_create(store_t *s, const gen_record *gens, size_t n, bool start, cons
     int64_t cost = 0;
     for (size_t i = 0; i < n; i++) {
         if (data)
-            data[i] = pending_event_data(s, &gens[i], now);
+            data[i] = store_base_pending_gen_json(s, &gens[i], now);
         else
             store_base_gen_prepare(s, &gens[i]); /* the started event is encoded in the lock */
         images[2 * i] = store_base_json_array_text(gens[i].product_images);
