@@ -55,6 +55,16 @@ row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 val() { awk -v k="$2" '$1 == k { print $2; exit }' "$1"; }
 fail() { echo "bench: $1 did not run (see above)" >&2; row "$1" "did not run" "-" "-" "-"; failed=1; }
 
+# listen_port OUT: the port a server prints in OUT ("listening on http://HOST:PORT"),
+# waiting up to 5 s for the line; "" when it never came
+listen_port() {
+  for _ in $(seq 100); do
+    grep -q '^listening on' "$1" 2>/dev/null && break
+    sleep 0.05
+  done
+  sed -n 's/^listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$1"
+}
+
 # start_server DATA ARGS...: sets SRV_PID and PORT
 start_server() {
   local data=$1; shift
@@ -66,11 +76,7 @@ start_server() {
     >"$out" 2>>"$WORK/server.log" &
   SRV_PID=$!
   PIDS+=("$SRV_PID")
-  for _ in $(seq 100); do
-    grep -q '^listening on' "$out" 2>/dev/null && break
-    sleep 0.05
-  done
-  PORT=$(sed -n 's/^listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$out")
+  PORT=$(listen_port "$out")
   [ -n "$PORT" ] || { echo "bench: server did not start" >&2; cat "$WORK/server.log" >&2; return 1; }
 }
 stop_server() { kill "$SRV_PID" 2>/dev/null; wait "$SRV_PID" 2>/dev/null; }
@@ -191,11 +197,7 @@ if want compare; then
       node bench/compare/server.mjs --db "$CMPDB" >"$WORK/compare.node.srv" 2>>"$WORK/server.log" &
       NPID=$!
       PIDS+=("$NPID")
-      for _ in $(seq 100); do
-        grep -q '^listening on' "$WORK/compare.node.srv" 2>/dev/null && break
-        sleep 0.05
-      done
-      NPORT=$(sed -n 's/^listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$WORK/compare.node.srv")
+      NPORT=$(listen_port "$WORK/compare.node.srv")
       body='{"productImages":["https://cdn.example.com/p/1.jpg"],"model":"local-studio","style":"minimal","quality":"auto","aspectRatio":"1:1"}'
       o=$WORK/compare.node t0=$(tree_ticks "$NPID")
       if [ -n "$NPORT" ] && "$LG" req --port "$NPORT" --keys "$WORK/keys.cmp.node" --conns "$CC" \
