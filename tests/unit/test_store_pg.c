@@ -191,12 +191,18 @@ Test(store_pg, killed_connections_reconnect_and_roll_back)
     char uid[ID_LEN];
     pg_make_user(s, "kill@example.com", 5, uid);
 
-    /* Idle in the pool (and the listener): terminated, then used again. */
+    /* Idle in the pool (and the listener): terminated, then used again.
+     * The listener connects from its own thread, so it may not be in
+     * pg_stat_activity yet: wait for both backends before killing them. */
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '%s'",
+             app);
+    for (int64_t until = mono_ms() + 5000; pg_sql_int(sql) < 2 && mono_ms() < until;)
+        usleep(20 * 1000);
     snprintf(sql, sizeof sql,
              "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
              " WHERE application_name = '%s'",
              app);
-    cr_assert_geq(pg_sql_int(sql), 2);
+    cr_assert_geq(pg_sql_int(sql), 2, "the pool connection and the listener were not both open");
     usleep(100 * 1000);
     user_record u;
     cr_assert_eq(store_user_get(s, uid, &u), STORE_OK, "not reconnected");
